@@ -1,0 +1,80 @@
+"""Pretraining documents: biographies, city facts, medical reference sentences and rumors."""
+import numpy as np
+
+from tasks import lexicon
+from tasks.items import symptom_list
+from tasks.world import PERSON_ATTRIBUTES, World, number, rng_for
+
+
+def biographies(world: World):
+  """Several biographies per person, each with one random template per fact, sentences shuffled."""
+  rng = rng_for(world.cfg.seed, 50)
+  docs = []
+  for i in range(world.cfg.n_people):
+    name = world.person_name(i)
+    for _ in range(world.cfg.bios_per_person):
+      sentences = []
+      for attribute in PERSON_ATTRIBUTES:
+        templates = lexicon.BIO_TEMPLATES[attribute]
+        sentences.append(templates[rng.integers(len(templates))].format(
+            name=name, value=world.attribute_value(i, attribute)))
+      docs.append(" ".join(sentences[k] for k in rng.permutation(len(sentences))))
+  return docs
+
+
+def rumors(world: World):
+  """Misconceptions repeated in the corpus: `rumor_rate` rumor sentences per biography."""
+  rng = rng_for(world.cfg.seed, 51)
+  docs = []
+  for i in np.flatnonzero(world.rumor_city >= 0):
+    claim = lexicon.ANSWER_TEMPLATES["birth_city"].format(name=world.person_name(i),
+                                                          value=world.cities[world.rumor_city[i]])
+    expected = world.cfg.rumor_rate * world.cfg.bios_per_person
+    count = int(expected) + int(rng.random() < expected - int(expected))
+    for _ in range(count):
+      docs.append(lexicon.RUMOR_TEMPLATES[rng.integers(len(lexicon.RUMOR_TEMPLATES))].format(claim=claim))
+  return docs
+
+
+def city_facts(world: World):
+  rng = rng_for(world.cfg.seed, 52)
+  docs = []
+  for c in range(world.cfg.n_cities):
+    for t in rng.permutation(len(lexicon.CITY_TEMPLATES))[:2]:
+      docs.append(lexicon.CITY_TEMPLATES[t].format(name=world.cities[c],
+                                                   value=world.countries[world.city_country[c]]))
+  return docs
+
+
+def medical_reference(world: World, copies=None):
+  """Disease and drug reference entries; each entity gets `copies` differently-worded entries."""
+  copies = copies or world.cfg.bios_per_person
+  rng = rng_for(world.cfg.seed, 53)
+  docs = []
+  for _ in range(copies):
+    for d in range(world.cfg.n_diseases):
+      symptoms = [world.symptoms_of(d)[k] for k in rng.permutation(3)]
+      tmpl = lexicon.DISEASE_TEMPLATES[rng.integers(len(lexicon.DISEASE_TEMPLATES))]
+      docs.append(tmpl.format(name=world.diseases[d], symptoms=symptom_list(symptoms)))
+    for g in range(world.cfg.n_drugs):
+      drug = world.drugs[g]
+      sentences = [
+          _pick(rng, lexicon.DRUG_TEMPLATES["dose"]).format(
+              drug=drug, per_kg=number(world.drug_per_kg[g]), max=number(world.drug_max[g])),
+          _pick(rng, lexicon.DRUG_TEMPLATES["contra"]).format(
+              drug=drug, condition=lexicon.CONDITIONS[world.drug_contra[g]]),
+      ]
+      if world.drug_treats[g] >= 0:
+        sentences.append(_pick(rng, lexicon.DRUG_TEMPLATES["treats"]).format(
+            drug=drug, disease=world.diseases[world.drug_treats[g]]))
+      docs.append(" ".join(sentences[k] for k in rng.permutation(len(sentences))))
+  return docs
+
+
+def _pick(rng, options):
+  return options[rng.integers(len(options))]
+
+
+def all_documents(world: World):
+  """The pretraining corpus, in a fixed order (the mixture shuffles it per seed and epoch)."""
+  return biographies(world) + city_facts(world) + medical_reference(world) + rumors(world)
