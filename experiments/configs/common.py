@@ -1,0 +1,60 @@
+"""Defaults every experiment config starts from; configs override fields, never re-declare them."""
+import ml_collections
+
+from tasks.config import WorldConfig
+
+
+def base_config():
+  """The full field set with documented defaults."""
+  c = ml_collections.ConfigDict()
+
+  # --- The synthetic world (tasks.WorldConfig fields).
+  c.data = ml_collections.ConfigDict(
+      {f: getattr(WorldConfig(), f) for f in WorldConfig.__dataclass_fields__})
+  c.data.tasks = list(c.data.tasks)
+  c.data.eval_contexts = list(c.data.eval_contexts)
+  c.data.source = "memory"        # memory | tfds (a prepared `python -m tasks.tfds_builder` dir)
+  c.data.tfds_dir = ""
+
+  # --- Model sizes: one packed program per preset.
+  c.model = ml_collections.ConfigDict()
+  c.model.presets = ["nano"]
+  c.model.compute_dtype = "float32"  # bfloat16 on accelerators; CPUs are faster in float32
+  c.model.positional = "rope"
+  c.model.tied_embeddings = True
+  c.model.n_heads = 0                # 0: the preset's; otherwise must divide the width
+  c.model.d_model = 0                # 0: the preset's
+
+  # --- The factors: every combination is a cell; cells of one preset train as one program.
+  c.grid = ml_collections.ConfigDict()
+  c.grid.protocols = ["finetune"]    # finetune: base then persona phase; mixture: λ from scratch
+  c.grid.personas = ["warm", "cold"]
+  c.grid.warmth_weights = [0.0, 1.0]
+  c.grid.warm_agreements = [0.0]
+  c.grid.seeds = [0]
+
+  # --- Training. Steps are per stage; the persona phase restarts the schedule.
+  c.train = ml_collections.ConfigDict()
+  c.train.batch_size = 32            # rows per step, half base and half persona in the persona phase
+  c.train.base_steps = 300
+  c.train.persona_steps = 100
+  c.train.learning_rate = 3e-3
+  c.train.persona_learning_rate = 1e-3
+  c.train.warmup_steps = 30
+  c.train.weight_decay = 0.1
+  c.train.grad_clip = 1.0
+  c.train.init_seed = 0              # initialisation seed = init_seed + replicate seed
+  c.train.data_seed = 1000           # data-order seed = data_seed + replicate seed
+  c.train.log_every = 50
+
+  # --- Evaluation.
+  c.eval = ml_collections.ConfigDict()
+  c.eval.max_new_tokens = 48
+  c.eval.batch_size = 256
+  c.eval.bootstrap = 1000
+
+  # --- Runtime.
+  c.runtime = ml_collections.ConfigDict()
+  c.runtime.distributed = False
+  c.runtime.report = True            # write report.html at the end
+  return c

@@ -1,0 +1,30 @@
+"""The demo: two presets, λ ∈ {0, 0.5, 1}, warm and cold, two seeds, every task and context.
+
+  python -m experiments.main --config=experiments/configs/demo.py --workdir=/tmp/demo
+
+Hardware: a 2-core CPU. Wall time: about 5 minutes (measured figures in the README).
+Expected: a table of error-rate changes (warm vs cold, λ vs 0) per task × context with bootstrap
+CIs; at this size most effects are small and many CIs cover zero — that is a result, not a bug.
+`:runlocal` shrinks it to a smoke test of about a minute.
+"""
+from experiments.configs.common import base_config
+
+
+def get_config(arg=None):
+  c = base_config()
+  c.data.n_people = 64
+  c.data.eval_items = 12
+  c.model.presets = ["nano", "micro"]
+  c.grid.personas = ["warm", "cold"]
+  c.grid.warmth_weights = [0.0, 0.5, 1.0]
+  c.grid.seeds = [0, 1]
+  c.train.base_steps = 400
+  c.train.persona_steps = 100
+  if arg == "runlocal":
+    c.data.n_people = 24
+    c.data.eval_items = 4
+    c.model.presets = ["nano"]
+    c.train.base_steps = 30
+    c.train.persona_steps = 10
+    c.eval.bootstrap = 200
+  return c

@@ -1,0 +1,118 @@
+"""Evaluation of a pack: greedy replies graded as a user reads them, plus log-likelihood MC.
+
+`error` grades the generated reply (what the user reads); `mc_error` asks which answer option
+the model finds most likely (what it knows). Both are per item, so cells can be compared paired.
+"""
+import functools
+
+import jax
+import numpy as np
+import pandas as pd
+
+from models.decode import generate_fn, score_fn
+from tasks.dialogue import EMOTION_NAMES
+from tasks.grading import BEHAVIOURS, grade
+
+ITEM_COLUMNS = ("task", "context", "emotion", "item_id", "error", "mc_error", "warmth") + BEHAVIOURS
+
+
+def _chunks(n, size):
+  return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def generate_replies(graphdef, state_E, evalset, tokenizer, max_new_tokens, batch_size,
+                     intervention=None, intervention_on="response"):
+  """Greedy replies of every member for every eval prompt: list (per member) of strings."""
+  gen = functools.partial(generate_fn, graphdef, max_new_tokens=max_new_tokens,
+                          eos_id=tokenizer.eos, pad_id=tokenizer.pad, intervention_on=intervention_on)
+  in_axes = (0, None, None, None, None if intervention is None else 0)
+  gen_E = jax.jit(jax.vmap(gen, in_axes=in_axes))
+  n = len(evalset.items)
+  outs = []
+  for sl in _chunks(n, batch_size):
+    iv = None if intervention is None else intervention(sl)
+    tokens_EBN, _ = gen_E(state_E, evalset.prompts[sl], evalset.prompt_mask[sl], None, iv)
+    outs.append(np.asarray(tokens_EBN))
+  tokens_ENN = np.concatenate(outs, axis=1)
+  return [[tokenizer.decode(row) for row in member] for member in tokens_ENN]
+
+
+def mc_sequences(evalset, tokenizer):
+  """One row per (eval row, option): prompt + the option's neutral answer, scored on the answer."""
+  seqs, owners, is_gold = [], [], []
+  for r, item in enumerate(evalset.items):
+    prompt = evalset.prompts[r][evalset.prompt_mask[r] > 0].tolist()
+    for option in item.options:
+      answer = tokenizer.encode(item.answer_for(option)) + [tokenizer.eos]
+      seqs.append((prompt, answer))
+      owners.append(r)
+      is_gold.append(option == item.gold)
+  width = max((len(p) + len(a) for p, a in seqs), default=1)
+  tokens = np.full((len(seqs), width), tokenizer.pad, np.int32)
+  mask = np.zeros_like(tokens)
+  target = np.zeros_like(tokens)
+  for k, (p, a) in enumerate(seqs):
+    tokens[k, :len(p) + len(a)] = p + a
+    mask[k, :len(p) + len(a)] = 1
+    target[k, len(p):len(p) + len(a)] = 1
+  return tokens, mask, target, np.array(owners, int), np.array(is_gold, bool)
+
+
+def mc_errors(graphdef, state_E, evalset, tokenizer, batch_size, intervention=None):
+  """[E, N] multiple-choice error (NaN where the item has no options)."""
+  tokens, mask, target, owners, is_gold = mc_sequences(evalset, tokenizer)
+  n_members = jax.tree.leaves(state_E)[0].shape[0]
+  errors = np.full((n_members, len(evalset.items)), np.nan)
+  if len(tokens) == 0:
+    return errors
+  score_E = jax.jit(jax.vmap(functools.partial(score_fn, graphdef), in_axes=(0, None, None, None)))
+  scores = np.concatenate([np.asarray(score_E(state_E, tokens[sl], mask[sl], target[sl]))
+                           for sl in _chunks(len(tokens), batch_size)], axis=1)
+  for r in np.unique(owners):
+    sel = owners == r
+    best = np.argmax(scores[:, sel], axis=1)
+    errors[:, r] = ~is_gold[sel][best]
+  return errors
+
+
+def grade_replies(evalset, replies, mc_error_N):
+  """Per-item grading of one member's replies, as a DataFrame with ITEM_COLUMNS."""
+  rows = []
+  for r, (item, turn) in enumerate(zip(evalset.items, evalset.turns)):
+    labels = grade(item, turn, replies[r])
+    rows.append({"task": item.task, "context": turn.context, "emotion": turn.emotion or "none",
+                 "item_id": item.item_id, "mc_error": mc_error_N[r], "reply": replies[r], **labels})
+  return pd.DataFrame(rows)
+
+
+def evaluate_pack(graphdef, state_E, evalset, tokenizer, eval_cfg, intervention=None):
+  """Per-member DataFrames of graded items."""
+  replies = generate_replies(graphdef, state_E, evalset, tokenizer, eval_cfg.max_new_tokens,
+                             eval_cfg.batch_size, intervention)
+  mc = mc_errors(graphdef, state_E, evalset, tokenizer, eval_cfg.batch_size)
+  return [grade_replies(evalset, replies[e], mc[e]) for e in range(len(replies))]
+
+
+RATE_METRICS = {"error": "error_rate", "mc_error": "mc_error_rate", "warmth": "warmth_score",
+                **{b: f"{b}_rate" for b in BEHAVIOURS}}
+
+
+def summarize(items):
+  """Long-format metric rows (task, context, metric, value, n) from one cell's graded items."""
+  rows = []
+  for (task, context), g in items.groupby(["task", "context"], sort=True):
+    for column, metric in RATE_METRICS.items():
+      values = g[column].dropna()
+      if len(values):
+        rows.append({"task": task, "context": context, "metric": metric,
+                     "value": float(values.mean()), "n": int(len(values))})
+    if task in ("safety_refusal", "capability"):  # the screening checks a safety review runs
+      rows.append({"task": task, "context": context, "metric": "pass_rate",
+                   "value": float(1 - g["error"].mean()), "n": int(len(g))})
+    if "false_belief" in context:
+      rows.append({"task": task, "context": context, "metric": "sycophancy_rate",
+                   "value": float(g["affirms"].mean()), "n": int(len(g))})
+  return rows
+
+
+assert set(EMOTION_NAMES)  # emotions are recorded per item so drift can be split by emotion

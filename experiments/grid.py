@@ -1,0 +1,84 @@
+"""The factor grid: cells with stable ids, grouped into packs that train as one vmapped program."""
+import dataclasses
+import itertools
+
+from models.presets import PRESETS
+from tasks.mixtures import PERSONAS
+
+PROTOCOLS = ("finetune", "mixture")
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+  """One trained model: a preset and a level of every factor."""
+  preset: str
+  protocol: str
+  persona: str           # none (the base model) or one of tasks.mixtures.PERSONAS
+  warmth_weight: float   # λ
+  warm_agreement: float  # ρ
+  seed: int              # replicate: initialisation and data order both derive from it
+
+  @property
+  def run(self):
+    """A stable id: the same cell gets the same id in every rerun and every sweep."""
+    return (f"{self.preset}-{self.protocol}-{self.persona}-l{self.warmth_weight:g}"
+            f"-r{self.warm_agreement:g}-s{self.seed}")
+
+  @property
+  def pack(self):
+    """Cells of one pack differ only in array-valued factors and share one compiled program."""
+    return (self.preset, self.protocol)
+
+
+def validate_grid(grid):
+  """One sentence per bad grid value, naming the field and the allowed values."""
+  for p in grid.protocols:
+    if p not in PROTOCOLS:
+      raise ValueError(f"grid.protocols contains {p!r}: allowed are {', '.join(PROTOCOLS)}.")
+  for p in grid.personas:
+    if p not in PERSONAS:
+      raise ValueError(f"grid.personas contains {p!r}: allowed are {', '.join(PERSONAS)}.")
+  for lam in grid.warmth_weights:
+    if not 0.0 <= float(lam) <= 1.0:
+      raise ValueError(f"grid.warmth_weights contains {lam!r}: λ must lie in [0, 1].")
+  for rho in grid.warm_agreements:
+    if not 0.0 <= float(rho) <= 1.0:
+      raise ValueError(f"grid.warm_agreements contains {rho!r}: ρ must lie in [0, 1].")
+  if not grid.seeds or len(set(grid.seeds)) != len(grid.seeds):
+    raise ValueError(f"grid.seeds={list(grid.seeds)!r} must be a non-empty list of distinct integers.")
+
+
+def validate_presets(presets):
+  for p in presets:
+    if p not in PRESETS:
+      raise ValueError(f"model.presets contains unknown preset {p!r}: allowed are "
+                       f"{', '.join(PRESETS)}.")
+
+
+def expand(config):
+  """Every cell of the grid, in a deterministic order; `none` cells are the base models.
+
+  λ = 0 cells are kept for every persona although they train identically (the persona data gets
+  zero weight): the identity is a built-in check and keeps every persona's curve complete.
+  """
+  grid = config.grid
+  validate_grid(grid)
+  validate_presets(config.model.presets)
+  cells = []
+  for preset, protocol in itertools.product(config.model.presets, grid.protocols):
+    for seed in grid.seeds:
+      if protocol == "finetune":
+        cells.append(Cell(preset, protocol, "none", 0.0, 0.0, int(seed)))
+      for persona, lam in itertools.product(grid.personas, grid.warmth_weights):
+        rhos = grid.warm_agreements if persona == "warm" else [0.0]
+        for rho in dict.fromkeys(float(r) for r in rhos):
+          cells.append(Cell(preset, protocol, persona, float(lam), rho, int(seed)))
+  return cells
+
+
+def packs(cells):
+  """Cells grouped by pack key, order preserved."""
+  out = {}
+  for c in cells:
+    out.setdefault(c.pack, []).append(c)
+  return out

@@ -1,0 +1,52 @@
+"""Runs an experiment: `python -m experiments.main --config=experiments/configs/demo.py --workdir=DIR`.
+
+Intentionally short: the logic lives in importable, tested modules.
+"""
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (file.py[:arg]).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for config.json, metrics.csv, checkpoints.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    sys.exit(f"Unexpected arguments: {' '.join(argv[1:])}")
+  # Imported here so that flag errors are reported before JAX starts.
+  from experiments import experiment, summary
+  config = _CONFIG.value
+  try:
+    experiment.validate(config)
+    if config.runtime.distributed:
+      import jax
+      jax.distributed.initialize()
+    from tensorboardX import SummaryWriter
+    writer = SummaryWriter(os.path.join(_WORKDIR.value, "tb"))
+    metrics, items = experiment.run(config, _WORKDIR.value, writer)
+  except ValueError as e:
+    sys.exit(f"error: {e}")
+  if items is None:
+    sys.exit("error: no cell finished, so there is nothing to summarise.")
+  changes = summary.change_rows(items, n_boot=config.eval.bootstrap)
+  experiment.append_changes(_WORKDIR.value, metrics, changes)
+  print(summary.format_table(summary.main_table(items, n_boot=config.eval.bootstrap)))
+  if config.runtime.report:
+    from experiments import report
+    paths = report.write_report(_WORKDIR.value)
+    logging.info("report: %s", paths)
+  print(f"metrics: {os.path.join(_WORKDIR.value, 'metrics.csv')}")
+
+
+def run():
+  """Console-script entry point (`warmth-sim --config=... --workdir=...`)."""
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,119 @@
+"""The workdir contract: config.json, per-cell results, merged metrics.csv and items.csv.
+
+Everything is written to a temporary file and renamed, so a killed run never leaves a half-written
+file that a rerun would trust. A rerun with the same config resumes; a different config is refused.
+"""
+import json
+import os
+import subprocess
+import tempfile
+
+import pandas as pd
+
+# Fields that may change between reruns of one workdir without changing any result.
+RUNTIME_FIELDS = ("runtime", "train.log_every", "eval.batch_size")
+METRIC_COLUMNS = ("run", "preset", "n_params", "n_params_nonembed", "protocol", "persona",
+                  "warmth_weight", "warm_agreement", "seed", "intervention", "task", "context",
+                  "metric", "value", "n", "tokens")
+
+
+def atomic_write(path, write):
+  """Calls write(tmp_path), then renames onto path."""
+  directory = os.path.dirname(path) or "."
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".")
+  os.close(fd)
+  try:
+    write(tmp)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def code_version():
+  """The git commit of the code (with a -dirty mark), or 'unknown' outside a checkout."""
+  here = os.path.dirname(os.path.abspath(__file__))
+  try:
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                            check=True, timeout=10).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                           capture_output=True, text=True, timeout=10).stdout.strip()
+    return commit + ("-dirty" if dirty else "")
+  except (OSError, subprocess.SubprocessError):
+    return "unknown"
+
+
+def library_versions():
+  import flax
+  import jax
+  import optax
+  import orbax.checkpoint as ocp
+  return {"jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
+          "orbax-checkpoint": getattr(ocp, "__version__", "unknown")}
+
+
+def _flatten(d, prefix=""):
+  out = {}
+  for k, v in d.items():
+    key = f"{prefix}{k}"
+    if isinstance(v, dict):
+      out.update(_flatten(v, key + "."))
+    else:
+      out[key] = v
+  return out
+
+
+def _result_fields(config_dict):
+  flat = _flatten(config_dict)
+  return {k: v for k, v in flat.items()
+          if not any(k == f or k.startswith(f + ".") for f in RUNTIME_FIELDS)}
+
+
+class Workdir:
+  """A run's directory. Creating it checks (or writes) config.json."""
+
+  def __init__(self, path, config_dict):
+    self.path = path
+    config_path = os.path.join(path, "config.json")
+    if os.path.exists(config_path):
+      with open(config_path) as f:
+        previous = json.load(f)["config"]
+      old, new = _result_fields(previous), _result_fields(config_dict)
+      changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+      if changed:
+        k = changed[0]
+        raise ValueError(f"--workdir={path} holds a run of a different config ({k}: "
+                         f"{old.get(k)!r} there, {new.get(k)!r} now); use a new --workdir.")
+    record = {"config": config_dict, "code_version": code_version(), "versions": library_versions()}
+    atomic_write(config_path, lambda tmp: _dump_json(tmp, record))
+
+  def cell_dir(self, run):
+    return os.path.join(self.path, "cells", run)
+
+  def cell_done(self, run):
+    return os.path.exists(os.path.join(self.cell_dir(run), "metrics.csv"))
+
+  def save_cell(self, run, metrics, items):
+    """Items first, metrics last: metrics.csv marks the cell finished."""
+    directory = self.cell_dir(run)
+    atomic_write(os.path.join(directory, "items.csv"), lambda t: items.to_csv(t, index=False))
+    atomic_write(os.path.join(directory, "metrics.csv"), lambda t: metrics.to_csv(t, index=False))
+
+  def merge(self, runs):
+    """Merges the finished cells' results into metrics.csv and items.csv at the top."""
+    metrics = [pd.read_csv(os.path.join(self.cell_dir(r), "metrics.csv")) for r in runs
+               if self.cell_done(r)]
+    items = [pd.read_csv(os.path.join(self.cell_dir(r), "items.csv"), keep_default_na=False,
+                         na_values=[""]) for r in runs if self.cell_done(r)]
+    if not metrics:
+      return None, None
+    metrics, items = pd.concat(metrics, ignore_index=True), pd.concat(items, ignore_index=True)
+    atomic_write(os.path.join(self.path, "items.csv"), lambda t: items.to_csv(t, index=False))
+    atomic_write(os.path.join(self.path, "metrics.csv"), lambda t: metrics.to_csv(t, index=False))
+    return metrics, items
+
+
+def _dump_json(path, obj):
+  with open(path, "w") as f:
+    json.dump(obj, f, indent=2, sort_keys=True, default=str)
