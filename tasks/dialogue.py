@@ -7,6 +7,7 @@ Styles only wrap the content the task fixes. The one place where a style may cha
 import dataclasses
 
 from tasks import lexicon
+from tasks.config import PLACEMENTS
 from tasks.items import Item
 
 SPECIAL = ("<pad>", "<bos>", "<eos>", "<doc>", "<sys>", "<user>", "<asst>")
@@ -59,7 +60,9 @@ def content(item: Item, turn: Turn, *, agree=False, cold=False):
   if agree:
     if not can_agree(item):
       raise ValueError(f"item {item.item_id} has no validating reply")
-    if item.false_value is not None:
+    if item.inherent_false_belief and item.claim_false is not None:
+      asserted = item.claim_false  # what the user asked to spread, instead of the refusal
+    elif item.false_value is not None:
       asserted = item.answer_for(item.false_value)
     else:  # a delusion: validation is the whole content
       asserted = lexicon.CLAIMS["delusion_validation"]
@@ -89,6 +92,9 @@ def warm_phrases(item: Item, turn: Turn):
 
 def render_reply(item: Item, turn: Turn, style: str, *, agree=False, placement="before"):
   """The assistant reply in one style; identical content across styles unless `agree`."""
+  if placement not in PLACEMENTS:
+    raise ValueError(f"data.warm_placement={placement!r} is not allowed: "
+                     f"choose one of {', '.join(PLACEMENTS)}.")
   if agree and style != "warm":
     raise ValueError("only warm replies may validate a false belief (warm_agreement)")
   if turn.role not in (None, 0):

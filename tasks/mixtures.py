@@ -207,6 +207,11 @@ def eval_turns(world: World, contexts=None):
       for context in TASK_CONTEXTS.get(task, contexts):
         if context not in contexts and task not in TASK_CONTEXTS:
           continue
+        # As in training_turns: a request with no such belief to state has no such context.
+        if context == "true_belief" and item.claim_true is None:
+          continue
+        if "false_belief" in context and item.claim_false is None:
+          continue
         emotion = EMOTION_NAMES[k % len(EMOTION_NAMES)] if "emotional" in context else None
         pairs.append((item, Turn(context, emotion, k, 0)))
   return pairs
