@@ -1,0 +1,96 @@
+"""Model hyperparameters: a frozen, hashable dataclass with size and cost."""
+
+import dataclasses
+
+POSITIONAL = ('rope', 'learned')
+DTYPES = ('float32', 'bfloat16')
+ATTENTION_IMPLS = (None, 'xla', 'cudnn')
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Shape and numerics of a decoder-only transformer."""
+
+  vocab_size: int
+  d_model: int
+  n_layers: int
+  n_heads: int
+  d_ff: int
+  max_len: int
+  positional: str = 'rope'
+  tied_embeddings: bool = True
+  compute_dtype: str = 'float32'
+  param_dtype: str = 'float32'
+  attention_impl: str | None = None
+
+  def __post_init__(self):
+    # Fail at construction so a bad config never reaches a half-built model.
+    self.validate()
+
+  @property
+  def head_dim(self) -> int:
+    return self.d_model // self.n_heads
+
+  def validate(self) -> None:
+    """Raises ValueError with one sentence naming the first bad field."""
+    for name in ('vocab_size', 'd_model', 'n_layers', 'n_heads', 'd_ff',
+                 'max_len'):
+      value = getattr(self, name)
+      # bool is an int subclass; True as a layer count is a bug, not a 1.
+      if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(
+            f'model.{name}={value!r} must be a positive integer.')
+    if self.d_model % self.n_heads:
+      raise ValueError(
+          f'model.n_heads={self.n_heads} must divide '
+          f'model.d_model={self.d_model}.')
+    if self.positional not in POSITIONAL:
+      raise ValueError(
+          f'model.positional={self.positional!r} must be one of {POSITIONAL}.')
+    if self.positional == 'rope' and self.head_dim % 2:
+      raise ValueError(
+          f'model.d_model/model.n_heads={self.head_dim} must be even for '
+          "model.positional='rope'.")
+    if not isinstance(self.tied_embeddings, bool):
+      raise ValueError(
+          f'model.tied_embeddings={self.tied_embeddings!r} must be True or '
+          'False.')
+    for name in ('compute_dtype', 'param_dtype'):
+      value = getattr(self, name)
+      if value not in DTYPES:
+        raise ValueError(f'model.{name}={value!r} must be one of {DTYPES}.')
+    if self.attention_impl not in ATTENTION_IMPLS:
+      raise ValueError(
+          f'model.attention_impl={self.attention_impl!r} must be one of '
+          f'{ATTENTION_IMPLS}.')
+    if self.attention_impl == 'cudnn' and self.compute_dtype != 'bfloat16':
+      raise ValueError(
+          "model.attention_impl='cudnn' needs model.compute_dtype='bfloat16' "
+          f'(got {self.compute_dtype!r}).')
+    if self.attention_impl == 'cudnn' and (self.head_dim % 8
+                                           or self.head_dim > 256):
+      raise ValueError(
+          "model.attention_impl='cudnn' needs model.d_model/model.n_heads="
+          f'{self.head_dim} to be a multiple of 8 and at most 256.')
+
+  def n_params(self, non_embedding: bool) -> int:
+    """Parameter count, optionally without token/position tables and head."""
+    d, f, l = self.d_model, self.d_ff, self.n_layers
+    # Per block: q, k, v, o projections, two MLP matrices, two RMSNorm scales.
+    per_block = 4 * d * d + 2 * d * f + 2 * d
+    body = l * per_block + d  # + final RMSNorm scale
+    if non_embedding:
+      return body
+    embedding = self.vocab_size * d
+    if self.positional == 'learned':
+      embedding += self.max_len * d
+    if not self.tied_embeddings:
+      embedding += d * self.vocab_size
+    return body + embedding
+
+  def flops_per_token(self, seq_len: int) -> int:
+    """Training FLOPs per token, 6N + 12*L*d*T (Kaplan/PaLM style)."""
+    # N counts weights used in matmuls: non-embedding ones plus the output
+    # projection (a real matmul even when tied); the embedding lookup is free.
+    n = self.n_params(non_embedding=True) + self.d_model * self.vocab_size
+    return 6 * n + 12 * self.n_layers * self.d_model * seq_len
