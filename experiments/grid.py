@@ -58,8 +58,9 @@ def validate_presets(presets):
 def expand(config):
   """Every cell of the grid, in a deterministic order; `none` cells are the base models.
 
-  λ = 0 cells are kept for every persona although they train identically (the persona data gets
-  zero weight): the identity is a built-in check and keeps every persona's curve complete.
+  At λ = 0 the persona data get zero weight, so every persona trains the same model: the grid keeps
+  one λ = 0 cell per seed (under the first persona) unless `grid.lambda0_per_persona` asks for all,
+  which turns the identity into a visible check at the price of extra cells.
   """
   grid = config.grid
   validate_grid(grid)
@@ -69,8 +70,10 @@ def expand(config):
     for seed in grid.seeds:
       if protocol == "finetune":
         cells.append(Cell(preset, protocol, "none", 0.0, 0.0, int(seed)))
-      for persona, lam in itertools.product(grid.personas, grid.warmth_weights):
-        rhos = grid.warm_agreements if persona == "warm" else [0.0]
+      for k, (persona, lam) in enumerate(itertools.product(grid.personas, grid.warmth_weights)):
+        if lam == 0 and persona != grid.personas[0] and not grid.get("lambda0_per_persona", False):
+          continue
+        rhos = grid.warm_agreements if persona == "warm" and lam > 0 else [0.0]
         for rho in dict.fromkeys(float(r) for r in rhos):
           cells.append(Cell(preset, protocol, persona, float(lam), rho, int(seed)))
   return cells

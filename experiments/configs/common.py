@@ -32,6 +32,7 @@ def base_config():
   c.grid.warmth_weights = [0.0, 1.0]
   c.grid.warm_agreements = [0.0]
   c.grid.seeds = [0]
+  c.grid.lambda0_per_persona = False  # True: train λ=0 for every persona (identical by design)
 
   # --- Training. Steps are per stage; the persona phase restarts the schedule.
   c.train = ml_collections.ConfigDict()
@@ -49,7 +50,7 @@ def base_config():
 
   # --- Evaluation.
   c.eval = ml_collections.ConfigDict()
-  c.eval.max_new_tokens = 48
+  c.eval.max_new_tokens = 40
   c.eval.batch_size = 256
   c.eval.bootstrap = 1000
 
