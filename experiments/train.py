@@ -81,7 +81,7 @@ def train_step(graphdef, optimizer, state, opt_state, batch, lam, rho, lr):
   grads, metrics = jax.grad(loss_fn, has_aux=True)(state, graphdef, batch, lam, rho)
   updates, opt_state = optimizer.update(grads, opt_state, state)
   updates = jax.tree.map(lambda u: -lr * u, updates)
-  metrics["grad_norm"] = optax.global_norm(grads)
+  metrics["grad_norm"] = optax.tree.norm(grads)
   return optax.apply_updates(state, updates), opt_state, metrics
 
 

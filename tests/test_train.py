@@ -1,0 +1,105 @@
+"""Training: loss goes down and facts are learned; λ = 0 makes the persona data irrelevant."""
+import functools
+
+from flax import nnx
+import jax
+import numpy as np
+import pytest
+
+from experiments import evaluate, experiment, grid, train
+from experiments.configs import demo
+from tasks.items import build_items
+from tasks.mixtures import Corpus, EvalSet
+from tasks.dialogue import Turn
+
+
+def _config(**train):
+  c = demo.get_config("runlocal")
+  c.data.n_people = 12
+  c.data.n_cities = 6
+  c.data.eval_items = 2
+  for k, v in train.items():
+    c.train[k] = v
+  return c
+
+
+@functools.lru_cache(maxsize=1)
+def _corpus():
+  return Corpus(experiment.world_config(_config().data))
+
+
+def _train_evalset(corpus, task):
+  """Trained (not held-out) items of a task, as an EvalSet in the neutral context."""
+  items = build_items(corpus.world, task, "train")
+  turns = [Turn("neutral", None, 0, 0)] * len(items)
+  from tasks.dialogue import render_prompt
+  enc = [[corpus.tokenizer.bos] + corpus.tokenizer.encode(render_prompt(i, t)) for i, t in zip(items, turns)]
+  width = max(map(len, enc))
+  prompts = np.zeros((len(enc), width), np.int32)
+  mask = np.zeros_like(prompts)
+  for r, e in enumerate(enc):
+    prompts[r, width - len(e):], mask[r, width - len(e):] = e, 1
+  return EvalSet(items, turns, prompts, mask)
+
+
+def test_training_reduces_loss_and_learns_trained_facts():
+  config = _config(base_steps=400, batch_size=32, learning_rate=1e-2, warmup_steps=20, log_every=400)
+  corpus = _corpus()
+  mcfg = experiment.model_config(config, "nano", corpus.tokenizer.size)
+  graphdef, state_E = train.init_states(mcfg, [0])
+  batches = experiment.Batches(corpus, 0, config.train.batch_size)
+  opt = train.make_optimizer(config.train, config.train.base_steps)
+  first = train.loss_fn(jax.tree.map(lambda a: a[0], state_E), graphdef,
+                        jax.tree.map(lambda a: a[0], batches.base([0])(0)), 0.0, 0.0)[0]
+  state_E, _, history = train.run_stage("base", graphdef, opt, state_E, batches.base([0]),
+                                        [0.0], [0.0], [1e-2], config.train.base_steps, 400)
+  assert float(history[-1]["loss"][0]) < 0.6 * float(first)
+  evalset = _train_evalset(corpus, "factual_qa")  # four options: chance error is 0.75
+  errors = evaluate.mc_errors(graphdef, state_E, evalset, corpus.tokenizer, 256)[0]
+  assert np.mean(errors) < 0.5, np.mean(errors)
+
+
+def test_lambda_zero_gives_bit_identical_parameters_for_warm_and_cold():
+  config = _config(persona_steps=5, batch_size=8)
+  corpus = _corpus()
+  mcfg = experiment.model_config(config, "nano", corpus.tokenizer.size)
+  cells = [grid.Cell("nano", "finetune", p, lam, 0.0, 0)
+           for p, lam in (("warm", 0.0), ("cold", 0.0), ("warm", 1.0), ("cold", 1.0))]
+  graphdef, state_E = train.init_states(mcfg, [0] * len(cells))
+  batches = experiment.Batches(corpus, 0, config.train.batch_size)
+  opt = train.make_optimizer(config.train, 5)
+  state_E, _, _ = train.run_stage("persona", graphdef, opt, state_E, batches.persona(cells, 0),
+                                  [c.warmth_weight for c in cells], [0.0] * 4, [1e-2] * 4, 5, 5)
+  leaves = [np.asarray(x) for x in jax.tree.leaves(state_E)]
+  assert all(np.array_equal(x[0], x[1]) for x in leaves)          # λ = 0: warm ≡ cold
+  assert any(not np.array_equal(x[2], x[3]) for x in leaves)      # λ = 1: the data matter
+
+
+def test_packed_step_equals_single_step():
+  config = _config(batch_size=8)
+  corpus = _corpus()
+  mcfg = experiment.model_config(config, "nano", corpus.tokenizer.size)
+  cells = [grid.Cell("nano", "finetune", "warm", lam, 0.0, s) for lam, s in ((0.5, 0), (1.0, 1))]
+  graphdef, state_E = train.init_states(mcfg, [0, 1])
+  batch = experiment.Batches(corpus, 0, 8).persona(cells, 0)(0)
+  opt = train.make_optimizer(config.train, 10)
+  opt_E = jax.vmap(opt.init)(state_E)
+  lam, rho, lr = (np.array(v, np.float32) for v in ([0.5, 1.0], [0.0, 0.0], [1e-2, 1e-2]))
+  copy = lambda t: jax.tree.map(np.array, t)  # the packed step donates its inputs
+  packed, _, _ = train.make_step(graphdef, opt)(copy(state_E), copy(opt_E), batch, lam, rho, lr)
+  for e in range(2):
+    take = lambda t: jax.tree.map(lambda a: a[e], t)
+    single, _, _ = jax.jit(functools.partial(train.train_step, graphdef, opt))(
+        take(state_E), take(opt_E), take(batch), lam[e], rho[e], lr[e])
+    for a, b in zip(jax.tree.leaves(single), jax.tree.leaves(take(packed))):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_rho_selects_validating_rows_only_where_asked():
+  corpus = _corpus()
+  b = corpus.batch("warm", 0, 0, 64)
+  tokens0, _ = train.persona_rows(b, 0.0)
+  tokens1, _ = train.persona_rows(b, 1.0)
+  np.testing.assert_array_equal(tokens0, b["tokens"])
+  np.testing.assert_array_equal(np.asarray(tokens1)[b["has_alt"]], b["alt_tokens"][b["has_alt"]])
+  np.testing.assert_array_equal(np.asarray(tokens1)[~b["has_alt"]], b["tokens"][~b["has_alt"]])
