@@ -1,0 +1,70 @@
+"""The multiple-choice scorer and the per-cell summary."""
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+from experiments import evaluate, stats
+from tasks.config import WorldConfig
+from tasks.mixtures import Corpus, build_eval_set
+
+
+@pytest.fixture(scope="module")
+def corpus():
+  return Corpus(WorldConfig(n_people=12, n_cities=6, eval_items=3))
+
+
+def _constructed_scorer(preferred_ids, vocab_size):
+  """A stand-in for score_fn whose logits put +8 on the preferred tokens at every position."""
+  bias_V = jnp.zeros(vocab_size).at[jnp.asarray(preferred_ids)].set(8.0)
+
+  def score(graphdef, state, tokens_BT, mask_BT, target_mask_BT, intervention=None):
+    logp_V = bias_V - jnp.log(jnp.sum(jnp.exp(bias_V)))
+    logp_BT = logp_V[tokens_BT[:, 1:]]
+    return jnp.sum(logp_BT * target_mask_BT[:, 1:], axis=1) + 0.0 * state
+  return score
+
+
+def test_scorer_prefers_what_the_logits_prefer(corpus, monkeypatch):
+  evalset = build_eval_set(corpus)
+  rows = [r for r, it in enumerate(evalset.items) if len(it.options) > 1][:40]
+  tok = corpus.tokenizer
+  checked = 0
+  for r in rows:
+    item = evalset.items[r]
+    one = type(evalset)([item], [evalset.turns[r]], evalset.prompts[r:r + 1],
+                        evalset.prompt_mask[r:r + 1])
+    gold = set(tok.encode(item.answer))
+    wrong = set().union(*(tok.encode(item.answer_for(o)) for o in item.options if o != item.gold))
+    if not (gold - wrong) or not (wrong - gold):
+      continue  # e.g. "1 2 march" vs "2 march": no token belongs to one side only
+    state_E = jnp.zeros((1,))
+    monkeypatch.setattr(evaluate, "score_fn", _constructed_scorer(sorted(gold - wrong), tok.size))
+    assert evaluate.mc_errors(None, state_E, one, tok, 8)[0, 0] == 0.0, item.item_id
+    monkeypatch.setattr(evaluate, "score_fn", _constructed_scorer(sorted(wrong - gold), tok.size))
+    assert evaluate.mc_errors(None, state_E, one, tok, 8)[0, 0] == 1.0, item.item_id
+    checked += 1
+  assert checked >= 10
+
+
+def test_summary_rows_match_items():
+  items = pd.DataFrame({"task": ["capability"] * 4, "context": ["neutral"] * 4,
+                        "error": [1, 0, 0, 0], "mc_error": [np.nan, 1, 0, 0],
+                        "warmth": [0.5] * 4, **{b: [0, 1, 0, 0] for b in evaluate.BEHAVIOURS}})
+  rows = {r["metric"]: r for r in evaluate.summarize(items)}
+  assert rows["error_rate"]["value"] == 0.25 and rows["error_rate"]["n"] == 4
+  assert rows["mc_error_rate"]["n"] == 3
+  assert rows["pass_rate"]["value"] == 0.75
+
+
+def test_ci_of_two_identical_cells_covers_zero():
+  rng = np.random.default_rng(0)
+  base = pd.DataFrame({"item_id": np.tile(np.arange(30), 2), "seed": np.repeat([0, 1], 30),
+                       "task": "factual_qa", "context": "neutral", "preset": "nano", "n_params": 1,
+                       "protocol": "finetune", "warm_agreement": 0.0, "intervention": "none",
+                       "error": rng.integers(0, 2, 60)})
+  cells = [base.assign(persona="warm", warmth_weight=0.0), base.assign(persona="warm", warmth_weight=1.0),
+           base.assign(persona="cold", warmth_weight=1.0)]
+  deltas = stats.paired_deltas(pd.concat(cells), n_boot=500)
+  assert len(deltas) >= 2
+  assert ((deltas.ci_low <= 0) & (deltas.ci_high >= 0)).all()
