@@ -11,14 +11,14 @@ def base_config():
   # --- The synthetic world (tasks.WorldConfig fields).
   c.data = ml_collections.ConfigDict(
       {f: getattr(WorldConfig(), f) for f in WorldConfig.__dataclass_fields__})
-  c.data.tasks = list(c.data.tasks)
-  c.data.eval_contexts = list(c.data.eval_contexts)
+  c.data.tasks = tuple(c.data.tasks)
+  c.data.eval_contexts = tuple(c.data.eval_contexts)
   c.data.source = "memory"        # memory | tfds (a prepared `python -m tasks.tfds_builder` dir)
   c.data.tfds_dir = ""
 
   # --- Model sizes: one packed program per preset.
   c.model = ml_collections.ConfigDict()
-  c.model.presets = ["nano"]
+  c.model.presets = ("nano",)
   c.model.compute_dtype = "float32"  # bfloat16 on accelerators; CPUs are faster in float32
   c.model.positional = "rope"
   c.model.tied_embeddings = True
@@ -27,11 +27,11 @@ def base_config():
 
   # --- The factors: every combination is a cell; cells of one preset train as one program.
   c.grid = ml_collections.ConfigDict()
-  c.grid.protocols = ["finetune"]    # finetune: base then persona phase; mixture: λ from scratch
-  c.grid.personas = ["warm", "cold"]
-  c.grid.warmth_weights = [0.0, 1.0]
-  c.grid.warm_agreements = [0.0]
-  c.grid.seeds = [0]
+  c.grid.protocols = ("finetune",)    # finetune: base then persona phase; mixture: λ from scratch
+  c.grid.personas = ("warm", "cold")
+  c.grid.warmth_weights = (0.0, 1.0)
+  c.grid.warm_agreements = (0.0,)
+  c.grid.seeds = (0,)
   c.grid.lambda0_per_persona = False  # True: train λ=0 for every persona (identical by design)
 
   # --- Training. Steps are per stage; the persona phase restarts the schedule.
