@@ -43,9 +43,20 @@ def main(argv):
   print(f"metrics: {os.path.join(_WORKDIR.value, 'metrics.csv')}")
 
 
+def _parse_flags(argv):
+  """absl's parser, with config-override errors (unknown fields, bad types) as one sentence."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(f"error: {e}")
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    message = " ".join(str(e).replace("\\n", " ").replace("\\'", "'").split()).strip("'\"")
+    sys.exit(f"error: bad --config override: {message}")
+
+
 def run():
   """Console-script entry point (`warmth-sim --config=... --workdir=...`)."""
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

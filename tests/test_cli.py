@@ -42,7 +42,7 @@ def test_bad_values_fail_clearly(tmp_path, override, words):
 def test_unknown_config_field_fails_clearly(tmp_path):
   proc = _main(tmp_path / "w", "--config.train.learnign_rate=0.1")
   assert proc.returncode != 0
-  assert "learnign_rate" in proc.stderr
+  assert "learnign_rate" in _last_line(proc) and "learning_rate" in _last_line(proc)
   assert not (tmp_path / "w").exists()
 
 
