@@ -18,8 +18,9 @@ def get_config(arg=None):
   c.grid.personas = ("warm", "cold")
   c.grid.warmth_weights = (0.0, 0.5, 1.0)
   c.grid.seeds = (0, 1)
-  c.train.base_steps = 400
-  c.train.persona_steps = 100
+  c.train.batch_size = 16
+  c.train.base_steps = 300
+  c.train.persona_steps = 80
   if arg == "runlocal":
     c.data.n_people = 24
     c.data.eval_items = 4
