@@ -14,7 +14,9 @@ The residual stream is kept in float32; each sublayer casts its input to
 cfg.compute_dtype for the matmuls, and attention softmax and logits are float32.
 Parameters carry logical axis names (vocab, embed, heads, kv, mlp) as metadata
 only (eager_sharding=False): nothing is placed on a mesh until the trainer maps
-them to mesh axes (nnx.get_partition_spec + logical axis rules).
+them to mesh axes (nnx.get_partition_spec + logical axis rules). Activations are
+pinned by logical names too (batch, length, act_*), which only acts inside the
+trainer's models.partitioning.axis_rules context.
 """
 
 from typing import NamedTuple
@@ -26,6 +28,7 @@ import jax.numpy as jnp
 from models import kv_cache
 from models.config import ModelConfig
 from models.interventions import Intervention, apply_intervention
+from models.partitioning import constrain
 
 ROPE_BASE = 10_000.0
 NORM_EPS = 1e-6
@@ -100,6 +103,8 @@ class Attention(nnx.Module):
     q_BTHK = jnp.einsum('btd,dhk->bthk', x_BTD, self.query[...].astype(cdt))
     k_BTHK = jnp.einsum('btd,dhk->bthk', x_BTD, self.key[...].astype(cdt))
     v_BTHK = jnp.einsum('btd,dhk->bthk', x_BTD, self.value[...].astype(cdt))
+    names = ('batch', 'length', 'act_heads', 'kv')
+    q_BTHK, k_BTHK, v_BTHK = (constrain(a, names) for a in (q_BTHK, k_BTHK, v_BTHK))
     if self.cfg.positional == 'rope':
       q_BTHK = rope(q_BTHK, positions_BT)
       k_BTHK = rope(k_BTHK, positions_BT)
@@ -136,7 +141,7 @@ class MLP(nnx.Module):
   def __call__(self, x_BTD: jax.Array) -> jax.Array:
     cdt = self.cfg.compute_dtype
     h_BTF = jnp.einsum('btd,df->btf', x_BTD, self.up[...].astype(cdt))
-    h_BTF = jax.nn.gelu(h_BTF)
+    h_BTF = jax.nn.gelu(constrain(h_BTF, ('batch', 'length', 'act_mlp')))
     return jnp.einsum('btf,fd->btd', h_BTF, self.down[...].astype(cdt))
 
 
@@ -231,6 +236,7 @@ class Transformer(nnx.Module):
     x_BTD = self.embed[...][tokens_BT].astype(jnp.float32)
     if self.pos_embed is not None:
       x_BTD = x_BTD + self.pos_embed[...][positions_BT].astype(jnp.float32)
+    x_BTD = constrain(x_BTD, ('batch', 'length', 'act_embed'))
 
     if cache is not None:
       cache = kv_cache.mark_tokens(cache, mask_BT)
@@ -239,6 +245,7 @@ class Transformer(nnx.Module):
     residuals = []
     for layer, block in enumerate(self.blocks):
       x_BTD, cache = block(x_BTD, positions_BT, attn_mask, cache, layer)
+      x_BTD = constrain(x_BTD, ('batch', 'length', 'act_embed'))
       if intervention is not None:
         x_BTD = apply_intervention(x_BTD, layer, intervention)
       if return_residuals:  # after the intervention: what the next block reads
@@ -255,5 +262,6 @@ class Transformer(nnx.Module):
     else:
       logits_BTV = jnp.einsum('btd,dv->btv', h_BTD, self.head[...].astype(cdt),
                               preferred_element_type=jnp.float32)
+    logits_BTV = constrain(logits_BTV, ('batch', 'length', 'act_vocab'))
     residuals_LBTD = jnp.stack(residuals) if return_residuals else None
     return Output(logits_BTV, residuals_LBTD, cache)
