@@ -8,7 +8,9 @@ token_mask_BT is on:
   x += (clip(p, lo_B, hi_B) - p) * v_l   (capping the projection onto v_l)
 
 v_l is direction_LD[l] normalised to unit length. Strengths and bounds are per
-example, so one batched pass can try several strengths or percentiles.
+example, so one batched pass can try several strengths or percentiles; each may
+also carry a leading layer axis, (L, B), where the value differs by depth (a
+percentile of a per-layer projection distribution).
 
 Shape letters: L layers, B batch, T tokens, D model width.
 """
@@ -84,11 +86,14 @@ def apply_intervention(x_BTD: jax.Array, layer_index: int,
   # Normalise here too, so a hand-built Intervention means the same thing;
   # the floor keeps an all-zero (unused) direction from producing NaNs.
   v_D = v_D / jnp.maximum(jnp.linalg.norm(v_D), 1e-12)
+  # Per-layer (L, B) values are read at this layer; (B,) ones apply at all.
+  add_B, lo_B, hi_B = (a[layer_index] if a.ndim == 2 else a
+                       for a in (iv.add_B, iv.lo_B, iv.hi_B))
   x = x_BTD.astype(jnp.float32)
-  y = x + iv.add_B[:, None, None] * v_D[None, None, :]
+  y = x + add_B[:, None, None] * v_D[None, None, :]
   p_BT = jnp.einsum('btd,d->bt', y, v_D)
   # With lo=-inf and hi=+inf the correction is exactly zero, so steer is pure.
-  shift_BT = jnp.clip(p_BT, iv.lo_B[:, None], iv.hi_B[:, None]) - p_BT
+  shift_BT = jnp.clip(p_BT, lo_B[:, None], hi_B[:, None]) - p_BT
   y = y + shift_BT[:, :, None] * v_D[None, None, :]
   on = iv.layer_mask_L[layer_index] > 0
   if iv.token_mask_BT is not None:

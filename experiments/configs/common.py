@@ -54,6 +54,25 @@ def base_config():
   c.eval.batch_size = 256
   c.eval.bootstrap = 1000
 
+  # --- Persona geometry (experiments/persona/): vectors, Assistant axis, drift, capping, steering.
+  # Finetune packs only (the base model is the reference). 'auto' = the preset's tested default
+  # in experiments/persona/defaults.py; layer specs: all | back | 3 | 1-2 | 0,2.
+  c.persona = ml_collections.ConfigDict()
+  c.persona.enabled = False
+  c.persona.cap_vector = "axis"      # axis (floor) | warmth | sycophancy (ceiling)
+  c.persona.cap_layers = "auto"
+  c.persona.cap_percentile = -1      # of the default assistant's projections; -1: auto
+  c.persona.intervention_on = "both"  # token positions capping touches: prompt | response | both
+  c.persona.sweep = False            # also sweep percentiles × layer ranges on base and max-λ cells
+  c.persona.sweep_percentiles = [5, 25, 50]
+  c.persona.sweep_layers = []        # empty: each single layer, the back half, all layers
+  c.persona.max_capability_loss = 0.02  # a swept default may raise capability error at most this
+  c.persona.steer_alphas = []        # preventative steering: α × the raw trait vector; [] = off
+  c.persona.steer_vector = "warmth"  # warmth | sycophancy | axis
+  c.persona.steer_layers = "auto"
+  c.persona.extract_rows = 256       # persona training rows projected for projection differences
+  c.persona.top_examples = 10        # training rows listed per vector in persona/top_examples.csv
+
   # --- Runtime.
   c.runtime = ml_collections.ConfigDict()
   c.runtime.distributed = False

@@ -1,0 +1,81 @@
+"""Residual-stream activations of a pack of models (leading axis E of the state).
+
+Scripted dialogues are `<bos> prompt reply <eos>` rows (tasks.tokenizer.encode_examples); a
+dialogue's activation is the mean over its reply's words (the eos is left out). Eval prompts are
+left-padded, so their last column is the last prompt token, where the reply is decided.
+
+Shape letters: E members, L layers, B/N rows, T tokens, D width, V vectors.
+"""
+import functools
+
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def encode_dialogues(tokenizer, prompts, replies, seq_len):
+  """(tokens_NT, reply_NT, real_NT): reply_NT marks the reply's words, real_NT every token."""
+  tokens_NT, loss_NT = tokenizer.encode_examples(prompts, replies, seq_len)
+  reply_NT = (loss_NT > 0) & (tokens_NT != tokenizer.eos)
+  return tokens_NT, reply_NT, tokens_NT != tokenizer.pad
+
+
+def _residuals(graphdef, state, tokens_BT, real_BT):
+  model = nnx.merge(graphdef, state)
+  return model(tokens_BT, mask_BT=real_BT.astype(jnp.int32), return_residuals=True).residuals_LBTD
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _masked_means_E(graphdef, state_E, tokens_BT, real_BT, select_BT):
+  def one(state):
+    res_LBTD = _residuals(graphdef, state, tokens_BT, real_BT)
+    w_BT = select_BT.astype(jnp.float32)
+    total_LBD = jnp.einsum("lbtd,bt->lbd", res_LBTD, w_BT)
+    return total_LBD / jnp.maximum(w_BT.sum(axis=1), 1.0)[None, :, None]
+  return jax.vmap(one)(state_E)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _projections_E(graphdef, state_E, tokens_BT, real_BT, unit_EVLD):
+  def one(state, unit_VLD):
+    res_LBTD = _residuals(graphdef, state, tokens_BT, real_BT)
+    return jnp.einsum("lbtd,vld->vlbt", res_LBTD, unit_VLD)
+  return jax.vmap(one)(state_E, unit_EVLD)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _last_E(graphdef, state_E, tokens_BT, real_BT):
+  return jax.vmap(lambda s: _residuals(graphdef, s, tokens_BT, real_BT)[:, :, -1])(state_E)
+
+
+def _chunks(n, size):
+  return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def masked_means(graphdef, state_E, tokens_NT, real_NT, select_NT, batch_size):
+  """Mean activation over the selected tokens of every row: (E, L, N, D) float32."""
+  outs = [np.asarray(_masked_means_E(graphdef, state_E, tokens_NT[sl], real_NT[sl],
+                                     select_NT[sl]))
+          for sl in _chunks(len(tokens_NT), batch_size)]
+  return np.concatenate(outs, axis=2)
+
+
+def selected_projections(graphdef, state_E, tokens_NT, real_NT, select_NT, unit_EVLD,
+                         batch_size):
+  """Projections of every selected token onto unit vectors: per member, (V, L, M) float32."""
+  per_member = [[] for _ in range(unit_EVLD.shape[0])]
+  for sl in _chunks(len(tokens_NT), batch_size):
+    p_EVLBT = np.asarray(_projections_E(graphdef, state_E, tokens_NT[sl], real_NT[sl],
+                                        jnp.asarray(unit_EVLD, jnp.float32)))
+    sel_BT = np.asarray(select_NT[sl], bool)
+    for e in range(len(per_member)):
+      per_member[e].append(p_EVLBT[e][:, :, sel_BT])
+  return [np.concatenate(parts, axis=-1) for parts in per_member]
+
+
+def last_prompt(graphdef, state_E, prompts_NT, prompt_mask_NT, batch_size):
+  """Activation at the last prompt token of left-padded prompts: (E, L, N, D) float32."""
+  outs = [np.asarray(_last_E(graphdef, state_E, prompts_NT[sl], prompt_mask_NT[sl] > 0))
+          for sl in _chunks(len(prompts_NT), batch_size)]
+  return np.concatenate(outs, axis=2)

