@@ -1,37 +1,110 @@
-"""Orbax checkpoints of packed model states, one directory per pack and stage.
+"""Orbax checkpoints of packed training stages: periodic, keep-last-N, atomic, async.
 
-States are saved as pure dicts of arrays with a leading ensemble axis, plus the list of cell ids
-they hold, so a checkpoint can be read back without the code that built it.
+One CheckpointManager directory per pack and stage (`checkpoints/<preset>-<protocol>/<stage>/`),
+one subdirectory per step, holding
+  state      the parameters as a pure dict of arrays with a leading ensemble axis,
+  opt_state  the optimizer state's leaves in tree order,
+  meta       JSON: the members (cell ids) in row order, the step, the stage's length, whether the
+             stage is complete, and its final training losses.
+orbax writes each step to a temporary directory and renames it once every process has finished, so
+a save cut short by a kill is never listed, and a rerun resumes from the latest complete step.
+Arrays are restored onto whatever mesh the rerun has (another device count included).
 """
-import json
+import logging
 import os
 
 from flax import nnx
 import jax
 import orbax.checkpoint as ocp
 
+from experiments import distributed
+
+
+class _OrbaxWarningsOnly(logging.Filter):
+  """orbax narrates every save at INFO through absl; keep its warnings, drop the narration."""
+
+  def filter(self, record):
+    return record.levelno >= logging.WARNING or f"{os.sep}orbax{os.sep}" not in record.pathname
+
+
+logging.getLogger("absl").addFilter(_OrbaxWarningsOnly())
+
 
 def _path(wd, name):
   return os.path.abspath(os.path.join(wd.path, "checkpoints", name))
 
 
-def save(wd, name, state_E, members):
-  """Saves a stacked state; orbax writes to a temporary directory and renames it when complete."""
-  path = _path(wd, name)
-  with ocp.StandardCheckpointer() as ckpt:
-    ckpt.save(os.path.join(path, "state"), nnx.to_pure_dict(state_E), force=True)
-  with open(os.path.join(path, "members.json"), "w") as f:
-    json.dump(list(members), f)
+class StageCheckpoints:
+  """The checkpoints of one training stage of one pack."""
+
+  def __init__(self, wd, name, every=0, keep=2, async_save=True):
+    self.path, self.every = _path(wd, name), every
+    self.manager = ocp.CheckpointManager(self.path, options=ocp.CheckpointManagerOptions(
+        max_to_keep=keep, enable_async_checkpointing=async_save, cleanup_tmp_directories=True))
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
+
+  def close(self):
+    self.manager.wait_until_finished()
+    self.manager.close()
+
+  def latest(self):
+    """(step, meta) of the newest finished save, or None."""
+    step = self.manager.latest_step()
+    if step is None:
+      return None
+    meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    return step, meta
+
+  def save(self, step, state_E, opt_state_E, meta):
+    items = {"state": ocp.args.StandardSave(nnx.to_pure_dict(state_E)),
+             "meta": ocp.args.JsonSave(dict(meta, step=step))}
+    if opt_state_E is not None:
+      items["opt_state"] = ocp.args.StandardSave(jax.tree.leaves(opt_state_E))
+    self.manager.save(step, args=ocp.args.Composite(**items), force=True)
+
+  def maybe_save(self, step, state_E, opt_state_E, meta):
+    """Saves every `every` steps or when preempted; True if the run must stop now."""
+    stop = distributed.preempted(step)
+    if stop or (self.every > 0 and step % self.every == 0):
+      self.save(step, state_E, opt_state_E, meta)
+    if stop:
+      self.manager.wait_until_finished()
+    return stop
+
+  def restore(self, step, abstract_state_E, abstract_opt_state_E=None):
+    """(state_E, opt_state_E or None) of `step`, placed as the abstract trees' shardings say."""
+    items = {"state": ocp.args.StandardRestore(nnx.to_pure_dict(abstract_state_E))}
+    if abstract_opt_state_E is not None:
+      items["opt_state"] = ocp.args.StandardRestore(jax.tree.leaves(abstract_opt_state_E))
+    restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+    state = jax.tree.map(lambda a: a, abstract_state_E)
+    nnx.replace_by_pure_dict(state, restored["state"])
+    opt_state = None
+    if abstract_opt_state_E is not None:
+      opt_state = jax.tree.unflatten(jax.tree.structure(abstract_opt_state_E),
+                                     list(restored["opt_state"]))
+    return state, opt_state
+
+
+def save(wd, name, state_E, members, step=None):
+  """Saves a finished stage's state (no optimizer state) as its newest, complete step."""
+  with StageCheckpoints(wd, name) as ckpt:
+    latest = ckpt.latest()
+    step = (latest[0] + 1 if latest else 0) if step is None else step
+    ckpt.save(step, state_E, None, {"members": list(members), "complete": True})
 
 
 def restore(wd, name, abstract_state_E):
-  """The saved state shaped like `abstract_state_E`, or None if no complete checkpoint exists."""
-  path = os.path.join(_path(wd, name), "state")
-  if not os.path.exists(os.path.join(_path(wd, name), "members.json")):
-    return None  # members.json is written last: without it the save did not finish
-  target = nnx.to_pure_dict(abstract_state_E)
-  with ocp.StandardCheckpointer() as ckpt:
-    pure = ckpt.restore(path, target)
-  state = jax.tree.map(lambda a: a, abstract_state_E)
-  nnx.replace_by_pure_dict(state, pure)
-  return state
+  """The finished stage's state shaped like `abstract_state_E`, or None if it did not finish."""
+  if not os.path.isdir(_path(wd, name)):
+    return None
+  with StageCheckpoints(wd, name) as ckpt:
+    latest = ckpt.latest()
+    if latest is None or not latest[1].get("complete"):
+      return None
+    return ckpt.restore(latest[0], abstract_state_E)[0]

@@ -5,7 +5,12 @@ For each (preset, protocol) pack:
             base models are evaluated as persona=`none` cells; stage 2 starts every persona cell
             from its seed's base model (common random numbers) with (1-λ)·L_base + λ·L_persona.
   mixture:  every cell trains from scratch with (1-λ)·L_base + λ·L_persona for all steps.
+
+Every stage trains on the mesh of `config.mesh` and resumes from its latest checkpoint
+(experiments/stage.py). With several processes all of them run this, agree on process 0's plan of
+unfinished cells, and only process 0 writes results.
 """
+import dataclasses
 import os
 
 from absl import logging
@@ -13,7 +18,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from experiments import checkpoints, evaluate, grid, train
+from experiments import distributed, evaluate, grid, sharding, stage, train
 from experiments.workdir import METRIC_COLUMNS, Workdir, atomic_write
 from models import get_config
 from tasks.config import WorldConfig, check_warm_agreement
@@ -28,13 +33,29 @@ def world_config(data):
   return WorldConfig(**fields).validate()
 
 
-def model_config(config, preset, vocab_size):
+ATTENTION_IMPLS = ("auto", "xla", "cudnn")
+
+
+def attention_impl(choice, compute_dtype, head_dim, backend):
+  """`auto`: cuDNN's fused attention on a GPU in bfloat16 where it applies, else XLA's."""
+  if choice not in ATTENTION_IMPLS:
+    raise ValueError(f"model.attention_impl={choice!r} must be one of {', '.join(ATTENTION_IMPLS)}.")
+  if choice != "auto":
+    return choice
+  fits = compute_dtype == "bfloat16" and head_dim % 8 == 0 and head_dim <= 256
+  return "cudnn" if backend == "gpu" and fits else None
+
+
+def model_config(config, preset, vocab_size, backend=None):
+  """The preset's ModelConfig for this data; `backend` (jax.default_backend()) resolves `auto`."""
   overrides = {"compute_dtype": config.model.compute_dtype, "positional": config.model.positional,
                "tied_embeddings": config.model.tied_embeddings}
   for field in ("n_heads", "d_model"):
     if config.model[field]:
       overrides[field] = config.model[field]
   cfg = get_config(preset, vocab_size, config.data.seq_len + config.eval.max_new_tokens, **overrides)
+  impl = attention_impl(config.model.attention_impl, cfg.compute_dtype, cfg.head_dim, backend)
+  cfg = get_config(preset, vocab_size, cfg.max_len, attention_impl=impl, **overrides)
   cfg.validate()
   return cfg
 
@@ -56,7 +77,29 @@ def validate(config):
                      "draws half its rows from each mixture).")
   if config.data.source not in ("memory", "tfds"):
     raise ValueError(f"data.source={config.data.source!r} is not allowed: choose memory or tfds.")
+  for field in ("checkpoint_every", "checkpoints_to_keep", "max_pack_size"):
+    section = "grid" if field == "max_pack_size" else "train"
+    if config[section][field] < 0:
+      raise ValueError(f"{section}.{field}={config[section][field]} must be 0 or a positive integer.")
+  sharding.validate(config.mesh)
   return world
+
+
+class BatchStream:
+  """A pack's batches: the global [E, B, ...] shapes, and step → numpy arrays.
+
+  stream(step) gives every member's rows; stream(step, members, rows) only a block of them (the
+  slices one process of a multi-host run holds), with the same values.
+  """
+
+  def __init__(self, shapes, build):
+    self.shapes, self._build = shapes, build
+
+  def __call__(self, step, members=slice(None), rows=slice(None)):
+    return self._build(step, members, rows)
+
+
+PERSONA_FIELDS = ("tokens", "mask", "alt_tokens", "alt_mask", "has_alt", "u")
 
 
 class Batches:
@@ -65,35 +108,42 @@ class Batches:
   def __init__(self, corpus, data_seed, batch_size):
     self.corpus, self.data_seed, self.batch_size = corpus, data_seed, batch_size
 
-  def _one(self, mixture, seed, step, size):
-    return self.corpus.batch(mixture, seed, step, size)
+  def _one(self, mixture, seed, step, size, rows=None):
+    return self.corpus.batch(mixture, seed, step, size, rows)
 
   def base(self, seeds):
-    def fn(step):
-      parts = [self._one("base", self.data_seed + s, step, self.batch_size) for s in seeds]
+    seeds = list(seeds)
+    def fn(step, members, rows):
+      parts = [self._one("base", self.data_seed + s, step, self.batch_size, rows)
+               for s in seeds[members]]
       return {"base": {k: np.stack([p[k] for p in parts]) for k in ("tokens", "mask")}}
-    return fn
+    shape = (len(seeds), self.batch_size, self.corpus.seq_len)
+    return BatchStream({"base": {"tokens": shape, "mask": shape}}, fn)
 
   def persona(self, cells, offset):
     half = self.batch_size // 2
-    def fn(step):
-      cache, out = {}, {"base": {}, "persona": {}}
+    all_cells = list(cells)
+    def fn(step, members, rows):
+      cache, out, cells = {}, {"base": {}, "persona": {}}, all_cells[members]
       for c in cells:
         seed = self.data_seed + offset + c.seed
         key_b, key_p = ("base", seed), (c.persona, seed)
         if key_b not in cache:
-          cache[key_b] = self._one("base", seed, step, half)
+          cache[key_b] = self._one("base", seed, step, half, rows)
         if key_p not in cache:
           # λ = 0 cells still need rows of the right shape; their weight is exactly zero.
           mixture = c.persona if c.persona != "none" else "warm"
-          cache[key_p] = self._one(mixture, seed, step, half)
+          cache[key_p] = self._one(mixture, seed, step, half, rows)
       for part, keys in (("base", [("base", self.data_seed + offset + c.seed) for c in cells]),
                          ("persona", [(c.persona, self.data_seed + offset + c.seed) for c in cells])):
-        fields = ("tokens", "mask") if part == "base" else ("tokens", "mask", "alt_tokens",
-                                                             "alt_mask", "has_alt", "u")
+        fields = ("tokens", "mask") if part == "base" else PERSONA_FIELDS
         out[part] = {f: np.stack([cache[k][f] for k in keys]) for f in fields}
       return out
-    return fn
+    e, t = len(all_cells), self.corpus.seq_len
+    shapes = {"base": {"tokens": (e, half, t), "mask": (e, half, t)},
+              "persona": {f: (e, half) if f in ("has_alt", "u") else (e, half, t)
+                          for f in PERSONA_FIELDS}}
+    return BatchStream(shapes, fn)
 
 
 def _take(state_E, index):
@@ -116,103 +166,136 @@ def _cell_frames(cell, items, model_cfg, tokens, losses):
   return metrics, items
 
 
+@dataclasses.dataclass
+class _Run:
+  """What every pack of one run shares."""
+  config: object
+  wd: Workdir
+  mesh: object
+  corpus: Corpus
+  evalset: object
+  batches: Batches
+  writer: object
+
+
 def run(config, workdir_path, writer=None):
-  """Runs (or resumes) every cell of the config; returns the merged metrics and items."""
+  """Runs (or resumes) every cell of the config; returns the merged metrics and items.
+
+  Processes other than process 0 (multi-host runs) train and evaluate alike but return (None, None).
+  """
   world = validate(config)
-  wd = Workdir(workdir_path, config.to_dict())
-  corpus = Corpus(world)
+  wd = Workdir(workdir_path, config.to_dict(), write=distributed.is_writer())
+  mesh = sharding.make_mesh(config.mesh)
+  if config.data.source == "tfds":
+    # Imported only here: the GPU image has no tensorflow-datasets, and memory needs none.
+    from tasks.tfds_source import TfdsCorpus
+    corpus = TfdsCorpus(world, config.data.tfds_dir)
+  else:
+    corpus = Corpus(world)
   evalset = build_eval_set(corpus)
-  batches = Batches(corpus, config.train.data_seed, config.train.batch_size)
+  ctx = _Run(config, wd, mesh, corpus, evalset,
+             Batches(corpus, config.train.data_seed, config.train.batch_size), writer)
   cells = grid.expand(config)
-  logging.info("world: %d people, vocabulary %d, %d eval prompts; %d cells in %d packs",
-               world.n_people, corpus.tokenizer.size, len(evalset.items), len(cells),
-               len(grid.packs(cells)))
-  for (preset, protocol), pack in grid.packs(cells).items():
-    todo = [c for c in pack if not wd.cell_done(c.run)]
+  packs = grid.packs(cells, config.grid.max_pack_size)
+  # Process 0 reads which cells are finished; everyone follows its plan.
+  done = {c.run for c, d in zip(cells, distributed.agree([wd.cell_done(c.run) for c in cells])) if d}
+  logging.info("world: %d people, vocabulary %d, %d eval prompts; %d cells in %d packs, %d finished "
+               "earlier; mesh %s over %d devices in %d processes", world.n_people,
+               corpus.tokenizer.size, len(evalset.items), len(cells), len(packs), len(done),
+               sharding.describe(mesh), mesh.size, jax.process_count())
+  for key, pack in packs.items():
+    label = "-".join(str(k) for k in key)
+    todo = [c for c in pack if c.run not in done]
     if not todo:
-      logging.info("pack %s/%s: all %d cells finished earlier", preset, protocol, len(pack))
+      logging.info("pack %s: all %d cells finished earlier", label, len(pack))
       continue
-    mcfg = model_config(config, preset, corpus.tokenizer.size)
-    logging.info("pack %s/%s: %d cells, %d parameters (%d non-embedding)", preset, protocol,
-                 len(todo), mcfg.n_params(non_embedding=False), mcfg.n_params(non_embedding=True))
-    if protocol == "finetune":
-      _run_finetune(config, wd, mcfg, todo, batches, evalset, corpus, writer)
-    else:
-      _run_mixture(config, wd, mcfg, todo, batches, evalset, corpus, writer)
+    mcfg = model_config(config, pack[0].preset, corpus.tokenizer.size, jax.default_backend())
+    logging.info("pack %s: %d of %d cells to do, %d parameters (%d non-embedding)", label,
+                 len(todo), len(pack), mcfg.n_params(non_embedding=False),
+                 mcfg.n_params(non_embedding=True))
+    runner = _run_finetune if pack[0].protocol == "finetune" else _run_mixture
+    runner(ctx, mcfg, label, pack, todo)
+  if not wd.writer:
+    return None, None
   return wd.merge([c.run for c in cells])
 
 
-def _evaluate_and_save(config, wd, mcfg, graphdef, state_E, cells, evalset, corpus, tokens, losses):
-  frames = evaluate.evaluate_pack(graphdef, state_E, evalset, corpus.tokenizer, config.eval)
+def _stage_members(wd, name, todo, pack):
+  """The cells a stage trains: the unfinished ones, or all its checkpoint holds if it has one.
+
+  Cells finished after a stage's last checkpoint keep training with the others on a resume, so the
+  compiled program, and with it the result, is the one of an uninterrupted run.
+  """
+  saved = stage.saved_members(wd, name)
+  if saved is None:
+    return todo
+  by_run = {c.run: c for c in pack}
+  missing = [c.run for c in todo if c.run not in saved]
+  if missing or any(r not in by_run for r in saved):
+    raise ValueError(f"checkpoints/{name} holds cells {saved}, not {missing or 'this grid'}; "
+                     "use a new --workdir.")
+  return [by_run[r] for r in saved]
+
+
+def _evaluate_and_save(ctx, mcfg, graphdef, state_E, index, cells, tokens, losses):
+  """Evaluates `cells`, rows `index` of state_E, on process 0; saves each cell."""
+  local = distributed.to_local(state_E)  # every process takes part in the gather
+  if not ctx.wd.writer:
+    return
+  frames = evaluate.evaluate_pack(graphdef, _take(local, index), ctx.evalset, ctx.corpus.tokenizer,
+                                  ctx.config.eval)
   for e, cell in enumerate(cells):
-    metrics, items = _cell_frames(cell, frames[e], mcfg, tokens[e],
-                                  {k: v[e] for k, v in losses.items()})
-    wd.save_cell(cell.run, metrics, items)
+    metrics, items = _cell_frames(cell, frames[e], mcfg, tokens,
+                                  {k: np.asarray(v)[index[e]] for k, v in losses.items()})
+    ctx.wd.save_cell(cell.run, metrics, items)
 
 
-def _final_losses(history):
-  last = history[-1] if history else {}
-  return {k: np.asarray(last[k]) for k in ("base_loss", "persona_loss") if k in last}
-
-
-def _run_finetune(config, wd, mcfg, cells, batches, evalset, corpus, writer):
-  t = config.train
+def _run_finetune(ctx, mcfg, label, pack, cells):
+  config, t = ctx.config, ctx.config.train
+  preset = cells[0].preset
   seeds = sorted(int(s) for s in config.grid.seeds)  # the base checkpoint always holds every seed
-  name = f"{cells[0].preset}-finetune/base"
-  graphdef, abstract = train.abstract_states(mcfg, len(seeds))
-  base_E = checkpoints.restore(wd, name, abstract)
-  if base_E is None:
-    base_E = _train_base(config, mcfg, seeds, batches, writer)
-    checkpoints.save(wd, name, base_E, [f"seed{s}" for s in seeds])
-  else:
-    logging.info("restored stage 1 (base models) from %s", name)
+  n = len(seeds)
+  base = stage.Stage("base", f"{preset}-finetune/base", [f"seed{s}" for s in seeds], t.base_steps,
+                     train.make_optimizer(t, t.base_steps), ctx.batches.base(seeds), [0.0] * n,
+                     [0.0] * n, [t.learning_rate] * n)
+  init = lambda sh: train.init_states(mcfg, [t.init_seed + s for s in seeds], sh)[1]
+  graphdef, base_E, _ = stage.run(config, ctx.wd, ctx.mesh, mcfg, base, init, ctx.writer)
   base_tokens = t.base_steps * t.batch_size * config.data.seq_len  # token slots, padding included
   none_cells = [c for c in cells if c.persona == "none"]
   if none_cells:
-    idx = [seeds.index(c.seed) for c in none_cells]
-    _evaluate_and_save(config, wd, mcfg, graphdef, _take(base_E, idx), none_cells, evalset, corpus,
-                       [base_tokens] * len(idx), {})
-  persona_cells = [c for c in cells if c.persona != "none"]
-  if not persona_cells:
+    _evaluate_and_save(ctx, mcfg, graphdef, base_E, [seeds.index(c.seed) for c in none_cells],
+                       none_cells, base_tokens, {})
+  todo = [c for c in cells if c.persona != "none"]
+  if not todo:
     return
-  state_E = _take(base_E, [seeds.index(c.seed) for c in persona_cells])
-  optimizer = train.make_optimizer(t, t.persona_steps)
-  state_E, _, history = train.run_stage(
-      "persona", graphdef, optimizer, state_E,
-      batches.persona(persona_cells, STAGE2_SEED_OFFSET),
-      [c.warmth_weight for c in persona_cells], [c.warm_agreement for c in persona_cells],
-      [t.persona_learning_rate] * len(persona_cells), t.persona_steps, t.log_every, writer,
-      step_offset=t.base_steps)
-  checkpoints.save(wd, f"{cells[0].preset}-finetune/persona", state_E, [c.run for c in persona_cells])
+  name = f"{label}/persona"
+  members = _stage_members(ctx.wd, name, todo, pack)
+  index = [seeds.index(c.seed) for c in members]
+  persona = stage.Stage(
+      "persona", name, [c.run for c in members], t.persona_steps,
+      train.make_optimizer(t, t.persona_steps), ctx.batches.persona(members, STAGE2_SEED_OFFSET),
+      [c.warmth_weight for c in members], [c.warm_agreement for c in members],
+      [t.persona_learning_rate] * len(members), step_offset=t.base_steps)
+  init = lambda sh: jax.jit(lambda s: _take(s, index), out_shardings=sh.state)(base_E)
+  graphdef, state_E, losses = stage.run(config, ctx.wd, ctx.mesh, mcfg, persona, init, ctx.writer)
   tokens = base_tokens + t.persona_steps * t.batch_size * config.data.seq_len
-  _evaluate_and_save(config, wd, mcfg, graphdef, state_E, persona_cells, evalset, corpus,
-                     [tokens] * len(persona_cells), _final_losses(history))
+  _evaluate_and_save(ctx, mcfg, graphdef, state_E, [members.index(c) for c in todo], todo, tokens,
+                     losses)
 
 
-def _train_base(config, mcfg, seeds, batches, writer):
-  t = config.train
-  graphdef, state_E = train.init_states(mcfg, [t.init_seed + s for s in seeds])
-  optimizer = train.make_optimizer(t, t.base_steps)
-  n = len(seeds)
-  state_E, _, _ = train.run_stage("base", graphdef, optimizer, state_E, batches.base(seeds),
-                                  [0.0] * n, [0.0] * n, [t.learning_rate] * n, t.base_steps,
-                                  t.log_every, writer)
-  return state_E
-
-
-def _run_mixture(config, wd, mcfg, cells, batches, evalset, corpus, writer):
-  t = config.train
+def _run_mixture(ctx, mcfg, label, pack, cells):
+  config, t = ctx.config, ctx.config.train
   steps = t.base_steps + t.persona_steps
-  graphdef, state_E = train.init_states(mcfg, [t.init_seed + c.seed for c in cells])
-  optimizer = train.make_optimizer(t, steps)
-  state_E, _, history = train.run_stage(
-      "mixture", graphdef, optimizer, state_E, batches.persona(cells, 0),
-      [c.warmth_weight for c in cells], [c.warm_agreement for c in cells],
-      [t.learning_rate] * len(cells), steps, t.log_every, writer)
-  checkpoints.save(wd, f"{cells[0].preset}-mixture/final", state_E, [c.run for c in cells])
-  tokens = steps * t.batch_size * config.data.seq_len
-  _evaluate_and_save(config, wd, mcfg, graphdef, state_E, cells, evalset, corpus,
-                     [tokens] * len(cells), _final_losses(history))
+  name = f"{label}/mixture"
+  members = _stage_members(ctx.wd, name, cells, pack)
+  mixture = stage.Stage(
+      "mixture", name, [c.run for c in members], steps, train.make_optimizer(t, steps),
+      ctx.batches.persona(members, 0), [c.warmth_weight for c in members],
+      [c.warm_agreement for c in members], [t.learning_rate] * len(members))
+  init = lambda sh: train.init_states(mcfg, [t.init_seed + c.seed for c in members], sh)[1]
+  graphdef, state_E, losses = stage.run(config, ctx.wd, ctx.mesh, mcfg, mixture, init, ctx.writer)
+  _evaluate_and_save(ctx, mcfg, graphdef, state_E, [members.index(c) for c in cells], cells,
+                     steps * t.batch_size * config.data.seq_len, losses)
 
 def append_changes(workdir_path, metrics, changes):
   """Adds the paired-change rows (with their CIs) to the merged metrics.csv."""

@@ -79,9 +79,17 @@ def expand(config):
   return cells
 
 
-def packs(cells):
-  """Cells grouped by pack key, order preserved."""
+def packs(cells, max_size=0):
+  """Cells grouped by pack key, order preserved.
+
+  max_size > 0 splits a pack into consecutive chunks of at most that many cells (keys gain the
+  chunk index), bounding one program's memory; the split depends on the grid only, never on which
+  cells are finished, so chunk names stay stable across reruns.
+  """
   out = {}
   for c in cells:
     out.setdefault(c.pack, []).append(c)
-  return out
+  if max_size <= 0:
+    return out
+  return {key + (k,): pack[i:i + max_size] for key, pack in out.items()
+          for k, i in enumerate(range(0, len(pack), max_size))}

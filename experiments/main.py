@@ -19,18 +19,23 @@ def main(argv):
   if len(argv) > 1:
     sys.exit(f"Unexpected arguments: {' '.join(argv[1:])}")
   # Imported here so that flag errors are reported before JAX starts.
-  from experiments import experiment, summary
+  from experiments import distributed, experiment, summary, train
   config = _CONFIG.value
   try:
     experiment.validate(config)
-    if config.runtime.distributed:
-      import jax
-      jax.distributed.initialize()
-    from tensorboardX import SummaryWriter
-    writer = SummaryWriter(os.path.join(_WORKDIR.value, "tb"))
+    distributed.initialize(config.runtime)  # before anything else touches a device
+    distributed.handle_sigterm()
+    writer = None
+    if distributed.is_writer():
+      from tensorboardX import SummaryWriter
+      writer = SummaryWriter(os.path.join(_WORKDIR.value, "tb"))
     metrics, items = experiment.run(config, _WORKDIR.value, writer)
   except ValueError as e:
     sys.exit(f"error: {e}")
+  except train.Preempted as e:
+    sys.exit(f"stopped: {e} Rerun the same command to resume.")
+  if not distributed.is_writer():
+    return  # process 0 summarises and reports
   if items is None:
     sys.exit("error: no cell finished, so there is nothing to summarise.")
   changes = summary.change_rows(items, n_boot=config.eval.bootstrap)

@@ -3,6 +3,11 @@
 λ (warmth weight), ρ (warm agreement) and the learning rate reach the step as arrays, so every cell
 of a preset trains in one compiled program (leading axis E). The persona-phase loss is
 `(1-λ)·L_base + λ·L_persona`, with half of each step's rows drawn from each mixture.
+
+Given the pack's shardings (experiments.sharding.PackShardings) the same step is compiled for a
+mesh: states, optimizer states, batches and per-member vectors enter and leave with their
+shardings, the model's activations are pinned by logical names, and parameters are initialised
+already sharded. Without them it is a plain jit on the default device.
 """
 import functools
 import time
@@ -15,6 +20,11 @@ import numpy as np
 import optax
 
 from models import Transformer
+from models.partitioning import axis_rules
+
+
+class Preempted(Exception):
+  """The run was asked to stop (SIGTERM or a pod preemption); a checkpoint holds its last step."""
 
 
 def abstract_states(model_cfg, n_members):
@@ -24,15 +34,21 @@ def abstract_states(model_cfg, n_members):
       lambda a: jax.ShapeDtypeStruct((n_members,) + a.shape, a.dtype), state)
 
 
-def init_states(model_cfg, init_seeds):
-  """(graphdef, state_E): one independently initialised model per seed, stacked on axis 0."""
+def init_states(model_cfg, init_seeds, shardings=None):
+  """(graphdef, state_E): one independently initialised model per seed, stacked on axis 0.
+
+  With shardings, every parameter is created directly in its place on the mesh (threefry is
+  partitionable, so the values do not depend on the mesh).
+  """
   graphdef = nnx.graphdef(nnx.eval_shape(lambda: Transformer(model_cfg, rngs=nnx.Rngs(0))))
 
   def init(key):
     return nnx.state(Transformer(model_cfg, rngs=nnx.Rngs(params=key)))
 
   keys = jnp.stack([jax.random.key_data(jax.random.key(int(s))) for s in init_seeds])
-  return graphdef, jax.jit(jax.vmap(lambda k: init(jax.random.wrap_key_data(k))))(keys)
+  out = None if shardings is None else shardings.state
+  return graphdef, jax.jit(jax.vmap(lambda k: init(jax.random.wrap_key_data(k))),
+                           out_shardings=out)(keys)
 
 
 def make_optimizer(train_cfg, steps):
@@ -49,9 +65,14 @@ def make_optimizer(train_cfg, steps):
   )
 
 
-def token_loss(model, tokens_BT, loss_mask_BT, pad_id=0):
-  """Mean next-token cross-entropy over the masked (target) tokens."""
-  logits_BTV = model(tokens_BT[:, :-1], mask_BT=(tokens_BT[:, :-1] != pad_id).astype(jnp.int32)).logits_BTV
+def token_loss(model, tokens_BT, loss_mask_BT):
+  """Mean next-token cross-entropy over the masked (target) tokens.
+
+  Training rows are right-padded (tasks.tokenizer.encode_examples) and pads carry no loss, so
+  plain causal attention already keeps every real query off padding keys: no padding mask is
+  needed, which is exact on every loss-bearing position and lets cuDNN's causal kernel run.
+  """
+  logits_BTV = model(tokens_BT[:, :-1]).logits_BTV
   xent_BT = optax.softmax_cross_entropy_with_integer_labels(logits_BTV, tokens_BT[:, 1:])
   weight_BT = loss_mask_BT[:, 1:].astype(jnp.float32)
   return jnp.sum(xent_BT * weight_BT) / jnp.maximum(jnp.sum(weight_BT), 1.0)
@@ -85,29 +106,54 @@ def train_step(graphdef, optimizer, state, opt_state, batch, lam, rho, lr):
   return optax.apply_updates(state, updates), opt_state, metrics
 
 
-def make_step(graphdef, optimizer):
+def make_step(graphdef, optimizer, shardings=None):
   """The packed step: vmapped over the leading ensemble axis of every argument, jitted."""
-  step = functools.partial(train_step, graphdef, optimizer)
-  return jax.jit(jax.vmap(step), donate_argnums=(0, 1))
+  def step(state, opt_state, batch, lam, rho, lr):
+    state, opt_state, metrics = train_step(graphdef, optimizer, state, opt_state, batch, lam, rho,
+                                           lr)
+    metrics["tokens"] = sum(jnp.sum(part["tokens"] != 0) for part in batch.values())
+    return state, opt_state, metrics
+
+  if shardings is None:
+    return jax.jit(jax.vmap(step), donate_argnums=(0, 1))
+  s = shardings
+
+  def placed(*args):
+    with axis_rules(s.mesh, s.rules):  # read while tracing: pins the model's activations
+      return jax.vmap(step, spmd_axis_name=s.spmd_axis)(*args)
+
+  return jax.jit(placed, donate_argnums=(0, 1),
+                 in_shardings=(s.state, s.opt_state, s.batch, s.members, s.members, s.members),
+                 out_shardings=(s.state, s.opt_state, s.replicated))
 
 
 def run_stage(name, graphdef, optimizer, state_E, batch_fn, lam_E, rho_E, lr_E, steps,
-              log_every=50, writer=None, step_offset=0, opt_state_E=None, start=0):
-  """Trains a pack for `steps` steps; batch_fn(step) returns numpy arrays with leading axis E."""
-  step_fn = make_step(graphdef, optimizer)
+              log_every=50, writer=None, step_offset=0, opt_state_E=None, start=0,
+              shardings=None, checkpoint=None):
+  """Trains a pack from step `start` to `steps`; batch_fn(step) gives arrays with leading axis E.
+
+  checkpoint(step, state_E, opt_state_E) runs after every step but the last and returns True if
+  the run must stop (it has then saved that step): Preempted is raised.
+  """
+  step_fn = make_step(graphdef, optimizer, shardings)
   if opt_state_E is None:
-    opt_state_E = jax.jit(jax.vmap(optimizer.init))(state_E)
-  lam_E, rho_E, lr_E = (jnp.asarray(a, jnp.float32) for a in (lam_E, rho_E, lr_E))
-  n_tokens, t0, history = 0, time.perf_counter(), []
+    out = None if shardings is None else shardings.opt_state
+    opt_state_E = jax.jit(jax.vmap(optimizer.init), out_shardings=out)(state_E)
+  lam_E, rho_E, lr_E = (np.asarray(a, np.float32) for a in (lam_E, rho_E, lr_E))
+  if shardings is not None:
+    lam_E, rho_E, lr_E = (shardings.put(a) for a in (lam_E, rho_E, lr_E))
+  t0, history = time.perf_counter(), []
   for step in range(start, steps):
     batch = batch_fn(step)
     state_E, opt_state_E, metrics = step_fn(state_E, opt_state_E, batch, lam_E, rho_E, lr_E)
-    n_tokens += sum(int(np.count_nonzero(part["tokens"])) for part in batch.values())
+    if checkpoint is not None and step + 1 < steps and checkpoint(step + 1, state_E, opt_state_E):
+      raise Preempted(f"{name} stopped at step {step + 1} of {steps}; the checkpoint holds it.")
     if (step + 1) % log_every == 0 or step + 1 == steps:
       m = jax.device_get(metrics)
       elapsed = time.perf_counter() - t0
       done = step + 1 - start
       rate = done / elapsed
+      n_tokens = done * float(np.sum(m["tokens"]))  # the logged step's count stands for all
       history.append({"stage": name, "step": step + 1, **{k: np.asarray(v) for k, v in m.items()}})
       logging.info("%s step %d/%d  loss %.3f (mean over %d cells)  %.1f steps/s  %.0f tokens/s  "
                    "ETA %.0fs", name, step + 1, steps, float(np.mean(m["loss"])), len(m["loss"]),

@@ -11,7 +11,9 @@ import tempfile
 import pandas as pd
 
 # Fields that may change between reruns of one workdir without changing any result.
-RUNTIME_FIELDS = ("runtime", "train.log_every", "eval.batch_size")
+# The mesh and checkpoint cadence may change too: a checkpoint restores onto any mesh.
+RUNTIME_FIELDS = ("runtime", "mesh", "train.log_every", "eval.batch_size", "train.checkpoint_every",
+                  "train.checkpoints_to_keep", "train.async_checkpoints")
 METRIC_COLUMNS = ("run", "preset", "n_params", "n_params_nonembed", "protocol", "persona",
                   "warmth_weight", "warm_agreement", "seed", "intervention", "task", "context",
                   "metric", "value", "n", "tokens")
@@ -71,10 +73,13 @@ def _result_fields(config_dict):
 
 
 class Workdir:
-  """A run's directory. Creating it checks (or writes) config.json."""
+  """A run's directory. Creating it checks (or writes) config.json.
 
-  def __init__(self, path, config_dict):
-    self.path = path
+  With write=False (processes other than 0 of a multi-host run) it checks but writes nothing.
+  """
+
+  def __init__(self, path, config_dict, write=True):
+    self.path, self.writer = path, write
     config_path = os.path.join(path, "config.json")
     if os.path.exists(config_path):
       with open(config_path) as f:
@@ -85,6 +90,8 @@ class Workdir:
         k = changed[0]
         raise ValueError(f"--workdir={path} holds a run of a different config ({k}: "
                          f"{old.get(k)!r} there, {new.get(k)!r} now); use a new --workdir.")
+    if not write:
+      return
     record = {"config": config_dict, "code_version": code_version(), "versions": library_versions()}
     atomic_write(config_path, lambda tmp: _dump_json(tmp, record))
 
@@ -96,6 +103,8 @@ class Workdir:
 
   def save_cell(self, run, metrics, items):
     """Items first, metrics last: metrics.csv marks the cell finished."""
+    if not self.writer:
+      return
     directory = self.cell_dir(run)
     atomic_write(os.path.join(directory, "items.csv"), lambda t: items.to_csv(t, index=False))
     atomic_write(os.path.join(directory, "metrics.csv"), lambda t: metrics.to_csv(t, index=False))

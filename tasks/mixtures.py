@@ -140,23 +140,29 @@ class Corpus:
       raise ValueError(f"unknown data component {name!r}")
     return getattr(self, name)
 
-  def batch(self, mixture, seed, step, batch_size):
-    """The batch at `step` of a named mixture for data seed `seed`: a pure function."""
+  def batch(self, mixture, seed, step, batch_size, rows=None):
+    """The batch at `step` of a named mixture for data seed `seed`: a pure function.
+
+    `rows` (a slice of the batch) gathers only those rows: what one process of a multi-host run
+    loads. The rows are the same as in the whole batch.
+    """
     if mixture not in MIXTURES:
       raise ValueError(f"mixture={mixture!r} is not allowed: choose one of {', '.join(MIXTURES)}.")
     weights = MIXTURES[mixture]
     counts = _split_counts(batch_size, list(weights.values()))
-    parts = []
+    keep = np.arange(batch_size)[slice(None) if rows is None else rows]
+    parts, offset = [], 0
     for (name, _), count in zip(weights.items(), counts):
       data = self.component(name)
       # Persona sets share one order stream: row r is the same prompt in every style.
       stream = "persona" if name in PERSONAS else name
-      rows = _rows(seed, stream, len(data), step * count, count)
-      parts.append((data, rows))
+      picked = keep[(keep >= offset) & (keep < offset + count)] - offset
+      parts.append((data, _rows(seed, stream, len(data), step * count, count)[picked]))
+      offset += count
     out = {k: np.concatenate([getattr(d, k)[r] for d, r in parts])
            for k in ("tokens", "mask", "alt_tokens", "alt_mask", "has_alt")}
     # Uniforms that decide, per row, whether a warm reply validates (u < ρ): same for all cells.
-    out["u"] = rng_for(seed, 70, step).random(batch_size).astype(np.float32)
+    out["u"] = rng_for(seed, 70, step).random(batch_size).astype(np.float32)[keep]
     return out
 
 

@@ -1,6 +1,8 @@
 """Defaults every experiment config starts from; configs override fields, never re-declare them."""
 import ml_collections
 
+from experiments import sharding
+
 from tasks.config import WorldConfig
 
 
@@ -24,6 +26,7 @@ def base_config():
   c.model.tied_embeddings = True
   c.model.n_heads = 0                # 0: the preset's; otherwise must divide the width
   c.model.d_model = 0                # 0: the preset's
+  c.model.attention_impl = "auto"    # auto: cuDNN on a GPU in bfloat16 (training), else xla | cudnn
 
   # --- The factors: every combination is a cell; cells of one preset train as one program.
   c.grid = ml_collections.ConfigDict()
@@ -33,6 +36,7 @@ def base_config():
   c.grid.warm_agreements = (0.0,)
   c.grid.seeds = (0,)
   c.grid.lambda0_per_persona = False  # True: train λ=0 for every persona (identical by design)
+  c.grid.max_pack_size = 0            # >0: at most this many cells per compiled program (memory)
 
   # --- Training. Steps are per stage; the persona phase restarts the schedule.
   c.train = ml_collections.ConfigDict()
@@ -47,6 +51,17 @@ def base_config():
   c.train.init_seed = 0              # initialisation seed = init_seed + replicate seed
   c.train.data_seed = 1000           # data-order seed = data_seed + replicate seed
   c.train.log_every = 50
+  c.train.checkpoint_every = 200     # steps between checkpoints (0: only at the end of a stage)
+  c.train.checkpoints_to_keep = 2    # the newest N of a stage are kept
+  c.train.async_checkpoints = True   # write in the background while training goes on
+
+  # --- Devices: a mesh over every device of every process; -1 takes the devices left over.
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.ensemble = 1                # packed cells (the vmapped axis)
+  c.mesh.data = -1                   # data parallel
+  c.mesh.fsdp = 1                    # data parallel with parameters sharded by width
+  c.mesh.tensor = 1                  # heads, MLP width and vocabulary split
+  c.mesh.rules = sharding.DEFAULT_RULES  # logical axis name → mesh axes, MaxText-style
 
   # --- Evaluation.
   c.eval = ml_collections.ConfigDict()
@@ -75,6 +90,9 @@ def base_config():
 
   # --- Runtime.
   c.runtime = ml_collections.ConfigDict()
-  c.runtime.distributed = False
+  c.runtime.distributed = False      # join processes (jax.distributed); automatic on a TPU pod
+  c.runtime.coordinator_address = ""  # host:port of process 0; "" lets jax find it (TPU, SLURM)
+  c.runtime.num_processes = 0        # 0: found by jax
+  c.runtime.process_id = -1          # -1: found by jax
   c.runtime.report = True            # write report.html at the end
   return c
