@@ -67,7 +67,8 @@ def _flatten(d, prefix=""):
 
 
 def _result_fields(config_dict):
-  flat = _flatten(config_dict)
+  # Through JSON, as config.json holds it: tuples become lists, so a rerun compares like with like.
+  flat = _flatten(json.loads(json.dumps(config_dict, default=str)))
   return {k: v for k, v in flat.items()
           if not any(k == f or k.startswith(f + ".") for f in RUNTIME_FIELDS)}
 
