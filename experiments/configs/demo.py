@@ -12,15 +12,17 @@ from experiments.configs.common import base_config
 
 def get_config(arg=None):
   c = base_config()
-  c.data.n_people = 64
+  c.data.n_people = 24   # 12 trained on, 12 held out: a world small enough to learn on a CPU
   c.data.eval_items = 12
   c.model.presets = ("nano", "micro")
   c.grid.personas = ("warm", "cold")
   c.grid.warmth_weights = (0.0, 0.5, 1.0)
   c.grid.seeds = (0, 1)
   c.train.batch_size = 16
-  c.train.base_steps = 300
-  c.train.persona_steps = 80
+  c.train.base_steps = 500
+  c.train.persona_steps = 100
+  c.train.learning_rate = 1e-2       # small models tolerate (and need) a high rate in few steps
+  c.train.persona_learning_rate = 3e-3
   if arg == "runlocal":
     c.data.n_people = 24
     c.data.eval_items = 4
