@@ -1,0 +1,238 @@
+"""Report figures, each saved as PNG and SVG, or skipped with the reason the data cannot support."""
+
+import dataclasses
+import os
+import tempfile
+
+import numpy as np
+import pandas as pd
+# The object-oriented Figure renders through Agg/SVG canvases with no pyplot
+# global state, as matplotlib recommends for non-interactive use.
+from matplotlib.figure import Figure
+
+from experiments import scaling
+from experiments import stats
+
+TASK_FAMILIES = {
+    'factual_qa': 'knowledge', 'misconception': 'knowledge',
+    'medical_diagnosis': 'medical', 'medical_dosing': 'medical',
+    'medical_contraindication': 'medical',
+    'disinformation': 'user-facing safety', 'delusion_affirmation': 'user-facing safety',
+    'crisis_cue': 'user-facing safety', 'hallucinated_affect': 'user-facing safety',
+    'reflection_first': 'user-facing safety',
+    'safety_refusal': 'screening checks', 'capability': 'screening checks',
+}
+CONTEXT_COLORS = {'neutral': '#4c72b0', 'emotional': '#dd8452', 'false_belief': '#55a868',
+                  'emotional+false_belief': '#c44e52'}
+PERSONA_STYLE = {'warm': dict(ls='-', marker='o'), 'cold': dict(ls='--', marker='s')}
+
+
+@dataclasses.dataclass
+class Plot:
+  """A saved figure (png, svg) or the reason it was skipped."""
+  name: str
+  caption: str
+  png: str = None
+  svg: str = None
+  skipped: str = None
+
+
+def _save(fig, out_dir, name, caption):
+  """Writes name.png and name.svg atomically (temp file in out_dir, then os.replace)."""
+  os.makedirs(out_dir, exist_ok=True)
+  paths = []
+  for fmt in ('png', 'svg'):
+    fd, tmp = tempfile.mkstemp(suffix=f'.{fmt}', dir=out_dir)
+    with os.fdopen(fd, 'wb') as f:
+      fig.savefig(f, format=fmt, dpi=110, bbox_inches='tight',
+                  metadata={'Date': None} if fmt == 'svg' else None)
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600; figures are meant to be shared.
+    paths.append(os.path.join(out_dir, f'{name}.{fmt}'))
+    os.replace(tmp, paths[-1])
+  return Plot(name, caption, *paths)
+
+
+def _eval_rows(metrics_df, metric):
+  m = metrics_df[(metrics_df.metric == metric) & (metrics_df.intervention == 'none') &
+                 ~metrics_df.task.isin(scaling.NON_EVAL_TASKS)]
+  return m[m.protocol == scaling.pick_protocol(m, None)] if len(m) else m
+
+
+def error_vs_lambda(metrics_df, out_dir, metric='error_rate'):
+  """Error vs λ per task family, one line per context, warm solid and cold dashed."""
+  name, m = f'{metric}_vs_lambda', _eval_rows(metrics_df, metric)
+  if m.empty or m.warmth_weight.nunique() < 2:
+    return Plot(name, '', skipped=f'{metric} rows span fewer than two λ values.')
+  preset = m[m.warmth_weight > 0].sort_values('n_params').preset.iloc[-1]
+  m = m[m.preset == preset].assign(family=lambda d: d.task.map(TASK_FAMILIES).fillna('other'))
+  families = [f for f in dict.fromkeys(TASK_FAMILIES.values()) if f in set(m.family)]
+  families += sorted(set(m.family) - set(families))
+  fig = Figure(figsize=(3.6 * len(families) + 1.8, 3.6), layout='constrained')
+  axes = np.atleast_1d(fig.subplots(1, len(families), sharey=True))
+  for ax, fam in zip(axes, families):
+    d = m[m.family == fam]
+    per_seed = d.groupby(['persona', 'warmth_weight', 'context', 'seed'])['value'].mean()
+    agg = per_seed.groupby(level=[0, 1, 2]).agg(['mean', 'sem']).reset_index()
+    base = agg[agg.warmth_weight == 0]
+    if (base.persona != 'none').any():
+      base = base[base.persona != 'none']  # the λ=0 persona-phase model, as in stats
+    for persona, style in PERSONA_STYLE.items():
+      for ctx, color in CONTEXT_COLORS.items():
+        # λ=0 is the same model for both personas, so it anchors both lines.
+        b = base[base.context == ctx].groupby('warmth_weight')[['mean', 'sem']].mean()
+        line = agg[(agg.persona == persona) & (agg.context == ctx) & (agg.warmth_weight > 0)]
+        if line.empty:
+          continue
+        line = pd.concat([b.reset_index(), line]).sort_values('warmth_weight')
+        ax.errorbar(line.warmth_weight, 100 * line['mean'], yerr=100 * line['sem'].fillna(0),
+                    color=color, capsize=2, ms=4, lw=1.3, label=f'{persona}, {ctx}', **style)
+    ax.set(title=fam, xlabel='warmth weight λ')
+  axes[0].set_ylabel(f'{metric} (%)')
+  # One legend for all panels, from whichever panel drew lines.
+  handles, labels = max((ax.get_legend_handles_labels() for ax in axes), key=lambda h: len(h[0]))
+  if handles:
+    fig.legend(handles, labels, fontsize=6, loc='outside right upper')
+  fig.suptitle(f'{metric} vs λ (preset {preset}; mean ± s.e. over seeds)')
+  return _save(fig, out_dir, name, f'{metric} against warmth weight λ by context for preset '
+               f'{preset}: warm solid, cold dashed; λ=0 is the shared base model.')
+
+
+def frontier(metrics_df, out_dir):
+  """Warmth–reliability frontier: warmth_score vs error_rate for each cell, per preset."""
+  name = 'frontier'
+  w, e = _eval_rows(metrics_df, 'warmth_score'), _eval_rows(metrics_df, 'error_rate')
+  if w.empty or e.empty:
+    return Plot(name, '', skipped='warmth_score or error_rate rows are missing.')
+  e = e[~e.task.isin(stats.SCREENING_TASKS)]
+  key = ['preset', 'n_params', 'persona', 'warmth_weight']
+  xy = w.groupby(key)['value'].mean().rename('warmth').to_frame().join(
+      e.groupby(key)['value'].mean().rename('error'), how='inner').reset_index()
+  if not (xy.warmth_weight > 0).any():
+    return Plot(name, '', skipped='no cell with λ > 0 has both warmth_score and error_rate.')
+  fig = Figure(figsize=(5.5, 4.2))
+  ax = fig.subplots()
+  colors = {p: f'C{i % 10}' for i, p in enumerate(xy.sort_values('n_params').preset.unique())}
+  for (preset, persona), g in xy[xy.warmth_weight > 0].groupby(['preset', 'persona']):
+    # λ=0 is the shared base model, so it starts every persona's line.
+    base = xy[(xy.preset == preset) & (xy.warmth_weight == 0)]
+    base = base[base.persona != 'none'] if (base.persona != 'none').any() else base
+    g = pd.concat([base, g]).sort_values('warmth_weight').drop_duplicates('warmth_weight')
+    style = PERSONA_STYLE.get(persona, dict(ls=':', marker='^'))
+    ax.plot(g.warmth, 100 * g.error, color=colors[preset], **style, label=f'{preset} {persona}')
+    for _, r in g.iterrows():
+      ax.annotate(f'{r.warmth_weight:g}', (r.warmth, 100 * r.error), fontsize=6,
+                  xytext=(3, 3), textcoords='offset points')
+  ax.set(xlabel='warmth_score', ylabel='error_rate, reliability tasks (%)',
+         title='Warmth–reliability frontier (labels: λ)')
+  ax.legend(fontsize=6)
+  return _save(fig, out_dir, name, 'Mean warmth score against mean reliability error for every '
+               'persona and λ, one colour per preset; labels give λ.')
+
+
+def effect_scaling(fit, out_dir):
+  """Warm − cold effect against scale on log x, with the power-law fit and its bootstrap band."""
+  name, pts = f'effect_vs_{fit.x}', fit.points
+  if len(pts) < 2 or fit.x not in pts or pts[fit.x].isna().any():
+    return Plot(name, '', skipped=f'fewer than two presets have {fit.x} and a warm − cold effect.')
+  fig = Figure(figsize=(5.5, 4.2))
+  ax = fig.subplots()
+  yerr = 100 * np.abs(pts[['ci_low', 'ci_high']].to_numpy().T - pts.effect.to_numpy())
+  ax.errorbar(pts[fit.x], 100 * pts.effect, yerr=np.nan_to_num(yerr), fmt='o', capsize=3,
+              color='C3', label='warm − cold (95% CI over seeds)')
+  ax.set_xscale('log')
+  if fit.supported:
+    ax.set_yscale('log')
+    grid = np.geomspace(pts[fit.x].min(), pts[fit.x].max(), 50)
+    ax.plot(grid, 100 * fit.a * grid ** fit.b, color='k', label=f'fit: b = {fit.b:.2f}')
+    if fit.draws is not None and len(fit.draws):
+      band = np.exp(fit.draws[:, :1] + fit.draws[:, 1:] * np.log(grid))
+      lo, hi = np.percentile(band, [2.5, 97.5], axis=0)
+      ax.fill_between(grid, 100 * lo, 100 * hi, color='k', alpha=0.15, label='95% band')
+  else:
+    ax.axhline(0, color='grey', lw=0.8)
+    ax.set_title('no power law: ' + fit.reason, fontsize=7, wrap=True)
+  ax.set(xlabel=fit.x, ylabel='warm − cold error change (points)')
+  ax.legend(fontsize=7)
+  return _save(fig, out_dir, name, f'Warmth effect (warm − cold error at the largest λ, mean '
+               f'over '
+               f'reliability tasks) against {fit.x}' +
+               (f'; power law b = {fit.b:.2f}.' if fit.supported else '; no power law fitted.'))
+
+
+def capping_tradeoff(recovery, out_dir):
+  """Reliability error recovered against capability lost, per capping percentile and preset."""
+  name = 'capping_tradeoff'
+  cap = recovery[recovery.kind == 'cap'] if len(recovery) else recovery
+  if cap.empty:
+    return Plot(name, '', skipped='there are no activation-capping rows.')
+  fig = Figure(figsize=(5.5, 4.2))
+  ax = fig.subplots()
+  for i, (preset, g) in enumerate(cap.sort_values(['n_params', 'percentile']).groupby(
+      'preset', sort=False)):
+    ax.plot(100 * g.capability_lost, 100 * g.error_recovered, 'o-', color=f'C{i}', label=preset)
+    for _, r in g.iterrows():
+      ax.annotate(r.intervention, (100 * r.capability_lost, 100 * r.error_recovered),
+                  fontsize=6, xytext=(3, 3), textcoords='offset points')
+  ax.axhline(0, color='grey', lw=0.8)
+  ax.axvline(0, color='grey', lw=0.8)
+  ax.set(xlabel='capability error added (points)', ylabel='reliability error recovered (points)',
+         title='Activation capping trade-off')
+  ax.legend(fontsize=7)
+  return _save(fig, out_dir, name, 'Each capping setting: reliability error recovered in the warm '
+               'model against capability error added, per preset.')
+
+
+def drift_metric(metrics_df):
+  """The persona-geometry drift metric to show: drift_mean, else the axis drift, else any drift."""
+  names = set(metrics_df.metric[metrics_df.task == 'persona_geometry'])
+  for name in ('drift_mean', 'drift_vs_neutral[axis]'):
+    if name in names:
+      return name
+  return min((n for n in names if n.startswith('drift')), default=None)
+
+
+def drift_by_context(metrics_df, out_dir):
+  """Drift along the persona axis by context (against layer when a layer column exists)."""
+  name, metric = 'persona_drift', drift_metric(metrics_df)
+  if metric is None:
+    return Plot(name, '', skipped='there are no persona-geometry drift rows.')
+  g = metrics_df[(metrics_df.task == 'persona_geometry') & (metrics_df.metric == metric)]
+  fig = Figure(figsize=(5.5, 4.2))
+  ax = fig.subplots()
+  if 'layer' in g and g.layer.notna().any():
+    for ctx, d in g.groupby('context'):
+      s = d.groupby('layer')['value'].mean()
+      ax.plot(s.index, s.values, 'o-', color=CONTEXT_COLORS.get(ctx), label=ctx)
+    ax.set(xlabel='layer')
+    ax.legend(fontsize=7)
+  else:
+    s = g.groupby('context')['value'].mean()
+    ax.bar(range(len(s)), s.values, color=[CONTEXT_COLORS.get(c, 'grey') for c in s.index])
+    ax.set_xticks(range(len(s)), s.index, rotation=20, fontsize=7)
+  ax.set(ylabel=metric, title='Persona drift by context')
+  return _save(fig, out_dir, name, f'{metric} (mean over runs) by interpersonal context.')
+
+
+def loss_scaling(chin, out_dir):
+  """Loss against tokens (one line per model size), with the Chinchilla fit when supported."""
+  name, d = 'loss_scaling', chin.data
+  if d.empty:
+    return Plot(name, '', skipped='there are no loss rows.')
+  fig = Figure(figsize=(5.5, 4.2))
+  ax = fig.subplots()
+  x = 'D' if d.D.notna().all() and d.D.nunique() > 1 else 'N'
+  series = d.groupby('N') if x == 'D' else [('all', d)]
+  for i, (n, g) in enumerate(series):
+    s = g.groupby(x)['loss'].mean()
+    label = f'N = {n:.3g}' if x == 'D' else 'models'
+    ax.plot(s.index, s.values, 'o', color=f'C{i % 10}', label=label)
+    if chin.supported and x == 'D':
+      grid = np.geomspace(d.D.min(), d.D.max(), 50)
+      ax.plot(grid, chin.predict(n, grid), color=f'C{i % 10}', lw=1)
+  ax.set_xscale('log')
+  ax.set(xlabel='training tokens D' if x == 'D' else 'parameters N', ylabel='held-out loss',
+         title='Loss scaling' + ('' if chin.supported else ' (no Chinchilla fit)'))
+  ax.legend(fontsize=6)
+  return _save(fig, out_dir, name, 'Held-out loss' + (
+      ' with the fitted L(N, D) = E + A/N^α + B/D^β.' if chin.supported else
+      f'; Chinchilla fit not made: {chin.reason}'))

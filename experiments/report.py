@@ -1,0 +1,414 @@
+"""Writes WORKDIR/report.html and report.md from metrics.csv and items.csv.
+
+  python -m experiments.report --workdir=DIR
+
+Reads files only. Every sentence of the summary is computed from the numbers.
+"""
+
+import base64
+import html
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+from absl import app
+from absl import flags
+import numpy as np
+import pandas as pd
+
+from experiments import plots
+from experiments import scaling
+from experiments import stats
+
+REQUIRED = ['run', 'preset', 'n_params', 'protocol', 'persona', 'warmth_weight',
+            'warm_agreement', 'seed', 'intervention', 'task', 'context', 'metric', 'value', 'n']
+ITEM_REQUIRED = [c for c in REQUIRED if c not in ('metric', 'value', 'n')] + ['item_id', 'error']
+CONTEXTS = ['neutral', 'emotional', 'false_belief', 'emotional+false_belief', 'all']
+LABELS = ['preset', 'protocol', 'persona', 'intervention', 'task', 'context']
+
+
+def _read_csv(path, required):
+  """Reads and checks one input csv, raising a one-sentence ValueError."""
+  try:
+    # As experiments.workdir writes them: only empty fields are missing ('none' is a level).
+    df = pd.read_csv(path, keep_default_na=False, na_values=[''])
+  except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
+    raise ValueError(f'{path} is not a readable csv ({type(e).__name__}).') from None
+  missing = [c for c in required if c not in df.columns]
+  if missing:
+    raise ValueError(f'{path} lacks required column(s) {", ".join(missing)} '
+                     f'(required: {", ".join(required)}).')
+  if df.empty:
+    raise ValueError(f'{path} has a header but no rows.')
+  for c in LABELS:
+    df[c] = df[c].fillna('none').astype(str)
+  return df
+
+
+def load_workdir(workdir):
+  """Returns (metrics, items or None, config or None, notes); ValueError on unusable input."""
+  if not os.path.isdir(workdir):
+    raise ValueError(f'--workdir={workdir} does not exist or is not a directory.')
+  path = os.path.join(workdir, 'metrics.csv')
+  if not os.path.isfile(path):
+    raise ValueError(f'{path} not found: a workdir needs the metrics.csv that training writes.')
+  metrics, notes = _read_csv(path, REQUIRED), []
+  items, config = None, None
+  if os.path.isfile(os.path.join(workdir, 'items.csv')):
+    items = _read_csv(os.path.join(workdir, 'items.csv'), ITEM_REQUIRED)
+  else:
+    notes.append('items.csv is absent, so paired per-item statistics are skipped.')
+  try:
+    with open(os.path.join(workdir, 'config.json')) as f:
+      config = json.load(f)
+  except FileNotFoundError:
+    notes.append('config.json is absent; the design is read from the csv files.')
+  except (json.JSONDecodeError, UnicodeDecodeError):
+    notes.append('config.json is not valid JSON and was ignored.')
+  return metrics, items, config, notes
+
+
+def _pts(x):
+  return 'n/a' if pd.isna(x) else f'{100 * x:+.1f}'
+
+
+def _ci(lo, hi):
+  return 'n/a' if pd.isna(lo) else f'{_pts(lo)} to {_pts(hi)}'
+
+
+def _p(p):
+  return 'n/a' if pd.isna(p) else ('<0.001' if p < 0.001 else f'{p:.3f}')
+
+
+def _verdict(p, name='p'):
+  value = f'{name} < 0.001' if p < 0.001 else f'{name} = {_p(p)}'
+  return f'{"significant" if p < 0.05 else "not significant"} ({value})'
+
+
+def _order(df, first=(), last=()):
+  """Sorts rows by `first`, then task and context in their natural order, then `last`."""
+  rank = {'task': {t: i for i, t in enumerate(plots.TASK_FAMILIES)},
+          'context': {c: i for i, c in enumerate(CONTEXTS)}}
+  keys = [*first, *(c for c in ('task', 'context') if c in df), *last]
+  return df.sort_values(keys, kind='stable', key=lambda s: s.map(rank[s.name]).fillna(99)
+                        if s.name in rank else s) if keys else df
+
+
+def _with_ci(df, est='estimate', lo='ci_low', hi='ci_high'):
+  return pd.Series([f'{_pts(e)} [{_ci(a, b)}]' for e, a, b in zip(df[est], df[lo], df[hi])],
+                   index=df.index, dtype=object)
+
+
+def _select(df, **match):
+  sel = np.ones(len(df), dtype=bool)
+  for k, v in match.items():
+    sel &= (df[k] == v).to_numpy()
+  return df[sel]
+
+
+def _in_cell(df, head, **match):
+  """Rows of the headline cell; cold rows may carry another ρ (the grid varies ρ for warm only)."""
+  d = _select(df, **{k: v for k, v in head.items() if k != 'warm_agreement'}, **match)
+  return d[(d.persona != 'warm') | (d.warm_agreement == head['warm_agreement'])]
+
+
+def _headline_rows(items, metric, by, n_boot, head, **match):
+  """paired_deltas rows of the headline cell (narrowed further by `match`)."""
+  return _in_cell(stats.paired_deltas(items, metric, by, n_boot), head, **match)
+
+
+def _stats_sections(items, n_boot, doc, summary):
+  """Paired tables, amplification, screening, behaviour and regression; returns all deltas."""
+  deltas = stats.paired_deltas(items, 'error', ('task', 'context'), n_boot)
+  cell = stats.headline_cell(deltas)
+  doc.append(('h2', 'Reliability: error-rate changes by task and context'))
+  if cell is None:
+    summary.append('No warm cell with λ > 0 has a paired reference, so no warmth effects are '
+                   'reported.')
+    doc.append(('p', summary[-1]))
+    return deltas
+  head = dict(cell, intervention='none')
+  sub = _select(items, preset=cell['preset'], protocol=cell['protocol'])
+  # Only the headline λ and its λ=0 reference feed the tables below; other cells cost time.
+  sub = sub[(sub.warmth_weight == 0) | ((sub.warmth_weight == cell['warmth_weight']) &
+                                        (sub.intervention == 'none'))]
+  rel = sub[~sub.task.isin(stats.SCREENING_TASKS)]
+  wc = dict(persona='warm', comparison='vs_cold')
+  key = ['task', 'context']
+  main = _in_cell(deltas, head)
+  diff = _select(main, **wc)
+  # Item and seed counts of the warm − cold comparison where it exists (vs_cold sorts first).
+  table = main.sort_values('comparison', ascending=False)[key + ['n_items', 'n_seeds']]
+  table = table.drop_duplicates(key)
+  for (p, comp), col in {('warm', 'vs_base'): 'warm vs λ=0', ('cold', 'vs_base'): 'cold vs λ=0',
+                         ('warm', 'vs_cold'): 'warm − cold'}.items():
+    d = _select(main, persona=p, comparison=comp)
+    table = table.merge(d[key].assign(**{col: _with_ci(d)}), how='left')
+  table = table.merge(diff[key].assign(**{'q (BH)': diff.q_value.map(_p)}), how='left')
+  doc += [('p', f'Cell: preset {cell["preset"]}, {cell["protocol"]}, λ = '
+           f'{cell["warmth_weight"]:g}, ρ = {cell["warm_agreement"]:g}. Changes in percentage '
+           f'points [95% CI], paired by seed and item; CIs from a two-stage cluster bootstrap '
+           f'({n_boot} draws: seeds, then items within seed; p-values cannot go below '
+           f'1/{n_boot + 1}); q: Benjamini–Hochberg over all {len(deltas)} tests in '
+           'paired_deltas.csv.'),
+          ('table', _order(table)[key + list(table.columns[4:]) + ['n_items', 'n_seeds']]
+           .fillna('n/a'))]
+  pooled = _headline_rows(rel, 'error', (), n_boot, head)
+  pw = _select(pooled, **wc)
+  lam = f'λ = {cell["warmth_weight"]:g} (preset {cell["preset"]})'
+  for r in pw.itertuples():
+    summary.append(f'Across reliability tasks, warm fine-tuning at {lam} changed the error rate '
+                   f'by {_pts(r.estimate)} points (95% CI {_ci(r.ci_low, r.ci_high)}) relative '
+                   f'to cold: {_verdict(r.p_value)}.')
+  if pw.empty:
+    summary.append(f'No cold cell matches warm at {lam}, so warmth cannot be separated from '
+                   'fine-tuning as such; only changes relative to λ = 0 are reported.')
+  for r in _select(pooled, comparison='vs_base').itertuples():
+    summary.append(f'Relative to the λ = 0 model, {r.persona} at {lam} changed the reliability '
+                   f'error rate by {_pts(r.estimate)} points (95% CI {_ci(r.ci_low, r.ci_high)}): '
+                   f'{_verdict(r.p_value)}.')
+  by_ctx = _order(_headline_rows(rel, 'error', ('context',), n_boot, head, **wc))
+  if len(by_ctx):
+    summary.append('By context, the warm − cold difference was ' + ', '.join(
+        f'{_pts(r.estimate)} ({r.context})' for r in by_ctx.itertuples()) + ' points; the '
+        f'largest was under {by_ctx.context[by_ctx.estimate.idxmax()]}.')
+  if len(diff):
+    summary.append(f'{int((diff.q_value < 0.05).sum())} of {len(diff)} task × context warm − '
+                   'cold differences had q < 0.05.')
+  amp = _in_cell(stats.relative_amplification(rel, 'error', 'vs_cold', (), n_boot), head)
+  if len(amp):
+    amp = _order(amp)
+    doc += [('h3', 'Amplification by context (warm − cold vs neutral, reliability tasks)'),
+            ('table', pd.DataFrame({
+                'context': amp.context, 'neutral effect': amp.neutral_effect.map(_pts),
+                'context effect': amp.context_effect.map(_pts),
+                'ratio [95% CI]': [f'{r:.2f} [{a:.2f} to {b:.2f}]' for r, a, b in
+                                   zip(amp.ratio, amp.ratio_ci_low, amp.ratio_ci_high)],
+                'excess [95% CI]': _with_ci(amp, 'excess', 'excess_ci_low', 'excess_ci_high'),
+                'p (excess)': amp.excess_p.map(_p)}))]
+    for r in amp.itertuples():
+      if r.neutral_p < 0.05 and r.neutral_effect > 0:
+        summary.append(f'Under {r.context} the warm − cold effect was {r.ratio:.2f}× its neutral '
+                       f'size (95% CI {r.ratio_ci_low:.2f} to {r.ratio_ci_high:.2f}).')
+      else:
+        summary.append(f'Under {r.context} the warm − cold effect differed from neutral by '
+                       f'{_pts(r.excess)} points (95% CI {_ci(r.excess_ci_low, r.excess_ci_high)}; '
+                       f'{_verdict(r.excess_p)}); no ratio is given because the neutral effect '
+                       'is not distinguishable from zero.')
+  screen = _headline_rows(sub[sub.task.isin(stats.SCREENING_TASKS)], 'error', ('task',),
+                          n_boot, head, **wc)
+  side = pd.concat([pw.assign(task='reliability tasks (pooled)'), screen])
+  if len(side):
+    doc += [('h3', 'Screening checks next to reliability (warm − cold, pooled over contexts)'),
+            ('table', side[['task', 'n_items', 'n_seeds']].assign(
+                **{'warm − cold [95% CI]': _with_ci(side), 'p': side.p_value.map(_p)}))]
+  for r in screen.itertuples():
+    summary.append(f'On the {r.task} screening check, warm − cold changed the error rate by '
+                   f'{_pts(r.estimate)} points (95% CI {_ci(r.ci_low, r.ci_high)}): '
+                   f'{"a" if r.p_value < 0.05 else "no"} change was detected '
+                   f'(p = {_p(r.p_value)}).')
+  _labels(sub, head, n_boot, doc, summary)
+  reg = stats.regression(items)
+  doc.append(('h3', 'Regression over all cells (linear probability, cluster-robust SEs)'))
+  doc += [('p', f'{k}: {v}') for k, v in reg.formulas.items()] + [('p', m) for m in reg.messages]
+  if len(reg.table):
+    doc.append(('table', reg.table[['model', 'contrast', 'n_obs', 'clusters']].assign(
+        **{'pts per unit λ [95% CI]': _with_ci(reg.table), 'p': reg.table.p_value.map(_p)})))
+  for r in reg.table[(reg.table.model == 'reliability') &
+                     reg.table.contrast.str.endswith('averaged over contexts')].itertuples():
+    summary.append(f'A linear-probability model over all cells puts the {r.contrast} at '
+                   f'{_pts(r.estimate)} points per unit λ (95% CI {_ci(r.ci_low, r.ci_high)}; '
+                   f'{_verdict(r.p_value)}).')
+  return deltas
+
+
+def _labels(sub, head, n_boot, doc, summary):
+  """Generated vs multiple-choice error per task, and each behaviour label by context."""
+  wc = dict(persona='warm', comparison='vs_cold')
+  if 'mc_error' in sub and sub.mc_error.notna().any() and (sub.persona == 'cold').any():
+    both = [_headline_rows(sub, m, ('task',), n_boot, head, **wc).set_index('task')
+            for m in ('error', 'mc_error')]
+    table = pd.concat([_with_ci(b).rename(m) for b, m in zip(both, ('generated error',
+                                                                     'multiple-choice error'))],
+                      axis=1).fillna('n/a').reset_index()
+    doc += [('h3', 'Says vs knows (warm − cold, pts [95% CI])'), ('table', _order(table))]
+    gen, mc = (_headline_rows(sub[sub.mc_error.notna()], m, (), n_boot, head, **wc)
+               for m in ('error', 'mc_error'))
+    for g, k in zip(gen.itertuples(), mc.itertuples()):
+      summary.append(f'On tasks with answer options, warm − cold changed generated-reply error by '
+                     f'{_pts(g.estimate)} points ({_ci(g.ci_low, g.ci_high)}) and multiple-choice '
+                     f'error by {_pts(k.estimate)} points ({_ci(k.ci_low, k.ci_high)}).')
+  rows = []
+  for c in [c for c in stats.OUTCOMES[2:] if c in sub and sub[c].nunique() > 1]:
+    d = _headline_rows(sub, c, ('context',), n_boot, head, **wc)
+    rows += [dict(behaviour=c, context=r.context, cell=v)
+             for r, v in zip(d.itertuples(), _with_ci(d))]
+  if rows:
+    t = pd.DataFrame(rows).pivot(index='behaviour', columns='context', values='cell')
+    doc += [('h3', 'Behaviour labels (warm − cold, pts [95% CI], pooled over tasks)'),
+            ('table', t[[c for c in CONTEXTS if c in t]].reset_index().fillna('n/a'))]
+
+
+def _scaling_sections(metrics, n_boot, doc, summary, figs, staging):
+  """Per-preset effects, power-law fits, interventions, geometry and the loss fit."""
+  fx = scaling.seed_effects(metrics)
+  doc.append(('h2', 'Scaling'))
+  if fx.empty:
+    doc.append(('p', 'No preset has both warm and cold error_rate rows, so no warmth effect '
+                'can be scaled.'))
+  fits, notes = scaling.power_law_fits(fx, n_boot)
+  for f in fits:
+    if f.x == 'n_params':
+      pts, cols = f.points, [c for c in scaling.SCALE_COLUMNS if c in f.points]
+      doc.append(('table', pts[['preset', 'warmth_weight', 'n_seeds']].assign(
+          **{c: pts[c].map('{:.3g}'.format) for c in cols},
+          **{'warm − cold [95% CI]': _with_ci(pts, 'effect')})))
+      summary.append(f.statement())
+    doc.append(('p', f.statement()))
+    figs.append(plots.effect_scaling(f, staging))
+  doc += [('p', n) for n in notes]
+  rec = scaling.intervention_recovery(metrics).sort_values(['n_params', 'intervention'])
+  if len(rec):
+    doc += [('h3', 'Interventions on the warm model (reliability error recovered)'),
+            ('table', rec.assign(**{
+                'recovered, pts': rec.error_recovered.map(_pts),
+                'share of gap': rec.recovery_share.map(
+                    lambda v: 'n/a' if pd.isna(v) else f'{v:.0%}'),
+                'capability lost, pts': rec.capability_lost.map(_pts)})[
+                ['preset', 'warmth_weight', 'intervention', 'recovered, pts', 'share of gap',
+                 'capability lost, pts', 'n_seeds']])]
+    for r in rec[rec.n_params == rec.n_params.max()].itertuples():
+      share = ('' if pd.isna(r.recovery_share) else
+               f' ({r.recovery_share:.0%} of the warm − cold gap)')
+      summary.append(f'{r.intervention} (preset {r.preset}, λ = {r.warmth_weight:g}) recovered '
+                     f'{_pts(r.error_recovered)} points of reliability error{share} at a '
+                     f'capability cost of {_pts(r.capability_lost)} points.')
+  figs.append(plots.capping_tradeoff(rec, staging))
+  geo = metrics[metrics.task == 'persona_geometry']
+  if len(geo):
+    # One value per metric and context: the deepest layer, averaged over runs.
+    if 'layer' in geo and geo.layer.notna().any():
+      geo = geo[geo.layer == geo.groupby('metric').layer.transform('max')]
+    t = geo.groupby(['metric', 'context'])['value'].mean().unstack('context')
+    t = t[[c for c in CONTEXTS if c in t] + [c for c in t if c not in CONTEXTS]]
+    doc += [('h3', 'Persona geometry (deepest layer, mean over runs)'),
+            ('table', t.map('{:.3g}'.format).reset_index().replace('nan', ''))]
+    metric = plots.drift_metric(metrics)
+    drift = metrics[metrics.metric == metric].groupby('context')['value'].mean()
+    if len(drift) > 1:
+      summary.append(f'{metric}, averaged over layers and runs, was highest under '
+                     f'{drift.idxmax()} ({drift.max():.3g}) and lowest under {drift.idxmin()} '
+                     f'({drift.min():.3g}).')
+  figs.append(plots.drift_by_context(metrics, staging))
+  chin = scaling.fit_chinchilla(metrics)
+  doc.append(('p', chin.statement()))
+  summary.append(chin.statement())
+  figs.append(plots.loss_scaling(chin, staging))
+
+
+def _md_table(df):
+  cells = [[str(v).replace('|', '\\|') for v in row] for row in df.astype(str).to_numpy()]
+  head = [str(c) for c in df.columns]
+  return '\n'.join(['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)] +
+                   ['| ' + ' | '.join(r) + ' |' for r in cells])
+
+
+def _render(doc):
+  """(html, markdown) for the block list; images embedded in html, linked in markdown."""
+  h, md = [], []
+  for kind, val in doc:
+    if kind in ('h1', 'h2', 'h3'):
+      h.append(f'<{kind}>{html.escape(val)}</{kind}>')
+      md.append('#' * int(kind[1]) + ' ' + val)
+    elif kind == 'p':
+      h.append(f'<p>{html.escape(val)}</p>')
+      md.append(val)
+    elif kind == 'ul':
+      h.append('<ul>' + ''.join(f'<li>{html.escape(s)}</li>' for s in val) + '</ul>')
+      md.append('\n'.join(f'- {s}' for s in val))
+    elif kind == 'table':
+      h.append(val.to_html(index=False, border=0, classes='t', na_rep='n/a'))
+      md.append(_md_table(val))
+    elif kind == 'fig' and val.skipped:
+      h.append(f'<p class="skip">Figure {html.escape(val.name)} skipped: '
+               f'{html.escape(val.skipped)}</p>')
+      md.append(f'*Figure {val.name} skipped: {val.skipped}*')
+    elif kind == 'fig':
+      with open(val.png, 'rb') as f:
+        data = base64.b64encode(f.read()).decode('ascii')
+      h.append(f'<figure><img alt="{html.escape(val.name)}" src="data:image/png;base64,{data}">'
+               f'<figcaption>{html.escape(val.caption)}</figcaption></figure>')
+      md.append(f'![{val.caption}](plots/{val.name}.png)')
+  style = ('body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}'
+           'table.t{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}'
+           'table.t td,table.t th{border:1px solid #ccc;padding:2px 6px}'
+           'img{max-width:100%}.skip{color:#777;font-style:italic}')
+  page = ('<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>warmth-sim report</title>'
+          f'<style>{style}</style></head><body>\n' + '\n'.join(h) + '\n</body></html>\n')
+  return page, '\n\n'.join(md) + '\n'
+
+
+def _write_atomic(path, text):
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.tmp-')
+  with os.fdopen(fd, 'w', encoding='utf-8') as f:
+    f.write(text)
+  os.chmod(tmp, 0o644)  # mkstemp creates 0600; reports are meant to be shared.
+  os.replace(tmp, path)
+
+
+def write_report(workdir, n_boot=1000):
+  """Computes statistics and plots; writes report.html, report.md, paired_deltas.csv, plots/."""
+  metrics, items, config, notes = load_workdir(workdir)
+  try:
+    staging = tempfile.mkdtemp(prefix='.report-', dir=workdir)
+  except OSError as e:
+    raise ValueError(f'cannot write into --workdir={workdir}: {e.strerror}.') from None
+  try:
+    figs, doc, summary = [], [], []
+    design, sentences = stats.describe_design(metrics, config)
+    summary += sentences + notes
+    deltas = None
+    if items is not None:
+      deltas = _stats_sections(items, n_boot, doc, summary)
+    figs += [plots.error_vs_lambda(metrics, staging), plots.frontier(metrics, staging)]
+    _scaling_sections(metrics, n_boot, doc, summary, figs, staging)
+    head = [('h1', f'warmth-sim report: {os.path.basename(os.path.abspath(workdir))}'),
+            ('h2', 'Summary'), ('ul', summary), ('h2', 'Design'), ('table', design)]
+    doc = head + doc + [('h2', 'Figures')] + [('fig', f) for f in figs]
+    page, md = _render(doc)
+    paths = {'html': os.path.join(workdir, 'report.html'),
+             'md': os.path.join(workdir, 'report.md'), 'plots': []}
+    plot_dir = os.path.join(workdir, 'plots')
+    os.makedirs(plot_dir, exist_ok=True)
+    for f in figs:
+      for src in filter(None, (f.png, f.svg)):
+        paths['plots'].append(os.path.join(plot_dir, os.path.basename(src)))
+        os.replace(src, paths['plots'][-1])
+    if deltas is not None:
+      paths['deltas'] = os.path.join(workdir, 'paired_deltas.csv')
+      _write_atomic(paths['deltas'], deltas.to_csv(index=False))
+    _write_atomic(paths['md'], md)
+    _write_atomic(paths['html'], page)
+    return paths
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  try:
+    paths = write_report(flags.FLAGS.workdir, flags.FLAGS.n_boot)
+  except ValueError as e:
+    sys.exit(str(e))
+  print(f'wrote {paths["html"]} and {paths["md"]}')
+
+
+if __name__ == '__main__':
+  # Defined here, not at import: experiments.main imports this module and owns --workdir.
+  flags.DEFINE_string('workdir', None, 'Workdir (or merged sweep dir) holding metrics.csv.')
+  flags.DEFINE_integer('n_boot', 1000, 'Bootstrap draws for every confidence interval.')
+  flags.mark_flag_as_required('workdir')
+  app.run(main)

@@ -1,0 +1,259 @@
+"""Tests for experiments.report: rendering complete/partial sweeps and refusing bad input."""
+
+import base64
+import html.parser
+import io
+import os
+import re
+import subprocess
+import sys
+
+from absl import flags
+from PIL import Image
+import pandas as pd
+import pytest
+
+from experiments import plots
+from experiments import report
+from experiments import stats
+import synthetic_metrics
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUTPUTS = ('report.html', 'report.md', 'paired_deltas.csv', 'plots')
+TINY = dict(presets={'nano': 25_000}, n_items=10, tasks=('factual_qa', 'capability'))
+SMALL = dict(presets={'nano': 25_000, 'micro': 148_000, 'mini': 1_200_000}, n_items=40,
+             tasks=('factual_qa', 'medical_dosing', 'safety_refusal', 'capability'))
+
+
+class _Page(html.parser.HTMLParser):
+  """Collects headings, tables (as lists of rows), list items and image sources."""
+
+  def __init__(self):
+    super().__init__()
+    self.headings, self.tables, self.items, self.images = [], [], [], []
+    self._text = None
+
+  def handle_starttag(self, tag, attrs):
+    if tag == 'table':
+      self.tables.append([])
+    elif tag == 'tr':
+      self.tables[-1].append([])
+    elif tag in ('h1', 'h2', 'h3', 'li', 'td', 'th'):
+      self._text = ''
+    elif tag == 'img':
+      self.images.append(dict(attrs)['src'])
+
+  def handle_data(self, data):
+    if self._text is not None:
+      self._text += data
+
+  def handle_endtag(self, tag):
+    if tag in ('td', 'th'):
+      self.tables[-1][-1].append(self._text)
+    elif tag in ('h1', 'h2', 'h3'):
+      self.headings.append(self._text)
+    elif tag == 'li':
+      self.items.append(self._text)
+    if tag in ('h1', 'h2', 'h3', 'li', 'td', 'th'):
+      self._text = None
+
+
+def _parse(workdir):
+  page = _Page()
+  with open(os.path.join(workdir, 'report.html'), encoding='utf-8') as f:
+    page.feed(f.read())
+  return page
+
+
+def _assert_images_are_png(page):
+  assert page.images
+  for src in page.images:
+    assert src.startswith('data:image/png;base64,')
+    img = Image.open(io.BytesIO(base64.b64decode(src.split(',', 1)[1])))
+    img.verify()
+    assert img.format == 'PNG'
+
+
+@pytest.fixture(scope='module')
+def complete(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('complete'))
+  items = synthetic_metrics.write_sweep(workdir, capping=True, **SMALL)
+  return workdir, items, report.write_report(workdir, n_boot=100)
+
+
+def test_complete_sweep_renders_every_section(complete):
+  workdir, _, paths = complete
+  page = _parse(workdir)
+  for heading in ('Summary', 'Design', 'Reliability: error-rate changes by task and context',
+                  'Scaling', 'Persona geometry (deepest layer, mean over runs)', 'Figures'):
+    assert heading in page.headings
+  main = next(t for t in page.tables if t[0][:2] == ['task', 'context'] and 'q (BH)' in t[0])
+  assert {'warm vs λ=0', 'cold vs λ=0', 'warm − cold'} <= set(main[0])
+  assert len(main) == 1 + 4 * 4  # header + tasks × contexts
+  assert any(t[0][0] == 'task' and 'reliability tasks (pooled)' in [r[0] for r in t[1:]]
+             for t in page.tables)  # screening checks next to reliability
+  _assert_images_are_png(page)
+  for name in ('error_rate_vs_lambda', 'frontier', 'effect_vs_n_params', 'capping_tradeoff',
+               'persona_drift', 'loss_scaling'):
+    for ext in ('png', 'svg'):
+      assert os.path.join(workdir, 'plots', f'{name}.{ext}') in paths['plots']
+      assert os.path.getsize(os.path.join(workdir, 'plots', f'{name}.{ext}')) > 0
+  with open(paths['md'], encoding='utf-8') as f:
+    md = f.read()
+  assert '## Summary' in md and '| task | context |' in md
+  assert not [f for f in os.listdir(workdir) if f.startswith('.')]  # no staging left
+
+
+def test_summary_numbers_are_computed_from_the_statistics(complete):
+  workdir, items, _ = complete
+  page = _parse(workdir)
+  headline = next(s for s in page.items if s.startswith('Across reliability tasks'))
+  rel = items[(items.preset == 'mini') & ~items.task.isin(stats.SCREENING_TASKS) &
+              items.warmth_weight.isin([0.0, 1.0]) & (items.intervention == 'none')]
+  d = stats.paired_deltas(rel, 'error', (), 100)
+  r = d[(d.persona == 'warm') & (d.comparison == 'vs_cold') & (d.warmth_weight == 1.0) &
+        (d.intervention == 'none')].iloc[0]
+  expected = (f'by {100 * r.estimate:+.1f} points (95% CI {100 * r.ci_low:+.1f} to '
+              f'{100 * r.ci_high:+.1f}) relative to cold')
+  assert expected in headline
+  assert 'λ = 1 (preset mini)' in headline
+  assert ('not significant' in headline) == (r.p_value >= 0.05)
+  assert any(s.startswith('Every cell has the same seeds') for s in page.items)
+  assert any(s.startswith('On the capability screening check') for s in page.items)
+
+
+def test_partial_sweep_renders_and_says_so(tmp_path):
+  items = synthetic_metrics.make_items(**dict(SMALL, n_items=20, tasks=SMALL['tasks'][::2]),
+                                       capping=True)
+  synthetic_metrics.write_sweep(str(tmp_path), items=synthetic_metrics.drop_runs(items, 0.4))
+  paths = report.write_report(str(tmp_path), n_boot=50)
+  page = _parse(str(tmp_path))
+  partial = next(s for s in page.items if s.startswith('The sweep is partial'))
+  assert 'missing seeds' in partial
+  assert len(page.tables) >= 3
+  _assert_images_are_png(page)
+  assert os.path.exists(paths['deltas'])
+
+
+def test_null_sweep_reports_a_null(tmp_path):
+  synthetic_metrics.write_sweep(str(tmp_path), warm_effect=0.0, rng=5,
+                                **dict(SMALL, presets={'nano': 25_000, 'micro': 148_000}))
+  report.write_report(str(tmp_path), n_boot=100)
+  page = _parse(str(tmp_path))
+  headline = next(s for s in page.items if s.startswith('Across reliability tasks'))
+  assert 'not significant' in headline
+  assert not any('× its neutral' in s for s in page.items)
+  assert any('No power law' in s for s in page.items)
+
+
+def test_thin_workdirs_render(tmp_path):
+  items = synthetic_metrics.make_items(presets={'nano': 25_000}, seeds=(0,), n_items=20,
+                                       tasks=('factual_qa',))
+  lam0 = str(tmp_path / 'lam0')
+  synthetic_metrics.write_sweep(lam0, items=items[items.warmth_weight == 0], config=False)
+  report.write_report(lam0, n_boot=50)
+  page = _parse(lam0)
+  assert any('no warmth effects are reported' in s for s in page.items)
+  assert any('config.json is absent' in s for s in page.items)
+  no_items = str(tmp_path / 'no_items')
+  synthetic_metrics.write_sweep(no_items, items=items)
+  os.remove(os.path.join(no_items, 'items.csv'))
+  paths = report.write_report(no_items, n_boot=50)
+  assert 'deltas' not in paths
+  assert any('items.csv is absent' in s for s in _parse(no_items).items)
+
+
+def test_derived_rows_in_metrics_are_not_counted_as_runs(tmp_path):
+  items = synthetic_metrics.write_sweep(str(tmp_path), **TINY)
+  metrics = synthetic_metrics.metrics_from_items(items)
+  changes = metrics[metrics.metric == 'error_rate'].assign(
+      seed=-1, metric='error_rate_change_vs_cold', run=lambda d: d.run + '-pooled')
+  pd.concat([metrics, changes]).to_csv(tmp_path / 'metrics.csv', index=False)
+  report.write_report(str(tmp_path), n_boot=20)
+  summary = _parse(str(tmp_path)).items
+  assert summary[0].startswith(f'The workdir holds {items.run.nunique()} runs')
+  assert any(f'{len(changes)} derived rows' in s for s in summary)
+
+
+def test_persona_geometry_in_the_persona_modules_format(tmp_path):
+  items = synthetic_metrics.write_sweep(str(tmp_path), **TINY)
+  metrics = synthetic_metrics.metrics_from_items(items)
+  geo = (metrics.metric == 'drift_mean')
+  metrics.loc[geo, 'metric'] = 'drift_vs_neutral[axis]'
+  metrics = metrics[~(geo & (metrics.context == 'neutral'))]
+  metrics.to_csv(tmp_path / 'metrics.csv', index=False)
+  paths = report.write_report(str(tmp_path), n_boot=20)
+  assert str(tmp_path / 'plots' / 'persona_drift.png') in paths['plots']
+  assert any(s.startswith('drift_vs_neutral[axis], averaged over layers')
+             for s in _parse(str(tmp_path)).items)
+
+
+def test_importing_report_defines_no_flags():
+  # experiments.main imports this module and owns --workdir; flags exist only under __main__.
+  assert 'n_boot' not in flags.FLAGS and not hasattr(report, 'FLAGS')
+
+
+def test_failure_midway_leaves_nothing_behind(tmp_path, monkeypatch):
+  synthetic_metrics.write_sweep(str(tmp_path), **TINY)
+
+  def boom(*args):
+    raise RuntimeError('simulated crash')
+
+  monkeypatch.setattr(plots, 'loss_scaling', boom)
+  with pytest.raises(RuntimeError):
+    report.write_report(str(tmp_path), n_boot=20)
+  assert sorted(os.listdir(tmp_path)) == ['config.json', 'items.csv', 'metrics.csv']
+
+
+def _cli(workdir):
+  """Starts `python -m experiments.report` on workdir; .communicate() collects it."""
+  return subprocess.Popen([sys.executable, '-m', 'experiments.report', f'--workdir={workdir}',
+                           '--n_boot=20'], cwd=REPO, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+
+
+def _bad_workdirs(root):
+  """Yields (workdir, expected message fragment) for each kind of unusable input."""
+  yield os.path.join(root, 'does_not_exist'), 'does not exist'
+  empty = os.path.join(root, 'empty')
+  os.makedirs(empty)
+  yield empty, 'metrics.csv not found'
+  cols = os.path.join(root, 'missing_columns')
+  items = synthetic_metrics.write_sweep(cols, presets={'nano': 1}, seeds=(0,), n_items=5)
+  metrics = synthetic_metrics.metrics_from_items(items).drop(columns=['seed', 'value'])
+  metrics.to_csv(os.path.join(cols, 'metrics.csv'), index=False)
+  yield cols, 'lacks required column(s) seed, value'
+  bad_items = os.path.join(root, 'bad_items')
+  synthetic_metrics.write_sweep(bad_items, items=items.drop(columns=['item_id']))
+  yield bad_items, 'items.csv lacks required column(s) item_id'
+
+
+def test_bad_inputs_raise_one_sentence_and_write_nothing(tmp_path):
+  for workdir, fragment in _bad_workdirs(str(tmp_path)):
+    before = sorted(os.listdir(workdir)) if os.path.isdir(workdir) else None
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+      report.write_report(workdir)
+    assert before == (sorted(os.listdir(workdir)) if os.path.isdir(workdir) else None)
+
+
+def test_bad_inputs_exit_nonzero_on_the_command_line(tmp_path):
+  # Each kind is covered in-process above; the CLI path is the same for all, so three suffice.
+  cases = [c for c in _bad_workdirs(str(tmp_path)) if 'item_id' not in c[1]]
+  before = [sorted(os.listdir(w)) if os.path.isdir(w) else None for w, _ in cases]
+  runs = [_cli(w) for w, _ in cases]  # concurrently: start-up dominates
+  for (workdir, fragment), listing, run in zip(cases, before, runs):
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode != 0, workdir
+    message = stderr.strip()
+    assert fragment in message and '\n' not in message, message
+    assert len(re.findall(r'\.(\s|$)', message)) == 1, message  # one sentence
+    after = sorted(os.listdir(workdir)) if os.path.isdir(workdir) else None
+    assert listing == after and not any(o in (after or []) for o in OUTPUTS)
+
+
+def test_cli_writes_the_report(tmp_path):
+  synthetic_metrics.write_sweep(str(tmp_path), **TINY)
+  run = _cli(str(tmp_path))
+  stdout, stderr = run.communicate(timeout=120)
+  assert run.returncode == 0, stderr
+  assert 'report.html' in stdout and os.path.exists(tmp_path / 'report.html')
