@@ -1,0 +1,36 @@
+"""The smallest end-to-end command (`experiments.main`), for tests that run it in subprocesses."""
+import os
+import socket
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO = os.path.join(ROOT, "experiments", "configs", "demo.py")
+
+# Explicit values for every field a result depends on, so a change to the demo cannot break tests.
+TINY = ("--config.data.n_people=16", "--config.data.eval_items=2", "--config.model.presets=('nano',)",
+        "--config.grid.protocols=('finetune',)", "--config.grid.seeds=(0,)",
+        "--config.grid.personas=('warm',)", "--config.grid.warmth_weights=(1.0,)",
+        "--config.grid.warm_agreements=(0.0,)", "--config.train.batch_size=8",
+        "--config.train.base_steps=6", "--config.train.persona_steps=4",
+        "--config.train.learning_rate=0.01", "--config.train.persona_learning_rate=0.003",
+        "--config.train.warmup_steps=2", "--config.eval.bootstrap=20",
+        "--config.eval.max_new_tokens=12", "--config.runtime.report=False")
+
+
+def main_cmd(workdir, *overrides, config=DEMO + ":runlocal"):
+  return [sys.executable, "-m", "experiments.main", f"--config={config}", f"--workdir={workdir}",
+          *TINY, *overrides]
+
+
+def env(devices=1, **extra):
+  out = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  out.update(JAX_PLATFORMS="cpu", **extra)
+  if devices > 1:
+    out["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+  return out
+
+
+def free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
