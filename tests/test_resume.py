@@ -1,0 +1,137 @@
+"""A killed run, rerun with the same command, ends bit-identical to one that never stopped."""
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+import tiny_runs
+
+STEPS = ("--config.train.base_steps=30", "--config.train.persona_steps=20",
+         "--config.train.checkpoint_every=4", "--config.train.log_every=1")
+STAGES = {"base": 30, "persona": 20}
+STAGE_DIRS = ("nano-finetune/base", "nano-finetune/persona")
+
+
+def _run(workdir):
+  proc = subprocess.run(tiny_runs.main_cmd(workdir, *STEPS), cwd=tiny_runs.ROOT,
+                        env=tiny_runs.env(), capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc
+
+
+def _stop_at(workdir, stage, step, sig):
+  """Starts the run and sends `sig` once its log reports `stage` at `step` or later."""
+  proc = subprocess.Popen(tiny_runs.main_cmd(workdir, *STEPS), cwd=tiny_runs.ROOT,
+                          env=tiny_runs.env(), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                          text=True)
+  pattern = re.compile(rf"\] {stage} step (\d+)/")
+  for line in proc.stderr:
+    m = pattern.search(line)
+    if m and int(m.group(1)) >= step:
+      proc.send_signal(sig)
+      break
+  rest = proc.stderr.read()
+  return proc.wait(timeout=300), rest
+
+
+def _final_arrays(workdir):
+  out = {}
+  for name in STAGE_DIRS:
+    path = os.path.join(workdir, "checkpoints", name)
+    step = max(int(d) for d in os.listdir(path) if d.isdigit())
+    state = ocp.StandardCheckpointer().restore(os.path.join(path, str(step), "state"))
+    for k, v in _leaves(state, name):
+      out[k] = np.asarray(v)
+  return out
+
+
+def _leaves(tree, prefix):
+  if isinstance(tree, dict):
+    for k, v in tree.items():
+      yield from _leaves(v, f"{prefix}/{k}")
+  else:
+    yield prefix, tree
+
+
+def _plant_half_written(workdir):
+  """What a kill during a save leaves: a later step still under orbax's temporary name."""
+  path = os.path.join(workdir, "checkpoints", STAGE_DIRS[0])
+  steps = sorted(int(d) for d in os.listdir(path) if d.isdigit())
+  fake = os.path.join(path, f"{steps[-1] + 1}.orbax-checkpoint-tmp")
+  shutil.copytree(os.path.join(path, str(steps[-1])), fake)
+  for root, _, files in os.walk(fake):
+    for f in files:
+      with open(os.path.join(root, f), "w") as handle:
+        handle.write("garbage")
+
+
+def _assert_identical(a, b):
+  for f in ("metrics.csv", "items.csv"):
+    assert (a / f).read_bytes() == (b / f).read_bytes(), f
+  ref, got = _final_arrays(a), _final_arrays(b)
+  assert ref.keys() == got.keys()
+  for k in ref:
+    np.testing.assert_array_equal(got[k], ref[k], err_msg=k)
+
+
+@pytest.mark.slow
+def test_sigkill_at_a_random_step_then_rerun_is_bit_identical(tmp_path):
+  _run(tmp_path / "ref")
+  rng = random.Random()
+  stage = rng.choice(list(STAGES))
+  step = rng.randint(1, STAGES[stage] - 1)
+  code, _ = _stop_at(tmp_path / "killed", stage, step, signal.SIGKILL)
+  assert code == -signal.SIGKILL, f"the run ended before {stage} step {step}"
+  if os.path.isdir(tmp_path / "killed" / "checkpoints" / STAGE_DIRS[0]):
+    _plant_half_written(tmp_path / "killed")
+  rerun = _run(tmp_path / "killed")
+  assert "resuming at step" in rerun.stderr or "finished earlier" in rerun.stderr or step < 4
+  _assert_identical(tmp_path / "ref", tmp_path / "killed")
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_the_current_step_and_the_rerun_resumes_from_it(tmp_path):
+  _run(tmp_path / "ref")
+  code, err = _stop_at(tmp_path / "stopped", "persona", 7, signal.SIGTERM)
+  stopped = re.search(r"stopped: persona stopped at step (\d+) of 20", err)
+  assert code == 1 and stopped, err[-2000:]
+  rerun = _run(tmp_path / "stopped")
+  assert f"nano-finetune/persona: resuming at step {stopped.group(1)} " in rerun.stderr
+  _assert_identical(tmp_path / "ref", tmp_path / "stopped")
+
+
+def test_a_preempted_stage_resumes_to_the_same_parameters(tmp_path, monkeypatch):
+  import jax  # pylint: disable=g-import-not-at-top
+  from experiments import distributed, experiment, sharding, stage, train
+  from experiments.configs import demo
+  from experiments.workdir import Workdir
+  from tasks.mixtures import Corpus
+
+  c = demo.get_config("runlocal")
+  c.data.n_people, c.data.eval_items, c.train.batch_size, c.train.checkpoint_every = 16, 2, 8, 0
+  corpus = Corpus(experiment.world_config(c.data))
+  mcfg = experiment.model_config(c, "nano", corpus.tokenizer.size)
+  mesh = sharding.make_mesh(c.mesh)
+  st = stage.Stage("base", "p/base", ["seed0", "seed1"], 6, train.make_optimizer(c.train, 6),
+                   experiment.Batches(corpus, 0, 8).base([0, 1]), [0.0] * 2, [0.0] * 2, [1e-2] * 2)
+  init = lambda sh: train.init_states(mcfg, [0, 1], sh)[1]
+  run = lambda wd: stage.run(c, Workdir(str(tmp_path / wd), c.to_dict()), mesh, mcfg, st, init)
+  _, ref, ref_losses = run("ref")
+  monkeypatch.setattr(distributed, "preempted", lambda step: step == 3)
+  with pytest.raises(train.Preempted, match="step 3 of 6"):
+    run("stopped")
+  monkeypatch.undo()
+  _, got, losses = run("stopped")
+  for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(got)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  np.testing.assert_array_equal(losses["base_loss"], ref_losses["base_loss"])
+  _, again, again_losses = run("stopped")  # a finished stage is restored, not retrained
+  for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(again)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  np.testing.assert_array_equal(again_losses["base_loss"], ref_losses["base_loss"])
