@@ -1,0 +1,101 @@
+"""Sweeps: stable cell ids and packs; a stopped sweep, rerun, finishes only what was missing."""
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from experiments import experiment, grid, train
+from experiments.configs import sweep
+import tiny_runs
+
+SWEEP = os.path.join(tiny_runs.ROOT, "experiments", "configs", "sweep.py")
+
+
+def test_sweep_config_expands_every_factor_into_few_packs():
+  c = sweep.get_config()
+  cells = grid.expand(c)
+  assert len({x.run for x in cells}) == len(cells) == 860
+  assert {x.protocol for x in cells} == {"finetune", "mixture"}
+  assert {x.warm_agreement for x in cells} == {0.0, 0.5, 1.0}
+  packs = grid.packs(cells, c.grid.max_pack_size)
+  assert len(packs) == 8 and max(map(len, packs.values())) <= c.grid.max_pack_size
+  local = sweep.get_config("runlocal")
+  assert len(grid.packs(grid.expand(local), local.grid.max_pack_size)) == 2
+
+
+def test_chunked_packs_do_not_depend_on_what_is_finished():
+  cells = grid.expand(sweep.get_config("runlocal"))
+  chunks = grid.packs(cells, 3)
+  assert [len(v) for v in chunks.values()] == [3, 3, 3, 1, 3, 3, 2]
+  assert list(chunks)[0] == ("nano", "finetune", 0)
+
+
+def _small(c):
+  c.data.n_people, c.data.eval_items = 16, 2
+  c.grid.protocols, c.grid.personas, c.grid.warmth_weights = ("finetune",), ("warm",), (1.0,)
+  c.grid.warm_agreements, c.grid.seeds = (0.0,), (0,)
+  c.train.batch_size, c.train.base_steps, c.train.persona_steps = 8, 3, 2
+  c.eval.max_new_tokens = 8
+  return c
+
+
+def test_a_rerun_redoes_only_the_missing_cell_without_training(tmp_path, monkeypatch):
+  c = _small(sweep.get_config("runlocal"))
+  experiment.run(c, str(tmp_path))
+  runs = [x.run for x in grid.expand(c)]
+  assert len(runs) == 2
+  stamp = {r: os.stat(tmp_path / "cells" / r / "metrics.csv").st_mtime_ns for r in runs}
+  lost = runs[1]  # the persona cell of the finetune pack: stopped after training, before saving
+  for f in ("metrics.csv", "items.csv"):
+    os.remove(tmp_path / "cells" / lost / f)
+  trained = []
+  original = train.run_stage
+  monkeypatch.setattr(train, "run_stage", lambda *a, **k: trained.append(a[0]) or original(*a, **k))
+  metrics, _ = experiment.run(c, str(tmp_path))
+  assert trained == []  # every stage finished earlier: restored from its checkpoint
+  assert sorted(metrics.run.unique()) == sorted(runs)
+  for r in runs:
+    changed = os.stat(tmp_path / "cells" / r / "metrics.csv").st_mtime_ns != stamp.get(r)
+    assert changed == (r == lost), r
+
+
+@pytest.mark.slow
+def test_a_sweep_killed_mid_way_and_rerun_finishes_only_what_was_missing(tmp_path):
+  cmd = [sys.executable, "-m", "experiments.main", f"--config={SWEEP}:runlocal",
+         f"--workdir={tmp_path}", "--config.runtime.report=False", "--config.data.n_people=16",
+         "--config.data.eval_items=2", "--config.eval.max_new_tokens=12",
+         "--config.train.base_steps=12", "--config.train.persona_steps=8",
+         "--config.train.checkpoint_every=3", "--config.train.log_every=1"]
+  proc = subprocess.Popen(cmd, cwd=tiny_runs.ROOT, env=tiny_runs.env(), text=True,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  for line in proc.stderr:  # the finetune pack is done; kill the mixture pack mid-training
+    if re.search(r"\] mixture step 8/", line):
+      proc.kill()
+      break
+  proc.stderr.read()
+  assert proc.wait(timeout=300) == -signal.SIGKILL
+  cells = grid.expand(_cli_config())
+  finished = {x.run for x in cells if (tmp_path / "cells" / x.run / "metrics.csv").exists()}
+  assert finished == {x.run for x in cells if x.protocol == "finetune"}
+  stamp = {r: os.stat(tmp_path / "cells" / r / "metrics.csv").st_mtime_ns for r in finished}
+
+  rerun = subprocess.run(cmd, cwd=tiny_runs.ROOT, env=tiny_runs.env(), text=True,
+                         capture_output=True, timeout=900)
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  assert "pack nano-finetune-0: all 10 cells finished earlier" in rerun.stderr
+  assert re.search(r"nano-mixture-0/mixture: resuming at step \d+ of 20", rerun.stderr)
+  assert " base step " not in rerun.stderr and " persona step " not in rerun.stderr
+  for r, t in stamp.items():
+    assert os.stat(tmp_path / "cells" / r / "metrics.csv").st_mtime_ns == t, r
+  merged = pd.read_csv(tmp_path / "metrics.csv")
+  assert set(merged[merged.seed >= 0].run) == {x.run for x in cells}
+
+
+def _cli_config():
+  c = sweep.get_config("runlocal")
+  c.data.n_people, c.data.eval_items = 16, 2
+  return c
