@@ -1,0 +1,55 @@
+"""A packed (vmapped) set of cells trains and scores like the same cells trained one by one."""
+import functools
+
+import jax
+import numpy as np
+
+from experiments import evaluate, experiment, grid, sharding, stage, train
+from experiments.configs import demo
+from tasks.mixtures import Corpus, EvalSet, build_eval_set
+
+STEPS = 6
+CELLS = [grid.Cell("nano", "finetune", "warm", 1.0, 1.0, 0),
+         grid.Cell("nano", "finetune", "cold", 0.5, 0.0, 1),
+         grid.Cell("nano", "finetune", "warm", 0.0, 0.0, 2)]
+
+
+@functools.lru_cache(maxsize=1)
+def _setup():
+  c = demo.get_config("runlocal")
+  c.data.n_people, c.data.eval_items, c.train.batch_size = 16, 2, 8
+  corpus = Corpus(experiment.world_config(c.data))
+  return c, corpus, experiment.model_config(c, "nano", corpus.tokenizer.size)
+
+
+def _train(cells):
+  c, corpus, mcfg = _setup()
+  opt = train.make_optimizer(c.train, STEPS)
+  stream = experiment.Batches(corpus, 0, 8).persona(cells, 0)
+  graphdef, abstract = train.abstract_states(mcfg, len(cells))
+  sh = sharding.PackShardings(sharding.make_mesh(c.mesh), sharding.rules_of(c.mesh), abstract,
+                              jax.eval_shape(jax.vmap(opt.init), abstract), stream.shapes)
+  state_E = train.init_states(mcfg, [x.seed for x in cells], sh)[1]
+  state_E, _, history = train.run_stage(
+      "persona", graphdef, opt, state_E, stage.placed_batches(stream, sh),
+      [x.warmth_weight for x in cells], [x.warm_agreement for x in cells], [1e-2] * len(cells),
+      STEPS, log_every=1, shardings=sh)
+  losses = {k: np.stack([h[k] for h in history]) for k in ("loss", "base_loss", "persona_loss")}
+  return graphdef, state_E, losses
+
+
+def test_packed_cells_match_cells_trained_one_by_one():
+  c, corpus, _ = _setup()
+  graphdef, packed, packed_losses = _train(CELLS)
+  full = build_eval_set(corpus)
+  evalset = EvalSet(full.items[:32], full.turns[:32], full.prompts[:32], full.prompt_mask[:32])
+  packed_mc = evaluate.mc_errors(graphdef, packed, evalset, corpus.tokenizer, 256)
+  for e, cell in enumerate(CELLS):
+    _, alone, losses = _train([cell])
+    for k, v in losses.items():
+      np.testing.assert_allclose(packed_losses[k][:, e], v[:, 0], rtol=1e-5, err_msg=k)
+    for a, b in zip(jax.tree.leaves(packed), jax.tree.leaves(alone)):
+      np.testing.assert_allclose(np.asarray(a)[e], np.asarray(b)[0], rtol=1e-4, atol=1e-6)
+    alone_mc = evaluate.mc_errors(graphdef, alone, evalset, corpus.tokenizer, 256)
+    np.testing.assert_array_equal(packed_mc[e], alone_mc[0])
+  assert not np.allclose(packed_losses["loss"][:, 0], packed_losses["loss"][:, 1])
