@@ -1,0 +1,49 @@
+"""show_batch prints exactly the rows a run trained on at a step."""
+import subprocess
+import sys
+
+from experiments import experiment, show_batch
+from experiments.configs import demo
+from tasks.mixtures import Corpus
+import tiny_runs
+
+
+def _config():
+  c = demo.get_config("runlocal")
+  c.data.n_people, c.data.eval_items, c.train.batch_size = 16, 2, 8
+  return c
+
+
+def test_rows_are_the_trainers_rows_at_that_step():
+  c = _config()
+  corpus = Corpus(experiment.world_config(c.data))
+  lines = []
+  show_batch.show(c, "base", 1, 5, write=lines.append)
+  batch = experiment.Batches(corpus, c.train.data_seed, 8).base([1])(5)["base"]
+  want = [show_batch.decode_row(corpus.tokenizer, t, m)
+          for t, m in zip(batch["tokens"][0], batch["mask"][0])]
+  assert [line.split(": ", 1)[1] for line in lines[1:]] == want
+  other = []
+  show_batch.show(c, "base", 1, 6, write=other.append)
+  assert other[1:] != lines[1:]
+
+
+def test_persona_rows_mark_validating_replies_only_when_rho_asks():
+  c = _config()
+  for rho, expect in ((0.0, False), (1.0, True)):
+    lines = []
+    show_batch.show(c, "persona", 0, 3, persona="warm", rho=rho, write=lines.append)
+    assert lines[0].startswith("stage persona, seed 0, persona warm")
+    assert any("validating" in line for line in lines) == expect
+    assert sum(line.startswith("persona[") for line in lines) == 4
+
+
+def test_command_line_prints_rows_and_refuses_unknown_personas():
+  cmd = [sys.executable, "-m", "experiments.show_batch", f"--config={tiny_runs.DEMO}:runlocal",
+         "--step=2", "--rows=2"]
+  ok = subprocess.run(cmd, cwd=tiny_runs.ROOT, env=tiny_runs.env(), capture_output=True,
+                      text=True, timeout=120)
+  assert ok.returncode == 0 and ok.stdout.count("base[") == 2, ok.stderr[-2000:]
+  bad = subprocess.run(cmd + ["--stage=persona", "--persona=sarcastic"], cwd=tiny_runs.ROOT,
+                       env=tiny_runs.env(), capture_output=True, text=True, timeout=120)
+  assert bad.returncode != 0 and "--persona='sarcastic' must be one of" in bad.stderr
