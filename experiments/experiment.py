@@ -21,6 +21,7 @@ import pandas as pd
 from experiments import distributed, evaluate, grid, sharding, stage, train
 from experiments.workdir import METRIC_COLUMNS, Workdir, atomic_write
 from models import get_config
+from models.config import auto_attention_impl
 from tasks.config import WorldConfig, check_warm_agreement
 from tasks.mixtures import Corpus, build_eval_set
 
@@ -40,10 +41,7 @@ def attention_impl(choice, compute_dtype, head_dim, backend):
   """`auto`: cuDNN's fused attention on a GPU in bfloat16 where it applies, else XLA's."""
   if choice not in ATTENTION_IMPLS:
     raise ValueError(f"model.attention_impl={choice!r} must be one of {', '.join(ATTENTION_IMPLS)}.")
-  if choice != "auto":
-    return choice
-  fits = compute_dtype == "bfloat16" and head_dim % 8 == 0 and head_dim <= 256
-  return "cudnn" if backend == "gpu" and fits else None
+  return auto_attention_impl(compute_dtype, head_dim, backend) if choice == "auto" else choice
 
 
 def model_config(config, preset, vocab_size, backend=None):

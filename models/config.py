@@ -94,3 +94,9 @@ class ModelConfig:
     # projection (a real matmul even when tied); the embedding lookup is free.
     n = self.n_params(non_embedding=True) + self.d_model * self.vocab_size
     return 6 * n + 12 * self.n_layers * self.d_model * seq_len
+
+
+def auto_attention_impl(compute_dtype: str, head_dim: int, backend: str) -> str | None:
+  """cuDNN's fused attention on a GPU in bfloat16 where it applies; otherwise XLA's (None)."""
+  fits = compute_dtype == 'bfloat16' and head_dim % 8 == 0 and head_dim <= 256
+  return 'cudnn' if backend == 'gpu' and fits else None
