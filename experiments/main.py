@@ -29,7 +29,9 @@ def main(argv):
     if distributed.is_writer():
       from tensorboardX import SummaryWriter
       writer = SummaryWriter(os.path.join(_WORKDIR.value, "tb"))
-    metrics, items = experiment.run(config, _WORKDIR.value, writer)
+    from experiments.objectives import compare  # wraps experiment.run when objectives.enabled
+    runner = compare.run if compare.enabled(config) else experiment.run
+    metrics, items = runner(config, _WORKDIR.value, writer)
   except ValueError as e:
     sys.exit(f"error: {e}")
   except train.Preempted as e:

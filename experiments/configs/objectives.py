@@ -1,0 +1,45 @@
+"""Warmth objectives compared on one budget: imitation, surface affect, emotion RL, mitigations.
+
+  python -m experiments.main --config=experiments/configs/objectives.py --workdir=/tmp/objectives
+
+Hardware: a 2-core CPU (shared). Wall time: see the README/report; sized to finish within 15
+minutes on this CPU. One nano preset, a 16-person world, one seed, λ = 0.5 for every persona-phase
+method (same steps, rows and learning rate): base; cold; warm; affect (warm-vocabulary mass at
+reply positions, content-blind); emotion_rl (GRPO on a simulated user's final valence, KL to the
+base model); warm + capping; warm + preventative steering. Expected: WORKDIR/metrics.csv with
+`objectives_comparison` rows (one per method × headline metric and per task × context) and a
+report section with the table and a warmth-vs-error frontier, one marker per method.
+`:runlocal` shrinks it to a smoke test of about three minutes.
+"""
+from experiments.configs.common import base_config
+from experiments.objectives import compare
+
+
+def get_config(arg=None):
+  c = base_config()
+  c.data.n_people = 16
+  c.data.eval_items = 6
+  c.model.presets = ("nano",)
+  c.grid.personas = ("warm", "cold")
+  c.grid.warmth_weights = (0.5,)
+  c.grid.seeds = (0,)
+  c.train.batch_size = 16
+  c.train.base_steps = 400
+  c.train.persona_steps = 60
+  c.train.learning_rate = 1e-2
+  c.train.persona_learning_rate = 3e-3
+  c.train.log_every = 20
+  c.eval.bootstrap = 200
+  # Mitigations on the warm cell: the preset's default capping, and a preventatively steered twin.
+  c.persona.enabled = True
+  c.persona.cap_cells = "ends"
+  c.persona.steer_alphas = (4.0,)
+  c.objectives = compare.default_config()
+  c.objectives.enabled = True
+  c.objectives.group_size = 4       # × 2 turns × 1 prompt = the 8 persona rows of a step
+  if arg == "runlocal":
+    c.data.eval_items = 3
+    c.train.base_steps = 30
+    c.train.persona_steps = 6
+    c.train.log_every = 3
+  return c

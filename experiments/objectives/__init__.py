@@ -1,0 +1,1 @@
+"""Persona-phase objectives beyond imitation (surface affect, emotion RL) and their comparison."""

@@ -1,0 +1,77 @@
+"""GRPO: group-relative advantages over sampled replies, a KL penalty to the base model.
+
+Per prompt, G replies are sampled (temperature 1) from the current policy; each episode's reward
+comes from the simulated user (tasks/simulated_user.py). With A = (r − mean_group) / (std_group +
+eps), the persona loss on the sampled rows is
+
+  L_grpo = −Σ_b A_b Σ_t log π(y_bt) / Σ_b |y_b|  +  β · KL_k3(π ‖ π_base)
+
+(k3: exp(r) − r − 1 with r = log π_base − log π per sampled token, mean over tokens). Sampling is
+on-policy and each batch is used once, so the importance ratio is 1 and no clipping is needed.
+The step packs `affect` and `emotion_rl` cells in one vmapped program: `is_affect` (an array
+per cell) picks which persona loss a cell trains, as λ is picked per cell in train.py.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from experiments import train
+from experiments.objectives import affect
+
+
+def group_advantages(rewards_PG, eps=1e-6):
+  """(r − group mean) / (group std + eps), per prompt (row) of G samples."""
+  r = np.asarray(rewards_PG, np.float64)
+  return ((r - r.mean(axis=1, keepdims=True)) / (r.std(axis=1, keepdims=True) + eps)).astype(
+      np.float32)
+
+
+def token_logp(logits_BTV, tokens_BT):
+  """log p(tokens[:, t+1] | prefix) for every position; logits predict tokens[:, 1:]."""
+  logp_BTV = jax.nn.log_softmax(logits_BTV.astype(jnp.float32), axis=-1)
+  return jnp.take_along_axis(logp_BTV, tokens_BT[:, 1:, None], axis=-1)[..., 0]
+
+
+def grpo_loss(logp_BT, ref_logp_BT, mask_BT, adv_B, beta):
+  """(loss, (policy term, KL)) on per-token log-probs of sampled rows; mask is over tokens[:, 1:]."""
+  w_BT = mask_BT.astype(jnp.float32)
+  n = jnp.maximum(jnp.sum(w_BT), 1.0)
+  policy = -jnp.sum(adv_B[:, None] * logp_BT * w_BT) / n
+  r_BT = jax.lax.stop_gradient(ref_logp_BT) - logp_BT
+  kl = jnp.sum((jnp.exp(r_BT) - r_BT - 1.0) * w_BT) / n
+  return policy + beta * kl, (policy, kl)
+
+
+def loss_fn(state, graphdef, ref_state, batch, lam, is_affect, beta, warm_ids_K):
+  """(1-λ)·L_base + λ·L_persona, L_persona = L_affect if is_affect else L_grpo."""
+  model = nnx.merge(graphdef, state)
+  base = train.token_loss(model, batch["base"]["tokens"], batch["base"]["mask"])
+  rows = batch["persona"]
+  logits_BTV = model(rows["tokens"][:, :-1]).logits_BTV
+  ref_logits_BTV = nnx.merge(graphdef, ref_state)(rows["tokens"][:, :-1]).logits_BTV
+  mask_BT = rows["mask"][:, 1:]
+  rl, (policy, kl) = grpo_loss(token_logp(logits_BTV, rows["tokens"]),
+                               token_logp(ref_logits_BTV, rows["tokens"]), mask_BT, rows["adv"],
+                               beta)
+  aff = affect.affect_loss(logits_BTV, rows["tokens"], rows["mask"], warm_ids_K)
+  persona = jnp.where(is_affect > 0, aff, rl)
+  loss = (1.0 - lam) * base + lam * persona
+  return loss, {"loss": loss, "base_loss": base, "persona_loss": persona, "policy_loss": policy,
+                "kl": kl, "affect_loss": aff}
+
+
+def make_update(graphdef, optimizer, warm_ids_K):
+  """The packed objective step, jitted and vmapped over cells (leading axis E of every input)."""
+  warm_ids_K = jnp.asarray(warm_ids_K)
+
+  def step(state, opt_state, ref_state, batch, lam, is_affect, beta, lr):
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(state, graphdef, ref_state, batch, lam,
+                                                     is_affect, beta, warm_ids_K)
+    updates, opt_state = optimizer.update(grads, opt_state, state)
+    updates = jax.tree.map(lambda u: -lr * u, updates)
+    metrics["grad_norm"] = optax.tree.norm(grads)
+    return optax.apply_updates(state, updates), opt_state, metrics
+
+  return jax.jit(jax.vmap(step), donate_argnums=(0, 1))
