@@ -21,6 +21,7 @@ import pandas as pd
 from experiments import plots
 from experiments import scaling
 from experiments import stats
+from experiments.objectives import report_section as objectives_report
 
 REQUIRED = ['run', 'preset', 'n_params', 'protocol', 'persona', 'warmth_weight',
             'warm_agreement', 'seed', 'intervention', 'task', 'context', 'metric', 'value', 'n']
@@ -374,6 +375,7 @@ def write_report(workdir, n_boot=1000):
       deltas = _stats_sections(items, n_boot, doc, summary)
     figs += [plots.error_vs_lambda(metrics, staging), plots.frontier(metrics, staging)]
     _scaling_sections(metrics, n_boot, doc, summary, figs, staging)
+    objectives_report.add(metrics, doc, summary, figs, staging)  # no-op without a comparison
     head = [('h1', f'warmth-sim report: {os.path.basename(os.path.abspath(workdir))}'),
             ('h2', 'Summary'), ('ul', summary), ('h2', 'Design'), ('table', design)]
     doc = head + doc + [('h2', 'Figures')] + [('fig', f) for f in figs]
