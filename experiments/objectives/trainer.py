@@ -61,8 +61,9 @@ def train_cells(config, corpus, graphdef, base_E, seeds, cells, user_cfg):
     if (step + 1) % t.log_every == 0 or step + 1 == t.persona_steps:
       m = jax.device_get(m)
       rate = (step + 1) / (time.perf_counter() - t0)
-      logging.info("objectives step %d/%d  loss %.3f  kl %.4f  reward %s  %.2f steps/s",
-                   step + 1, t.persona_steps, float(np.mean(m["loss"])), float(np.mean(m["kl"])),
+      logging.info("objectives step %d/%d  loss %.3f  kl(emotion_rl) %.4f  reward %s  %.2f steps/s",
+                   step + 1, t.persona_steps, float(np.mean(m["loss"])),
+                   float(np.mean(m["kl"][rl])) if rl else float("nan"),
                    np.round(rewards[-1], 3).tolist() if rewards else "-", rate)
   m = jax.device_get(m)
   summaries = []
