@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from experiments import distributed, evaluate, grid, sharding, stage, train
+from experiments.persona import hooks as persona_hooks
 from experiments.workdir import METRIC_COLUMNS, Workdir, atomic_write
 from models import get_config
 from models.config import auto_attention_impl
@@ -80,6 +81,7 @@ def validate(config):
     if config[section][field] < 0:
       raise ValueError(f"{section}.{field}={config[section][field]} must be 0 or a positive integer.")
   sharding.validate(config.mesh)
+  persona_hooks.validate(config)
   return world
 
 
@@ -152,7 +154,8 @@ def _cell_frames(cell, items, model_cfg, tokens, losses):
   meta = {"run": cell.run, "preset": cell.preset, "n_params": model_cfg.n_params(non_embedding=False),
           "n_params_nonembed": model_cfg.n_params(non_embedding=True), "protocol": cell.protocol,
           "persona": cell.persona, "warmth_weight": cell.warmth_weight,
-          "warm_agreement": cell.warm_agreement, "seed": cell.seed, "intervention": "none",
+          "warm_agreement": cell.warm_agreement, "seed": cell.seed,
+          "intervention": getattr(cell, "intervention", "none"),  # preventatively steered twins
           "tokens": int(tokens)}
   rows = evaluate.summarize(items)
   rows += [{"task": "train", "context": "all", "metric": name, "value": float(v), "n": 1}
@@ -193,7 +196,7 @@ def run(config, workdir_path, writer=None):
   evalset = build_eval_set(corpus)
   ctx = _Run(config, wd, mesh, corpus, evalset,
              Batches(corpus, config.train.data_seed, config.train.batch_size), writer)
-  cells = grid.expand(config)
+  cells = persona_hooks.expand(config, grid.expand(config))
   packs = grid.packs(cells, config.grid.max_pack_size)
   # Process 0 reads which cells are finished; everyone follows its plan.
   done = {c.run for c, d in zip(cells, distributed.agree([wd.cell_done(c.run) for c in cells])) if d}
@@ -235,16 +238,21 @@ def _stage_members(wd, name, todo, pack):
   return [by_run[r] for r in saved]
 
 
-def _evaluate_and_save(ctx, mcfg, graphdef, state_E, index, cells, tokens, losses):
+def _evaluate_and_save(ctx, mcfg, graphdef, state_E, index, cells, tokens, losses, geoms=None):
   """Evaluates `cells`, rows `index` of state_E, on process 0; saves each cell."""
   local = distributed.to_local(state_E)  # every process takes part in the gather
   if not ctx.wd.writer:
     return
   frames = evaluate.evaluate_pack(graphdef, _take(local, index), ctx.evalset, ctx.corpus.tokenizer,
                                   ctx.config.eval)
+  # Persona geometry (None unless persona.enabled): projections, drift, capped evaluation.
+  extras = persona_hooks.cell_extras(ctx.config, geoms, graphdef, _take(local, index), cells,
+                                     ctx.evalset, ctx.corpus, frames)
   for e, cell in enumerate(cells):
     metrics, items = _cell_frames(cell, frames[e], mcfg, tokens,
                                   {k: np.asarray(v)[index[e]] for k, v in losses.items()})
+    if extras:
+      metrics, items = persona_hooks.attach(metrics, items, extras[e])
     ctx.wd.save_cell(cell.run, metrics, items)
 
 
@@ -258,11 +266,13 @@ def _run_finetune(ctx, mcfg, label, pack, cells):
                      [0.0] * n, [t.learning_rate] * n)
   init = lambda sh: train.init_states(mcfg, [t.init_seed + s for s in seeds], sh)[1]
   graphdef, base_E, _ = stage.run(config, ctx.wd, ctx.mesh, mcfg, base, init, ctx.writer)
+  geoms = persona_hooks.pack_geometry(config, ctx.wd, graphdef, base_E, seeds, ctx.corpus,
+                                      ctx.evalset, preset)  # None unless persona.enabled
   base_tokens = t.base_steps * t.batch_size * config.data.seq_len  # token slots, padding included
   none_cells = [c for c in cells if c.persona == "none"]
   if none_cells:
     _evaluate_and_save(ctx, mcfg, graphdef, base_E, [seeds.index(c.seed) for c in none_cells],
-                       none_cells, base_tokens, {})
+                       none_cells, base_tokens, {}, geoms)
   todo = [c for c in cells if c.persona != "none"]
   if not todo:
     return
@@ -273,12 +283,13 @@ def _run_finetune(ctx, mcfg, label, pack, cells):
       "persona", name, [c.run for c in members], t.persona_steps,
       train.make_optimizer(t, t.persona_steps), ctx.batches.persona(members, STAGE2_SEED_OFFSET),
       [c.warmth_weight for c in members], [c.warm_agreement for c in members],
-      [t.persona_learning_rate] * len(members), step_offset=t.base_steps)
+      [t.persona_learning_rate] * len(members), step_offset=t.base_steps,
+      steer=persona_hooks.training_steer(geoms, members))
   init = lambda sh: jax.jit(lambda s: _take(s, index), out_shardings=sh.state)(base_E)
   graphdef, state_E, losses = stage.run(config, ctx.wd, ctx.mesh, mcfg, persona, init, ctx.writer)
   tokens = base_tokens + t.persona_steps * t.batch_size * config.data.seq_len
   _evaluate_and_save(ctx, mcfg, graphdef, state_E, [members.index(c) for c in todo], todo, tokens,
-                     losses)
+                     losses, geoms)
 
 
 def _run_mixture(ctx, mcfg, label, pack, cells):
@@ -295,8 +306,8 @@ def _run_mixture(ctx, mcfg, label, pack, cells):
   _evaluate_and_save(ctx, mcfg, graphdef, state_E, [members.index(c) for c in cells], cells,
                      steps * t.batch_size * config.data.seq_len, losses)
 
-def append_changes(workdir_path, metrics, changes):
+def append_changes(workdir_path, metrics, *changes):
   """Adds the paired-change rows (with their CIs) to the merged metrics.csv."""
-  merged = pd.concat([metrics, changes], ignore_index=True)
+  merged = pd.concat([metrics, *changes], ignore_index=True)
   atomic_write(os.path.join(workdir_path, "metrics.csv"), lambda t: merged.to_csv(t, index=False))
   return merged

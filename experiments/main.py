@@ -40,9 +40,13 @@ def main(argv):
     return  # process 0 summarises and reports
   if items is None:
     sys.exit("error: no cell finished, so there is nothing to summarise.")
+  from experiments.persona import tables as persona_tables
   changes = summary.change_rows(items, n_boot=config.eval.bootstrap)
-  experiment.append_changes(_WORKDIR.value, metrics, changes)
+  persona_rows, persona_text = persona_tables.summarize(config, _WORKDIR.value, items, metrics)
+  experiment.append_changes(_WORKDIR.value, metrics, changes, persona_rows)
   print(summary.format_table(summary.main_table(items, n_boot=config.eval.bootstrap)))
+  if persona_text:
+    print(persona_text)
   if config.runtime.report:
     from experiments import report
     paths = report.write_report(_WORKDIR.value)

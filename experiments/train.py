@@ -65,14 +65,14 @@ def make_optimizer(train_cfg, steps):
   )
 
 
-def token_loss(model, tokens_BT, loss_mask_BT):
+def token_loss(model, tokens_BT, loss_mask_BT, intervention=None):
   """Mean next-token cross-entropy over the masked (target) tokens.
 
   Training rows are right-padded (tasks.tokenizer.encode_examples) and pads carry no loss, so
   plain causal attention already keeps every real query off padding keys: no padding mask is
   needed, which is exact on every loss-bearing position and lets cuDNN's causal kernel run.
   """
-  logits_BTV = model(tokens_BT[:, :-1]).logits_BTV
+  logits_BTV = model(tokens_BT[:, :-1], intervention=intervention).logits_BTV
   xent_BT = optax.softmax_cross_entropy_with_integer_labels(logits_BTV, tokens_BT[:, 1:])
   weight_BT = loss_mask_BT[:, 1:].astype(jnp.float32)
   return jnp.sum(xent_BT * weight_BT) / jnp.maximum(jnp.sum(weight_BT), 1.0)
@@ -86,20 +86,24 @@ def persona_rows(batch, rho):
   return tokens, mask
 
 
-def loss_fn(state, graphdef, batch, lam, rho):
-  """(1-λ)·L_base + λ·L_persona; with no persona rows in the batch, just L_base."""
+def loss_fn(state, graphdef, batch, lam, rho, steer=None):
+  """(1-λ)·L_base + λ·L_persona; with no persona rows in the batch, just L_base.
+
+  `steer` (preventative steering, experiments/persona/steering.py) acts on the persona rows'
+  forward pass only; None adds no operations.
+  """
   model = nnx.merge(graphdef, state)
   base = token_loss(model, batch["base"]["tokens"], batch["base"]["mask"])
   if "persona" not in batch:
     return base, {"loss": base, "base_loss": base, "persona_loss": jnp.zeros_like(base)}
-  persona = token_loss(model, *persona_rows(batch["persona"], rho))
+  persona = token_loss(model, *persona_rows(batch["persona"], rho), steer)
   loss = (1.0 - lam) * base + lam * persona
   return loss, {"loss": loss, "base_loss": base, "persona_loss": persona}
 
 
-def train_step(graphdef, optimizer, state, opt_state, batch, lam, rho, lr):
+def train_step(graphdef, optimizer, state, opt_state, batch, lam, rho, lr, steer=None):
   """One update of one model; pure, so `jax.vmap` packs cells."""
-  grads, metrics = jax.grad(loss_fn, has_aux=True)(state, graphdef, batch, lam, rho)
+  grads, metrics = jax.grad(loss_fn, has_aux=True)(state, graphdef, batch, lam, rho, steer)
   updates, opt_state = optimizer.update(grads, opt_state, state)
   updates = jax.tree.map(lambda u: -lr * u, updates)
   metrics["grad_norm"] = optax.tree.norm(grads)
@@ -108,9 +112,9 @@ def train_step(graphdef, optimizer, state, opt_state, batch, lam, rho, lr):
 
 def make_step(graphdef, optimizer, shardings=None):
   """The packed step: vmapped over the leading ensemble axis of every argument, jitted."""
-  def step(state, opt_state, batch, lam, rho, lr):
+  def step(state, opt_state, batch, lam, rho, lr, steer=None):
     state, opt_state, metrics = train_step(graphdef, optimizer, state, opt_state, batch, lam, rho,
-                                           lr)
+                                           lr, steer)
     metrics["tokens"] = sum(jnp.sum(part["tokens"] != 0) for part in batch.values())
     return state, opt_state, metrics
 
@@ -123,14 +127,17 @@ def make_step(graphdef, optimizer, shardings=None):
       return jax.vmap(step, spmd_axis_name=s.spmd_axis)(*args)
 
   return jax.jit(placed, donate_argnums=(0, 1),
-                 in_shardings=(s.state, s.opt_state, s.batch, s.members, s.members, s.members),
+                 in_shardings=(s.state, s.opt_state, s.batch, s.members, s.members, s.members,
+                               s.members),
                  out_shardings=(s.state, s.opt_state, s.replicated))
 
 
 def run_stage(name, graphdef, optimizer, state_E, batch_fn, lam_E, rho_E, lr_E, steps,
               log_every=50, writer=None, step_offset=0, opt_state_E=None, start=0,
-              shardings=None, checkpoint=None):
+              shardings=None, checkpoint=None, steer_E=None):
   """Trains a pack from step `start` to `steps`; batch_fn(step) gives arrays with leading axis E.
+
+  steer_E: an optional persona-phase steering Intervention with leading axis E (None: off).
 
   checkpoint(step, state_E, opt_state_E) runs after every step but the last and returns True if
   the run must stop (it has then saved that step): Preempted is raised.
@@ -142,10 +149,12 @@ def run_stage(name, graphdef, optimizer, state_E, batch_fn, lam_E, rho_E, lr_E, 
   lam_E, rho_E, lr_E = (np.asarray(a, np.float32) for a in (lam_E, rho_E, lr_E))
   if shardings is not None:
     lam_E, rho_E, lr_E = (shardings.put(a) for a in (lam_E, rho_E, lr_E))
+    steer_E = jax.tree.map(lambda a: shardings.put(np.asarray(a)), steer_E)
   t0, history = time.perf_counter(), []
   for step in range(start, steps):
     batch = batch_fn(step)
-    state_E, opt_state_E, metrics = step_fn(state_E, opt_state_E, batch, lam_E, rho_E, lr_E)
+    state_E, opt_state_E, metrics = step_fn(state_E, opt_state_E, batch, lam_E, rho_E, lr_E,
+                                            steer_E)
     if checkpoint is not None and step + 1 < steps and checkpoint(step + 1, state_E, opt_state_E):
       raise Preempted(f"{name} stopped at step {step + 1} of {steps}; the checkpoint holds it.")
     if (step + 1) % log_every == 0 or step + 1 == steps:

@@ -78,11 +78,12 @@ def base_config():
   c.persona.cap_layers = "auto"
   c.persona.cap_percentile = -1      # of the default assistant's projections; -1: auto
   c.persona.intervention_on = "both"  # token positions capping touches: prompt | response | both
+  c.persona.cap_cells = "all"        # all plain cells | ends: only the base and max-λ cells
   c.persona.sweep = False            # also sweep percentiles × layer ranges on base and max-λ cells
-  c.persona.sweep_percentiles = [5, 25, 50]
-  c.persona.sweep_layers = []        # empty: each single layer, the back half, all layers
+  c.persona.sweep_percentiles = (5, 25, 50)
+  c.persona.sweep_layers = ()        # empty: each single layer, the back half, all layers
   c.persona.max_capability_loss = 0.02  # a swept default may raise capability error at most this
-  c.persona.steer_alphas = []        # preventative steering: α × the raw trait vector; [] = off
+  c.persona.steer_alphas = ()        # preventative steering: α × the raw trait vector; () = off
   c.persona.steer_vector = "warmth"  # warmth | sycophancy | axis
   c.persona.steer_layers = "auto"
   c.persona.extract_rows = 256       # persona training rows projected for projection differences

@@ -23,6 +23,9 @@ def get_config(arg=None):
   c.train.persona_steps = 100
   c.train.learning_rate = 1e-2       # small models tolerate (and need) a high rate in few steps
   c.train.persona_learning_rate = 3e-3
+  # Persona geometry, small: the preset's tested capping setting on the base and λ = 1 cells.
+  c.persona.enabled = True
+  c.persona.cap_cells = "ends"
   if arg == "runlocal":
     c.data.n_people = 24
     c.data.eval_items = 4

@@ -49,15 +49,28 @@ def _last_E(graphdef, state_E, tokens_BT, real_BT):
   return jax.vmap(lambda s: _residuals(graphdef, s, tokens_BT, real_BT)[:, :, -1])(state_E)
 
 
-def _chunks(n, size):
-  return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+def balanced_chunk(n, batch_size):
+  """The chunk size that splits n rows into as few equal chunks as batch_size allows."""
+  n_chunks = max(1, -(-n // batch_size))
+  return max(1, -(-n // n_chunks))
+
+
+def _padded_chunks(arrays, batch_size):
+  """Equal-sized chunks (the last one padded with zero rows): one compilation per shape."""
+  n = len(arrays[0])
+  size = balanced_chunk(n, batch_size)
+  for i in range(0, n, size):
+    part = [a[i:i + size] for a in arrays]
+    pad = size - len(part[0])
+    if pad:
+      part = [np.concatenate([p, np.zeros((pad,) + p.shape[1:], p.dtype)]) for p in part]
+    yield part, size - pad
 
 
 def masked_means(graphdef, state_E, tokens_NT, real_NT, select_NT, batch_size):
   """Mean activation over the selected tokens of every row: (E, L, N, D) float32."""
-  outs = [np.asarray(_masked_means_E(graphdef, state_E, tokens_NT[sl], real_NT[sl],
-                                     select_NT[sl]))
-          for sl in _chunks(len(tokens_NT), batch_size)]
+  outs = [np.asarray(_masked_means_E(graphdef, state_E, *part))[:, :, :n]
+          for part, n in _padded_chunks((tokens_NT, real_NT, select_NT), batch_size)]
   return np.concatenate(outs, axis=2)
 
 
@@ -65,10 +78,11 @@ def selected_projections(graphdef, state_E, tokens_NT, real_NT, select_NT, unit_
                          batch_size):
   """Projections of every selected token onto unit vectors: per member, (V, L, M) float32."""
   per_member = [[] for _ in range(unit_EVLD.shape[0])]
-  for sl in _chunks(len(tokens_NT), batch_size):
-    p_EVLBT = np.asarray(_projections_E(graphdef, state_E, tokens_NT[sl], real_NT[sl],
+  for (tokens_BT, real_BT, select_BT), _ in _padded_chunks((tokens_NT, real_NT, select_NT),
+                                                           batch_size):
+    p_EVLBT = np.asarray(_projections_E(graphdef, state_E, tokens_BT, real_BT,
                                         jnp.asarray(unit_EVLD, jnp.float32)))
-    sel_BT = np.asarray(select_NT[sl], bool)
+    sel_BT = np.asarray(select_BT, bool)  # padding rows select nothing
     for e in range(len(per_member)):
       per_member[e].append(p_EVLBT[e][:, :, sel_BT])
   return [np.concatenate(parts, axis=-1) for parts in per_member]
@@ -76,6 +90,6 @@ def selected_projections(graphdef, state_E, tokens_NT, real_NT, select_NT, unit_
 
 def last_prompt(graphdef, state_E, prompts_NT, prompt_mask_NT, batch_size):
   """Activation at the last prompt token of left-padded prompts: (E, L, N, D) float32."""
-  outs = [np.asarray(_last_E(graphdef, state_E, prompts_NT[sl], prompt_mask_NT[sl] > 0))
-          for sl in _chunks(len(prompts_NT), batch_size)]
+  outs = [np.asarray(_last_E(graphdef, state_E, p_BT, m_BT > 0))[:, :, :n]
+          for (p_BT, m_BT), n in _padded_chunks((prompts_NT, prompt_mask_NT), batch_size)]
   return np.concatenate(outs, axis=2)

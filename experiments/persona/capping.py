@@ -20,6 +20,7 @@ import jax
 import numpy as np
 
 from experiments import evaluate
+from experiments.persona import activations
 from experiments.persona.vectors import VECTORS
 from models.decode import INTERVENTION_ON, score_fn
 from models.interventions import Intervention
@@ -95,15 +96,19 @@ def bounds_L(geom, setting):
   return lo_L, hi_L
 
 
-def batched_intervention(geoms_E, settings, n_rows):
-  """An Intervention with leading axis E for the eval set tiled once per setting (one vector)."""
+def batched_intervention(geoms_E, settings, n_rows, n_total=None):
+  """An Intervention (leading axis E) for the eval set tiled once per setting, one vector.
+
+  Rows past n_rows * len(settings) (padding up to n_total) are left alone (±inf bounds).
+  """
   vector = settings[0].vector
   assert all(s.vector == vector for s in settings), "one pass caps one vector"
   v = VECTORS.index(vector)
   direction_ELD = np.nan_to_num(np.stack([g.vectors_VLD[v] for g in geoms_E])).astype(np.float32)
   n_members, n_layers = direction_ELD.shape[:2]
-  lo_ELB = np.empty((n_members, n_layers, n_rows * len(settings)), np.float32)
-  hi_ELB = np.empty_like(lo_ELB)
+  n_total = n_total or n_rows * len(settings)
+  lo_ELB = np.full((n_members, n_layers, n_total), -np.inf, np.float32)
+  hi_ELB = np.full_like(lo_ELB, np.inf)
   for e, g in enumerate(geoms_E):
     for s, setting in enumerate(settings):
       lo_L, hi_L = bounds_L(g, setting)
@@ -118,10 +123,13 @@ def _sliced(iv):
   return lambda sl: iv._replace(lo_B=iv.lo_B[:, :, sl], hi_B=iv.hi_B[:, :, sl])
 
 
-def tile(evalset, k):
-  """The eval set repeated k times (setting-major)."""
-  return EvalSet(evalset.items * k, evalset.turns * k, np.tile(evalset.prompts, (k, 1)),
-                 np.tile(evalset.prompt_mask, (k, 1)))
+def tile(evalset, k, n_total=None):
+  """The eval set repeated k times (setting-major), padded with copies of row 0 to n_total."""
+  rows = np.arange(len(evalset.items) * k) % len(evalset.items)
+  if n_total:
+    rows = np.concatenate([rows, np.zeros(n_total - len(rows), int)])
+  return EvalSet([evalset.items[r] for r in rows], [evalset.turns[r] for r in rows],
+                 evalset.prompts[rows], evalset.prompt_mask[rows])
 
 
 @functools.lru_cache(maxsize=8)
@@ -137,13 +145,18 @@ def mc_errors(graphdef, state_E, evalset, tokenizer, batch_size, iv, interventio
   if len(tokens) == 0:
     return errors
   on = {"both": mask, "response": target, "prompt": mask * (1 - target)}[intervention_on]
+  n_rows, size = len(tokens), activations.balanced_chunk(len(tokens), batch_size)
+  pad = -n_rows % size  # equal chunks: one compilation; padding rows are scored and dropped
+  tokens, mask, target, on = (np.concatenate([a, np.zeros((pad,) + a.shape[1:], a.dtype)])
+                              for a in (tokens, mask, target, on))
+  rows_owner = np.concatenate([owners, np.zeros(pad, int)])
   scores = []
-  for sl in evaluate._chunks(len(tokens), batch_size):  # pylint: disable=protected-access
-    rows_iv = iv._replace(lo_B=iv.lo_B[:, :, owners[sl]], hi_B=iv.hi_B[:, :, owners[sl]],
+  for sl in (slice(i, i + size) for i in range(0, len(tokens), size)):
+    rows_iv = iv._replace(lo_B=iv.lo_B[:, :, rows_owner[sl]], hi_B=iv.hi_B[:, :, rows_owner[sl]],
                           token_mask_BT=np.broadcast_to(on[sl], (n_members,) + on[sl].shape))
     scores.append(np.asarray(_score_E(graphdef)(state_E, tokens[sl], mask[sl], target[sl],
                                                 rows_iv)))
-  scores = np.concatenate(scores, axis=1)
+  scores = np.concatenate(scores, axis=1)[:, :n_rows]
   for r in np.unique(owners):
     sel = owners == r
     errors[:, r] = ~is_gold[sel][np.argmax(scores[:, sel], axis=1)]
@@ -162,13 +175,15 @@ def evaluate_settings(graphdef, state_E, geoms_E, evalset, tokenizer, eval_cfg, 
     group = [s for s in settings if s.vector == vector]
     logging.info("capping: %d setting(s) on %s for %d model(s) in one pass of %d prompts",
                  len(group), vector, len(geoms_E), n * len(group))
-    tiled = tile(evalset, len(group))
-    iv = batched_intervention(geoms_E, group, n)
-    replies = evaluate.generate_replies(graphdef, state_E, tiled, tokenizer,
-                                        eval_cfg.max_new_tokens, eval_cfg.batch_size,
+    # Equal chunks (copies of row 0 pad the last): the decoder compiles once per pass.
+    size = activations.balanced_chunk(n * len(group), eval_cfg.batch_size)
+    n_total = -(-n * len(group) // size) * size
+    iv = batched_intervention(geoms_E, group, n, n_total)
+    replies = evaluate.generate_replies(graphdef, state_E, tile(evalset, len(group), n_total),
+                                        tokenizer, eval_cfg.max_new_tokens, size,
                                         intervention=_sliced(iv), intervention_on=intervention_on)
-    mc_EN = mc_errors(graphdef, state_E, tiled, tokenizer, eval_cfg.batch_size, iv,
-                      intervention_on)
+    mc_EN = mc_errors(graphdef, state_E, tile(evalset, len(group)), tokenizer,
+                      eval_cfg.batch_size, iv, intervention_on)
     for e in range(len(geoms_E)):
       for s, setting in enumerate(group):
         rows = slice(s * n, (s + 1) * n)

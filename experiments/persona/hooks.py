@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from experiments import evaluate, stats
+from experiments import distributed, evaluate, stats
 from experiments.persona import activations, capping, defaults, geometry, steering
 from experiments.persona.vectors import VECTORS
 from experiments.workdir import METRIC_COLUMNS, atomic_write
@@ -54,6 +54,8 @@ def validate(config):
   if p.steer_vector not in VECTORS:
     raise ValueError(f"persona.steer_vector={p.steer_vector!r} must be one of "
                      f"{', '.join(VECTORS)}.")
+  if p.cap_cells not in ("all", "ends"):
+    raise ValueError(f"persona.cap_cells={p.cap_cells!r} must be all or ends.")
   if p.extract_rows < 1:
     raise ValueError(f"persona.extract_rows={p.extract_rows} must be a positive integer.")
   for preset in config.model.presets:
@@ -86,20 +88,22 @@ def _save_npz(path, **arrays):
 
 
 def pack_geometry(config, wd, graphdef, base_E, seeds, corpus, evalset, preset):
-  """{seed: SeedGeometry} of a finetune pack's base models, saved under WORKDIR/persona/; or None."""
+  """{seed: SeedGeometry} of a finetune pack's base models (saved in WORKDIR/persona/), or None."""
   if not enabled(config):
     return None
   t0 = time.perf_counter()
+  # Every process computes it (the steering intervention must agree); process 0 writes it.
+  base_E = distributed.to_local(base_E)
   personas = list(dict.fromkeys(["warm"] + list(config.grid.personas)))
   geoms, top = geometry.compute(graphdef, base_E, corpus, evalset, config.persona, personas,
                                 config.eval.batch_size)
   directory = os.path.join(wd.path, "persona", f"{preset}-finetune")
-  for seed, g in zip(seeds, geoms):
+  for seed, g in zip(seeds if wd.writer else [], geoms):
     _save_npz(os.path.join(directory, f"geometry-s{seed}.npz"), vectors_VLD=g.vectors_VLD,
               vector_names=np.array(VECTORS), role_means_RLD=g.role_means_RLD,
               pca_var_LK=g.pca_var_LK, pcs_LKD=g.pcs_LKD, thresholds_VLQ=g.thresholds_VLQ,
               **{f"delta_{k}_VLn": v for k, v in g.deltas.items()})
-  if not top.empty:
+  if not top.empty and wd.writer:
     top = top.assign(seed=[seeds[m] for m in top.member]).drop(columns="member")
     atomic_write(os.path.join(directory, "top_examples.csv"), lambda t: top.to_csv(t, index=False))
   logging.info("persona: geometry of %d base model(s) of %s in %.1fs", len(seeds), preset,
@@ -174,13 +178,14 @@ def cell_extras(config, geoms, graphdef, state_E, cells, evalset, corpus, frames
                for v, name in enumerate(VECTORS) for layer in range(n_layers)]
     extras.append((rows, []))
 
-  # Capping: the default setting on every plain cell; the sweep on the base and max-λ cells.
+  # Capping: the default setting on every plain cell (or only the base and max-λ ones, `ends`);
+  # the sweep on the base and max-λ cells.
   default = default_setting(p, preset)
   plain = [e for e, c in enumerate(cells) if not isinstance(c, steering.SteeredCell)]
-  runs = [(plain, [default])]
+  top_lam = max(float(w) for w in config.grid.warmth_weights)
+  ends = [e for e in plain if cells[e].persona == "none" or cells[e].warmth_weight == top_lam]
+  runs = [(plain if p.cap_cells == "all" else ends, [default])]
   if p.sweep:
-    top_lam = max(float(w) for w in config.grid.warmth_weights)
-    ends = [e for e in plain if cells[e].persona == "none" or cells[e].warmth_weight == top_lam]
     sweep = [s for s in capping.sweep_settings(p.cap_vector, p.sweep_percentiles, p.sweep_layers,
                                                n_layers) if s != default]
     runs.append((ends, sweep))

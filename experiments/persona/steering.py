@@ -1,10 +1,10 @@
 """Preventative steering: α·v added to the residual stream during the persona phase only.
 
-For every warm cell with λ > 0 and every α in `persona.steer_alphas`, a steered twin trains in the
-same packed program (same base model, same data order) with α times the base model's raw trait
-vector (warmth by default; α = 1 is one warm-minus-cold mean difference at that layer) added at
-the chosen layers, at every token of the persona rows (prompt and reply; the base rows are left
-alone, so L_base still anchors the model as it is). Evaluation removes it: the twin is scored
+For every warm cell at the grid's largest λ and every α in `persona.steer_alphas`, a steered twin
+trains in the same packed program (same base model, same data order) with α times the base
+model's raw trait vector (warmth by default; α = 1 is one warm-minus-cold mean difference at that
+layer) added at the chosen layers, at every token of the persona rows (prompt and reply; the
+base rows are left alone, so L_base still anchors the model as it is). Evaluation removes it: the twin is scored
 plainly, labelled `train-steer+4:L1` in the intervention column, so paired statistics compare it
 with its plain twin (`none`).
 
@@ -50,12 +50,14 @@ class SteeredCell(grid.Cell):
 
 
 def extra_cells(cells, alphas, vector, layers_for):
-  """Steered twins of every warm finetune cell with λ > 0; layers_for(preset) gives the layers."""
+  """Steered twins of the warm finetune cells at the largest λ; layers_for(preset) gives layers."""
   if vector not in VECTORS:
     raise ValueError(f"persona.steer_vector={vector!r} must be one of {', '.join(VECTORS)}.")
+  warm = [c for c in cells if c.protocol == "finetune" and c.persona == "warm"]
+  top = max((c.warmth_weight for c in warm), default=0.0)
   out = []
-  for c in cells:
-    if c.protocol != "finetune" or c.persona != "warm" or c.warmth_weight <= 0:
+  for c in warm:
+    if c.warmth_weight != top or top <= 0:
       continue
     for alpha in alphas:
       out.append(SteeredCell(*dataclasses.astuple(c), alpha=float(alpha), vector=vector,

@@ -28,7 +28,9 @@ SHIFTS = {"warmth": ["warmth", "error"], "sycophancy": ["affirms"], "axis": ["er
 
 
 def _proj_layers(items):
-  return sorted({int(c.rsplit("_l", 1)[1]) for c in items.columns if c.startswith("proj_axis_l")})
+  """Layers with projection columns that hold values (presets of different depth share items)."""
+  return sorted(int(c.rsplit("_l", 1)[1]) for c in items.columns
+                if c.startswith("proj_axis_l") and items[c].notna().any())
 
 
 def _row(preset, protocol, metric, value, n, n_params=np.nan, **kw):
@@ -49,7 +51,7 @@ def _stack(frame, column):
   return out
 
 
-def _boot(frame, column, n_boot, rng):
+def boot_mean(frame, column, n_boot, rng):
   """(estimate, ci_low, ci_high) of the mean of a per-(seed, item) column."""
   if frame.empty:
     return np.nan, np.nan, np.nan
@@ -118,7 +120,7 @@ def lambda_slope_rows(items, n_boot, rng):
               f = _slope_frame(cells, col, ctx, drift)
               if f.empty:
                 continue
-              est, lo, hi = _boot(f, "slope", n_boot, rng)
+              est, lo, hi = boot_mean(f, "slope", n_boot, rng)
               name = "drift_slope_vs_lambda" if drift else "projection_slope_vs_lambda"
               rows.append(_row(preset, protocol, f"{name}[{vec}]", est, len(f), persona=persona,
                                context=ctx, layer=layer, ci_low=lo, ci_high=hi))
@@ -153,7 +155,8 @@ def shift_prediction_rows(items, metrics):
         for outcome in outcomes:
           x, y = [], []
           for r in h.itertuples():
-            ref = base[(base.preset == preset) & (base.protocol == protocol) & (base.seed == r.seed)]
+            ref = base[(base.preset == preset) & (base.protocol == protocol)
+                       & (base.seed == r.seed)]
             if r.run in beh.index and len(ref):
               x.append(r.value)
               y.append(beh.loc[r.run, outcome] - beh.loc[ref.index[0], outcome])
@@ -165,7 +168,7 @@ def shift_prediction_rows(items, metrics):
 
 
 def paired_with(items, select, ref_select, outcome, on):
-  """Per-item differences of `outcome`: rows chosen by `select` minus `ref_select`, matched on `on`."""
+  """Per-item differences of `outcome`: rows `select` minus rows `ref_select`, matched on `on`."""
   a = items[select].groupby(on + ["intervention"])[outcome].mean().rename("value").reset_index()
   b = items[ref_select].groupby(on)[outcome].mean().rename("ref")
   m = a.join(b, on=on, how="inner")
@@ -197,8 +200,9 @@ def change_rows(pairs, metric, n_boot, rng, by=("task", "context")):
   groups = ["preset", "protocol", "persona", "warmth_weight", "warm_agreement", "intervention"]
   for key, g in pairs.groupby(groups + list(by), sort=True):
     k = dict(zip(groups + list(by), key))
-    est, lo, hi = _boot(g.groupby(KEY)["diff"].mean().reset_index(), "diff", n_boot, rng)
-    run = f"{k['preset']}-{k['protocol']}-{k['persona']}-l{k['warmth_weight']:g}-r{k['warm_agreement']:g}"
+    est, lo, hi = boot_mean(g.groupby(KEY)["diff"].mean().reset_index(), "diff", n_boot, rng)
+    run = (f"{k['preset']}-{k['protocol']}-{k['persona']}-l{k['warmth_weight']:g}"
+           f"-r{k['warm_agreement']:g}")
     rows.append(_row(k["preset"], k["protocol"], metric, est, len(g), run=run,
                      persona=k["persona"], warmth_weight=k["warmth_weight"],
                      warm_agreement=k["warm_agreement"], intervention=k["intervention"],

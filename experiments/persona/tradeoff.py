@@ -27,8 +27,8 @@ COLUMNS = ["preset", "protocol", "intervention", "error_recovered", "error_recov
 def _mean_ci(pairs, n_boot, rng, sign=1.0):
   if pairs.empty:
     return np.nan, np.nan, np.nan
-  est, lo, hi = summary._boot(pairs.groupby(summary.KEY)["diff"].mean().reset_index(), "diff",  # pylint: disable=protected-access
-                              n_boot, rng)
+  per_item = pairs.groupby(summary.KEY)["diff"].mean().reset_index()
+  est, lo, hi = summary.boot_mean(per_item, "diff", n_boot, rng)
   return (sign * est, sign * hi, sign * lo) if sign < 0 else (est, lo, hi)
 
 

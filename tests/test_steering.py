@@ -1,0 +1,104 @@
+"""Tests for preventative steering (experiments/persona/steering.py) through the training step."""
+
+import functools
+
+import jax
+import numpy as np
+
+from experiments import experiment, grid, train
+from experiments.configs import demo
+from experiments.persona import steering
+from experiments.persona.geometry import SeedGeometry
+from tasks.mixtures import Corpus
+
+jax.config.update('jax_numpy_rank_promotion', 'raise')
+
+STEPS = 3
+
+
+def _config():
+  c = demo.get_config('runlocal')
+  c.data.n_people = 12
+  c.data.n_cities = 6
+  c.data.eval_items = 2
+  c.train.batch_size = 8
+  return c
+
+
+@functools.cache
+def _setup():
+  config = _config()
+  corpus = Corpus(experiment.world_config(config.data))
+  mcfg = experiment.model_config(config, 'nano', corpus.tokenizer.size)
+  rng = np.random.default_rng(0)
+  geom = SeedGeometry(rng.normal(size=(3, mcfg.n_layers, mcfg.d_model)), None, None, None, None,
+                      {}, np.zeros(0, bool))
+  return config, corpus, mcfg, geom
+
+
+def _train(cells, steer):
+  """STEPS persona-phase steps of `cells`, all from the same initial model."""
+  config, corpus, mcfg, _ = _setup()
+  graphdef, state_E = train.init_states(mcfg, [0] * len(cells))
+  batches = experiment.Batches(corpus, 0, config.train.batch_size).persona(cells, 0)
+  state_E, _, history = train.run_stage(
+      'persona', graphdef, train.make_optimizer(config.train, STEPS), state_E, batches,
+      [c.warmth_weight for c in cells], [c.warm_agreement for c in cells],
+      [config.train.persona_learning_rate] * len(cells), STEPS, log_every=1, steer_E=steer)
+  return jax.device_get(state_E), history
+
+
+def _member(state_E, e):
+  return jax.tree.leaves(jax.tree.map(lambda a: a[e], state_E))
+
+
+def _warm(lam=1.0):
+  return grid.Cell('nano', 'finetune', 'warm', lam, 0.0, 0)
+
+
+def _twin(alpha, layers):
+  return steering.SteeredCell('nano', 'finetune', 'warm', 1.0, 0.0, 0, alpha=alpha, layers=layers)
+
+
+@functools.cache
+def _steered_pack():
+  """One steered pack: a plain cell, an α = 0 twin and an α = 8 twin (one compilation)."""
+  cells = [_warm(), _twin(0.0, (1,)), _twin(8.0, (0, 1))]
+  steer = steering.training_intervention(cells, {0: _setup()[3]})
+  assert steer is not None
+  return _train(cells, steer)
+
+
+def test_alpha_zero_equals_plain_fine_tuning():
+  """A steered twin with α = 0, and a plain cell in a steered pack, train exactly as without."""
+  steered, _ = _steered_pack()
+  # The same pack size: XLA may block a vmapped matmul differently for another E.
+  plain, _ = _train([_warm()] * 3, None)
+  for e in range(2):
+    for a, b in zip(_member(steered, e), _member(plain, e)):
+      np.testing.assert_array_equal(a, b)
+
+
+def test_nonzero_alpha_steers_only_the_persona_rows():
+  steered, history = _steered_pack()
+  first = history[0]
+  assert first['base_loss'][0] == first['base_loss'][2]  # the base rows are never steered
+  assert first['persona_loss'][0] != first['persona_loss'][2]
+  assert any(not np.array_equal(a, b) for a, b in zip(_member(steered, 0), _member(steered, 2)))
+
+
+def test_no_steered_cell_means_no_intervention():
+  assert steering.training_intervention([_warm()], {0: _setup()[3]}) is None
+
+
+def test_steered_twins_ids_labels_and_plain_twin():
+  cells = [grid.Cell('nano', 'finetune', 'none', 0.0, 0.0, 0), _warm(0.0), _warm(0.5),
+           grid.Cell('nano', 'finetune', 'cold', 1.0, 0.0, 0), _warm(1.0)]
+  twins = steering.extra_cells(cells, [4.0, -2.0], 'warmth', lambda preset: (1,))
+  assert [t.run for t in twins] == ['nano-finetune-warm-l1-r0-s0-psteer4-L1',
+                                    'nano-finetune-warm-l1-r0-s0-psteer-2-L1']
+  assert twins[0].intervention == 'train-steer+4:L1'
+  assert twins[1].intervention == 'train-steer-2:L1'
+  assert twins[0].plain == _warm(1.0) and twins[0].pack == _warm(1.0).pack
+  syco = steering.extra_cells(cells, [4.0], 'sycophancy', lambda preset: (0, 1))
+  assert syco[0].intervention == 'train-steer[sycophancy]+4:L0-1'
