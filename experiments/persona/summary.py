@@ -127,6 +127,32 @@ def lambda_slope_rows(items, n_boot, rng):
   return rows
 
 
+def pooled_drift_rows(items, n_boot, rng, vecs=("axis", "warmth")):
+  """Per cell group (seeds pooled), context and layer: the paired shift from neutral, with CI."""
+  rows = []
+  d = _plain(items)
+  groups = ["preset", "protocol", "persona", "warmth_weight", "warm_agreement"]
+  for key, g in d.groupby(groups, sort=True):
+    k = dict(zip(groups, key))
+    neutral = g[g.context == "neutral"]
+    for vec in vecs:
+      for layer in _proj_layers(g):
+        col = f"proj_{vec}_l{layer}"
+        ref = neutral.groupby(KEY)[col].mean()
+        for ctx in sorted(set(g.context) - {"neutral"}):
+          diff = (g[g.context == ctx].groupby(KEY)[col].mean() - ref).dropna()
+          if diff.empty:
+            continue
+          est, lo, hi = boot_mean(diff.rename("diff").reset_index(), "diff", n_boot, rng)
+          run = (f"{k['preset']}-{k['protocol']}-{k['persona']}-l{k['warmth_weight']:g}"
+                 f"-r{k['warm_agreement']:g}")
+          rows.append(_row(k["preset"], k["protocol"], f"drift_vs_neutral_pooled[{vec}]", est,
+                           len(diff), run=run, persona=k["persona"],
+                           warmth_weight=k["warmth_weight"], warm_agreement=k["warm_agreement"],
+                           context=ctx, layer=layer, ci_low=lo, ci_high=hi))
+  return rows
+
+
 def _behaviour(items):
   """Per plain cell: mean warmth, affirms on false-belief contexts, error on reliability tasks."""
   d = _plain(items)

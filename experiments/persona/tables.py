@@ -26,6 +26,7 @@ def summarize(config, workdir, items, metrics):
   rng = np.random.default_rng(0)
   rows = summary.trait_prediction_rows(items)
   rows += summary.lambda_slope_rows(items, n_boot, rng)
+  rows += summary.pooled_drift_rows(items, n_boot, rng)
   rows += summary.shift_prediction_rows(items, metrics)
   cap_pairs = summary.capped_pairs(items)
   rows += summary.change_rows(cap_pairs, "error_rate_change_vs_uncapped", n_boot, rng)
@@ -41,7 +42,7 @@ def summarize(config, workdir, items, metrics):
     frame = frame.reindex(columns=list(METRIC_COLUMNS) + EXTRA_COLUMNS)
   text = "\n\n".join(t for t in (
       capped_table_text(frame, config.persona.intervention_on), geometry_text(metrics, frame),
-      drift_text(metrics),
+      drift_text(frame),
       tradeoff_text(cap_table, "capping", choices["capping"]),
       tradeoff_text(steer_table, "preventative steering", choices["steering"])) if t)
   return frame, text
@@ -101,21 +102,29 @@ def geometry_text(metrics, frame):
   return "persona geometry\n" + "\n".join(lines) if lines else ""
 
 
-def drift_text(metrics):
-  """Axis projection drift from neutral per context, base model vs the warm cells at top λ."""
-  if "layer" not in metrics:
+def drift_text(frame):
+  """Axis projection drift from neutral per context and cell group, with the slope over λ."""
+  if frame.empty:
     return ""
-  d = metrics[(metrics.metric == "drift_vs_neutral[axis]") & (metrics.intervention == "none")]
+  d = frame[frame.metric == "drift_vs_neutral_pooled[axis]"]
+  slope = frame[frame.metric == "drift_slope_vs_lambda[axis]"]
   if d.empty:
     return ""
-  lines = ["drift along the Assistant axis (last prompt token, context − neutral, same items; "
-           "last layer; mean over seeds; negative = away from the assistant)"]
+  lines = ["drift along the Assistant axis (last prompt token, context − neutral, paired by item "
+           "and seed, 95% CI; last layer; negative = away from the assistant)"]
   for preset, g in d.groupby("preset", sort=True):
-    g = g[g.layer == g.layer.max()]
-    for (persona, lam), h in g.groupby(["persona", "warmth_weight"], sort=True):
-      parts = [f"{ctx} {_fmt(c.value.mean(), c.ci_low.mean(), c.ci_high.mean(), 1.0, 2)}"
-               for ctx, c in h.groupby("context", sort=True)]
-      lines.append(f"  {preset} {persona} λ={lam:g}: " + "; ".join(parts))
+    last = g.layer.max()
+    g = g[g.layer == last]
+    for (persona, lam, rho), h in g.groupby(["persona", "warmth_weight", "warm_agreement"],
+                                            sort=True):
+      parts = [f"{r.context} {_fmt(r.value, r.ci_low, r.ci_high, 1.0, 2)}"
+               for r in h.itertuples()]
+      lines.append(f"  {preset} {persona} λ={lam:g} ρ={rho:g}: " + "; ".join(parts))
+    s = slope[(slope.preset == preset) & (slope.layer == last)]
+    for persona, h in s.groupby("persona", sort=True):
+      parts = [f"{r.context} {_fmt(r.value, r.ci_low, r.ci_high, 1.0, 2)}"
+               for r in h.itertuples()]
+      lines.append(f"  {preset} {persona}: slope of the drift over λ: " + "; ".join(parts))
   return "\n".join(lines)
 
 

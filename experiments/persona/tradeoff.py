@@ -96,9 +96,14 @@ def _percentile_in(label):
 
 
 def choose(table, max_capability_loss):
-  """{preset: the chosen row (dict)}: most error recovered within the capability budget."""
+  """{preset: the chosen row}: most error recovered within the capability budget.
+
+  Only presets where the sweep tried at least two settings get a choice.
+  """
   out = {}
   for preset, g in table.groupby("preset"):
+    if g.intervention.nunique() < 2:
+      continue
     g = g.assign(_layers=g.intervention.map(_n_layers_in),
                  _pct=g.intervention.map(_percentile_in),
                  _ok=g.capability_lost.fillna(0.0) <= max_capability_loss)
@@ -120,9 +125,8 @@ def write(workdir, cap_table, steer_table, max_capability_loss):
     if not table.empty:
       atomic_write(os.path.join(directory, f"{name}_tradeoff.csv"),
                    lambda t, table=table: table.to_csv(t, index=False))
-  choices = {"capping": choose(cap_table, max_capability_loss) if cap_table.intervention.nunique()
-                        > 1 else {},
-             "steering": choose(steer_table, max_capability_loss) if len(steer_table) else {}}
+  choices = {"capping": choose(cap_table, max_capability_loss),
+             "steering": choose(steer_table, max_capability_loss)}
   if choices["capping"] or choices["steering"]:
     record = {"chosen": choices, "max_capability_loss": max_capability_loss,
               "workdir": os.path.abspath(workdir), "code_version": code_version(),
