@@ -31,7 +31,8 @@ logging.getLogger("absl").addFilter(_OrbaxWarningsOnly())
 
 
 def _path(wd, name):
-  return os.path.abspath(os.path.join(wd.path, "checkpoints", name))
+  path = os.path.join(wd.path, "checkpoints", name)
+  return path if "://" in path else os.path.abspath(path)  # orbax writes gs:// itself
 
 
 class StageCheckpoints:
@@ -101,7 +102,7 @@ def save(wd, name, state_E, members, step=None):
 
 def restore(wd, name, abstract_state_E):
   """The finished stage's state shaped like `abstract_state_E`, or None if it did not finish."""
-  if not os.path.isdir(_path(wd, name)):
+  if "://" not in _path(wd, name) and not os.path.isdir(_path(wd, name)):
     return None
   with StageCheckpoints(wd, name) as ckpt:
     latest = ckpt.latest()

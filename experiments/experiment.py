@@ -76,10 +76,10 @@ def validate(config):
                      "draws half its rows from each mixture).")
   if config.data.source not in ("memory", "tfds"):
     raise ValueError(f"data.source={config.data.source!r} is not allowed: choose memory or tfds.")
-  for field in ("checkpoint_every", "checkpoints_to_keep", "max_pack_size"):
-    section = "grid" if field == "max_pack_size" else "train"
-    if config[section][field] < 0:
-      raise ValueError(f"{section}.{field}={config[section][field]} must be 0 or a positive integer.")
+  for section, field, least in (("train", "checkpoint_every", 0), ("train", "checkpoints_to_keep", 1),
+                                ("grid", "max_pack_size", 0)):
+    if config[section][field] < least:
+      raise ValueError(f"{section}.{field}={config[section][field]} must be an integer >= {least}.")
   sharding.validate(config.mesh)
   persona_hooks.validate(config)
   return world
@@ -185,8 +185,8 @@ def run(config, workdir_path, writer=None):
   Processes other than process 0 (multi-host runs) train and evaluate alike but return (None, None).
   """
   world = validate(config)
+  mesh = sharding.make_mesh(config.mesh)  # a mesh that does not fit fails before any file exists
   wd = Workdir(workdir_path, config.to_dict(), write=distributed.is_writer())
-  mesh = sharding.make_mesh(config.mesh)
   if config.data.source == "tfds":
     # Imported only here: the GPU image has no tensorflow-datasets, and memory needs none.
     from tasks.tfds_source import TfdsCorpus

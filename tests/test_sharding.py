@@ -98,3 +98,12 @@ def test_sharded_training_equals_one_device_and_checkpoints_move_across_meshes(t
   back = json.loads((back_dir / "restored.json").read_text())
   assert back["['blocks'][0]['mlp']['up'].value"]["spec"] == [None, "fsdp", "tensor"]
   assert back["['blocks'][0]['mlp']['up'].value"]["shard"] == [2, 8, 64]
+
+
+def test_a_mesh_that_does_not_fit_fails_clearly_before_any_result(tmp_path):
+  import tiny_runs  # pylint: disable=g-import-not-at-top
+  proc = subprocess.run(tiny_runs.main_cmd(tmp_path / "w", "--config.mesh.data=3"),
+                        cwd=ROOT, env=tiny_runs.env(), capture_output=True, text=True, timeout=300)
+  assert proc.returncode != 0
+  assert "config.mesh=" in proc.stderr and "does not fit the 1 devices" in proc.stderr
+  assert not (tmp_path / "w" / "config.json").exists()
