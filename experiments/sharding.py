@@ -83,7 +83,7 @@ def _is_spec(x):
   return isinstance(x, PartitionSpec)
 
 
-def _is_shape(x):
+def is_shape(x):
   return isinstance(x, tuple) and all(isinstance(n, int) for n in x)
 
 
@@ -101,7 +101,7 @@ class PackShardings:
     self.opt_state = None if abstract_opt_state_E is None else self.tree(abstract_opt_state_E)
     self.batch_shapes = batch_shapes
     self.batch = None if batch_shapes is None else jax.tree.map(
-        lambda shape: self.named(("ensemble", "batch"), shape), batch_shapes, is_leaf=_is_shape)
+        lambda shape: self.named(("ensemble", "batch"), shape), batch_shapes, is_leaf=is_shape)
 
   def named(self, names, shape):
     return NamedSharding(self.mesh, logical_to_spec(names, shape, self.rules, self.mesh))

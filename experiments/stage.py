@@ -40,7 +40,7 @@ def saved_members(wd, name):
 def placed_batches(stream, shardings):
   """batch_fn(step) giving global arrays, each process building only its own block of them."""
   first = jax.tree.leaves(shardings.batch)[0]
-  shape = jax.tree.leaves(stream.shapes, is_leaf=sharding._is_shape)[0]
+  shape = jax.tree.leaves(stream.shapes, is_leaf=sharding.is_shape)[0]
   members, rows = distributed.local_block(first, shape)[:2]
   return lambda step: distributed.global_batch(shardings.batch, stream.shapes,
                                                stream(step, members, rows))
@@ -58,6 +58,10 @@ def run(config, wd, mesh, mcfg, stage, init, writer=None):
   abstract_opt = jax.eval_shape(jax.vmap(stage.optimizer.init), abstract)
   sh = sharding.PackShardings(mesh, sharding.rules_of(config.mesh), abstract, abstract_opt,
                               stage.batches.shapes)
+  if mesh.shape["ensemble"] > 1 and sh.spmd_axis is None:
+    logging.warning("%s: %d cells do not divide mesh.ensemble=%d, so every ensemble slice trains "
+                    "all of them; use a multiple (grid.max_pack_size helps)", stage.name,
+                    len(stage.members), mesh.shape["ensemble"])
   target = sh.abstract(abstract, sh.state)
   with checkpoints.StageCheckpoints(wd, stage.name, t.checkpoint_every, t.checkpoints_to_keep,
                                     t.async_checkpoints) as ckpt:

@@ -8,7 +8,7 @@ from experiments import evaluate, experiment, grid, sharding, stage, train
 from experiments.configs import demo
 from tasks.mixtures import Corpus, EvalSet, build_eval_set
 
-STEPS = 6
+STEPS = 4
 CELLS = [grid.Cell("nano", "finetune", "warm", 1.0, 1.0, 0),
          grid.Cell("nano", "finetune", "cold", 0.5, 0.0, 1),
          grid.Cell("nano", "finetune", "warm", 0.0, 0.0, 2)]
@@ -44,7 +44,7 @@ def test_packed_cells_match_cells_trained_one_by_one():
   full = build_eval_set(corpus)
   evalset = EvalSet(full.items[:32], full.turns[:32], full.prompts[:32], full.prompt_mask[:32])
   packed_mc = evaluate.mc_errors(graphdef, packed, evalset, corpus.tokenizer, 256)
-  for e, cell in enumerate(CELLS):
+  for e, cell in enumerate(CELLS[:2]):  # the third only keeps the pack from being a pair
     _, alone, losses = _train([cell])
     for k, v in losses.items():
       np.testing.assert_allclose(packed_losses[k][:, e], v[:, 0], rtol=1e-5, err_msg=k)
