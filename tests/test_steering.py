@@ -102,3 +102,15 @@ def test_steered_twins_ids_labels_and_plain_twin():
   assert twins[0].plain == _warm(1.0) and twins[0].pack == _warm(1.0).pack
   syco = steering.extra_cells(cells, [4.0], 'sycophancy', lambda preset: (0, 1))
   assert syco[0].intervention == 'train-steer[sycophancy]+4:L0-1'
+
+
+def test_steer_default_adds_the_presets_tested_alpha():
+  from experiments.configs import persona as persona_config  # pylint: disable=g-import-not-at-top
+  from experiments.persona import defaults, hooks  # pylint: disable=g-import-not-at-top
+  c = persona_config.get_config('runlocal')
+  c.persona.steer_alphas, c.persona.steer_default = (), True
+  cells = hooks.expand(c, grid.expand(c))
+  twins = [x for x in cells if isinstance(x, steering.SteeredCell)]
+  assert twins and {t.alpha for t in twins} == {defaults.TESTED['nano']['steer_alpha']}
+  c.persona.steer_default = False
+  assert hooks.expand(c, grid.expand(c)) == grid.expand(c)

@@ -84,6 +84,7 @@ def base_config():
   c.persona.sweep_layers = ()        # empty: each single layer, the back half, all layers
   c.persona.max_capability_loss = 0.02  # a swept default may raise capability error at most this
   c.persona.steer_alphas = ()        # preventative steering: α × the raw trait vector; () = off
+  c.persona.steer_default = False    # also a steered twin at the preset's tested α
   c.persona.steer_vector = "warmth"  # warmth | sycophancy | axis
   c.persona.steer_layers = "auto"
   c.persona.extract_rows = 256       # persona training rows projected for projection differences

@@ -69,13 +69,21 @@ def validate(config):
 
 
 def expand(config, cells):
-  """The grid's cells plus a steered twin of each warm λ > 0 cell per α in persona.steer_alphas."""
-  if not enabled(config) or not len(config.persona.steer_alphas):
+  """The grid's cells plus steered twins of the warm top-λ cells (persona.steer_alphas, and the
+  preset's tested α when persona.steer_default)."""
+  if not enabled(config) or not (len(config.persona.steer_alphas) or config.persona.steer_default):
     return cells
   p = config.persona
   layers_for = lambda preset: steering.steer_layers(defaults.steer_layers(p, preset),
                                                     _n_layers(preset))
-  return cells + steering.extra_cells(cells, p.steer_alphas, p.steer_vector, layers_for)
+  out = list(cells)
+  for preset in dict.fromkeys(c.preset for c in cells):
+    alphas = list(p.steer_alphas)
+    if p.steer_default:
+      alphas.append(float(defaults.for_preset(preset)["steer_alpha"]))
+    out += steering.extra_cells([c for c in cells if c.preset == preset],
+                                list(dict.fromkeys(alphas)), p.steer_vector, layers_for)
+  return out
 
 
 def _save_npz(path, **arrays):
