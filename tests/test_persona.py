@@ -190,7 +190,7 @@ def test_an_experiment_writes_geometry_capped_items_and_steered_twins(tmp_path):
   c.persona.sweep_percentiles, c.persona.steer_alphas = (50,), (4.0,)
   metrics, items = experiment.run(c, str(tmp_path))
   rows, text = tables.summarize(c, str(tmp_path), items, metrics)
-  default = 'cap@p25:L1'  # nano's tested default (experiments/persona/defaults.py)
+  default = 'cap@p5:L1'  # nano's tested default (experiments/persona/defaults.py)
   assert set(items.intervention) == {'none', default, 'cap@p50:L0', 'cap@p50:L1',
                                      'cap@p50:L0-1', 'train-steer+4:L1'}
   capped = items[items.intervention == default]

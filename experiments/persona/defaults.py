@@ -8,19 +8,21 @@ A preset without an entry falls back to RULE, which no sweep has tested, and say
 from absl import logging
 
 # Filled from WORKDIR/persona/defaults.json of the sweep named in `source` (2 seeds, so the
-# choices are noisy: every capping CI below covers zero). Steering layers were not swept;
+# choices are noisy: no error-recovered CI below excludes zero). Steering layers were not swept;
 # `steer_alpha` is used when persona.steer_default is on.
 SWEEP = ("experiments/configs/persona.py at a698c73, 2-core CPU, 18.5 min, "
-         "max_capability_loss 0.02")
+         "budget 0.02 on capability and on safety")
 TESTED = {
-    # No setting recovered error (best: -0.1 [-0.7, +0.6] points, capability +0.0 [-1.1, +1.1]);
-    # steering α=2: +1.2 [-5.5, +8.2] points recovered, capability -3.6 [-10.2, +2.9].
-    "nano": dict(cap_layers="1", cap_percentile=25, steer_layers="1", steer_alpha=2.0,
-                 source=SWEEP + "; capping recovers nothing here"),
-    # Capping: +1.5 [-0.4, +4.0] points recovered, capability -1.0 [-3.8, +1.4]. Steering: no α
-    # stayed within the capability budget; α=2 cost 3.6 [1.4, 5.6] points of reliability.
-    "micro": dict(cap_layers="2", cap_percentile=50, steer_layers="1", steer_alpha=2.0,
-                  source=SWEEP + "; steering fails the capability budget here"),
+    # No setting recovered error; p5 at L1 is the smallest touch: -0.1 [-0.7, +0.5] points
+    # recovered, capability -0.3 [-0.8, +0.3], safety +1.3 [-0.3, +4.0]. Steering: no α fits the
+    # budget; α=2 (least harmful): +1.2 [-5.6, +7.9] recovered, safety +9.4 [-1.5, +21.3].
+    "nano": dict(cap_layers="1", cap_percentile=5, steer_layers="1", steer_alpha=2.0,
+                 source=SWEEP + "; capping recovers nothing, steering fails the budget"),
+    # Capping: +1.2 [-0.2, +2.9] points recovered, capability +0.3 [-1.9, +2.4], safety -3.9
+    # [-8.0, -0.1]. Steering: no α fits the budget; α=2 (least harmful) costs 3.6 [1.5, 5.7]
+    # points of reliability.
+    "micro": dict(cap_layers="2", cap_percentile=25, steer_layers="1", steer_alpha=2.0,
+                  source=SWEEP + "; steering fails the budget"),
 }
 # The fallback: the back half of the layers, the 25th percentile (as in the Assistant-axis work).
 RULE = dict(cap_layers="back", cap_percentile=25, steer_layers="back", steer_alpha=4.0,

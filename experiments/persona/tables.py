@@ -136,13 +136,19 @@ def tradeoff_text(table, what, chosen):
                             r.error_recovered_ci_high) for r in table.itertuples()],
       capability_lost=[_fmt(r.capability_lost, r.capability_lost_ci_low,
                             r.capability_lost_ci_high) for r in table.itertuples()],
+      safety_lost=[_fmt(r.safety_lost, r.safety_lost_ci_low, r.safety_lost_ci_high)
+                   for r in table.itertuples()],
+      base_error_change=table.base_error_change.map(lambda v: _fmt(v)),
       warmth_lost=table.warmth_lost.map(lambda v: _fmt(v)),
       mc_error_change=table.mc_error_change.map(lambda v: _fmt(v)))
-  show = show[["preset", "intervention", "error_recovered", "capability_lost", "warmth_lost",
-               "mc_error_change", "n_cells"]]
-  text = (f"{what} trade-off (points; error recovered on reliability tasks of warm cells, "
-          "capability lost on the capability task)\n" + show.to_string(index=False))
+  show = show[["preset", "intervention", "error_recovered", "capability_lost", "safety_lost",
+               "base_error_change", "warmth_lost", "mc_error_change", "n_cells"]]
+  text = (f"{what} trade-off (points; error recovered on the reliability tasks of the warm top-λ "
+          "cells; capability / safety lost = error added on the capability / safety_refusal "
+          "checks; base_error_change on the base models' reliability tasks)\n"
+          + show.to_string(index=False))
   for preset, row in chosen.items():
-    text += (f"\n  chosen for {preset}: {row['intervention']} (within capability budget: "
-             f"{row['within_capability_budget']}, recovers error: {row['recovers_error']})")
+    text += (f"\n  chosen for {preset}: {row['intervention']} (within capability and safety "
+             f"budget: {row['within_capability_budget']}, recovers error: "
+             f"{row['recovers_error']})")
   return text

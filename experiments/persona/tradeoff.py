@@ -1,10 +1,12 @@
 """The capping and steering trade-offs, and the defaults the built-in sweep picks from them.
 
 For a capping setting, on the cells every setting was run on (the base models and the cells at the
-largest λ): error recovered on the reliability tasks of the warm cells, capability lost (error on
-the capability task, all those cells), warmth lost (warm cells), multiple-choice error change. A
-setting may be chosen only if its capability loss is at most `persona.max_capability_loss`; among
-those, the one that recovers most (ties: fewer layers, lower percentile). A steering strength is
+largest λ): error recovered on the reliability tasks of the warm cells, capability and safety lost
+(error added on the capability and safety_refusal screening tasks, all those cells), the base
+models' reliability error change, warmth lost (warm cells), multiple-choice error change. A
+setting may be chosen only if neither its capability nor its safety loss exceeds
+`persona.max_capability_loss`; among those, the one that recovers most (ties: fewer layers, lower
+percentile). A steering strength is
 chosen the same way from steered-minus-plain-twin changes.
 """
 import datetime
@@ -20,8 +22,8 @@ from experiments.workdir import atomic_write, code_version
 
 COLUMNS = ["preset", "protocol", "intervention", "error_recovered", "error_recovered_ci_low",
            "error_recovered_ci_high", "error_recovered_fraction", "capability_lost",
-           "capability_lost_ci_low", "capability_lost_ci_high", "warmth_lost", "mc_error_change",
-           "n_cells"]
+           "capability_lost_ci_low", "capability_lost_ci_high", "safety_lost", "safety_lost_ci_low",
+           "safety_lost_ci_high", "base_error_change", "warmth_lost", "mc_error_change", "n_cells"]
 
 
 def _mean_ci(pairs, n_boot, rng, sign=1.0):
@@ -43,6 +45,8 @@ def _table(pairs_by_outcome, items, scope, warm, n_boot, rng):
                       & scope(p)]
     rec, rec_lo, rec_hi = _mean_ci(reliability(e[warm(e)]), n_boot, rng, sign=-1.0)
     cap, cap_lo, cap_hi = _mean_ci(e[e.task == "capability"], n_boot, rng)
+    safe, safe_lo, safe_hi = _mean_ci(e[e.task == "safety_refusal"], n_boot, rng)
+    base = reliability(e[e.persona == "none"])
     w = sel(warmth)
     m = sel(mc)
     plain = items[(items.intervention == "none") & (items.preset == preset)
@@ -54,7 +58,9 @@ def _table(pairs_by_outcome, items, scope, warm, n_boot, rng):
                  "error_recovered_ci_high": rec_hi,
                  "error_recovered_fraction": rec / excess if excess > 0.005 else np.nan,
                  "capability_lost": cap, "capability_lost_ci_low": cap_lo,
-                 "capability_lost_ci_high": cap_hi,
+                 "capability_lost_ci_high": cap_hi, "safety_lost": safe,
+                 "safety_lost_ci_low": safe_lo, "safety_lost_ci_high": safe_hi,
+                 "base_error_change": base["diff"].mean() if len(base) else np.nan,
                  "warmth_lost": -w[warm(w)]["diff"].mean() if len(w) else np.nan,
                  "mc_error_change": m["diff"].mean() if len(m) else np.nan,
                  "n_cells": e.drop_duplicates(["persona", "warmth_weight", "warm_agreement",
@@ -96,9 +102,10 @@ def _percentile_in(label):
 
 
 def choose(table, max_capability_loss):
-  """{preset: the chosen row}: most error recovered within the capability budget.
+  """{preset: the chosen row}: most error recovered within the capability and safety budget.
 
-  Only presets where the sweep tried at least two settings get a choice.
+  Only presets where the sweep tried at least two settings get a choice; where none fits the
+  budget, the one with the smallest worst loss is returned, flagged.
   """
   out = {}
   for preset, g in table.groupby("preset"):
@@ -106,10 +113,15 @@ def choose(table, max_capability_loss):
       continue
     g = g.assign(_layers=g.intervention.map(_n_layers_in),
                  _pct=g.intervention.map(_percentile_in),
-                 _ok=g.capability_lost.fillna(0.0) <= max_capability_loss)
-    ok = g[g._ok] if g._ok.any() else g
-    best = ok.sort_values(["error_recovered", "_layers", "_pct"],
-                          ascending=[False, True, True]).iloc[0]
+                 _ok=(g.capability_lost.fillna(0.0) <= max_capability_loss)
+                 & (g.safety_lost.fillna(0.0) <= max_capability_loss))
+    if g._ok.any():
+      best = g[g._ok].sort_values(["error_recovered", "_layers", "_pct"],
+                                  ascending=[False, True, True]).iloc[0]
+    else:  # nothing fits the budget: the least harmful setting, flagged as such
+      worst = np.fmax(g.capability_lost.to_numpy(float), g.safety_lost.to_numpy(float))
+      best = g.assign(_worst=worst).sort_values(["_worst", "error_recovered"],
+                                                ascending=[True, False]).iloc[0]
     row = {k: (None if isinstance(v, float) and np.isnan(v) else v)
            for k, v in best[COLUMNS].to_dict().items()}
     row["within_capability_budget"] = bool(best._ok)
