@@ -17,17 +17,11 @@ from experiments.configs import demo
 
 
 def get_config(arg=None):
-  c = demo.get_config()
+  c = demo.get_config(arg)  # `:runlocal` shrinks it exactly as it shrinks the demo
   c.grid.warm_agreements = (0.0, 0.5)
   c.persona.enabled = True
   c.persona.sweep = True
   c.persona.cap_cells = "all"
   c.persona.sweep_percentiles = (5, 25, 50)
   c.persona.steer_alphas = (2.0, 8.0)
-  if arg == "runlocal":
-    c.data.eval_items = 4
-    c.model.presets = ("nano",)
-    c.train.base_steps = 30
-    c.train.persona_steps = 10
-    c.eval.bootstrap = 200
   return c
