@@ -80,6 +80,11 @@ class Workdir:
   """
 
   def __init__(self, path, config_dict, write=True):
+    if "://" in str(path):
+      # Results are written with local file operations (temp file + rename), which object stores
+      # do not provide; silently writing to a local folder named "gs:" would lose them.
+      raise ValueError(f"--workdir={path} is a remote URL: use a local or mounted path (e.g. a "
+                       "gcsfuse mount of the bucket).")
     self.path, self.writer = path, write
     config_path = os.path.join(path, "config.json")
     if os.path.exists(config_path):
