@@ -19,10 +19,11 @@ def main(argv):
   if len(argv) > 1:
     sys.exit(f"Unexpected arguments: {' '.join(argv[1:])}")
   # Imported here so that flag errors are reported before JAX starts.
-  from experiments import distributed, experiment, summary, train
+  from experiments import distributed, experiment, summary, train, workdir
   config = _CONFIG.value
   try:
     experiment.validate(config)
+    workdir.check_local(_WORKDIR.value)
     distributed.initialize(config.runtime)  # before anything else touches a device
     distributed.handle_sigterm()
     writer = None

@@ -73,6 +73,14 @@ def _result_fields(config_dict):
           if not any(k == f or k.startswith(f + ".") for f in RUNTIME_FIELDS)}
 
 
+def check_local(path):
+  """Results are written with local file operations (temp file + rename) that object stores lack;
+  a gs:// path would silently become a local folder named "gs:"."""
+  if "://" in str(path):
+    raise ValueError(f"--workdir={path} is a remote URL: use a local or mounted path (e.g. a "
+                     "gcsfuse mount of the bucket).")
+
+
 class Workdir:
   """A run's directory. Creating it checks (or writes) config.json.
 
@@ -80,11 +88,7 @@ class Workdir:
   """
 
   def __init__(self, path, config_dict, write=True):
-    if "://" in str(path):
-      # Results are written with local file operations (temp file + rename), which object stores
-      # do not provide; silently writing to a local folder named "gs:" would lose them.
-      raise ValueError(f"--workdir={path} is a remote URL: use a local or mounted path (e.g. a "
-                       "gcsfuse mount of the bucket).")
+    check_local(path)
     self.path, self.writer = path, write
     config_path = os.path.join(path, "config.json")
     if os.path.exists(config_path):
