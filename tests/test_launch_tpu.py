@@ -169,7 +169,8 @@ def test_run_launches_experiment_on_all_workers(gcloud):
     assert "--worker=all" in call and "--zone=us-central2-b" in call and "--project=proj-x" in call
     command, words = remote_command(call)
     assert "nohup" in words and "experiments.main" in words
-    for word in ("--config=experiments/configs/demo.py:tiny", "--workdir=gs://bkt/exp/r1",
+    # experiments.main refuses gs:// workdirs: the bucket is gcsfuse-mounted at ~/gcs/BUCKET.
+    for word in ("--config=experiments/configs/demo.py:tiny", "--workdir=$HOME/gcs/bkt/exp/r1",
                  "--config.runtime.distributed=True", "--config.train.steps=5",
                  "--config.note=two words", "JAX_PLATFORMS=tpu", "XLA_FLAGS=--a=1 --b",
                  "logs/r1.log"):
@@ -177,6 +178,12 @@ def test_run_launches_experiment_on_all_workers(gcloud):
     # The overrides come after the launch flags, in the order given.
     assert (words.index("--config.runtime.distributed=True") < words.index("--config.train.steps=5")
             < words.index("--config.note=two words"))
+    # The bucket is mounted (unless it already is) before the experiment starts.
+    mount = 'mountpoint -q "$HOME"/gcs/bkt && ! gcsfuse --implicit-dirs bkt "$HOME"/gcs/bkt'
+    assert mount in command and command.index(mount) < command.index("nohup")
+    assert not any(w.startswith("--workdir=gs://") for w in words)
+    assert "gs://bkt/exp/r1" in ok(gcloud.run("run", "--config=experiments/configs/demo.py",
+                                              "--workdir=exp/r1", **POD)).stderr
 
 
 def test_run_default_names_and_full_gs_workdir(gcloud):
@@ -185,10 +192,12 @@ def test_run_default_names_and_full_gs_workdir(gcloud):
                   "--workdir=gs://other/x/run7", **{**POD, "TPU_BUCKET": ""}))
     first, second = (remote_command(c)[1] for c in gcloud.calls())
     [workdir] = [w for w in first if w.startswith("--workdir=")]
-    assert workdir.startswith("--workdir=gs://bkt/warmth-sim/demo-")
+    assert workdir.startswith("--workdir=$HOME/gcs/bkt/warmth-sim/demo-")
     run_name = workdir.rsplit("/", 1)[1]
     assert f"logs/{run_name}.log" in first
-    assert "--workdir=gs://other/x/run7" in second and "logs/run7.log" in second
+    # A full gs:// URL mounts its own bucket and maps to the same path under the mount.
+    assert "--workdir=$HOME/gcs/other/x/run7" in second and "logs/run7.log" in second
+    assert "gcsfuse --implicit-dirs other" in remote_command(gcloud.calls()[1])[0]
 
 
 def test_sweep_is_run_with_the_sweep_config(gcloud):
@@ -196,7 +205,7 @@ def test_sweep_is_run_with_the_sweep_config(gcloud):
     ok(gcloud.run("sweep", "--config=experiments/configs/sweep.py:small", "--run=s2", **POD))
     first, second = (remote_command(c)[1] for c in gcloud.calls())
     assert "--config=experiments/configs/sweep.py" in first
-    assert "--workdir=gs://bkt/warmth-sim/s1" in first
+    assert "--workdir=$HOME/gcs/bkt/warmth-sim/s1" in first
     assert "--config.runtime.distributed=True" in first
     assert "--config=experiments/configs/sweep.py:small" in second
 
@@ -228,6 +237,17 @@ def test_stop_kills_experiments_on_all_workers(gcloud):
     assert call[:5] == ["compute", "tpus", "tpu-vm", "ssh", "pod-a"] and "--worker=all" in call
     command, _ = remote_command(call)
     assert "pkill" in command and "experiments[.]main" in command
+    assert "fusermount -u" in command
+
+
+def test_setup_installs_gcsfuse_when_missing(gcloud):
+    ok(gcloud.run("setup", **POD))
+    ssh = gcloud.calls()[-1]
+    command, _ = remote_command(ssh)
+    assert "--worker=all" in ssh
+    assert "command -v gcsfuse" in command and "apt-get" in command
+    assert "https://packages.cloud.google.com/apt gcsfuse-$(lsb_release -c -s) main" in command
+    assert "install -y -q gcsfuse" in command
 
 
 @pytest.mark.parametrize("queued, expected", [
@@ -360,6 +380,12 @@ printf '#!/usr/bin/env bash\\necho "$PWD: $*" >> {pip_log}\\n' > "$3/bin/pip"
 chmod +x "$3/bin/pip"
 '''
 
+# Stand-ins for the worker's gcsfuse, mountpoint and fusermount: a marker file plays the mount.
+FAKE_GCSFUSE = '#!/usr/bin/env bash\necho "gcsfuse $*" >> {log}\ntouch "${{@: -1}}/.mounted"\n'
+FAKE_MOUNTPOINT = '#!/usr/bin/env bash\n[ -e "${{@: -1}}/.mounted" ]\n'
+FAKE_FUSERMOUNT = ('#!/usr/bin/env bash\necho "fusermount $*" >> {log}\n'
+                   'rm -f "${{@: -1}}/.mounted"\n')
+
 
 def git(repo, *args):
     subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
@@ -409,6 +435,11 @@ def test_simulated_pod_setup_run_logs_stop(gcloud, tmp_path):
     fake_python.write_text(FAKE_PYTHON311.format(python=os.path.realpath(sys.executable),
                                                  pip_log=pip_log))
     fake_python.chmod(0o755)
+    fuse_log = tmp_path / "fuse.log"
+    for tool, text in (("gcsfuse", FAKE_GCSFUSE), ("mountpoint", FAKE_MOUNTPOINT),
+                       ("fusermount", FAKE_FUSERMOUNT)):
+        (pod_bin / tool).write_text(text.format(log=fuse_log))
+        (pod_bin / tool).chmod(0o755)
     gcloud.env.update(FAKE_POD_HOME=str(home), FAKE_POD_PATH=str(pod_bin), **POD)
     script = repo / "launch_tpu.sh"
 
@@ -427,7 +458,8 @@ def test_simulated_pod_setup_run_logs_stop(gcloud, tmp_path):
     assert not (home / "warmth-sim.tar.gz").exists()
     assert f"{code}: install -q -e .[tpu]" in pip_log.read_text().splitlines()
 
-    # run: nohup'ed on the worker, logging to logs/r1.log, pid recorded.
+    # run: the bucket mounted with gcsfuse, then nohup'ed on the worker, logging to logs/r1.log,
+    # pid recorded.
     ok(gcloud.run("run", "--config=experiments/configs/fake.py", "--workdir=exp/r1", "--",
                   "--config.note=two words", script=script))
     pid = int((code / "logs" / "r1.pid").read_text())
@@ -436,9 +468,10 @@ def test_simulated_pod_setup_run_logs_stop(gcloud, tmp_path):
         assert wait_for(lambda: log.exists() and log.read_text().strip()), "no log line"
         started = json.loads(log.read_text().splitlines()[0])
         assert started == {"JAX_PLATFORMS": "tpu", "argv": [
-            "--config=experiments/configs/fake.py", "--workdir=gs://bkt/exp/r1",
+            "--config=experiments/configs/fake.py", f"--workdir={home}/gcs/bkt/exp/r1",
             "--config.runtime.distributed=True", "--config.note=two words"]}
         assert alive(pid)
+        assert fuse_log.read_text().splitlines() == [f"gcsfuse --implicit-dirs bkt {home}/gcs/bkt"]
         assert os.readlink(code / "logs" / "latest.log") == "r1.log"
 
         # logs: tail -F of the latest run (the fake ends it after 2 s, like Ctrl-C).
@@ -453,6 +486,7 @@ def test_simulated_pod_setup_run_logs_stop(gcloud, tmp_path):
         # stop: the experiment is gone.
         ok(gcloud.run("stop", script=script))
         assert wait_for(lambda: not alive(pid), 5)
+        assert fuse_log.read_text().splitlines()[-1] == f"fusermount -u {home}/gcs/bkt"
     finally:
         if alive(pid):
             os.kill(pid, signal.SIGKILL)
