@@ -70,7 +70,7 @@ def expand(config):
     for seed in grid.seeds:
       if protocol == "finetune":
         cells.append(Cell(preset, protocol, "none", 0.0, 0.0, int(seed)))
-      for k, (persona, lam) in enumerate(itertools.product(grid.personas, grid.warmth_weights)):
+      for persona, lam in itertools.product(grid.personas, grid.warmth_weights):
         if lam == 0 and persona != grid.personas[0] and not grid.get("lambda0_per_persona", False):
           continue
         rhos = grid.warm_agreements if persona == "warm" and lam > 0 else [0.0]
