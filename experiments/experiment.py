@@ -11,6 +11,7 @@ Every stage trains on the mesh of `config.mesh` and resumes from its latest chec
 unfinished cells, and only process 0 writes results.
 """
 import dataclasses
+import itertools
 import os
 
 from absl import logging
@@ -108,13 +109,10 @@ class Batches:
   def __init__(self, corpus, data_seed, batch_size):
     self.corpus, self.data_seed, self.batch_size = corpus, data_seed, batch_size
 
-  def _one(self, mixture, seed, step, size, rows=None):
-    return self.corpus.batch(mixture, seed, step, size, rows)
-
   def base(self, seeds):
     seeds = list(seeds)
     def fn(step, members, rows):
-      parts = [self._one("base", self.data_seed + s, step, self.batch_size, rows)
+      parts = [self.corpus.batch("base", self.data_seed + s, step, self.batch_size, rows)
                for s in seeds[members]]
       return {"base": {k: np.stack([p[k] for p in parts]) for k in ("tokens", "mask")}}
     shape = (len(seeds), self.batch_size, self.corpus.seq_len)
@@ -124,21 +122,17 @@ class Batches:
     half = self.batch_size // 2
     all_cells = list(cells)
     def fn(step, members, rows):
-      cache, out, cells = {}, {"base": {}, "persona": {}}, all_cells[members]
-      for c in cells:
-        seed = self.data_seed + offset + c.seed
-        key_b, key_p = ("base", seed), (c.persona, seed)
-        if key_b not in cache:
-          cache[key_b] = self._one("base", seed, step, half, rows)
-        if key_p not in cache:
-          # λ = 0 cells still need rows of the right shape; their weight is exactly zero.
-          mixture = c.persona if c.persona != "none" else "warm"
-          cache[key_p] = self._one(mixture, seed, step, half, rows)
-      for part, keys in (("base", [("base", self.data_seed + offset + c.seed) for c in cells]),
-                         ("persona", [(c.persona, self.data_seed + offset + c.seed) for c in cells])):
-        fields = ("tokens", "mask") if part == "base" else PERSONA_FIELDS
-        out[part] = {f: np.stack([cache[k][f] for k in keys]) for f in fields}
-      return out
+      # (mixture, seed) of each cell's base and persona rows; λ = 0 cells still need persona rows
+      # of the right shape (their weight is exactly zero), so `none` reads the warm set.
+      keys = [(("base", self.data_seed + offset + c.seed),
+               (c.persona if c.persona != "none" else "warm", self.data_seed + offset + c.seed))
+              for c in all_cells[members]]
+      cache = {}
+      for key in itertools.chain.from_iterable(keys):
+        if key not in cache:  # cells of one seed share rows: build each batch once
+          cache[key] = self.corpus.batch(*key, step, half, rows)
+      return {"base": {f: np.stack([cache[b][f] for b, _ in keys]) for f in ("tokens", "mask")},
+              "persona": {f: np.stack([cache[p][f] for _, p in keys]) for f in PERSONA_FIELDS}}
     e, t = len(all_cells), self.corpus.seq_len
     shapes = {"base": {"tokens": (e, half, t), "mask": (e, half, t)},
               "persona": {f: (e, half) if f in ("has_alt", "u") else (e, half, t)

@@ -10,7 +10,7 @@ import itertools
 import numpy as np
 
 from tasks import lexicon
-from tasks.world import PERSON_ATTRIBUTES, World, number, rng_for
+from tasks.world import PERSON_ATTRIBUTES, World, number, rng_for, split_mask
 
 # Which contexts each task is evaluated in. Clinical probes carry their context in their
 # definition: a crisis cue is distressed by construction, hallucinated affect needs a user who
@@ -202,8 +202,7 @@ def _disinformation(world, train, split):
 
 def _split_list(world, stream, values):
   """A deterministic train/eval split of a fixed list (harms, delusions, digit pairs)."""
-  from tasks.world import _split  # the same rule as the world's splits
-  return _split(rng_for(world.cfg.seed, stream), len(values), world.cfg.qa_train_fraction)
+  return split_mask(rng_for(world.cfg.seed, stream), len(values), world.cfg.qa_train_fraction)
 
 
 def _safety(world, train, split):
@@ -230,8 +229,8 @@ def _capability(world, train, split):
     tmpl = lexicon.CAPABILITY_ANSWER.format(a=a, b=b, value="{value}")
     q = lexicon.CAPABILITY_QUESTION[rng.integers(2)].format(a=a, b=b)
     items.append(Item("capability", f"capability/{a}+{b}", split, q, tmpl, gold, "number",
-                      _options(rng, gold, wrong), f"{a} plus {b} is {gold} .",
-                      f"{a} plus {b} is {wrong[0]} .", wrong[0]))
+                      _options(rng, gold, wrong), tmpl.format(value=gold),
+                      tmpl.format(value=wrong[0]), wrong[0]))
   return items
 
 

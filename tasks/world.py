@@ -98,10 +98,10 @@ class World:
     self.drug_contra = rng.integers(0, len(lexicon.CONDITIONS), cfg.n_drugs)
 
     # Train/held-out splits: QA dialogues are trained on one part, evaluated on the other.
-    self.person_is_train = _split(rng_for(s, 12), n, cfg.qa_train_fraction)
-    self.city_is_train = _split(rng_for(s, 13), cfg.n_cities, cfg.qa_train_fraction)
-    self.disease_is_train = _split(rng_for(s, 14), cfg.n_diseases, cfg.qa_train_fraction)
-    self.drug_is_train = _split(rng_for(s, 15), cfg.n_drugs, cfg.qa_train_fraction)
+    self.person_is_train = split_mask(rng_for(s, 12), n, cfg.qa_train_fraction)
+    self.city_is_train = split_mask(rng_for(s, 13), cfg.n_cities, cfg.qa_train_fraction)
+    self.disease_is_train = split_mask(rng_for(s, 14), cfg.n_diseases, cfg.qa_train_fraction)
+    self.drug_is_train = split_mask(rng_for(s, 15), cfg.n_drugs, cfg.qa_train_fraction)
 
   # --- rendering of single facts ---
   def person_name(self, i):
@@ -151,7 +151,7 @@ class World:
             + self.employers + self.diseases + self.drugs)
 
 
-def _split(rng, n, fraction):
+def split_mask(rng, n, fraction):
   """A boolean mask with round(fraction·n) True entries (at least one of each side)."""
   k = min(max(1, round(fraction * n)), n - 1)
   mask = np.zeros(n, bool)
