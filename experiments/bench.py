@@ -3,6 +3,7 @@
   python -m experiments.bench                               # presets that fit the device
   python -m experiments.bench --presets=nano,micro --steps=5  # a few minutes on a 2-core CPU
   python -m experiments.bench --peak_flops=989e12           # MFU against a datasheet peak
+  python -m experiments.bench --anchor=.bench/plain_jax_anchor.py  # beside the plain-JAX reference
 
 Each preset runs the real packed training step (experiments.train, on a mesh over every device,
 the batch placed as in training) on fixed random tokens, so data loading is not measured. MFU is
@@ -11,7 +12,16 @@ measured with one large matmul in the compute dtype, which says so in the header
 at most --pack_max_params parameters it also trains K = --pack cells as one vmapped program and
 reports their aggregate tokens/s over one cell's ("speedup"). Needs no ml_collections or pandas,
 so it runs on a bare accelerator image.
+
+--anchor names a plain-JAX reference step (../shared/bench/plain_jax_anchor.py, copied into an
+ignored folder): it is timed in the same process on each preset's own shape (vocabulary, width,
+depth, heads, tokens, batch, K and attention kernel), and the table gains the ratio of ours to it,
+for one cell and for the packed cells against the reference's vmapped aggregate. Figures from
+different processes do not compare; these do. The reference computes in bfloat16, so with an
+anchor `--compute_dtype=auto` means bfloat16 on every backend.
 """
+import importlib.util
+import sys
 import time
 
 from absl import app
@@ -29,7 +39,8 @@ _PRESETS = flags.DEFINE_list("presets", [], "Presets to time (default: nano..min
                              "elsewhere).")
 _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps per measurement (after 2 warm-up steps).")
 _BATCH = flags.DEFINE_integer("batch_size", 32, "Rows per step and cell.")
-_SEQ = flags.DEFINE_integer("seq_len", 112, "Tokens per row (the default world's data.seq_len).")
+_SEQ = flags.DEFINE_integer("seq_len", 112, "Tokens per row (the default world's data.seq_len); "
+                           "the model reads seq_len - 1 of them and predicts the next of each.")
 _VOCAB = flags.DEFINE_integer("vocab_size", 576, "Vocabulary size (a world's is ~500-600).")
 _DTYPE = flags.DEFINE_enum("compute_dtype", "auto", ["auto", "float32", "bfloat16"],
                            "auto: bfloat16 on accelerators, float32 on CPU.")
@@ -39,6 +50,8 @@ _PEAK = flags.DEFINE_float("peak_flops", 0.0, "Peak FLOP/s of one device (0: mea
 _PACK = flags.DEFINE_integer("pack", 8, "Cells in the packed measurement (0: skip it).")
 _PACK_MAX = flags.DEFINE_integer("pack_max_params", 2_000_000,
                                  "Pack only presets with at most this many parameters.")
+_ANCHOR = flags.DEFINE_string("anchor", None, "Path of plain_jax_anchor.py to time beside each "
+                              "preset on the same shape (default: no reference).")
 
 
 def measured_peak(dtype, backend):
@@ -86,8 +99,45 @@ class _TrainCfg:
   warmup_steps, grad_clip, weight_decay = 2, 1.0, 0.1
 
 
-def rows(presets, batch_size, seq_len, vocab, dtype, attention, steps, peak, pack, pack_max):
-  """One dict per preset with the measured figures."""
+def load_anchor(path):
+  """The reference module at `path`, which must define big() and tiny() as the shared anchor does."""
+  spec = importlib.util.spec_from_file_location("plain_jax_anchor", path)
+  if spec is None:
+    raise ValueError(f"--anchor={path!r} must be the path of a Python file.")
+  module = importlib.util.module_from_spec(spec)
+  argv, sys.argv = sys.argv, [path]  # the reference reads an optional peak from sys.argv[1]
+  try:
+    spec.loader.exec_module(module)
+  finally:
+    sys.argv = argv
+  missing = [f for f in ("big", "tiny") if not callable(getattr(module, f, None))]
+  if missing:
+    raise ValueError(f"--anchor={path!r} must define {' and '.join(missing)}() like "
+                     "shared/bench/plain_jax_anchor.py.")
+  return module
+
+
+def time_anchor(anchor, mcfg, batch_size, seq_len, steps, pack):
+  """The reference's tokens/s on this preset's shape: one model, and K vmapped (if pack > 1).
+
+  Its T is the number of positions the model reads, so rows of seq_len tokens are T = seq_len - 1.
+  """
+  anchor.IMPL = mcfg.attention_impl  # the same attention kernel as ours
+  shape = dict(V=mcfg.vocab_size, d=mcfg.d_model, L=mcfg.n_layers, H=mcfg.n_heads,
+               T=seq_len - 1, B=batch_size, n=steps)
+  out = {"ref_tokens_s": anchor.big(**shape)["tokens_per_s"]}
+  if pack > 1:
+    out["ref_packed_tokens_s"] = anchor.tiny(K=pack, **shape)["vmapped_tokens_per_s"]
+  return out
+
+
+def rows(presets, batch_size, seq_len, vocab, dtype, attention, steps, peak, pack, pack_max,
+         anchor=None):
+  """One dict per preset with the measured figures (and the reference's, given an anchor).
+
+  A token is a predicted position: a row of seq_len tokens trains on seq_len - 1 of them.
+  """
+  positions = seq_len - 1
   backend = jax.default_backend()
   mesh = jax.make_mesh((1, jax.device_count(), 1, 1), sharding.AXES,
                        axis_types=(jax.sharding.AxisType.Auto,) * 4)
@@ -97,46 +147,74 @@ def rows(presets, batch_size, seq_len, vocab, dtype, attention, steps, peak, pac
     impl = auto_attention_impl(dtype, probe.head_dim, backend) if attention == "auto" else attention
     mcfg = get_config(name, vocab, seq_len, compute_dtype=dtype, attention_impl=impl)
     single = time_pack(mcfg, 1, batch_size, steps, mesh)
-    tokens = batch_size * seq_len / single
+    tokens = batch_size * positions / single
     row = {"preset": name, "params": mcfg.n_params(non_embedding=False),
            "attention": impl or "xla", "step_ms": 1e3 * single, "tokens_s": tokens,
-           "mfu": tokens * mcfg.flops_per_token(seq_len) / (peak * jax.device_count())}
+           "mfu": tokens * mcfg.flops_per_token(positions) / (peak * jax.device_count())}
     if pack > 1 and mcfg.n_params(non_embedding=False) <= pack_max:
       packed = time_pack(mcfg, pack, batch_size, steps, mesh)
-      row.update(pack=pack, packed_tokens_s=pack * batch_size * seq_len / packed,
+      row.update(pack=pack, packed_tokens_s=pack * batch_size * positions / packed,
                  speedup=pack * single / packed)
+    if anchor is not None:
+      if mcfg.d_ff != 4 * mcfg.d_model:
+        raise ValueError(f"preset {name!r} has d_ff={mcfg.d_ff}; the reference only builds "
+                         f"d_ff=4·d_model={4 * mcfg.d_model}.")
+      ref = time_anchor(anchor, mcfg, batch_size, seq_len, steps, row.get("pack", 0))
+      row.update(ref, vs_ref=row["tokens_s"] / ref["ref_tokens_s"])
+      if "pack" in row:
+        row["packed_vs_ref"] = row["packed_tokens_s"] / ref["ref_packed_tokens_s"]
     out.append(row)
   return out
 
 
+# (header, row key, width, format) per column; a row without the key shows a dash.
+_COLUMNS = [("preset", "preset", 8, ""), ("params", "params", 12, ","),
+            ("attention", "attention", 10, ""), ("step ms", "step_ms", 9, ".1f"),
+            ("tokens/s", "tokens_s", 12, ",.0f"), ("MFU %", "mfu_pct", 7, ".2f"),
+            ("ref tokens/s", "ref_tokens_s", 14, ",.0f"), ("vs ref", "vs_ref", 8, ".2f"),
+            ("K", "pack", 4, ""), ("packed tokens/s", "packed_tokens_s", 17, ",.0f"),
+            ("speedup", "speedup", 9, ".2f"), ("ref packed", "ref_packed_tokens_s", 14, ",.0f"),
+            ("vs ref", "packed_vs_ref", 8, ".2f")]
+_REFERENCE_KEYS = ("ref_tokens_s", "vs_ref", "ref_packed_tokens_s", "packed_vs_ref")
+
+
 def format_table(table):
-  head = (f"{'preset':<8}{'params':>10}{'attention':>10}{'step ms':>10}{'tokens/s':>12}{'MFU':>8}"
-          f"{'K':>4}{'packed tokens/s':>17}{'speedup':>9}")
-  lines = [head]
+  """A fixed-width table; the reference's columns only when some row has them."""
+  cols = [c for c in _COLUMNS if c[1] not in _REFERENCE_KEYS or any(c[1] in r for r in table)]
+  lines = ["".join(f"{h:<{w}}" if k == "preset" else f"{h:>{w}}" for h, k, w, _ in cols)]
   for r in table:
-    packed = (f"{r['pack']:>4}{r['packed_tokens_s']:>17,.0f}{r['speedup']:>8.1f}x" if "pack" in r
-              else f"{'—':>4}{'—':>17}{'—':>9}")
-    lines.append(f"{r['preset']:<8}{r['params']:>10,}{r['attention']:>10}{r['step_ms']:>10.1f}"
-                 f"{r['tokens_s']:>12,.0f}{100 * r['mfu']:>7.2f}%{packed}")
+    r = dict(r, mfu_pct=100 * r["mfu"])
+    lines.append("".join(f"{r[k]:<{w}{f}}" if k == "preset" else
+                         f"{r[k]:>{w}{f}}" if k in r else f"{'—':>{w}}" for _, k, w, f in cols))
   return "\n".join(lines)
 
 
 def main(argv):
   del argv
   backend = jax.default_backend()
+  try:
+    anchor = load_anchor(_ANCHOR.value) if _ANCHOR.value else None
+  except (OSError, ValueError) as e:  # a missing file is an OSError from exec_module
+    raise app.UsageError(str(e) if isinstance(e, ValueError) else
+                         f"--anchor={_ANCHOR.value!r} must name a readable file ({e}).") from e
+  if anchor is not None and jax.device_count() > 1:
+    raise app.UsageError(f"--anchor needs one device (the reference is a single-device program); "
+                         f"JAX sees {jax.device_count()}.")
   dtype = _DTYPE.value if _DTYPE.value != "auto" else (
-      "float32" if backend == "cpu" else "bfloat16")
+      "float32" if backend == "cpu" and anchor is None else "bfloat16")
   presets = _PRESETS.value or (["nano", "micro", "mini"] if backend == "cpu" else list(PRESETS))
+  if _SEQ.value < 2:
+    raise app.UsageError(f"--seq_len={_SEQ.value} must be at least 2 (one position to predict).")
   for p in presets:
     if p not in PRESETS:
       raise app.UsageError(f"--presets contains {p!r}: allowed are {', '.join(PRESETS)}.")
   peak = _PEAK.value or measured_peak(dtype, backend)
   source = "given" if _PEAK.value else "measured matmul"
   print(f"{jax.device_count()} × {jax.devices()[0].device_kind} ({backend}), {dtype}, batch "
-        f"{_BATCH.value} × {_SEQ.value} tokens per cell, peak {peak:.3g} FLOP/s per device "
-        f"({source}), {_STEPS.value} timed steps", flush=True)
+        f"{_BATCH.value} × {_SEQ.value} tokens per cell ({_SEQ.value - 1} predicted), peak "
+        f"{peak:.3g} FLOP/s per device ({source}), {_STEPS.value} timed steps", flush=True)
   table = rows(presets, _BATCH.value, _SEQ.value, _VOCAB.value, dtype, _ATTENTION.value,
-               _STEPS.value, peak, _PACK.value, _PACK_MAX.value)
+               _STEPS.value, peak, _PACK.value, _PACK_MAX.value, anchor)
   print(format_table(table))
 
 

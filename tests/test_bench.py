@@ -1,5 +1,26 @@
-"""The throughput bench runs the real packed step and reports sane figures."""
+"""The throughput bench runs the real packed step, reports sane figures, and times a reference."""
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
 from experiments import bench
+
+# A stand-in for shared/bench/plain_jax_anchor.py that records the shapes it was asked for and
+# reports fixed throughputs, so the ratios the bench prints can be checked exactly.
+_FAKE_ANCHOR = textwrap.dedent("""
+    import sys
+    PEAK = float(sys.argv[1]) if len(sys.argv) > 1 else 989e12  # as the real one reads it
+    IMPL = 'unset'
+    calls = []
+    def big(V, d, L, H, T, B, n):
+      calls.append(('big', dict(V=V, d=d, L=L, H=H, T=T, B=B, impl=IMPL)))
+      return {'tokens_per_s': 1000.0}
+    def tiny(K, V, d, L, H, T, B, n):
+      calls.append(('tiny', dict(K=K, V=V, d=d, L=L, H=H, T=T, B=B, impl=IMPL)))
+      return {'vmapped_tokens_per_s': 4000.0}
+""")
 
 
 def test_bench_rows_and_table():
@@ -8,5 +29,63 @@ def test_bench_rows_and_table():
   (row,) = table
   assert row["preset"] == "nano" and row["attention"] == "xla"  # cuDNN only on a GPU in bf16
   assert row["tokens_s"] > 0 and 0 < row["mfu"] < 1 and row["pack"] == 2 and row["speedup"] > 0
+  # Throughput counts predicted positions (15 per 16-token row), as the reference counts its T.
+  assert row["tokens_s"] == pytest.approx(4 * 15 / (row["step_ms"] / 1e3))
   text = bench.format_table(table)
   assert "packed tokens/s" in text and text.splitlines()[1].startswith("nano")
+  assert "ref tokens/s" not in text  # no reference, no reference columns
+
+
+def test_anchor_runs_on_each_presets_shape(tmp_path, monkeypatch):
+  path = tmp_path / "anchor.py"
+  path.write_text(_FAKE_ANCHOR)
+  monkeypatch.setattr(sys, "argv", ["bench", "--presets=nano"])  # must not reach the anchor
+  anchor = bench.load_anchor(str(path))
+  assert anchor.PEAK == 989e12 and sys.argv == ["bench", "--presets=nano"]
+  (row,) = bench.rows(["nano"], batch_size=4, seq_len=16, vocab=64, dtype="float32",
+                      attention="auto", steps=1, peak=1e12, pack=3, pack_max=10**9, anchor=anchor)
+  # nano: d_model 32, 2 layers, 2 heads; rows of 16 tokens are 15 positions; XLA attention.
+  shape = dict(V=64, d=32, L=2, H=2, T=15, B=4, impl=None)
+  assert anchor.calls == [("big", shape), ("tiny", dict(shape, K=3))]
+  assert row["ref_tokens_s"] == 1000.0 and row["vs_ref"] == pytest.approx(row["tokens_s"] / 1000)
+  assert row["packed_vs_ref"] == pytest.approx(row["packed_tokens_s"] / 4000)
+  header = bench.format_table([row]).splitlines()[0]
+  assert "ref tokens/s" in header and "ref packed" in header and header.count("vs ref") == 2
+
+
+def test_anchor_without_the_reference_functions_is_refused(tmp_path):
+  path = tmp_path / "anchor.py"
+  path.write_text("def big(**kw):\n  return {}\n")
+  with pytest.raises(ValueError, match=r"must define tiny\(\)"):
+    bench.load_anchor(str(path))
+
+
+def test_missing_anchor_file_is_one_sentence(tmp_path):
+  missing = tmp_path / "nope.py"
+  proc = subprocess.run([sys.executable, "-m", "experiments.bench", f"--anchor={missing}",
+                         "--presets=nano", "--steps=1"], capture_output=True, text=True,
+                        timeout=300)
+  assert proc.returncode != 0
+  assert f"--anchor={str(missing)!r} must name a readable file" in proc.stderr
+  assert "Traceback" not in proc.stderr
+
+
+def test_bench_runs_without_packages_the_gpu_image_lacks():
+  # The device image has no ml_collections, tensorflow_datasets, grain or pandas; importing any
+  # of them on the bench's path must fail here as it would there.
+  blocker = textwrap.dedent("""
+      import importlib.abc, runpy, sys
+      BLOCKED = ('ml_collections', 'tensorflow_datasets', 'grain', 'pandas', 'tensorflow')
+      class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+          if name.split('.')[0] in BLOCKED:
+            raise ImportError(f'{name} is not on the GPU image')
+      sys.meta_path.insert(0, Block())
+      sys.argv = ['bench', '--presets=nano', '--steps=1', '--batch_size=2', '--seq_len=8',
+                  '--pack=2', '--peak_flops=1e12']
+      runpy.run_module('experiments.bench', run_name='__main__')
+  """)
+  proc = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True,
+                        timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.splitlines()[-1].startswith("nano")
