@@ -29,6 +29,9 @@ def cluster_bootstrap(values, n_boot=1000, rng=None):
   raw seed means with replacement at both stages counts item noise twice
   (Davison & Hinkley 1997, sec. 3.8), so seed means are shrunk towards the
   grand mean until their spread matches the between-seed variance component.
+  That shrinkage, and the rescaled residuals, can carry a draw outside the range of the data
+  (a mean of 0/1 differences below -1 with two seeds): draws are clipped to the observed
+  [min, max] of each statistic, the support of the plain plug-in bootstrap.
   """
   rng = np.random.default_rng(rng)
   values = np.asarray(values, dtype=float)
@@ -72,8 +75,10 @@ def cluster_bootstrap(values, n_boot=1000, rng=None):
     good = np.isfinite(draw)
     total += np.where(good, draw, 0.0)
     used += good
-  with np.errstate(invalid='ignore', divide='ignore'):
-    return est, total / used
+  with np.errstate(invalid='ignore', divide='ignore'), warnings.catch_warnings():
+    warnings.simplefilter('ignore', RuntimeWarning)  # all-NaN statistics stay NaN
+    lo, hi = np.nanmin(values, axis=(1, 2)), np.nanmax(values, axis=(1, 2))
+    return est, np.clip(total / used, lo[:, None], hi[:, None])
 
 
 def summarize_draws(est, draws, alpha=0.05):

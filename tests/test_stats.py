@@ -40,6 +40,19 @@ def test_bootstrap_handles_missing_items_and_seeds():
   assert np.isfinite(draws).all()
 
 
+def test_bootstrap_draws_stay_within_the_range_of_the_data():
+  # Two seeds that disagree completely: shrinking seed means and inflating residuals would put
+  # draws at about ±1.4, outside anything a mean of -1/0/+1 differences can be.
+  values = np.stack([np.ones(12), -np.ones(12)])
+  values[0, :3] = 0.0
+  est, draws = stats.cluster_bootstrap(values, n_boot=500, rng=0)
+  assert draws.min() >= -1.0 and draws.max() <= 1.0
+  lo, hi, _ = stats.summarize_draws(est, draws)
+  assert -1.0 <= lo[0] < est[0] < hi[0] <= 1.0
+  # Clipping must not squash a well-behaved statistic: the CI still has width.
+  assert hi[0] - lo[0] > 1.0
+
+
 def test_planted_warm_effect_is_recovered_per_context(planted):
   # The capability task carries no planted effect, so pool only the reliability tasks.
   rel = stats.paired_deltas(planted[planted.task != 'capability'], by=('context',),
