@@ -1,7 +1,7 @@
 """Training throughput per preset: tokens/s, model-FLOPs utilisation, and what packing buys.
 
   python -m experiments.bench                               # presets that fit the device
-  python -m experiments.bench --presets=nano,micro --steps=5  # a few minutes on a 2-core CPU
+  python -m experiments.bench --presets=nano,micro --steps=5 --repeats=1  # a minute on 2 CPU cores
   python -m experiments.bench --peak_flops=989e12           # MFU against a datasheet peak
   python -m experiments.bench --anchor=.bench/plain_jax_anchor.py  # beside the plain-JAX reference
 
@@ -10,8 +10,9 @@ the batch placed as in training) on fixed random tokens, so data loading is not 
 `tokens/s × ModelConfig.flops_per_token(T) / (peak × devices)`; without --peak_flops the peak is
 measured with one large matmul in the compute dtype, which says so in the header. For presets of
 at most --pack_max_params parameters it also trains K = --pack cells as one vmapped program and
-reports their aggregate tokens/s over one cell's ("speedup"). Needs no ml_collections or pandas,
-so it runs on a bare accelerator image.
+reports their aggregate tokens/s over one cell's ("speedup"). Every figure is the median of
+--repeats rounds (one cell, then the pack, each beside the reference). Needs no ml_collections or
+pandas, so it runs on a bare accelerator image.
 
 --anchor names a plain-JAX reference step (../shared/bench/plain_jax_anchor.py, copied into an
 ignored folder): it is timed in the same process on each preset's own shape (vocabulary, width,
@@ -50,6 +51,7 @@ _PEAK = flags.DEFINE_float("peak_flops", 0.0, "Peak FLOP/s of one device (0: mea
 _PACK = flags.DEFINE_integer("pack", 8, "Cells in the packed measurement (0: skip it).")
 _PACK_MAX = flags.DEFINE_integer("pack_max_params", 2_000_000,
                                  "Pack only presets with at most this many parameters.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Rounds per figure; the table shows medians.")
 _ANCHOR = flags.DEFINE_string("anchor", None, "Path of plain_jax_anchor.py to time beside each "
                               "preset on the same shape (default: no reference).")
 
@@ -117,27 +119,42 @@ def load_anchor(path):
   return module
 
 
-def time_anchor(anchor, mcfg, batch_size, seq_len, steps, pack):
-  """The reference's tokens/s on this preset's shape: one model, and K vmapped (if pack > 1).
+def anchor_shape(mcfg, batch_size, seq_len, steps):
+  """The reference's keyword arguments for this preset's shape.
 
   Its T is the number of positions the model reads, so rows of seq_len tokens are T = seq_len - 1.
   """
-  anchor.IMPL = mcfg.attention_impl  # the same attention kernel as ours
-  shape = dict(V=mcfg.vocab_size, d=mcfg.d_model, L=mcfg.n_layers, H=mcfg.n_heads,
-               T=seq_len - 1, B=batch_size, n=steps)
-  out = {"ref_tokens_s": anchor.big(**shape)["tokens_per_s"]}
+  if mcfg.d_ff != 4 * mcfg.d_model:
+    raise ValueError(f"a preset with d_ff={mcfg.d_ff} cannot be compared: the reference only "
+                     f"builds d_ff = 4·d_model = {4 * mcfg.d_model}.")
+  return dict(V=mcfg.vocab_size, d=mcfg.d_model, L=mcfg.n_layers, H=mcfg.n_heads,
+              T=seq_len - 1, B=batch_size, n=steps)
+
+
+def measure(mcfg, batch_size, seq_len, steps, mesh, pack, anchor):
+  """Tokens/s of one round, ours and the reference's side by side: one cell, then K packed."""
+  positions = seq_len - 1
+  out = {"tokens_s": batch_size * positions / time_pack(mcfg, 1, batch_size, steps, mesh)}
+  if anchor is not None:
+    anchor.IMPL = mcfg.attention_impl  # the same attention kernel as ours
+    shape = anchor_shape(mcfg, batch_size, seq_len, steps)
+    out["ref_tokens_s"] = anchor.big(**shape)["tokens_per_s"]
   if pack > 1:
-    out["ref_packed_tokens_s"] = anchor.tiny(K=pack, **shape)["vmapped_tokens_per_s"]
+    out["packed_tokens_s"] = pack * batch_size * positions / time_pack(mcfg, pack, batch_size,
+                                                                       steps, mesh)
+    if anchor is not None:
+      out["ref_packed_tokens_s"] = anchor.tiny(K=pack, **shape)["vmapped_tokens_per_s"]
   return out
 
 
 def rows(presets, batch_size, seq_len, vocab, dtype, attention, steps, peak, pack, pack_max,
-         anchor=None):
+         anchor=None, repeats=1):
   """One dict per preset with the measured figures (and the reference's, given an anchor).
 
-  A token is a predicted position: a row of seq_len tokens trains on seq_len - 1 of them.
+  A token is a predicted position: a row of seq_len tokens trains on seq_len - 1 of them. Each
+  figure is the median of `repeats` rounds; ours and the reference's alternate within a round, and
+  a ratio is the median of the rounds' ratios, so slow drift on a shared machine cancels.
   """
-  positions = seq_len - 1
   backend = jax.default_backend()
   mesh = jax.make_mesh((1, jax.device_count(), 1, 1), sharding.AXES,
                        axis_types=(jax.sharding.AxisType.Auto,) * 4)
@@ -146,23 +163,25 @@ def rows(presets, batch_size, seq_len, vocab, dtype, attention, steps, peak, pac
     probe = get_config(name, vocab, seq_len, compute_dtype=dtype)
     impl = auto_attention_impl(dtype, probe.head_dim, backend) if attention == "auto" else attention
     mcfg = get_config(name, vocab, seq_len, compute_dtype=dtype, attention_impl=impl)
-    single = time_pack(mcfg, 1, batch_size, steps, mesh)
-    tokens = batch_size * positions / single
-    row = {"preset": name, "params": mcfg.n_params(non_embedding=False),
-           "attention": impl or "xla", "step_ms": 1e3 * single, "tokens_s": tokens,
-           "mfu": tokens * mcfg.flops_per_token(positions) / (peak * jax.device_count())}
-    if pack > 1 and mcfg.n_params(non_embedding=False) <= pack_max:
-      packed = time_pack(mcfg, pack, batch_size, steps, mesh)
-      row.update(pack=pack, packed_tokens_s=pack * batch_size * positions / packed,
-                 speedup=pack * single / packed)
     if anchor is not None:
-      if mcfg.d_ff != 4 * mcfg.d_model:
-        raise ValueError(f"preset {name!r} has d_ff={mcfg.d_ff}; the reference only builds "
-                         f"d_ff=4·d_model={4 * mcfg.d_model}.")
-      ref = time_anchor(anchor, mcfg, batch_size, seq_len, steps, row.get("pack", 0))
-      row.update(ref, vs_ref=row["tokens_s"] / ref["ref_tokens_s"])
-      if "pack" in row:
-        row["packed_vs_ref"] = row["packed_tokens_s"] / ref["ref_packed_tokens_s"]
+      anchor_shape(mcfg, batch_size, seq_len, steps)  # refuse before spending time on ours
+    k = pack if pack > 1 and mcfg.n_params(non_embedding=False) <= pack_max else 0
+    rounds = [measure(mcfg, batch_size, seq_len, steps, mesh, k, anchor) for _ in range(repeats)]
+    med = lambda f: float(np.median([f(r) for r in rounds]))
+    tokens = med(lambda r: r["tokens_s"])
+    row = {"preset": name, "params": mcfg.n_params(non_embedding=False),
+           "attention": impl or "xla", "step_ms": 1e3 * batch_size * (seq_len - 1) / tokens,
+           "tokens_s": tokens, "repeats": repeats,
+           "mfu": tokens * mcfg.flops_per_token(seq_len - 1) / (peak * jax.device_count())}
+    if k:
+      row.update(pack=k, packed_tokens_s=med(lambda r: r["packed_tokens_s"]),
+                 speedup=med(lambda r: r["packed_tokens_s"] / r["tokens_s"]))
+    if anchor is not None:
+      row.update(ref_tokens_s=med(lambda r: r["ref_tokens_s"]),
+                 vs_ref=med(lambda r: r["tokens_s"] / r["ref_tokens_s"]))
+      if k:
+        row.update(ref_packed_tokens_s=med(lambda r: r["ref_packed_tokens_s"]),
+                   packed_vs_ref=med(lambda r: r["packed_tokens_s"] / r["ref_packed_tokens_s"]))
     out.append(row)
   return out
 
@@ -203,6 +222,8 @@ def main(argv):
   dtype = _DTYPE.value if _DTYPE.value != "auto" else (
       "float32" if backend == "cpu" and anchor is None else "bfloat16")
   presets = _PRESETS.value or (["nano", "micro", "mini"] if backend == "cpu" else list(PRESETS))
+  if _REPEATS.value < 1:
+    raise app.UsageError(f"--repeats={_REPEATS.value} must be at least 1.")
   if _SEQ.value < 2:
     raise app.UsageError(f"--seq_len={_SEQ.value} must be at least 2 (one position to predict).")
   for p in presets:
@@ -212,9 +233,13 @@ def main(argv):
   source = "given" if _PEAK.value else "measured matmul"
   print(f"{jax.device_count()} × {jax.devices()[0].device_kind} ({backend}), {dtype}, batch "
         f"{_BATCH.value} × {_SEQ.value} tokens per cell ({_SEQ.value - 1} predicted), peak "
-        f"{peak:.3g} FLOP/s per device ({source}), {_STEPS.value} timed steps", flush=True)
-  table = rows(presets, _BATCH.value, _SEQ.value, _VOCAB.value, dtype, _ATTENTION.value,
-               _STEPS.value, peak, _PACK.value, _PACK_MAX.value, anchor)
+        f"{peak:.3g} FLOP/s per device ({source}), medians of {_REPEATS.value} rounds of "
+        f"{_STEPS.value} timed steps", flush=True)
+  try:
+    table = rows(presets, _BATCH.value, _SEQ.value, _VOCAB.value, dtype, _ATTENTION.value,
+                 _STEPS.value, peak, _PACK.value, _PACK_MAX.value, anchor, _REPEATS.value)
+  except ValueError as e:  # a model config or a shape the reference cannot build
+    raise app.UsageError(str(e)) from e
   print(format_table(table))
 
 

@@ -2,7 +2,7 @@
 
   python -m experiments.main --config=experiments/configs/demo.py --workdir=/tmp/demo
 
-Hardware: a 2-core CPU. Wall time: about 5 minutes (measured figures in the README).
+Hardware: a 2-core CPU. Wall time: about 6.5–8 minutes (measured figures in the README).
 Expected: a table of error-rate changes (warm vs cold, λ vs 0) per task × context with bootstrap
 CIs; at this size most effects are small and many CIs cover zero — that is a result, not a bug.
 `:runlocal` shrinks it to a smoke test of about a minute.
