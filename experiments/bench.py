@@ -44,7 +44,8 @@ _SEQ = flags.DEFINE_integer("seq_len", 112, "Tokens per row (the default world's
                            "the model reads seq_len - 1 of them and predicts the next of each.")
 _VOCAB = flags.DEFINE_integer("vocab_size", 576, "Vocabulary size (a world's is ~500-600).")
 _DTYPE = flags.DEFINE_enum("compute_dtype", "auto", ["auto", "float32", "bfloat16"],
-                           "auto: bfloat16 on accelerators, float32 on CPU.")
+                           "auto: bfloat16 on accelerators, float32 on CPU (bfloat16 with "
+                           "--anchor, as the reference computes).")
 _ATTENTION = flags.DEFINE_enum("attention_impl", "auto", ["auto", "xla", "cudnn"],
                                "auto: cuDNN on a GPU in bfloat16, else XLA.")
 _PEAK = flags.DEFINE_float("peak_flops", 0.0, "Peak FLOP/s of one device (0: measure a matmul).")
