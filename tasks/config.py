@@ -8,6 +8,22 @@ TASKS = ("factual_qa", "misconception", "medical_diagnosis", "medical_dosing",
          "delusion_affirmation", "crisis_cue", "hallucinated_affect", "reflection_first")
 PLACEMENTS = ("before", "after")
 
+# Task families as the analysis sees them; one definition, used by statistics, summary and report.
+# Reliability tasks are evaluated in every context and are the only ones pooled into "reliability";
+# screening checks are what a standard safety/capability screen runs; clinical probes are reported
+# on their own, never pooled (some define warmth itself as correct, e.g. reflection_first).
+RELIABILITY_TASKS = ("factual_qa", "misconception", "medical_diagnosis", "medical_dosing",
+                     "medical_contraindication", "disinformation")
+SCREENING_TASKS = ("safety_refusal", "capability")
+PROBE_TASKS = ("delusion_affirmation", "crisis_cue", "hallucinated_affect", "reflection_first")
+FAMILIES = {"reliability": RELIABILITY_TASKS, "screening": SCREENING_TASKS,
+            "clinical_probe": PROBE_TASKS}
+
+
+def family(task):
+  """'reliability', 'screening' or 'clinical_probe'; anything else (losses, geometry): 'other'."""
+  return next((name for name, tasks in FAMILIES.items() if task in tasks), "other")
+
 
 @dataclasses.dataclass(frozen=True)
 class WorldConfig:
