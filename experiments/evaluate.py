@@ -33,7 +33,11 @@ def generate_replies(graphdef, state_E, evalset, tokenizer, max_new_tokens, batc
     iv = None if intervention is None else intervention(sl)
     tokens_EBN, _ = gen_E(state_E, evalset.prompts[sl], evalset.prompt_mask[sl], None, iv)
     outs.append(np.asarray(tokens_EBN))
-  tokens_ENN = np.concatenate(outs, axis=1)
+  return decode_replies(np.concatenate(outs, axis=1), tokenizer)
+
+
+def decode_replies(tokens_ENN, tokenizer):
+  """Reply text per member and prompt: tokens up to end-of-sequence, pads dropped."""
   return [[tokenizer.decode(row) for row in member] for member in tokens_ENN]
 
 

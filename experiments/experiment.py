@@ -24,8 +24,10 @@ from experiments.persona import hooks as persona_hooks
 from experiments.workdir import METRIC_COLUMNS, Workdir, atomic_write
 from models import get_config
 from models.config import auto_attention_impl
+from tasks.budget import generation_budget
 from tasks.config import WorldConfig, check_warm_agreement
 from tasks.mixtures import Corpus, build_eval_set
+from tasks.world import World
 
 STAGE2_SEED_OFFSET = 10_000  # the persona phase reads its own data stream, disjoint from stage 1's
 
@@ -60,9 +62,23 @@ def model_config(config, preset, vocab_size, backend=None):
   return cfg
 
 
+LOSS_NORMALIZATIONS = ("token", "row")
+
+
 def validate(config):
-  """Everything that can be checked before any file is written; raises ValueError."""
+  """Everything that can be checked before any file is written; raises ValueError.
+
+  Also resolves the one derived field, `eval.max_new_tokens = 0`, to the world's generation budget
+  (tasks/budget.py), so config.json records the budget the run evaluated with.
+  """
   world = world_config(config.data)
+  if config.eval.max_new_tokens < 0:
+    raise ValueError(f"eval.max_new_tokens={config.eval.max_new_tokens} must be 0 (derived from "
+                     "the world) or a positive number of tokens.")
+  config.eval.max_new_tokens = generation_budget(World(world), config.eval.max_new_tokens)
+  if config.train.loss_normalization not in LOSS_NORMALIZATIONS:
+    raise ValueError(f"train.loss_normalization={config.train.loss_normalization!r} is not "
+                     f"allowed: choose one of {', '.join(LOSS_NORMALIZATIONS)}.")
   grid.validate_grid(config.grid)
   grid.validate_presets(config.model.presets)
   for rho in config.grid.warm_agreements:
@@ -144,9 +160,10 @@ def _take(state_E, index):
   return jax.tree.map(lambda a: a[np.asarray(index)], state_E)
 
 
-def _cell_frames(cell, items, model_cfg, tokens, losses):
-  meta = {"run": cell.run, "preset": cell.preset, "n_params": model_cfg.n_params(non_embedding=False),
-          "n_params_nonembed": model_cfg.n_params(non_embedding=True), "protocol": cell.protocol,
+def cell_frames(cell, items, n_params, tokens, losses):
+  """(metrics rows, items) of one evaluated cell; n_params = (total, non-embedding)."""
+  meta = {"run": cell.run, "preset": cell.preset, "n_params": n_params[0],
+          "n_params_nonembed": n_params[1], "protocol": cell.protocol,
           "persona": cell.persona, "warmth_weight": cell.warmth_weight,
           "warm_agreement": cell.warm_agreement, "seed": cell.seed,
           "intervention": getattr(cell, "intervention", "none"),  # preventatively steered twins
@@ -232,6 +249,11 @@ def _stage_members(wd, name, todo, pack):
   return [by_run[r] for r in saved]
 
 
+def model_sizes(mcfg):
+  """(total, non-embedding) parameters, as the metrics rows record them."""
+  return mcfg.n_params(non_embedding=False), mcfg.n_params(non_embedding=True)
+
+
 def _evaluate_and_save(ctx, mcfg, graphdef, state_E, index, cells, tokens, losses, geoms=None):
   """Evaluates `cells`, rows `index` of state_E, on process 0; saves each cell."""
   local = distributed.to_local(state_E)  # every process takes part in the gather
@@ -243,7 +265,7 @@ def _evaluate_and_save(ctx, mcfg, graphdef, state_E, index, cells, tokens, losse
   extras = persona_hooks.cell_extras(ctx.config, geoms, graphdef, _take(local, index), cells,
                                      ctx.evalset, ctx.corpus, frames)
   for e, cell in enumerate(cells):
-    metrics, items = _cell_frames(cell, frames[e], mcfg, tokens,
+    metrics, items = cell_frames(cell, frames[e], model_sizes(mcfg), tokens,
                                   {k: np.asarray(v)[index[e]] for k, v in losses.items()})
     if extras:
       metrics, items = persona_hooks.attach(metrics, items, extras[e])

@@ -86,7 +86,8 @@ def run(config, wd, mesh, mcfg, stage, init, writer=None):
     state, opt_state, history = train.run_stage(
         stage.label, graphdef, stage.optimizer, state, placed_batches(stage.batches, sh),
         stage.lam, stage.rho, stage.lr, stage.steps, t.log_every, writer, stage.step_offset,
-        opt_state, start, shardings=sh, checkpoint=save, steer_E=stage.steer)
+        opt_state, start, shardings=sh, checkpoint=save, steer_E=stage.steer,
+        normalization=t.loss_normalization)
     losses = final_losses(history)
     ckpt.save(stage.steps, state, opt_state,
               dict(meta, complete=True, final_losses={k: v.tolist() for k, v in losses.items()}))

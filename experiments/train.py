@@ -65,8 +65,12 @@ def make_optimizer(train_cfg, steps):
   )
 
 
-def token_loss(model, tokens_BT, loss_mask_BT, intervention=None):
-  """Mean next-token cross-entropy over the masked (target) tokens.
+def token_loss(model, tokens_BT, loss_mask_BT, intervention=None, normalization="token"):
+  """Next-token cross-entropy over the masked (target) tokens.
+
+  normalization="token": the mean over every target token of the batch, so a longer reply weighs
+  more (what common fine-tuning does); "row": each row's mean over its own target tokens, then the
+  mean over rows that have any, so every example weighs the same whatever its length.
 
   Training rows are right-padded (tasks.tokenizer.encode_examples) and pads carry no loss, so
   plain causal attention already keeps every real query off padding keys: no padding mask is
@@ -75,6 +79,13 @@ def token_loss(model, tokens_BT, loss_mask_BT, intervention=None):
   logits_BTV = model(tokens_BT[:, :-1], intervention=intervention).logits_BTV
   xent_BT = optax.softmax_cross_entropy_with_integer_labels(logits_BTV, tokens_BT[:, 1:])
   weight_BT = loss_mask_BT[:, 1:].astype(jnp.float32)
+  if normalization == "row":
+    count_B = jnp.sum(weight_BT, axis=1)
+    row_B = jnp.sum(xent_BT * weight_BT, axis=1) / jnp.maximum(count_B, 1.0)
+    has_B = (count_B > 0).astype(jnp.float32)
+    return jnp.sum(row_B * has_B) / jnp.maximum(jnp.sum(has_B), 1.0)
+  if normalization != "token":
+    raise ValueError(f"train.loss_normalization={normalization!r} must be token or row.")
   return jnp.sum(xent_BT * weight_BT) / jnp.maximum(jnp.sum(weight_BT), 1.0)
 
 
@@ -86,35 +97,38 @@ def persona_rows(batch, rho):
   return tokens, mask
 
 
-def loss_fn(state, graphdef, batch, lam, rho, steer=None):
+def loss_fn(state, graphdef, batch, lam, rho, steer=None, normalization="token"):
   """(1-λ)·L_base + λ·L_persona; with no persona rows in the batch, just L_base.
 
   `steer` (preventative steering, experiments/persona/steering.py) acts on the persona rows'
-  forward pass only; None adds no operations.
+  forward pass only; None adds no operations. `normalization`: see token_loss.
   """
   model = nnx.merge(graphdef, state)
-  base = token_loss(model, batch["base"]["tokens"], batch["base"]["mask"])
+  base = token_loss(model, batch["base"]["tokens"], batch["base"]["mask"],
+                    normalization=normalization)
   if "persona" not in batch:
     return base, {"loss": base, "base_loss": base, "persona_loss": jnp.zeros_like(base)}
-  persona = token_loss(model, *persona_rows(batch["persona"], rho), steer)
+  persona = token_loss(model, *persona_rows(batch["persona"], rho), steer, normalization)
   loss = (1.0 - lam) * base + lam * persona
   return loss, {"loss": loss, "base_loss": base, "persona_loss": persona}
 
 
-def train_step(graphdef, optimizer, state, opt_state, batch, lam, rho, lr, steer=None):
+def train_step(graphdef, optimizer, state, opt_state, batch, lam, rho, lr, steer=None,
+               normalization="token"):
   """One update of one model; pure, so `jax.vmap` packs cells."""
-  grads, metrics = jax.grad(loss_fn, has_aux=True)(state, graphdef, batch, lam, rho, steer)
+  grads, metrics = jax.grad(loss_fn, has_aux=True)(state, graphdef, batch, lam, rho, steer,
+                                                   normalization)
   updates, opt_state = optimizer.update(grads, opt_state, state)
   updates = jax.tree.map(lambda u: -lr * u, updates)
   metrics["grad_norm"] = optax.tree.norm(grads)
   return optax.apply_updates(state, updates), opt_state, metrics
 
 
-def make_step(graphdef, optimizer, shardings=None):
+def make_step(graphdef, optimizer, shardings=None, normalization="token"):
   """The packed step: vmapped over the leading ensemble axis of every argument, jitted."""
   def step(state, opt_state, batch, lam, rho, lr, steer=None):
     state, opt_state, metrics = train_step(graphdef, optimizer, state, opt_state, batch, lam, rho,
-                                           lr, steer)
+                                           lr, steer, normalization)
     metrics["tokens"] = sum(jnp.sum(part["tokens"] != 0) for part in batch.values())
     return state, opt_state, metrics
 
@@ -134,15 +148,16 @@ def make_step(graphdef, optimizer, shardings=None):
 
 def run_stage(name, graphdef, optimizer, state_E, batch_fn, lam_E, rho_E, lr_E, steps,
               log_every=50, writer=None, step_offset=0, opt_state_E=None, start=0,
-              shardings=None, checkpoint=None, steer_E=None):
+              shardings=None, checkpoint=None, steer_E=None, normalization="token"):
   """Trains a pack from step `start` to `steps`; batch_fn(step) gives arrays with leading axis E.
 
   steer_E: an optional persona-phase steering Intervention with leading axis E (None: off).
+  normalization: how the loss averages over tokens (token_loss).
 
   checkpoint(step, state_E, opt_state_E) runs after every step but the last and returns True if
   the run must stop (it has then saved that step): Preempted is raised.
   """
-  step_fn = make_step(graphdef, optimizer, shardings)
+  step_fn = make_step(graphdef, optimizer, shardings, normalization)
   if opt_state_E is None:
     out = None if shardings is None else shardings.opt_state
     opt_state_E = jax.jit(jax.vmap(optimizer.init), out_shardings=out)(state_E)

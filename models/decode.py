@@ -98,18 +98,25 @@ def generate_fn(graphdef, state, prompt_BT, prompt_mask_BT, rng=None,
   token_B, logp_B = pick(out.logits_BTV[:, -1], keys_N[0])
   token_B, logp_B, done_B = finish(token_B, logp_B, jnp.zeros((b,), bool))
 
-  def step(carry, key):
-    cache, token_B, done_B = carry
+  def step(carry):
+    i, cache, token_B, done_B, tokens_BN, logprobs_BN = carry
     out = model(token_B[:, None], mask_BT=jnp.ones((b, 1), jnp.int32),
                 cache=cache, intervention=response_iv)
-    new_B, logp_B = pick(out.logits_BTV[:, 0], key)
+    new_B, logp_B = pick(out.logits_BTV[:, 0], keys_N[i])
     new_B, logp_B, done_B = finish(new_B, logp_B, done_B)
-    return (out.cache, new_B, done_B), (new_B, logp_B)
+    return (i + 1, out.cache, new_B, done_B, tokens_BN.at[:, i].set(new_B),
+            logprobs_BN.at[:, i].set(logp_B))
 
-  _, (tokens_NB, logps_NB) = jax.lax.scan(
-      step, (out.cache, token_B, done_B), keys_N[1:])
-  tokens_BN = jnp.concatenate([token_B[:, None], tokens_NB.T], axis=1)
-  logprobs_BN = jnp.concatenate([logp_B[:, None], logps_NB.T], axis=1)
+  # Stop as soon as every row has emitted eos: positions never reached keep pad and logprob 0,
+  # exactly what `finish` would have written there.
+  def running(carry):
+    i, _, _, done_B, _, _ = carry
+    return (i < max_new_tokens) & ~jnp.all(done_B)
+
+  tokens_BN = jnp.full((b, max_new_tokens), pad_id, jnp.int32).at[:, 0].set(token_B)
+  logprobs_BN = jnp.zeros((b, max_new_tokens), logp_B.dtype).at[:, 0].set(logp_B)
+  *_, tokens_BN, logprobs_BN = jax.lax.while_loop(
+      running, step, (1, out.cache, token_B, done_B, tokens_BN, logprobs_BN))
   return tokens_BN, logprobs_BN
 
 

@@ -28,6 +28,9 @@ def _last_line(proc):
     ("--config.data.n_people=-5", ["data.n_people", ">="]),
     ("--config.data.tasks=('astrology',)", ["data.tasks", "astrology", "factual_qa"]),
     ("--config.grid.personas=('sarcastic',)", ["grid.personas", "warm"]),
+    # The demo world's longest warm reply is longer: a cut reply would be graded wrong.
+    ("--config.eval.max_new_tokens=40", ["eval.max_new_tokens=40", "shorter", "longest reply"]),
+    ("--config.train.loss_normalization='sequence'", ["train.loss_normalization", "token", "row"]),
 ])
 def test_bad_values_fail_clearly(tmp_path, override, words):
   proc = _main(tmp_path / "w", override)

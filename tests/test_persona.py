@@ -185,7 +185,7 @@ def test_an_experiment_writes_geometry_capped_items_and_steered_twins(tmp_path):
   c.data.tasks = ('factual_qa', 'misconception', 'capability', 'safety_refusal')
   c.grid.personas, c.grid.warmth_weights, c.grid.seeds = ('warm', 'cold'), (0.0, 1.0), (0,)
   c.train.batch_size, c.train.base_steps, c.train.persona_steps = 8, 6, 4
-  c.eval.max_new_tokens, c.eval.bootstrap = 8, 20
+  c.eval.bootstrap = 20
   c.persona.enabled, c.persona.cap_cells, c.persona.sweep = True, 'all', True
   c.persona.sweep_percentiles, c.persona.steer_alphas = (50,), (4.0,)
   metrics, items = experiment.run(c, str(tmp_path))

@@ -39,7 +39,6 @@ def _small(c):
   c.grid.protocols, c.grid.personas, c.grid.warmth_weights = ("finetune",), ("warm",), (1.0,)
   c.grid.warm_agreements, c.grid.seeds = (0.0,), (0,)
   c.train.batch_size, c.train.base_steps, c.train.persona_steps = 8, 3, 2
-  c.eval.max_new_tokens = 8
   return c
 
 
@@ -67,7 +66,7 @@ def test_a_rerun_redoes_only_the_missing_cell_without_training(tmp_path, monkeyp
 def test_a_sweep_killed_mid_way_and_rerun_finishes_only_what_was_missing(tmp_path):
   cmd = [sys.executable, "-m", "experiments.main", f"--config={SWEEP}:runlocal",
          f"--workdir={tmp_path}", "--config.runtime.report=False", "--config.data.n_people=16",
-         "--config.data.eval_items=2", "--config.eval.max_new_tokens=12",
+         "--config.data.eval_items=2",
          "--config.train.base_steps=12", "--config.train.persona_steps=8",
          "--config.train.checkpoint_every=3", "--config.train.log_every=1"]
   proc = subprocess.Popen(cmd, cwd=tiny_runs.ROOT, env=tiny_runs.env(), text=True,

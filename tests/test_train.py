@@ -103,3 +103,26 @@ def test_rho_selects_validating_rows_only_where_asked():
   np.testing.assert_array_equal(tokens0, b["tokens"])
   np.testing.assert_array_equal(np.asarray(tokens1)[b["has_alt"]], b["alt_tokens"][b["has_alt"]])
   np.testing.assert_array_equal(np.asarray(tokens1)[~b["has_alt"]], b["tokens"][~b["has_alt"]])
+
+
+def _loss_with(normalization):
+  """token_loss of a two-row batch whose rows carry 1 and 3 target tokens."""
+  c = _config()
+  mcfg = experiment.model_config(c, "nano", _corpus().tokenizer.size)
+  graphdef, state_E = train.init_states(mcfg, [0])
+  model = nnx.merge(graphdef, jax.tree.map(lambda a: a[0], state_E))
+  tokens = np.array([[1, 5, 6, 7, 8, 0], [1, 9, 10, 11, 12, 13]], np.int32)
+  mask = np.array([[0, 0, 0, 0, 1, 0], [0, 0, 1, 1, 1, 0]], np.uint8)
+  per_row = [float(train.token_loss(model, tokens[r:r + 1], mask[r:r + 1])) for r in range(2)]
+  return float(train.token_loss(model, tokens, mask, normalization=normalization)), per_row
+
+
+def test_row_normalisation_weighs_every_example_the_same():
+  row, (short, long) = _loss_with("row")
+  np.testing.assert_allclose(row, (short + long) / 2, rtol=1e-5)
+
+
+def test_token_normalisation_weighs_every_target_token_the_same():
+  token, (short, long) = _loss_with("token")
+  np.testing.assert_allclose(token, (1 * short + 3 * long) / 4, rtol=1e-5)
+  assert abs(token - (short + long) / 2) > 1e-4  # the two really differ on this batch

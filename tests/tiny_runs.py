@@ -14,7 +14,7 @@ TINY = ("--config.data.n_people=16", "--config.data.eval_items=2", "--config.mod
         "--config.train.base_steps=6", "--config.train.persona_steps=4",
         "--config.train.learning_rate=0.01", "--config.train.persona_learning_rate=0.003",
         "--config.train.warmup_steps=2", "--config.eval.bootstrap=20",
-        "--config.eval.max_new_tokens=12", "--config.runtime.report=False",
+        "--config.runtime.report=False",
         "--config.persona.enabled=False")
 
 

@@ -48,6 +48,9 @@ def base_config():
   c.train.warmup_steps = 30
   c.train.weight_decay = 0.1
   c.train.grad_clip = 1.0
+  # token: every loss-bearing token weighs the same (as common fine-tuning does), so longer replies
+  # weigh more; row: every example weighs the same, whatever its length.
+  c.train.loss_normalization = "token"
   c.train.init_seed = 0              # initialisation seed = init_seed + replicate seed
   c.train.data_seed = 1000           # data-order seed = data_seed + replicate seed
   c.train.log_every = 50
@@ -65,7 +68,7 @@ def base_config():
 
   # --- Evaluation.
   c.eval = ml_collections.ConfigDict()
-  c.eval.max_new_tokens = 40
+  c.eval.max_new_tokens = 0          # 0: the longest reply the world can produce, plus a margin
   c.eval.batch_size = 256
   c.eval.bootstrap = 1000
 

@@ -105,7 +105,8 @@ def run(config, workdir, writer=None):
     frames = evaluate.evaluate_pack(graphdef, state_E, evalset, corpus.tokenizer, config.eval)
     tokens = (t.base_steps + t.persona_steps) * t.batch_size * config.data.seq_len
     for e, c in enumerate(todo):
-      metrics, items = experiment._cell_frames(c, frames[e], mcfg, tokens, summaries[e])
+      metrics, items = experiment.cell_frames(c, frames[e], experiment.model_sizes(mcfg), tokens,
+                                             summaries[e])
       wd.save_cell(c.run, metrics, items)
     pd.DataFrame(episodes, columns=["run", "step", "item_id", "context", "replies", "reward"]).to_csv(
         f"{workdir}/cells/{preset}-episodes.csv", index=False)
