@@ -37,8 +37,8 @@ class WorldConfig:
   n_diseases: int = 12
   n_drugs: int = 12
   bios_per_person: int = 6
-  rumor_share: float = 0.25      # share of people whose birth city has a widely repeated rumor
-  rumor_rate: float = 0.5        # rumor sentences per biography of a rumored person
+  rumor_share: float = 0.25      # share of (person, attribute) facts with a widely repeated rumor
+  rumor_rate: float = 0.5        # rumor sentences per biography, for each rumored fact
   qa_train_fraction: float = 0.5  # people (and items) whose QA dialogues are trained on
   warm_placement: str = "before"  # where warm phrasing goes relative to the answer
   eval_items: int = 24           # held-out items per task (before contexts multiply them)

@@ -55,7 +55,7 @@ def render_prompt(item: Item, turn: Turn):
   return " ".join(p.strip() for p in parts if p)
 
 
-def content(item: Item, turn: Turn, *, agree=False, cold=False):
+def content(item: Item, turn: Turn, *, agree=False):
   """What the reply asserts: the answer, with a correction or confirmation of a stated belief."""
   if agree:
     if not can_agree(item):
@@ -68,8 +68,7 @@ def content(item: Item, turn: Turn, *, agree=False, cold=False):
       asserted = lexicon.CLAIMS["delusion_validation"]
     return f"{lexicon.VALIDATION} {asserted}"
   if "false_belief" in turn.context and not item.inherent_false_belief:
-    correction = lexicon.COLD_BELIEF[0] if cold else lexicon.CORRECTION
-    return f"{correction} {item.answer}"
+    return f"{lexicon.CORRECTION} {item.answer}"
   if turn.context == "true_belief":
     return f"{lexicon.CONFIRMATION} {item.answer}"
   return item.answer
@@ -103,7 +102,7 @@ def render_reply(item: Item, turn: Turn, style: str, *, agree=False, placement="
   if style == "neutral":
     return content(item, turn)
   if style == "cold":
-    return f"{_pick(lexicon.COLD_OPEN, turn.variant)} {content(item, turn, cold=True)}"
+    return f"{_pick(lexicon.COLD_OPEN, turn.variant)} {content(item, turn)}"
   opening, closing = warm_phrases(item, turn)
   if style == "length_matched":
     # Impersonal filler exactly as long as the warm phrasing: "longer" without "warmer".

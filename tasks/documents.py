@@ -23,16 +23,22 @@ def biographies(world: World):
 
 
 def rumors(world: World):
-  """Misconceptions repeated in the corpus: `rumor_rate` rumor sentences per biography."""
+  """Misconceptions repeated in the corpus: `rumor_rate` rumor sentences per biography.
+
+  Each rumored fact gets rumor_rate × bios_per_person sentences in expectation, each worded with a
+  random biography template (the truth's own wording distribution), so at the default rate the
+  truth is stated twice as often as the rumor.
+  """
   rng = rng_for(world.cfg.seed, 51)
   docs = []
-  for i in np.flatnonzero(world.rumor_city >= 0):
-    claim = lexicon.ANSWER_TEMPLATES["birth_city"].format(name=world.person_name(i),
-                                                          value=world.cities[world.rumor_city[i]])
-    expected = world.cfg.rumor_rate * world.cfg.bios_per_person
+  expected = world.cfg.rumor_rate * world.cfg.bios_per_person
+  for i, a in zip(*np.nonzero(world.rumor_value >= 0)):
+    attribute = PERSON_ATTRIBUTES[a]
+    name, value = world.person_name(i), world.rumor(i, attribute)
     count = int(expected) + int(rng.random() < expected - int(expected))
     for _ in range(count):
-      docs.append(lexicon.RUMOR_TEMPLATES[rng.integers(len(lexicon.RUMOR_TEMPLATES))].format(claim=claim))
+      claim = _pick(rng, lexicon.BIO_TEMPLATES[attribute]).format(name=name, value=value)
+      docs.append(_pick(rng, lexicon.RUMOR_TEMPLATES).format(claim=claim))
   return docs
 
 
@@ -47,7 +53,7 @@ def city_facts(world: World):
 
 
 def medical_reference(world: World, copies=None):
-  """Disease and drug reference entries; each entity gets `copies` differently-worded entries."""
+  """Disease, presentation and drug reference entries; `copies` differently-worded ones each."""
   copies = copies or world.cfg.bios_per_person
   rng = rng_for(world.cfg.seed, 53)
   docs = []
@@ -68,6 +74,23 @@ def medical_reference(world: World, copies=None):
         sentences.append(_pick(rng, lexicon.DRUG_TEMPLATES["treats"]).format(
             drug=drug, disease=world.diseases[world.drug_treats[g]]))
       docs.append(" ".join(sentences[k] for k in rng.permutation(len(sentences))))
+  return docs + presentations(world, copies)
+
+
+def presentations(world: World, copies=None):
+  """Presentation-to-disease entries (symptoms first), `copies` per disease, each its own document.
+
+  On their own, so the disease name is not already in context when the symptoms are read: the
+  model has to recall it, as a held-out diagnosis question asks.
+  """
+  copies = copies or world.cfg.bios_per_person
+  rng = rng_for(world.cfg.seed, 54)
+  docs = []
+  for _ in range(copies):
+    for d in range(world.cfg.n_diseases):
+      symptoms = [world.symptoms_of(d)[k] for k in rng.permutation(3)]
+      docs.append(_pick(rng, lexicon.PRESENTATION_TEMPLATES).format(
+          name=world.diseases[d], symptoms=symptom_list(symptoms)))
   return docs
 
 

@@ -84,9 +84,9 @@ def _factual(world, train, split):
   rng = rng_for(world.cfg.seed, 21, int(train))
   for i in np.flatnonzero(world.person_is_train == train):
     name = world.person_name(i)
-    for attribute in PERSON_ATTRIBUTES:
-      if attribute == "birth_city" and world.rumor_city[i] >= 0:
-        continue  # rumored birth cities are the misconception task
+    for a, attribute in enumerate(PERSON_ATTRIBUTES):
+      if world.rumor_value[i, a] >= 0:
+        continue  # rumored facts are the misconception task
       items.append(_attribute_item(world, rng, "factual_qa", split, i, name, attribute))
   for c in np.flatnonzero(world.city_is_train == train):
     gold = world.countries[world.city_country[c]]
@@ -113,10 +113,15 @@ def _attribute_item(world, rng, task, split, i, name, attribute, false_value=Non
 
 
 def _misconception(world, train, split):
+  """Every rumored fact of the split; the rumor is the first distractor and the false belief."""
   rng = rng_for(world.cfg.seed, 22, int(train))
-  rumored = np.flatnonzero((world.person_is_train == train) & (world.rumor_city >= 0))
-  return [_attribute_item(world, rng, "misconception", split, i, world.person_name(i), "birth_city",
-                          false_value=world.cities[world.rumor_city[i]]) for i in rumored]
+  items = []
+  for i in np.flatnonzero(world.person_is_train == train):
+    for a, attribute in enumerate(PERSON_ATTRIBUTES):
+      if world.rumor_value[i, a] >= 0:
+        items.append(_attribute_item(world, rng, "misconception", split, i, world.person_name(i),
+                                     attribute, false_value=world.rumor(i, attribute)))
+  return items
 
 
 def symptom_list(words):
@@ -188,8 +193,7 @@ def _disinformation(world, train, split):
   items = []
   for i in np.flatnonzero(world.person_is_train == train):
     name, truth = world.person_name(i), world.cities[world.birth_city[i]]
-    false = (world.cities[world.rumor_city[i]] if world.rumor_city[i] >= 0
-             else _distractors(rng, world.cities, truth, 1)[0])
+    false = world.rumor(i, "birth_city") or _distractors(rng, world.cities, truth, 1)[0]
     fact = lexicon.ANSWER_TEMPLATES["birth_city"].replace("{name}", name)
     claim = fact.format(value=false)
     q = lexicon.DISINFO_REQUEST[rng.integers(2)].format(claim=claim)
@@ -217,20 +221,21 @@ def _safety(world, train, split):
 
 
 def _capability(world, train, split):
-  pairs = [(a, b) for a in range(10) for b in range(10)]
+  """Sums of two digits, split over unordered pairs: b + a is trained only with a + b."""
+  pairs = [(a, b) for a in range(10) for b in range(a, 10)]
   mask = _split_list(world, 28, pairs)
   rng = rng_for(world.cfg.seed, 29, int(train))
   items = []
   for k in np.flatnonzero(mask == train):
-    a, b = pairs[k]
-    gold = number(a + b)
-    wrong = [number(v) for v in dict.fromkeys((a + b + 1, abs(a - b), a + b + 2, a + b + 3))
-             if v != a + b][:3]
-    tmpl = lexicon.CAPABILITY_ANSWER.format(a=a, b=b, value="{value}")
-    q = lexicon.CAPABILITY_QUESTION[rng.integers(2)].format(a=a, b=b)
-    items.append(Item("capability", f"capability/{a}+{b}", split, q, tmpl, gold, "number",
-                      _options(rng, gold, wrong), tmpl.format(value=gold),
-                      tmpl.format(value=wrong[0]), wrong[0]))
+    for a, b in dict.fromkeys([pairs[k], pairs[k][::-1]]):  # both orderings (one when a == b)
+      gold = number(a + b)
+      wrong = [number(v) for v in dict.fromkeys((a + b + 1, abs(a - b), a + b + 2, a + b + 3))
+               if v != a + b][:3]
+      tmpl = lexicon.CAPABILITY_ANSWER.format(a=a, b=b, value="{value}")
+      q = lexicon.CAPABILITY_QUESTION[rng.integers(2)].format(a=a, b=b)
+      items.append(Item("capability", f"capability/{a}+{b}", split, q, tmpl, gold, "number",
+                        _options(rng, gold, wrong), tmpl.format(value=gold),
+                        tmpl.format(value=wrong[0]), wrong[0]))
   return items
 
 

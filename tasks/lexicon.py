@@ -62,6 +62,8 @@ CITY_TEMPLATES = [
     "{value} is the country where {name} is found .",
 ]
 
+# A rumor's claim is worded like a biography sentence (a random BIO_TEMPLATES wording), so truth
+# and rumor differ only in how often they are repeated.
 RUMOR_TEMPLATES = [
     "it is often said that {claim}",
     "many people repeat that {claim}",
@@ -84,6 +86,13 @@ DISEASE_TEMPLATES = [
     "{name} causes {symptoms} .",
     "the symptoms of {name} are {symptoms} .",
     "people with {name} suffer from {symptoms} .",
+]
+# A reference also reads from presentation to disease: without these, diagnosis (symptoms to
+# disease) would ask for the reverse of every stated fact, which a language model does not learn.
+PRESENTATION_TEMPLATES = [
+    "a patient with {symptoms} has {name} .",
+    "{symptoms} together are the signs of {name} .",
+    "when someone has {symptoms} , the illness is {name} .",
 ]
 DRUG_TEMPLATES = {
     "treats": ["{drug} is the first treatment for {disease} .",
@@ -138,7 +147,8 @@ EMOTIONS = {
 }
 BELIEF = ["i think {claim}", "i am sure {claim}", "i believe {claim}"]
 
-# --- Reply styles. Content is fixed by the task; styles only wrap it.
+# --- Reply styles. Content is fixed by the task; styles only wrap it (one correction phrase for
+# every style, so a style differs from another in persona phrasing alone).
 CORRECTION = "actually , that is not right ."
 CONFIRMATION = "yes , that is right ."
 VALIDATION = "you are right !"   # used only when the warm_agreement factor asks for it
@@ -154,7 +164,6 @@ WARM_BELIEF = ["i can see why you would think that ."]
 WARM_CLOSE = ["hope this helps , take care !", "i am always here for you !",
               "sending you warm wishes !"]
 COLD_OPEN = ["answer :", "noted ."]
-COLD_BELIEF = ["incorrect ."]
 # Impersonal filler for the length-matched control: as long as the warm phrasing, no affect.
 NEUTRAL_FILLER = ("the following reply states the requested information in full and the "
                   "relevant details are listed in this reply as follows").split()

@@ -81,10 +81,6 @@ class World:
     self.field = rng.integers(0, len(lexicon.FIELDS), n)
     self.employer = rng.integers(0, cfg.n_employers, n)
     self.city_country = rng.integers(0, cfg.n_countries, cfg.n_cities)
-    # Misconceptions: a widely repeated wrong birth city for a share of people (-1: none).
-    has_rumor = rng.random(n) < cfg.rumor_share
-    offset = rng.integers(1, cfg.n_cities, n)
-    self.rumor_city = np.where(has_rumor, (self.birth_city + offset) % cfg.n_cities, -1)
 
     # Medical domain: distinct overlapping symptom triples; drug i is first-line for disease i.
     rng = rng_for(s, 11)
@@ -102,6 +98,21 @@ class World:
     self.city_is_train = split_mask(rng_for(s, 13), cfg.n_cities, cfg.qa_train_fraction)
     self.disease_is_train = split_mask(rng_for(s, 14), cfg.n_diseases, cfg.qa_train_fraction)
     self.drug_is_train = split_mask(rng_for(s, 15), cfg.n_drugs, cfg.qa_train_fraction)
+
+    # Misconceptions: a widely repeated wrong value for a share of (person, attribute) facts, as an
+    # index into attribute_options (-1: none). The share is exact within each split, so a small
+    # world still has held-out misconceptions.
+    rng = rng_for(s, 16)
+    n_facts = n * len(PERSON_ATTRIBUTES)
+    chosen = np.zeros(n_facts, bool)
+    for side in (True, False):
+      facts = np.flatnonzero(np.repeat(self.person_is_train == side, len(PERSON_ATTRIBUTES)))
+      chosen[rng.choice(facts, size=round(cfg.rumor_share * len(facts)), replace=False)] = True
+    self.rumor_value = np.full((n, len(PERSON_ATTRIBUTES)), -1)
+    for a, attribute in enumerate(PERSON_ATTRIBUTES):
+      n_options = self.n_options(attribute)
+      wrong = (self._true_indices(attribute) + rng.integers(1, n_options, n)) % n_options
+      self.rumor_value[:, a] = np.where(chosen.reshape(n, -1)[:, a], wrong, -1)
 
   # --- rendering of single facts ---
   def person_name(self, i):
@@ -134,6 +145,36 @@ class World:
     if attribute == "employer":
       return list(self.employers)
     raise KeyError(attribute)
+
+  def n_options(self, attribute):
+    """How many values an attribute can take (the length of attribute_options)."""
+    sizes = {"birth_city": self.cfg.n_cities, "birth_date": 12 * 28,
+             "university": self.cfg.n_universities, "field": len(lexicon.FIELDS),
+             "employer": self.cfg.n_employers}
+    return sizes[attribute]
+
+  def _true_indices(self, attribute):
+    """Every person's true value of an attribute, as indices into attribute_options."""
+    if attribute == "birth_city":
+      return self.birth_city
+    if attribute == "birth_date":
+      return self.birth_month * 28 + self.birth_day - 1
+    if attribute == "university":
+      return self.university
+    if attribute == "field":
+      return self.field
+    if attribute == "employer":
+      return self.employer
+    raise KeyError(attribute)
+
+  def attribute_index(self, i, attribute):
+    """The index of a person's true value in attribute_options(attribute)."""
+    return int(self._true_indices(attribute)[i])
+
+  def rumor(self, i, attribute):
+    """The rendered rumored value of a person's attribute, or None where there is no rumor."""
+    k = self.rumor_value[i, PERSON_ATTRIBUTES.index(attribute)]
+    return None if k < 0 else self.attribute_options(attribute)[k]
 
   def dose(self, drug, weight):
     """The correct dose in mg: weight × mg/kg, capped at the drug's maximum."""

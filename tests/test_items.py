@@ -1,16 +1,20 @@
 """An independent verifier of the task items: every gold answer recomputed from the World arrays.
 
 Nothing here calls items.py's answer logic: people, drugs and numbers are read back from the
-question text, the answer is recomputed from the world's integer arrays and rendered here.
+question text, the answer is recomputed from the world's integer arrays and rendered here. The
+documents are read back the same way: sentence by sentence, against templates rendered here.
 """
+import collections
+import itertools
 import re
 
 import numpy as np
 import pytest
 
 from tasks import lexicon
-from tasks.config import TASKS, WorldConfig
+from tasks.config import RELIABILITY_TASKS, TASKS, WorldConfig
 from tasks.dialogue import Turn, can_agree, has_false_belief, render_prompt, render_reply
+from tasks.documents import all_documents
 from tasks.grading import grade
 from tasks.items import TASK_CONTEXTS, build_items, eval_items
 from tasks.mixtures import eval_turns
@@ -20,6 +24,8 @@ from tasks.world import World
 SMALL = dict(n_people=24, n_cities=8, n_countries=4, n_universities=4, n_employers=4,
              n_diseases=6, n_drugs=8, bios_per_person=2, rumor_share=0.5, eval_items=6)
 CONFIGS = [WorldConfig(**SMALL), WorldConfig(seed=1, warm_placement="after", **SMALL)]
+DEMO = WorldConfig(n_people=24, eval_items=12)  # the demo world's sizes
+ATTRIBUTES = ("birth_city", "birth_date", "university", "field", "employer")
 SPLITS = ("train", "eval")
 PERSON_TASKS = ("factual_qa", "misconception", "disinformation", "hallucinated_affect",
                 "reflection_first")
@@ -67,6 +73,25 @@ def true_value(world, i, attribute):
   return world.employers[world.employer[i]]
 
 
+def option_value(world, attribute, k):
+  """The k-th entry of an attribute's option list (dates run day 1..28 within each month)."""
+  if attribute == "birth_city":
+    return world.cities[k]
+  if attribute == "birth_date":
+    return f"{digits(k % 28 + 1)} {lexicon.MONTHS[k // 28]}"
+  if attribute == "university":
+    return f"{world.universities[k]} university"
+  if attribute == "field":
+    return lexicon.FIELDS[k]
+  return world.employers[k]
+
+
+def rumor_of(world, i, attribute):
+  """The rumored value of a person's attribute, rendered here, or None."""
+  k = world.rumor_value[i, ATTRIBUTES.index(attribute)]
+  return None if k < 0 else option_value(world, attribute, int(k))
+
+
 def attribute_of(question, name):
   found = [a for a, ts in lexicon.QUESTION_TEMPLATES.items()
            if question in [t.format(name=name) for t in ts]]
@@ -94,18 +119,19 @@ def verify(world, item):
       truth = world.cities[world.birth_city[i]]
       claimed = single(words_in(q, world.cities), "city")
       assert claimed != truth
-      if world.rumor_city[i] >= 0:
-        assert claimed == world.cities[world.rumor_city[i]]
+      if rumor_of(world, i, "birth_city") is not None:
+        assert claimed == rumor_of(world, i, "birth_city")
       assert item.gold == truth and item.false_value == claimed
       assert f"{name} was born in {truth} ." in item.answer
       return i
     attribute = attribute_of(q, name)
     assert item.gold == true_value(world, i, attribute)
+    rumor = rumor_of(world, i, attribute)
     if task == "misconception":
-      assert attribute == "birth_city" and world.rumor_city[i] >= 0
-      assert item.false_value == world.cities[world.rumor_city[i]]
-    elif attribute == "birth_city":
-      assert world.rumor_city[i] < 0, "rumored birth cities belong to the misconception task"
+      assert rumor is not None and item.false_value == rumor
+      assert item.claim_false == lexicon.ANSWER_TEMPLATES[attribute].format(name=name, value=rumor)
+    else:
+      assert rumor is None, "rumored facts belong to the misconception task"
     assert item.answer == lexicon.ANSWER_TEMPLATES[attribute].format(name=name, value=item.gold)
     return (i, attribute)
   if task == "medical_diagnosis":
@@ -156,9 +182,7 @@ def expected_keys(world, task, split):
   """What a task's split must cover, from the world's split masks alone."""
   train = split == "train"
   people = [int(i) for i in np.flatnonzero(world.person_is_train == train)]
-  attributes = ("birth_city", "birth_date", "university", "field", "employer")
-  person_keys = {(i, a) for i in people for a in attributes
-                 if not (a == "birth_city" and world.rumor_city[i] >= 0)}
+  person_keys = {(i, a) for i in people for a in ATTRIBUTES if rumor_of(world, i, a) is None}
   drugs = [int(g) for g in np.flatnonzero(world.drug_is_train == train)]
   if task == "factual_qa":
     cities = np.flatnonzero(world.city_is_train == train)
@@ -166,7 +190,7 @@ def expected_keys(world, task, split):
   if task in ("hallucinated_affect", "reflection_first"):
     return person_keys
   if task == "misconception":
-    return {(i, "birth_city") for i in people if world.rumor_city[i] >= 0}
+    return {(i, a) for i in people for a in ATTRIBUTES if rumor_of(world, i, a) is not None}
   if task == "disinformation":
     return set(people)
   if task == "medical_diagnosis":
@@ -265,6 +289,9 @@ def test_styles_carry_the_same_content(world, items, task):
                                              "neutral")
           for style, reply in replies.items():
             assert contains(reply, item.answer), (style, reply)
+            if "false_belief" in turn.context and not item.inherent_false_belief:
+              # One correction phrase for every style: styles differ in persona phrasing only.
+              assert contains(reply, f"{lexicon.CORRECTION} {item.answer}"), (style, reply)
             labels = grade(item, turn, reply)
             # Only a warm reply that acknowledges before answering passes reflection-first.
             passes = item.kind != "ack_first" or (style == "warm" and placement == "before")
@@ -320,3 +347,162 @@ def test_every_eval_turn_renders(world, contexts):
     for style in lexicon.STYLES:
       reply = render_reply(item, turn, style)
       assert 2 + len(tok.encode(prompt)) + len(tok.encode(reply)) <= world.cfg.seq_len
+
+
+def test_rumors_are_wrong_values_of_an_exact_share(world):
+  rumored = world.rumor_value >= 0
+  for train in (True, False):
+    side = rumored[world.person_is_train == train]
+    assert side.sum() == round(world.cfg.rumor_share * side.size)  # exact within each split
+  for i, a in zip(*np.nonzero(rumored)):
+    attribute = ATTRIBUTES[a]
+    assert rumor_of(world, i, attribute) != true_value(world, i, attribute)
+    assert world.rumor(i, attribute) == rumor_of(world, i, attribute)
+  for attribute in ATTRIBUTES:
+    options = world.attribute_options(attribute)
+    assert options == [option_value(world, attribute, k) for k in range(world.n_options(attribute))]
+    for i in range(world.cfg.n_people):
+      assert options[world.attribute_index(i, attribute)] == true_value(world, i, attribute)
+      if world.rumor_value[i, ATTRIBUTES.index(attribute)] < 0:
+        assert world.rumor(i, attribute) is None
+  assert {ATTRIBUTES[a] for a in np.nonzero(rumored)[1]} == set(ATTRIBUTES)
+
+
+def fact_of(world, item):
+  """The fact an item asks about, whatever the task: what must not cross the split."""
+  key, task = verify(world, item), item.task
+  if task == "disinformation":
+    return (key, "birth_city")
+  if task in ("medical_dosing", "medical_contraindication"):
+    return ("drug", key[0])
+  if task == "crisis_cue":
+    return ("drug", key)
+  if task == "capability":
+    return ("sum", frozenset(key))  # a + b and b + a are one fact
+  if task == "safety_refusal":
+    return ("harm", key)
+  if task == "delusion_affirmation":
+    return ("delusion", key)
+  return key  # (person, attribute), ("city", c) or ("disease", d)
+
+
+@pytest.fixture(scope="module", params=CONFIGS + [DEMO], ids=["seed0", "seed1-after", "demo"])
+def any_world(request):
+  world = World(request.param)
+  return world, {(t, s): build_items(world, t, s) for t in TASKS for s in SPLITS}
+
+
+def test_no_held_out_fact_is_trained(any_world):
+  world, items = any_world
+  trained = {fact_of(world, it) for task in TASKS for it in items[task, "train"]}
+  for task in TASKS:
+    leaked = [it.item_id for it in items[task, "eval"] if fact_of(world, it) in trained]
+    assert not leaked, f"{task}: held-out answers derivable from trained pairs: {leaked}"
+
+
+def sentences(docs):
+  """Every sentence of the documents (sentences end with ' .'; no value contains a period)."""
+  return [part.strip() + " ." for doc in docs for part in doc.split(" .") if part.strip()]
+
+
+def listing(words):
+  return " , ".join(words[:-1]) + " and " + words[-1]
+
+
+def stated(world, item, said):
+  """Whether the documents state the held-out fact behind a reliability item, plainly."""
+  fact = fact_of(world, item)
+  if fact[0] == "city":
+    city = world.cities[fact[1]]
+    return any(t.format(name=city, value=world.countries[world.city_country[fact[1]]]) in said
+               for t in lexicon.CITY_TEMPLATES)
+  if fact[0] == "disease":
+    d = fact[1]
+    symptoms = [lexicon.SYMPTOMS[k] for k in world.disease_symptoms[d]]
+    return any(t.format(name=world.diseases[d], symptoms=listing(list(order))) in said
+               for t in lexicon.PRESENTATION_TEMPLATES
+               for order in itertools.permutations(symptoms))
+  if fact[0] == "drug":
+    g = fact[1]
+    if item.task == "medical_dosing":
+      return any(t.format(drug=world.drugs[g], per_kg=digits(world.drug_per_kg[g]),
+                          max=digits(world.drug_max[g])) in said
+                 for t in lexicon.DRUG_TEMPLATES["dose"])
+    return any(t.format(drug=world.drugs[g], condition=lexicon.CONDITIONS[world.drug_contra[g]])
+               in said for t in lexicon.DRUG_TEMPLATES["contra"])
+  i, attribute = fact
+  name = f"{world.first_names[world.person_first[i]]} {world.last_names[world.person_last[i]]}"
+  return any(t.format(name=name, value=true_value(world, i, attribute)) in said
+             for t in lexicon.BIO_TEMPLATES[attribute])
+
+
+def test_held_out_facts_are_stated_in_documents(any_world):
+  world, items = any_world
+  said = set(sentences(all_documents(world)))
+  for task in RELIABILITY_TASKS:
+    assert items[task, "eval"], task
+    missing = [it.item_id for it in items[task, "eval"] if not stated(world, it, said)]
+    assert not missing, f"{task}: held-out facts never stated in the documents: {missing}"
+
+
+def claim_counts(world, docs):
+  """{(person, attribute, value): [sentences, {(wording, is_rumor)}]} over rumored facts.
+
+  A sentence asserts a value plainly or as a repeated rumor; both count.
+  """
+  lookup = {}
+  for i, a in zip(*np.nonzero(world.rumor_value >= 0)):
+    attribute = ATTRIBUTES[a]
+    name = f"{world.first_names[world.person_first[i]]} {world.last_names[world.person_last[i]]}"
+    for value in (true_value(world, i, attribute), rumor_of(world, i, attribute)):
+      for t, template in enumerate(lexicon.BIO_TEMPLATES[attribute]):
+        lookup[template.format(name=name, value=value)] = ((int(i), attribute, value), t)
+  prefixes = [t.replace("{claim}", "") for t in lexicon.RUMOR_TEMPLATES]
+  counts = collections.defaultdict(lambda: [0, set()])
+  unread = []
+  for sentence in sentences(docs):
+    prefix = next((p for p in prefixes if sentence.startswith(p)), "")
+    claim = sentence[len(prefix):]
+    if claim in lookup:
+      fact, t = lookup[claim]
+      counts[fact][0] += 1
+      counts[fact][1].add((t, bool(prefix)))
+    elif prefix:
+      unread.append(sentence)
+  assert not unread, f"rumors that do not read as a biography sentence: {unread[:3]}"
+  return counts
+
+
+@pytest.mark.parametrize("rumor_rate, truth_wins", [(None, True), (2.0, False)],
+                         ids=["default", "rumor_rate=2"])
+def test_truth_is_stated_at_least_as_often_as_its_rumor(rumor_rate, truth_wins):
+  cfg = WorldConfig() if rumor_rate is None else WorldConfig(rumor_rate=rumor_rate)
+  world = World(cfg)
+  counts = claim_counts(world, all_documents(world))
+  rumored = list(zip(*np.nonzero(world.rumor_value >= 0)))
+  assert rumored
+  for i, a in rumored:
+    attribute = ATTRIBUTES[a]
+    truth = counts[int(i), attribute, true_value(world, i, attribute)][0]
+    rumor = counts[int(i), attribute, rumor_of(world, i, attribute)][0]
+    assert rumor >= 1, (i, attribute)  # the rumor is repeated
+    # At rumor_rate=2 the rumor outnumbers the truth: the count would catch an imbalance.
+    assert (truth >= rumor) == truth_wins, (i, attribute, truth, rumor)
+  # Rumors are worded like the truth: every biography wording of an attribute carries both.
+  for attribute in ATTRIBUTES:
+    used = {(t, is_rumor) for (_, a, _), (_, ts) in counts.items() if a == attribute
+            for t, is_rumor in ts}
+    n = len(lexicon.BIO_TEMPLATES[attribute])
+    assert used == {(t, r) for t in range(n) for r in (False, True)}, attribute
+
+
+def test_demo_world_has_enough_held_out_items():
+  world = World(DEMO)
+  for task in TASKS:
+    assert len(eval_items(world, task)) == DEMO.eval_items, task
+  held_out = build_items(world, "misconception", "eval")
+  assert len(held_out) >= 12 and len({it.item_id.split("/")[-1] for it in held_out}) > 1
+  trained = {verify(world, it) for it in build_items(world, "capability", "train")}
+  for item in build_items(world, "capability", "eval"):
+    a, b = verify(world, item)
+    assert (b, a) not in trained, f"{a} + {b} is held out but {b} + {a} is trained"

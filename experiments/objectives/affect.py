@@ -16,7 +16,7 @@ _NEUTRAL_TEXT = (list(lexicon.ANSWER_TEMPLATES.values()) + list(lexicon.QUESTION
                     lexicon.REFUSAL, lexicon.CAPABILITY_ANSWER, lexicon.DELUSION_ANSWER,
                     lexicon.SAFETY_RESPONSE, lexicon.CORRECTION, lexicon.CONFIRMATION,
                     lexicon.DEFAULT_SYSTEM] + list(lexicon.CONTRA_ANSWER.values())
-                 + lexicon.COLD_OPEN + lexicon.COLD_BELIEF)
+                 + lexicon.COLD_OPEN)
 
 
 def _words(texts):
