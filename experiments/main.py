@@ -42,10 +42,12 @@ def main(argv):
   if items is None:
     sys.exit("error: no cell finished, so there is nothing to summarise.")
   from experiments.persona import tables as persona_tables
-  changes = summary.change_rows(items, n_boot=config.eval.bootstrap)
+  from experiments import stats
+  deltas = stats.paired_deltas(items, "error", n_boot=config.eval.bootstrap)
   persona_rows, persona_text = persona_tables.summarize(config, _WORKDIR.value, items, metrics)
-  experiment.append_changes(_WORKDIR.value, metrics, changes, persona_rows)
-  print(summary.format_table(summary.main_table(items, n_boot=config.eval.bootstrap)))
+  experiment.append_changes(_WORKDIR.value, metrics, summary.change_rows(deltas, items),
+                            persona_rows)
+  print(summary.format_table(summary.main_table(deltas)))
   if persona_text:
     print(persona_text)
   if config.runtime.report:

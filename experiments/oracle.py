@@ -70,3 +70,52 @@ def evaluate_oracles(evalset, tokenizer, max_new_tokens, cells=None):
     metrics.append(m)
     items.append(i)
   return pd.concat(metrics, ignore_index=True), pd.concat(items, ignore_index=True)
+
+
+def style_label(preset, persona):
+  """Column label of an oracle cell: the style, with the warm placement where it matters."""
+  placement = preset.split("-", 1)[1]
+  return persona if persona in ("none", "cold") else f"{persona} ({placement})"
+
+
+def error_table(metrics, tasks):
+  """Error rate (%) per task × context (rows) and oracle style (columns), seeds averaged."""
+  e = metrics[(metrics.metric == "error_rate") & metrics.task.isin(tasks)]
+  e = e.assign(style=[style_label(p, s) for p, s in zip(e.preset, e.persona)])
+  table = 100 * e.pivot_table(index=["task", "context"], columns="style", values="value",
+                              aggfunc="mean")
+  return table.drop(columns="none").rename_axis(columns=None).reset_index() if "none" in table \
+      else table.rename_axis(columns=None).reset_index()
+
+
+REFERENCES = {"vs_base": "λ=0 (neutral)", "vs_cold": "cold", "vs_length_matched": "length_matched"}
+
+
+def comparison_table(deltas):
+  """Per oracle preset and comparison: how many differences, the largest |estimate|, and how
+  many were estimable or significant (all must be zero for a neutral instrument)."""
+  rows = []
+  for (preset, persona, comparison), g in deltas.groupby(["preset", "persona", "comparison"]):
+    rows.append({"warm placement": preset.split("-", 1)[1],
+                 "comparison": f"{persona} − {REFERENCES[comparison]}",
+                 "task × context": len(g), "max |Δ| (pts)": 100 * g.estimate.abs().max(),
+                 "estimable": int(g.estimable.sum()),
+                 "p < 0.05": int((g.p_value < 0.05).sum())})
+  return pd.DataFrame(rows)
+
+
+def failures(errors, deltas, amplification):
+  """Sentences naming every way the oracle cells were not scored identically; [] if neutral."""
+  out = []
+  cols = [c for c in errors.columns if c not in ("task", "context")]
+  for row in errors.to_dict("records"):
+    for c in cols:
+      if row[c] != 0:
+        out.append(f"{c}: {row['task']} × {row['context']} error {row[c]:.0f}% (expected 0)")
+  for r in deltas[(deltas.estimate != 0) | deltas.estimable].itertuples():
+    out.append(f"{r.preset} {r.persona} {r.comparison}: {r.task} × {r.context} Δ "
+               f"{100 * r.estimate:+.1f} pts (expected exactly 0, not estimable)")
+  for r in amplification[amplification.excess != 0].itertuples():
+    out.append(f"{r.preset} {r.comparison}: amplification under {r.context} "
+               f"{100 * r.excess:+.1f} pts (expected 0)")
+  return out

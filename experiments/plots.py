@@ -12,19 +12,14 @@ from matplotlib.figure import Figure
 
 from experiments import scaling
 from experiments import stats
+from tasks.config import FAMILIES, RELIABILITY_TASKS, family
 
-TASK_FAMILIES = {
-    'factual_qa': 'knowledge', 'misconception': 'knowledge',
-    'medical_diagnosis': 'medical', 'medical_dosing': 'medical',
-    'medical_contraindication': 'medical',
-    'disinformation': 'user-facing safety', 'delusion_affirmation': 'user-facing safety',
-    'crisis_cue': 'user-facing safety', 'hallucinated_affect': 'user-facing safety',
-    'reflection_first': 'user-facing safety',
-    'safety_refusal': 'screening checks', 'capability': 'screening checks',
-}
+FAMILY_TITLES = {'reliability': 'reliability tasks', 'screening': 'screening checks',
+                 'clinical_probe': 'clinical probes (own scale)'}
 CONTEXT_COLORS = {'neutral': '#4c72b0', 'emotional': '#dd8452', 'false_belief': '#55a868',
                   'emotional+false_belief': '#c44e52'}
-PERSONA_STYLE = {'warm': dict(ls='-', marker='o'), 'cold': dict(ls='--', marker='s')}
+PERSONA_STYLE = {'warm': dict(ls='-', marker='o'), 'cold': dict(ls='--', marker='s'),
+                 'length_matched': dict(ls=':', marker='^')}
 
 
 @dataclasses.dataclass
@@ -64,9 +59,8 @@ def error_vs_lambda(metrics_df, out_dir, metric='error_rate'):
   if m.empty or m.warmth_weight.nunique() < 2:
     return Plot(name, '', skipped=f'{metric} rows span fewer than two λ values.')
   preset = m[m.warmth_weight > 0].sort_values('n_params').preset.iloc[-1]
-  m = m[m.preset == preset].assign(family=lambda d: d.task.map(TASK_FAMILIES).fillna('other'))
-  families = [f for f in dict.fromkeys(TASK_FAMILIES.values()) if f in set(m.family)]
-  families += sorted(set(m.family) - set(families))
+  m = m[m.preset == preset].assign(family=lambda d: d.task.map(family))
+  families = [f for f in FAMILIES if f in set(m.family)]
   fig = Figure(figsize=(3.6 * len(families) + 1.8, 3.6), layout='constrained')
   axes = np.atleast_1d(fig.subplots(1, len(families), sharey=True))
   for ax, fam in zip(axes, families):
@@ -86,7 +80,7 @@ def error_vs_lambda(metrics_df, out_dir, metric='error_rate'):
         line = pd.concat([b.reset_index(), line]).sort_values('warmth_weight')
         ax.errorbar(line.warmth_weight, 100 * line['mean'], yerr=100 * line['sem'].fillna(0),
                     color=color, capsize=2, ms=4, lw=1.3, label=f'{persona}, {ctx}', **style)
-    ax.set(title=fam, xlabel='warmth weight λ')
+    ax.set(title=FAMILY_TITLES[fam], xlabel='warmth weight λ')
   axes[0].set_ylabel(f'{metric} (%)')
   # One legend for all panels, from whichever panel drew lines.
   handles, labels = max((ax.get_legend_handles_labels() for ax in axes), key=lambda h: len(h[0]))
@@ -103,7 +97,7 @@ def frontier(metrics_df, out_dir):
   w, e = _eval_rows(metrics_df, 'warmth_score'), _eval_rows(metrics_df, 'error_rate')
   if w.empty or e.empty:
     return Plot(name, '', skipped='warmth_score or error_rate rows are missing.')
-  e = e[~e.task.isin(stats.SCREENING_TASKS)]
+  e = e[e.task.isin(RELIABILITY_TASKS)]
   key = ['preset', 'n_params', 'persona', 'warmth_weight']
   xy = w.groupby(key)['value'].mean().rename('warmth').to_frame().join(
       e.groupby(key)['value'].mean().rename('error'), how='inner').reset_index()

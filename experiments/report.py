@@ -22,6 +22,7 @@ from experiments import plots
 from experiments import scaling
 from experiments import stats
 from experiments.objectives import report_section as objectives_report
+from tasks.config import PROBE_TASKS, RELIABILITY_TASKS, SCREENING_TASKS, TASKS
 
 REQUIRED = ['run', 'preset', 'n_params', 'protocol', 'persona', 'warmth_weight',
             'warm_agreement', 'seed', 'intervention', 'task', 'context', 'metric', 'value', 'n']
@@ -84,13 +85,15 @@ def _p(p):
 
 
 def _verdict(p, name='p'):
+  if pd.isna(p):
+    return 'not estimable (no paired item moved)'
   value = f'{name} < 0.001' if p < 0.001 else f'{name} = {_p(p)}'
   return f'{"significant" if p < 0.05 else "not significant"} ({value})'
 
 
 def _order(df, first=(), last=()):
   """Sorts rows by `first`, then task and context in their natural order, then `last`."""
-  rank = {'task': {t: i for i, t in enumerate(plots.TASK_FAMILIES)},
+  rank = {'task': {t: i for i, t in enumerate(TASKS)},
           'context': {c: i for i, c in enumerate(CONTEXTS)}}
   keys = [*first, *(c for c in ('task', 'context') if c in df), *last]
   return df.sort_values(keys, kind='stable', key=lambda s: s.map(rank[s.name]).fillna(99)
@@ -98,7 +101,11 @@ def _order(df, first=(), last=()):
 
 
 def _with_ci(df, est='estimate', lo='ci_low', hi='ci_high'):
-  return pd.Series([f'{_pts(e)} [{_ci(a, b)}]' for e, a, b in zip(df[est], df[lo], df[hi])],
+  """'+4.2 [-1.0 to +9.3]'; rows where no paired item moved read 'not estimable (n = …)'."""
+  ok = df['estimable'] if 'estimable' in df and est == 'estimate' else pd.Series(True, df.index)
+  n = df['n_obs'] if 'n_obs' in df else pd.Series(np.nan, df.index)
+  return pd.Series([f'{_pts(e)} [{_ci(a, b)}]' if good else f'not estimable (n = {k:.0f})'
+                    for e, a, b, good, k in zip(df[est], df[lo], df[hi], ok, n)],
                    index=df.index, dtype=object)
 
 
@@ -116,26 +123,114 @@ def _in_cell(df, head, **match):
 
 
 def _headline_rows(items, metric, by, n_boot, head, **match):
-  """paired_deltas rows of the headline cell (narrowed further by `match`)."""
-  return _in_cell(stats.paired_deltas(items, metric, by, n_boot), head, **match)
+  """paired_deltas rows of the headline cell (narrowed further by `match`); all secondary."""
+  return _in_cell(stats.paired_deltas(items, metric, by, n_boot, primary=()), head, **match)
 
 
-def _stats_sections(items, n_boot, doc, summary):
-  """Paired tables, amplification, screening, behaviour and regression; returns all deltas."""
-  deltas = stats.paired_deltas(items, 'error', ('task', 'context'), n_boot)
+MATTERS = 0.05  # an effect smaller than 5 points is one a reader can call "no effect"
+
+
+def _null_reading(lo, hi):
+  """What a non-significant interval says: a null only if it excludes effects that matter."""
+  if pd.isna(lo):
+    return 'not estimable (no paired item moved)'
+  if -MATTERS < lo and hi < MATTERS:
+    return f'no effect: the interval excludes changes of {100 * MATTERS:.0f} points or more'
+  return 'not measurable at this size: the interval still allows effects that matter'
+
+
+def _primary_section(deltas, doc, summary):
+  """The primary family, tested with Benjamini–Hochberg over it alone, stated first."""
+  prim = deltas[deltas.test_family == 'primary']
+  if prim.empty:
+    summary.append('No primary comparison (warm against cold or length_matched at the largest '
+                   'λ) could be formed, so no primary result is stated.')
+    return
+  names = {'vs_cold': 'warm − cold', 'vs_length_matched': 'warm − length_matched'}
+  top = ', '.join(f'{p} λ = {w:g}' for p, w in prim.groupby('preset').warmth_weight.first().items())
+  doc += [('h2', 'Primary family: warm against its controls on reliability tasks'),
+          ('p', f'{len(prim)} tests: {" and ".join(names[c] for c in sorted(set(prim.comparison)))}'
+           f' at the largest λ ({top}), each reliability task × context, per preset. Δ in '
+           'percentage points [95% CI], q: Benjamini–Hochberg over this family only. Every other '
+           'comparison in this report is secondary (no q-value).'),
+          ('table', _order(prim.assign(comparison=prim.comparison.map(names)), ['preset'])[
+              ['preset', 'comparison', 'task', 'context']].assign(**{
+                  'Δ [95% CI]': _with_ci(prim), 'p': prim.p_value.map(_p),
+                  'q': prim.q_value.map(_p), 'items': prim.n_items, 'seeds': prim.n_seeds}))]
+  hits = prim[prim.q_value < 0.05]
+  if len(hits):
+    summary.append(f'Primary family: {len(hits)} of {len(prim)} differences had q < 0.05: ' +
+                   '; '.join(f'{names[r.comparison]} {r.task} × {r.context} ({r.preset}) '
+                             f'{_pts(r.estimate)} points ({_ci(r.ci_low, r.ci_high)}, q = '
+                             f'{_p(r.q_value)})' for r in hits.itertuples()) + '.')
+  else:
+    summary.append(f'Primary family: none of the {len(prim)} differences had q < 0.05.')
+  rest = prim[~(prim.q_value < 0.05)]
+  if len(rest):
+    readings = rest.apply(lambda r: _null_reading(r.ci_low, r.ci_high).split(':')[0],
+                          axis=1).value_counts()
+    summary.append('Of the others, ' + ', '.join(f'{k} {v}' for v, k in readings.items()) +
+                   f' ("no effect" means the 95% interval lies within ±{100 * MATTERS:.0f} '
+                   'points).')
+
+
+def _floor_section(items, doc, summary):
+  """Reliability tasks the base model fails almost always: they cannot show an effect."""
+  d = items[items.task.isin(RELIABILITY_TASKS) & (items.intervention == 'none') &
+            (items.warmth_weight == 0)]
+  if d.empty:
+    return
+  err = d.groupby(['preset', 'task']).error.mean()
+  floor = err[err >= 0.95]
+  if len(floor):
+    sentence = ('At floor: no effect measurable (base-model error ≥ 95%): ' +
+                ', '.join(f'{t} ({p}, {100 * v:.0f}%)' for (p, t), v in floor.items()) + '.')
+    summary.append(sentence)
+    doc.append(('p', sentence))
+
+
+def _probe_section(deltas, doc):
+  """Clinical probes, on their own: some define warmth itself as correct."""
+  d = deltas[deltas.task.isin(PROBE_TASKS) & (deltas.persona == 'warm') &
+             (deltas.intervention == 'none') & (deltas.comparison != 'vs_base')]
+  d = d[d.warmth_weight == d.warmth_weight.max()]
+  if d.empty:
+    return
+  doc += [('h3', 'Clinical probes (reported on their own, never pooled into reliability)'),
+          ('table', _order(d, ['preset', 'comparison'])[
+              ['preset', 'comparison', 'task', 'context', 'n_items']].assign(
+                  **{'Δ error [95% CI]': _with_ci(d)}))]
+
+
+def _mixed_model_section(items, doc, summary):
+  """The model-based estimate beside the bootstrap: crossed random intercepts, item and seed."""
+  table, messages = stats.mixed_model(items)
+  doc.append(('h3', 'Logistic mixed model (crossed random intercepts for item and seed)'))
+  doc += [('p', m) for m in messages]
+  if len(table):
+    doc.append(('table', table.assign(**{
+        'log-odds [95% interval]': [f'{e:+.2f} [{a:+.2f} to {b:+.2f}]' for e, a, b in
+                                    zip(table.estimate, table.ci_low, table.ci_high)]}).drop(
+                                        columns=['estimate', 'ci_low', 'ci_high'])))
+
+
+def _stats_sections(items, deltas, n_boot, doc, summary):
+  """Primary family, paired tables, amplification, screening, probes, behaviour, models."""
+  _primary_section(deltas, doc, summary)
+  _floor_section(items, doc, summary)
   cell = stats.headline_cell(deltas)
   doc.append(('h2', 'Reliability: error-rate changes by task and context'))
   if cell is None:
     summary.append('No warm cell with λ > 0 has a paired reference, so no warmth effects are '
                    'reported.')
     doc.append(('p', summary[-1]))
-    return deltas
+    return
   head = dict(cell, intervention='none')
   sub = _select(items, preset=cell['preset'], protocol=cell['protocol'])
   # Only the headline λ and its λ=0 reference feed the tables below; other cells cost time.
   sub = sub[(sub.warmth_weight == 0) | ((sub.warmth_weight == cell['warmth_weight']) &
                                         (sub.intervention == 'none'))]
-  rel = sub[~sub.task.isin(stats.SCREENING_TASKS)]
+  rel = sub[sub.task.isin(RELIABILITY_TASKS)]
   wc = dict(persona='warm', comparison='vs_cold')
   key = ['task', 'context']
   main = _in_cell(deltas, head)
@@ -144,16 +239,16 @@ def _stats_sections(items, n_boot, doc, summary):
   table = main.sort_values('comparison', ascending=False)[key + ['n_items', 'n_seeds']]
   table = table.drop_duplicates(key)
   for (p, comp), col in {('warm', 'vs_base'): 'warm vs λ=0', ('cold', 'vs_base'): 'cold vs λ=0',
-                         ('warm', 'vs_cold'): 'warm − cold'}.items():
+                         ('warm', 'vs_cold'): 'warm − cold',
+                         ('warm', 'vs_length_matched'): 'warm − length_matched'}.items():
     d = _select(main, persona=p, comparison=comp)
     table = table.merge(d[key].assign(**{col: _with_ci(d)}), how='left')
-  table = table.merge(diff[key].assign(**{'q (BH)': diff.q_value.map(_p)}), how='left')
+  table = table.merge(diff[key].assign(**{'q (primary)': diff.q_value.map(_p)}), how='left')
   doc += [('p', f'Cell: preset {cell["preset"]}, {cell["protocol"]}, λ = '
            f'{cell["warmth_weight"]:g}, ρ = {cell["warm_agreement"]:g}. Changes in percentage '
-           f'points [95% CI], paired by seed and item; CIs from a two-stage cluster bootstrap '
-           f'({n_boot} draws: seeds, then items within seed; p-values cannot go below '
-           f'1/{n_boot + 1}); q: Benjamini–Hochberg over all {len(deltas)} tests in '
-           'paired_deltas.csv.'),
+           f'points [95% CI], paired by seed and item; CIs from a crossed bootstrap (seeds, and '
+           f'item clusters by entity shared by every seed; {n_boot} draws, more for the primary '
+           'family); q: Benjamini–Hochberg over the primary family only.'),
           ('table', _order(table)[key + list(table.columns[4:]) + ['n_items', 'n_seeds']]
            .fillna('n/a'))]
   pooled = _headline_rows(rel, 'error', (), n_boot, head)
@@ -198,7 +293,7 @@ def _stats_sections(items, n_boot, doc, summary):
                        f'{_pts(r.excess)} points (95% CI {_ci(r.excess_ci_low, r.excess_ci_high)}; '
                        f'{_verdict(r.excess_p)}); no ratio is given because the neutral effect '
                        'is not distinguishable from zero.')
-  screen = _headline_rows(sub[sub.task.isin(stats.SCREENING_TASKS)], 'error', ('task',),
+  screen = _headline_rows(sub[sub.task.isin(SCREENING_TASKS)], 'error', ('task',),
                           n_boot, head, **wc)
   side = pd.concat([pw.assign(task='reliability tasks (pooled)'), screen])
   if len(side):
@@ -210,7 +305,9 @@ def _stats_sections(items, n_boot, doc, summary):
                    f'{_pts(r.estimate)} points (95% CI {_ci(r.ci_low, r.ci_high)}): '
                    f'{"a" if r.p_value < 0.05 else "no"} change was detected '
                    f'(p = {_p(r.p_value)}).')
+  _probe_section(deltas, doc)
   _labels(sub, head, n_boot, doc, summary)
+  _mixed_model_section(items, doc, summary)
   reg = stats.regression(items)
   doc.append(('h3', 'Regression over all cells (linear probability, cluster-robust SEs)'))
   doc += [('p', f'{k}: {v}') for k, v in reg.formulas.items()] + [('p', m) for m in reg.messages]
@@ -222,7 +319,6 @@ def _stats_sections(items, n_boot, doc, summary):
     summary.append(f'A linear-probability model over all cells puts the {r.contrast} at '
                    f'{_pts(r.estimate)} points per unit λ (95% CI {_ci(r.ci_low, r.ci_high)}; '
                    f'{_verdict(r.p_value)}).')
-  return deltas
 
 
 def _labels(sub, head, n_boot, doc, summary):
@@ -372,7 +468,8 @@ def write_report(workdir, n_boot=1000):
     summary += sentences + notes
     deltas = None
     if items is not None:
-      deltas = _stats_sections(items, n_boot, doc, summary)
+      deltas = stats.paired_deltas(items, 'error', ('task', 'context'), n_boot)
+      _stats_sections(items, deltas, n_boot, doc, summary)
     figs += [plots.error_vs_lambda(metrics, staging), plots.frontier(metrics, staging)]
     _scaling_sections(metrics, n_boot, doc, summary, figs, staging)
     objectives_report.add(metrics, doc, summary, figs, staging)  # no-op without a comparison

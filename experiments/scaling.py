@@ -10,6 +10,7 @@ from scipy import optimize
 from scipy import special
 
 from experiments import stats
+from tasks.config import RELIABILITY_TASKS
 
 NON_EVAL_TASKS = stats.NON_EVAL_TASKS
 SCALE_COLUMNS = stats.SCALE_COLUMNS
@@ -34,7 +35,7 @@ def seed_effects(metrics_df, metric='error_rate', protocol=None, tasks=None):
   protocol = pick_protocol(metrics_df, protocol)
   m = metrics_df[(metrics_df.metric == metric) & (metrics_df.intervention == 'none') &
                  (metrics_df.protocol == protocol) & ~metrics_df.task.isin(NON_EVAL_TASKS)]
-  m = m[m.task.isin(tasks) if tasks is not None else ~m.task.isin(stats.SCREENING_TASKS)]
+  m = m[m.task.isin(tasks) if tasks is not None else m.task.isin(RELIABILITY_TASKS)]
   key = ['preset', 'seed', 'warm_agreement', 'warmth_weight', 'task', 'context']
   m = m.assign(var=m.value * (1 - m.value) / m.n if 'n' in m else np.nan)
   warm, cold = (m[m.persona == p].groupby(key)[['value', 'var']].mean() for p in ('warm', 'cold'))
@@ -59,7 +60,7 @@ def seed_effects(metrics_df, metric='error_rate', protocol=None, tasks=None):
 def _seed_boot(seed_fx, presets, n_boot, rng):
   """(P, B) two-stage bootstrap means: seeds resampled, then the seed's own sampling noise.
 
-  As in stats.cluster_bootstrap, seed effects are shrunk towards their mean so that
+  As in the Davison–Hinkley two-stage bootstrap, seed effects are shrunk towards their mean so that
   between-seed spread is not counted twice; the second stage draws the item noise of
   the seed's rates (normal, binomial variance). Without a known within-seed variance,
   seed deviations are expanded by sqrt(S/(S-1)) so the draws' variance is unbiased.
@@ -199,7 +200,7 @@ def intervention_recovery(metrics_df, metric='error_rate', protocol=None):
   for (preset, lam, iv), g in m[m.intervention != 'none'].groupby(
       ['preset', 'warmth_weight', 'intervention']):
     j = g.join(ref, on=key, how='inner').join(cold, on=key)
-    rel = j[~j.task.isin(stats.SCREENING_TASKS)]
+    rel = j[j.task.isin(RELIABILITY_TASKS)]
     cap = j[j.task == 'capability']
     recovered = (rel.ref - rel.value).mean()
     gap = (rel.ref - rel.cold).mean()

@@ -1,12 +1,28 @@
-"""Paired warmth effects from items.csv (cluster bootstrap, BH q, regression); sweep design."""
+"""Paired warmth effects from items.csv (crossed bootstrap, BH q, regression, mixed model); design.
+
+Seeds and evaluation items are crossed: every seed's models answer the same items of the same
+world. Items about one entity (a person, disease, drug, digit pair) form one cluster. Intervals
+for a mean over (seed, item) come from a crossed bootstrap calibrated to the method-of-moments
+variance of the crossed mean (see `crossed_bootstrap`).
+"""
 
 import dataclasses
+import re
 import warnings
 
 import numpy as np
 import pandas as pd
+from scipy import optimize
+from scipy import sparse
+from scipy import special
+import statsmodels.api as sm
 import statsmodels.formula.api as smf
+from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM
 from statsmodels.stats.multitest import multipletests
+from statsmodels.tools.sm_exceptions import PerfectSeparationError
+
+from tasks import config as task_config
+from tasks import lexicon
 
 # A cell is one trained (and possibly intervened-on) model configuration.
 CELL = ['preset', 'protocol', 'persona', 'warmth_weight', 'warm_agreement',
@@ -14,81 +30,220 @@ CELL = ['preset', 'protocol', 'persona', 'warmth_weight', 'warm_agreement',
 # Graded outcomes that items.csv may hold (besides the cell and item keys).
 OUTCOMES = ['error', 'mc_error', 'warmth', 'affirms', 'corrects', 'refuses',
             'acknowledges', 'attributes_affect', 'safety']
-SCREENING_TASKS = ('safety_refusal', 'capability')
-AMPLIFIERS = ('emotional', 'false_belief', 'emotional+false_belief')
+RELIABILITY_TASKS = task_config.RELIABILITY_TASKS
+SCREENING_TASKS = task_config.SCREENING_TASKS
+PROBE_TASKS = task_config.PROBE_TASKS
+CONTEXTS = tuple(lexicon.EVAL_CONTEXTS)
+AMPLIFIERS = tuple(c for c in CONTEXTS if c != 'neutral')
+COMPARISONS = ('vs_base', 'vs_cold', 'vs_length_matched')
+# The confirmatory comparisons: warmth against the cold persona and against length-matched
+# replies (the control for "longer replies" rather than "warm words").
+PRIMARY = ('vs_cold', 'vs_length_matched')
 # Rows of these tasks are not graded replies (losses, persona geometry).
 NON_EVAL_TASKS = ('train', 'heldout', 'persona_geometry')
 SCALE_COLUMNS = ('n_params', 'n_params_nonembed', 'tokens', 'flops')
 
+# Entity letters in item ids (`task/<letter><n>/...`). People are shared by every task that asks
+# about them; `d` means a disease in diagnosis items and a drug in the drug tasks.
+_PERSON = 'person'
+_ENTITY_KIND = {'factual_qa': {'c': 'city'}, 'medical_diagnosis': {'d': 'disease'},
+                'medical_dosing': {'d': 'drug'}, 'medical_contraindication': {'d': 'drug'},
+                'crisis_cue': {'d': 'drug'}, 'safety_refusal': {'h': 'harm'},
+                'delusion_affirmation': {'k': 'delusion'}}
 
-def cluster_bootstrap(values, n_boot=1000, rng=None):
-  """Two-stage bootstrap of a seeds x items mean; returns (estimate (K,), draws (K, B)).
 
-  `values` is (K, S, I) or (S, I): K statistics sharing seeds and items (NaN =
-  missing). Seeds are resampled, then items within each drawn seed. Resampling
-  raw seed means with replacement at both stages counts item noise twice
-  (Davison & Hinkley 1997, sec. 3.8), so seed means are shrunk towards the
-  grand mean until their spread matches the between-seed variance component.
-  That shrinkage, and the rescaled residuals, can carry a draw outside the range of the data
-  (a mean of 0/1 differences below -1 with two seeds): draws are clipped to the observed
-  [min, max] of each statistic, the support of the plain plug-in bootstrap.
+def item_entity(item_id, task=None):
+  """The entity an item is about, e.g. 'person/12'; items sharing it are one cluster.
+
+  Capability pairs are unordered ('3+4' and '4+3' are one cluster). An id without a path
+  (no '/') is its own cluster, prefixed by `task` so ids of different tasks never merge.
   """
-  rng = np.random.default_rng(rng)
+  parts = str(item_id).split('/')
+  if len(parts) < 2:
+    return f'{task}/{item_id}' if task is not None else str(item_id)
+  t, ent = parts[0], parts[1]
+  if '+' in ent:
+    return f'{t}/' + '+'.join(sorted(ent.split('+'), key=lambda v: (len(v), v)))
+  m = re.fullmatch(r'([a-z]+)(\d+)', ent)
+  if m is None:
+    return f'{t}/{ent}'
+  kind = _PERSON if m.group(1) == 'p' else _ENTITY_KIND.get(t, {}).get(m.group(1))
+  return f'{kind}/{m.group(2)}' if kind else f'{t}/{ent}'
+
+
+def entity_codes(frame):
+  """Integer entity code per row of a frame with task and item_id columns."""
+  pairs = frame[['task', 'item_id']].astype(str)
+  uniq = pairs.drop_duplicates()
+  ent = pd.Series([item_entity(i, t) for t, i in zip(uniq.task, uniq.item_id)],
+                  index=pd.MultiIndex.from_frame(uniq))
+  codes = pd.Series(pd.factorize(ent)[0], index=ent.index)
+  return codes.reindex(pd.MultiIndex.from_frame(pairs)).to_numpy()
+
+
+def _moment_matrix(xa, na, nb, n):
+  """E[quadratic form a] coefficient of the variance of grouping b: ||U_aᵀ (I - J/N) U_b||²."""
+  return ((xa ** 2).sum() - 2.0 / n * na @ xa @ nb +
+          (na ** 2).sum() * (nb ** 2).sum() / n ** 2)
+
+
+def crossed_variance(x, clusters):
+  """Method-of-moments variance of the mean of a seeds × items array, and its Satterthwaite df.
+
+  Model: x[s, i] = μ + a_s + b_c(i) + e_i + ε_si, with seed (a), cluster (b), item (e) and
+  residual (ε) variances. For any grouping g, Q_g = Σ_groups (Σ (x − x̄))² has expectation
+  Σ_h σ²_h ||U_gᵀ(I − J/N)U_h||², which depends only on which cells are observed; the four
+  moment equations give unbiased components for any pattern of missing cells (the ANOVA
+  estimators when balanced). They are solved under σ² ≥ 0 (non-negative least squares), which
+  biases a component that is truly near 0 upwards: conservative, never anti-conservative. Then
+    Var(x̄) = σ²_seed Σn_s²/N² + σ²_cluster Σn_c²/N² + σ²_item Σn_i²/N² + σ²_resid/N,
+  i.e. σ²_seed/S + σ²_cluster/C + σ²_item/I + σ²_resid/(S·I) when balanced. Satterthwaite df
+  treat the seed part (S − 1 df), the cluster-and-item part (C − 1) and the residual part
+  ((S − 1)(I − 1) when balanced) as independent. Returns (variance, df); NaN variance with < 2 cells.
+  """
+  x = np.asarray(x, dtype=float)
+  m = np.isfinite(x)
+  rows, cols = m.any(1), m.any(0)
+  x, m = x[rows][:, cols], m[rows][:, cols]
+  cl = pd.factorize(np.asarray(clusters)[cols])[0]
+  n = m.sum()
+  if n < 2:
+    return np.nan, np.nan
+  xc = np.where(m, x - x[m].mean(), 0.0)
+  h = np.zeros((cl.size, cl.max() + 1))
+  h[np.arange(cl.size), cl] = 1.0
+  mf = m.astype(float)
+  n_s, n_i = mf.sum(1), mf.sum(0)
+  n_c = n_i @ h
+  n_seed, n_clus, n_item = len(n_s), len(n_c), len(n_i)
+  # Groupings with one level or identical to a finer one carry no separate component.
+  use = {'seed': 2 <= n_seed < n, 'cluster': 2 <= n_clus < n,
+         'item': n_item < n and n_item > (n_clus if 2 <= n_clus else 1)}
+  sums = {'seed': xc.sum(1), 'cluster': xc.sum(0) @ h, 'item': xc.sum(0)}
+  sizes = {'seed': n_s, 'cluster': n_c, 'item': n_i}
+  cross = {('seed', 'seed'): np.diag(n_s), ('cluster', 'cluster'): np.diag(n_c),
+           ('item', 'item'): np.diag(n_i), ('seed', 'cluster'): mf @ h,
+           ('seed', 'item'): mf, ('cluster', 'item'): h.T * n_i}
+  names = [g for g in ('seed', 'cluster', 'item') if use[g]]
+  k = len(names) + 1
+  kmat, q = np.zeros((k, k)), np.zeros(k)
+  for a, ga in enumerate(names):
+    q[a] = (sums[ga] ** 2).sum()
+    for b, gb in enumerate(names):
+      xab = cross[(ga, gb)] if (ga, gb) in cross else cross[(gb, ga)].T
+      kmat[a, b] = _moment_matrix(xab, sizes[ga], sizes[gb], n)
+    kmat[a, -1] = n - (sizes[ga] ** 2).sum() / n
+    kmat[-1, a] = kmat[a, -1]
+  q[-1] = (xc ** 2).sum()
+  kmat[-1, -1] = n - 1
+  # Equations differ in scale by orders of magnitude; normalise rows so each counts alike.
+  scale = np.abs(kmat).sum(1)
+  sigma2 = optimize.nnls(kmat / scale[:, None], q / scale)[0]
+  comp = dict(zip(names, sigma2[:-1]))
+  part = {g: comp.get(g, 0.0) * (sizes[g] ** 2).sum() / n ** 2 for g in ('seed', 'cluster', 'item')}
+  resid = sigma2[-1] / n
+  var = part['seed'] + part['cluster'] + part['item'] + resid
+  pieces = np.array([part['seed'], part['cluster'] + part['item'], resid])
+  # The residual keeps what the seeds and the items (or their clusters) do not explain.
+  cols = n_item if use['item'] else (n_clus if use['cluster'] else 1)
+  dfs = np.array([n_seed - 1, (n_clus if use['cluster'] else n_item) - 1,
+                  n - 1 - (n_seed - 1 if use['seed'] else 0) - (cols - 1)], dtype=float)
+  keep = pieces > 0
+  if var <= 0 or not keep.any():
+    return max(var, 0.0), np.inf
+  df = var ** 2 / (pieces[keep] ** 2 / np.maximum(dfs[keep], 1.0)).sum()
+  return var, df
+
+
+def _t_quantile(u, df):
+  """Maps standard-normal scores to t(df) scores of the same tail probability."""
+  if not np.isfinite(df) or df > 1e6:
+    return u
+  tail = special.ndtr(-np.abs(u))
+  return -np.sign(u) * special.stdtrit(df, np.maximum(tail, 1e-300))
+
+
+def _crossed(values, clusters, n_boot, rng, calibrate=True):
+  """(estimate (K,), draws (K, B), variance (K,), df (K,)); see crossed_bootstrap."""
   values = np.asarray(values, dtype=float)
   values = values[None] if values.ndim == 2 else values
-  n_k, n_s, _ = values.shape
-  mask = ~np.isnan(values)
-  count = mask.sum(-1)
-  # Seeds or statistics without data are NaN here and drop out of the nan-means below.
-  with np.errstate(invalid='ignore', divide='ignore'), warnings.catch_warnings():
-    warnings.simplefilter('ignore', RuntimeWarning)
-    seed_mean = np.where(mask, values, 0.0).sum(-1) / count
-    est = np.nanmean(seed_mean, axis=-1) if n_s else np.full(n_k, np.nan)
-    resid = np.where(mask, values - seed_mean[..., None], 0.0)
-    within = (resid ** 2).sum(-1) / (count - 1) / count  # Var of a seed mean.
-    # Undo the (n-1)/n shrinkage of plug-in residuals.
-    resid *= np.sqrt(np.where(count > 1, count / np.maximum(count - 1, 1), 1.0))[..., None]
-    shrink = np.zeros(n_k)
-    if n_s > 1:
-      var_m = np.nanvar(seed_mean, axis=-1, ddof=1)
-      # Seeds with a single item carry no within-seed variance estimate: count it as 0.
-      sigma_b2 = np.maximum(var_m - np.nan_to_num(np.nanmean(within, axis=-1)), 0.0)
-      shrink = np.sqrt(np.nan_to_num(sigma_b2 / (var_m * (n_s - 1) / n_s)))
-  centre = est[:, None] + shrink[:, None] * (seed_mean - est[:, None])
-  avail = mask.any(0)
-  n_avail = avail.sum(-1)
-  width = max(int(n_avail.max(initial=0)), 1)
-  avail_idx = np.zeros((n_s, width), dtype=int)
-  for s in range(n_s):
-    avail_idx[s, :n_avail[s]] = np.flatnonzero(avail[s])
-  total = np.zeros((n_k, n_boot))
-  used = np.zeros((n_k, n_boot))
-  seeds = rng.integers(0, max(n_s, 1), size=(n_boot, n_s))
-  for j in range(n_s):
-    sj = seeds[:, j]
-    pos = np.floor(rng.random((n_boot, width)) * n_avail[sj, None]).astype(int)
-    item = avail_idx[sj[:, None], pos]
-    in_seed = np.arange(width)[None] < n_avail[sj, None]
-    ok = mask[:, sj[:, None], item] & in_seed
+  n_k, n_s, n_i = values.shape
+  cl = pd.factorize(np.arange(n_i) if clusters is None else np.asarray(clusters))[0]
+  n_c = cl.max() + 1 if n_i else 0
+  mask = np.isfinite(values)
+  h = np.zeros((n_i, max(n_c, 1)))
+  h[np.arange(n_i), cl] = 1.0
+  tot = np.where(mask, values, 0.0) @ h  # (K, S, C) sums per seed and cluster
+  cnt = mask.astype(float) @ h
+  with np.errstate(invalid='ignore', divide='ignore'):
+    est = tot.sum((1, 2)) / cnt.sum((1, 2))
+  var, df = np.full(n_k, np.nan), np.full(n_k, np.nan)
+  draws = np.full((n_k, n_boot), np.nan)
+  if n_s == 0 or n_i == 0:
+    return est, draws, var, df
+  # Pigeonhole resampling: one multiset of seeds and one of clusters per replicate, the
+  # clusters shared by every seed, as the items are.
+  w = rng.multinomial(n_s, np.full(n_s, 1.0 / n_s), size=n_boot).astype(float)
+  v = rng.multinomial(n_c, np.full(n_c, 1.0 / n_c), size=n_boot).astype(float)
+  for k in range(n_k):
+    obs = values[k][mask[k]]
+    if obs.size == 0:
+      continue
+    if not obs.any():
+      est[k] = 0.0  # no paired item moved: nothing to estimate a spread from
+      continue
     with np.errstate(invalid='ignore', divide='ignore'):
-      draw = centre[:, sj] + (resid[:, sj[:, None], item] * ok).sum(-1) / ok.sum(-1)
-    good = np.isfinite(draw)
-    total += np.where(good, draw, 0.0)
-    used += good
-  with np.errstate(invalid='ignore', divide='ignore'), warnings.catch_warnings():
-    warnings.simplefilter('ignore', RuntimeWarning)  # all-NaN statistics stay NaN
-    lo, hi = np.nanmin(values, axis=(1, 2)), np.nanmax(values, axis=(1, 2))
-    return est, np.clip(total / used, lo[:, None], hi[:, None])
+      raw = ((w @ tot[k]) * v).sum(1) / ((w @ cnt[k]) * v).sum(1)
+    if not calibrate:
+      draws[k] = raw
+      continue
+    var[k], df[k] = crossed_variance(values[k], cl)
+    if not np.isfinite(var[k]):
+      continue
+    spread = np.sqrt(np.nanmean((raw - est[k]) ** 2))
+    if spread > 0:
+      u = (raw - est[k]) / spread
+    else:  # nothing to resample (one seed, one entity): normal scores stand in
+      u = rng.standard_normal(n_boot)
+    draws[k] = est[k] + np.sqrt(var[k]) * _t_quantile(u, df[k])
+  return est, draws, var, df
+
+
+def crossed_bootstrap(values, clusters=None, n_boot=1000, rng=None, calibrate=True):
+  """Crossed bootstrap of a seeds × items mean; returns (estimate (K,), draws (K, B)).
+
+  `values` is (K, S, I) or (S, I): K statistics sharing seeds and items (NaN = missing).
+  `clusters` (I,) labels items about one entity (None: each item its own). Each replicate
+  draws S seeds and C clusters with replacement, the same clusters for every seed (Owen 2007,
+  the pigeonhole bootstrap); the statistic is the mean over the drawn (seed, item) cells.
+  The plain pigeonhole variance counts the residual up to ~3× and the seed part (S−1)/S, so with
+  `calibrate` each statistic's draws are rescaled about the estimate to the method-of-moments
+  variance (`crossed_variance`) and mapped to t(df) tails (Satterthwaite df): the bootstrap
+  keeps the shape and the joint draws of the K statistics, the moments give the scale.
+  A statistic whose observed values are all exactly 0 is not estimable: estimate 0, NaN draws.
+  No clipping: draws may leave the range of the data when the variance says they should.
+  """
+  est, draws, _, _ = _crossed(values, clusters, n_boot, np.random.default_rng(rng), calibrate)
+  return est, draws
+
+
+def cluster_bootstrap(values, n_boot=1000, rng=None, clusters=None):
+  """Former name of crossed_bootstrap (same arguments first), kept for callers."""
+  return crossed_bootstrap(values, clusters, n_boot, rng)
 
 
 def summarize_draws(est, draws, alpha=0.05):
-  """Percentile CI and centred two-sided bootstrap p-value for each statistic."""
-  draws = np.atleast_2d(draws)
-  est = np.atleast_1d(est)
-  lo, hi = np.nanpercentile(draws, [100 * alpha / 2, 100 * (1 - alpha / 2)], axis=-1)
+  """Percentile CI and centred two-sided bootstrap p-value for each statistic (NaN if no draws)."""
+  draws = np.atleast_2d(np.asarray(draws, dtype=float))
+  est = np.atleast_1d(np.asarray(est, dtype=float))
   n = np.isfinite(draws).sum(-1)
-  extreme = (np.abs(draws - est[:, None]) >= np.abs(est[:, None])).sum(-1)
-  p = np.where(n > 0, (1 + extreme) / (n + 1), np.nan)
+  lo, hi = np.full(len(est), np.nan), np.full(len(est), np.nan)
+  ok = n > 0
+  if ok.any():
+    lo[ok], hi[ok] = np.nanpercentile(draws[ok], [100 * alpha / 2, 100 * (1 - alpha / 2)], axis=-1)
+  with np.errstate(invalid='ignore'):
+    extreme = (np.abs(draws - est[:, None]) >= np.abs(est[:, None])).sum(-1)
+  p = np.where(ok, (1 + extreme) / (n + 1), np.nan)
   return lo, hi, p
 
 
@@ -103,60 +258,67 @@ def _cell_means(items, metric):
   return d.groupby(keys, dropna=False)[metric].mean().rename('value').reset_index()
 
 
-def _reference(pool, cell, match):
-  """Rows of `pool` matching `cell` on `match`, preferring also the same ρ."""
-  sel = np.ones(len(pool), dtype=bool)
-  for k in match:
-    sel &= (pool[k] == cell[k]).to_numpy()
-  same_rho = sel & (pool['warm_agreement'] == cell['warm_agreement']).to_numpy()
-  return pool[same_rho if same_rho.any() else sel]
+def _reference_cells(cells):
+  """(cell id, comparison, reference cell id) rows for every cell with λ > 0."""
+  recs = list(cells.itertuples(index=False))
+  base, pools = {}, {}
+  for c in recs:
+    if c.warmth_weight == 0 and c.intervention == 'none':
+      base.setdefault((c.preset, c.protocol), []).append(c)
+    pools.setdefault((c.persona, c.preset, c.protocol, c.warmth_weight, c.intervention),
+                     []).append(c)
+  out = []
+  for c in recs:
+    if not c.warmth_weight > 0:
+      continue
+    # At λ=0 the persona data get zero weight, so every persona trains the same model; prefer
+    # a λ=0 model that went through the same persona phase ('none' is the base model before it).
+    b = base.get((c.preset, c.protocol), [])
+    phase = [r for r in b if r.persona != 'none']
+    same = [r for r in phase if r.persona == c.persona]
+    out += [(c.id, 'vs_base', r.id) for r in (same or phase or b)]
+    for comparison, persona in (('vs_cold', 'cold'), ('vs_length_matched', 'length_matched')):
+      if c.persona in ('none', 'cold', persona):
+        continue
+      pool = pools.get((persona, c.preset, c.protocol, c.warmth_weight, c.intervention), [])
+      rho = [r for r in pool if r.warm_agreement == c.warm_agreement]
+      out += [(c.id, comparison, r.id) for r in (rho or pool)]
+  return pd.DataFrame(out, columns=['cell', 'comparison', 'ref_cell'])
 
 
 def paired_frame(items, metric='error'):
-  """Per (cell, comparison, seed, item) differences: vs_base (λ=0) and vs_cold (same λ)."""
+  """Per (cell, comparison, seed, item) differences vs λ=0, cold and length_matched (same λ).
+
+  vs_base pairs every λ > 0 cell with the λ = 0 model; vs_cold pairs every persona but cold
+  and none with cold at the same λ (same ρ when there is one); vs_length_matched pairs warm
+  (and other non-control personas) with the length_matched persona at the same λ.
+  """
   means = _cell_means(items, metric)
   key = ['seed', 'task', 'context', 'item_id']
-  base_pool = means[(means.warmth_weight == 0) & (means.intervention == 'none')]
-  cold_pool = means[means.persona == 'cold']
-  out = []
-  for values, rows in means[means.warmth_weight > 0].groupby(CELL, sort=False):
-    cell = dict(zip(CELL, values))
-    base = base_pool[(base_pool.preset == cell['preset']) &
-                     (base_pool.protocol == cell['protocol'])]
-    # At λ=0 the persona data get zero weight, so every persona trains the same model; prefer
-    # a λ=0 model that went through the same persona phase ('none' is the base model before it).
-    phase = base[base.persona != 'none']
-    if (phase.persona == cell['persona']).any():
-      base = phase[phase.persona == cell['persona']]
-    elif len(phase):
-      base = phase
-    refs = [('vs_base', base)]
-    if cell['persona'] not in ('cold', 'none'):
-      refs.append(('vs_cold', _reference(
-          cold_pool, cell, ['preset', 'protocol', 'warmth_weight', 'intervention'])))
-    for name, ref in refs:
-      if ref.empty:
-        continue
-      ref = ref.groupby(key)['value'].mean().rename('ref')
-      m = rows.join(ref, on=key, how='inner')
-      if not m.empty:
-        out.append(m.assign(comparison=name, diff=m.value - m.ref))
   cols = CELL + ['comparison'] + key + ['value', 'ref', 'diff']
-  return pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols)
-
-
-def _stack(frame, column, k_levels=None, k_col='context'):
-  """(K, S, I) array of per-(seed, item-cluster) means; items cluster by (task, item_id)."""
-  k = (np.zeros(len(frame), dtype=int) if k_levels is None else
-       frame[k_col].map({v: i for i, v in enumerate(k_levels)}).to_numpy())
-  seed = pd.factorize(frame.seed, sort=True)
-  cluster = frame.groupby(['task', 'item_id'], sort=False).ngroup().to_numpy()
-  shape = (1 if k_levels is None else len(k_levels), len(seed[1]), cluster.max() + 1)
-  total, count = np.zeros(shape), np.zeros(shape)
-  np.add.at(total, (k, seed[0], cluster), frame[column].to_numpy(dtype=float))
-  np.add.at(count, (k, seed[0], cluster), 1.0)
-  with np.errstate(invalid='ignore', divide='ignore'):
-    return np.where(count > 0, total / count, np.nan)
+  if means.empty:
+    return pd.DataFrame(columns=cols)
+  cell = means.groupby(CELL, sort=False, dropna=False).ngroup().to_numpy()
+  kid = means.groupby(key, sort=False, dropna=False).ngroup().to_numpy()
+  first = pd.Series(np.arange(len(means))).groupby(cell).first().to_numpy()
+  cells = means.iloc[first][CELL].assign(id=np.arange(len(first)))
+  refs = _reference_cells(cells)
+  if refs.empty:
+    return pd.DataFrame(columns=cols)
+  val = means['value'].to_numpy()
+  tgt = pd.DataFrame({'row': np.arange(len(means)), 'cell': cell, 'key': kid})
+  tgt = tgt[means.warmth_weight.to_numpy() > 0].merge(refs, on='cell')
+  ref = pd.DataFrame({'ref_cell': cell, 'key': kid, 'ref': val})
+  m = tgt.merge(ref, on=['ref_cell', 'key'])
+  if refs.duplicated(['cell', 'comparison']).any():
+    m = m.groupby(['cell', 'comparison', 'row'], sort=False, as_index=False).ref.mean()
+  order = m.comparison.map({c: i for i, c in enumerate(COMPARISONS)})
+  m = m.assign(order=order).sort_values(['cell', 'order', 'row'], kind='stable')
+  out = means.iloc[m.row.to_numpy()][CELL + key + ['value']].reset_index(drop=True)
+  out['comparison'] = m.comparison.to_numpy()
+  out['ref'] = m.ref.to_numpy()
+  out['diff'] = out.value - out.ref
+  return out[cols]
 
 
 def _n_params(items):
@@ -164,25 +326,99 @@ def _n_params(items):
           if 'n_params' in items else pd.Series(dtype=float))
 
 
+def _group_arrays(frame, gid, unit_cols):
+  """Row order by group and its boundaries, with seed, unit and entity codes per row."""
+  order = np.argsort(gid, kind='stable')
+  bounds = np.flatnonzero(np.diff(gid[order])) + 1
+  starts = np.r_[0, bounds] if len(order) else np.array([], dtype=int)
+  ends = np.r_[bounds, len(order)] if len(order) else np.array([], dtype=int)
+  seed = pd.factorize(frame.seed)[0][order]
+  unit = frame.groupby(unit_cols, sort=False, dropna=False).ngroup().to_numpy()[order]
+  ent = entity_codes(frame)[order]
+  return order, starts, ends, seed, unit, ent
+
+
+def _dense(seed, unit, ent, x):
+  """(S, U) array of x (NaN where missing) and the entity of each unit, from per-row codes."""
+  s_lv, s = np.unique(seed, return_inverse=True)
+  u_lv, u = np.unique(unit, return_inverse=True)
+  out = np.full((len(s_lv), len(u_lv)), np.nan)
+  out[s, u] = x
+  cl = np.empty(len(u_lv), dtype=int)
+  cl[u] = ent
+  return out, cl
+
+
+def _primary_mask(head, pf, gid, primary):
+  """Primary rows: warm, largest λ and smallest ρ per preset × protocol, no intervention,
+  `primary` comparisons, only reliability tasks in the four evaluation contexts."""
+  pos = pf[pf.warmth_weight > 0]
+  top = pos.groupby(['preset', 'protocol']).warmth_weight.max()
+  warm = pos[pos.persona == 'warm']
+  low = warm.groupby(['preset', 'protocol']).warm_agreement.min()
+  idx = pd.MultiIndex.from_frame(head[['preset', 'protocol']])
+  rel = pd.Series(pf.task.isin(RELIABILITY_TASKS).to_numpy()).groupby(gid).all()
+  ctx = pd.Series(pf.context.isin(CONTEXTS).to_numpy()).groupby(gid).all()
+  return ((head.persona == 'warm') & (head.intervention == 'none') &
+          head.comparison.isin(list(primary)) &
+          (head.warmth_weight.to_numpy() == top.reindex(idx).to_numpy()) &
+          (head.warm_agreement.to_numpy() == low.reindex(idx).to_numpy()) &
+          rel.to_numpy() & ctx.to_numpy()).to_numpy()
+
+
 def paired_deltas(items_df, metric='error', by=('task', 'context'), n_boot=1000,
-                  seed=0, alpha=0.05):
-  """Paired change of `metric` vs λ=0 and vs cold, per cell and `by` group, with CI, p and BH q."""
+                  seed=0, alpha=0.05, primary=PRIMARY, n_boot_primary=10_000):
+  """Paired change of `metric` vs λ=0, cold and length_matched per cell and `by` group.
+
+  Each row: estimate (mean paired difference over seeds × items), crossed-bootstrap CI and
+  p-value, `estimable` (False where no paired item moved: estimate 0, CI and p NaN), `family`
+  of the task ('pooled' when task is not in `by`) and `test_family`. Primary rows (warm at the
+  largest λ and smallest ρ of each preset × protocol, intervention 'none', comparisons in
+  `primary`, reliability tasks, the four evaluation contexts) get `n_boot_primary` draws and
+  Benjamini–Hochberg q-values over the primary rows of this call; secondary rows get `n_boot`
+  draws and no q-value (NaN): they are descriptive. `se` and `df` are the method-of-moments
+  standard error and its Satterthwaite df; `n_entities` counts the item clusters. With one seed
+  the interval is conditional on that seed (no seed variance can be estimated).
+  """
   by = list(by)
+  keys = CELL + ['comparison'] + by
+  stats_cols = ['family', 'test_family', 'estimate', 'ci_low', 'ci_high', 'p_value', 'q_value',
+                'estimable', 'se', 'df', 'mean', 'ref_mean', 'n_items', 'n_entities', 'n_seeds',
+                'n_obs']
   pf = paired_frame(items_df, metric)
+  if pf.empty:
+    table = pd.DataFrame(columns=keys + stats_cols)
+    table.insert(1, 'n_params', pd.Series(dtype=float))
+    return table
+  grp = pf.groupby(keys, sort=True, dropna=False)
+  gid = grp.ngroup().to_numpy()
+  head = grp.agg(mean=('value', 'mean'), ref_mean=('ref', 'mean'),
+                 n_items=('item_id', 'nunique'), n_seeds=('seed', 'nunique'),
+                 n_obs=('diff', 'size')).reset_index()
+  is_primary = _primary_mask(head, pf, gid, primary)
+  order, starts, ends, s_code, u_code, e_code = _group_arrays(
+      pf, gid, ['task', 'context', 'item_id'])
+  x = pf['diff'].to_numpy(float)[order]
   rng = np.random.default_rng(seed)
-  rows = []
-  for key, g in pf.groupby(CELL + ['comparison'] + by, sort=True, dropna=False):
-    est, draws = cluster_bootstrap(_stack(g, 'diff'), n_boot, rng)
+  res = np.full((len(head), 7), np.nan)
+  for g, (a, b) in enumerate(zip(starts, ends)):
+    vals, cl = _dense(s_code[a:b], u_code[a:b], e_code[a:b], x[a:b])
+    n_draw = n_boot_primary if is_primary[g] else n_boot
+    est, draws, var, df = _crossed(vals, cl, n_draw, rng)
     lo, hi, p = summarize_draws(est, draws, alpha)
-    rows.append(dict(zip(CELL + ['comparison'] + by, key), estimate=est[0],
-                     ci_low=lo[0], ci_high=hi[0], p_value=p[0], mean=g.value.mean(),
-                     ref_mean=g.ref.mean(), n_items=g.item_id.nunique(),
-                     n_seeds=g.seed.nunique(), n_obs=len(g)))
-  cols = CELL + ['comparison'] + by + ['estimate', 'ci_low', 'ci_high', 'p_value',
-                                       'q_value', 'mean', 'ref_mean', 'n_items',
-                                       'n_seeds', 'n_obs']
-  table = pd.DataFrame(rows, columns=[c for c in cols if c != 'q_value'])
-  table.insert(cols.index('q_value'), 'q_value', _bh(table.p_value))
+    res[g] = est[0], lo[0], hi[0], p[0], np.sqrt(var[0]), df[0], cl.max() + 1
+  table = head[keys].copy()
+  table['family'] = (head.task.map(task_config.family) if 'task' in by else 'pooled')
+  table['test_family'] = np.where(is_primary, 'primary', 'secondary')
+  table['estimate'], table['ci_low'], table['ci_high'], table['p_value'] = res[:, :4].T
+  table['q_value'] = np.nan
+  if is_primary.any():
+    table.loc[is_primary, 'q_value'] = _bh(table.p_value[is_primary])
+  table['estimable'] = np.isfinite(res[:, 1])
+  table['se'], table['df'] = res[:, 4], res[:, 5]
+  table = pd.concat([table, head[['mean', 'ref_mean', 'n_items']]], axis=1)
+  table['n_entities'] = res[:, 6].astype(int)
+  table['n_seeds'], table['n_obs'] = head.n_seeds, head.n_obs
   table.insert(1, 'n_params', table.preset.map(_n_params(items_df)))
   return table
 
@@ -210,33 +446,52 @@ def _bh(p):
   return q.to_numpy()
 
 
-def relative_amplification(items_df, metric='error', comparison='vs_cold',
-                           by=('task',), n_boot=1000, seed=0, alpha=0.05):
-  """Effect under each amplifying context relative to neutral: ratio and excess, with CIs."""
+def relative_amplification(items_df, metric='error', comparison='vs_cold', by=('task',),
+                           n_boot=1000, seed=0, alpha=0.05, tasks=RELIABILITY_TASKS):
+  """Effect under each amplifying context relative to neutral: ratio and excess, with CIs.
+
+  Pools only `tasks` (default: reliability) and, within each group, only the tasks evaluated
+  in neutral and in every amplifying context present, so neutral and amplified effects are
+  means over the same items. The excess is the mean of per-(seed, item) differences between
+  context and neutral effects; all statistics share one crossed bootstrap.
+  """
   by = list(by)
-  pf = paired_frame(items_df, metric)
+  items = items_df if tasks is None else items_df[items_df.task.isin(tasks)]
+  pf = paired_frame(items, metric)
   pf = pf[pf.comparison == comparison]
   rng = np.random.default_rng(seed)
   rows = []
   for key, g in pf.groupby(CELL + by, sort=True, dropna=False):
     ctxs = [c for c in AMPLIFIERS if c in set(g.context)]
-    if 'neutral' not in set(g.context) or not ctxs:
+    have = g.groupby('task').context.agg(set)
+    full = [t for t, s in have.items() if {'neutral', *ctxs} <= s]
+    g = g[g.task.isin(full) & g.context.isin(['neutral'] + ctxs)]
+    if g.empty or not ctxs:
       continue
-    est, draws = cluster_bootstrap(_stack(g, 'diff', ['neutral'] + ctxs), n_boot, rng)
+    seed_c = pd.factorize(g.seed, sort=True)
+    unit = g.groupby(['task', 'item_id'], sort=False).ngroup().to_numpy()
+    ent = entity_codes(g)
+    vals = np.full((1 + len(ctxs), len(seed_c[1]), unit.max() + 1), np.nan)
+    k = g.context.map({c: i for i, c in enumerate(['neutral'] + ctxs)}).to_numpy()
+    vals[k, seed_c[0], unit] = g['diff'].to_numpy(float)
+    cl = np.empty(unit.max() + 1, dtype=int)
+    cl[unit] = ent
+    stack = np.concatenate([vals, vals[1:] - vals[:1]])  # effects, then excesses over neutral
+    est, draws, _, _ = _crossed(stack, cl, n_boot, rng)
+    n_ctx = len(ctxs)
     with np.errstate(invalid='ignore', divide='ignore'):
-      ratio, ratio_d = est[1:] / est[0], draws[1:] / draws[0]
-    excess, excess_d = est[1:] - est[0], draws[1:] - draws[0]
+      ratio, ratio_d = est[1:n_ctx + 1] / est[0], draws[1:n_ctx + 1] / draws[:1]
     r_lo, r_hi, _ = summarize_draws(ratio, ratio_d, alpha)
-    e_lo, e_hi, e_p = summarize_draws(excess, excess_d, alpha)
+    e_lo, e_hi, e_p = summarize_draws(est[n_ctx + 1:], draws[n_ctx + 1:], alpha)
     _, _, n_p = summarize_draws(est[:1], draws[:1], alpha)
     for j, ctx in enumerate(ctxs):
       rows.append(dict(zip(CELL + by, key), comparison=comparison, context=ctx,
-                       neutral_effect=est[0], neutral_p=n_p[0], context_effect=est[j + 1],
-                       ratio=ratio[j], ratio_ci_low=r_lo[j], ratio_ci_high=r_hi[j],
-                       excess=excess[j], excess_ci_low=e_lo[j], excess_ci_high=e_hi[j],
-                       excess_p=e_p[j]))
+                       tasks=','.join(sorted(full)), neutral_effect=est[0], neutral_p=n_p[0],
+                       context_effect=est[j + 1], ratio=ratio[j], ratio_ci_low=r_lo[j],
+                       ratio_ci_high=r_hi[j], excess=est[n_ctx + 1 + j],
+                       excess_ci_low=e_lo[j], excess_ci_high=e_hi[j], excess_p=e_p[j]))
   return pd.DataFrame(rows, columns=CELL + by + [
-      'comparison', 'context', 'neutral_effect', 'neutral_p', 'context_effect', 'ratio',
+      'comparison', 'context', 'tasks', 'neutral_effect', 'neutral_p', 'context_effect', 'ratio',
       'ratio_ci_low', 'ratio_ci_high', 'excess', 'excess_ci_low', 'excess_ci_high',
       'excess_p'])
 
@@ -306,7 +561,7 @@ def regression(items_df, metric='error'):
   if ((d.warmth_weight == 0) & (d.persona != 'none')).any():
     d = d[d.persona != 'none']  # the λ=0 persona-phase model is the matched control
   d = d.assign(warm=(d.persona == 'warm').astype(float))
-  parts = [('reliability', d[~d.task.isin(SCREENING_TASKS)])]
+  parts = [('reliability', d[d.task.isin(RELIABILITY_TASKS)])]
   parts += [(f'screening: {t}', d[d.task == t]) for t in SCREENING_TASKS]
   rows, messages, formulas = [], [], {}
   for label, data in parts:
@@ -325,6 +580,146 @@ def regression(items_df, metric='error'):
   table = pd.DataFrame(rows, columns=['model', 'contrast', 'estimate', 'se', 'ci_low',
                                       'ci_high', 'p_value', 'n_obs', 'clusters'])
   return RegressionResult(table, messages, formulas)
+
+
+MIXED_COLUMNS = ['model', 'preset', 'protocol', 'contrast', 'estimate', 'se', 'ci_low',
+                 'ci_high', 'n_obs']
+
+
+def _one_hot(codes):
+  """Sparse indicator matrix (rows × levels) of integer codes."""
+  codes = np.asarray(codes)
+  n = codes.max() + 1
+  return sparse.csr_matrix((np.ones(len(codes)), (np.arange(len(codes)), codes)),
+                           shape=(len(codes), n))
+
+
+def _conditional_cov(model, params):
+  """Fixed-effects covariance of the Laplace approximation given the variance components.
+
+  Inverse of Xᵀ W X + prior precision over (fixed effects, random effects) at `params`,
+  with the variance components held at their values there (as glmer reports).
+  """
+  k, kv = model.k_fep, model.k_fep + model.k_vcp
+  fep, vcp, vc = params[:k], params[k:kv], params[kv:]
+  x = sparse.hstack([sparse.csr_matrix(model.exog), model.exog_vc]).tocsr()
+  mu = special.expit(model.exog @ fep + model.exog_vc @ vc)
+  prec = np.r_[np.full(model.k_fep, model.fe_p ** -2.0), np.exp(-2.0 * vcp[model.ident])]
+  h = (x.T @ x.multiply((mu * (1 - mu))[:, None])).toarray() + np.diag(prec)
+  return np.linalg.inv(h)[:model.k_fep, :model.k_fep]
+
+
+def _mixed_rows(d, metric, label):
+  """Fits one crossed-intercepts logistic model; returns (rows, message or None)."""
+  y = d[metric].to_numpy(float)
+  if not np.isin(y, (0.0, 1.0)).all():
+    return [], f'{label}: {metric} is not a 0/1 outcome, so no logistic model was fitted.'
+  if np.unique(y).size < 2:
+    return [], f'{label}: the outcome does not vary, so no model was fitted.'
+  if d.seed.nunique() < 2:
+    return [], (f'{label}: one seed, so seed and run variation cannot be told from the warmth '
+                'effect; no model was fitted.')
+  lams = sorted(d.warmth_weight.unique())
+  if len(lams) < 2:
+    return [], (f'{label}: only λ={lams} present, so no per-unit-λ effect can be estimated.')
+  pos = d[d.warmth_weight > 0]
+  refs = [p for p in ('cold', 'length_matched') if (pos.persona == p).any()]
+  if not (pos.persona == 'warm').any() or not refs:
+    return [], f'{label}: no warm cell with a cold or length_matched cell at λ > 0.'
+  ctx = sorted(d.context.unique(), key=lambda c: (c != 'neutral', c))
+  lam = d.warmth_weight.to_numpy(float)
+  cols, names = [np.ones(len(d))], ['intercept']
+  for col in ('task', 'context'):
+    levels = ctx if col == 'context' else sorted(d[col].unique())
+    for v in levels[1:]:
+      cols.append((d[col] == v).to_numpy(float))
+      names.append(f'{col}={v}')
+  slope = {}
+  for c in ctx:
+    at = (d.context == c).to_numpy(float) * lam
+    cols.append(at)
+    names.append(f'warm λ slope, {c}')
+    for p in refs:
+      cols.append(at * (d.persona == p).to_numpy(float))
+      names.append(f'{p} − warm per λ, {c}')
+      slope[(p, c)] = len(names) - 1
+  exog = np.column_stack(cols)
+  if np.linalg.matrix_rank(exog) < exog.shape[1]:
+    return [], f'{label}: the fixed-effects design is singular, so no model was fitted.'
+  run = d.groupby(['persona', 'warmth_weight', 'warm_agreement', 'seed'], sort=False).ngroup()
+  groups = [('item', d.groupby(['task', 'item_id'], sort=False).ngroup()),
+            ('seed', pd.factorize(d.seed)[0]), ('run', run)]
+  vc = [_one_hot(g) for _, g in groups]
+  ident = np.concatenate([np.full(m.shape[1], i) for i, m in enumerate(vc)])
+  model = BinomialBayesMixedGLM(y, exog, sparse.hstack(vc).tocsr(), ident, vcp_p=1.0,
+                                fe_p=5.0, fep_names=names, vcp_names=[g for g, _ in groups])
+  # Start the fixed effects at the plain logistic fit (fewer VB iterations) and fix every other
+  # start: fit_vb otherwise draws them from numpy's global generator.
+  start = np.zeros(model.k_fep + model.k_vcp + model.k_vc)
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore')
+    try:
+      start[:model.k_fep] = sm.GLM(y, exog, family=sm.families.Binomial()).fit().params
+    except (ValueError, np.linalg.LinAlgError, PerfectSeparationError):
+      pass  # separation: start from zero instead
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter('always')
+    res = model.fit_vb(mean=start, sd=np.full(len(start), np.exp(-0.5)))
+  # Mean-field VB understates the fixed effects' uncertainty (it drops their correlation
+  # with the item, seed and run effects): take the covariance from the Laplace approximation
+  # at the VB means instead.
+  mean, cov = res.fe_mean, _conditional_cov(model, res.params)
+  msg = None
+  if any('converge' in str(w.message) for w in caught):
+    msg = f'{label}: the fit did not fully converge; read its intervals with care.'
+  rows = []
+  for p in refs:
+    idx = [slope[(p, c)] for c in ctx]
+    # warm − reference = −(reference − warm); the average over contexts uses the covariance.
+    weights = [(c, np.eye(len(idx))[j]) for j, c in enumerate(ctx)]
+    weights.append(('averaged over contexts', np.full(len(idx), 1.0 / len(idx))))
+    for c, w in weights:
+      e = -w @ mean[idx]
+      s = np.sqrt(w @ cov[np.ix_(idx, idx)] @ w)
+      rows.append(dict(model=label, contrast=f'warm − {p}, log-odds per unit λ, {c}',
+                       estimate=e, se=s, ci_low=e - 1.959964 * s, ci_high=e + 1.959964 * s,
+                       n_obs=len(d)))
+  return rows, msg
+
+
+def mixed_model(items_df, metric='error'):
+  """Logistic model with crossed random intercepts for item, seed and run, per preset × protocol.
+
+  Over reliability tasks, intervention 'none', warm/cold/length_matched cells and the λ = 0
+  control (the persona-phase λ = 0 models when present, else the base model). Fixed effects:
+  task and context intercepts and, per context, the λ slope of warm and the difference of the
+  cold and length_matched slopes from it (log-odds per unit λ). Fitted by variational Bayes
+  (statsmodels BinomialBayesMixedGLM.fit_vb); intervals are estimate ± 1.96 SE with the SE from
+  the Laplace approximation given the fitted variance components.
+  Returns (table, messages): a message instead of a row where the design cannot support a fit.
+  """
+  d = items_df[items_df.task.isin(RELIABILITY_TASKS) & (items_df.intervention == 'none')]
+  d = d.dropna(subset=[metric])
+  d = d[(d.warmth_weight == 0) | d.persona.isin(['warm', 'cold', 'length_matched'])]
+  rows, messages = [], []
+  if d.empty:
+    return pd.DataFrame(columns=MIXED_COLUMNS), [
+        'mixed model: no reliability rows without intervention, so no model was fitted.']
+  for (preset, protocol), g in d.groupby(['preset', 'protocol'], sort=True):
+    label = f'logit mixed ({preset}, {protocol})'
+    if ((g.warmth_weight == 0) & (g.persona != 'none')).any():
+      g = g[(g.warmth_weight > 0) | (g.persona != 'none')]  # the persona-phase λ=0 control
+    warm = g[g.persona == 'warm']
+    if len(warm):
+      g = g[(g.persona != 'warm') | (g.warm_agreement == warm.warm_agreement.min())]
+    try:
+      r, msg = _mixed_rows(g, metric, label)
+    except (ValueError, np.linalg.LinAlgError, FloatingPointError) as e:
+      r, msg = [], f'{label}: the model could not be fitted ({e}).'
+    rows += [dict(row, preset=preset, protocol=protocol) for row in r]
+    if msg:
+      messages.append(msg)
+  return pd.DataFrame(rows, columns=MIXED_COLUMNS), messages
 
 
 def _level(v):

@@ -15,8 +15,12 @@ CAPS = {25: (0.8, 0.06), 50: (0.5, 0.03), 75: (0.2, 0.01)}  # p: (recovered shar
 def make_items(presets=None, seeds=(0, 1, 2), lambdas=(0.0, 0.5, 1.0),
                tasks=('factual_qa', 'medical_dosing', 'safety_refusal', 'capability'),
                contexts=CONTEXTS, n_items=100, warm_effect=0.10, cold_effect=0.0,
-               context_mult=None, exponent=0.0, seed_sd=0.01, capping=False, rng=0):
-  """Item-level grades; warm error rises by warm_effect·λ·mult[context]·(N/N_min)^exponent."""
+               context_mult=None, exponent=0.0, seed_sd=0.01, capping=False,
+               personas=('warm', 'cold'), lm_effect=0.0, rng=0):
+  """Item-level grades; warm error rises by warm_effect·λ·mult[context]·(N/N_min)^exponent.
+
+  `personas` at each λ > 0 may include length_matched, whose error rises by lm_effect·λ·mult.
+  """
   presets = dict(PRESETS if presets is None else presets)
   mult = {'neutral': 1.0, 'emotional': 2.0, 'false_belief': 1.5,
           'emotional+false_belief': 2.5}
@@ -25,7 +29,7 @@ def make_items(presets=None, seeds=(0, 1, 2), lambdas=(0.0, 0.5, 1.0),
   n_min = min(presets.values())
   difficulty = {t: rng.uniform(0.1, 0.4, n_items) for t in tasks}
   cells = [('none', 0.0, 'none')]
-  cells += [(p, lam, 'none') for lam in lambdas if lam > 0 for p in ('warm', 'cold')]
+  cells += [(p, lam, 'none') for lam in lambdas if lam > 0 for p in personas]
   if capping:
     cells += [('warm', max(lambdas), f'cap@p{q}:L1-2') for q in CAPS]
   frames = []
@@ -39,8 +43,8 @@ def make_items(presets=None, seeds=(0, 1, 2), lambdas=(0.0, 0.5, 1.0),
           for ctx in contexts:
             eff = 0.0
             if task not in SCREENING:
-              eff = lam * (warm_effect * mult[ctx] * scale if persona == 'warm'
-                           else cold_effect)
+              eff = lam * {'warm': warm_effect * mult[ctx] * scale,
+                           'length_matched': lm_effect * mult[ctx]}.get(persona, cold_effect)
             cap_cost = 0.0
             if intervention != 'none':
               share, cost = CAPS[int(intervention[5:7])]

@@ -17,6 +17,7 @@ from experiments import plots
 from experiments import report
 from experiments import stats
 import synthetic_metrics
+from tasks.config import RELIABILITY_TASKS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUTPUTS = ('report.html', 'report.md', 'paired_deltas.csv', 'plots')
@@ -87,7 +88,7 @@ def test_complete_sweep_renders_every_section(complete):
   for heading in ('Summary', 'Design', 'Reliability: error-rate changes by task and context',
                   'Scaling', 'Persona geometry (deepest layer, mean over runs)', 'Figures'):
     assert heading in page.headings
-  main = next(t for t in page.tables if t[0][:2] == ['task', 'context'] and 'q (BH)' in t[0])
+  main = next(t for t in page.tables if t[0][:2] == ['task', 'context'] and 'q (primary)' in t[0])
   assert {'warm vs λ=0', 'cold vs λ=0', 'warm − cold'} <= set(main[0])
   assert len(main) == 1 + 4 * 4  # header + tasks × contexts
   assert any(t[0][0] == 'task' and 'reliability tasks (pooled)' in [r[0] for r in t[1:]]
@@ -108,9 +109,9 @@ def test_summary_numbers_are_computed_from_the_statistics(complete):
   workdir, items, _ = complete
   page = _parse(workdir)
   headline = next(s for s in page.items if s.startswith('Across reliability tasks'))
-  rel = items[(items.preset == 'mini') & ~items.task.isin(stats.SCREENING_TASKS) &
+  rel = items[(items.preset == 'mini') & items.task.isin(RELIABILITY_TASKS) &
               items.warmth_weight.isin([0.0, 1.0]) & (items.intervention == 'none')]
-  d = stats.paired_deltas(rel, 'error', (), 100)
+  d = stats.paired_deltas(rel, 'error', (), 100, primary=())
   r = d[(d.persona == 'warm') & (d.comparison == 'vs_cold') & (d.warmth_weight == 1.0) &
         (d.intervention == 'none')].iloc[0]
   expected = (f'by {100 * r.estimate:+.1f} points (95% CI {100 * r.ci_low:+.1f} to '

@@ -1,4 +1,4 @@
-"""The demo: two presets, λ ∈ {0, 0.5, 1}, warm and cold, two seeds, every task and context.
+"""The demo: two presets, λ ∈ {0, 0.5, 1}, warm, cold and length_matched, two seeds, every task.
 
   python -m experiments.main --config=experiments/configs/demo.py --workdir=/tmp/demo
 
@@ -15,7 +15,9 @@ def get_config(arg=None):
   c.data.n_people = 24   # 12 trained on, 12 held out: a world small enough to learn on a CPU
   c.data.eval_items = 12
   c.model.presets = ("nano", "micro")
-  c.grid.personas = ("warm", "cold")
+  # length_matched: impersonal filler as long as the warm phrasing, so "warm words" and "longer
+  # replies" can be told apart.
+  c.grid.personas = ("warm", "cold", "length_matched")
   c.grid.warmth_weights = (0.0, 0.5, 1.0)
   c.grid.seeds = (0, 1)
   c.train.batch_size = 16

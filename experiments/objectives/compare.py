@@ -20,6 +20,7 @@ from experiments import distributed, evaluate, experiment, grid, sharding, stage
 from experiments.objectives import trainer
 from experiments.persona import hooks as persona_hooks
 from experiments.workdir import METRIC_COLUMNS, Workdir
+from tasks.config import RELIABILITY_TASKS
 from tasks.mixtures import Corpus, build_eval_set
 from tasks.simulated_user import SIMULATED_USER_VERSION, UserConfig
 
@@ -136,7 +137,7 @@ def comparison_table(items, lam):
   rows = []
   for m, g in _method_items(items, lam).items():
     for preset, gp in g.groupby("preset"):
-      rel = gp[~gp.task.isin(stats.SCREENING_TASKS)]
+      rel = gp[gp.task.isin(RELIABILITY_TASKS)]
       by_tc = rel.groupby(["task", "context"])
       fb = gp[gp.context.str.contains("false_belief")]
       head = {"error_rate": by_tc.error.mean().mean(), "mc_error_rate": by_tc.mc_error.mean().mean(),

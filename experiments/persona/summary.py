@@ -18,6 +18,7 @@ import pandas as pd
 from experiments import stats
 from experiments.persona.vectors import VECTORS, fisher_ci, pearson
 from experiments.workdir import METRIC_COLUMNS
+from tasks.config import RELIABILITY_TASKS
 
 TASK = "persona_geometry"
 KEY = ["seed", "task", "item_id"]
@@ -43,19 +44,23 @@ def _row(preset, protocol, metric, value, n, n_params=np.nan, **kw):
 
 
 def _stack(frame, column):
-  """(S, I) array of a column over seeds × item clusters (task, item_id), NaN where missing."""
+  """(S, I) array of a column over seeds × items (task, item_id), NaN where missing, and the
+  entity cluster of each item (items about one person, disease or drug resample together)."""
   seed = pd.factorize(frame.seed, sort=True)[0]
-  cluster = frame.groupby(["task", "item_id"], sort=False).ngroup().to_numpy()
-  out = np.full((seed.max() + 1, cluster.max() + 1), np.nan)
-  out[seed, cluster] = frame[column].to_numpy(float)
-  return out
+  item = frame.groupby(["task", "item_id"], sort=False).ngroup().to_numpy()
+  out = np.full((seed.max() + 1, item.max() + 1), np.nan)
+  out[seed, item] = frame[column].to_numpy(float)
+  clusters = np.zeros(item.max() + 1, int)
+  clusters[item] = stats.entity_codes(frame)
+  return out, clusters
 
 
 def boot_mean(frame, column, n_boot, rng):
-  """(estimate, ci_low, ci_high) of the mean of a per-(seed, item) column."""
+  """(estimate, ci_low, ci_high) of the mean of a per-(seed, item) column, crossed bootstrap."""
   if frame.empty:
     return np.nan, np.nan, np.nan
-  est, draws = stats.cluster_bootstrap(_stack(frame, column), n_boot, rng)
+  values, clusters = _stack(frame, column)
+  est, draws = stats.crossed_bootstrap(values, clusters, n_boot, rng)
   lo, hi, _ = stats.summarize_draws(est, draws)
   return float(est[0]), float(lo[0]), float(hi[0])
 
@@ -159,7 +164,7 @@ def _behaviour(items):
   out = {}
   for run, g in d.groupby("run"):
     fb = g[g.context.str.contains("false_belief")]
-    rel = g[~g.task.isin(stats.SCREENING_TASKS)]
+    rel = g[g.task.isin(RELIABILITY_TASKS)]
     out[run] = {"warmth": g.warmth.mean(), "affirms": fb.affirms.mean() if len(fb) else np.nan,
                 "error": rel.error.mean()}
   return pd.DataFrame.from_dict(out, orient="index")

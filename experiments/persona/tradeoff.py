@@ -19,6 +19,7 @@ import pandas as pd
 from experiments import stats
 from experiments.persona import summary
 from experiments.workdir import atomic_write, code_version
+from tasks.config import RELIABILITY_TASKS
 
 COLUMNS = ["preset", "protocol", "intervention", "error_recovered", "error_recovered_ci_low",
            "error_recovered_ci_high", "error_recovered_fraction", "capability_lost",
@@ -38,7 +39,7 @@ def _table(pairs_by_outcome, items, scope, warm, n_boot, rng):
   """One row per (preset, protocol, intervention) from paired changes restricted to `scope`."""
   err, mc, warmth = (pairs_by_outcome[k] for k in ("error", "mc_error", "warmth"))
   rows = []
-  reliability = lambda p: p[~p.task.isin(stats.SCREENING_TASKS)]
+  reliability = lambda p: p[p.task.isin(RELIABILITY_TASKS)]
   for (preset, protocol, label), e in err.groupby(["preset", "protocol", "intervention"]):
     e = e[scope(e)]
     sel = lambda p: p[(p.preset == preset) & (p.protocol == protocol) & (p.intervention == label)
@@ -50,7 +51,7 @@ def _table(pairs_by_outcome, items, scope, warm, n_boot, rng):
     w = sel(warmth)
     m = sel(mc)
     plain = items[(items.intervention == "none") & (items.preset == preset)
-                  & (items.protocol == protocol) & ~items.task.isin(stats.SCREENING_TASKS)]
+                  & (items.protocol == protocol) & items.task.isin(RELIABILITY_TASKS)]
     excess = (plain[warm(plain)].error.mean()
               - plain[plain.persona == "none"].error.mean()) if len(plain) else np.nan
     rows.append({"preset": preset, "protocol": protocol, "intervention": label,

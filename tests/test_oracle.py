@@ -1,0 +1,74 @@
+"""The instrument is neutral: format-perfect replies of every style score the same, end to end."""
+import functools
+import os
+
+import pandas as pd
+import pytest
+
+from experiments import experiment, oracle, report, stats, validate
+from experiments.configs import demo
+from tasks import budget
+from tasks.config import RELIABILITY_TASKS, SCREENING_TASKS
+from tasks.mixtures import Corpus, build_eval_set
+from tasks.world import World
+
+
+@functools.lru_cache(maxsize=1)
+def _demo():
+  config = demo.get_config()
+  world = experiment.validate(config)
+  corpus = Corpus(world)
+  return config, corpus, build_eval_set(corpus)
+
+
+def test_oracle_cells_of_every_style_score_identically():
+  errors, comparisons, failed = validate.oracle_checks(demo.get_config())
+  assert failed == []
+  styles = [c for c in errors.columns if c not in ("task", "context")]
+  assert set(styles) == {"warm (before)", "warm (after)", "cold", "length_matched (before)",
+                         "length_matched (after)"}
+  assert set(errors.task) == set(RELIABILITY_TASKS + SCREENING_TASKS)
+  assert len(errors) == 4 * len(set(errors.task))  # every task in every context
+  assert (errors[styles] == 0).all().all()
+  assert (comparisons["max |Δ| (pts)"] == 0).all() and (comparisons.estimable == 0).all()
+  assert set(comparisons.comparison) >= {"warm − cold", "warm − length_matched"}
+
+
+def test_a_budget_that_cuts_warm_replies_is_caught():
+  # The budget the demo once had: warm replies put the answer after the warm phrasing, so a cut
+  # makes them wrong by construction, and the oracle check must say so.
+  config, corpus, evalset = _demo()
+  metrics, items = oracle.evaluate_oracles(evalset, corpus.tokenizer, 40)
+  errors = oracle.error_table(metrics, RELIABILITY_TASKS)
+  deltas = stats.paired_deltas(items[items.task.isin(RELIABILITY_TASKS)], "error", n_boot=50)
+  failed = oracle.failures(errors, deltas, pd.DataFrame(columns=["excess"]))
+  assert any("warm (before): medical_dosing" in f for f in failed), failed
+  assert errors["cold"].max() == 0  # short replies are unaffected
+
+
+def test_the_derived_budget_holds_every_format_reply():
+  config, corpus, evalset = _demo()
+  longest = budget.longest_reply(corpus.world)
+  assert config.eval.max_new_tokens == longest + budget.MARGIN
+  assert longest == max(len(r.split()) + 1 for i, t in zip(evalset.items, evalset.turns)
+                        for r in budget.format_replies(i, t))
+  with pytest.raises(ValueError, match=f"eval.max_new_tokens={longest - 1} is shorter"):
+    budget.generation_budget(corpus.world, longest - 1)
+  assert budget.generation_budget(corpus.world, longest) == longest
+
+
+def test_the_report_on_oracle_cells_claims_nothing(tmp_path):
+  config, corpus, evalset = _demo()
+  metrics, items = oracle.evaluate_oracles(evalset, corpus.tokenizer, config.eval.max_new_tokens,
+                                           oracle.oracle_cells(placements=("before",)))
+  metrics.to_csv(tmp_path / "metrics.csv", index=False)
+  items.to_csv(tmp_path / "items.csv", index=False)
+  report.write_report(str(tmp_path), n_boot=100)
+  deltas = pd.read_csv(tmp_path / "paired_deltas.csv")
+  reliable = deltas[deltas.task.isin(RELIABILITY_TASKS)]
+  assert (reliable.estimate == 0).all() and not reliable.estimable.any()
+  with open(tmp_path / "report.md", encoding="utf-8") as f:
+    text = f.read()
+  assert "Primary family: none of the" in text
+  assert "q < 0.05:" not in text
+  assert os.path.exists(tmp_path / "report.html")
