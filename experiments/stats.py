@@ -155,14 +155,6 @@ def crossed_variance(x, clusters):
   return var, df
 
 
-def _t_quantile(u, df):
-  """Maps standard-normal scores to t(df) scores of the same tail probability."""
-  if not np.isfinite(df) or df > 1e6:
-    return u
-  tail = special.ndtr(-np.abs(u))
-  return -np.sign(u) * special.stdtrit(df, np.maximum(tail, 1e-300))
-
-
 def _crossed(values, clusters, n_boot, rng, calibrate=True):
   """(estimate (K,), draws (K, B), variance (K,), df (K,)); see crossed_bootstrap."""
   values = np.asarray(values, dtype=float)
@@ -200,12 +192,16 @@ def _crossed(values, clusters, n_boot, rng, calibrate=True):
     var[k], df[k] = crossed_variance(values[k], cl)
     if not np.isfinite(var[k]):
       continue
-    spread = np.sqrt(np.nanmean((raw - est[k]) ** 2))
-    if spread > 0:
-      u = (raw - est[k]) / spread
-    else:  # nothing to resample (one seed, one entity): normal scores stand in
-      u = rng.standard_normal(n_boot)
-    draws[k] = est[k] + np.sqrt(var[k]) * _t_quantile(u, df[k])
+    # The draws keep the bootstrap's order (so statistics sharing replicates stay jointly
+    # drawn, e.g. for a ratio) and take t(df) quantiles scaled by the moment variance as
+    # values: rank scores, ties broken at random so a lump of equal draws (an item that moved
+    # once) cannot pull an interval off the estimate.
+    ok = np.isfinite(raw)
+    order = np.lexsort((rng.random(ok.sum()), raw[ok]))
+    score = np.empty(ok.sum())
+    score[order] = (np.arange(ok.sum()) + 0.5) / ok.sum()
+    t = special.stdtrit(df[k], score) if np.isfinite(df[k]) else special.ndtri(score)
+    draws[k, ok] = est[k] + np.sqrt(var[k]) * t
   return est, draws, var, df
 
 
@@ -217,9 +213,11 @@ def crossed_bootstrap(values, clusters=None, n_boot=1000, rng=None, calibrate=Tr
   draws S seeds and C clusters with replacement, the same clusters for every seed (Owen 2007,
   the pigeonhole bootstrap); the statistic is the mean over the drawn (seed, item) cells.
   The plain pigeonhole variance counts the residual up to ~3× and the seed part (S−1)/S, so with
-  `calibrate` each statistic's draws are rescaled about the estimate to the method-of-moments
-  variance (`crossed_variance`) and mapped to t(df) tails (Satterthwaite df): the bootstrap
-  keeps the shape and the joint draws of the K statistics, the moments give the scale.
+  `calibrate` each statistic's draws become t(df) quantiles about the estimate, scaled by the
+  method-of-moments variance (`crossed_variance`, Satterthwaite df), in the order of the
+  bootstrap replicates: the moments give each marginal, the bootstrap the joint draws of the K
+  statistics (what a ratio of two of them needs). A percentile interval of one statistic is then
+  the t interval estimate ± t(df)·se.
   A statistic whose observed values are all exactly 0 is not estimable: estimate 0, NaN draws.
   No clipping: draws may leave the range of the data when the variance says they should.
   """
@@ -230,6 +228,16 @@ def crossed_bootstrap(values, clusters=None, n_boot=1000, rng=None, calibrate=Tr
 def cluster_bootstrap(values, n_boot=1000, rng=None, clusters=None):
   """Former name of crossed_bootstrap (same arguments first), kept for callers."""
   return crossed_bootstrap(values, clusters, n_boot, rng)
+
+
+def t_p_value(est, var, df):
+  """Two-sided p-value of est / sqrt(var) under t(df): exact resolution, no bootstrap floor."""
+  if not np.isfinite(var) or not np.isfinite(est):
+    return np.nan
+  if var <= 0:
+    return 0.0 if est != 0 else 1.0
+  z = -abs(est) / np.sqrt(var)
+  return float(2 * (special.stdtr(df, z) if np.isfinite(df) else special.ndtr(z)))
 
 
 def summarize_draws(est, draws, alpha=0.05):
@@ -370,13 +378,13 @@ def paired_deltas(items_df, metric='error', by=('task', 'context'), n_boot=1000,
                   seed=0, alpha=0.05, primary=PRIMARY, n_boot_primary=10_000):
   """Paired change of `metric` vs λ=0, cold and length_matched per cell and `by` group.
 
-  Each row: estimate (mean paired difference over seeds × items), crossed-bootstrap CI and
-  p-value, `estimable` (False where no paired item moved: estimate 0, CI and p NaN), `family`
+  Each row: estimate (mean paired difference over seeds × items), crossed-bootstrap CI (a
+  t interval on the crossed-design variance, ending at ±1 at most), t p-value, `estimable` (False where no paired item moved: estimate 0, CI and p NaN), `family`
   of the task ('pooled' when task is not in `by`) and `test_family`. Primary rows (warm at the
   largest λ and smallest ρ of each preset × protocol, intervention 'none', comparisons in
   `primary`, reliability tasks, the four evaluation contexts) get `n_boot_primary` draws and
-  Benjamini–Hochberg q-values over the primary rows of this call; secondary rows get `n_boot`
-  draws and no q-value (NaN): they are descriptive. `se` and `df` are the method-of-moments
+  Benjamini–Hochberg q-values over the primary rows of this call, from p-values that have no
+  resolution floor; secondary rows get `n_boot` draws and no q-value (NaN): descriptive. `se` and `df` are the method-of-moments
   standard error and its Satterthwaite df; `n_entities` counts the item clusters. With one seed
   the interval is conditional on that seed (no seed variance can be estimated).
   """
@@ -405,8 +413,13 @@ def paired_deltas(items_df, metric='error', by=('task', 'context'), n_boot=1000,
     vals, cl = _dense(s_code[a:b], u_code[a:b], e_code[a:b], x[a:b])
     n_draw = n_boot_primary if is_primary[g] else n_boot
     est, draws, var, df = _crossed(vals, cl, n_draw, rng)
-    lo, hi, p = summarize_draws(est, draws, alpha)
-    res[g] = est[0], lo[0], hi[0], p[0], np.sqrt(var[0]), df[0], cl.max() + 1
+    lo, hi, _ = summarize_draws(est, draws, alpha)
+    res[g] = est[0], lo[0], hi[0], t_p_value(est[0], var[0], df[0]), np.sqrt(var[0]), df[0], \
+        cl.max() + 1
+  # A difference of two rates lies in [-1, 1]: an interval reaching past it says only that the
+  # data allow anything up to the bound, so it is shown ending there.
+  if np.nanmax(np.abs(x), initial=0.0) <= 1.0:
+    res[:, 1], res[:, 2] = np.maximum(res[:, 1], -1.0), np.minimum(res[:, 2], 1.0)
   table = head[keys].copy()
   table['family'] = (head.task.map(task_config.family) if 'task' in by else 'pooled')
   table['test_family'] = np.where(is_primary, 'primary', 'secondary')

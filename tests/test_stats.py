@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 
 from experiments import planted as planted_oracle
 from experiments import stats
@@ -166,10 +167,14 @@ def test_primary_family_has_q_values_and_fine_p_values(planted):
   assert (prim.comparison == 'vs_cold').all() and (prim.family == 'reliability').all()
   assert prim.q_value.notna().all() and d[d.test_family == 'secondary'].q_value.isna().all()
   assert (d[d.task == 'capability'].test_family == 'secondary').all()
-  # 10⁴ draws: a strong effect gets a p-value below 1e-3, which 200 draws cannot give.
+  # p-values come from the t distribution of the estimate, not from counting draws, so a
+  # strong effect can reach below 1e-3 even with 200 draws (a bootstrap count cannot: 1/201).
   strong = _one(prim, task='factual_qa', context='emotional+false_belief')
   assert strong.p_value < 1e-3
-  assert (d[d.test_family == 'secondary'].p_value.dropna() >= 1 / 201 - 1e-12).all()
+  r = _one(d, persona='warm', warmth_weight=1.0, comparison='vs_cold', task='factual_qa',
+           context='neutral')
+  expected = 2 * scipy_stats.t.sf(abs(r.estimate) / r.se, r.df)
+  assert r.p_value == pytest.approx(expected, rel=1e-6)
   assert (d.family[d.task == 'capability'] == 'screening').all()
   none = stats.paired_deltas(planted, n_boot=200, primary=())
   assert (none.test_family == 'secondary').all() and none.q_value.isna().all()
