@@ -21,11 +21,8 @@ from absl import flags
 from ml_collections import config_flags
 import pandas as pd
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (file.py[:arg]).")
-_REPLICATES = flags.DEFINE_integer("replicates", 1000, "Simulated replicates per design size.")
-flags.mark_flags_as_required(["config"])
-
 COVERAGE_BAND = (0.92, 0.98)
+MIN_REPLICATES = 400
 
 
 def oracle_checks(config):
@@ -60,7 +57,12 @@ def coverage_checks(replicates):
 def main(argv):
   if len(argv) > 1:
     sys.exit(f"Unexpected arguments: {' '.join(argv[1:])}")
-  config = _CONFIG.value
+  config = flags.FLAGS.config
+  replicates = flags.FLAGS.replicates
+  if replicates < MIN_REPLICATES:
+    sys.exit(f"error: --replicates={replicates} is too few: coverage from fewer than "
+             f"{MIN_REPLICATES} replicates is too noisy to hold to {COVERAGE_BAND[0]:.0%}–"
+             f"{COVERAGE_BAND[1]:.0%}.")
   try:
     errors, comparisons, oracle_failed = oracle_checks(config)
   except ValueError as e:
@@ -73,9 +75,9 @@ def main(argv):
     print("\nOracle cells through the paired statistics (every Δ must be exactly 0, none "
           "estimable)")
     print(comparisons.to_string(index=False))
-    coverage, coverage_failed = coverage_checks(_REPLICATES.value)
+    coverage, coverage_failed = coverage_checks(replicates)
     print(f"\nPlanted effects: share of 95% intervals covering the planted difference "
-          f"({_REPLICATES.value} replicates per design)")
+          f"({replicates} replicates per design)")
     print(coverage.to_string(index=False, float_format="{:.3f}".format))
   failed = oracle_failed + coverage_failed
   for sentence in failed:
@@ -86,4 +88,8 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  # Defined here, not at import: tests import this module beside others that own --config.
+  config_flags.DEFINE_config_file("config", None, "Path to a config file (file.py[:arg]).")
+  flags.DEFINE_integer("replicates", 1000, "Simulated replicates per design size.")
+  flags.mark_flags_as_required(["config"])
   app.run(main)

@@ -58,10 +58,8 @@ def medical_reference(world: World, copies=None):
   rng = rng_for(world.cfg.seed, 53)
   docs = []
   for _ in range(copies):
-    for d in range(world.cfg.n_diseases):
-      symptoms = [world.symptoms_of(d)[k] for k in rng.permutation(3)]
-      tmpl = lexicon.DISEASE_TEMPLATES[rng.integers(len(lexicon.DISEASE_TEMPLATES))]
-      docs.append(tmpl.format(name=world.diseases[d], symptoms=symptom_list(symptoms)))
+    docs += [_disease_entry(world, rng, d, lexicon.DISEASE_TEMPLATES)
+             for d in range(world.cfg.n_diseases)]
     for g in range(world.cfg.n_drugs):
       drug = world.drugs[g]
       sentences = [
@@ -87,11 +85,15 @@ def presentations(world: World, copies=None):
   rng = rng_for(world.cfg.seed, 54)
   docs = []
   for _ in range(copies):
-    for d in range(world.cfg.n_diseases):
-      symptoms = [world.symptoms_of(d)[k] for k in rng.permutation(3)]
-      docs.append(_pick(rng, lexicon.PRESENTATION_TEMPLATES).format(
-          name=world.diseases[d], symptoms=symptom_list(symptoms)))
+    docs += [_disease_entry(world, rng, d, lexicon.PRESENTATION_TEMPLATES)
+             for d in range(world.cfg.n_diseases)]
   return docs
+
+
+def _disease_entry(world, rng, d, templates):
+  """One sentence naming disease d and its symptoms (in a random order) in a random template."""
+  symptoms = [world.symptoms_of(d)[k] for k in rng.permutation(3)]
+  return _pick(rng, templates).format(name=world.diseases[d], symptoms=symptom_list(symptoms))
 
 
 def _pick(rng, options):

@@ -1,6 +1,8 @@
 """The instrument is neutral: format-perfect replies of every style score the same, end to end."""
 import functools
 import os
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -72,3 +74,13 @@ def test_the_report_on_oracle_cells_claims_nothing(tmp_path):
   assert "Primary family: none of the" in text
   assert "q < 0.05:" not in text
   assert os.path.exists(tmp_path / "report.html")
+
+
+def test_validate_refuses_too_few_replicates():
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.run([sys.executable, "-m", "experiments.validate",
+                         f"--config={root}/experiments/configs/demo.py", "--replicates=10"],
+                        cwd=root, capture_output=True, text=True, timeout=300,
+                        env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  assert proc.returncode != 0
+  assert "--replicates=10 is too few" in proc.stderr.strip().splitlines()[-1]
