@@ -181,7 +181,7 @@ def test_an_experiment_writes_geometry_capped_items_and_steered_twins(tmp_path):
   from experiments.configs import demo  # pylint: disable=g-import-not-at-top
   from experiments.persona import tables  # pylint: disable=g-import-not-at-top
   c = demo.get_config('runlocal')
-  c.data.n_people, c.data.n_cities, c.data.eval_items = 12, 6, 1
+  c.data.n_people, c.data.n_cities, c.data.eval_items = 12, 6, 2
   c.data.tasks = ('factual_qa', 'misconception', 'capability', 'safety_refusal')
   c.grid.personas, c.grid.warmth_weights, c.grid.seeds = ('warm', 'cold'), (0.0, 1.0), (0,)
   c.train.batch_size, c.train.base_steps, c.train.persona_steps = 8, 6, 4

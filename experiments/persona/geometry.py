@@ -107,6 +107,10 @@ def compute(graphdef, base_E, corpus, evalset, pcfg, personas, batch_size):
   """One SeedGeometry per member of base_E, and the top-projecting training rows."""
   tok = corpus.tokenizer
   groups = scripted_dialogues(evalset, corpus.world.cfg.warm_placement)
+  if not any(g == "role0" for g, _, _ in groups):
+    raise ValueError(f"persona geometry found no neutral eval item in its extraction half: "
+                     f"data.eval_items={corpus.world.cfg.eval_items} is too few to extract "
+                     "vectors from; raise it.")
   names = np.array([g for g, _, _ in groups])
   tokens_NT, reply_NT, real_NT = activations.encode_dialogues(
       tok, [p for _, p, _ in groups], [r for _, _, r in groups], corpus.seq_len)
