@@ -11,7 +11,6 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from experiments import scaling
-from experiments import stats
 from tasks.config import FAMILIES, RELIABILITY_TASKS, family
 
 FAMILY_TITLES = {'reliability': 'reliability tasks', 'screening': 'screening checks',

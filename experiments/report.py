@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from experiments import plots
+from experiments import regression
 from experiments import scaling
 from experiments import stats
 from experiments.objectives import report_section as objectives_report
@@ -204,7 +205,7 @@ def _probe_section(deltas, doc):
 
 def _mixed_model_section(items, doc, summary):
   """The model-based estimate beside the bootstrap: crossed random intercepts, item and seed."""
-  table, messages = stats.mixed_model(items)
+  table, messages = regression.mixed_model(items)
   doc.append(('h3', 'Logistic mixed model (crossed random intercepts for item and seed)'))
   doc += [('p', m) for m in messages]
   if len(table):
@@ -306,7 +307,7 @@ def _stats_sections(items, deltas, n_boot, doc, summary):
   _probe_section(deltas, doc)
   _labels(sub, head, n_boot, doc, summary)
   _mixed_model_section(items, doc, summary)
-  reg = stats.regression(items)
+  reg = regression.regression(items)
   doc.append(('h3', 'Regression over all cells (linear probability, cluster-robust SEs)'))
   doc += [('p', f'{k}: {v}') for k, v in reg.formulas.items()] + [('p', m) for m in reg.messages]
   if len(reg.table):

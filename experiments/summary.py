@@ -2,7 +2,6 @@
 import numpy as np
 import pandas as pd
 
-from experiments import stats
 from experiments.workdir import METRIC_COLUMNS
 from tasks.config import RELIABILITY_TASKS, SCREENING_TASKS
 

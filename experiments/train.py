@@ -9,7 +9,6 @@ mesh: states, optimizer states, batches and per-member vectors enter and leave w
 shardings, the model's activations are pinned by logical names, and parameters are initialised
 already sharded. Without them it is a plain jit on the default device.
 """
-import functools
 import time
 
 from absl import logging

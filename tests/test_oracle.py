@@ -12,7 +12,6 @@ from experiments.configs import demo
 from tasks import budget
 from tasks.config import RELIABILITY_TASKS, SCREENING_TASKS
 from tasks.mixtures import Corpus, build_eval_set
-from tasks.world import World
 
 
 @functools.lru_cache(maxsize=1)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from experiments import crossed
 from experiments import planted
 from experiments import stats
 
@@ -17,7 +18,7 @@ def test_planted_items_have_the_items_csv_shape():
   assert len(items) == 2 * 4 * 3 * 20 and set(items.error) <= {0, 1}
   # Items cluster by entity (several items per person) and are the same for every seed.
   one = items[(items.preset == 'planted0') & (items.persona == 'warm')]
-  ents = {stats.item_entity(i) for i in one.item_id}
+  ents = {crossed.item_entity(i) for i in one.item_id}
   assert 1 < len(ents) < 20
   assert one.groupby('seed').item_id.apply(tuple).nunique() == 1
 

@@ -6,6 +6,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from experiments import planted as planted_oracle
+from experiments import regression
 from experiments import stats
 import synthetic_metrics
 
@@ -24,114 +25,6 @@ def _one(df, **match):
     df = df[df[k] == v]
   assert len(df) == 1, match
   return df.iloc[0]
-
-
-def test_bootstrap_of_constant_differences_has_zero_width():
-  est, draws = stats.crossed_bootstrap(np.full((3, 20), 0.25), n_boot=200, rng=0)
-  lo, hi, p = stats.summarize_draws(est, draws)
-  np.testing.assert_allclose([est[0], lo[0], hi[0]], 0.25)
-  assert p[0] < 0.01
-
-
-def test_all_zero_differences_are_not_estimable():
-  est, draws = stats.crossed_bootstrap(np.zeros((3, 20)), n_boot=200, rng=0)
-  lo, hi, p = stats.summarize_draws(est, draws)
-  assert est[0] == 0 and np.isnan([lo[0], hi[0], p[0]]).all()
-
-
-def test_bootstrap_handles_missing_items_and_seeds():
-  values = np.random.default_rng(0).normal(size=(2, 4, 30))
-  values[0, 1, :10] = np.nan
-  values[1, 3] = np.nan  # a seed with no data for the second statistic
-  est, draws = stats.cluster_bootstrap(values, n_boot=300, rng=0)
-  assert est.shape == (2,) and draws.shape == (2, 300)
-  # A replicate that draws only the empty seed has no value for that statistic: NaN, skipped.
-  assert np.isfinite(draws[0]).all() and np.isfinite(draws[1]).mean() > 0.95
-  lo, hi, p = stats.summarize_draws(est, draws)
-  assert np.isfinite([lo, hi, p]).all()
-
-
-def test_crossed_variance_is_the_anova_estimator_when_balanced():
-  # Balanced seeds × items, items nested in entities: Var(mean) = (MS_seed + MS_entity −
-  # MS_resid) / N, the unbiased ANOVA estimator, when no component is truncated at 0.
-  rng = np.random.default_rng(0)
-  s, c, m = 6, 8, 3
-  ent = np.repeat(np.arange(c), m)
-  x = (rng.normal(0, 1, s)[:, None] + rng.normal(0, 1, c)[ent][None] +
-       rng.normal(0, 0.7, c * m)[None] + rng.normal(0, 0.5, (s, c * m)))
-  g = x.mean()
-  ms_s = c * m * ((x.mean(1) - g) ** 2).sum() / (s - 1)
-  ms_c = s * m * ((np.array([x[:, ent == e].mean() for e in range(c)]) - g) ** 2).sum() / (c - 1)
-  ms_i = s * ((x.mean(0) - g) ** 2).sum() / (c * m - 1)
-  r = x - x.mean(1, keepdims=True) - x.mean(0, keepdims=True) + g
-  ms_r = (r ** 2).sum() / ((s - 1) * (c * m - 1))
-  var, df = stats.crossed_variance(x, ent)
-  np.testing.assert_allclose(var, (ms_s + ms_c - ms_r) / x.size)
-  assert 1 < df < s * c * m
-  np.testing.assert_allclose(stats.crossed_variance(x, np.arange(c * m))[0],
-                             (ms_s + ms_i - ms_r) / x.size)
-  # Missing cells: still finite and positive.
-  x[0, :5] = np.nan
-  assert np.isfinite(stats.crossed_variance(x, ent)).all()
-
-
-def test_draws_are_not_clipped_to_the_data():
-  # Two seeds that disagree completely: the seed variance says the mean is very uncertain, so
-  # the interval may (and here must) reach beyond [-1, 1], the range of the data.
-  values = np.stack([np.ones(12), -np.ones(12)])
-  values[0, :3] = 0.0
-  est, draws = stats.crossed_bootstrap(values, n_boot=2000, rng=0)
-  lo, hi, _ = stats.summarize_draws(est, draws)
-  assert lo[0] < -1.0 and hi[0] > 1.0
-
-
-def _per_seed_resampling(values, n_boot, rng):
-  """Items resampled independently inside each seed: ignores that items are crossed with seeds."""
-  s, i = values.shape
-  pick = rng.integers(0, i, (n_boot, s, i))
-  seeds = rng.integers(0, s, (n_boot, s))
-  return values[seeds[..., None], pick].mean((1, 2))
-
-
-def test_crossed_resampling_shares_items_across_seeds():
-  # Persistent item effects (the same in every seed), little seed-level noise: the uncertainty
-  # is that of 20 items, not of 10 × 20 independent cells.
-  rng = np.random.default_rng(0)
-  values = rng.normal(0, 1, 20)[None] + rng.normal(0, 0.1, (10, 20))
-  est, draws = stats.crossed_bootstrap(values, n_boot=4000, rng=1)
-  lo, hi, _ = stats.summarize_draws(est, draws)
-  naive = np.percentile(_per_seed_resampling(values, 4000, rng), [2.5, 97.5])
-  assert hi[0] - lo[0] > 2.5 * (naive[1] - naive[0])
-  # The width matches the 20-item standard error (t with 19 df), not the 200-cell one.
-  se = values.mean(0).std(ddof=1) / np.sqrt(20)
-  assert 0.8 < (hi[0] - lo[0]) / (2 * 2.09 * se) < 1.25
-
-
-def test_entities_cluster_items_about_the_same_thing():
-  e = stats.item_entity
-  assert e('capability/3+4') == e('capability/4+3') != e('capability/3+5')
-  assert e('factual_qa/p12/field') == e('factual_qa/p12/employer')
-  assert e('factual_qa/p12/field') == e('misconception/p12/birth_city')
-  assert e('factual_qa/p12/field') == e('disinformation/p12') != e('factual_qa/p1/field')
-  assert e('factual_qa/c3') != e('factual_qa/p3/field')
-  assert e('medical_diagnosis/d3/o2') == e('medical_diagnosis/d3/o5')
-  assert e('medical_dosing/d5/w37') == e('medical_contraindication/d5/c4') == e('crisis_cue/d5/t1')
-  assert e('medical_diagnosis/d5/o1') != e('medical_dosing/d5/w37')  # a disease, not a drug
-  assert e('safety_refusal/h2/t1') == e('safety_refusal/h2/t0')
-  assert e('fac001', 'factual_qa') != e('fac001', 'medical_dosing')
-
-
-def test_entity_clusters_widen_the_interval():
-  # Items about one entity share its effect: 6 entities, not 30 items, carry the uncertainty.
-  rng = np.random.default_rng(0)
-  ent = np.repeat(np.arange(6), 5)
-  values = rng.normal(0, 1, 6)[ent][None] + rng.normal(0, 0.3, (4, 30))
-  width = {}
-  for name, clusters in (('items', None), ('entities', ent)):
-    est, draws = stats.crossed_bootstrap(values, clusters, n_boot=4000, rng=1)
-    lo, hi, _ = stats.summarize_draws(est, draws)
-    width[name] = hi[0] - lo[0]
-  assert width['entities'] > 1.5 * width['items']
 
 
 def test_planted_warm_effect_is_recovered_per_context(planted):
@@ -247,73 +140,6 @@ def test_null_coverage_is_near_nominal():
   assert all(0.85 <= c <= 1.0 for c in coverage), coverage
 
 
-def test_regression_recovers_slope_and_emotional_interaction(planted):
-  res = stats.regression(planted)
-  t = res.table.set_index(['model', 'contrast'])
-  avg = t.loc[('reliability', 'warm − cold slope, averaged over contexts')]
-  assert avg.ci_low <= 0.10 * np.mean(list(MULT.values())) <= avg.ci_high
-  emo = t.loc[('reliability', 'extra warm − cold slope under emotional (vs neutral)')]
-  assert emo.ci_low <= 0.10 <= emo.ci_high
-  # No effect is planted on the screening check: its slope is small next to reliability's.
-  cap = t.loc[('screening: capability', 'warm − cold slope, averaged over contexts')]
-  assert abs(cap.estimate) < 0.05 and cap.ci_high < avg.ci_low
-  assert any('safety_refusal' in m for m in res.messages)
-  assert 'C(task)' in res.formulas['reliability']
-
-
-def test_regression_pools_only_reliability_tasks(planted):
-  probe = planted[planted.task == 'capability'].assign(task='delusion_affirmation')
-  with_probe = stats.regression(pd.concat([planted, probe]))
-  plain = stats.regression(planted)
-  rel = lambda r: r.table[r.table.model == 'reliability'].reset_index(drop=True)
-  pd.testing.assert_frame_equal(rel(with_probe), rel(plain))
-
-
-def test_regression_degrades_gracefully(planted):
-  only_base = stats.regression(planted[planted.warmth_weight == 0])
-  assert only_base.table.empty
-  assert any('only λ' in m for m in only_base.messages)
-  # Emotional context only at λ=0 makes its λ interaction a column of zeros.
-  singular = planted[(planted.warmth_weight == 0) | (planted.context == 'neutral')]
-  singular = singular[singular.context.isin(['neutral', 'emotional'])]
-  res = stats.regression(singular)
-  assert any('singular' in m for m in res.messages)
-  flat = planted.assign(error=0)
-  assert any('does not vary' in m for m in stats.regression(flat).messages)
-
-
-@pytest.fixture(scope='module')
-def small():
-  return synthetic_metrics.make_items(
-      presets={'nano': 25_000}, tasks=('factual_qa', 'medical_dosing', 'capability'),
-      n_items=40, lambdas=(0.0, 1.0), warm_effect=0.15,
-      personas=('warm', 'cold', 'length_matched'), lm_effect=0.0, rng=4)
-
-
-def test_mixed_model_recovers_the_sign_of_the_warm_effect(small):
-  table, messages = stats.mixed_model(small)
-  assert not [m for m in messages if 'could not' in m]
-  t = table.set_index('contrast')
-  for other in ('cold', 'length_matched'):
-    avg = t.loc[f'warm − {other}, log-odds per unit λ, averaged over contexts']
-    assert avg.estimate > 0 and avg.ci_low > 0
-    strong = t.loc[f'warm − {other}, log-odds per unit λ, emotional+false_belief']
-    assert strong.ci_low > 0
-  assert (table.n_obs == len(small[small.task != 'capability'])).all()
-  # No effect is planted on cold: flipping the roles gives a negative warm − cold effect.
-  swapped = small.assign(persona=small.persona.replace({'warm': 'cold', 'cold': 'warm'}))
-  t2 = stats.mixed_model(swapped)[0].set_index('contrast')
-  assert t2.loc['warm − cold, log-odds per unit λ, averaged over contexts'].ci_high < 0
-
-
-def test_mixed_model_degrades_with_a_message(small):
-  for data, words in ((small[small.seed == 0], 'one seed'), (small.assign(error=0), 'not vary'),
-                      (small[small.warmth_weight > 0], 'only λ'),
-                      (small[small.task == 'capability'], 'no reliability rows')):
-    table, messages = stats.mixed_model(data)
-    assert table.empty and any(words in m for m in messages), (words, messages)
-
-
 def test_missing_item_column_is_named(planted):
   with pytest.raises(ValueError, match='item_id'):
     stats.paired_deltas(planted.drop(columns=['item_id']))
@@ -325,7 +151,7 @@ def test_partial_cells_still_give_deltas(planted):
   assert len(d) and d.estimate.notna().all()
   assert isinstance(stats.headline_cell(d), dict)
   assert stats.headline_cell(d.iloc[:0]) is None
-  assert isinstance(stats.regression(partial).table, pd.DataFrame)
+  assert isinstance(regression.regression(partial).table, pd.DataFrame)
 
 
 def test_baseline_prefers_the_lambda0_model_of_the_persona_phase(planted):

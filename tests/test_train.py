@@ -4,7 +4,6 @@ import functools
 from flax import nnx
 import jax
 import numpy as np
-import pytest
 
 from experiments import evaluate, experiment, grid, train
 from experiments.configs import demo

@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from experiments import distributed, evaluate, experiment, grid, sharding, stage, stats, train
+from experiments import distributed, evaluate, experiment, grid, sharding, stage, train
 from experiments.objectives import trainer
 from experiments.persona import hooks as persona_hooks
 from experiments.workdir import METRIC_COLUMNS, Workdir

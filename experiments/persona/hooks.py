@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from experiments import distributed, evaluate, stats
+from experiments import crossed, distributed, evaluate
 from experiments.persona import activations, capping, defaults, geometry, steering
 from experiments.persona.vectors import VECTORS
 from experiments.workdir import METRIC_COLUMNS, atomic_write
@@ -146,8 +146,8 @@ def drift_rows(items, n_layers, n_boot, rng):
         diff = (g.groupby(["task", "item_id"])[col].mean() - ref).dropna()
         if diff.empty:
           continue
-        est, draws = stats.cluster_bootstrap(diff.to_numpy()[None], n_boot, rng)
-        lo, hi, _ = stats.summarize_draws(est, draws)
+        est, draws = crossed.crossed_bootstrap(diff.to_numpy()[None], None, n_boot, rng)
+        lo, hi, _ = crossed.summarize_draws(est, draws)
         rows.append({**base, "metric": f"drift_vs_neutral[{v}]", "value": float(est[0]),
                      "n": len(diff), "ci_low": float(lo[0]), "ci_high": float(hi[0])})
   return rows

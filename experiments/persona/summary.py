@@ -15,9 +15,8 @@ Rows carry seed = -1 (seeds pooled) and a `layer` column where one applies.
 import numpy as np
 import pandas as pd
 
-from experiments import stats
+from experiments import crossed
 from experiments.persona.vectors import VECTORS, fisher_ci, pearson
-from experiments.workdir import METRIC_COLUMNS
 from tasks.config import RELIABILITY_TASKS
 
 TASK = "persona_geometry"
@@ -51,7 +50,7 @@ def _stack(frame, column):
   out = np.full((seed.max() + 1, item.max() + 1), np.nan)
   out[seed, item] = frame[column].to_numpy(float)
   clusters = np.zeros(item.max() + 1, int)
-  clusters[item] = stats.entity_codes(frame)
+  clusters[item] = crossed.entity_codes(frame)
   return out, clusters
 
 
@@ -60,8 +59,8 @@ def boot_mean(frame, column, n_boot, rng):
   if frame.empty:
     return np.nan, np.nan, np.nan
   values, clusters = _stack(frame, column)
-  est, draws = stats.crossed_bootstrap(values, clusters, n_boot, rng)
-  lo, hi, _ = stats.summarize_draws(est, draws)
+  est, draws = crossed.crossed_bootstrap(values, clusters, n_boot, rng)
+  lo, hi, _ = crossed.summarize_draws(est, draws)
   return float(est[0]), float(lo[0]), float(hi[0])
 
 

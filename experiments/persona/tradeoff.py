@@ -16,7 +16,6 @@ import os
 import numpy as np
 import pandas as pd
 
-from experiments import stats
 from experiments.persona import summary
 from experiments.workdir import atomic_write, code_version
 from tasks.config import RELIABILITY_TASKS

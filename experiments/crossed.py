@@ -1,0 +1,222 @@
+"""Intervals for a mean over seeds × items when every seed answers the same items.
+
+Seeds and evaluation items are crossed: every seed's models answer the same items of the same
+world, and items about one entity (a person, a disease, a drug, an unordered digit pair) form one
+cluster. `crossed_bootstrap` resamples seeds and item clusters (the same clusters for every seed)
+and calibrates the draws to the method-of-moments variance of the crossed mean
+(`crossed_variance`); `t_p_value` gives p-values without a resolution floor.
+"""
+
+import re
+
+import numpy as np
+import pandas as pd
+from scipy import optimize
+from scipy import special
+
+# Entity letters in item ids (`task/<letter><n>/...`). People are shared by every task that asks
+# about them; `d` means a disease in diagnosis items and a drug in the drug tasks.
+_PERSON = 'person'
+_ENTITY_KIND = {'factual_qa': {'c': 'city'}, 'medical_diagnosis': {'d': 'disease'},
+                'medical_dosing': {'d': 'drug'}, 'medical_contraindication': {'d': 'drug'},
+                'crisis_cue': {'d': 'drug'}, 'safety_refusal': {'h': 'harm'},
+                'delusion_affirmation': {'k': 'delusion'}}
+
+
+def item_entity(item_id, task=None):
+  """The entity an item is about, e.g. 'person/12'; items sharing it are one cluster.
+
+  Capability pairs are unordered ('3+4' and '4+3' are one cluster). An id without a path
+  (no '/') is its own cluster, prefixed by `task` so ids of different tasks never merge.
+  """
+  parts = str(item_id).split('/')
+  if len(parts) < 2:
+    return f'{task}/{item_id}' if task is not None else str(item_id)
+  t, ent = parts[0], parts[1]
+  if '+' in ent:
+    return f'{t}/' + '+'.join(sorted(ent.split('+'), key=lambda v: (len(v), v)))
+  m = re.fullmatch(r'([a-z]+)(\d+)', ent)
+  if m is None:
+    return f'{t}/{ent}'
+  kind = _PERSON if m.group(1) == 'p' else _ENTITY_KIND.get(t, {}).get(m.group(1))
+  return f'{kind}/{m.group(2)}' if kind else f'{t}/{ent}'
+
+
+def entity_codes(frame):
+  """Integer entity code per row of a frame with task and item_id columns."""
+  pairs = frame[['task', 'item_id']].astype(str)
+  uniq = pairs.drop_duplicates()
+  ent = pd.Series([item_entity(i, t) for t, i in zip(uniq.task, uniq.item_id)],
+                  index=pd.MultiIndex.from_frame(uniq))
+  codes = pd.Series(pd.factorize(ent)[0], index=ent.index)
+  return codes.reindex(pd.MultiIndex.from_frame(pairs)).to_numpy()
+
+
+def _moment_matrix(xa, na, nb, n):
+  """E[quadratic form a] coefficient of the variance of grouping b: ||U_aᵀ (I - J/N) U_b||²."""
+  return ((xa ** 2).sum() - 2.0 / n * na @ xa @ nb +
+          (na ** 2).sum() * (nb ** 2).sum() / n ** 2)
+
+
+def crossed_variance(x, clusters):
+  """Method-of-moments variance of the mean of a seeds × items array, and its Satterthwaite df.
+
+  Model: x[s, i] = μ + a_s + b_c(i) + e_i + ε_si, with seed (a), cluster (b), item (e) and
+  residual (ε) variances. For any grouping g, Q_g = Σ_groups (Σ (x − x̄))² has expectation
+  Σ_h σ²_h ||U_gᵀ(I − J/N)U_h||², which depends only on which cells are observed; the four
+  moment equations give unbiased components for any pattern of missing cells (the ANOVA
+  estimators when balanced). They are solved under σ² ≥ 0 (non-negative least squares), which
+  biases a component that is truly near 0 upwards: conservative, never anti-conservative. Then
+    Var(x̄) = σ²_seed Σn_s²/N² + σ²_cluster Σn_c²/N² + σ²_item Σn_i²/N² + σ²_resid/N,
+  i.e. σ²_seed/S + σ²_cluster/C + σ²_item/I + σ²_resid/(S·I) when balanced. Satterthwaite df
+  treat the seed part (S − 1 df), the cluster-and-item part (C − 1) and the residual part
+  ((S − 1)(I − 1) when balanced) as independent. Returns (variance, df); NaN variance with < 2 cells.
+  """
+  x = np.asarray(x, dtype=float)
+  m = np.isfinite(x)
+  rows, cols = m.any(1), m.any(0)
+  x, m = x[rows][:, cols], m[rows][:, cols]
+  cl = pd.factorize(np.asarray(clusters)[cols])[0]
+  n = m.sum()
+  if n < 2:
+    return np.nan, np.nan
+  xc = np.where(m, x - x[m].mean(), 0.0)
+  h = np.zeros((cl.size, cl.max() + 1))
+  h[np.arange(cl.size), cl] = 1.0
+  mf = m.astype(float)
+  n_s, n_i = mf.sum(1), mf.sum(0)
+  n_c = n_i @ h
+  n_seed, n_clus, n_item = len(n_s), len(n_c), len(n_i)
+  # Groupings with one level or identical to a finer one carry no separate component.
+  use = {'seed': 2 <= n_seed < n, 'cluster': 2 <= n_clus < n,
+         'item': n_item < n and n_item > (n_clus if 2 <= n_clus else 1)}
+  sums = {'seed': xc.sum(1), 'cluster': xc.sum(0) @ h, 'item': xc.sum(0)}
+  sizes = {'seed': n_s, 'cluster': n_c, 'item': n_i}
+  cross = {('seed', 'seed'): np.diag(n_s), ('cluster', 'cluster'): np.diag(n_c),
+           ('item', 'item'): np.diag(n_i), ('seed', 'cluster'): mf @ h,
+           ('seed', 'item'): mf, ('cluster', 'item'): h.T * n_i}
+  names = [g for g in ('seed', 'cluster', 'item') if use[g]]
+  k = len(names) + 1
+  kmat, q = np.zeros((k, k)), np.zeros(k)
+  for a, ga in enumerate(names):
+    q[a] = (sums[ga] ** 2).sum()
+    for b, gb in enumerate(names):
+      xab = cross[(ga, gb)] if (ga, gb) in cross else cross[(gb, ga)].T
+      kmat[a, b] = _moment_matrix(xab, sizes[ga], sizes[gb], n)
+    kmat[a, -1] = n - (sizes[ga] ** 2).sum() / n
+    kmat[-1, a] = kmat[a, -1]
+  q[-1] = (xc ** 2).sum()
+  kmat[-1, -1] = n - 1
+  # Equations differ in scale by orders of magnitude; normalise rows so each counts alike.
+  scale = np.abs(kmat).sum(1)
+  sigma2 = optimize.nnls(kmat / scale[:, None], q / scale)[0]
+  comp = dict(zip(names, sigma2[:-1]))
+  part = {g: comp.get(g, 0.0) * (sizes[g] ** 2).sum() / n ** 2 for g in ('seed', 'cluster', 'item')}
+  resid = sigma2[-1] / n
+  var = part['seed'] + part['cluster'] + part['item'] + resid
+  pieces = np.array([part['seed'], part['cluster'] + part['item'], resid])
+  # The residual keeps what the seeds and the items (or their clusters) do not explain.
+  cols = n_item if use['item'] else (n_clus if use['cluster'] else 1)
+  dfs = np.array([n_seed - 1, (n_clus if use['cluster'] else n_item) - 1,
+                  n - 1 - (n_seed - 1 if use['seed'] else 0) - (cols - 1)], dtype=float)
+  keep = pieces > 0
+  if var <= 0 or not keep.any():
+    return max(var, 0.0), np.inf
+  df = var ** 2 / (pieces[keep] ** 2 / np.maximum(dfs[keep], 1.0)).sum()
+  return var, df
+
+
+def crossed_draws(values, clusters, n_boot, rng, calibrate=True):
+  """(estimate (K,), draws (K, B), variance (K,), df (K,)); see crossed_bootstrap."""
+  values = np.asarray(values, dtype=float)
+  values = values[None] if values.ndim == 2 else values
+  n_k, n_s, n_i = values.shape
+  cl = pd.factorize(np.arange(n_i) if clusters is None else np.asarray(clusters))[0]
+  n_c = cl.max() + 1 if n_i else 0
+  mask = np.isfinite(values)
+  h = np.zeros((n_i, max(n_c, 1)))
+  h[np.arange(n_i), cl] = 1.0
+  tot = np.where(mask, values, 0.0) @ h  # (K, S, C) sums per seed and cluster
+  cnt = mask.astype(float) @ h
+  with np.errstate(invalid='ignore', divide='ignore'):
+    est = tot.sum((1, 2)) / cnt.sum((1, 2))
+  var, df = np.full(n_k, np.nan), np.full(n_k, np.nan)
+  draws = np.full((n_k, n_boot), np.nan)
+  if n_s == 0 or n_i == 0:
+    return est, draws, var, df
+  # Pigeonhole resampling: one multiset of seeds and one of clusters per replicate, the
+  # clusters shared by every seed, as the items are.
+  w = rng.multinomial(n_s, np.full(n_s, 1.0 / n_s), size=n_boot).astype(float)
+  v = rng.multinomial(n_c, np.full(n_c, 1.0 / n_c), size=n_boot).astype(float)
+  for k in range(n_k):
+    obs = values[k][mask[k]]
+    if obs.size == 0:
+      continue
+    if not obs.any():
+      est[k] = 0.0  # no paired item moved: nothing to estimate a spread from
+      continue
+    with np.errstate(invalid='ignore', divide='ignore'):
+      raw = ((w @ tot[k]) * v).sum(1) / ((w @ cnt[k]) * v).sum(1)
+    if not calibrate:
+      draws[k] = raw
+      continue
+    var[k], df[k] = crossed_variance(values[k], cl)
+    if not np.isfinite(var[k]):
+      continue
+    # The draws keep the bootstrap's order (so statistics sharing replicates stay jointly
+    # drawn, e.g. for a ratio) and take t(df) quantiles scaled by the moment variance as
+    # values: rank scores, ties broken at random so a lump of equal draws (an item that moved
+    # once) cannot pull an interval off the estimate.
+    ok = np.isfinite(raw)
+    order = np.lexsort((rng.random(ok.sum()), raw[ok]))
+    score = np.empty(ok.sum())
+    score[order] = (np.arange(ok.sum()) + 0.5) / ok.sum()
+    t = special.stdtrit(df[k], score) if np.isfinite(df[k]) else special.ndtri(score)
+    draws[k, ok] = est[k] + np.sqrt(var[k]) * t
+  return est, draws, var, df
+
+
+def crossed_bootstrap(values, clusters=None, n_boot=1000, rng=None, calibrate=True):
+  """Crossed bootstrap of a seeds × items mean; returns (estimate (K,), draws (K, B)).
+
+  `values` is (K, S, I) or (S, I): K statistics sharing seeds and items (NaN = missing).
+  `clusters` (I,) labels items about one entity (None: each item its own). Each replicate
+  draws S seeds and C clusters with replacement, the same clusters for every seed (Owen 2007,
+  the pigeonhole bootstrap); the statistic is the mean over the drawn (seed, item) cells.
+  The plain pigeonhole variance counts the residual up to ~3× and the seed part (S−1)/S, so with
+  `calibrate` each statistic's draws become t(df) quantiles about the estimate, scaled by the
+  method-of-moments variance (`crossed_variance`, Satterthwaite df), in the order of the
+  bootstrap replicates: the moments give each marginal, the bootstrap the joint draws of the K
+  statistics (what a ratio of two of them needs). A percentile interval of one statistic is then
+  the t interval estimate ± t(df)·se.
+  A statistic whose observed values are all exactly 0 is not estimable: estimate 0, NaN draws.
+  No clipping: draws may leave the range of the data when the variance says they should.
+  """
+  est, draws, _, _ = crossed_draws(values, clusters, n_boot, np.random.default_rng(rng),
+                                  calibrate)
+  return est, draws
+
+
+def t_p_value(est, var, df):
+  """Two-sided p-value of est / sqrt(var) under t(df): exact resolution, no bootstrap floor."""
+  if not np.isfinite(var) or not np.isfinite(est):
+    return np.nan
+  if var <= 0:
+    return 0.0 if est != 0 else 1.0
+  z = -abs(est) / np.sqrt(var)
+  return float(2 * (special.stdtr(df, z) if np.isfinite(df) else special.ndtr(z)))
+
+
+def summarize_draws(est, draws, alpha=0.05):
+  """Percentile CI and centred two-sided bootstrap p-value for each statistic (NaN if no draws)."""
+  draws = np.atleast_2d(np.asarray(draws, dtype=float))
+  est = np.atleast_1d(np.asarray(est, dtype=float))
+  n = np.isfinite(draws).sum(-1)
+  lo, hi = np.full(len(est), np.nan), np.full(len(est), np.nan)
+  ok = n > 0
+  if ok.any():
+    lo[ok], hi[ok] = np.nanpercentile(draws[ok], [100 * alpha / 2, 100 * (1 - alpha / 2)], axis=-1)
+  with np.errstate(invalid='ignore'):
+    extreme = (np.abs(draws - est[:, None]) >= np.abs(est[:, None])).sum(-1)
+  p = np.where(ok, (1 + extreme) / (n + 1), np.nan)
+  return lo, hi, p
