@@ -60,8 +60,8 @@ def seed_effects(metrics_df, metric='error_rate', protocol=None, tasks=None):
 def _seed_boot(seed_fx, presets, n_boot, rng):
   """(P, B) two-stage bootstrap means: seeds resampled, then the seed's own sampling noise.
 
-  As in the Davison–Hinkley two-stage bootstrap, seed effects are shrunk towards their mean so that
-  between-seed spread is not counted twice; the second stage draws the item noise of
+  As in the Davison–Hinkley two-stage bootstrap, seed effects are shrunk towards their mean
+  so that between-seed spread is not counted twice; the second stage draws the item noise of
   the seed's rates (normal, binomial variance). Without a known within-seed variance,
   seed deviations are expanded by sqrt(S/(S-1)) so the draws' variance is unbiased.
   """

@@ -3,7 +3,7 @@
   trait prediction   per layer, r between the last-prompt projection and the trait the generated
                      reply expresses (held-out items; pooled over cells, and within cells)
   λ slopes           per context and layer, the slope over λ of the mean projection and of its
-                     drift from neutral (paired by item and seed, cluster-bootstrap CI)
+                     drift from neutral (paired by item and seed, crossed-bootstrap CI)
   shift prediction   per layer, r across persona cells between the projection difference of the
                      cell's training data (before training) and its behaviour shift after it
   capping            capped − uncapped per cell group × task × context, and per setting the

@@ -67,7 +67,7 @@ def capped_table_text(frame, positions):
         row[name] = _fmt(r.value.iloc[0], r.ci_low.iloc[0], r.ci_high.iloc[0]) if len(r) else "—"
       table.append(row)
     blocks.append(f"{preset}  {label} (token positions: {positions}): error-rate change "
-                  "capped − uncapped (points, 95% cluster-bootstrap CI, paired by item and seed)\n"
+                  "capped − uncapped (points, 95% crossed-bootstrap CI, paired by item and seed)\n"
                   + pd.DataFrame(table).to_string(index=False))
   return "\n\n".join(blocks)
 
