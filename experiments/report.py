@@ -208,11 +208,19 @@ def _mixed_model_section(items, doc, summary):
   table, messages = regression.mixed_model(items)
   doc.append(('h3', 'Logistic mixed model (crossed random intercepts for item and seed)'))
   doc += [('p', m) for m in messages]
-  if len(table):
-    doc.append(('table', table.assign(**{
-        'log-odds [95% interval]': [f'{e:+.2f} [{a:+.2f} to {b:+.2f}]' for e, a, b in
-                                    zip(table.estimate, table.ci_low, table.ci_high)]}).drop(
-                                        columns=['estimate', 'ci_low', 'ci_high'])))
+  if table.empty:
+    return
+  odds = [f'{e:+.2f} [{a:+.2f} to {b:+.2f}]' for e, a, b in
+          zip(table.estimate, table.ci_low, table.ci_high)]
+  doc.append(('table', table[['preset', 'protocol', 'contrast', 'n_obs']].assign(
+      **{'log-odds [95% interval]': odds, 'se': table.se.map('{:.2f}'.format)})))
+  avg = table[table.contrast.str.startswith('warm − cold') &
+              table.contrast.str.endswith('averaged over contexts')]
+  for r in avg.itertuples():
+    summary.append(f'A logistic mixed model with crossed random intercepts for item and seed '
+                   f'(secondary, preset {r.preset}) puts warm − cold at {r.estimate:+.2f} log-odds '
+                   f'per unit λ averaged over contexts (95% interval {r.ci_low:+.2f} to '
+                   f'{r.ci_high:+.2f}).')
 
 
 def _stats_sections(items, deltas, n_boot, doc, summary):

@@ -121,6 +121,10 @@ def test_summary_numbers_are_computed_from_the_statistics(complete):
   assert ('not significant' in headline) == (r.p_value >= 0.05)
   assert any(s.startswith('Every cell has the same seeds') for s in page.items)
   assert any(s.startswith('On the capability screening check') for s in page.items)
+  assert any(s.startswith('Primary family:') for s in page.items)
+  # The planted warm effect is positive: the mixed model's warm − cold log-odds slope too.
+  mixed = next(s for s in page.items if s.startswith('A logistic mixed model') and 'mini' in s)
+  assert re.search(r'warm − cold at \+\d', mixed), mixed
 
 
 def test_partial_sweep_renders_and_says_so(tmp_path):
