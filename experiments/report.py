@@ -277,8 +277,9 @@ def _stats_sections(items, deltas, n_boot, doc, summary):
   by_ctx = _order(_headline_rows(rel, 'error', ('context',), n_boot, head, **wc))
   if len(by_ctx):
     summary.append('By context, the warm − cold difference was ' + ', '.join(
-        f'{_pts(r.estimate)} ({r.context})' for r in by_ctx.itertuples()) + ' points; the '
-        f'largest was under {by_ctx.context[by_ctx.estimate.idxmax()]}.')
+        f'{_pts(r.estimate)} ({r.context})' for r in by_ctx.itertuples()) + ' points' +
+        (f'; the largest was under {by_ctx.context[by_ctx.estimate.idxmax()]}.'
+         if by_ctx.estimate.nunique() > 1 else '.'))
   amp = _in_cell(stats.relative_amplification(rel, 'error', 'vs_cold', (), n_boot), head,
                  persona='warm')
   if len(amp):
@@ -308,10 +309,10 @@ def _stats_sections(items, deltas, n_boot, doc, summary):
             ('table', side[['task', 'n_items', 'n_seeds']].assign(
                 **{'warm − cold [95% CI]': _with_ci(side), 'p': side.p_value.map(_p)}))]
   for r in screen.itertuples():
+    detected = ('not estimable (no paired item moved)' if pd.isna(r.p_value) else
+                f'{"a" if r.p_value < 0.05 else "no"} change was detected (p = {_p(r.p_value)})')
     summary.append(f'On the {r.task} screening check, warm − cold changed the error rate by '
-                   f'{_pts(r.estimate)} points (95% CI {_ci(r.ci_low, r.ci_high)}): '
-                   f'{"a" if r.p_value < 0.05 else "no"} change was detected '
-                   f'(p = {_p(r.p_value)}).')
+                   f'{_pts(r.estimate)} points (95% CI {_ci(r.ci_low, r.ci_high)}): {detected}.')
   _probe_section(deltas, doc)
   _labels(sub, head, n_boot, doc, summary)
   _mixed_model_section(items, doc, summary)
