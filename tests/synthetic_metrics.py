@@ -9,6 +9,9 @@ import pandas as pd
 CONTEXTS = ('neutral', 'emotional', 'false_belief', 'emotional+false_belief')
 PRESETS = {'nano': 25_000, 'micro': 148_000, 'mini': 1_200_000}
 SCREENING = ('safety_refusal', 'capability')
+# How much larger the planted warm effect is under each context than under neutral.
+CONTEXT_MULT = {'neutral': 1.0, 'emotional': 2.0, 'false_belief': 1.5,
+                'emotional+false_belief': 2.5}
 CAPS = {25: (0.8, 0.06), 50: (0.5, 0.03), 75: (0.2, 0.01)}  # p: (recovered share, capability cost)
 
 
@@ -22,9 +25,7 @@ def make_items(presets=None, seeds=(0, 1, 2), lambdas=(0.0, 0.5, 1.0),
   `personas` at each λ > 0 may include length_matched, whose error rises by lm_effect·λ·mult.
   """
   presets = dict(PRESETS if presets is None else presets)
-  mult = {'neutral': 1.0, 'emotional': 2.0, 'false_belief': 1.5,
-          'emotional+false_belief': 2.5}
-  mult.update(context_mult or {})
+  mult = dict(CONTEXT_MULT, **(context_mult or {}))
   rng = np.random.default_rng(rng)
   n_min = min(presets.values())
   difficulty = {t: rng.uniform(0.1, 0.4, n_items) for t in tasks}

@@ -10,14 +10,7 @@ from experiments import regression
 from experiments import stats
 import synthetic_metrics
 
-MULT = {'neutral': 1.0, 'emotional': 2.0, 'false_belief': 1.5, 'emotional+false_belief': 2.5}
-
-
-@pytest.fixture(scope='module')
-def planted():
-  return synthetic_metrics.make_items(
-      presets={'nano': 25_000}, tasks=('factual_qa', 'medical_dosing', 'capability'),
-      n_items=150, warm_effect=0.10, rng=1)
+MULT = synthetic_metrics.CONTEXT_MULT
 
 
 def _one(df, **match):
