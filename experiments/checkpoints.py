@@ -38,10 +38,14 @@ def _path(wd, name):
 class StageCheckpoints:
   """The checkpoints of one training stage of one pack."""
 
-  def __init__(self, wd, name, every=0, keep=2, async_save=True):
+  def __init__(self, wd, name, every=0, keep=2, async_save=True, cleanup=True):
+    """cleanup=False only reads: orbax deletes a killed save's temporary directory in a background
+    thread, and two managers doing so on one directory race each other (one finds its files gone).
+    """
     self.path, self.every = _path(wd, name), every
     self.manager = ocp.CheckpointManager(self.path, options=ocp.CheckpointManagerOptions(
-        max_to_keep=keep, enable_async_checkpointing=async_save, cleanup_tmp_directories=True))
+        max_to_keep=keep, enable_async_checkpointing=async_save,
+        cleanup_tmp_directories=cleanup))
 
   def __enter__(self):
     return self
@@ -51,6 +55,9 @@ class StageCheckpoints:
 
   def close(self):
     self.manager.wait_until_finished()
+    # orbax awaits its start-up clean-up of temporary directories only before a save; a manager
+    # closed without saving would leave that thread running into the next manager's work.
+    getattr(self.manager, "_maybe_await_cleanup_tmp_directory", lambda: None)()
     self.manager.close()
 
   def latest(self):
@@ -104,7 +111,7 @@ def restore(wd, name, abstract_state_E):
   """The finished stage's state shaped like `abstract_state_E`, or None if it did not finish."""
   if "://" not in _path(wd, name) and not os.path.isdir(_path(wd, name)):
     return None
-  with StageCheckpoints(wd, name) as ckpt:
+  with StageCheckpoints(wd, name, cleanup=False) as ckpt:
     latest = ckpt.latest()
     if latest is None or not latest[1].get("complete"):
       return None

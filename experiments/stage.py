@@ -32,7 +32,7 @@ class Stage:
 
 def saved_members(wd, name):
   """The members of the stage's latest checkpoint, or None if it has none."""
-  with checkpoints.StageCheckpoints(wd, name) as ckpt:
+  with checkpoints.StageCheckpoints(wd, name, cleanup=False) as ckpt:  # the stage cleans up
     latest = ckpt.latest()
   return None if latest is None else list(latest[1]["members"])
 
