@@ -84,8 +84,7 @@ def error_table(metrics, tasks):
   e = e.assign(style=[style_label(p, s) for p, s in zip(e.preset, e.persona)])
   table = 100 * e.pivot_table(index=["task", "context"], columns="style", values="value",
                               aggfunc="mean")
-  return table.drop(columns="none").rename_axis(columns=None).reset_index() if "none" in table \
-      else table.rename_axis(columns=None).reset_index()
+  return table.drop(columns="none", errors="ignore").rename_axis(columns=None).reset_index()
 
 
 REFERENCES = {"vs_base": "λ=0 (neutral)", "vs_cold": "cold", "vs_length_matched": "length_matched"}

@@ -1,4 +1,4 @@
-"""Tests for tasks.simulated_user: the rules order replies as the issue asks, deterministically."""
+"""Tests for tasks.simulated_user: the rules order replies as the user config says, deterministically."""
 import dataclasses
 import functools
 
