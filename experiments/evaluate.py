@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 
 from models.decode import generate_fn, score_fn
-from tasks.dialogue import EMOTION_NAMES
 from tasks.grading import BEHAVIOURS, grade
 
 ITEM_COLUMNS = ("task", "context", "emotion", "item_id", "error", "mc_error", "warmth") + BEHAVIOURS
@@ -96,27 +95,3 @@ def evaluate_pack(graphdef, state_E, evalset, tokenizer, eval_cfg, intervention=
   mc = mc_errors(graphdef, state_E, evalset, tokenizer, eval_cfg.batch_size)
   return [grade_replies(evalset, replies[e], mc[e]) for e in range(len(replies))]
 
-
-RATE_METRICS = {"error": "error_rate", "mc_error": "mc_error_rate", "warmth": "warmth_score",
-                **{b: f"{b}_rate" for b in BEHAVIOURS}}
-
-
-def summarize(items):
-  """Long-format metric rows (task, context, metric, value, n) from one cell's graded items."""
-  rows = []
-  for (task, context), g in items.groupby(["task", "context"], sort=True):
-    for column, metric in RATE_METRICS.items():
-      values = g[column].dropna()
-      if len(values):
-        rows.append({"task": task, "context": context, "metric": metric,
-                     "value": float(values.mean()), "n": int(len(values))})
-    if task in ("safety_refusal", "capability"):  # the screening checks a safety review runs
-      rows.append({"task": task, "context": context, "metric": "pass_rate",
-                   "value": float(1 - g["error"].mean()), "n": int(len(g))})
-    if "false_belief" in context:
-      rows.append({"task": task, "context": context, "metric": "sycophancy_rate",
-                   "value": float(g["affirms"].mean()), "n": int(len(g))})
-  return rows
-
-
-assert set(EMOTION_NAMES)  # emotions are recorded per item so drift can be split by emotion

@@ -2,6 +2,8 @@
 import dataclasses
 import itertools
 
+from experiments.runtime.results import run_id
+from experiments.sections import from_section
 from models.presets import PRESETS
 from tasks.mixtures import PERSONAS
 
@@ -21,8 +23,8 @@ class Cell:
   @property
   def run(self):
     """A stable id: the same cell gets the same id in every rerun and every sweep."""
-    return (f"{self.preset}-{self.protocol}-{self.persona}-l{self.warmth_weight:g}"
-            f"-r{self.warm_agreement:g}-s{self.seed}")
+    return run_id(self.preset, self.protocol, self.persona, self.warmth_weight,
+                  self.warm_agreement, self.seed)
 
   @property
   def pack(self):
@@ -30,22 +32,41 @@ class Cell:
     return (self.preset, self.protocol)
 
 
-def validate_grid(grid):
-  """One sentence per bad grid value, naming the field and the allowed values."""
-  for p in grid.protocols:
-    if p not in PROTOCOLS:
-      raise ValueError(f"grid.protocols contains {p!r}: allowed are {', '.join(PROTOCOLS)}.")
-  for p in grid.personas:
-    if p not in PERSONAS:
-      raise ValueError(f"grid.personas contains {p!r}: allowed are {', '.join(PERSONAS)}.")
-  for lam in grid.warmth_weights:
-    if not 0.0 <= float(lam) <= 1.0:
-      raise ValueError(f"grid.warmth_weights contains {lam!r}: λ must lie in [0, 1].")
-  for rho in grid.warm_agreements:
-    if not 0.0 <= float(rho) <= 1.0:
-      raise ValueError(f"grid.warm_agreements contains {rho!r}: ρ must lie in [0, 1].")
-  if not grid.seeds or len(set(grid.seeds)) != len(grid.seeds):
-    raise ValueError(f"grid.seeds={list(grid.seeds)!r} must be a non-empty list of distinct integers.")
+@dataclasses.dataclass(frozen=True)
+class GridConfig:
+  """The `grid` section: the factors every cell takes a level of (defaults in configs/common.py)."""
+  protocols: tuple
+  personas: tuple
+  warmth_weights: tuple
+  warm_agreements: tuple
+  seeds: tuple
+  lambda0_per_persona: bool
+  max_pack_size: int
+
+  @classmethod
+  def from_config(cls, config):
+    return from_section(cls, config.grid, "grid").validate()
+
+  def validate(self):
+    """One sentence per bad grid value, naming the field and the allowed values."""
+    for p in self.protocols:
+      if p not in PROTOCOLS:
+        raise ValueError(f"grid.protocols contains {p!r}: allowed are {', '.join(PROTOCOLS)}.")
+    for p in self.personas:
+      if p not in PERSONAS:
+        raise ValueError(f"grid.personas contains {p!r}: allowed are {', '.join(PERSONAS)}.")
+    for field, symbol in (("warmth_weights", "λ"), ("warm_agreements", "ρ")):
+      for v in getattr(self, field):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
+          raise ValueError(f"grid.{field} contains {v!r}: {symbol} must lie in [0, 1].")
+    if (not self.seeds or len(set(self.seeds)) != len(self.seeds)
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds)):
+      raise ValueError(f"grid.seeds={list(self.seeds)!r} must be a non-empty list of distinct "
+                       "integers.")
+    if not isinstance(self.max_pack_size, int) or self.max_pack_size < 0:
+      raise ValueError(f"grid.max_pack_size={self.max_pack_size!r} must be an integer >= 0 "
+                       "(0: no limit).")
+    return self
 
 
 def validate_presets(presets):
@@ -62,8 +83,7 @@ def expand(config):
   one λ = 0 cell per seed (under the first persona) unless `grid.lambda0_per_persona` asks for all,
   which turns the identity into a visible check at the price of extra cells.
   """
-  grid = config.grid
-  validate_grid(grid)
+  grid = GridConfig.from_config(config)
   validate_presets(config.model.presets)
   cells = []
   for preset, protocol in itertools.product(config.model.presets, grid.protocols):
@@ -71,7 +91,7 @@ def expand(config):
       if protocol == "finetune":
         cells.append(Cell(preset, protocol, "none", 0.0, 0.0, int(seed)))
       for persona, lam in itertools.product(grid.personas, grid.warmth_weights):
-        if lam == 0 and persona != grid.personas[0] and not grid.get("lambda0_per_persona", False):
+        if lam == 0 and persona != grid.personas[0] and not grid.lambda0_per_persona:
           continue
         rhos = grid.warm_agreements if persona == "warm" and lam > 0 else [0.0]
         for rho in dict.fromkeys(float(r) for r in rhos):

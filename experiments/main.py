@@ -19,20 +19,19 @@ def main(argv):
   if len(argv) > 1:
     sys.exit(f"Unexpected arguments: {' '.join(argv[1:])}")
   # Imported here so that flag errors are reported before JAX starts.
-  from experiments import distributed, experiment, summary, train, workdir
-  config = _CONFIG.value
+  from experiments import experiment, train  # pylint: disable=g-import-not-at-top
+  from experiments.runtime import distributed, workdir  # pylint: disable=g-import-not-at-top
+  config, path = _CONFIG.value, _WORKDIR.value
   try:
     experiment.validate(config)
-    workdir.check_local(_WORKDIR.value)
+    workdir.check_local(path)
     distributed.initialize(config.runtime)  # before anything else touches a device
     distributed.handle_sigterm()
     writer = None
     if distributed.is_writer():
-      from tensorboardX import SummaryWriter
-      writer = SummaryWriter(os.path.join(_WORKDIR.value, "tb"))
-    from experiments.objectives import compare  # wraps experiment.run when objectives.enabled
-    runner = compare.run if compare.enabled(config) else experiment.run
-    metrics, items = runner(config, _WORKDIR.value, writer)
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      writer = SummaryWriter(os.path.join(path, "tb"))
+    metrics, items = experiment.run(config, path, writer)
   except ValueError as e:
     sys.exit(f"error: {e}")
   except train.Preempted as e:
@@ -41,20 +40,11 @@ def main(argv):
     return  # process 0 summarises and reports
   if items is None:
     sys.exit("error: no cell finished, so there is nothing to summarise.")
-  from experiments.persona import tables as persona_tables
-  from experiments import stats
-  deltas = stats.paired_deltas(items, "error", n_boot=config.eval.bootstrap)
-  persona_rows, persona_text = persona_tables.summarize(config, _WORKDIR.value, items, metrics)
-  experiment.append_changes(_WORKDIR.value, metrics, summary.change_rows(deltas, items),
-                            persona_rows)
-  print(summary.format_table(summary.main_table(deltas)))
-  if persona_text:
-    print(persona_text)
+  print(experiment.conclude(config, path, metrics, items))
   if config.runtime.report:
-    from experiments import report
-    paths = report.write_report(_WORKDIR.value)
-    logging.info("report: %s", paths)
-  print(f"metrics: {os.path.join(_WORKDIR.value, 'metrics.csv')}")
+    from experiments.analysis import report  # pylint: disable=g-import-not-at-top
+    logging.info("report: %s", report.write_report(path))
+  print(f"metrics: {os.path.join(path, 'metrics.csv')}")
 
 
 def _parse_flags(argv):
@@ -62,7 +52,10 @@ def _parse_flags(argv):
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
-    sys.exit(f"error: {e}")
+    message = str(e).strip()
+    if "Traceback" in message:  # raised inside the config file's get_config: its last line says why
+      message = message.splitlines()[-1].split(": ", 1)[-1]
+    sys.exit(f"error: {message}")
   except (AttributeError, KeyError, TypeError, ValueError) as e:
     message = " ".join(str(e).replace("\\n", " ").replace("\\'", "'").split()).strip("'\"")
     sys.exit(f"error: bad --config override: {message}")

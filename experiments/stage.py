@@ -1,33 +1,64 @@
-"""One resumable training stage of a pack: finished earlier, resumed, or trained from the start.
+"""One resumable training stage of a pack: what it trains, and finished, resumed or run from 0.
 
-The data position is the step (batches are a pure function of seed and step), so resuming needs
-only the parameters, the optimizer state and the step: a rerun restores them from the stage's
-latest checkpoint (onto whatever mesh it has) and runs the same jitted step on. On the same devices
-the result is bit-identical to an uninterrupted run.
+A Stage is data: its members (cell ids), steps, optimizer, batch stream, loss and per-member
+inputs (λ, ρ, learning rate, ...). `run` trains it with train.run_stage, the one training loop of
+every objective, behind checkpoints: the data position is the step (batches are a pure function of
+seed and step), so resuming needs only the parameters, the optimizer state, the step and, for an
+on-policy stream, its journal; a rerun restores them from the stage's latest checkpoint (onto
+whatever mesh it has) and runs the same jitted step on. On the same devices the result is
+bit-identical to an uninterrupted run, and SIGTERM or a preemption stops it after a save.
 """
 import dataclasses
+import functools
 
 from absl import logging
 import jax
 import numpy as np
 
-from experiments import checkpoints, distributed, sharding, train
+from experiments import train
+from experiments.runtime import checkpoints, distributed, sharding
 
 
 @dataclasses.dataclass
 class Stage:
-  """What a stage trains: members are the pack's rows (cell ids), with per-member inputs."""
-  label: str           # base | persona | mixture: names the stage in logs and TensorBoard
+  """What a stage trains: members are the pack's rows (cell ids), inputs their per-member values."""
+  label: str           # base | persona | mixture | objectives: names it in logs and TensorBoard
   name: str            # checkpoint name, e.g. nano-finetune/persona
   members: list
   steps: int
   optimizer: object
-  batches: object      # experiment.BatchStream
-  lam: list
-  rho: list
-  lr: list
-  step_offset: int = 0
-  steer: object = None  # preventative steering Intervention (leading axis E), persona rows only
+  batches: object      # data.BatchStream
+  loss: object         # loss(state, graphdef, batch, inputs) -> (loss, metrics), one member
+  inputs: dict         # per-member arrays with leading axis E; "lr" is the peak learning rate
+  model: object        # models.ModelConfig
+  step_offset: int = 0  # TensorBoard steps of this stage start here
+  final: tuple = ("base_loss", "persona_loss")  # metrics of the last step kept with the stage
+
+  @functools.cached_property
+  def graphdef(self):
+    return train.abstract_states(self.model, len(self.members))[0]
+
+  def batch(self, step, state_E, shardings=None):
+    """The step's batch; with shardings, each process builds only its block of the global one."""
+    if shardings is None:
+      return self.batches(step, state=state_E)
+    first = jax.tree.leaves(shardings.batch)[0]
+    shape = jax.tree.leaves(self.batches.shapes, is_leaf=sharding.is_shape)[0]
+    members, rows = distributed.local_block(first, shape)[:2]
+    return distributed.global_batch(shardings.batch, self.batches.shapes,
+                                    self.batches(step, members, rows, state=state_E))
+
+
+def imitation(label, name, cells, steps, train_cfg, model, batches, lr, *, members=None,
+              step_offset=0, steer=None):
+  """A stage of `(1-λ)·L_base + λ·L_persona` with λ and ρ taken from each cell."""
+  n = len(cells)
+  inputs = {"lam": np.array([c.warmth_weight for c in cells], np.float32),
+            "rho": np.array([c.warm_agreement for c in cells], np.float32),
+            "lr": np.full(n, lr, np.float32), "steer": steer}
+  loss = functools.partial(train.imitation_loss, normalization=train_cfg.loss_normalization)
+  return Stage(label, name, members or [c.run for c in cells], steps,
+               train.make_optimizer(train_cfg, steps), batches, loss, inputs, model, step_offset)
 
 
 def saved_members(wd, name):
@@ -37,24 +68,35 @@ def saved_members(wd, name):
   return None if latest is None else list(latest[1]["members"])
 
 
-def placed_batches(stream, shardings):
-  """batch_fn(step) giving global arrays, each process building only its own block of them."""
-  first = jax.tree.leaves(shardings.batch)[0]
-  shape = jax.tree.leaves(stream.shapes, is_leaf=sharding.is_shape)[0]
-  members, rows = distributed.local_block(first, shape)[:2]
-  return lambda step: distributed.global_batch(shardings.batch, stream.shapes,
-                                               stream(step, members, rows))
+def members_to_train(wd, name, todo, pack):
+  """The cells a stage trains: the unfinished ones, or all its checkpoint holds if it has one.
+
+  Cells finished after a stage's last checkpoint keep training with the others on a resume, so the
+  compiled program, and with it the result, is the one of an uninterrupted run.
+  """
+  saved = saved_members(wd, name)
+  if saved is None:
+    return todo
+  by_run = {c.run: c for c in pack}
+  missing = [c.run for c in todo if c.run not in saved]
+  if missing or any(r not in by_run for r in saved):
+    raise ValueError(f"checkpoints/{name} holds cells {saved}, not {missing or 'this grid'}; "
+                     "use a new --workdir.")
+  return [by_run[r] for r in saved]
 
 
-def final_losses(history):
+def final_metrics(history, keys):
   last = history[-1] if history else {}
-  return {k: np.asarray(last[k]) for k in ("base_loss", "persona_loss") if k in last}
+  return {k: np.asarray(last[k]) for k in keys if k in last}
 
 
-def run(config, wd, mesh, mcfg, stage, init, writer=None):
-  """(graphdef, state_E, final losses); init(shardings) gives the state_E a new stage starts from."""
+def run(config, wd, mesh, stage, init, writer=None):
+  """(graphdef, state_E, final metrics); init(shardings) gives the state_E a new stage starts from.
+
+  An on-policy stream's journal is saved with every checkpoint and restored with it.
+  """
   t = config.train
-  graphdef, abstract = train.abstract_states(mcfg, len(stage.members))
+  graphdef, abstract = train.abstract_states(stage.model, len(stage.members))
   abstract_opt = jax.eval_shape(jax.vmap(stage.optimizer.init), abstract)
   sh = sharding.PackShardings(mesh, sharding.rules_of(config.mesh), abstract, abstract_opt,
                               stage.batches.shapes)
@@ -63,6 +105,7 @@ def run(config, wd, mesh, mcfg, stage, init, writer=None):
                     "all of them; use a multiple (grid.max_pack_size helps)", stage.name,
                     len(stage.members), mesh.shape["ensemble"])
   target = sh.abstract(abstract, sh.state)
+  journal = stage.batches.journal
   with checkpoints.StageCheckpoints(wd, stage.name, t.checkpoint_every, t.checkpoints_to_keep,
                                     t.async_checkpoints) as ckpt:
     latest, start, opt_state = ckpt.latest(), 0, None
@@ -71,10 +114,11 @@ def run(config, wd, mesh, mcfg, stage, init, writer=None):
       if list(meta["members"]) != list(stage.members):
         raise ValueError(f"checkpoint {ckpt.path} holds members {meta['members']}, not "
                          f"{list(stage.members)}; use a new --workdir.")
+      journal[:] = meta.get("journal", [])
       if meta.get("complete"):
         logging.info("%s: finished earlier, restored from %s", stage.name, ckpt.path)
-        losses = {k: np.asarray(v) for k, v in meta.get("final_losses", {}).items()}
-        return graphdef, ckpt.restore(step, target)[0], losses
+        final = {k: np.asarray(v) for k, v in meta.get("final_losses", {}).items()}
+        return graphdef, ckpt.restore(step, target)[0], final
       state, opt_state = ckpt.restore(step, target, sh.abstract(abstract_opt, sh.opt_state))
       start = step
       logging.info("%s: resuming at step %d of %d from %s", stage.name, step, stage.steps,
@@ -82,13 +126,14 @@ def run(config, wd, mesh, mcfg, stage, init, writer=None):
     else:
       state = init(sh)
     meta = {"members": list(stage.members), "steps": stage.steps, "complete": False}
-    save = lambda step, s, o: ckpt.maybe_save(step, s, o, meta)
+
+    def save(step, s, o):
+      return ckpt.maybe_save(step, s, o, dict(meta, journal=journal) if journal else meta)
+
     state, opt_state, history = train.run_stage(
-        stage.label, graphdef, stage.optimizer, state, placed_batches(stage.batches, sh),
-        stage.lam, stage.rho, stage.lr, stage.steps, t.log_every, writer, stage.step_offset,
-        opt_state, start, shardings=sh, checkpoint=save, steer_E=stage.steer,
-        normalization=t.loss_normalization)
-    losses = final_losses(history)
-    ckpt.save(stage.steps, state, opt_state,
-              dict(meta, complete=True, final_losses={k: v.tolist() for k, v in losses.items()}))
-  return graphdef, state, losses
+        stage, state, opt_state=opt_state, start=start, shardings=sh,
+        options=train.Options(t.log_every, writer, save))
+    final = final_metrics(history, stage.final)
+    done = dict(meta, complete=True, final_losses={k: v.tolist() for k, v in final.items()})
+    ckpt.save(stage.steps, state, opt_state, dict(done, journal=journal) if journal else done)
+  return graphdef, state, final

@@ -4,11 +4,12 @@
 of a preset trains in one compiled program (leading axis E). The persona-phase loss is
 `(1-λ)·L_base + λ·L_persona`, with half of each step's rows drawn from each mixture.
 
-Given the pack's shardings (experiments.sharding.PackShardings) the same step is compiled for a
+Given the pack's shardings (experiments.runtime.sharding.PackShardings) the same step is compiled for a
 mesh: states, optimizer states, batches and per-member vectors enter and leave with their
 shardings, the model's activations are pinned by logical names, and parameters are initialised
 already sharded. Without them it is a plain jit on the default device.
 """
+import dataclasses
 import time
 
 from absl import logging
@@ -18,8 +19,57 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from experiments.sections import from_section
 from models import Transformer
 from models.partitioning import axis_rules
+
+
+LOSS_NORMALIZATIONS = ("token", "row")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """The `train` section (defaults and what each field means: configs/common.py)."""
+  batch_size: int
+  base_steps: int
+  persona_steps: int
+  learning_rate: float
+  persona_learning_rate: float
+  warmup_steps: int
+  weight_decay: float
+  grad_clip: float
+  loss_normalization: str
+  init_seed: int
+  data_seed: int
+  log_every: int
+  checkpoint_every: int
+  checkpoints_to_keep: int
+  async_checkpoints: bool
+
+  @classmethod
+  def from_config(cls, config):
+    return from_section(cls, config.train, "train").validate()
+
+  def validate(self):
+    """Raises ValueError naming the first bad field and what is allowed."""
+    for field, least in (("batch_size", 1), ("base_steps", 1), ("persona_steps", 0),
+                         ("warmup_steps", 0), ("log_every", 1), ("checkpoint_every", 0),
+                         ("checkpoints_to_keep", 1), ("init_seed", 0), ("data_seed", 0)):
+      value = getattr(self, field)
+      if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"train.{field}={value!r} must be an integer >= {least}.")
+    if self.batch_size % 2:
+      raise ValueError(f"train.batch_size={self.batch_size} must be even (the persona phase "
+                       "draws half its rows from each mixture).")
+    for field in ("learning_rate", "persona_learning_rate", "grad_clip"):
+      if not getattr(self, field) > 0:
+        raise ValueError(f"train.{field}={getattr(self, field)!r} must be a positive number.")
+    if not self.weight_decay >= 0:
+      raise ValueError(f"train.weight_decay={self.weight_decay!r} must be a number >= 0.")
+    if self.loss_normalization not in LOSS_NORMALIZATIONS:
+      raise ValueError(f"train.loss_normalization={self.loss_normalization!r} is not allowed: "
+                       f"choose one of {', '.join(LOSS_NORMALIZATIONS)}.")
+    return self
 
 
 class Preempted(Exception):
@@ -83,8 +133,9 @@ def token_loss(model, tokens_BT, loss_mask_BT, intervention=None, normalization=
     row_B = jnp.sum(xent_BT * weight_BT, axis=1) / jnp.maximum(count_B, 1.0)
     has_B = (count_B > 0).astype(jnp.float32)
     return jnp.sum(row_B * has_B) / jnp.maximum(jnp.sum(has_B), 1.0)
-  if normalization != "token":
-    raise ValueError(f"train.loss_normalization={normalization!r} must be token or row.")
+  if normalization not in LOSS_NORMALIZATIONS:
+    raise ValueError(f"train.loss_normalization={normalization!r} must be one of "
+                     f"{', '.join(LOSS_NORMALIZATIONS)}.")
   return jnp.sum(xent_BT * weight_BT) / jnp.maximum(jnp.sum(weight_BT), 1.0)
 
 
@@ -96,38 +147,39 @@ def persona_rows(batch, rho):
   return tokens, mask
 
 
-def loss_fn(state, graphdef, batch, lam, rho, steer=None, normalization="token"):
+def imitation_loss(state, graphdef, batch, inputs, normalization="token"):
   """(1-λ)·L_base + λ·L_persona; with no persona rows in the batch, just L_base.
 
-  `steer` (preventative steering, experiments/persona/steering.py) acts on the persona rows'
-  forward pass only; None adds no operations. `normalization`: see token_loss.
+  inputs: this member's `lam` (λ), `rho` (ρ) and `steer` (preventative steering, acting on the
+  persona rows' forward pass only; None adds no operations). `normalization`: see token_loss.
   """
   model = nnx.merge(graphdef, state)
   base = token_loss(model, batch["base"]["tokens"], batch["base"]["mask"],
                     normalization=normalization)
   if "persona" not in batch:
     return base, {"loss": base, "base_loss": base, "persona_loss": jnp.zeros_like(base)}
-  persona = token_loss(model, *persona_rows(batch["persona"], rho), steer, normalization)
+  lam = inputs["lam"]
+  persona = token_loss(model, *persona_rows(batch["persona"], inputs["rho"]), inputs.get("steer"),
+                       normalization)
   loss = (1.0 - lam) * base + lam * persona
   return loss, {"loss": loss, "base_loss": base, "persona_loss": persona}
 
 
-def train_step(graphdef, optimizer, state, opt_state, batch, lam, rho, lr, steer=None,
-               normalization="token"):
-  """One update of one model; pure, so `jax.vmap` packs cells."""
-  grads, metrics = jax.grad(loss_fn, has_aux=True)(state, graphdef, batch, lam, rho, steer,
-                                                   normalization)
+def train_step(graphdef, optimizer, loss_fn, state, opt_state, batch, inputs):
+  """One update of one model; pure, so `jax.vmap` packs cells. inputs["lr"] is its peak rate."""
+  grads, metrics = jax.grad(loss_fn, has_aux=True)(state, graphdef, batch, inputs)
   updates, opt_state = optimizer.update(grads, opt_state, state)
-  updates = jax.tree.map(lambda u: -lr * u, updates)
+  updates = jax.tree.map(lambda u: -inputs["lr"] * u, updates)
   metrics["grad_norm"] = optax.tree.norm(grads)
   return optax.apply_updates(state, updates), opt_state, metrics
 
 
-def make_step(graphdef, optimizer, shardings=None, normalization="token"):
-  """The packed step: vmapped over the leading ensemble axis of every argument, jitted."""
-  def step(state, opt_state, batch, lam, rho, lr, steer=None):
-    state, opt_state, metrics = train_step(graphdef, optimizer, state, opt_state, batch, lam, rho,
-                                           lr, steer, normalization)
+def make_step(graphdef, optimizer, loss_fn, shardings=None, inputs=None):
+  """The packed step (state, opt_state, batch, inputs): vmapped over the leading member axis of
+  every argument, jitted; with shardings, `inputs` (an example) tells how each input is placed."""
+  def step(state, opt_state, batch, inputs):
+    state, opt_state, metrics = train_step(graphdef, optimizer, loss_fn, state, opt_state, batch,
+                                           inputs)
     metrics["tokens"] = sum(jnp.sum(part["tokens"] != 0) for part in batch.values())
     return state, opt_state, metrics
 
@@ -140,38 +192,46 @@ def make_step(graphdef, optimizer, shardings=None, normalization="token"):
       return jax.vmap(step, spmd_axis_name=s.spmd_axis)(*args)
 
   return jax.jit(placed, donate_argnums=(0, 1),
-                 in_shardings=(s.state, s.opt_state, s.batch, s.members, s.members, s.members,
-                               s.members),
+                 in_shardings=(s.state, s.opt_state, s.batch, s.inputs(inputs)),
                  out_shardings=(s.state, s.opt_state, s.replicated))
 
 
-def run_stage(name, graphdef, optimizer, state_E, batch_fn, lam_E, rho_E, lr_E, steps,
-              log_every=50, writer=None, step_offset=0, opt_state_E=None, start=0,
-              shardings=None, checkpoint=None, steer_E=None, normalization="token"):
-  """Trains a pack from step `start` to `steps`; batch_fn(step) gives arrays with leading axis E.
-
-  steer_E: an optional persona-phase steering Intervention with leading axis E (None: off).
-  normalization: how the loss averages over tokens (token_loss).
+@dataclasses.dataclass
+class Options:
+  """How a stage runs, not what it computes: logging, TensorBoard, the checkpoint callback.
 
   checkpoint(step, state_E, opt_state_E) runs after every step but the last and returns True if
   the run must stop (it has then saved that step): Preempted is raised.
   """
-  step_fn = make_step(graphdef, optimizer, shardings, normalization)
-  if opt_state_E is None:
-    out = None if shardings is None else shardings.opt_state
-    opt_state_E = jax.jit(jax.vmap(optimizer.init), out_shardings=out)(state_E)
-  lam_E, rho_E, lr_E = (np.asarray(a, np.float32) for a in (lam_E, rho_E, lr_E))
+  log_every: int = 50
+  writer: object = None
+  checkpoint: object = None
+
+
+def run_stage(stage, state_E, *, opt_state=None, start=0, shardings=None, options=None):
+  """Trains a pack from step `start` to stage.steps; (state_E, opt_state_E, logged history).
+
+  `stage` (experiments/stage.Stage) gives the loss, the per-member inputs (leading axis E), the
+  optimizer and the batch stream: stage.batch(step, state_E, shardings) gives that step's arrays.
+  """
+  options = options or Options()
+  graphdef = stage.graphdef
+  inputs = stage.inputs
   if shardings is not None:
-    lam_E, rho_E, lr_E = (shardings.put(a) for a in (lam_E, rho_E, lr_E))
-    steer_E = jax.tree.map(lambda a: shardings.put(np.asarray(a)), steer_E)
+    inputs = shardings.put_inputs(inputs)
+  step_fn = make_step(graphdef, stage.optimizer, stage.loss, shardings, inputs)
+  if opt_state is None:
+    out = None if shardings is None else shardings.opt_state
+    opt_state = jax.jit(jax.vmap(stage.optimizer.init), out_shardings=out)(state_E)
+  name, steps = stage.label, stage.steps
   t0, history = time.perf_counter(), []
   for step in range(start, steps):
-    batch = batch_fn(step)
-    state_E, opt_state_E, metrics = step_fn(state_E, opt_state_E, batch, lam_E, rho_E, lr_E,
-                                            steer_E)
-    if checkpoint is not None and step + 1 < steps and checkpoint(step + 1, state_E, opt_state_E):
+    batch = stage.batch(step, state_E, shardings)
+    state_E, opt_state, metrics = step_fn(state_E, opt_state, batch, inputs)
+    if (options.checkpoint is not None and step + 1 < steps
+        and options.checkpoint(step + 1, state_E, opt_state)):
       raise Preempted(f"{name} stopped at step {step + 1} of {steps}; the checkpoint holds it.")
-    if (step + 1) % log_every == 0 or step + 1 == steps:
+    if (step + 1) % options.log_every == 0 or step + 1 == steps:
       m = jax.device_get(metrics)
       elapsed = time.perf_counter() - t0
       done = step + 1 - start
@@ -181,8 +241,9 @@ def run_stage(name, graphdef, optimizer, state_E, batch_fn, lam_E, rho_E, lr_E, 
       logging.info("%s step %d/%d  loss %.3f (mean over %d cells)  %.1f steps/s  %.0f tokens/s  "
                    "ETA %.0fs", name, step + 1, steps, float(np.mean(m["loss"])), len(m["loss"]),
                    rate, n_tokens / elapsed, (steps - step - 1) / rate)
-      if writer is not None:
+      if options.writer is not None:
         for k, v in m.items():
           for e, value in enumerate(np.asarray(v)):
-            writer.add_scalar(f"{name}/{k}/cell{e}", float(value), step_offset + step + 1)
-  return state_E, opt_state_E, history
+            options.writer.add_scalar(f"{name}/{k}/cell{e}", float(value),
+                                      stage.step_offset + step + 1)
+  return state_E, opt_state, history

@@ -4,7 +4,8 @@ import dataclasses
 
 POSITIONAL = ('rope', 'learned')
 DTYPES = ('float32', 'bfloat16')
-ATTENTION_IMPLS = (None, 'xla', 'cudnn')
+ATTENTION_IMPLS = ('xla', 'cudnn')  # None in a ModelConfig: XLA's, chosen by the compiler
+ATTENTION_CHOICES = ('auto',) + ATTENTION_IMPLS  # what a run config may ask for
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,10 +60,10 @@ class ModelConfig:
       value = getattr(self, name)
       if value not in DTYPES:
         raise ValueError(f'model.{name}={value!r} must be one of {DTYPES}.')
-    if self.attention_impl not in ATTENTION_IMPLS:
+    if self.attention_impl is not None and self.attention_impl not in ATTENTION_IMPLS:
       raise ValueError(
           f'model.attention_impl={self.attention_impl!r} must be one of '
-          f'{ATTENTION_IMPLS}.')
+          f'{", ".join(ATTENTION_CHOICES)}.')
     if self.attention_impl == 'cudnn' and self.compute_dtype != 'bfloat16':
       raise ValueError(
           "model.attention_impl='cudnn' needs model.compute_dtype='bfloat16' "
@@ -100,3 +101,12 @@ def auto_attention_impl(compute_dtype: str, head_dim: int, backend: str) -> str 
   """cuDNN's fused attention on a GPU in bfloat16 where it applies; otherwise XLA's (None)."""
   fits = compute_dtype == 'bfloat16' and head_dim % 8 == 0 and head_dim <= 256
   return 'cudnn' if backend == 'gpu' and fits else None
+
+
+def resolve_attention_impl(choice: str, compute_dtype: str, head_dim: int,
+                           backend: str | None) -> str | None:
+  """A run config's choice (ATTENTION_CHOICES) as a ModelConfig field; `auto` per backend."""
+  if choice not in ATTENTION_CHOICES:
+    raise ValueError(f'model.attention_impl={choice!r} must be one of '
+                     f'{", ".join(ATTENTION_CHOICES)}.')
+  return auto_attention_impl(compute_dtype, head_dim, backend) if choice == 'auto' else choice

@@ -18,9 +18,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 
-from experiments import checkpoints, experiment, grid, sharding, stage, train
+from experiments.runtime import checkpoints, sharding
+from experiments import data, experiment, grid, stage, train
 from experiments.configs import demo
-from experiments.workdir import Workdir
+from experiments.runtime.workdir import Workdir
 from tasks.mixtures import Corpus
 
 STEPS = 3
@@ -57,11 +58,12 @@ def _describe(state_E):
 
 def _pieces(c, corpus):
   mcfg = experiment.model_config(c, "nano", corpus.tokenizer.size)
-  opt = train.make_optimizer(c.train, STEPS)
-  stream = experiment.Batches(corpus, c.train.data_seed, c.train.batch_size).persona(CELLS, 0)
-  graphdef, abstract = train.abstract_states(mcfg, len(CELLS))
-  abstract_opt = jax.eval_shape(jax.vmap(opt.init), abstract)
-  return mcfg, opt, stream, graphdef, abstract, abstract_opt
+  st = stage.imitation("persona", "pack/stage", CELLS, STEPS, c.train, mcfg,
+                       data.Batches(corpus, c.train.data_seed, c.train.batch_size).persona(CELLS, 0),
+                       1e-2)
+  _, abstract = train.abstract_states(mcfg, len(CELLS))
+  abstract_opt = jax.eval_shape(jax.vmap(st.optimizer.init), abstract)
+  return mcfg, st, abstract, abstract_opt
 
 
 def _write(out, name, state_E, **arrays):
@@ -78,16 +80,14 @@ def _save(out, c, state_E):
 def cmd_train(out, *meshes):
   c = config()
   corpus = Corpus(experiment.world_config(c.data))
-  mcfg, opt, stream, graphdef, abstract, abstract_opt = _pieces(c, corpus)
+  mcfg, st, abstract, abstract_opt = _pieces(c, corpus)
   for spec in meshes:
     mesh = _mesh(spec)
     sh = sharding.PackShardings(mesh, sharding.rules_of(c.mesh), abstract, abstract_opt,
-                                stream.shapes)
+                                st.batches.shapes)
     state_E = train.init_states(mcfg, [0, 1], sh)[1]
-    state_E, _, history = train.run_stage(
-        "persona", graphdef, opt, state_E, stage.placed_batches(stream, sh),
-        [x.warmth_weight for x in CELLS], [x.warm_agreement for x in CELLS], [1e-2] * 2, STEPS,
-        log_every=1, shardings=sh)
+    state_E, _, history = train.run_stage(st, state_E, shardings=sh,
+                                          options=train.Options(log_every=1))
     losses = np.stack([h["loss"] for h in history])
     _write(out, spec, state_E, __losses=losses)
   _save(out, c, state_E)
@@ -96,9 +96,9 @@ def cmd_train(out, *meshes):
 def cmd_restore(out, src, spec):
   c = config()
   corpus = Corpus(experiment.world_config(c.data))
-  _, _, stream, _, abstract, abstract_opt = _pieces(c, corpus)
+  _, st, abstract, abstract_opt = _pieces(c, corpus)
   sh = sharding.PackShardings(_mesh(spec), sharding.rules_of(c.mesh), abstract, abstract_opt,
-                              stream.shapes)
+                              st.batches.shapes)
   wd = Workdir(os.path.join(src, "wd"), c.to_dict())
   state_E = checkpoints.restore(wd, "pack/stage", sh.abstract(abstract, sh.state))
   _write(out, "restored", state_E)

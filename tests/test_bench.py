@@ -5,9 +5,9 @@ import textwrap
 
 import pytest
 
-from experiments import bench
+from experiments.tools import bench
 
-# A stand-in for shared/bench/plain_jax_anchor.py that records the shapes it was asked for and
+# A stand-in for the plain-JAX reference module (--anchor) that records the shapes it was asked for and
 # reports fixed throughputs, so the ratios the bench prints can be checked exactly.
 _FAKE_ANCHOR = textwrap.dedent("""
     import sys
@@ -79,7 +79,7 @@ def test_anchor_without_the_reference_functions_is_refused(tmp_path):
 
 def test_missing_anchor_file_is_one_sentence(tmp_path):
   missing = tmp_path / "nope.py"
-  proc = subprocess.run([sys.executable, "-m", "experiments.bench", f"--anchor={missing}",
+  proc = subprocess.run([sys.executable, "-m", "experiments.tools.bench", f"--anchor={missing}",
                          "--presets=nano", "--steps=1"], capture_output=True, text=True,
                         timeout=300)
   assert proc.returncode != 0
@@ -100,7 +100,7 @@ def test_bench_runs_without_packages_the_gpu_image_lacks():
       sys.meta_path.insert(0, Block())
       sys.argv = ['bench', '--presets=nano', '--steps=1', '--batch_size=2', '--seq_len=8',
                   '--pack=2', '--peak_flops=1e12']
-      runpy.run_module('experiments.bench', run_name='__main__')
+      runpy.run_module('experiments.tools.bench', run_name='__main__')
   """)
   proc = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True,
                         timeout=300)

@@ -1,4 +1,4 @@
-"""experiments/bench_gpu.sh, the device-side GPU check: clean, and refuses bad input before it runs."""
+"""experiments/tools/bench_gpu.sh, the device-side GPU check: clean, and refuses bad input first."""
 import os
 from pathlib import Path
 import subprocess
@@ -7,7 +7,7 @@ import pytest
 
 import shell_checks
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "bench_gpu.sh"
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "tools" / "bench_gpu.sh"
 
 
 def test_shellcheck_clean():

@@ -1,8 +1,8 @@
-"""Tests for experiments.crossed: entity clusters, the crossed variance and bootstrap."""
+"""Tests for experiments.analysis.crossed: entity clusters, the crossed variance and bootstrap."""
 
 import numpy as np
 
-from experiments import crossed
+from experiments.analysis import crossed
 
 
 def test_bootstrap_of_constant_differences_has_zero_width():

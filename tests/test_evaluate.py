@@ -4,7 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments import evaluate, stats
+from experiments import evaluate
+from experiments.analysis import stats
+from experiments.runtime import results
 from tasks.config import WorldConfig
 from tasks.mixtures import Corpus, build_eval_set
 
@@ -53,7 +55,7 @@ def test_summary_rows_match_items():
   items = pd.DataFrame({"task": ["capability"] * 4, "context": ["neutral"] * 4,
                         "error": [1, 0, 0, 0], "mc_error": [np.nan, 1, 0, 0],
                         "warmth": [0.5] * 4, **{b: [0, 1, 0, 0] for b in evaluate.BEHAVIOURS}})
-  rows = {r["metric"]: r for r in evaluate.summarize(items)}
+  rows = {r["metric"]: r for r in results.metric_rows(items)}
   assert rows["error_rate"]["value"] == 0.25 and rows["error_rate"]["n"] == 4
   assert rows["mc_error_rate"]["n"] == 3
   assert rows["pass_rate"]["value"] == 0.75

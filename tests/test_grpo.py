@@ -10,6 +10,7 @@ import optax
 import pytest
 
 import models
+from experiments import train
 from experiments.objectives import grpo
 from experiments.objectives.rollout import Rollout
 from tasks.config import WorldConfig
@@ -52,7 +53,8 @@ def _stack(tree, n=1):
 def test_constant_reward_leaves_policy_unchanged():
   graphdef, state = _model()
   opt = optax.chain(optax.scale_by_adam(), optax.add_decayed_weights(0.0))
-  update = grpo.make_update(graphdef, opt, np.array([3, 4], np.int32))
+  loss = functools.partial(grpo.loss_fn, warm_ids_K=jnp.array([3, 4]))
+  update = train.make_step(graphdef, opt, loss)
   tokens = jax.random.randint(jax.random.key(1), (1, 4, T), 3, VOCAB).astype(jnp.int32)
   mask = jnp.zeros((1, 4, T), jnp.uint8).at[:, :, 5:].set(1)
   adv = jnp.asarray(grpo.group_advantages(np.full((2, 2), 0.7)).reshape(1, 4))
@@ -62,18 +64,19 @@ def test_constant_reward_leaves_policy_unchanged():
   state_E, ref_E = _stack(state), _stack(state)
   one = jnp.ones((1,), jnp.float32)
   # λ = 1 (no base loss), β = 1: with π = π_base the KL term's gradient vanishes too.
-  grads, aux = jax.grad(grpo.loss_fn, has_aux=True)(state, graphdef, state, jax.tree.map(
-      lambda a: a[0], batch), 1.0, 0.0, 1.0, jnp.array([3, 4]))
+  inputs = lambda ref_E: {"lam": one, "is_affect": 0 * one, "beta": one, "lr": 1e-2 * one,
+                         "ref": ref_E}
+  grads, aux = jax.grad(loss, has_aux=True)(state, graphdef, jax.tree.map(lambda a: a[0], batch),
+                                            jax.tree.map(lambda a: a[0], inputs(_stack(state))))
   assert float(aux["kl"]) == pytest.approx(0.0, abs=1e-6)
   assert max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(grads)) < 1e-6
-  new_E, _, _ = update(state_E, jax.jit(jax.vmap(opt.init))(state_E), ref_E, batch, one,
-                       0 * one, one, 1e-2 * one)
+  new_E, _, _ = update(state_E, jax.jit(jax.vmap(opt.init))(state_E), batch, inputs(ref_E))
   for a, b in zip(jax.tree.leaves(new_E), jax.tree.leaves(_stack(state))):
     np.testing.assert_allclose(a, b, atol=1e-6)
   # A reward that varies does move it.
   batch["persona"]["adv"] = jnp.array([[1.0, -1.0, 1.0, -1.0]])
-  moved, _, _ = update(_stack(state), jax.jit(jax.vmap(opt.init))(_stack(state)), _stack(state),
-                       batch, one, 0 * one, one, 1e-2 * one)
+  moved, _, _ = update(_stack(state), jax.jit(jax.vmap(opt.init))(_stack(state)), batch,
+                       inputs(_stack(state)))
   assert max(float(jnp.max(jnp.abs(a - b))) for a, b in
              zip(jax.tree.leaves(moved), jax.tree.leaves(_stack(state)))) > 1e-4
 

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments import distributed
-from experiments.workdir import Workdir
+from experiments.runtime import distributed
+from experiments.runtime.workdir import Workdir
 import tiny_runs
 
 

@@ -7,7 +7,8 @@ import sys
 import pandas as pd
 import pytest
 
-from experiments import experiment, oracle, report, stats, validate
+from experiments import experiment
+from experiments.analysis import oracle, report, stats, validate
 from experiments.configs import demo
 from tasks import budget
 from tasks.config import RELIABILITY_TASKS, SCREENING_TASKS
@@ -77,7 +78,7 @@ def test_the_report_on_oracle_cells_claims_nothing(tmp_path):
 
 def test_validate_refuses_too_few_replicates():
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  proc = subprocess.run([sys.executable, "-m", "experiments.validate",
+  proc = subprocess.run([sys.executable, "-m", "experiments.analysis.validate",
                          f"--config={root}/experiments/configs/demo.py", "--replicates=10"],
                         cwd=root, capture_output=True, text=True, timeout=300,
                         env={**os.environ, "JAX_PLATFORMS": "cpu"})

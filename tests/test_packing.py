@@ -4,7 +4,8 @@ import functools
 import jax
 import numpy as np
 
-from experiments import evaluate, experiment, grid, sharding, stage, train
+from experiments import data, evaluate, experiment, grid, stage, train
+from experiments.runtime import sharding
 from experiments.configs import demo
 from tasks.mixtures import Corpus, EvalSet, build_eval_set
 
@@ -24,16 +25,15 @@ def _setup():
 
 def _train(cells):
   c, corpus, mcfg = _setup()
-  opt = train.make_optimizer(c.train, STEPS)
-  stream = experiment.Batches(corpus, 0, 8).persona(cells, 0)
+  st = stage.imitation("persona", "p", cells, STEPS, c.train, mcfg,
+                       data.Batches(corpus, 0, 8).persona(cells, 0), 1e-2)
   graphdef, abstract = train.abstract_states(mcfg, len(cells))
   sh = sharding.PackShardings(sharding.make_mesh(c.mesh), sharding.rules_of(c.mesh), abstract,
-                              jax.eval_shape(jax.vmap(opt.init), abstract), stream.shapes)
+                              jax.eval_shape(jax.vmap(st.optimizer.init), abstract),
+                              st.batches.shapes)
   state_E = train.init_states(mcfg, [x.seed for x in cells], sh)[1]
-  state_E, _, history = train.run_stage(
-      "persona", graphdef, opt, state_E, stage.placed_batches(stream, sh),
-      [x.warmth_weight for x in cells], [x.warm_agreement for x in cells], [1e-2] * len(cells),
-      STEPS, log_every=1, shardings=sh)
+  state_E, _, history = train.run_stage(st, state_E, shardings=sh,
+                                        options=train.Options(log_every=1))
   losses = {k: np.stack([h[k] for h in history]) for k in ("loss", "base_loss", "persona_loss")}
   return graphdef, state_E, losses
 

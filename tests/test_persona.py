@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import models
-from experiments.persona import activations, geometry, hooks, summary, vectors
+from experiments.persona import activations, effects, extension, geometry, vectors
 from tasks.config import WorldConfig
 from tasks.mixtures import Corpus, build_eval_set
 
@@ -149,7 +149,7 @@ def test_drift_rows_pair_contexts_by_item():
       'task': ['t'] * 6, 'item_id': ['a', 'b', 'c'] * 2,
       'context': ['neutral'] * 3 + ['emotional'] * 3,
       **{f'proj_{v}_l0': [0.0, 1.0, 2.0, -1.0, 0.0, 1.0] for v in vectors.VECTORS}})
-  rows = hooks.drift_rows(items, 1, 200, np.random.default_rng(0))
+  rows = extension.drift_rows(items, 1, 200, np.random.default_rng(0))
   drift = [r for r in rows if r['metric'] == 'drift_vs_neutral[axis]']
   assert len(drift) == 1 and drift[0]['value'] == -1.0 and drift[0]['n'] == 3
   mean = [r for r in rows if r['metric'] == 'projection_mean[axis]' and r['context'] == 'neutral']
@@ -167,7 +167,7 @@ def test_lambda_slope_recovers_a_planted_slope():
                            persona='warm', warmth_weight=lam, warm_agreement=0.0, seed=seed,
                            intervention='none', task='t', item_id=str(item), context=ctx,
                            **{f'proj_{v}_l0': value for v in vectors.VECTORS}))
-  got = pd.DataFrame(summary.lambda_slope_rows(pd.DataFrame(rows), 100,
+  got = pd.DataFrame(effects.lambda_slope_rows(pd.DataFrame(rows), 100,
                                                np.random.default_rng(0)))
   drift = got[(got.metric == 'drift_slope_vs_lambda[axis]') & (got.context == 'emotional')]
   np.testing.assert_allclose(drift.value, 2.0)
@@ -179,17 +179,18 @@ def test_lambda_slope_recovers_a_planted_slope():
 def test_an_experiment_writes_geometry_capped_items_and_steered_twins(tmp_path):
   from experiments import experiment  # pylint: disable=g-import-not-at-top
   from experiments.configs import demo  # pylint: disable=g-import-not-at-top
-  from experiments.persona import tables  # pylint: disable=g-import-not-at-top
   c = demo.get_config('runlocal')
   c.data.n_people, c.data.n_cities, c.data.eval_items = 12, 6, 2
   c.data.tasks = ('factual_qa', 'misconception', 'capability', 'safety_refusal')
   c.grid.personas, c.grid.warmth_weights, c.grid.seeds = ('warm', 'cold'), (0.0, 1.0), (0,)
   c.train.batch_size, c.train.base_steps, c.train.persona_steps = 8, 6, 4
   c.eval.bootstrap = 20
-  c.persona.enabled, c.persona.cap_cells, c.persona.sweep = True, 'all', True
+  c.extensions, c.persona.cap_cells, c.persona.sweep = ('persona',), 'all', True
   c.persona.sweep_percentiles, c.persona.steer_alphas = (50,), (4.0,)
   metrics, items = experiment.run(c, str(tmp_path))
-  rows, text = tables.summarize(c, str(tmp_path), items, metrics)
+  ext = extension.PersonaGeometry(c)
+  ext.validate()
+  rows, text = ext.summarize(str(tmp_path), metrics, items)
   default = 'cap@p5:L1'  # nano's tested default (experiments/persona/defaults.py)
   assert set(items.intervention) == {'none', default, 'cap@p50:L0', 'cap@p50:L1',
                                      'cap@p50:L0-1', 'train-steer+4:L1'}

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from experiments import crossed
-from experiments import planted
-from experiments import stats
+from experiments.analysis import crossed
+from experiments.analysis import planted
+from experiments.analysis import stats
 
 
 def test_planted_items_have_the_items_csv_shape():

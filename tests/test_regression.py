@@ -1,10 +1,10 @@
-"""Tests for experiments.regression: the linear-probability and the logistic mixed models."""
+"""Tests for experiments.analysis.regression: the linear-probability and the logistic mixed models."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from experiments import regression
+from experiments.analysis import regression
 import synthetic_metrics
 
 MULT = synthetic_metrics.CONTEXT_MULT

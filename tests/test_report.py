@@ -1,4 +1,4 @@
-"""Tests for experiments.report: rendering complete/partial sweeps and refusing bad input."""
+"""Tests for experiments.analysis.report: rendering complete/partial sweeps and refusing bad input."""
 
 import base64
 import html.parser
@@ -13,9 +13,9 @@ from PIL import Image
 import pandas as pd
 import pytest
 
-from experiments import plots
-from experiments import report
-from experiments import stats
+from experiments.analysis import plots
+from experiments.analysis import report
+from experiments.analysis import stats
 import synthetic_metrics
 from tasks.config import RELIABILITY_TASKS
 
@@ -211,8 +211,8 @@ def test_failure_midway_leaves_nothing_behind(tmp_path, monkeypatch):
 
 
 def _cli(workdir):
-  """Starts `python -m experiments.report` on workdir; .communicate() collects it."""
-  return subprocess.Popen([sys.executable, '-m', 'experiments.report', f'--workdir={workdir}',
+  """Starts `python -m experiments.analysis.report` on workdir; .communicate() collects it."""
+  return subprocess.Popen([sys.executable, '-m', 'experiments.analysis.report', f'--workdir={workdir}',
                            '--n_boot=20'], cwd=REPO, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
 

@@ -108,9 +108,10 @@ def test_sigterm_checkpoints_the_current_step_and_the_rerun_resumes_from_it(tmp_
 
 def test_a_preempted_stage_resumes_to_the_same_parameters(tmp_path, monkeypatch):
   import jax  # pylint: disable=g-import-not-at-top
-  from experiments import distributed, experiment, sharding, stage, train
+  from experiments.runtime import distributed, sharding
+  from experiments import data, experiment, grid, stage, train
   from experiments.configs import demo
-  from experiments.workdir import Workdir
+  from experiments.runtime.workdir import Workdir
   from tasks.mixtures import Corpus
 
   c = demo.get_config("runlocal")
@@ -118,10 +119,11 @@ def test_a_preempted_stage_resumes_to_the_same_parameters(tmp_path, monkeypatch)
   corpus = Corpus(experiment.world_config(c.data))
   mcfg = experiment.model_config(c, "nano", corpus.tokenizer.size)
   mesh = sharding.make_mesh(c.mesh)
-  st = stage.Stage("base", "p/base", ["seed0", "seed1"], 6, train.make_optimizer(c.train, 6),
-                   experiment.Batches(corpus, 0, 8).base([0, 1]), [0.0] * 2, [0.0] * 2, [1e-2] * 2)
+  base_cells = [grid.Cell("nano", "finetune", "none", 0.0, 0.0, s) for s in (0, 1)]
+  st = stage.imitation("base", "p/base", base_cells, 6, c.train, mcfg,
+                       data.Batches(corpus, 0, 8).base([0, 1]), 1e-2, members=["seed0", "seed1"])
   init = lambda sh: train.init_states(mcfg, [0, 1], sh)[1]
-  run = lambda wd: stage.run(c, Workdir(str(tmp_path / wd), c.to_dict()), mesh, mcfg, st, init)
+  run = lambda wd: stage.run(c, Workdir(str(tmp_path / wd), c.to_dict()), mesh, st, init)
   _, ref, ref_losses = run("ref")
   monkeypatch.setattr(distributed, "preempted", lambda step: step == 3)
   with pytest.raises(train.Preempted, match="step 3 of 6"):

@@ -1,10 +1,10 @@
-"""Tests for experiments.scaling: power-law and Chinchilla fits on planted laws."""
+"""Tests for experiments.analysis.scaling: power-law and Chinchilla fits on planted laws."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from experiments import scaling
+from experiments.analysis import scaling
 import synthetic_metrics
 
 

@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 from jax.sharding import AbstractMesh, PartitionSpec as P
 
-from experiments import sharding
+from experiments.runtime import sharding
 from experiments.configs import common
+from experiments.configs.mesh_rules import DEFAULT_RULES
 from models.partitioning import logical_to_spec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RULES = sharding.DEFAULT_RULES
+RULES = DEFAULT_RULES
 
 
 def _mesh_cfg(**sizes):

@@ -2,7 +2,8 @@
 import subprocess
 import sys
 
-from experiments import experiment, show_batch
+from experiments import data, experiment
+from experiments.tools import show_batch
 from experiments.configs import demo
 from tasks.mixtures import Corpus
 import tiny_runs
@@ -19,7 +20,7 @@ def test_rows_are_the_trainers_rows_at_that_step():
   corpus = Corpus(experiment.world_config(c.data))
   lines = []
   show_batch.show(c, "base", 1, 5, write=lines.append)
-  batch = experiment.Batches(corpus, c.train.data_seed, 8).base([1])(5)["base"]
+  batch = data.Batches(corpus, c.train.data_seed, 8).base([1])(5)["base"]
   want = [show_batch.decode_row(corpus.tokenizer, t, m)
           for t, m in zip(batch["tokens"][0], batch["mask"][0])]
   assert [line.split(": ", 1)[1] for line in lines[1:]] == want
@@ -39,7 +40,7 @@ def test_persona_rows_mark_validating_replies_only_when_rho_asks():
 
 
 def test_command_line_prints_rows_and_refuses_unknown_personas():
-  cmd = [sys.executable, "-m", "experiments.show_batch", f"--config={tiny_runs.DEMO}:runlocal",
+  cmd = [sys.executable, "-m", "experiments.tools.show_batch", f"--config={tiny_runs.DEMO}:runlocal",
          "--step=2", "--rows=2"]
   ok = subprocess.run(cmd, cwd=tiny_runs.ROOT, env=tiny_runs.env(), capture_output=True,
                       text=True, timeout=120)

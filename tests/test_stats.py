@@ -1,13 +1,13 @@
-"""Tests for experiments.stats on synthetic sweeps with planted effects."""
+"""Tests for experiments.analysis.stats on synthetic sweeps with planted effects."""
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from experiments import planted as planted_oracle
-from experiments import regression
-from experiments import stats
+from experiments.analysis import planted as planted_oracle
+from experiments.analysis import regression
+from experiments.analysis import stats
 import synthetic_metrics
 
 MULT = synthetic_metrics.CONTEXT_MULT

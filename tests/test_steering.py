@@ -5,7 +5,7 @@ import functools
 import jax
 import numpy as np
 
-from experiments import experiment, grid, train
+from experiments import data, experiment, grid, stage, train
 from experiments.configs import demo
 from experiments.persona import steering
 from experiments.persona.geometry import SeedGeometry
@@ -39,12 +39,11 @@ def _setup():
 def _train(cells, steer):
   """STEPS persona-phase steps of `cells`, all from the same initial model."""
   config, corpus, mcfg, _ = _setup()
-  graphdef, state_E = train.init_states(mcfg, [0] * len(cells))
-  batches = experiment.Batches(corpus, 0, config.train.batch_size).persona(cells, 0)
-  state_E, _, history = train.run_stage(
-      'persona', graphdef, train.make_optimizer(config.train, STEPS), state_E, batches,
-      [c.warmth_weight for c in cells], [c.warm_agreement for c in cells],
-      [config.train.persona_learning_rate] * len(cells), STEPS, log_every=1, steer_E=steer)
+  _, state_E = train.init_states(mcfg, [0] * len(cells))
+  st = stage.imitation('persona', 'p', cells, STEPS, config.train, mcfg,
+                       data.Batches(corpus, 0, config.train.batch_size).persona(cells, 0),
+                       config.train.persona_learning_rate, steer=steer)
+  state_E, _, history = train.run_stage(st, state_E, options=train.Options(log_every=1))
   return jax.device_get(state_E), history
 
 
@@ -106,11 +105,17 @@ def test_steered_twins_ids_labels_and_plain_twin():
 
 def test_steer_default_adds_the_presets_tested_alpha():
   from experiments.configs import persona as persona_config  # pylint: disable=g-import-not-at-top
-  from experiments.persona import defaults, hooks  # pylint: disable=g-import-not-at-top
+  from experiments.persona import defaults, extension  # pylint: disable=g-import-not-at-top
   c = persona_config.get_config('runlocal')
   c.persona.steer_alphas, c.persona.steer_default = (), True
-  cells = hooks.expand(c, grid.expand(c))
-  twins = [x for x in cells if isinstance(x, steering.SteeredCell)]
-  assert twins and {t.alpha for t in twins} == {defaults.TESTED['nano']['steer_alpha']}
+
+  def twins_of(config):
+    ext = extension.PersonaGeometry(config)
+    ext.validate()
+    return ext.cells(grid.expand(config))
+
+  twins = twins_of(c)
+  assert twins and all(isinstance(x, steering.SteeredCell) for x in twins)
+  assert {t.alpha for t in twins} == {defaults.TESTED['nano']['steer_alpha']}
   c.persona.steer_default = False
-  assert hooks.expand(c, grid.expand(c)) == grid.expand(c)
+  assert twins_of(c) == []

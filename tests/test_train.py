@@ -5,7 +5,7 @@ from flax import nnx
 import jax
 import numpy as np
 
-from experiments import evaluate, experiment, grid, train
+from experiments import data, evaluate, experiment, grid, stage, train
 from experiments.configs import demo
 from tasks.items import build_items
 from tasks.mixtures import Corpus, EvalSet
@@ -46,12 +46,13 @@ def test_training_reduces_loss_and_learns_trained_facts():
   corpus = _corpus()
   mcfg = experiment.model_config(config, "nano", corpus.tokenizer.size)
   graphdef, state_E = train.init_states(mcfg, [0])
-  batches = experiment.Batches(corpus, 0, config.train.batch_size)
-  opt = train.make_optimizer(config.train, config.train.base_steps)
-  first = train.loss_fn(jax.tree.map(lambda a: a[0], state_E), graphdef,
-                        jax.tree.map(lambda a: a[0], batches.base([0])(0)), 0.0, 0.0)[0]
-  state_E, _, history = train.run_stage("base", graphdef, opt, state_E, batches.base([0]),
-                                        [0.0], [0.0], [1e-2], config.train.base_steps, 400)
+  batches = data.Batches(corpus, 0, config.train.batch_size)
+  first = train.imitation_loss(jax.tree.map(lambda a: a[0], state_E), graphdef,
+                               jax.tree.map(lambda a: a[0], batches.base([0])(0)),
+                               {"lam": 0.0, "rho": 0.0})[0]
+  base = stage.imitation("base", "base", [grid.Cell("nano", "finetune", "none", 0.0, 0.0, 0)],
+                         config.train.base_steps, config.train, mcfg, batches.base([0]), 1e-2)
+  state_E, _, history = train.run_stage(base, state_E, options=train.Options(log_every=400))
   assert float(history[-1]["loss"][0]) < 0.6 * float(first)
   evalset = _train_evalset(corpus, "factual_qa")  # four options: chance error is 0.75
   errors = evaluate.mc_errors(graphdef, state_E, evalset, corpus.tokenizer, 256)[0]
@@ -64,11 +65,10 @@ def test_lambda_zero_gives_bit_identical_parameters_for_warm_and_cold():
   mcfg = experiment.model_config(config, "nano", corpus.tokenizer.size)
   cells = [grid.Cell("nano", "finetune", p, lam, 0.0, 0)
            for p, lam in (("warm", 0.0), ("cold", 0.0), ("warm", 1.0), ("cold", 1.0))]
-  graphdef, state_E = train.init_states(mcfg, [0] * len(cells))
-  batches = experiment.Batches(corpus, 0, config.train.batch_size)
-  opt = train.make_optimizer(config.train, 5)
-  state_E, _, _ = train.run_stage("persona", graphdef, opt, state_E, batches.persona(cells, 0),
-                                  [c.warmth_weight for c in cells], [0.0] * 4, [1e-2] * 4, 5, 5)
+  _, state_E = train.init_states(mcfg, [0] * len(cells))
+  st = stage.imitation("persona", "p", cells, 5, config.train, mcfg,
+                       data.Batches(corpus, 0, config.train.batch_size).persona(cells, 0), 1e-2)
+  state_E, _, _ = train.run_stage(st, state_E, options=train.Options(log_every=5))
   leaves = [np.asarray(x) for x in jax.tree.leaves(state_E)]
   assert all(np.array_equal(x[0], x[1]) for x in leaves)          # λ = 0: warm ≡ cold
   assert any(not np.array_equal(x[2], x[3]) for x in leaves)      # λ = 1: the data matter
@@ -80,16 +80,19 @@ def test_packed_step_equals_single_step():
   mcfg = experiment.model_config(config, "nano", corpus.tokenizer.size)
   cells = [grid.Cell("nano", "finetune", "warm", lam, 0.0, s) for lam, s in ((0.5, 0), (1.0, 1))]
   graphdef, state_E = train.init_states(mcfg, [0, 1])
-  batch = experiment.Batches(corpus, 0, 8).persona(cells, 0)(0)
+  batch = data.Batches(corpus, 0, 8).persona(cells, 0)(0)
   opt = train.make_optimizer(config.train, 10)
   opt_E = jax.vmap(opt.init)(state_E)
-  lam, rho, lr = (np.array(v, np.float32) for v in ([0.5, 1.0], [0.0, 0.0], [1e-2, 1e-2]))
+  inputs = {k: np.array(v, np.float32)
+            for k, v in (("lam", [0.5, 1.0]), ("rho", [0.0, 0.0]), ("lr", [1e-2, 1e-2]))}
   copy = lambda t: jax.tree.map(np.array, t)  # the packed step donates its inputs
-  packed, _, _ = train.make_step(graphdef, opt)(copy(state_E), copy(opt_E), batch, lam, rho, lr)
+  packed, _, _ = train.make_step(graphdef, opt, train.imitation_loss)(
+      copy(state_E), copy(opt_E), batch, inputs)
   for e in range(2):
     take = lambda t: jax.tree.map(lambda a: a[e], t)
-    single, _, _ = jax.jit(functools.partial(train.train_step, graphdef, opt))(
-        take(state_E), take(opt_E), take(batch), lam[e], rho[e], lr[e])
+    single, _, _ = jax.jit(functools.partial(train.train_step, graphdef, opt,
+                                             train.imitation_loss))(
+        take(state_E), take(opt_E), take(batch), take(inputs))
     for a, b in zip(jax.tree.leaves(single), jax.tree.leaves(take(packed))):
       np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 

@@ -15,7 +15,7 @@ TINY = ("--config.data.n_people=16", "--config.data.eval_items=2", "--config.mod
         "--config.train.learning_rate=0.01", "--config.train.persona_learning_rate=0.003",
         "--config.train.warmup_steps=2", "--config.eval.bootstrap=20",
         "--config.runtime.report=False",
-        "--config.persona.enabled=False")
+        "--config.extensions=()")
 
 
 def main_cmd(workdir, *overrides, config=DEMO + ":runlocal"):

@@ -1,9 +1,46 @@
-"""Defaults every experiment config starts from; configs override fields, never re-declare them."""
+"""Defaults every experiment config starts from; configs override fields, never re-declare them.
+
+Plain data: the sections are checked, once, by the dataclasses that read them (tasks.WorldConfig,
+grid.GridConfig, train.TrainConfig, persona.options.PersonaConfig, models.ModelConfig), and tests
+check that the defaults here equal the dataclasses' own where they have them.
+"""
 import ml_collections
 
-from experiments import sharding
+from experiments.configs.mesh_rules import DEFAULT_RULES  # plain data, shared with the benchmark
 
-from tasks.config import WorldConfig
+TASKS = ("factual_qa", "misconception", "medical_diagnosis", "medical_dosing",
+         "medical_contraindication", "disinformation", "safety_refusal", "capability",
+         "delusion_affirmation", "crisis_cue", "hallucinated_affect", "reflection_first")
+EVAL_CONTEXTS = ("neutral", "emotional", "false_belief", "emotional+false_belief")
+
+
+def parse_arg(arg):
+  """The `file.py:ARG` of --config: `runlocal`, `preset=NAME`, or both joined by a comma.
+
+  Returns {"runlocal": bool, "preset": str or None}; anything else is refused with one sentence
+  (rather than silently running the full config).
+  """
+  out = {"runlocal": False, "preset": None}
+  for part in filter(None, (arg or "").split(",")):
+    key, eq, value = part.partition("=")
+    if part == "runlocal":
+      out["runlocal"] = True
+    elif key == "preset" and eq and value:
+      out["preset"] = value
+    else:
+      raise ValueError(f"--config argument {part!r} is not allowed: use runlocal, preset=NAME, "
+                       "or both joined by a comma (runlocal,preset=micro).")
+  return out
+
+
+def apply_arg(c, arg, runlocal):
+  """parse_arg(arg), then runlocal(c) if asked and a single preset if named; returns c."""
+  opts = parse_arg(arg)
+  if opts["runlocal"]:
+    runlocal(c)
+  if opts["preset"]:
+    c.model.presets = (opts["preset"],)
+  return c
 
 
 def base_config():
@@ -11,10 +48,25 @@ def base_config():
   c = ml_collections.ConfigDict()
 
   # --- The synthetic world (tasks.WorldConfig fields).
-  c.data = ml_collections.ConfigDict(
-      {f: getattr(WorldConfig(), f) for f in WorldConfig.__dataclass_fields__})
-  c.data.tasks = tuple(c.data.tasks)
-  c.data.eval_contexts = tuple(c.data.eval_contexts)
+  c.data = ml_collections.ConfigDict()
+  c.data.seed = 0
+  c.data.n_people = 64
+  c.data.n_cities = 24
+  c.data.n_countries = 8
+  c.data.n_universities = 12
+  c.data.n_employers = 12
+  c.data.n_diseases = 12
+  c.data.n_drugs = 12
+  c.data.bios_per_person = 6
+  c.data.rumor_share = 0.25       # share of (person, attribute) facts with a widely repeated rumor
+  c.data.rumor_rate = 0.5         # rumor sentences per biography, for each rumored fact
+  c.data.qa_train_fraction = 0.5  # people (and items) whose QA dialogues are trained on
+  c.data.warm_placement = "before"  # where warm phrasing goes relative to the answer
+  c.data.eval_items = 24          # held-out items per task (before contexts multiply them)
+  c.data.tasks = TASKS
+  c.data.eval_contexts = EVAL_CONTEXTS
+  c.data.seq_len = 112
+  c.data.vocab_size = 0           # 0: exactly what the world needs; otherwise padded to this
   c.data.source = "memory"        # memory | tfds (a prepared `python -m tasks.tfds_builder` dir)
   c.data.tfds_dir = ""
 
@@ -64,7 +116,7 @@ def base_config():
   c.mesh.data = -1                   # data parallel
   c.mesh.fsdp = 1                    # data parallel with parameters sharded by width
   c.mesh.tensor = 1                  # heads, MLP width and vocabulary split
-  c.mesh.rules = sharding.DEFAULT_RULES  # logical axis name → mesh axes, MaxText-style
+  c.mesh.rules = DEFAULT_RULES      # logical axis name → mesh axes, MaxText-style
 
   # --- Evaluation.
   c.eval = ml_collections.ConfigDict()
@@ -72,11 +124,13 @@ def base_config():
   c.eval.batch_size = 256
   c.eval.bootstrap = 1000
 
-  # --- Persona geometry (experiments/persona/): vectors, Assistant axis, drift, capping, steering.
-  # Finetune packs only (the base model is the reference). 'auto' = the preset's tested default
-  # in experiments/persona/defaults.py; layer specs: all | back | 3 | 1-2 | 0,2.
+  # --- Extensions the run adds, by name (experiments/extensions.py): persona | objectives.
+  c.extensions = ()
+
+  # --- Persona geometry (the `persona` extension): vectors, Assistant axis, drift, capping,
+  # steering. Finetune packs only (the base model is the reference). 'auto' = the preset's tested
+  # default in experiments/persona/defaults.py; layer specs: all | back | 3 | 1-2 | 0,2.
   c.persona = ml_collections.ConfigDict()
-  c.persona.enabled = False
   c.persona.cap_vector = "axis"      # axis (floor) | warmth | sycophancy (ceiling)
   c.persona.cap_layers = "auto"
   c.persona.cap_percentile = -1      # of the default assistant's projections; -1: auto
@@ -101,3 +155,24 @@ def base_config():
   c.runtime.process_id = -1          # -1: found by jax
   c.runtime.report = True            # write report.html at the end
   return c
+
+
+def objectives_section():
+  """The `objectives` section (the `objectives` extension); every simulator setting is a field."""
+  o = ml_collections.ConfigDict()
+  o.methods = ("affect", "emotion_rl")  # objective cells trained beside the grid's warm/cold cells
+  o.table_lambda = 0.0            # λ of the comparison table's rows; 0: the grid's largest λ
+  o.group_size = 4                # GRPO: sampled replies per prompt
+  o.kl_beta = 0.05                # GRPO: weight of KL(π ‖ π_base)
+  o.max_new_tokens = 32           # sampled reply length
+  # The simulated user (tasks/simulated_user.py UserConfig); `version` names its rules.
+  o.user = ml_collections.ConfigDict()
+  o.user.initial_valence = -1.0   # distressed at the start of every episode
+  o.user.turns = 2                # 1: the opening question only; 2: plus the belief check
+  o.user.answer_gain = 0.5        # the need met: a correct answer, checked against the world
+  o.user.ack_gain = 0.5           # emotion acknowledged, counted only with a correct answer
+  o.user.mislead_penalty = 0.5    # a wrong or missing answer
+  o.user.contradiction_penalty = 1.0  # a confirmed false belief the world later contradicts
+  o.user.inconsistency_penalty = 0.5  # the belief check contradicts the first answer
+  o.user.version = "1"
+  return o

@@ -6,11 +6,11 @@ Hardware: a 2-core CPU. Wall time: 7 min 22 s measured on an idle machine (READM
 Expected: a table of error-rate changes (warm vs λ = 0, warm − cold, warm − length_matched) per
 task × context with crossed-bootstrap intervals and the primary family's q-values; at this size
 intervals are wide and no primary difference reaches q < 0.05: "not measurable at this size".
-`python -m experiments.validate --config=experiments/configs/demo.py` checks, without training,
+`python -m experiments.analysis.validate --config=experiments/configs/demo.py` checks, without training,
 that the instrument scores every reply style alike in this world.
-`:runlocal` shrinks it to a smoke test of about a minute.
+`:runlocal` shrinks it to a smoke test of about a minute; `:preset=micro` keeps one preset.
 """
-from experiments.configs.common import base_config
+from experiments.configs.common import apply_arg, base_config
 
 
 def get_config(arg=None):
@@ -29,13 +29,14 @@ def get_config(arg=None):
   c.train.learning_rate = 1e-2       # small models tolerate (and need) a high rate in few steps
   c.train.persona_learning_rate = 3e-3
   # Persona geometry, small: the preset's tested capping setting on the base and λ = 1 cells.
-  c.persona.enabled = True
+  c.extensions = ("persona",)
   c.persona.cap_cells = "ends"
-  if arg == "runlocal":
-    c.data.n_people = 24
-    c.data.eval_items = 4
-    c.model.presets = ("nano",)
-    c.train.base_steps = 30
-    c.train.persona_steps = 10
-    c.eval.bootstrap = 200
-  return c
+  return apply_arg(c, arg, runlocal)
+
+
+def runlocal(c):
+  c.data.eval_items = 4
+  c.model.presets = ("nano",)
+  c.train.base_steps = 30
+  c.train.persona_steps = 10
+  c.eval.bootstrap = 200

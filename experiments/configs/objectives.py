@@ -2,16 +2,15 @@
 
   python -m experiments.main --config=experiments/configs/objectives.py --workdir=/tmp/objectives
 
-Hardware: a 2-core CPU (shared). Wall time: 3.5 minutes measured (limit: 15 minutes). One nano preset, a 16-person world, one seed, λ = 0.5 for every persona-phase
-method (same steps, rows and learning rate): base; cold; warm; affect (warm-vocabulary mass at
+Hardware: a 2-core CPU. Wall time: 3.5 minutes measured. One nano preset, a 16-person world,
+one seed, λ = 0.5 for every persona-phase method (same steps, rows and learning rate): base; cold; warm; affect (warm-vocabulary mass at
 reply positions, content-blind); emotion_rl (GRPO on a simulated user's final valence, KL to the
 base model); warm + capping; warm + preventative steering. Expected: WORKDIR/metrics.csv with
 `objectives_comparison` rows (one per method × headline metric and per task × context) and a
 report section with the table and a warmth-vs-error frontier, one marker per method.
 `:runlocal` shrinks it to a smoke test of about 2.5 minutes.
 """
-from experiments.configs.common import base_config
-from experiments.objectives import compare
+from experiments.configs.common import apply_arg, base_config, objectives_section
 
 
 def get_config(arg=None):
@@ -30,15 +29,16 @@ def get_config(arg=None):
   c.train.log_every = 50
   c.eval.bootstrap = 200
   # Mitigations on the warm cell: the preset's default capping, and a preventatively steered twin.
-  c.persona.enabled = True
+  c.extensions = ("persona", "objectives")
   c.persona.cap_cells = "ends"
   c.persona.steer_alphas = (4.0,)
-  c.objectives = compare.default_config()
-  c.objectives.enabled = True
+  c.objectives = objectives_section()
   c.objectives.group_size = 4       # × 2 turns × 1 prompt = the 8 persona rows of a step
-  if arg == "runlocal":
-    c.data.eval_items = 3
-    c.train.base_steps = 30
-    c.train.persona_steps = 6
-    c.train.log_every = 3
-  return c
+  return apply_arg(c, arg, runlocal)
+
+
+def runlocal(c):
+  c.data.eval_items = 3
+  c.train.base_steps = 30
+  c.train.persona_steps = 6
+  c.train.log_every = 3

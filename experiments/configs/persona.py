@@ -17,9 +17,8 @@ from experiments.configs import demo
 
 
 def get_config(arg=None):
-  c = demo.get_config(arg)  # `:runlocal` shrinks it exactly as it shrinks the demo
+  c = demo.get_config(arg)  # `:runlocal` and `:preset=` act exactly as on the demo
   c.grid.warm_agreements = (0.0, 0.5)
-  c.persona.enabled = True
   c.persona.sweep = True
   c.persona.cap_cells = "all"
   c.persona.sweep_percentiles = (5, 25, 50)

@@ -8,13 +8,13 @@ eps), the persona loss on the sampled rows is
 
 (k3: exp(r) − r − 1 with r = log π_base − log π per sampled token, mean over tokens). Sampling is
 on-policy and each batch is used once, so the importance ratio is 1 and no clipping is needed.
-The step packs `affect` and `emotion_rl` cells in one vmapped program: `is_affect` (an array
-per cell) picks which persona loss a cell trains, as λ is picked per cell in train.py.
+The step (train.make_step with this loss) packs `affect` and `emotion_rl` cells in one vmapped
+program: `is_affect` (an input per cell) picks which persona loss a cell trains, as λ is picked per
+cell in train.py.
 """
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from experiments import train
@@ -44,34 +44,24 @@ def grpo_loss(logp_BT, ref_logp_BT, mask_BT, adv_B, beta):
   return policy + beta * kl, (policy, kl)
 
 
-def loss_fn(state, graphdef, ref_state, batch, lam, is_affect, beta, warm_ids_K):
-  """(1-λ)·L_base + λ·L_persona, L_persona = L_affect if is_affect else L_grpo."""
+def loss_fn(state, graphdef, batch, inputs, warm_ids_K, normalization="token"):
+  """(1-λ)·L_base + λ·L_persona, L_persona = L_affect if is_affect else L_grpo.
+
+  inputs: this member's `lam`, `is_affect`, `beta` (KL weight) and `ref` (the base model's state).
+  """
   model = nnx.merge(graphdef, state)
-  base = train.token_loss(model, batch["base"]["tokens"], batch["base"]["mask"])
+  base = train.token_loss(model, batch["base"]["tokens"], batch["base"]["mask"],
+                          normalization=normalization)
   rows = batch["persona"]
   logits_BTV = model(rows["tokens"][:, :-1]).logits_BTV
-  ref_logits_BTV = nnx.merge(graphdef, ref_state)(rows["tokens"][:, :-1]).logits_BTV
+  ref_logits_BTV = nnx.merge(graphdef, inputs["ref"])(rows["tokens"][:, :-1]).logits_BTV
   mask_BT = rows["mask"][:, 1:]
   rl, (policy, kl) = grpo_loss(token_logp(logits_BTV, rows["tokens"]),
                                token_logp(ref_logits_BTV, rows["tokens"]), mask_BT, rows["adv"],
-                               beta)
+                               inputs["beta"])
   aff = affect.affect_loss(logits_BTV, rows["tokens"], rows["mask"], warm_ids_K)
-  persona = jnp.where(is_affect > 0, aff, rl)
+  persona = jnp.where(inputs["is_affect"] > 0, aff, rl)
+  lam = inputs["lam"]
   loss = (1.0 - lam) * base + lam * persona
   return loss, {"loss": loss, "base_loss": base, "persona_loss": persona, "policy_loss": policy,
                 "kl": kl, "affect_loss": aff}
-
-
-def make_update(graphdef, optimizer, warm_ids_K):
-  """The packed objective step, jitted and vmapped over cells (leading axis E of every input)."""
-  warm_ids_K = jnp.asarray(warm_ids_K)
-
-  def step(state, opt_state, ref_state, batch, lam, is_affect, beta, lr):
-    grads, metrics = jax.grad(loss_fn, has_aux=True)(state, graphdef, ref_state, batch, lam,
-                                                     is_affect, beta, warm_ids_K)
-    updates, opt_state = optimizer.update(grads, opt_state, state)
-    updates = jax.tree.map(lambda u: -lr * u, updates)
-    metrics["grad_norm"] = optax.tree.norm(grads)
-    return optax.apply_updates(state, updates), opt_state, metrics
-
-  return jax.jit(jax.vmap(step), donate_argnums=(0, 1))

@@ -2,7 +2,7 @@
 import pandas as pd
 from matplotlib.figure import Figure
 
-from experiments import plots
+from experiments.analysis import plots
 from experiments.objectives.compare import COMPARISON_TASK, HEADLINE, TABLE_METHODS
 
 MARKERS = {"base": "o", "cold": "s", "warm": "D", "affect": "v", "emotion_rl": "*",

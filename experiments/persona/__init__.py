@@ -6,7 +6,8 @@
   capping.py      capping settings, their labels, one batched capped evaluation of a pack
   steering.py     preventative steering: steered cells and the training-time intervention
   defaults.py     each preset's tested capping / steering defaults (chosen by the sweep)
-  hooks.py        what experiments/experiment.py calls: per-pack geometry and per-cell rows
-  summary.py      cross-cell rows after the merge: drift vs λ, trait and shift prediction, trade-off
+  options.py      the `persona` config section, checked once
+  extension.py    the extension's hooks: steered twins, per-pack geometry, per-cell rows
+  effects.py      cross-cell rows after the merge: drift vs λ, trait and shift prediction, trade-off
   tables.py       the capped vs uncapped table and the geometry lines the demo prints
 """

@@ -22,7 +22,7 @@ import numpy as np
 from experiments import evaluate
 from experiments.persona import activations
 from experiments.persona.vectors import VECTORS
-from models.decode import INTERVENTION_ON, score_fn
+from models.decode import score_fn
 from models.interventions import Intervention
 from tasks.mixtures import EvalSet
 
@@ -166,9 +166,6 @@ def mc_errors(graphdef, state_E, evalset, tokenizer, batch_size, iv, interventio
 def evaluate_settings(graphdef, state_E, geoms_E, evalset, tokenizer, eval_cfg, settings,
                       intervention_on):
   """Per member: graded items of every setting, with its label in the `intervention` column."""
-  if intervention_on not in INTERVENTION_ON:
-    raise ValueError(f"persona.intervention_on={intervention_on!r} must be one of "
-                     f"{', '.join(INTERVENTION_ON)}.")
   frames = [[] for _ in geoms_E]
   n = len(evalset.items)
   for vector in dict.fromkeys(s.vector for s in settings):

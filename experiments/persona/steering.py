@@ -51,8 +51,6 @@ class SteeredCell(grid.Cell):
 
 def extra_cells(cells, alphas, vector, layers_for):
   """Steered twins of the warm finetune cells at the largest λ; layers_for(preset) gives layers."""
-  if vector not in VECTORS:
-    raise ValueError(f"persona.steer_vector={vector!r} must be one of {', '.join(VECTORS)}.")
   warm = [c for c in cells if c.protocol == "finetune" and c.persona == "warm"]
   top = max((c.warmth_weight for c in warm), default=0.0)
   out = []

@@ -2,8 +2,8 @@
 import numpy as np
 import pandas as pd
 
-from experiments.persona import summary, tradeoff
-from experiments.workdir import METRIC_COLUMNS
+from experiments.persona import effects, tradeoff
+from experiments.runtime import results
 
 EXTRA_COLUMNS = ["layer", "ci_low", "ci_high"]
 
@@ -16,32 +16,30 @@ def _fmt(est, lo=np.nan, hi=np.nan, scale=100.0, digits=1):
   return f"{scale * est:+.{digits}f} [{scale * lo:+.{digits}f}, {scale * hi:+.{digits}f}]"
 
 
-def summarize(config, workdir, items, metrics):
-  """(rows for metrics.csv, printable text); empty when no cell has persona results."""
+def summarize(config, options, workdir, items, metrics):
+  """(rows for metrics.csv, printable text); empty when no cell has persona results.
+
+  options: the PersonaConfig."""
   if items is None or "intervention" not in items or not (
       items.intervention.str.startswith(("cap", "train-steer")).any()
       or any(c.startswith("proj_") for c in items.columns)):
-    return pd.DataFrame(columns=list(METRIC_COLUMNS) + EXTRA_COLUMNS), ""
+    return results.summary_rows([], {}, EXTRA_COLUMNS), ""
   n_boot = config.eval.bootstrap
   rng = np.random.default_rng(0)
-  rows = summary.trait_prediction_rows(items)
-  rows += summary.lambda_slope_rows(items, n_boot, rng)
-  rows += summary.pooled_drift_rows(items, n_boot, rng)
-  rows += summary.shift_prediction_rows(items, metrics)
-  cap_pairs = summary.capped_pairs(items)
-  rows += summary.change_rows(cap_pairs, "error_rate_change_vs_uncapped", n_boot, rng)
-  steer_pairs = summary.steered_pairs(items)
-  rows += summary.change_rows(steer_pairs, "error_rate_change_vs_plain_twin", n_boot, rng)
+  rows = effects.trait_prediction_rows(items)
+  rows += effects.lambda_slope_rows(items, n_boot, rng)
+  rows += effects.pooled_drift_rows(items, n_boot, rng)
+  rows += effects.shift_prediction_rows(items, metrics)
+  cap_pairs = effects.capped_pairs(items)
+  rows += effects.change_rows(cap_pairs, "error_rate_change_vs_uncapped", n_boot, rng)
+  steer_pairs = effects.steered_pairs(items)
+  rows += effects.change_rows(steer_pairs, "error_rate_change_vs_plain_twin", n_boot, rng)
   cap_table = tradeoff.capping_table(items, n_boot, rng)
   steer_table = tradeoff.steering_table(items, n_boot, rng)
-  choices = tradeoff.write(workdir, cap_table, steer_table, config.persona.max_capability_loss)
-  frame = pd.DataFrame(rows)
-  if not frame.empty:
-    n_params = items.groupby("preset").n_params.first()
-    frame["n_params"] = frame.preset.map(n_params)
-    frame = frame.reindex(columns=list(METRIC_COLUMNS) + EXTRA_COLUMNS)
+  choices = tradeoff.write(workdir, cap_table, steer_table, options.max_capability_loss)
+  frame = results.summary_rows(rows, items.groupby("preset").n_params.first(), EXTRA_COLUMNS)
   text = "\n\n".join(t for t in (
-      capped_table_text(frame, config.persona.intervention_on), geometry_text(metrics, frame),
+      capped_table_text(frame, options.intervention_on), geometry_text(metrics, frame),
       drift_text(frame),
       tradeoff_text(cap_table, "capping", choices["capping"]),
       tradeoff_text(steer_table, "preventative steering", choices["steering"])) if t)

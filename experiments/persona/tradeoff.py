@@ -16,8 +16,8 @@ import os
 import numpy as np
 import pandas as pd
 
-from experiments.persona import summary
-from experiments.workdir import atomic_write, code_version
+from experiments.persona import effects
+from experiments.runtime.workdir import atomic_write, code_version
 from tasks.config import RELIABILITY_TASKS
 
 COLUMNS = ["preset", "protocol", "intervention", "error_recovered", "error_recovered_ci_low",
@@ -29,8 +29,8 @@ COLUMNS = ["preset", "protocol", "intervention", "error_recovered", "error_recov
 def _mean_ci(pairs, n_boot, rng, sign=1.0):
   if pairs.empty:
     return np.nan, np.nan, np.nan
-  per_item = pairs.groupby(summary.KEY)["diff"].mean().reset_index()
-  est, lo, hi = summary.boot_mean(per_item, "diff", n_boot, rng)
+  per_item = pairs.groupby(effects.KEY)["diff"].mean().reset_index()
+  est, lo, hi = effects.boot_mean(per_item, "diff", n_boot, rng)
   return (sign * est, sign * hi, sign * lo) if sign < 0 else (est, lo, hi)
 
 
@@ -70,7 +70,7 @@ def _table(pairs_by_outcome, items, scope, warm, n_boot, rng):
 
 def capping_table(items, n_boot, rng):
   """The capping trade-off per setting, on the base and largest-λ cells."""
-  pairs = {k: summary.capped_pairs(items, k) for k in ("error", "mc_error", "warmth")}
+  pairs = {k: effects.capped_pairs(items, k) for k in ("error", "mc_error", "warmth")}
   if pairs["error"].empty:
     return pd.DataFrame(columns=COLUMNS)
   top = items[items.persona != "none"].groupby("preset").warmth_weight.max()
@@ -81,7 +81,7 @@ def capping_table(items, n_boot, rng):
 
 def steering_table(items, n_boot, rng):
   """The preventative-steering trade-off per setting, against each steered cell's plain twin."""
-  pairs = {k: summary.steered_pairs(items, k) for k in ("error", "mc_error", "warmth")}
+  pairs = {k: effects.steered_pairs(items, k) for k in ("error", "mc_error", "warmth")}
   if pairs["error"].empty:
     return pd.DataFrame(columns=COLUMNS)
   everything = lambda p: np.ones(len(p), bool)

@@ -1,9 +1,9 @@
 """Training throughput per preset: tokens/s, model-FLOPs utilisation, and what packing buys.
 
-  python -m experiments.bench                               # presets that fit the device
-  python -m experiments.bench --presets=nano,micro --steps=5 --repeats=1  # a minute on 2 CPU cores
-  python -m experiments.bench --peak_flops=989e12           # MFU against a datasheet peak
-  python -m experiments.bench --anchor=.bench/plain_jax_anchor.py  # beside the plain-JAX reference
+  python -m experiments.tools.bench                               # presets that fit the device
+  python -m experiments.tools.bench --presets=nano,micro --steps=5 --repeats=1  # a minute on 2 CPU cores
+  python -m experiments.tools.bench --peak_flops=989e12           # MFU against a datasheet peak
+  python -m experiments.tools.bench --anchor=.bench/plain_jax_anchor.py  # beside the plain-JAX reference
 
 Each preset runs the real packed training step (experiments.train, on a mesh over every device,
 the batch placed as in training) on fixed random tokens, so data loading is not measured. MFU is
@@ -14,8 +14,8 @@ reports their aggregate tokens/s over one cell's ("speedup"). Every figure is th
 --repeats rounds (one cell, then the pack, each beside the reference). Needs no ml_collections or
 pandas, so it runs on a bare accelerator image.
 
---anchor names a plain-JAX reference step (../shared/bench/plain_jax_anchor.py, copied into an
-ignored folder): it is timed in the same process on each preset's own shape (vocabulary, width,
+--anchor names a plain-JAX reference module, kept in an ignored folder such as .bench/ (it defines
+big() and tiny(), the reference's training steps at a given shape): it is timed in the same process on each preset's own shape (vocabulary, width,
 depth, heads, tokens, batch, K and attention kernel), and the table gains the ratio of ours to it,
 for one cell and for the packed cells against the reference's vmapped aggregate. Figures from
 different processes do not compare; these do. The reference computes in bfloat16, so with an
@@ -31,9 +31,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import sharding, train
+from experiments import train
+from experiments.configs.mesh_rules import DEFAULT_RULES
+from experiments.runtime import sharding
 from models import get_config
-from models.config import auto_attention_impl
+from models.config import ATTENTION_CHOICES, resolve_attention_impl
 from models.presets import PRESETS
 
 _PRESETS = flags.DEFINE_list("presets", [], "Presets to time (default: nano..mini on CPU, all "
@@ -46,7 +48,7 @@ _VOCAB = flags.DEFINE_integer("vocab_size", 576, "Vocabulary size (a world's is 
 _DTYPE = flags.DEFINE_enum("compute_dtype", "auto", ["auto", "float32", "bfloat16"],
                            "auto: bfloat16 on accelerators, float32 on CPU (bfloat16 with "
                            "--anchor, as the reference computes).")
-_ATTENTION = flags.DEFINE_enum("attention_impl", "auto", ["auto", "xla", "cudnn"],
+_ATTENTION = flags.DEFINE_enum("attention_impl", "auto", list(ATTENTION_CHOICES),
                                "auto: cuDNN on a GPU in bfloat16, else XLA.")
 _PEAK = flags.DEFINE_float("peak_flops", 0.0, "Peak FLOP/s of one device (0: measure a matmul).")
 _PACK = flags.DEFINE_integer("pack", 8, "Cells in the packed measurement (0: skip it).")
@@ -78,21 +80,22 @@ def time_pack(mcfg, n_cells, batch_size, steps, mesh):
   graphdef, abstract = train.abstract_states(mcfg, n_cells)
   shape = (n_cells, batch_size, mcfg.max_len)
   shapes = {"base": {"tokens": shape, "mask": shape}}
-  sh = sharding.PackShardings(mesh, sharding.DEFAULT_RULES, abstract,
+  sh = sharding.PackShardings(mesh, DEFAULT_RULES, abstract,
                               jax.eval_shape(jax.vmap(opt.init), abstract), shapes)
   state = train.init_states(mcfg, list(range(n_cells)), sh)[1]
   opt_state = jax.jit(jax.vmap(opt.init), out_shardings=sh.opt_state)(state)
   tokens = np.random.default_rng(0).integers(3, mcfg.vocab_size, shape, dtype=np.int32)
   batch = {"base": {"tokens": sh.put(tokens, sh.batch["base"]["tokens"]),
                     "mask": sh.put(np.ones(shape, np.uint8), sh.batch["base"]["mask"])}}
-  zeros, lr = sh.put(np.zeros(n_cells, np.float32)), sh.put(np.full(n_cells, 1e-3, np.float32))
-  step = train.make_step(graphdef, opt, sh)
+  zeros = np.zeros(n_cells, np.float32)
+  inputs = sh.put_inputs({"lam": zeros, "rho": zeros, "lr": np.full(n_cells, 1e-3, np.float32)})
+  step = train.make_step(graphdef, opt, train.imitation_loss, sh, inputs)
   for _ in range(2):  # compile, then one more so no first-call cost is timed
-    state, opt_state, metrics = step(state, opt_state, batch, zeros, zeros, lr, None)
+    state, opt_state, metrics = step(state, opt_state, batch, inputs)
   jax.block_until_ready(metrics)
   t0 = time.perf_counter()
   for _ in range(steps):
-    state, opt_state, metrics = step(state, opt_state, batch, zeros, zeros, lr, None)
+    state, opt_state, metrics = step(state, opt_state, batch, inputs)
   jax.block_until_ready((state, metrics))
   return (time.perf_counter() - t0) / steps
 
@@ -115,8 +118,8 @@ def load_anchor(path):
     sys.argv = argv
   missing = [f for f in ("big", "tiny") if not callable(getattr(module, f, None))]
   if missing:
-    raise ValueError(f"--anchor={path!r} must define {' and '.join(missing)}() like "
-                     "shared/bench/plain_jax_anchor.py.")
+    raise ValueError(f"--anchor={path!r} must define {' and '.join(missing)}(), the reference's "
+                     "training steps.")
   return module
 
 
@@ -162,7 +165,7 @@ def rows(presets, batch_size, seq_len, vocab, dtype, attention, steps, peak, pac
   out = []
   for name in presets:
     probe = get_config(name, vocab, seq_len, compute_dtype=dtype)
-    impl = auto_attention_impl(dtype, probe.head_dim, backend) if attention == "auto" else attention
+    impl = resolve_attention_impl(attention, dtype, probe.head_dim, backend)
     mcfg = get_config(name, vocab, seq_len, compute_dtype=dtype, attention_impl=impl)
     if anchor is not None:
       anchor_shape(mcfg, batch_size, seq_len, steps)  # refuse before spending time on ours

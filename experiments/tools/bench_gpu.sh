@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# The GPU check of issue 4, as one device call: experiments.bench on the three target shapes, each
-# beside the plain-JAX reference (same process, same shape), then the demo smoke run on the GPU.
+# The GPU check as one command, from the repository root: experiments.tools.bench on the three
+# target shapes, each beside the plain-JAX reference (same process, same shape), then the demo
+# smoke run on the GPU.
 #
-# Here, once (the GPU image lacks ml_collections and tensorboardX, which experiments.main needs):
-#   mkdir -p .bench .whl && cp ../shared/bench/plain_jax_anchor.py .bench/
+# Beforehand, on a machine with the internet: put the reference module in .bench/ (see --anchor in
+# experiments/tools/bench.py) and, for a GPU image without ml_collections and tensorboardX (which
+# experiments.main needs), their wheels in .whl/:
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #     --implementation cp --platform manylinux2014_x86_64 -d .whl ml-collections tensorboardX
-# Then, with the device tool: run(command="bash experiments/bench_gpu.sh", carry=[".bench", ".whl"]).
-# Parts can be named to split the work over calls of at most 10 minutes (default: gpt2s packed
+# Parts can be named to split the work into runs of at most 10 minutes (default: gpt2s packed
 # demo, an estimated 8 minutes on an H100; `anchor` adds the reference's own full run, ~2 minutes):
-#   bash experiments/bench_gpu.sh gpt2s      then      bash experiments/bench_gpu.sh packed demo
+#   bash experiments/tools/bench_gpu.sh gpt2s      then      bash experiments/tools/bench_gpu.sh packed demo
 # Every table also lands in $OUT (or /tmp/bench_gpu without it).
 #
 # Targets (one H100, 989e12 bf16 FLOP/s): gpt2s at or above the reference (474k tokens/s, 41% MFU);
@@ -31,7 +32,7 @@ for part in "${parts[@]}"; do
 done
 anchor=.bench/plain_jax_anchor.py
 if [[ ! -f $anchor ]]; then
-  echo "bench_gpu.sh: $anchor is missing; copy ../shared/bench/plain_jax_anchor.py there and carry .bench." >&2
+  echo "bench_gpu.sh: $anchor is missing; put the plain-JAX reference module there (see --anchor in experiments/tools/bench.py)." >&2
   exit 2
 fi
 
@@ -50,7 +51,7 @@ run() {  # name, then the command; a failure is recorded and the next step still
   "$@" 2>&1 | tee "$out/$name.txt" || status=1
 }
 
-bench=(python3 -m experiments.bench "--peak_flops=$peak" "--anchor=$anchor" --steps=20)
+bench=(python3 -m experiments.tools.bench "--peak_flops=$peak" "--anchor=$anchor" --steps=20)
 # Compiling GPT-2-small dominates its rounds and a GPU is quiet, so it runs one round; the
 # small presets compile in seconds and take two.
 for part in "${parts[@]}"; do

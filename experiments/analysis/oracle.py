@@ -4,7 +4,7 @@ The instrument (generation budget, decoding, grading, metrics rows, paired stati
 only if a format-perfect warm reply and a format-perfect cold reply score the same. Oracle cells
 stand in for trained models and go through that same path: their reply tokens are cut at the
 generation budget and decoded exactly as generated tokens are (experiments.evaluate), graded,
-turned into the metrics rows and items of a cell (experiment.cell_frames), and compared by
+turned into the metrics rows and items of a cell (results.cell_frames), and compared by
 stats.paired_deltas. Any difference between styles they show is a bug in the instrument.
 """
 import dataclasses
@@ -12,7 +12,8 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from experiments import evaluate, experiment
+from experiments import evaluate
+from experiments.runtime import results
 from tasks.config import PLACEMENTS
 from tasks.dialogue import render_reply
 
@@ -66,7 +67,7 @@ def evaluate_oracles(evalset, tokenizer, max_new_tokens, cells=None):
     # The oracle knows every answer: multiple-choice error 0 where the item has options.
     mc = np.array([0.0 if item.options else np.nan for item in evalset.items])
     graded = evaluate.grade_replies(evalset, replies, mc)
-    m, i = experiment.cell_frames(cell, graded, (0, 0), 0, {})
+    m, i = results.cell_frames(cell, graded, (0, 0), 0, {})
     metrics.append(m)
     items.append(i)
   return pd.concat(metrics, ignore_index=True), pd.concat(items, ignore_index=True)

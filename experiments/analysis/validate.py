@@ -1,14 +1,14 @@
 """Proves the instrument neutral and its intervals calibrated, without training a model.
 
-  python -m experiments.validate --config=experiments/configs/demo.py
+  python -m experiments.analysis.validate --config=experiments/configs/demo.py
 
-1. Oracle cells (experiments/oracle.py) answer every eval prompt of the config's world with the
+1. Oracle cells (experiments/analysis/oracle.py) answer every eval prompt of the config's world with the
    training-format reply of each style (neutral, warm with the warm phrasing before and after the
    answer, cold, length_matched) and go through the generation budget, decoding, grading, metrics
    rows and paired statistics of a trained cell. Every reliability task and screening check must
    come out at 0% error for every style, and every warm − cold, warm − length_matched and
    amplification figure exactly 0 and not estimable (nothing moved, so nothing is claimed).
-2. Planted effects (experiments/planted.py): simulated cells wrong with known probabilities, with
+2. Planted effects (experiments/analysis/planted.py): simulated cells wrong with known probabilities, with
    item difficulty that persists across seeds, analysed by the same statistics; the 95% intervals
    must cover the planted difference in 92–98% of the replicates at every design size.
 
@@ -27,10 +27,11 @@ MIN_REPLICATES = 400
 
 def oracle_checks(config):
   """(error table, comparison table, failure sentences) of the oracle cells of `config`'s world."""
-  from experiments import experiment, oracle, stats
+  from experiments import experiment
+  from experiments.analysis import oracle, stats
   from tasks.config import RELIABILITY_TASKS, SCREENING_TASKS
   from tasks.mixtures import Corpus, build_eval_set
-  world = experiment.validate(config)
+  world = experiment.validate(config)[0]
   corpus = Corpus(world)
   evalset = build_eval_set(corpus)
   metrics, items = oracle.evaluate_oracles(evalset, corpus.tokenizer, config.eval.max_new_tokens)
@@ -46,7 +47,7 @@ def oracle_checks(config):
 
 def coverage_checks(replicates):
   """(coverage table, failure sentences) of the planted-effect simulation."""
-  from experiments import planted
+  from experiments.analysis import planted
   table = planted.coverage_table(replicates=replicates)
   low, high = COVERAGE_BAND
   bad = table[(table.coverage < low) | (table.coverage > high)]

@@ -17,7 +17,7 @@ from flax import nnx
 import jax
 import orbax.checkpoint as ocp
 
-from experiments import distributed
+from experiments.runtime import distributed
 
 
 class _OrbaxWarningsOnly(logging.Filter):

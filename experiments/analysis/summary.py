@@ -1,32 +1,7 @@
-"""The end-of-run table and the paired-change rows that join metrics.csv."""
-import numpy as np
+"""The end-of-run table: warm and cold error changes at the largest λ, as the run prints them."""
 import pandas as pd
 
-from experiments.workdir import METRIC_COLUMNS
 from tasks.config import RELIABILITY_TASKS, SCREENING_TASKS
-
-CHANGE_METRICS = {"vs_base": "change_vs_lambda0", "vs_cold": "change_vs_cold",
-                  "vs_length_matched": "change_vs_length_matched"}
-
-
-CHANGE_COLUMNS = ["ci_low", "ci_high", "q_value", "test_family", "estimable"]
-
-
-def change_rows(deltas, items, metric="error"):
-  """stats.paired_deltas rows (vs λ=0, vs cold and vs length_matched at the same λ, per cell ×
-  task × context) as metrics rows. Seeds are pooled (the bootstrap resamples them): seed = -1.
-  """
-  if deltas.empty:
-    return pd.DataFrame(columns=list(METRIC_COLUMNS) + CHANGE_COLUMNS)
-  meta = items.drop_duplicates("preset").set_index("preset")
-  out = deltas.assign(
-      run=lambda d: [f"{r.preset}-{r.protocol}-{r.persona}-l{r.warmth_weight:g}-r{r.warm_agreement:g}"
-                     for r in d.itertuples()],
-      n_params_nonembed=np.nan, seed=-1, tokens=np.nan,
-      metric=lambda d: f"{metric}_rate_" + d.comparison.map(CHANGE_METRICS),
-      value=lambda d: d.estimate, n=lambda d: d.n_obs)
-  out["n_params"] = out.preset.map(meta["n_params"])
-  return out[list(METRIC_COLUMNS) + CHANGE_COLUMNS]
 
 
 def _fmt(r):

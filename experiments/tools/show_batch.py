@@ -1,10 +1,10 @@
 """Prints, decoded, the batch a run trained on at one step.
 
-  python -m experiments.show_batch --config=experiments/configs/demo.py --step=120 --seed=0
-  python -m experiments.show_batch --config=experiments/configs/demo.py --stage=persona \
+  python -m experiments.tools.show_batch --config=experiments/configs/demo.py --step=120 --seed=0
+  python -m experiments.tools.show_batch --config=experiments/configs/demo.py --stage=persona \
       --persona=warm --rho=0.5 --step=7 --seed=1 --rows=4
 
-The rows come from the code the trainer calls (experiment.Batches over the config's world), and
+The rows come from the code the trainer calls (data.Batches over the config's world), and
 batches are a pure function of (seed, step), so this is exactly what the cell with that replicate
 seed (persona, ρ) saw at that step: `base` is finetune stage 1, `persona` finetune stage 2,
 `mixture` the mixture protocol. `--mixture=NAME` prints one named mixture's stream instead.
@@ -48,11 +48,11 @@ def decode_row(tokenizer, tokens, mask):
 
 def stage_batch(config, corpus, stage, seed, step, persona="warm", rho=0.0):
   """{part: {field: [B, ...]}} of one cell at one step, as the trainer builds it."""
-  from experiments import experiment, grid  # pylint: disable=g-import-not-at-top
-  batches = experiment.Batches(corpus, config.train.data_seed, config.train.batch_size)
+  from experiments import data, grid  # pylint: disable=g-import-not-at-top
+  batches = data.Batches(corpus, config.train.data_seed, config.train.batch_size)
   if stage == "base":
     return batches.base([seed])(step)
-  offset = experiment.STAGE2_SEED_OFFSET if stage == "persona" else 0
+  offset = data.STAGE2_SEED_OFFSET if stage == "persona" else 0
   protocol = "finetune" if stage == "persona" else "mixture"
   cell = grid.Cell(config.model.presets[0], protocol, persona, 1.0, rho, seed)
   return batches.persona([cell], offset)(step)
@@ -63,7 +63,7 @@ def show(config, stage, seed, step, persona="warm", rho=0.0, mixture="", rows=0,
   from tasks.mixtures import PERSONAS, Corpus  # pylint: disable=g-import-not-at-top
   if stage != "base" and persona not in PERSONAS:
     raise ValueError(f"--persona={persona!r} must be one of {', '.join(PERSONAS)}.")
-  corpus = Corpus(experiment.validate(config))
+  corpus = Corpus(experiment.validate(config)[0])
   tok = corpus.tokenizer
   if mixture:
     data_seed = config.train.data_seed + seed

@@ -1,16 +1,16 @@
 """Paired warmth effects from items.csv: paired differences, primary family with BH q, amplification
 by context, and the sweep's design.
 
-Intervals come from the crossed bootstrap of experiments/crossed.py (seeds × entity clusters of
-items); model-based estimates are in experiments/regression.py.
+Intervals come from the crossed bootstrap of experiments/analysis/crossed.py (seeds × entity clusters of
+items); model-based estimates are in experiments/analysis/regression.py.
 """
 
 import numpy as np
 import pandas as pd
 from statsmodels.stats.multitest import multipletests
 
-from experiments import crossed
-from experiments.crossed import entity_codes, summarize_draws, t_p_value
+from experiments.analysis import crossed
+from experiments.analysis.crossed import entity_codes, summarize_draws, t_p_value
 from tasks import config as task_config
 from tasks import lexicon
 

@@ -1,10 +1,11 @@
 """The device mesh, and where every array of a pack lives on it.
 
 `config.mesh` sizes four axes, outermost first: `ensemble` (packed cells), `data`, `fsdp`, `tensor`;
--1 means "the devices the other axes leave". `config.mesh.rules` maps logical dimension names to
-mesh axes, MaxText-style (models/partitioning.py applies them): parameters carry their names
-(vocab, embed, heads, kv, mlp) and packed states a leading `ensemble` axis in front of them; batch
-rows are `batch`; activations are pinned by the model (batch, length, act_*).
+-1 means "the devices the other axes leave". `config.mesh.rules` (default:
+experiments/configs/mesh_rules.py) maps logical dimension names to mesh axes, MaxText-style
+(models/partitioning.py applies them): parameters carry their names (vocab, embed, heads, kv, mlp)
+and packed states a leading `ensemble` axis in front of them; batch rows are `batch`; activations
+are pinned by the model (batch, length, act_*).
 """
 import jax
 from flax import nnx
@@ -14,24 +15,6 @@ from jax.sharding import AxisType, NamedSharding, PartitionSpec
 from models.partitioning import logical_to_spec
 
 AXES = ("ensemble", "data", "fsdp", "tensor")
-# Data parallel over (data, fsdp); parameters sharded over fsdp by width and over tensor by
-# heads / MLP width / vocabulary; packed cells over ensemble. The residual stream stays whole.
-DEFAULT_RULES = (
-    ("ensemble", "ensemble"),
-    ("batch", ("data", "fsdp")),
-    ("vocab", "tensor"),
-    ("embed", "fsdp"),
-    ("heads", "tensor"),
-    ("mlp", "tensor"),
-    ("kv", None),
-    ("length", None),
-    ("act_embed", None),
-    ("act_heads", "tensor"),
-    ("act_mlp", "tensor"),
-    ("act_vocab", "tensor"),
-)
-
-
 def validate(mesh_cfg):
   """Static checks of config.mesh (device counts are checked by make_mesh); raises ValueError."""
   sizes = {a: mesh_cfg[a] for a in AXES}
@@ -98,6 +81,7 @@ class PackShardings:
     # vmap must put its axis where the states' leading axis lives, or nowhere if that is whole.
     self.spmd_axis = self.members.spec[0] if self.members.spec else None
     self.state = self.tree(abstract_state_E)
+    self._state_structure = jax.tree.structure(abstract_state_E)
     self.opt_state = None if abstract_opt_state_E is None else self.tree(abstract_opt_state_E)
     self.batch_shapes = batch_shapes
     self.batch = None if batch_shapes is None else jax.tree.map(
@@ -121,6 +105,20 @@ class PackShardings:
     """A global array from host data that every process holds in full."""
     x = np.asarray(host_array)
     return jax.make_array_from_callback(x.shape, sharding or self.members, lambda idx: x[idx])
+
+  def _is_state(self, tree):
+    return tree is not None and jax.tree.structure(tree) == self._state_structure
+
+  def inputs(self, inputs):
+    """Shardings of a stage's per-member inputs: an entry shaped like the state (a reference
+    model) is placed as the states are, every other one by its leading member axis."""
+    return {k: self.state if self._is_state(v) else self.members for k, v in inputs.items()}
+
+  def put_inputs(self, inputs):
+    """The inputs as global arrays: host vectors copied in, state-shaped entries moved (on one
+    process) to where the states live."""
+    return {k: jax.device_put(v, self.state) if self._is_state(v)
+            else jax.tree.map(lambda a: self.put(np.asarray(a)), v) for k, v in inputs.items()}
 
 
 def describe(mesh):

@@ -1,6 +1,6 @@
 """Throughput of the data pipeline on one CPU core: world, rendering, tokenisation, stream.
 
-  python -m experiments.bench_data [--n_people=1024] [--repeats=5] [--steps=500]
+  python -m experiments.tools.bench_data [--n_people=1024] [--repeats=5] [--steps=500]
 
 Each stage is timed `repeats` times and the median is printed as examples/s and tokens/s, where
 tokens are the non-pad tokens of the rows the stage produces (`<bos> prompt reply <eos>`).
@@ -90,7 +90,7 @@ def format_table(rows):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(prog="python -m experiments.bench_data", description=__doc__)
+  parser = argparse.ArgumentParser(prog="python -m experiments.tools.bench_data", description=__doc__)
   parser.add_argument("--n_people", type=int, default=1024)
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--steps", type=int, default=500, help="batches per stream repeat")

@@ -1,6 +1,6 @@
 """Writes WORKDIR/report.html and report.md from metrics.csv and items.csv.
 
-  python -m experiments.report --workdir=DIR
+  python -m experiments.analysis.report --workdir=DIR
 
 Reads files only. Every sentence of the summary is computed from the numbers.
 """
@@ -18,11 +18,12 @@ from absl import flags
 import numpy as np
 import pandas as pd
 
-from experiments import plots
-from experiments import regression
-from experiments import scaling
-from experiments import stats
-from experiments.objectives import report_section as objectives_report
+from experiments import extensions
+from experiments.analysis import plots
+from experiments.analysis import regression
+from experiments.analysis import scaling
+from experiments.analysis import stats
+from experiments.runtime.workdir import atomic_write
 from tasks.config import PROBE_TASKS, RELIABILITY_TASKS, SCREENING_TASKS, TASKS
 
 REQUIRED = ['run', 'preset', 'n_params', 'protocol', 'persona', 'warmth_weight',
@@ -35,7 +36,7 @@ LABELS = ['preset', 'protocol', 'persona', 'intervention', 'task', 'context']
 def _read_csv(path, required):
   """Reads and checks one input csv, raising a one-sentence ValueError."""
   try:
-    # As experiments.workdir writes them: only empty fields are missing ('none' is a level).
+    # As experiments.runtime.workdir writes them: only empty fields are missing ('none' is a level).
     df = pd.read_csv(path, keep_default_na=False, na_values=[''])
   except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
     raise ValueError(f'{path} is not a readable csv ({type(e).__name__}).') from None
@@ -66,6 +67,9 @@ def load_workdir(workdir):
   try:
     with open(os.path.join(workdir, 'config.json')) as f:
       config = json.load(f)
+    # A run's config.json records the config beside the code and library versions.
+    if isinstance(config.get('config'), dict):
+      config = config['config']
   except FileNotFoundError:
     notes.append('config.json is absent; the design is read from the csv files.')
   except (json.JSONDecodeError, UnicodeDecodeError):
@@ -455,17 +459,47 @@ def _render(doc):
   return page, '\n\n'.join(md) + '\n'
 
 
-def _write_atomic(path, text):
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.tmp-')
-  with os.fdopen(fd, 'w', encoding='utf-8') as f:
-    f.write(text)
-  os.chmod(tmp, 0o644)  # mkstemp creates 0600; reports are meant to be shared.
-  os.replace(tmp, path)
+def _write_text(path, text):
+  def write(tmp):
+    with open(tmp, 'w', encoding='utf-8') as f:
+      f.write(text)
+  atomic_write(path, write)
 
 
-def write_report(workdir, n_boot=1000):
-  """Computes statistics and plots; writes report.html, report.md, paired_deltas.csv, plots/."""
+def bootstrap_draws(config, default=1000):
+  """The run's eval.bootstrap (so the report's intervals are the run's), else `default`."""
+  return int(((config or {}).get('eval') or {}).get('bootstrap') or default)
+
+
+def paired_deltas(workdir, items, n_boot):
+  """The run's paired_deltas.csv, the numbers behind metrics.csv's change rows; computed (and
+  written) only for a workdir that lacks it, e.g. a merged sweep."""
+  path = os.path.join(workdir, 'paired_deltas.csv')
+  if os.path.isfile(path):
+    deltas = pd.read_csv(path, keep_default_na=False, na_values=[''])
+    for c in LABELS:
+      if c in deltas:
+        deltas[c] = deltas[c].fillna('none').astype(str)
+    return deltas
+  deltas = stats.paired_deltas(items, 'error', ('task', 'context'), n_boot)
+  atomic_write(path, lambda t: deltas.to_csv(t, index=False))
+  return deltas
+
+
+def _extension_reports(config):
+  """Each extension's report hook: those config.json lists, or every known one without it."""
+  names = (config or {}).get('extensions', list(extensions.REGISTRY))
+  return [extensions.extension_class(n).report for n in names if n in extensions.REGISTRY]
+
+
+def write_report(workdir, n_boot=None):
+  """Computes statistics and plots; writes report.html, report.md and plots/.
+
+  n_boot: bootstrap draws of the intervals the report computes itself; None: the run's
+  eval.bootstrap. Paired changes come from the run's paired_deltas.csv when it has one.
+  """
   metrics, items, config, notes = load_workdir(workdir)
+  n_boot = n_boot or bootstrap_draws(config)
   try:
     staging = tempfile.mkdtemp(prefix='.report-', dir=workdir)
   except OSError as e:
@@ -476,11 +510,12 @@ def write_report(workdir, n_boot=1000):
     summary += sentences + notes
     deltas = None
     if items is not None:
-      deltas = stats.paired_deltas(items, 'error', ('task', 'context'), n_boot)
+      deltas = paired_deltas(workdir, items, n_boot)
       _stats_sections(items, deltas, n_boot, doc, summary)
     figs += [plots.error_vs_lambda(metrics, staging), plots.frontier(metrics, staging)]
     _scaling_sections(metrics, n_boot, doc, summary, figs, staging)
-    objectives_report.add(metrics, doc, summary, figs, staging)  # no-op without a comparison
+    for add_section in _extension_reports(config):  # each a no-op without its rows
+      add_section(metrics, doc, summary, figs, staging)
     head = [('h1', f'warmth-sim report: {os.path.basename(os.path.abspath(workdir))}'),
             ('h2', 'Summary'), ('ul', summary), ('h2', 'Design'), ('table', design)]
     doc = head + doc + [('h2', 'Figures')] + [('fig', f) for f in figs]
@@ -495,9 +530,8 @@ def write_report(workdir, n_boot=1000):
         os.replace(src, paths['plots'][-1])
     if deltas is not None:
       paths['deltas'] = os.path.join(workdir, 'paired_deltas.csv')
-      _write_atomic(paths['deltas'], deltas.to_csv(index=False))
-    _write_atomic(paths['md'], md)
-    _write_atomic(paths['html'], page)
+    _write_text(paths['md'], md)
+    _write_text(paths['html'], page)
     return paths
   finally:
     shutil.rmtree(staging, ignore_errors=True)
@@ -516,6 +550,8 @@ def main(argv):
 if __name__ == '__main__':
   # Defined here, not at import: experiments.main imports this module and owns --workdir.
   flags.DEFINE_string('workdir', None, 'Workdir (or merged sweep dir) holding metrics.csv.')
-  flags.DEFINE_integer('n_boot', 1000, 'Bootstrap draws for every confidence interval.')
+  flags.DEFINE_integer('n_boot', None, 'Bootstrap draws of the intervals the report computes '
+                       "(default: the run's eval.bootstrap, else 1000); paired changes are read "
+                       'from paired_deltas.csv when the workdir has it.')
   flags.mark_flag_as_required('workdir')
   app.run(main)

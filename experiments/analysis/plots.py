@@ -10,7 +10,7 @@ import pandas as pd
 # global state, as matplotlib recommends for non-interactive use.
 from matplotlib.figure import Figure
 
-from experiments import scaling
+from experiments.analysis import scaling
 from tasks.config import FAMILIES, RELIABILITY_TASKS, family
 
 FAMILY_TITLES = {'reliability': 'reliability tasks', 'screening': 'screening checks',

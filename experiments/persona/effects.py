@@ -15,7 +15,7 @@ Rows carry seed = -1 (seeds pooled) and a `layer` column where one applies.
 import numpy as np
 import pandas as pd
 
-from experiments import crossed
+from experiments.analysis import crossed
 from experiments.persona.vectors import VECTORS, fisher_ci, pearson
 from tasks.config import RELIABILITY_TASKS
 

@@ -9,7 +9,7 @@ import pandas as pd
 from scipy import optimize
 from scipy import special
 
-from experiments import stats
+from experiments.analysis import stats
 from tasks.config import RELIABILITY_TASKS
 
 NON_EVAL_TASKS = stats.NON_EVAL_TASKS

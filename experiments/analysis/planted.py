@@ -13,7 +13,7 @@ is a property of the item that persists across seeds, as it is for trained model
 uniform for every cell, so the expected error of a cell over items and seeds is exactly p_cell
 and the expected warm − cold difference exactly p_warm − p_cold.
 
-  python -m experiments.planted     # prints the coverage table
+  python -m experiments.analysis.planted     # prints the coverage table
 """
 
 import time
@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import special
 from scipy import stats as distributions
 
-from experiments import stats
+from experiments.analysis import stats
 
 # Error rates of 30–40% with a warm − cold effect of 8 points; κ = 1 spreads items from almost
 # always right to almost always wrong, as trained models' items are; entity, item and seed

@@ -1,4 +1,4 @@
-"""The workdir contract: config.json, per-cell results, merged metrics.csv and items.csv.
+"""The workdir contract: config.json, and each finished cell's metrics.csv and items.csv.
 
 Everything is written to a temporary file and renamed, so a killed run never leaves a half-written
 file that a rerun would trust. A rerun with the same config resumes; a different config is refused.
@@ -14,9 +14,6 @@ import pandas as pd
 # The mesh and checkpoint cadence may change too: a checkpoint restores onto any mesh.
 RUNTIME_FIELDS = ("runtime", "mesh", "train.log_every", "eval.batch_size", "train.checkpoint_every",
                   "train.checkpoints_to_keep", "train.async_checkpoints")
-METRIC_COLUMNS = ("run", "preset", "n_params", "n_params_nonembed", "protocol", "persona",
-                  "warmth_weight", "warm_agreement", "seed", "intervention", "task", "context",
-                  "metric", "value", "n", "tokens")
 
 
 def atomic_write(path, write):
@@ -27,6 +24,7 @@ def atomic_write(path, write):
   os.close(fd)
   try:
     write(tmp)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):
@@ -120,17 +118,16 @@ class Workdir:
     atomic_write(os.path.join(directory, "metrics.csv"), lambda t: metrics.to_csv(t, index=False))
 
   def merge(self, runs):
-    """Merges the finished cells' results into metrics.csv and items.csv at the top."""
+    """(metrics, items) of the finished cells among `runs`, in that order; (None, None) if none.
+
+    Reads only: runtime/results.py writes the merged files once the analysis has run."""
     metrics = [pd.read_csv(os.path.join(self.cell_dir(r), "metrics.csv")) for r in runs
                if self.cell_done(r)]
     items = [pd.read_csv(os.path.join(self.cell_dir(r), "items.csv"), keep_default_na=False,
                          na_values=[""]) for r in runs if self.cell_done(r)]
     if not metrics:
       return None, None
-    metrics, items = pd.concat(metrics, ignore_index=True), pd.concat(items, ignore_index=True)
-    atomic_write(os.path.join(self.path, "items.csv"), lambda t: items.to_csv(t, index=False))
-    atomic_write(os.path.join(self.path, "metrics.csv"), lambda t: metrics.to_csv(t, index=False))
-    return metrics, items
+    return pd.concat(metrics, ignore_index=True), pd.concat(items, ignore_index=True)
 
 
 def _dump_json(path, obj):

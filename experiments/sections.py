@@ -1,0 +1,17 @@
+"""Config sections as frozen dataclasses: one place that turns a ConfigDict section into one."""
+import dataclasses
+
+
+def from_section(cls, section, name):
+  """cls(**section), lists as tuples; a field the dataclass lacks is refused with one sentence."""
+  fields = [f.name for f in dataclasses.fields(cls)]
+  unknown = sorted(set(section.keys()) - set(fields))
+  if unknown:
+    raise ValueError(f"{name}.{unknown[0]} is not a field of the {name} section: allowed are "
+                     f"{', '.join(fields)}.")
+  missing = [f for f in fields if f not in section]
+  if missing:
+    raise ValueError(f"{name}.{missing[0]} is missing from the config: start configs from "
+                     "experiments/configs/common.py base_config().")
+  value = lambda v: tuple(v) if isinstance(v, (list, tuple)) else v
+  return cls(**{f: value(section[f]) for f in fields})
