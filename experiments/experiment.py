@@ -145,7 +145,7 @@ def run(config, workdir_path, writer=None):
   """
   world, exts = validate(config)
   mesh = sharding.make_mesh(config.mesh)  # a mesh that does not fit fails before any file exists
-  wd = Workdir(workdir_path, config.to_dict(), write=distributed.is_writer())
+  workdir = Workdir(workdir_path, config.to_dict(), write=distributed.is_writer())
   if config.data.source == "tfds":
     # Imported only here: the GPU image has no tensorflow-datasets, and memory needs none.
     from tasks.tfds_source import TfdsCorpus  # pylint: disable=g-import-not-at-top
@@ -153,14 +153,15 @@ def run(config, workdir_path, writer=None):
   else:
     corpus = Corpus(world)
   evalset = build_eval_set(corpus)
-  ctx = RunContext(config, wd, mesh, corpus, evalset,
+  ctx = RunContext(config, workdir, mesh, corpus, evalset,
                    data.Batches(corpus, config.train.data_seed, config.train.batch_size), writer,
                    exts)
   cells = grid.expand(config)
   cells += [c for ext in exts for c in ext.cells(list(cells))]
   packs = grid.packs(cells, config.grid.max_pack_size)
   # Process 0 reads which cells are finished; everyone follows its plan.
-  done = {c.run for c, d in zip(cells, distributed.agree([wd.cell_done(c.run) for c in cells])) if d}
+  finished = distributed.agree([workdir.cell_done(c.run) for c in cells])
+  done = {c.run for c, d in zip(cells, finished) if d}
   logging.info("world: %d people, vocabulary %d, %d eval prompts; %d cells in %d packs, %d finished "
                "earlier; mesh %s over %d devices in %d processes", world.n_people,
                corpus.tokenizer.size, len(evalset.items), len(cells), len(packs), len(done),
@@ -178,9 +179,9 @@ def run(config, workdir_path, writer=None):
     pack = Pack(label, cells_of_pack, todo, mcfg)
     runner = _run_finetune if cells_of_pack[0].protocol == "finetune" else _run_mixture
     runner(ctx, pack)
-  if not wd.writer:
+  if not workdir.writer:
     return None, None
-  return wd.merge([c.run for c in cells])
+  return workdir.merge([c.run for c in cells])
 
 
 def _run_finetune(ctx, pack):

@@ -61,20 +61,20 @@ def imitation(label, name, cells, steps, train_cfg, model, batches, lr, *, membe
                train.make_optimizer(train_cfg, steps), batches, loss, inputs, model, step_offset)
 
 
-def saved_members(wd, name):
+def saved_members(workdir, name):
   """The members of the stage's latest checkpoint, or None if it has none."""
-  with checkpoints.StageCheckpoints(wd, name, cleanup=False) as ckpt:  # the stage cleans up
+  with checkpoints.StageCheckpoints(workdir, name, cleanup=False) as ckpt:  # the stage cleans up
     latest = ckpt.latest()
   return None if latest is None else list(latest[1]["members"])
 
 
-def members_to_train(wd, name, todo, pack):
+def members_to_train(workdir, name, todo, pack):
   """The cells a stage trains: the unfinished ones, or all its checkpoint holds if it has one.
 
   Cells finished after a stage's last checkpoint keep training with the others on a resume, so the
   compiled program, and with it the result, is the one of an uninterrupted run.
   """
-  saved = saved_members(wd, name)
+  saved = saved_members(workdir, name)
   if saved is None:
     return todo
   by_run = {c.run: c for c in pack}
@@ -90,7 +90,7 @@ def final_metrics(history, keys):
   return {k: np.asarray(last[k]) for k in keys if k in last}
 
 
-def run(config, wd, mesh, stage, init, writer=None):
+def run(config, workdir, mesh, stage, init, writer=None):
   """(graphdef, state_E, final metrics); init(shardings) gives the state_E a new stage starts from.
 
   An on-policy stream's journal is saved with every checkpoint and restored with it.
@@ -106,7 +106,7 @@ def run(config, wd, mesh, stage, init, writer=None):
                     len(stage.members), mesh.shape["ensemble"])
   target = sh.abstract(abstract, sh.state)
   journal = stage.batches.journal
-  with checkpoints.StageCheckpoints(wd, stage.name, t.checkpoint_every, t.checkpoints_to_keep,
+  with checkpoints.StageCheckpoints(workdir, stage.name, t.checkpoint_every, t.checkpoints_to_keep,
                                     t.async_checkpoints) as ckpt:
     latest, start, opt_state = ckpt.latest(), 0, None
     if latest is not None:

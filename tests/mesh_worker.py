@@ -73,8 +73,8 @@ def _write(out, name, state_E, **arrays):
 
 
 def _save(out, c, state_E):
-  wd = Workdir(os.path.join(out, "wd"), c.to_dict())
-  checkpoints.save(wd, "pack/stage", state_E, [cell.run for cell in CELLS], step=STEPS)
+  workdir = Workdir(os.path.join(out, "workdir"), c.to_dict())
+  checkpoints.save(workdir, "pack/stage", state_E, [cell.run for cell in CELLS], step=STEPS)
 
 
 def cmd_train(out, *meshes):
@@ -99,8 +99,8 @@ def cmd_restore(out, src, spec):
   _, st, abstract, abstract_opt = _pieces(c, corpus)
   sh = sharding.PackShardings(_mesh(spec), sharding.rules_of(c.mesh), abstract, abstract_opt,
                               st.batches.shapes)
-  wd = Workdir(os.path.join(src, "wd"), c.to_dict())
-  state_E = checkpoints.restore(wd, "pack/stage", sh.abstract(abstract, sh.state))
+  workdir = Workdir(os.path.join(src, "workdir"), c.to_dict())
+  state_E = checkpoints.restore(workdir, "pack/stage", sh.abstract(abstract, sh.state))
   _write(out, "restored", state_E)
   _save(out, c, state_E)
 

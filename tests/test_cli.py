@@ -60,3 +60,11 @@ def test_workdir_with_another_config_is_refused(tmp_path):
   assert "different config" in line and "--workdir" in line
   assert not (workdir / "metrics.csv").exists()
   assert '"base_steps": 1' in (workdir / "config.json").read_text()  # nothing overwritten
+
+
+def test_an_unknown_config_argument_fails_clearly(tmp_path):
+  proc = _main(tmp_path / "w", config=DEMO + ":runlcoal")
+  assert proc.returncode != 0
+  line = _last_line(proc)
+  assert "'runlcoal' is not allowed" in line and "runlocal" in line and "Traceback" not in line
+  assert not (tmp_path / "w").exists()

@@ -13,8 +13,8 @@ import tiny_runs
 
 
 def test_a_non_writing_workdir_writes_nothing(tmp_path):
-  wd = Workdir(str(tmp_path / "w"), {"a": 1}, write=False)
-  wd.save_cell("cell", pd.DataFrame({"x": [1]}), pd.DataFrame({"y": [2]}))
+  workdir = Workdir(str(tmp_path / "w"), {"a": 1}, write=False)
+  workdir.save_cell("cell", pd.DataFrame({"x": [1]}), pd.DataFrame({"y": [2]}))
   assert not (tmp_path / "w").exists()
 
 

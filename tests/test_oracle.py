@@ -18,7 +18,7 @@ from tasks.mixtures import Corpus, build_eval_set
 @functools.lru_cache(maxsize=1)
 def _demo():
   config = demo.get_config()
-  world = experiment.validate(config)
+  world = experiment.validate(config)[0]
   corpus = Corpus(world)
   return config, corpus, build_eval_set(corpus)
 

@@ -5,6 +5,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 
 import numpy as np
 import orbax.checkpoint as ocp
@@ -18,16 +19,16 @@ STAGES = {"base": 30, "persona": 20}
 STAGE_DIRS = ("nano-finetune/base", "nano-finetune/persona")
 
 
-def _run(workdir):
-  proc = subprocess.run(tiny_runs.main_cmd(workdir, *STEPS), cwd=tiny_runs.ROOT,
+def _run(workdir, cmd=None):
+  proc = subprocess.run(cmd or tiny_runs.main_cmd(workdir, *STEPS), cwd=tiny_runs.ROOT,
                         env=tiny_runs.env(), capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return proc
 
 
-def _stop_at(workdir, stage, step, sig):
+def _stop_at(workdir, stage, step, sig, cmd=None):
   """Starts the run and sends `sig` once its log reports `stage` at `step` or later."""
-  proc = subprocess.Popen(tiny_runs.main_cmd(workdir, *STEPS), cwd=tiny_runs.ROOT,
+  proc = subprocess.Popen(cmd or tiny_runs.main_cmd(workdir, *STEPS), cwd=tiny_runs.ROOT,
                           env=tiny_runs.env(), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                           text=True)
   pattern = re.compile(rf"\] {stage} step (\d+)/")
@@ -106,6 +107,32 @@ def test_sigterm_checkpoints_the_current_step_and_the_rerun_resumes_from_it(tmp_
   _assert_identical(tmp_path / "ref", tmp_path / "stopped")
 
 
+def _objectives_cmd(workdir):
+  """The objectives config, small: its affect and emotion_rl cells train 8 steps, saving every 2."""
+  config = os.path.join(tiny_runs.ROOT, "experiments", "configs", "objectives.py")
+  return [sys.executable, "-m", "experiments.main", f"--config={config}:runlocal",
+          f"--workdir={workdir}", "--config.data.eval_items=2", "--config.train.persona_steps=8",
+          "--config.train.checkpoint_every=2", "--config.train.log_every=1",
+          "--config.eval.bootstrap=20", "--config.runtime.report=False"]
+
+
+@pytest.mark.slow
+def test_an_objectives_run_killed_mid_phase_resumes_to_the_same_results(tmp_path):
+  """GRPO samples from the current policy: the rerun must restore parameters, optimizer state
+  and the episode journal, and sample the remaining steps exactly as the uninterrupted run did."""
+  ref, killed = tmp_path / "ref", tmp_path / "killed"
+  _run(ref, _objectives_cmd(ref))
+  step = random.Random().randint(3, 7)
+  code, _ = _stop_at(killed, "objectives", step, signal.SIGKILL, _objectives_cmd(killed))
+  assert code == -signal.SIGKILL, f"the run ended before objectives step {step}"
+  rerun = _run(killed, _objectives_cmd(killed))
+  assert "nano-finetune/objectives: resuming at step" in rerun.stderr, rerun.stderr[-3000:]
+  for f in ("metrics.csv", "items.csv", "objectives/nano-finetune-episodes.csv"):
+    assert (ref / f).read_bytes() == (killed / f).read_bytes(), f
+  episodes = (ref / "objectives" / "nano-finetune-episodes.csv").read_text().splitlines()
+  assert len(episodes) == 1 + 8 * 4  # every step's 4 episodes (1 prompt × group of 4), none lost
+
+
 def test_a_preempted_stage_resumes_to_the_same_parameters(tmp_path, monkeypatch):
   import jax  # pylint: disable=g-import-not-at-top
   from experiments.runtime import distributed, sharding
@@ -123,7 +150,7 @@ def test_a_preempted_stage_resumes_to_the_same_parameters(tmp_path, monkeypatch)
   st = stage.imitation("base", "p/base", base_cells, 6, c.train, mcfg,
                        data.Batches(corpus, 0, 8).base([0, 1]), 1e-2, members=["seed0", "seed1"])
   init = lambda sh: train.init_states(mcfg, [0, 1], sh)[1]
-  run = lambda wd: stage.run(c, Workdir(str(tmp_path / wd), c.to_dict()), mesh, st, init)
+  run = lambda name: stage.run(c, Workdir(str(tmp_path / name), c.to_dict()), mesh, st, init)
   _, ref, ref_losses = run("ref")
   monkeypatch.setattr(distributed, "preempted", lambda step: step == 3)
   with pytest.raises(train.Preempted, match="step 3 of 6"):

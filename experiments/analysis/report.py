@@ -472,18 +472,17 @@ def bootstrap_draws(config, default=1000):
 
 
 def paired_deltas(workdir, items, n_boot):
-  """The run's paired_deltas.csv, the numbers behind metrics.csv's change rows; computed (and
-  written) only for a workdir that lacks it, e.g. a merged sweep."""
+  """(deltas, computed): the run's paired_deltas.csv, the numbers behind metrics.csv's change
+  rows; computed only for a workdir that lacks it, e.g. a merged sweep."""
   path = os.path.join(workdir, 'paired_deltas.csv')
   if os.path.isfile(path):
-    deltas = pd.read_csv(path, keep_default_na=False, na_values=[''])
+    deltas = pd.read_csv(path, keep_default_na=False, na_values=[''],
+                         float_precision='round_trip')  # the very floats metrics.csv holds
     for c in LABELS:
       if c in deltas:
         deltas[c] = deltas[c].fillna('none').astype(str)
-    return deltas
-  deltas = stats.paired_deltas(items, 'error', ('task', 'context'), n_boot)
-  atomic_write(path, lambda t: deltas.to_csv(t, index=False))
-  return deltas
+    return deltas, False
+  return stats.paired_deltas(items, 'error', ('task', 'context'), n_boot), True
 
 
 def _extension_reports(config):
@@ -508,9 +507,9 @@ def write_report(workdir, n_boot=None):
     figs, doc, summary = [], [], []
     design, sentences = stats.describe_design(metrics, config)
     summary += sentences + notes
-    deltas = None
+    deltas, computed = None, False
     if items is not None:
-      deltas = paired_deltas(workdir, items, n_boot)
+      deltas, computed = paired_deltas(workdir, items, n_boot)
       _stats_sections(items, deltas, n_boot, doc, summary)
     figs += [plots.error_vs_lambda(metrics, staging), plots.frontier(metrics, staging)]
     _scaling_sections(metrics, n_boot, doc, summary, figs, staging)
@@ -530,6 +529,8 @@ def write_report(workdir, n_boot=None):
         os.replace(src, paths['plots'][-1])
     if deltas is not None:
       paths['deltas'] = os.path.join(workdir, 'paired_deltas.csv')
+      if computed:  # written with the report, so a failed report leaves nothing behind
+        atomic_write(paths['deltas'], lambda t: deltas.to_csv(t, index=False))
     _write_text(paths['md'], md)
     _write_text(paths['html'], page)
     return paths

@@ -38,7 +38,7 @@ def _save_npz(path, **arrays):
   atomic_write(path, write)
 
 
-def pack_geometry(config, options, wd, graphdef, base_E, seeds, corpus, evalset, preset):
+def pack_geometry(config, options, workdir, graphdef, base_E, seeds, corpus, evalset, preset):
   """{seed: SeedGeometry} of a finetune pack's base models, saved in WORKDIR/persona/."""
   t0 = time.perf_counter()
   # Every process computes it (the steering intervention must agree); process 0 writes it.
@@ -46,13 +46,13 @@ def pack_geometry(config, options, wd, graphdef, base_E, seeds, corpus, evalset,
   personas = list(dict.fromkeys(["warm"] + list(config.grid.personas)))
   geoms, top = geometry.compute(graphdef, base_E, corpus, evalset, options, personas,
                                 config.eval.batch_size)
-  directory = os.path.join(wd.path, "persona", f"{preset}-finetune")
-  for seed, g in zip(seeds if wd.writer else [], geoms):
+  directory = os.path.join(workdir.path, "persona", f"{preset}-finetune")
+  for seed, g in zip(seeds if workdir.writer else [], geoms):
     _save_npz(os.path.join(directory, f"geometry-s{seed}.npz"), vectors_VLD=g.vectors_VLD,
               vector_names=np.array(VECTORS), role_means_RLD=g.role_means_RLD,
               pca_var_LK=g.pca_var_LK, pcs_LKD=g.pcs_LKD, thresholds_VLQ=g.thresholds_VLQ,
               **{f"delta_{k}_VLn": v for k, v in g.deltas.items()})
-  if not top.empty and wd.writer:
+  if not top.empty and workdir.writer:
     top = top.assign(seed=[seeds[m] for m in top.member]).drop(columns="member")
     atomic_write(os.path.join(directory, "top_examples.csv"), lambda t: top.to_csv(t, index=False))
   logging.info("persona: geometry of %d base model(s) of %s in %.1fs", len(seeds), preset,

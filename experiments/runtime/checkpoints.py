@@ -30,19 +30,19 @@ class _OrbaxWarningsOnly(logging.Filter):
 logging.getLogger("absl").addFilter(_OrbaxWarningsOnly())
 
 
-def _path(wd, name):
-  path = os.path.join(wd.path, "checkpoints", name)
+def _path(workdir, name):
+  path = os.path.join(workdir.path, "checkpoints", name)
   return path if "://" in path else os.path.abspath(path)  # orbax writes gs:// itself
 
 
 class StageCheckpoints:
   """The checkpoints of one training stage of one pack."""
 
-  def __init__(self, wd, name, every=0, keep=2, async_save=True, cleanup=True):
+  def __init__(self, workdir, name, every=0, keep=2, async_save=True, cleanup=True):
     """cleanup=False only reads: orbax deletes a killed save's temporary directory in a background
     thread, and two managers doing so on one directory race each other (one finds its files gone).
     """
-    self.path, self.every = _path(wd, name), every
+    self.path, self.every = _path(workdir, name), every
     self.manager = ocp.CheckpointManager(self.path, options=ocp.CheckpointManagerOptions(
         max_to_keep=keep, enable_async_checkpointing=async_save,
         cleanup_tmp_directories=cleanup))
@@ -99,19 +99,19 @@ class StageCheckpoints:
     return state, opt_state
 
 
-def save(wd, name, state_E, members, step=None):
+def save(workdir, name, state_E, members, step=None):
   """Saves a finished stage's state (no optimizer state) as its newest, complete step."""
-  with StageCheckpoints(wd, name) as ckpt:
+  with StageCheckpoints(workdir, name) as ckpt:
     latest = ckpt.latest()
     step = (latest[0] + 1 if latest else 0) if step is None else step
     ckpt.save(step, state_E, None, {"members": list(members), "complete": True})
 
 
-def restore(wd, name, abstract_state_E):
+def restore(workdir, name, abstract_state_E):
   """The finished stage's state shaped like `abstract_state_E`, or None if it did not finish."""
-  if "://" not in _path(wd, name) and not os.path.isdir(_path(wd, name)):
+  if "://" not in _path(workdir, name) and not os.path.isdir(_path(workdir, name)):
     return None
-  with StageCheckpoints(wd, name, cleanup=False) as ckpt:
+  with StageCheckpoints(workdir, name, cleanup=False) as ckpt:
     latest = ckpt.latest()
     if latest is None or not latest[1].get("complete"):
       return None

@@ -1,0 +1,76 @@
+"""Configs are plain data: they import only ml_collections, parse their argument, and their
+defaults are the dataclasses' own."""
+import ast
+import dataclasses
+import glob
+import os
+
+import pytest
+
+from experiments import experiment, grid, train
+from experiments.configs import common, demo, objectives, sweep
+from tasks.config import WorldConfig
+from tasks.simulated_user import SIMULATED_USER_VERSION, UserConfig
+
+CONFIG_DIR = os.path.dirname(common.__file__)
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(CONFIG_DIR, "*.py"))))
+def test_config_files_import_only_ml_collections_and_each_other(path):
+  tree = ast.parse(open(path).read())
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Import):
+      names = [a.name for a in node.names]
+    elif isinstance(node, ast.ImportFrom):
+      names = [node.module]
+    else:
+      continue
+    for name in names:
+      assert name == "ml_collections" or name.startswith("experiments.configs"), (path, name)
+
+
+def test_defaults_are_the_dataclasses_defaults():
+  c = common.base_config()
+  world = WorldConfig()
+  for f in dataclasses.fields(WorldConfig):
+    assert c.data[f.name] == getattr(world, f.name), f.name
+  o = common.objectives_section()
+  assert o.user.version == SIMULATED_USER_VERSION
+  assert {k: o.user[k] for k in dataclasses.asdict(UserConfig())} == dataclasses.asdict(UserConfig())
+
+
+def test_the_config_argument_is_parsed():
+  assert demo.get_config("preset=micro").model.presets == ("micro",)
+  both = demo.get_config("runlocal,preset=micro")
+  assert both.model.presets == ("micro",) and both.train.base_steps == 30
+  assert sweep.get_config("runlocal").train.base_steps == 40
+  assert objectives.get_config(None).train.base_steps == 1500
+  for bad in ("runlcoal", "preset=", "seed=3"):
+    with pytest.raises(ValueError, match=r"--config argument .* is not allowed: use runlocal"):
+      demo.get_config(bad)
+
+
+def test_a_section_refuses_a_field_it_does_not_know():
+  c = demo.get_config("runlocal")
+  c.grid.seed = (0,)  # the field is `seeds`
+  with pytest.raises(ValueError, match=r"grid.seed is not a field of the grid section.*seeds"):
+    grid.GridConfig.from_config(c)
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("batch_size", 7, "must be even"), ("learning_rate", 0.0, "positive"),
+    ("checkpoints_to_keep", 0, ">= 1"), ("persona_steps", -1, ">= 0"),
+    ("loss_normalization", "sequence", "token, row")])
+def test_train_section_rules(field, value, words):
+  c = demo.get_config("runlocal")
+  c.train[field] = value
+  with pytest.raises(ValueError, match=f"train.{field}") as e:
+    train.TrainConfig.from_config(c)
+  assert words in str(e.value)
+
+
+def test_an_unknown_extension_is_refused_before_anything_runs():
+  c = demo.get_config("runlocal")
+  c.extensions = ("persona", "astrology")
+  with pytest.raises(ValueError, match="extensions contains 'astrology': allowed are persona"):
+    experiment.validate(c)
