@@ -24,8 +24,8 @@ import pandas as pd
 
 # name → "module:Class"; importing a module happens only when a config names it.
 REGISTRY = {
-    "persona": "experiments.persona.extension:PersonaGeometry",
-    "objectives": "experiments.objectives.extension:Objectives",
+    "persona": "experiments.persona.persona_extension:PersonaGeometry",
+    "objectives": "experiments.objectives.objectives_extension:Objectives",
 }
 
 

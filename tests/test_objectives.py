@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from experiments.configs import objectives as objectives_config
-from experiments.objectives import affect, compare, extension, phase, report_section
+from experiments.objectives import affect, compare, objectives_extension, phase, report_section
 from tasks import lexicon
 
 
@@ -33,18 +33,18 @@ def test_affect_loss_is_warm_mass_and_blind_to_content():
 
 def test_objectives_config_validates_and_records_the_simulator():
   c = objectives_config.get_config()
-  extension.Objectives(c).validate()
+  objectives_extension.Objectives(c).validate()
   assert "objectives" in c.extensions and c.objectives.user.version
   assert set(c.objectives.methods) == set(phase.METHODS)
   bad = objectives_config.get_config()
   bad.objectives.group_size = 3
   with pytest.raises(ValueError, match="group_size"):
-    extension.Objectives(bad).validate()
+    objectives_extension.Objectives(bad).validate()
   bad = objectives_config.get_config()
   bad.objectives.user.version = "0"
   with pytest.raises(ValueError, match="version"):
-    extension.Objectives(bad).validate()
-  cells = extension.objective_cells(c)
+    objectives_extension.Objectives(bad).validate()
+  cells = objectives_extension.objective_cells(c)
   assert {x.persona for x in cells} == {"affect", "emotion_rl"}
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import models
-from experiments.persona import activations, effects, extension, geometry, vectors
+from experiments.persona import activations, effects, geometry, persona_extension, vectors
 from tasks.config import WorldConfig
 from tasks.mixtures import Corpus, build_eval_set
 
@@ -149,7 +149,7 @@ def test_drift_rows_pair_contexts_by_item():
       'task': ['t'] * 6, 'item_id': ['a', 'b', 'c'] * 2,
       'context': ['neutral'] * 3 + ['emotional'] * 3,
       **{f'proj_{v}_l0': [0.0, 1.0, 2.0, -1.0, 0.0, 1.0] for v in vectors.VECTORS}})
-  rows = extension.drift_rows(items, 1, 200, np.random.default_rng(0))
+  rows = persona_extension.drift_rows(items, 1, 200, np.random.default_rng(0))
   drift = [r for r in rows if r['metric'] == 'drift_vs_neutral[axis]']
   assert len(drift) == 1 and drift[0]['value'] == -1.0 and drift[0]['n'] == 3
   mean = [r for r in rows if r['metric'] == 'projection_mean[axis]' and r['context'] == 'neutral']
@@ -188,7 +188,7 @@ def test_an_experiment_writes_geometry_capped_items_and_steered_twins(tmp_path):
   c.extensions, c.persona.cap_cells, c.persona.sweep = ('persona',), 'all', True
   c.persona.sweep_percentiles, c.persona.steer_alphas = (50,), (4.0,)
   metrics, items = experiment.run(c, str(tmp_path))
-  ext = extension.PersonaGeometry(c)
+  ext = persona_extension.PersonaGeometry(c)
   ext.validate()
   rows, text = ext.summarize(str(tmp_path), metrics, items)
   default = 'cap@p5:L1'  # nano's tested default (experiments/persona/defaults.py)

@@ -105,12 +105,12 @@ def test_steered_twins_ids_labels_and_plain_twin():
 
 def test_steer_default_adds_the_presets_tested_alpha():
   from experiments.configs import persona as persona_config  # pylint: disable=g-import-not-at-top
-  from experiments.persona import defaults, extension  # pylint: disable=g-import-not-at-top
+  from experiments.persona import defaults, persona_extension  # pylint: disable=g-import-not-at-top
   c = persona_config.get_config('runlocal')
   c.persona.steer_alphas, c.persona.steer_default = (), True
 
   def twins_of(config):
-    ext = extension.PersonaGeometry(config)
+    ext = persona_extension.PersonaGeometry(config)
     ext.validate()
     return ext.cells(grid.expand(config))
 

@@ -2,7 +2,6 @@
 
 import dataclasses
 import os
-import tempfile
 
 import numpy as np
 import pandas as pd
@@ -11,6 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from experiments.analysis import scaling
+from experiments.runtime.workdir import atomic_write
 from tasks.config import FAMILIES, RELIABILITY_TASKS, family
 
 FAMILY_TITLES = {'reliability': 'reliability tasks', 'screening': 'screening checks',
@@ -32,17 +32,13 @@ class Plot:
 
 
 def _save(fig, out_dir, name, caption):
-  """Writes name.png and name.svg atomically (temp file in out_dir, then os.replace)."""
-  os.makedirs(out_dir, exist_ok=True)
+  """Writes name.png and name.svg, each atomically."""
   paths = []
   for fmt in ('png', 'svg'):
-    fd, tmp = tempfile.mkstemp(suffix=f'.{fmt}', dir=out_dir)
-    with os.fdopen(fd, 'wb') as f:
-      fig.savefig(f, format=fmt, dpi=110, bbox_inches='tight',
-                  metadata={'Date': None} if fmt == 'svg' else None)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; figures are meant to be shared.
     paths.append(os.path.join(out_dir, f'{name}.{fmt}'))
-    os.replace(tmp, paths[-1])
+    atomic_write(paths[-1], lambda tmp, fmt=fmt: fig.savefig(
+        tmp, format=fmt, dpi=110, bbox_inches='tight',
+        metadata={'Date': None} if fmt == 'svg' else None))
   return Plot(name, caption, *paths)
 
 

@@ -23,7 +23,7 @@ from experiments.analysis import plots
 from experiments.analysis import regression
 from experiments.analysis import scaling
 from experiments.analysis import stats
-from experiments.runtime.workdir import atomic_write
+from experiments.runtime.workdir import atomic_write, write_text
 from tasks.config import PROBE_TASKS, RELIABILITY_TASKS, SCREENING_TASKS, TASKS
 
 REQUIRED = ['run', 'preset', 'n_params', 'protocol', 'persona', 'warmth_weight',
@@ -459,13 +459,6 @@ def _render(doc):
   return page, '\n\n'.join(md) + '\n'
 
 
-def _write_text(path, text):
-  def write(tmp):
-    with open(tmp, 'w', encoding='utf-8') as f:
-      f.write(text)
-  atomic_write(path, write)
-
-
 def bootstrap_draws(config, default=1000):
   """The run's eval.bootstrap (so the report's intervals are the run's), else `default`."""
   return int(((config or {}).get('eval') or {}).get('bootstrap') or default)
@@ -531,8 +524,8 @@ def write_report(workdir, n_boot=None):
       paths['deltas'] = os.path.join(workdir, 'paired_deltas.csv')
       if computed:  # written with the report, so a failed report leaves nothing behind
         atomic_write(paths['deltas'], lambda t: deltas.to_csv(t, index=False))
-    _write_text(paths['md'], md)
-    _write_text(paths['html'], page)
+    write_text(paths['md'], md)
+    write_text(paths['html'], page)
     return paths
   finally:
     shutil.rmtree(staging, ignore_errors=True)

@@ -10,14 +10,13 @@ percentile). A steering strength is
 chosen the same way from steered-minus-plain-twin changes.
 """
 import datetime
-import json
 import os
 
 import numpy as np
 import pandas as pd
 
 from experiments.persona import effects
-from experiments.runtime.workdir import atomic_write, code_version
+from experiments.runtime.workdir import atomic_write, code_version, write_json
 from tasks.config import RELIABILITY_TASKS
 
 COLUMNS = ["preset", "protocol", "intervention", "error_recovered", "error_recovered_ci_low",
@@ -144,10 +143,6 @@ def write(workdir, cap_table, steer_table, max_capability_loss):
               "workdir": os.path.abspath(workdir), "code_version": code_version(),
               "date": datetime.date.today().isoformat(),
               "note": "copy into experiments/persona/defaults.py TESTED to make these the default"}
-    atomic_write(os.path.join(directory, "defaults.json"), lambda t: _dump(t, record))
+    write_json(os.path.join(directory, "defaults.json"), record)
   return choices
 
-
-def _dump(path, record):
-  with open(path, "w") as f:
-    json.dump(record, f, indent=2, default=str)

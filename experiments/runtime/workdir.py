@@ -31,6 +31,22 @@ def atomic_write(path, write):
       os.remove(tmp)
 
 
+def write_json(path, obj):
+  """Atomically writes obj as indented JSON (anything JSON lacks as its str)."""
+  def write(tmp):
+    with open(tmp, "w") as f:
+      json.dump(obj, f, indent=2, sort_keys=True, default=str)
+  atomic_write(path, write)
+
+
+def write_text(path, text):
+  """Atomically writes a UTF-8 text file."""
+  def write(tmp):
+    with open(tmp, "w", encoding="utf-8") as f:
+      f.write(text)
+  atomic_write(path, write)
+
+
 def code_version():
   """The git commit of the code (with a -dirty mark), or 'unknown' outside a checkout."""
   here = os.path.dirname(os.path.abspath(__file__))
@@ -101,7 +117,7 @@ class Workdir:
     if not write:
       return
     record = {"config": config_dict, "code_version": code_version(), "versions": library_versions()}
-    atomic_write(config_path, lambda tmp: _dump_json(tmp, record))
+    write_json(config_path, record)
 
   def cell_dir(self, run):
     return os.path.join(self.path, "cells", run)
@@ -129,7 +145,3 @@ class Workdir:
       return None, None
     return pd.concat(metrics, ignore_index=True), pd.concat(items, ignore_index=True)
 
-
-def _dump_json(path, obj):
-  with open(path, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True, default=str)
