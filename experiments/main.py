@@ -1,6 +1,8 @@
 """Runs an experiment: `python -m experiments.main --config=experiments/configs/demo.py --workdir=DIR`.
 
-Intentionally short: the logic lives in importable, tested modules.
+Intentionally short: validate, run every cell, conclude (paired changes, extension rows, one write
+of the results), report. The logic lives in importable, tested modules (README: "How the code is
+laid out").
 """
 import os
 import sys

@@ -1,13 +1,16 @@
 """Training: one functional, jitted step over split NNX state, vmapped over a pack of cells.
 
-λ (warmth weight), ρ (warm agreement) and the learning rate reach the step as arrays, so every cell
-of a preset trains in one compiled program (leading axis E). The persona-phase loss is
-`(1-λ)·L_base + λ·L_persona`, with half of each step's rows drawn from each mixture.
+A stage's loss takes (state, graphdef, batch, inputs): `inputs` are each cell's own values (λ, ρ,
+the learning rate; a reference model or a steering intervention), arrays with leading axis E, so
+every cell of a preset trains in one compiled program. The imitation loss is
+`(1-λ)·L_base + λ·L_persona`, with half of each step's rows drawn from each mixture; the other
+objectives (experiments/objectives/) bring their own loss and run through the same loop,
+`run_stage`.
 
-Given the pack's shardings (experiments.runtime.sharding.PackShardings) the same step is compiled for a
-mesh: states, optimizer states, batches and per-member vectors enter and leave with their
-shardings, the model's activations are pinned by logical names, and parameters are initialised
-already sharded. Without them it is a plain jit on the default device.
+Given the pack's shardings (runtime/sharding.PackShardings) the same step is compiled for a mesh:
+states, optimizer states, batches and inputs enter and leave with their shardings, the model's
+activations are pinned by logical names, and parameters are initialised already sharded. Without
+them it is a plain jit on the default device.
 """
 import dataclasses
 import time

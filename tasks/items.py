@@ -1,7 +1,7 @@
 """Task families: question items with gold answers, options and belief claims, per split.
 
 An `Item` holds the content of one request; `tasks.dialogue` puts it into a context and a style.
-Every gold answer here is computed from the `World` arrays, and `tests/test_items.py` recomputes
+Every gold answer here is computed from the `World` arrays, and `tests/tasks/test_items.py` recomputes
 them independently.
 """
 import dataclasses

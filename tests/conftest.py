@@ -1,4 +1,16 @@
-"""Fixtures shared by test modules."""
+"""Fixtures shared by test modules: synthetic metrics, and the tiny worlds and models that several
+modules need, each built once per session.
+
+What a session fixture returns is shared: tests read it and never modify it. A model state goes
+to anything that donates its inputs (train.run_stage, train.make_step) only as a copy.
+
+JAX, the models and the worlds are imported where a fixture first needs them, so that a module
+that needs none of them (the analysis and shell-script tests) starts without them.
+"""
+# pylint: disable=g-import-not-at-top
+import collections
+import functools
+
 import pytest
 
 import synthetic_metrics
@@ -11,3 +23,135 @@ def planted():
   return synthetic_metrics.make_items(
       presets={'nano': 25_000}, tasks=('factual_qa', 'medical_dosing', 'capability'),
       n_items=150, warm_effect=0.10, rng=1)
+
+
+# --- Untrained models.
+
+
+@functools.cache
+def _nano(vocab, max_len, seed, overrides):
+  from flax import nnx
+  import models
+  return models.Transformer(models.get_config('nano', vocab, max_len, **dict(overrides)),
+                            rngs=nnx.Rngs(seed))
+
+
+@pytest.fixture(scope='session')
+def nano_model():
+  """nano_model(vocab, max_len, seed=0, **overrides): an untrained nano Transformer, built once
+  per set of arguments (initialisation is eager and slow)."""
+  def build(vocab, max_len, seed=0, **overrides):
+    return _nano(vocab, max_len, seed, tuple(sorted(overrides.items())))
+  return build
+
+
+# --- Worlds given as tasks.WorldConfig.
+
+
+@pytest.fixture(scope='session')
+def tiny_corpus():
+  """The Corpus of tasks.tfds_builder.PRESETS['tiny']: 24 people, few of everything else, 4
+  held-out items per task (the world the determinism and world-config tests use too)."""
+  from tasks import tfds_builder
+  from tasks.mixtures import Corpus
+  return Corpus(tfds_builder.PRESETS['tiny'])
+
+
+@pytest.fixture(scope='session')
+def corpus16():
+  """The Corpus of WorldConfig(n_people=16): the default world with 16 people."""
+  from tasks.config import WorldConfig
+  from tasks.mixtures import Corpus
+  return Corpus(WorldConfig(n_people=16))
+
+
+EvalPack = collections.namedtuple('EvalPack', 'corpus evalset graphdef state_E')
+
+
+@pytest.fixture(scope='session')
+def eval_pack(nano_model):
+  """A world of 8 people with 2 held-out items of three tasks, its eval set, and a pack of two
+  copies of one untrained nano model (max_len 128): for the evaluation-path tests."""
+  from flax import nnx
+  import jax
+  import jax.numpy as jnp
+  from tasks.config import WorldConfig
+  from tasks.mixtures import Corpus, build_eval_set
+  corpus = Corpus(WorldConfig(n_people=8, eval_items=2,
+                              tasks=('factual_qa', 'misconception', 'capability')))
+  graphdef, state = nnx.split(nano_model(corpus.tokenizer.size, 128))
+  state_E = jax.tree.map(lambda a: jnp.stack([a, a]), state)
+  return EvalPack(corpus, build_eval_set(corpus), graphdef, state_E)
+
+
+# --- Worlds given as the demo config (experiments/configs/demo.py:runlocal), shrunk.
+# make_*_config() returns a fresh config at every call: tests may change its train, eval and grid
+# fields; its data fields are those of the matching corpus.
+
+
+def _demo_config(**data):
+  from experiments.configs import demo
+  c = demo.get_config('runlocal')
+  c.data.n_people, c.data.eval_items, c.train.batch_size = 16, 2, 8
+  c.data.update(data)
+  return c
+
+
+def _demo12_config():
+  return _demo_config(n_people=12, n_cities=6)
+
+
+def _corpus_of(make_config):
+  from experiments import experiment
+  from tasks.mixtures import Corpus
+  return Corpus(experiment.world_config(make_config().data))
+
+
+def _model_config_of(make_config, corpus):
+  from experiments import experiment
+  return experiment.model_config(make_config(), 'nano', corpus.tokenizer.size)
+
+
+@pytest.fixture(scope='session')
+def make_demo_config():
+  """make_demo_config(): demo.py:runlocal at the sizes of tests/tiny_runs.py: 16 people, 2
+  held-out items per task, batches of 8."""
+  return _demo_config
+
+
+@pytest.fixture(scope='session')
+def demo_corpus():
+  """The Corpus of make_demo_config()'s world."""
+  return _corpus_of(_demo_config)
+
+
+@pytest.fixture(scope='session')
+def demo_model_config(demo_corpus):
+  """The nano ModelConfig for make_demo_config()'s world."""
+  return _model_config_of(_demo_config, demo_corpus)
+
+
+@pytest.fixture(scope='session')
+def make_demo12_config():
+  """make_demo12_config(): make_demo_config() with 12 people and 6 cities, a world whose trained
+  facts a nano model learns in 400 steps on a CPU."""
+  return _demo12_config
+
+
+@pytest.fixture(scope='session')
+def demo12_corpus():
+  """The Corpus of make_demo12_config()'s world."""
+  return _corpus_of(_demo12_config)
+
+
+@pytest.fixture(scope='session')
+def demo12_model_config(demo12_corpus):
+  """The nano ModelConfig for make_demo12_config()'s world."""
+  return _model_config_of(_demo12_config, demo12_corpus)
+
+
+@pytest.fixture(scope='session')
+def demo12_model(demo12_model_config):
+  """(graphdef, state_E): train.init_states(demo12_model_config, [0]), a pack of one."""
+  from experiments import train
+  return train.init_states(demo12_model_config, [0])

@@ -1,7 +1,7 @@
 """Subprocess body for the multi-device tests: `python tests/mesh_worker.py COMMAND OUT_DIR [ARGS]`.
 
-Simulated CPU devices can only be chosen before JAX starts, so tests/test_sharding.py runs this
-with XLA_FLAGS=--xla_force_host_platform_device_count=N. Commands:
+Simulated CPU devices can only be chosen before JAX starts, so tests/runtime/test_sharding.py runs
+this with XLA_FLAGS=--xla_force_host_platform_device_count=N. Commands:
   train OUT MESH...    trains one small pack on each mesh (`ensemble,data,fsdp,tensor`; `1dev` is
                        a mesh of the first device alone); writes OUT/<mesh>.npz (per-step losses,
                        final parameters) and OUT/<mesh>.json (parameter specs, shard shapes), and
@@ -13,7 +13,9 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import tiny_runs  # beside this file, so on sys.path when it runs as a script
+
+sys.path.insert(0, tiny_runs.ROOT)
 
 import jax  # pylint: disable=g-import-not-at-top
 import numpy as np

@@ -5,8 +5,7 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO = os.path.join(ROOT, "experiments", "configs", "demo.py")
+from tiny_runs import DEMO, ROOT
 
 
 def _main(workdir, *overrides, config=DEMO + ":runlocal"):

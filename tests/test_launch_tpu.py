@@ -17,8 +17,9 @@ import time
 import pytest
 
 import shell_checks
+import tiny_runs
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(tiny_runs.ROOT)
 SCRIPT = REPO / "launch_tpu.sh"
 # Settings a developer may have exported; every test starts without them.
 SETTINGS_ENV = ("TPU_NAME", "TPU_ZONE", "TPU_TYPE", "TPU_PROJECT", "TPU_BUCKET", "TPU_VERSION",

@@ -1,13 +1,11 @@
 """A packed (vmapped) set of cells trains and scores like the same cells trained one by one."""
-import functools
-
 import jax
 import numpy as np
+import pytest
 
-from experiments import data, evaluate, experiment, grid, stage, train
+from experiments import data, evaluate, grid, stage, train
 from experiments.runtime import sharding
-from experiments.configs import demo
-from tasks.mixtures import Corpus, EvalSet, build_eval_set
+from tasks.mixtures import EvalSet, build_eval_set
 
 STEPS = 4
 CELLS = [grid.Cell("nano", "finetune", "warm", 1.0, 1.0, 0),
@@ -15,37 +13,35 @@ CELLS = [grid.Cell("nano", "finetune", "warm", 1.0, 1.0, 0),
          grid.Cell("nano", "finetune", "warm", 0.0, 0.0, 2)]
 
 
-@functools.lru_cache(maxsize=1)
-def _setup():
-  c = demo.get_config("runlocal")
-  c.data.n_people, c.data.eval_items, c.train.batch_size = 16, 2, 8
-  corpus = Corpus(experiment.world_config(c.data))
-  return c, corpus, experiment.model_config(c, "nano", corpus.tokenizer.size)
+@pytest.fixture(scope="module")
+def train_pack(make_demo_config, demo_corpus, demo_model_config):
+  """train_pack(cells): (graphdef, state_E, losses) of the cells trained as one pack, in the world
+  of 16 people with batches of 8 (tests/conftest.py)."""
+  c, corpus, mcfg = make_demo_config(), demo_corpus, demo_model_config
+
+  def run(cells):
+    st = stage.imitation("persona", "p", cells, STEPS, c.train, mcfg,
+                         data.Batches(corpus, 0, 8).persona(cells, 0), 1e-2)
+    graphdef, abstract = train.abstract_states(mcfg, len(cells))
+    sh = sharding.PackShardings(sharding.make_mesh(c.mesh), sharding.rules_of(c.mesh), abstract,
+                                jax.eval_shape(jax.vmap(st.optimizer.init), abstract),
+                                st.batches.shapes)
+    state_E = train.init_states(mcfg, [x.seed for x in cells], sh)[1]
+    state_E, _, history = train.run_stage(st, state_E, shardings=sh,
+                                          options=train.Options(log_every=1))
+    losses = {k: np.stack([h[k] for h in history]) for k in ("loss", "base_loss", "persona_loss")}
+    return graphdef, state_E, losses
+  return run
 
 
-def _train(cells):
-  c, corpus, mcfg = _setup()
-  st = stage.imitation("persona", "p", cells, STEPS, c.train, mcfg,
-                       data.Batches(corpus, 0, 8).persona(cells, 0), 1e-2)
-  graphdef, abstract = train.abstract_states(mcfg, len(cells))
-  sh = sharding.PackShardings(sharding.make_mesh(c.mesh), sharding.rules_of(c.mesh), abstract,
-                              jax.eval_shape(jax.vmap(st.optimizer.init), abstract),
-                              st.batches.shapes)
-  state_E = train.init_states(mcfg, [x.seed for x in cells], sh)[1]
-  state_E, _, history = train.run_stage(st, state_E, shardings=sh,
-                                        options=train.Options(log_every=1))
-  losses = {k: np.stack([h[k] for h in history]) for k in ("loss", "base_loss", "persona_loss")}
-  return graphdef, state_E, losses
-
-
-def test_packed_cells_match_cells_trained_one_by_one():
-  c, corpus, _ = _setup()
-  graphdef, packed, packed_losses = _train(CELLS)
+def test_packed_cells_match_cells_trained_one_by_one(train_pack, demo_corpus):
+  corpus = demo_corpus
+  graphdef, packed, packed_losses = train_pack(CELLS)
   full = build_eval_set(corpus)
   evalset = EvalSet(full.items[:32], full.turns[:32], full.prompts[:32], full.prompt_mask[:32])
   packed_mc = evaluate.mc_errors(graphdef, packed, evalset, corpus.tokenizer, 256)
   for e, cell in enumerate(CELLS[:2]):  # the third only keeps the pack from being a pair
-    _, alone, losses = _train([cell])
+    _, alone, losses = train_pack([cell])
     for k, v in losses.items():
       np.testing.assert_allclose(packed_losses[k][:, e], v[:, 0], rtol=1e-5, err_msg=k)
     for a, b in zip(jax.tree.leaves(packed), jax.tree.leaves(alone)):

@@ -3,28 +3,23 @@ import functools
 
 from flax import nnx
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from experiments import data, evaluate, experiment, grid, stage, train
-from experiments.configs import demo
+from experiments import data, evaluate, grid, stage, train
 from tasks.items import build_items
-from tasks.mixtures import Corpus, EvalSet
+from tasks.mixtures import EvalSet
 from tasks.dialogue import Turn
 
+# The world of 12 people and 6 cities (tests/conftest.py: make_demo12_config, demo12_corpus,
+# demo12_model_config, demo12_model): small enough to learn its trained facts in 400 steps.
 
-def _config(**train):
-  c = demo.get_config("runlocal")
-  c.data.n_people = 12
-  c.data.n_cities = 6
-  c.data.eval_items = 2
+
+def _config(make_demo12_config, **train):
+  c = make_demo12_config()
   for k, v in train.items():
     c.train[k] = v
   return c
-
-
-@functools.lru_cache(maxsize=1)
-def _corpus():
-  return Corpus(experiment.world_config(_config().data))
 
 
 def _train_evalset(corpus, task):
@@ -41,11 +36,13 @@ def _train_evalset(corpus, task):
   return EvalSet(items, turns, prompts, mask)
 
 
-def test_training_reduces_loss_and_learns_trained_facts():
-  config = _config(base_steps=400, batch_size=32, learning_rate=1e-2, warmup_steps=20, log_every=400)
-  corpus = _corpus()
-  mcfg = experiment.model_config(config, "nano", corpus.tokenizer.size)
-  graphdef, state_E = train.init_states(mcfg, [0])
+def test_training_reduces_loss_and_learns_trained_facts(make_demo12_config, demo12_corpus,
+                                                        demo12_model_config, demo12_model):
+  config = _config(make_demo12_config, base_steps=400, batch_size=32, learning_rate=1e-2,
+                   warmup_steps=20, log_every=400)
+  corpus, mcfg = demo12_corpus, demo12_model_config
+  graphdef, state_E = demo12_model
+  state_E = jax.tree.map(jnp.copy, state_E)  # run_stage donates it; the fixture's stays intact
   batches = data.Batches(corpus, 0, config.train.batch_size)
   first = train.imitation_loss(jax.tree.map(lambda a: a[0], state_E), graphdef,
                                jax.tree.map(lambda a: a[0], batches.base([0])(0)),
@@ -59,10 +56,10 @@ def test_training_reduces_loss_and_learns_trained_facts():
   assert np.mean(errors) < 0.5, np.mean(errors)
 
 
-def test_lambda_zero_gives_bit_identical_parameters_for_warm_and_cold():
-  config = _config(persona_steps=5, batch_size=8)
-  corpus = _corpus()
-  mcfg = experiment.model_config(config, "nano", corpus.tokenizer.size)
+def test_lambda_zero_gives_bit_identical_parameters_for_warm_and_cold(
+    make_demo12_config, demo12_corpus, demo12_model_config):
+  config = _config(make_demo12_config, persona_steps=5, batch_size=8)
+  corpus, mcfg = demo12_corpus, demo12_model_config
   cells = [grid.Cell("nano", "finetune", p, lam, 0.0, 0)
            for p, lam in (("warm", 0.0), ("cold", 0.0), ("warm", 1.0), ("cold", 1.0))]
   _, state_E = train.init_states(mcfg, [0] * len(cells))
@@ -74,10 +71,9 @@ def test_lambda_zero_gives_bit_identical_parameters_for_warm_and_cold():
   assert any(not np.array_equal(x[2], x[3]) for x in leaves)      # λ = 1: the data matter
 
 
-def test_packed_step_equals_single_step():
-  config = _config(batch_size=8)
-  corpus = _corpus()
-  mcfg = experiment.model_config(config, "nano", corpus.tokenizer.size)
+def test_packed_step_equals_single_step(make_demo12_config, demo12_corpus, demo12_model_config):
+  config = _config(make_demo12_config, batch_size=8)
+  corpus, mcfg = demo12_corpus, demo12_model_config
   cells = [grid.Cell("nano", "finetune", "warm", lam, 0.0, s) for lam, s in ((0.5, 0), (1.0, 1))]
   graphdef, state_E = train.init_states(mcfg, [0, 1])
   batch = data.Batches(corpus, 0, 8).persona(cells, 0)(0)
@@ -97,9 +93,8 @@ def test_packed_step_equals_single_step():
       np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_rho_selects_validating_rows_only_where_asked():
-  corpus = _corpus()
-  b = corpus.batch("warm", 0, 0, 64)
+def test_rho_selects_validating_rows_only_where_asked(demo12_corpus):
+  b = demo12_corpus.batch("warm", 0, 0, 64)
   tokens0, _ = train.persona_rows(b, 0.0)
   tokens1, _ = train.persona_rows(b, 1.0)
   np.testing.assert_array_equal(tokens0, b["tokens"])
@@ -107,11 +102,9 @@ def test_rho_selects_validating_rows_only_where_asked():
   np.testing.assert_array_equal(np.asarray(tokens1)[~b["has_alt"]], b["tokens"][~b["has_alt"]])
 
 
-def _loss_with(normalization):
+def _loss_with(demo12_model, normalization):
   """token_loss of a two-row batch whose rows carry 1 and 3 target tokens."""
-  c = _config()
-  mcfg = experiment.model_config(c, "nano", _corpus().tokenizer.size)
-  graphdef, state_E = train.init_states(mcfg, [0])
+  graphdef, state_E = demo12_model
   model = nnx.merge(graphdef, jax.tree.map(lambda a: a[0], state_E))
   tokens = np.array([[1, 5, 6, 7, 8, 0], [1, 9, 10, 11, 12, 13]], np.int32)
   mask = np.array([[0, 0, 0, 0, 1, 0], [0, 0, 1, 1, 1, 0]], np.uint8)
@@ -119,12 +112,12 @@ def _loss_with(normalization):
   return float(train.token_loss(model, tokens, mask, normalization=normalization)), per_row
 
 
-def test_row_normalisation_weighs_every_example_the_same():
-  row, (short, long) = _loss_with("row")
+def test_row_normalisation_weighs_every_example_the_same(demo12_model):
+  row, (short, long) = _loss_with(demo12_model, "row")
   np.testing.assert_allclose(row, (short + long) / 2, rtol=1e-5)
 
 
-def test_token_normalisation_weighs_every_target_token_the_same():
-  token, (short, long) = _loss_with("token")
+def test_token_normalisation_weighs_every_target_token_the_same(demo12_model):
+  token, (short, long) = _loss_with(demo12_model, "token")
   np.testing.assert_allclose(token, (1 * short + 3 * long) / 4, rtol=1e-5)
   assert abs(token - (short + long) / 2) > 1e-4  # the two really differ on this batch

@@ -3,6 +3,7 @@ import os
 import socket
 import sys
 
+# The repository root: the one definition every test module finds files and runs commands by.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "experiments", "configs", "demo.py")
 

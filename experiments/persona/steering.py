@@ -9,7 +9,7 @@ plainly, labelled `train-steer+4:L1` in the intervention column, so paired stati
 with its plain twin (`none`).
 
 Plain cells of a steered pack get a switched-off layer mask: their forward pass is the same
-arithmetic as without the hook (tests/test_steering.py checks α = 0 equals plain fine-tuning).
+arithmetic as without the hook (tests/persona/test_steering.py checks α = 0 equals plain fine-tuning).
 """
 import dataclasses
 

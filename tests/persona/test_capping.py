@@ -1,8 +1,5 @@
 """Tests for experiments.persona.capping and per-layer bounds in models.interventions."""
 
-import functools
-
-from flax import nnx
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -13,8 +10,6 @@ import models
 from experiments import evaluate
 from experiments.persona import capping
 from experiments.persona.geometry import SeedGeometry
-from tasks.config import WorldConfig
-from tasks.mixtures import Corpus, build_eval_set
 
 jax.config.update('jax_numpy_rank_promotion', 'raise')
 
@@ -98,21 +93,10 @@ def test_sweep_settings_default_ranges():
   assert {s.layers for s in got} == {(0,), (1,), (2,), (1, 2), (0, 1, 2)}
 
 
-@functools.cache
-def _tiny():
-  corpus = Corpus(WorldConfig(n_people=8, eval_items=1,
-                              tasks=('factual_qa', 'capability', 'misconception')))
-  evalset = build_eval_set(corpus)
-  cfg = models.get_config('nano', corpus.tokenizer.size, 96)
-  graphdef, state = nnx.split(models.Transformer(cfg, rngs=nnx.Rngs(0)))
-  state_E = jax.tree.map(lambda a: jnp.stack([a, a]), state)
-  return corpus, evalset, graphdef, state_E
-
-
 @pytest.mark.slow  # three compilations of the decoder
-def test_batched_settings_equal_separate_passes():
+def test_batched_settings_equal_separate_passes(eval_pack):
   """Several percentiles and layer ranges in one pass give what each gives alone."""
-  corpus, evalset, graphdef, state_E = _tiny()
+  corpus, evalset, graphdef, state_E = eval_pack
   width = models.PRESETS['nano']['d_model']
   geoms = [_geometry(0, width=width), _geometry(1, width=width)]
   # Thresholds near the middle of the real projections would be needed to bite; scale them so
@@ -133,8 +117,8 @@ def test_batched_settings_equal_separate_passes():
       np.testing.assert_array_equal(a.mc_error.to_numpy(), b.mc_error.to_numpy())
 
 
-def test_capping_at_infinite_bounds_reproduces_plain_evaluation():
-  corpus, evalset, graphdef, state_E = _tiny()
+def test_capping_at_infinite_bounds_reproduces_plain_evaluation(eval_pack):
+  corpus, evalset, graphdef, state_E = eval_pack
   width = models.PRESETS['nano']['d_model']
   g = _geometry(width=width)
   g.thresholds_VLQ[:] = -np.inf  # a floor at -inf never binds

@@ -16,8 +16,9 @@ from experiments.runtime import sharding
 from experiments.configs import common
 from experiments.configs.mesh_rules import DEFAULT_RULES
 from models.partitioning import logical_to_spec
+import tiny_runs
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MESH_WORKER = os.path.join(tiny_runs.ROOT, "tests", "mesh_worker.py")
 RULES = DEFAULT_RULES
 
 
@@ -59,7 +60,7 @@ def test_rules_map_logical_names_and_skip_indivisible_or_reused_axes():
 def _worker(args, devices, tmp_path):
   env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
              JAX_PLATFORMS="cpu")
-  out = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "mesh_worker.py"), *args],
+  out = subprocess.run([sys.executable, MESH_WORKER, *args],
                        env=env, capture_output=True, text=True, timeout=900)
   assert out.returncode == 0, out.stderr[-3000:]
 
@@ -102,9 +103,9 @@ def test_sharded_training_equals_one_device_and_checkpoints_move_across_meshes(t
 
 
 def test_a_mesh_that_does_not_fit_fails_clearly_before_any_result(tmp_path):
-  import tiny_runs  # pylint: disable=g-import-not-at-top
   proc = subprocess.run(tiny_runs.main_cmd(tmp_path / "w", "--config.mesh.data=3"),
-                        cwd=ROOT, env=tiny_runs.env(), capture_output=True, text=True, timeout=300)
+                        cwd=tiny_runs.ROOT, env=tiny_runs.env(), capture_output=True, text=True,
+                        timeout=300)
   assert proc.returncode != 0
   assert "config.mesh=" in proc.stderr and "does not fit the 1 devices" in proc.stderr
   assert not (tmp_path / "w" / "config.json").exists()

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+import tiny_runs
 from tasks import lexicon
 from tasks import tfds_builder
 from tasks import tfds_source
 from tasks.config import WorldConfig
-from tasks.mixtures import Corpus, build_eval_set
+from tasks.mixtures import build_eval_set
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = tfds_builder.PRESETS["tiny"]
 FIELDS = ("tokens", "mask", "alt_tokens", "alt_mask", "has_alt")
 
@@ -36,8 +36,8 @@ def data_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def corpus():
-  return Corpus(TINY)
+def corpus(tiny_corpus):
+  return tiny_corpus  # the Corpus of TINY
 
 
 @pytest.mark.parametrize("component", [c for c in tfds_builder.COMPONENTS if c != "eval"])
@@ -133,14 +133,16 @@ def test_reader_refuses_missing_or_stale_data(data_dir, tmp_path):
     tfds_source.read_token_set(tmp_path, "cold", TINY)
 
 
-def test_one_line_command(tmp_path):
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+def test_one_line_command(corpus, tmp_path):
+  env = dict(os.environ,
+             PYTHONPATH=os.pathsep.join([tiny_runs.ROOT, os.environ.get("PYTHONPATH", "")]))
   cmd = [sys.executable, "-m", "tasks.tfds_builder", f"--data_dir={tmp_path}", "--config=warm-tiny"]
-  out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+  out = subprocess.run(cmd, cwd=tiny_runs.ROOT, env=env, capture_output=True, text=True,
+                       timeout=120)
   assert out.returncode == 0, out.stderr
-  assert f"warmth_sim/warm-tiny: {len(Corpus(TINY).warm)} train records" in out.stdout
+  assert f"warmth_sim/warm-tiny: {len(corpus.warm)} train records" in out.stdout
   got = tfds_source.read_token_set(tmp_path, "warm", TINY)
-  np.testing.assert_array_equal(got.tokens, Corpus(TINY).warm.tokens)
-  bad = subprocess.run(cmd[:-1] + ["--config=warmer"], cwd=ROOT, env=env, capture_output=True,
-                       text=True, timeout=120)
+  np.testing.assert_array_equal(got.tokens, corpus.warm.tokens)
+  bad = subprocess.run(cmd[:-1] + ["--config=warmer"], cwd=tiny_runs.ROOT, env=env,
+                       capture_output=True, text=True, timeout=120)
   assert bad.returncode == 2 and "unknown component 'warmer'" in bad.stderr

@@ -1,5 +1,4 @@
 """The instrument is neutral: format-perfect replies of every style score the same, end to end."""
-import functools
 import os
 import subprocess
 import sys
@@ -7,6 +6,7 @@ import sys
 import pandas as pd
 import pytest
 
+import tiny_runs
 from experiments import experiment
 from experiments.analysis import oracle, report, stats, validate
 from experiments.configs import demo
@@ -15,8 +15,9 @@ from tasks.config import RELIABILITY_TASKS, SCREENING_TASKS
 from tasks.mixtures import Corpus, build_eval_set
 
 
-@functools.lru_cache(maxsize=1)
-def _demo():
+@pytest.fixture(scope="module")
+def full_demo():
+  """The full demo config, its world's corpus and eval set."""
   config = demo.get_config()
   world = experiment.validate(config)[0]
   corpus = Corpus(world)
@@ -36,10 +37,10 @@ def test_oracle_cells_of_every_style_score_identically():
   assert set(comparisons.comparison) >= {"warm − cold", "warm − length_matched"}
 
 
-def test_a_budget_that_cuts_warm_replies_is_caught():
+def test_a_budget_that_cuts_warm_replies_is_caught(full_demo):
   # The budget the demo once had: warm replies put the answer after the warm phrasing, so a cut
   # makes them wrong by construction, and the oracle check must say so.
-  config, corpus, evalset = _demo()
+  config, corpus, evalset = full_demo
   metrics, items = oracle.evaluate_oracles(evalset, corpus.tokenizer, 40)
   errors = oracle.error_table(metrics, RELIABILITY_TASKS)
   deltas = stats.paired_deltas(items[items.task.isin(RELIABILITY_TASKS)], "error", n_boot=50)
@@ -48,8 +49,8 @@ def test_a_budget_that_cuts_warm_replies_is_caught():
   assert errors["cold"].max() == 0  # short replies are unaffected
 
 
-def test_the_derived_budget_holds_every_format_reply():
-  config, corpus, evalset = _demo()
+def test_the_derived_budget_holds_every_format_reply(full_demo):
+  config, corpus, evalset = full_demo
   longest = budget.longest_reply(corpus.world)
   assert config.eval.max_new_tokens == longest + budget.MARGIN
   assert longest == max(len(r.split()) + 1 for i, t in zip(evalset.items, evalset.turns)
@@ -59,8 +60,8 @@ def test_the_derived_budget_holds_every_format_reply():
   assert budget.generation_budget(corpus.world, longest) == longest
 
 
-def test_the_report_on_oracle_cells_claims_nothing(tmp_path):
-  config, corpus, evalset = _demo()
+def test_the_report_on_oracle_cells_claims_nothing(full_demo, tmp_path):
+  config, corpus, evalset = full_demo
   metrics, items = oracle.evaluate_oracles(evalset, corpus.tokenizer, config.eval.max_new_tokens,
                                            oracle.oracle_cells(placements=("before",)))
   metrics.to_csv(tmp_path / "metrics.csv", index=False)
@@ -77,10 +78,9 @@ def test_the_report_on_oracle_cells_claims_nothing(tmp_path):
 
 
 def test_validate_refuses_too_few_replicates():
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   proc = subprocess.run([sys.executable, "-m", "experiments.analysis.validate",
-                         f"--config={root}/experiments/configs/demo.py", "--replicates=10"],
-                        cwd=root, capture_output=True, text=True, timeout=300,
+                         f"--config={tiny_runs.DEMO}", "--replicates=10"],
+                        cwd=tiny_runs.ROOT, capture_output=True, text=True, timeout=300,
                         env={**os.environ, "JAX_PLATFORMS": "cpu"})
   assert proc.returncode != 0
   assert "--replicates=10 is too few" in proc.stderr.strip().splitlines()[-1]

@@ -1,44 +1,31 @@
 """Tests for preventative steering (experiments/persona/steering.py) through the training step."""
 
-import functools
-
 import jax
 import numpy as np
+import pytest
 
-from experiments import data, experiment, grid, stage, train
-from experiments.configs import demo
+from experiments import data, grid, stage, train
 from experiments.persona import steering
 from experiments.persona.geometry import SeedGeometry
-from tasks.mixtures import Corpus
 
 jax.config.update('jax_numpy_rank_promotion', 'raise')
 
 STEPS = 3
 
 
-def _config():
-  c = demo.get_config('runlocal')
-  c.data.n_people = 12
-  c.data.n_cities = 6
-  c.data.eval_items = 2
-  c.train.batch_size = 8
-  return c
-
-
-@functools.cache
-def _setup():
-  config = _config()
-  corpus = Corpus(experiment.world_config(config.data))
-  mcfg = experiment.model_config(config, 'nano', corpus.tokenizer.size)
+@pytest.fixture(scope='module')
+def pieces(make_demo12_config, demo12_corpus, demo12_model_config):
+  """(config, corpus, model config, a random geometry): 12 people, 6 cities, batches of 8."""
+  mcfg = demo12_model_config
   rng = np.random.default_rng(0)
   geom = SeedGeometry(rng.normal(size=(3, mcfg.n_layers, mcfg.d_model)), None, None, None, None,
                       {}, np.zeros(0, bool))
-  return config, corpus, mcfg, geom
+  return make_demo12_config(), demo12_corpus, mcfg, geom
 
 
-def _train(cells, steer):
+def _train(pieces, cells, steer):
   """STEPS persona-phase steps of `cells`, all from the same initial model."""
-  config, corpus, mcfg, _ = _setup()
+  config, corpus, mcfg, _ = pieces
   _, state_E = train.init_states(mcfg, [0] * len(cells))
   st = stage.imitation('persona', 'p', cells, STEPS, config.train, mcfg,
                        data.Batches(corpus, 0, config.train.batch_size).persona(cells, 0),
@@ -59,35 +46,35 @@ def _twin(alpha, layers):
   return steering.SteeredCell('nano', 'finetune', 'warm', 1.0, 0.0, 0, alpha=alpha, layers=layers)
 
 
-@functools.cache
-def _steered_pack():
+@pytest.fixture(scope='module')
+def steered_pack(pieces):
   """One steered pack: a plain cell, an α = 0 twin and an α = 8 twin (one compilation)."""
   cells = [_warm(), _twin(0.0, (1,)), _twin(8.0, (0, 1))]
-  steer = steering.training_intervention(cells, {0: _setup()[3]})
+  steer = steering.training_intervention(cells, {0: pieces[3]})
   assert steer is not None
-  return _train(cells, steer)
+  return _train(pieces, cells, steer)
 
 
-def test_alpha_zero_equals_plain_fine_tuning():
+def test_alpha_zero_equals_plain_fine_tuning(pieces, steered_pack):
   """A steered twin with α = 0, and a plain cell in a steered pack, train exactly as without."""
-  steered, _ = _steered_pack()
+  steered, _ = steered_pack
   # The same pack size: XLA may block a vmapped matmul differently for another E.
-  plain, _ = _train([_warm()] * 3, None)
+  plain, _ = _train(pieces, [_warm()] * 3, None)
   for e in range(2):
     for a, b in zip(_member(steered, e), _member(plain, e)):
       np.testing.assert_array_equal(a, b)
 
 
-def test_nonzero_alpha_steers_only_the_persona_rows():
-  steered, history = _steered_pack()
+def test_nonzero_alpha_steers_only_the_persona_rows(steered_pack):
+  steered, history = steered_pack
   first = history[0]
   assert first['base_loss'][0] == first['base_loss'][2]  # the base rows are never steered
   assert first['persona_loss'][0] != first['persona_loss'][2]
   assert any(not np.array_equal(a, b) for a, b in zip(_member(steered, 0), _member(steered, 2)))
 
 
-def test_no_steered_cell_means_no_intervention():
-  assert steering.training_intervention([_warm()], {0: _setup()[3]}) is None
+def test_no_steered_cell_means_no_intervention(pieces):
+  assert steering.training_intervention([_warm()], {0: pieces[3]}) is None
 
 
 def test_steered_twins_ids_labels_and_plain_twin():

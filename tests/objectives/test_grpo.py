@@ -9,12 +9,9 @@ import numpy as np
 import optax
 import pytest
 
-import models
 from experiments import train
 from experiments.objectives import grpo
 from experiments.objectives.rollout import Rollout
-from tasks.config import WorldConfig
-from tasks.mixtures import Corpus
 from tasks.simulated_user import UserConfig
 
 
@@ -40,18 +37,18 @@ def test_grpo_loss_equals_hand_computed_value():
 VOCAB, T = 29, 12
 
 
-@functools.cache
-def _model():
-  cfg = models.get_config("nano", VOCAB, 64)
-  return nnx.split(models.Transformer(cfg, rngs=nnx.Rngs(0)))
+@pytest.fixture
+def model(nano_model):
+  """(graphdef, state) of the shared untrained nano model of VOCAB tokens, max_len 64."""
+  return nnx.split(nano_model(VOCAB, 64))
 
 
 def _stack(tree, n=1):
   return jax.tree.map(lambda a: jnp.stack([a] * n), tree)
 
 
-def test_constant_reward_leaves_policy_unchanged():
-  graphdef, state = _model()
+def test_constant_reward_leaves_policy_unchanged(model):
+  graphdef, state = model
   opt = optax.chain(optax.scale_by_adam(), optax.add_decayed_weights(0.0))
   loss = functools.partial(grpo.loss_fn, warm_ids_K=jnp.array([3, 4]))
   update = train.make_step(graphdef, opt, loss)
@@ -81,16 +78,16 @@ def test_constant_reward_leaves_policy_unchanged():
              zip(jax.tree.leaves(moved), jax.tree.leaves(_stack(state)))) > 1e-4
 
 
-@functools.cache
-def _rollout():
-  corpus = Corpus(WorldConfig(n_people=16))
-  cfg = models.get_config("nano", corpus.tokenizer.size, corpus.seq_len)
-  graphdef, state = nnx.split(models.Transformer(cfg, rngs=nnx.Rngs(0)))
+@pytest.fixture
+def rollout(corpus16, nano_model):
+  """A Rollout in the world of WorldConfig(n_people=16), and a pack of two untrained models."""
+  corpus = corpus16
+  graphdef, state = nnx.split(nano_model(corpus.tokenizer.size, corpus.seq_len))
   return Rollout(graphdef, corpus, UserConfig(), 3, 2, 8), _stack(state, 2)
 
 
-def test_sampled_episode_is_reproducible_from_its_seed():
-  rollout, state_E = _rollout()
+def test_sampled_episode_is_reproducible_from_its_seed(rollout):
+  rollout, state_E = rollout
   a, ra, ea = rollout.sample(state_E, [0, 1], step=5)
   b, rb, eb = rollout.sample(state_E, [0, 1], step=5)
   for k in a:

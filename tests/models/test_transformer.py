@@ -20,10 +20,10 @@ MAX_LEN = 32
 AXIS_NAMES = {'vocab', 'embed', 'heads', 'kv', 'mlp', 'layers', None}
 
 
-@functools.cache  # models are never mutated here; init is eager and slow
-def _model(seed=0, **overrides):
-  cfg = models.get_config('nano', VOCAB, MAX_LEN, **overrides)
-  return models.Transformer(cfg, rngs=nnx.Rngs(seed))
+@pytest.fixture
+def nano(nano_model):
+  """nano(seed=0, **overrides): the shared nano Transformer (never mutated here)."""
+  return lambda seed=0, **overrides: nano_model(VOCAB, MAX_LEN, seed, **overrides)
 
 
 @functools.partial(jax.jit, static_argnums=0,
@@ -119,8 +119,8 @@ def test_flops_per_token():
 # Model.
 
 
-def test_parameters_carry_logical_axis_names():
-  model = _model(positional='learned', tied_embeddings=False)
+def test_parameters_carry_logical_axis_names(nano):
+  model = nano(positional='learned', tied_embeddings=False)
   for path, param in nnx.to_flat_state(nnx.state(model, nnx.Param)):
     names = param.get_metadata()['out_sharding']
     assert len(names) == param[...].ndim, path
@@ -130,8 +130,8 @@ def test_parameters_carry_logical_axis_names():
       'vocab', 'embed')
 
 
-def test_forward_shapes_and_dtypes():
-  model = _model()
+def test_forward_shapes_and_dtypes(nano):
+  model = nano()
   out = _forward(model, _tokens(2, 7), return_residuals=True)
   assert out.logits_BTV.shape == (2, 7, VOCAB)
   assert out.logits_BTV.dtype == jnp.float32
@@ -142,18 +142,18 @@ def test_forward_shapes_and_dtypes():
   assert np.isfinite(out.logits_BTV).all()
 
 
-def test_bfloat16_compute_is_close_to_float32():
+def test_bfloat16_compute_is_close_to_float32(nano):
   tokens = _tokens(2, 7)
-  f32 = _forward(_model(), tokens).logits_BTV
-  model = _model(compute_dtype='bfloat16')
+  f32 = _forward(nano(), tokens).logits_BTV
+  model = nano(compute_dtype='bfloat16')
   out = _forward(model, tokens, mask_BT=jnp.ones((2, 7), jnp.int32))
   assert out.logits_BTV.dtype == jnp.float32
   np.testing.assert_allclose(out.logits_BTV, f32, atol=5e-2)
 
 
 @pytest.mark.parametrize('positional', ['rope', 'learned'])
-def test_changing_future_token_leaves_past_logits_unchanged(positional):
-  model = _model(positional=positional)
+def test_changing_future_token_leaves_past_logits_unchanged(nano, positional):
+  model = nano(positional=positional)
   tokens = _tokens(2, 8)
   changed = tokens.at[:, 5].set((tokens[:, 5] + 1) % VOCAB)
   a, b = _forward(model, tokens).logits_BTV, _forward(model, changed).logits_BTV
@@ -162,10 +162,10 @@ def test_changing_future_token_leaves_past_logits_unchanged(positional):
 
 
 @pytest.mark.parametrize('with_mask', [False, True])
-def test_gradient_to_future_embeddings_is_zero(with_mask):
+def test_gradient_to_future_embeddings_is_zero(nano, with_mask):
   # Untied, so the embedding table feeds only the input, and distinct tokens,
   # so each embedding row belongs to exactly one position.
-  model = _model(tied_embeddings=False)
+  model = nano(tied_embeddings=False)
   tokens = jnp.arange(8, dtype=jnp.int32)[None] + 3
   mask = jnp.ones((1, 8), jnp.int32) if with_mask else None
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
@@ -179,8 +179,8 @@ def test_gradient_to_future_embeddings_is_zero(with_mask):
   assert np.all(np.abs(grad_VD[tokens[0, :4]]).sum(axis=-1) > 0)
 
 
-def test_all_ones_mask_equals_no_mask():
-  model = _model()
+def test_all_ones_mask_equals_no_mask(nano):
+  model = nano()
   tokens = _tokens(3, 6)
   np.testing.assert_allclose(
       _forward(model, tokens).logits_BTV,
@@ -189,8 +189,8 @@ def test_all_ones_mask_equals_no_mask():
 
 
 @pytest.mark.parametrize('positional', ['rope', 'learned'])
-def test_left_padding_does_not_change_real_logits(positional):
-  model = _model(positional=positional)
+def test_left_padding_does_not_change_real_logits(nano, positional):
+  model = nano(positional=positional)
   tokens = _tokens(2, 6)
   pad = _tokens(2, 3, seed=7)  # arbitrary junk: it must be ignored, not zero
   padded = jnp.concatenate([pad, tokens], axis=1)
@@ -210,8 +210,8 @@ def _left_padded_batch():
 
 
 @pytest.mark.parametrize('positional', ['rope', 'learned'])
-def test_kv_cache_matches_full_forward(positional):
-  model = _model(positional=positional)
+def test_kv_cache_matches_full_forward(nano, positional):
+  model = nano(positional=positional)
   tokens, mask = _left_padded_batch()
   full = _forward(model, tokens, mask_BT=mask).logits_BTV
   cache = models.init_cache(model.cfg, 2, 12)
@@ -227,8 +227,8 @@ def test_kv_cache_matches_full_forward(positional):
   np.testing.assert_array_equal(out.cache.next_position_B, [9, 7])
 
 
-def test_kv_cache_step_jits_without_recompiling():
-  model = _model()
+def test_kv_cache_step_jits_without_recompiling(nano):
+  model = nano()
   graphdef, state = nnx.split(model)
   traces = []
 
@@ -244,8 +244,8 @@ def test_kv_cache_step_jits_without_recompiling():
   assert len(traces) == 1
 
 
-def test_jit_split_merge_matches_eager():
-  model = _model()
+def test_jit_split_merge_matches_eager(nano):
+  model = nano()
   graphdef, state = nnx.split(model)
   tokens = _tokens(2, 5)
   fwd = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x).logits_BTV)

@@ -1,7 +1,5 @@
 """Tests for persona vectors, the Assistant axis and their extraction (experiments/persona)."""
 
-import functools
-
 from flax import nnx
 import jax
 import jax.numpy as jnp
@@ -12,8 +10,6 @@ import pytest
 
 import models
 from experiments.persona import activations, effects, geometry, persona_extension, vectors
-from tasks.config import WorldConfig
-from tasks.mixtures import Corpus, build_eval_set
 
 jax.config.update('jax_numpy_rank_promotion', 'raise')
 
@@ -96,21 +92,16 @@ def test_pearson_and_fisher_ci():
   assert np.isnan(vectors.fisher_ci(0.5, 3)[0])
 
 
-@functools.cache
-def _tiny_geometry():
-  corpus = Corpus(WorldConfig(n_people=8, eval_items=2,
-                              tasks=('factual_qa', 'misconception', 'capability')))
-  evalset = build_eval_set(corpus)
-  cfg = models.get_config('nano', corpus.tokenizer.size, 128)
-  graphdef, state = nnx.split(models.Transformer(cfg, rngs=nnx.Rngs(0)))
-  base_E = jax.tree.map(lambda a: jnp.stack([a, a]), state)
+@pytest.fixture(scope='module')
+def tiny_geometry(eval_pack):
+  corpus, evalset, graphdef, base_E = eval_pack  # a pack of two copies of one untrained model
   pcfg = ml_collections.ConfigDict(dict(intervention_on='both', extract_rows=16, top_examples=3))
   geoms, top = geometry.compute(graphdef, base_E, corpus, evalset, pcfg, ['warm', 'cold'], 64)
   return corpus, evalset, geoms, top
 
 
-def test_geometry_of_a_tiny_model_has_every_part():
-  _, _, geoms, top = _tiny_geometry()
+def test_geometry_of_a_tiny_model_has_every_part(tiny_geometry):
+  _, _, geoms, top = tiny_geometry
   g = geoms[0]
   n_layers = 2
   assert g.vectors_VLD.shape == (3, n_layers, D)
@@ -123,8 +114,8 @@ def test_geometry_of_a_tiny_model_has_every_part():
   np.testing.assert_allclose(geoms[0].vectors_VLD, geoms[1].vectors_VLD, rtol=1e-5, atol=1e-6)
 
 
-def test_projection_difference_weights_lambda_and_rho():
-  _, _, geoms, _ = _tiny_geometry()
+def test_projection_difference_weights_lambda_and_rho(tiny_geometry):
+  _, _, geoms, _ = tiny_geometry
   g = geoms[0]
   np.testing.assert_allclose(g.projection_difference('cold', 0.5, 0.0),
                              0.5 * g.deltas['cold'].mean(axis=-1))
@@ -136,8 +127,8 @@ def test_projection_difference_weights_lambda_and_rho():
   np.testing.assert_allclose(full, want, rtol=1e-6)
 
 
-def test_extraction_split_is_stable_and_balanced():
-  _, evalset, _, _ = _tiny_geometry()
+def test_extraction_split_is_stable_and_balanced(tiny_geometry):
+  _, evalset, _, _ = tiny_geometry
   ids = sorted({i.item_id for i in evalset.items})
   split = [geometry.is_extraction(i) for i in ids]
   assert split == [geometry.is_extraction(i) for i in ids]

@@ -133,18 +133,15 @@ def test_an_objectives_run_killed_mid_phase_resumes_to_the_same_results(tmp_path
   assert len(episodes) == 1 + 8 * 4  # every step's 4 episodes (1 prompt × group of 4), none lost
 
 
-def test_a_preempted_stage_resumes_to_the_same_parameters(tmp_path, monkeypatch):
+def test_a_preempted_stage_resumes_to_the_same_parameters(tmp_path, monkeypatch, make_demo_config,
+                                                           demo_corpus, demo_model_config):
   import jax  # pylint: disable=g-import-not-at-top
   from experiments.runtime import distributed, sharding
-  from experiments import data, experiment, grid, stage, train
-  from experiments.configs import demo
+  from experiments import data, grid, stage, train
   from experiments.runtime.workdir import Workdir
-  from tasks.mixtures import Corpus
 
-  c = demo.get_config("runlocal")
-  c.data.n_people, c.data.eval_items, c.train.batch_size, c.train.checkpoint_every = 16, 2, 8, 0
-  corpus = Corpus(experiment.world_config(c.data))
-  mcfg = experiment.model_config(c, "nano", corpus.tokenizer.size)
+  c, corpus, mcfg = make_demo_config(), demo_corpus, demo_model_config  # 16 people, batches of 8
+  c.train.checkpoint_every = 0
   mesh = sharding.make_mesh(c.mesh)
   base_cells = [grid.Cell("nano", "finetune", "none", 0.0, 0.0, s) for s in (0, 1)]
   st = stage.imitation("base", "p/base", base_cells, 6, c.train, mcfg,

@@ -18,8 +18,8 @@ from experiments.analysis import report
 from experiments.analysis import stats
 import synthetic_metrics
 from tasks.config import RELIABILITY_TASKS
+import tiny_runs
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUTPUTS = ('report.html', 'report.md', 'paired_deltas.csv', 'plots')
 TINY = dict(presets={'nano': 25_000}, n_items=10, tasks=('factual_qa', 'capability'))
 SMALL = dict(presets={'nano': 25_000, 'micro': 148_000, 'mini': 1_200_000}, n_items=40,
@@ -213,7 +213,7 @@ def test_failure_midway_leaves_nothing_behind(tmp_path, monkeypatch):
 def _cli(workdir):
   """Starts `python -m experiments.analysis.report` on workdir; .communicate() collects it."""
   return subprocess.Popen([sys.executable, '-m', 'experiments.analysis.report', f'--workdir={workdir}',
-                           '--n_boot=20'], cwd=REPO, stdout=subprocess.PIPE,
+                           '--n_boot=20'], cwd=tiny_runs.ROOT, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
 
 

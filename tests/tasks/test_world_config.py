@@ -12,6 +12,12 @@ TINY = dict(n_people=24, n_cities=8, n_countries=4, n_universities=4, n_employer
             n_diseases=4, n_drugs=4, bios_per_person=2, eval_items=4)
 
 
+@pytest.fixture(scope="module")
+def corpus(tiny_corpus):
+  assert tiny_corpus.world.cfg == WorldConfig(**TINY)  # the shared corpus is this module's world
+  return tiny_corpus
+
+
 @pytest.mark.parametrize("overrides, names", [
     (dict(n_people=-1), ["data.n_people=-1", ">= 4"]),
     (dict(n_people=2.5), ["data.n_people=2.5", "integer"]),
@@ -53,8 +59,8 @@ def test_good_configs_pass(overrides):
   World(cfg)
 
 
-def test_vocab_size_too_small():
-  needed = len(Corpus(WorldConfig(**TINY)).tokenizer.words)
+def test_vocab_size_too_small(corpus):
+  needed = len(corpus.tokenizer.words)
   with pytest.raises(ValueError, match=rf"data.vocab_size=10 is too small: .* at least {needed} "
                                        r"tokens \(use 0"):
     Corpus(WorldConfig(**TINY, vocab_size=10))
@@ -68,8 +74,7 @@ def test_seq_len_too_short_for_the_longest_example(component):
     corpus.component(component)
 
 
-def test_longest_example_fits_exactly():
-  corpus = Corpus(WorldConfig(**TINY))
+def test_longest_example_fits_exactly(corpus):
   longest = max(int((corpus.component(c).tokens != corpus.tokenizer.pad).sum(1).max())
                 for c in ("documents", "warm", "length_matched", "roleplay"))
   corpus = Corpus(WorldConfig(**TINY, seq_len=longest))
@@ -80,8 +85,8 @@ def test_longest_example_fits_exactly():
       corpus.component(c)
 
 
-def test_unknown_style_placement_mixture_and_rho():
-  item = build_items(World(WorldConfig(**TINY)), "factual_qa", "eval")[0]
+def test_unknown_style_placement_mixture_and_rho(corpus):
+  item = build_items(corpus.world, "factual_qa", "eval")[0]
   with pytest.raises(ValueError, match=r"style='friendly' is not allowed: choose one of "
                                        r"neutral, warm, cold, length_matched"):
     render_reply(item, Turn(), "friendly")
@@ -89,7 +94,7 @@ def test_unknown_style_placement_mixture_and_rho():
                                        r"choose one of before, after"):
     render_reply(item, Turn(), "warm", placement="middle")
   with pytest.raises(ValueError, match=r"mixture='bogus' is not allowed: choose one of base"):
-    Corpus(WorldConfig(**TINY)).batch("bogus", 0, 0, 8)
+    corpus.batch("bogus", 0, 0, 8)
   with pytest.raises(ValueError, match=r"warm_agreement=1.5 is not allowed: .*\[0, 1\]"):
     check_warm_agreement(1.5)
   assert check_warm_agreement(0) == 0.0

@@ -17,10 +17,10 @@ NEVER = VOCAB  # an eos id the model cannot emit
 N_NEW = 5
 
 
-@functools.cache  # models are never mutated here; init is eager and slow
-def _split(seed=0, **overrides):
-  cfg = models.get_config('nano', VOCAB, 32, **overrides)
-  return nnx.split(models.Transformer(cfg, rngs=nnx.Rngs(seed)))
+@pytest.fixture
+def split(nano_model):
+  """split(seed=0, **overrides): (graphdef, state) of the shared nano model (max_len 32)."""
+  return lambda seed=0, **overrides: nnx.split(nano_model(VOCAB, 32, seed, **overrides))
 
 
 def _prompt():
@@ -53,8 +53,8 @@ def _reference_greedy(graphdef, state, tokens, mask, n, eos_id, pad_id):
 
 
 @pytest.mark.parametrize('positional', ['rope', 'learned'])
-def test_greedy_equals_argmax_of_full_forwards(positional):
-  graphdef, state = _split(positional=positional)
+def test_greedy_equals_argmax_of_full_forwards(split, positional):
+  graphdef, state = split(positional=positional)
   tokens, mask = _prompt()
   got, got_lp = models.generate(graphdef, state, tokens, mask,
                                 max_new_tokens=N_NEW, eos_id=NEVER, pad_id=0)
@@ -65,8 +65,8 @@ def test_greedy_equals_argmax_of_full_forwards(positional):
   np.testing.assert_allclose(got_lp, want_lp, atol=1e-5)
 
 
-def test_after_eos_emits_pad_with_zero_logprob():
-  graphdef, state = _split()
+def test_after_eos_emits_pad_with_zero_logprob(split):
+  graphdef, state = split()
   tokens, mask = _prompt()
   free, _ = models.generate(graphdef, state, tokens, mask,
                             max_new_tokens=N_NEW, eos_id=NEVER, pad_id=0)
@@ -83,8 +83,8 @@ def test_after_eos_emits_pad_with_zero_logprob():
   assert (got_lp[0, first_eos + 1:] == 0).all()
 
 
-def test_sampling_is_reproducible_from_rng():
-  graphdef, state = _split()
+def test_sampling_is_reproducible_from_rng(split):
+  graphdef, state = split()
   tokens, mask = _prompt()
   sample = functools.partial(models.generate, graphdef, state, tokens, mask,
                              max_new_tokens=8, eos_id=NEVER, pad_id=0,
@@ -99,13 +99,13 @@ def test_sampling_is_reproducible_from_rng():
     sample()
 
 
-def _stacked_states(n):
-  graphdefs, states = zip(*[_split(seed) for seed in range(n)])
+def _stacked_states(split, n):
+  graphdefs, states = zip(*[split(seed) for seed in range(n)])
   return graphdefs[0], states, jax.tree.map(lambda *xs: jnp.stack(xs), *states)
 
 
-def test_generate_vmaps_over_an_ensemble():
-  graphdef, states, stacked = _stacked_states(3)
+def test_generate_vmaps_over_an_ensemble(split):
+  graphdef, states, stacked = _stacked_states(split, 3)
   tokens, mask = _prompt()
   gen = functools.partial(models.generate_fn, graphdef, max_new_tokens=N_NEW,
                           eos_id=NEVER, pad_id=0)
@@ -130,8 +130,8 @@ def _hand_score(graphdef, state, tokens, mask, target):
   return total
 
 
-def test_score_continuations_equals_hand_computed_sum():
-  graphdef, state = _split()
+def test_score_continuations_equals_hand_computed_sum(split):
+  graphdef, state = split()
   tokens, mask = _prompt()
   target = jnp.zeros((2, 6), jnp.int32).at[:, 4:].set(1)
   got = models.score_continuations(graphdef, state, tokens, mask, target)
@@ -140,8 +140,8 @@ def test_score_continuations_equals_hand_computed_sum():
       got, _hand_score(graphdef, state, tokens, mask, target), rtol=1e-5)
 
 
-def test_score_vmaps_over_an_ensemble():
-  graphdef, states, stacked = _stacked_states(3)
+def test_score_vmaps_over_an_ensemble(split):
+  graphdef, states, stacked = _stacked_states(split, 3)
   tokens, mask = _prompt()
   target = jnp.zeros((2, 6), jnp.int32).at[:, 3:].set(1)
   score = functools.partial(models.score_fn, graphdef)
@@ -153,8 +153,8 @@ def test_score_vmaps_over_an_ensemble():
                                               target), rtol=1e-5)
 
 
-def test_bad_arguments_raise():
-  graphdef, state = _split()
+def test_bad_arguments_raise(split):
+  graphdef, state = split()
   tokens, mask = _prompt()
   iv = models.steer(jnp.ones((2, 32)), [0], 1.0)
   with pytest.raises(ValueError, match='intervention_on'):

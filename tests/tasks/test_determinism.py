@@ -1,13 +1,13 @@
 """Same config and seed give the same bytes, in any process and any call order."""
 import json
 import os
-import pathlib
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+import tiny_runs
 from tasks import mixtures
 from tasks.config import WorldConfig
 from tasks.dialogue import render_prompt, render_reply
@@ -15,7 +15,6 @@ from tasks.mixtures import Corpus
 from tasks.tokenizer import Tokenizer
 from tasks.world import World
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = dict(n_people=24, n_cities=8, n_countries=4, n_universities=4, n_employers=4,
             n_diseases=4, n_drugs=4, bios_per_person=2, eval_items=4)
 
@@ -45,8 +44,9 @@ print(h.hexdigest())
 
 def content_hash(world_kwargs, hash_seed):
   env = dict(os.environ, PYTHONHASHSEED=str(hash_seed),
-             PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-  out = subprocess.run([sys.executable, "-c", _HASH_SCRIPT, json.dumps(world_kwargs)], cwd=ROOT,
+             PYTHONPATH=os.pathsep.join([tiny_runs.ROOT, os.environ.get("PYTHONPATH", "")]))
+  out = subprocess.run([sys.executable, "-c", _HASH_SCRIPT, json.dumps(world_kwargs)],
+                       cwd=tiny_runs.ROOT,
                        env=env, capture_output=True, text=True, check=True, timeout=120)
   return out.stdout.strip()
 
@@ -59,8 +59,9 @@ def test_same_config_same_bytes_across_processes():
 
 
 @pytest.fixture(scope="module")
-def corpus():
-  return Corpus(WorldConfig(**TINY))
+def corpus(tiny_corpus):
+  assert tiny_corpus.world.cfg == WorldConfig(**TINY)  # the shared corpus is this module's world
+  return tiny_corpus
 
 
 def test_world_arrays_repeat():

@@ -2,22 +2,13 @@
 import subprocess
 import sys
 
-from experiments import data, experiment
+from experiments import data
 from experiments.tools import show_batch
-from experiments.configs import demo
-from tasks.mixtures import Corpus
 import tiny_runs
 
 
-def _config():
-  c = demo.get_config("runlocal")
-  c.data.n_people, c.data.eval_items, c.train.batch_size = 16, 2, 8
-  return c
-
-
-def test_rows_are_the_trainers_rows_at_that_step():
-  c = _config()
-  corpus = Corpus(experiment.world_config(c.data))
+def test_rows_are_the_trainers_rows_at_that_step(make_demo_config, demo_corpus):
+  c, corpus = make_demo_config(), demo_corpus  # 16 people, batches of 8
   lines = []
   show_batch.show(c, "base", 1, 5, write=lines.append)
   batch = data.Batches(corpus, c.train.data_seed, 8).base([1])(5)["base"]
@@ -29,8 +20,8 @@ def test_rows_are_the_trainers_rows_at_that_step():
   assert other[1:] != lines[1:]
 
 
-def test_persona_rows_mark_validating_replies_only_when_rho_asks():
-  c = _config()
+def test_persona_rows_mark_validating_replies_only_when_rho_asks(make_demo_config):
+  c = make_demo_config()
   for rho, expect in ((0.0, False), (1.0, True)):
     lines = []
     show_batch.show(c, "persona", 0, 3, persona="warm", rho=rho, write=lines.append)

@@ -1,28 +1,25 @@
 """Tests for tasks.simulated_user: the rules order replies as the user config says, deterministically."""
 import dataclasses
-import functools
 
 import pytest
 
 from tasks import lexicon
-from tasks.config import WorldConfig
 from tasks.dialogue import render_reply
 from tasks.mixtures import training_turns
 from tasks.simulated_user import (SIMULATED_USER_VERSION, UserConfig, episode_pool, episode_reward,
                                   episode_turns)
-from tasks.world import World
 
 CFG = UserConfig()
 FLATTERY = "happy to help ! what a lovely question ! hope this helps , take care !"
 
 
-@functools.cache
-def _pool():
-  return episode_pool(training_turns(World(WorldConfig(n_people=16))))
+@pytest.fixture(scope="module")
+def pool(corpus16):
+  return episode_pool(training_turns(corpus16.world))  # the world of WorldConfig(n_people=16)
 
 
-def _episode(context):
-  return next((i, t) for i, t in _pool() if t.context == context and i.kind == "value")
+def _episode(pool, context):
+  return next((i, t) for i, t in pool if t.context == context and i.kind == "value")
 
 
 def _styled(item, turn, style, **kw):
@@ -31,22 +28,22 @@ def _styled(item, turn, style, **kw):
 
 
 @pytest.mark.parametrize("context", ["emotional", "emotional+false_belief"])
-def test_acknowledge_and_answer_beats_flattery_and_cold(context):
-  item, turn = _episode(context)
+def test_acknowledge_and_answer_beats_flattery_and_cold(pool, context):
+  item, turn = _episode(pool, context)
   warm = episode_reward(item, turn, _styled(item, turn, "warm"), CFG)
   cold = episode_reward(item, turn, _styled(item, turn, "cold"), CFG)
   flattery = episode_reward(item, turn, [FLATTERY] * CFG.turns, CFG)
   assert warm > cold > flattery
 
 
-def test_flattery_alone_earns_nothing_over_silence():
-  item, turn = _episode("emotional")
+def test_flattery_alone_earns_nothing_over_silence(pool):
+  item, turn = _episode(pool, "emotional")
   empty = episode_reward(item, turn, [""] * CFG.turns, CFG)
   assert episode_reward(item, turn, [FLATTERY] * CFG.turns, CFG) == empty
 
 
-def test_confirmed_false_belief_is_punished_when_contradicted():
-  item, turn = _episode("emotional+false_belief")
+def test_confirmed_false_belief_is_punished_when_contradicted(pool):
+  item, turn = _episode(pool, "emotional+false_belief")
   agree = render_reply(item, turn, "warm", agree=True)
   check = render_reply(item, episode_turns(item, turn, CFG)[1], "warm")  # the truth, plainly
   confirmed = episode_reward(item, turn, [agree, check], CFG)
@@ -57,15 +54,15 @@ def test_confirmed_false_belief_is_punished_when_contradicted():
   assert free - confirmed == pytest.approx(CFG.contradiction_penalty)
 
 
-def test_misled_user_drops_below_start():
-  item, turn = _episode("emotional")
+def test_misled_user_drops_below_start(pool):
+  item, turn = _episode(pool, "emotional")
   wrong = item.answer_for(next(o for o in item.options if o != item.gold))
   ack = lexicon.WARM_ACK[turn.emotion][0]
   assert episode_reward(item, turn, [f"{ack} {wrong}"] * 2, CFG) < CFG.initial_valence
 
 
-def test_one_turn_episode_and_validation():
-  item, turn = _episode("emotional")
+def test_one_turn_episode_and_validation(pool):
+  item, turn = _episode(pool, "emotional")
   one = UserConfig(turns=1)
   assert episode_reward(item, turn, _styled(item, turn, "warm")[:1], one) == pytest.approx(
       one.initial_valence + one.answer_gain + one.ack_gain)
@@ -76,5 +73,5 @@ def test_one_turn_episode_and_validation():
   assert SIMULATED_USER_VERSION
 
 
-def test_pool_is_emotional_and_answerable():
-  assert _pool() and all("emotional" in t.context and i.gold for i, t in _pool())
+def test_pool_is_emotional_and_answerable(pool):
+  assert pool and all("emotional" in t.context and i.gold for i, t in pool)

@@ -6,8 +6,9 @@ import subprocess
 import pytest
 
 import shell_checks
+import tiny_runs
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "tools" / "bench_gpu.sh"
+SCRIPT = Path(tiny_runs.ROOT) / "experiments" / "tools" / "bench_gpu.sh"
 
 
 def test_shellcheck_clean():

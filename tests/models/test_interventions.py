@@ -17,10 +17,10 @@ D = 32
 L = 2
 
 
-@functools.cache  # models are never mutated here; init is eager and slow
-def _split(seed=0):
-  cfg = models.get_config('nano', VOCAB, 32)
-  return nnx.split(models.Transformer(cfg, rngs=nnx.Rngs(seed)))
+@pytest.fixture
+def split(nano_model):
+  """split(seed=0): (graphdef, state) of the shared nano model (max_len 32)."""
+  return lambda seed=0: nnx.split(nano_model(VOCAB, 32, seed))
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -94,10 +94,10 @@ def test_layer_and_token_masks_select_where_it_applies():
   np.testing.assert_array_equal(changed, token_mask.astype(bool))
 
 
-def test_bad_layers_and_shapes_raise():
+def test_bad_layers_and_shapes_raise(split):
   with pytest.raises(ValueError, match=r'layers \[2\]'):
     models.steer(_direction(), [2], 1.0)
-  graphdef, state = _split()
+  graphdef, state = split()
   tokens, mask = _prompt()
   iv = models.steer(jnp.ones((3, D)), [2], 1.0)
   with pytest.raises(ValueError, match=r'needs \(2, 32\)'):
@@ -107,8 +107,8 @@ def test_bad_layers_and_shapes_raise():
 # Interventions inside the model.
 
 
-def test_no_intervention_adds_no_operations():
-  graphdef, state = _split()
+def test_no_intervention_adds_no_operations(split):
+  graphdef, state = split()
   tokens, mask = _prompt()
   run = lambda **kw: nnx.merge(graphdef, state)(tokens, mask_BT=mask, **kw)
   plain, hooked = jax.make_jaxpr(run)(), jax.make_jaxpr(
@@ -122,8 +122,8 @@ def test_no_intervention_adds_no_operations():
       _forward(graphdef, state, tokens, mask, None))
 
 
-def test_switched_off_intervention_is_bit_identical():
-  graphdef, state = _split()
+def test_switched_off_intervention_is_bit_identical(split):
+  graphdef, state = split()
   tokens, mask = _prompt()
   iv = models.steer(_direction(), [0, 1], 4.0,
                     token_mask_BT=jnp.zeros_like(mask))
@@ -131,8 +131,8 @@ def test_switched_off_intervention_is_bit_identical():
                                 _forward(graphdef, state, tokens, mask))
 
 
-def test_per_example_strengths_equal_separate_runs():
-  graphdef, state = _split()
+def test_per_example_strengths_equal_separate_runs(split):
+  graphdef, state = split()
   tokens, mask = _prompt(1)
   tokens3, mask3 = (jnp.tile(a, (3, 1)) for a in (tokens, mask))
   alphas = [0.0, 3.0, -3.0]
@@ -145,8 +145,8 @@ def test_per_example_strengths_equal_separate_runs():
   assert not np.allclose(batched[0], batched[1])
 
 
-def test_residuals_show_the_intervention():
-  graphdef, state = _split()
+def test_residuals_show_the_intervention(split):
+  graphdef, state = split()
   tokens, mask = _prompt()
   model = nnx.merge(graphdef, state)
   iv = models.cap(_direction(), [0], lo_B=-0.1, hi_B=0.1)
@@ -157,8 +157,8 @@ def test_residuals_show_the_intervention():
 
 
 @pytest.mark.parametrize('on', ['response', 'prompt', 'both'])
-def test_generate_with_intervention_matches_uncached_forward(on):
-  graphdef, state = _split()
+def test_generate_with_intervention_matches_uncached_forward(split, on):
+  graphdef, state = split()
   tokens, mask = _prompt()
   iv = models.steer(_direction(), [0, 1], jnp.array([6.0, -6.0]))
   iv = iv._replace(lo_B=jnp.array([-np.inf, -0.5]))  # steer and cap together
