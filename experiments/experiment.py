@@ -107,9 +107,10 @@ class RunContext:
   writer: object
   extensions: list
 
-  def train(self, stage_, init):
-    """(graphdef, state_E, final metrics) of a stage: finished earlier, resumed, or trained."""
-    return stage.run(self.config, self.workdir, self.mesh, stage_, init, self.writer)
+  def train(self, what, init):
+    """(graphdef, state_E, final metrics) of Stage `what`: finished earlier, resumed, or trained;
+    init(shardings) gives the state a new stage starts from."""
+    return stage.run(self.config, self.workdir, self.mesh, what, init, self.writer)
 
   def tokens(self, steps):
     """Token slots (padding included) a model has trained on after `steps` steps."""
@@ -124,10 +125,10 @@ class RunContext:
     local = distributed.to_local(state_E)  # every process takes part in the gather
     if not self.workdir.writer:
       return
-    state_e = data.take(local, index)
-    frames = evaluate.evaluate_pack(graphdef, state_e, self.evalset, self.corpus.tokenizer,
+    cells_E = data.take(local, index)
+    frames = evaluate.evaluate_pack(graphdef, cells_E, self.evalset, self.corpus.tokenizer,
                                     self.config.eval)
-    extras = [ext.evaluate(self, (pack_state or {}).get(ext.name), graphdef, state_e, cells,
+    extras = [ext.evaluate(self, (pack_state or {}).get(ext.name), graphdef, cells_E, cells,
                            frames) for ext in self.extensions]
     for e, cell in enumerate(cells):
       metrics, items = results.cell_frames(cell, frames[e], model_sizes(pack.model), tokens,

@@ -71,6 +71,9 @@ class Objectives(extensions.Extension):
     todo = [c for c in pack.todo if self.trains(c)]
     if not todo:
       return None
+    if jax.process_count() > 1:  # a pod starts jax.distributed without runtime.distributed
+      raise ValueError(f"objectives sample replies on one process, but this run has "
+                       f"{jax.process_count()}: run the objectives config on one host.")
     name = f"{pack.label}/objectives"
     members = stage.members_to_train(run.workdir, name, todo,
                                      [c for c in pack.cells if self.trains(c)])

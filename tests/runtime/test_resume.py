@@ -64,6 +64,8 @@ def _plant_half_written(workdir):
   """What a kill during a save leaves: a later step still under orbax's temporary name."""
   path = os.path.join(workdir, "checkpoints", STAGE_DIRS[0])
   steps = sorted(int(d) for d in os.listdir(path) if d.isdigit())
+  if not steps:  # killed before the first save: there is nothing to copy
+    return
   fake = os.path.join(path, f"{steps[-1] + 1}.orbax-checkpoint-tmp")
   shutil.copytree(os.path.join(path, str(steps[-1])), fake)
   for root, _, files in os.walk(fake):
@@ -111,7 +113,8 @@ def _objectives_cmd(workdir):
   """The objectives config, small: its affect and emotion_rl cells train 8 steps, saving every 2."""
   config = os.path.join(tiny_runs.ROOT, "experiments", "configs", "objectives.py")
   return [sys.executable, "-m", "experiments.main", f"--config={config}:runlocal",
-          f"--workdir={workdir}", "--config.data.eval_items=2", "--config.train.persona_steps=8",
+          f"--workdir={workdir}", "--config.extensions=('objectives',)",
+          "--config.data.eval_items=1", "--config.train.persona_steps=8",
           "--config.train.checkpoint_every=2", "--config.train.log_every=1",
           "--config.eval.bootstrap=20", "--config.runtime.report=False"]
 
