@@ -38,7 +38,8 @@ class OracleCell:
 
   @property
   def run(self):
-    return f"{self.preset}-{self.persona}-l{self.warmth_weight:g}-s{self.seed}"
+    return results.run_id(self.preset, self.protocol, self.persona, self.warmth_weight,
+                          self.warm_agreement, self.seed)
 
 
 def oracle_cells(seeds=(0, 1), placements=PLACEMENTS):

@@ -2,13 +2,14 @@
 
   python -m experiments.main --config=experiments/configs/objectives.py --workdir=/tmp/objectives
 
-Hardware: a 2-core CPU. Wall time: 3.5 minutes measured. One nano preset, a 16-person world,
-one seed, λ = 0.5 for every persona-phase method (same steps, rows and learning rate): base; cold; warm; affect (warm-vocabulary mass at
-reply positions, content-blind); emotion_rl (GRPO on a simulated user's final valence, KL to the
-base model); warm + capping; warm + preventative steering. Expected: WORKDIR/metrics.csv with
-`objectives_comparison` rows (one per method × headline metric and per task × context) and a
+Hardware: a 2-core CPU. Wall time: 2.3 minutes measured. One nano preset, a 16-person world,
+one seed, λ = 0.5 for every persona-phase method (same steps, rows and learning rate): base; cold;
+warm; affect (warm-vocabulary mass at reply positions, content-blind); emotion_rl (GRPO on a
+simulated user's final valence, KL to the base model); warm + capping; warm + preventative
+steering. Expected: WORKDIR/metrics.csv with `objectives_comparison` rows (one per method ×
+headline metric and per task × context), WORKDIR/objectives/nano-finetune-episodes.csv, and a
 report section with the table and a warmth-vs-error frontier, one marker per method.
-`:runlocal` shrinks it to a smoke test of about 2.5 minutes.
+`:runlocal` shrinks it to a smoke test of about 45 seconds.
 """
 from experiments.configs.common import apply_arg, base_config, objectives_section
 
