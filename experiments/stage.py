@@ -35,8 +35,13 @@ class Stage:
   final: tuple = ("base_loss", "persona_loss")  # metrics of the last step kept with the stage
 
   @functools.cached_property
+  def abstract(self):
+    """(graphdef, abstract state_E): the shapes of the members' models, nothing allocated."""
+    return train.abstract_states(self.model, len(self.members))
+
+  @property
   def graphdef(self):
-    return train.abstract_states(self.model, len(self.members))[0]
+    return self.abstract[0]
 
   def batch(self, step, state_E, shardings=None):
     """The step's batch; with shardings, each process builds only its block of the global one."""
@@ -96,7 +101,7 @@ def run(config, workdir, mesh, stage, init, writer=None):
   An on-policy stream's journal is saved with every checkpoint and restored with it.
   """
   t = config.train
-  graphdef, abstract = train.abstract_states(stage.model, len(stage.members))
+  graphdef, abstract = stage.abstract
   abstract_opt = jax.eval_shape(jax.vmap(stage.optimizer.init), abstract)
   sh = sharding.PackShardings(mesh, sharding.rules_of(config.mesh), abstract, abstract_opt,
                               stage.batches.shapes)
