@@ -4,7 +4,9 @@
 the model finds most likely (what it knows). Both are per item, so cells can be compared paired.
 """
 import functools
+import time
 
+from absl import logging
 import jax
 import numpy as np
 import pandas as pd
@@ -19,6 +21,21 @@ def _chunks(n, size):
   return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
+class Progress:
+  """Logs a pass over batches about ten times: batches done, seconds so far, and the ETA."""
+
+  def __init__(self, what, total):
+    self.what, self.total, self.t0 = what, total, time.perf_counter()
+    self.every = max(1, total // 10)
+
+  def done(self, k):
+    if k % self.every and k != self.total:
+      return
+    elapsed = time.perf_counter() - self.t0
+    logging.info("eval %s: %d/%d batches  %.0fs  ETA %.0fs", self.what, k, self.total, elapsed,
+                 elapsed / k * (self.total - k))
+
+
 def generate_replies(graphdef, state_E, evalset, tokenizer, max_new_tokens, batch_size,
                      intervention=None, intervention_on="response"):
   """Greedy replies of every member for every eval prompt: list (per member) of strings."""
@@ -26,12 +43,15 @@ def generate_replies(graphdef, state_E, evalset, tokenizer, max_new_tokens, batc
                           eos_id=tokenizer.eos, pad_id=tokenizer.pad, intervention_on=intervention_on)
   in_axes = (0, None, None, None, None if intervention is None else 0)
   gen_E = jax.jit(jax.vmap(gen, in_axes=in_axes))
-  n = len(evalset.items)
+  chunks = _chunks(len(evalset.items), batch_size)
+  n_members = jax.tree.leaves(state_E)[0].shape[0]
+  progress = Progress(f"replies of {n_members} model(s), {len(evalset.items)} prompts", len(chunks))
   outs = []
-  for sl in _chunks(n, batch_size):
+  for k, sl in enumerate(chunks):
     iv = None if intervention is None else intervention(sl)
     tokens_EBN, _ = gen_E(state_E, evalset.prompts[sl], evalset.prompt_mask[sl], None, iv)
     outs.append(np.asarray(tokens_EBN))
+    progress.done(k + 1)
   return decode_replies(np.concatenate(outs, axis=1), tokenizer)
 
 

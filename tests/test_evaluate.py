@@ -73,3 +73,16 @@ def test_two_identical_cells_are_not_estimable_rather_than_a_precise_zero():
   assert len(deltas) >= 2
   assert (deltas.estimate == 0).all() and not deltas.estimable.any()
   assert deltas.ci_low.isna().all() and deltas.p_value.isna().all()
+
+
+def test_generation_reports_progress_with_an_eta(eval_pack, caplog):
+  import logging  # pylint: disable=g-import-not-at-top
+  corpus, evalset, graphdef, state_E = eval_pack
+  caplog.set_level(logging.INFO, logger="absl")
+  evaluate.generate_replies(graphdef, state_E, evalset, corpus.tokenizer, 4, 8)
+  n_batches = -(-len(evalset.items) // 8)
+  lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("eval replies")]
+  assert lines and lines[-1].startswith(
+      f"eval replies of 2 model(s), {len(evalset.items)} prompts: {n_batches}/{n_batches} batches")
+  assert all("ETA" in line for line in lines) and lines[-1].endswith("ETA 0s")
+  assert len(lines) <= 11  # about ten lines per pass, however many batches
