@@ -11,7 +11,9 @@ import jax
 import numpy as np
 
 STAGE2_SEED_OFFSET = 10_000  # the persona phase reads its own data stream, disjoint from stage 1's
+BASE_FIELDS = ("tokens", "mask")
 PERSONA_FIELDS = ("tokens", "mask", "alt_tokens", "alt_mask", "has_alt", "u")
+PACKED_FIELDS = ("segment_ids", "positions")  # added to every part of a packed batch
 
 
 class BatchStream:
@@ -38,25 +40,43 @@ def take(tree_E, index):
 
 
 class Batches:
-  """Stacked [E, B, T] batches for a pack; rows are shared by cells with the same seed."""
+  """Stacked [E, B, T] batches for a pack; rows are shared by cells with the same seed.
 
-  def __init__(self, corpus, data_seed, batch_size):
+  pack_sequences=True fills each row with several examples (tasks/sequence_packing.py): the same
+  number of rows per step carries more examples, and every part gains segment ids and positions.
+  """
+
+  def __init__(self, corpus, data_seed, batch_size, pack_sequences=False):
     self.corpus, self.data_seed, self.batch_size = corpus, data_seed, batch_size
+    self.pack_sequences = pack_sequences
+
+  def _rows(self, mixture, seed, step, n, rows):
+    read = self.corpus.packed_batch if self.pack_sequences else self.corpus.batch
+    return read(mixture, seed, step, n, rows)
+
+  def _fields(self, fields):
+    return fields + PACKED_FIELDS if self.pack_sequences else fields
+
+  def _shapes(self, fields, e, b):
+    t = self.corpus.seq_len
+    per_row = () if self.pack_sequences else ("has_alt", "u")  # packed: one value per token
+    return {f: (e, b) if f in per_row else (e, b, t) for f in self._fields(fields)}
 
   def base(self, seeds):
     """Stage 1: base-mixture rows only, one member per seed."""
     seeds = list(seeds)
+    fields = self._fields(BASE_FIELDS)
     def fn(step, members, rows):
-      parts = [self.corpus.batch("base", self.data_seed + s, step, self.batch_size, rows)
+      parts = [self._rows("base", self.data_seed + s, step, self.batch_size, rows)
                for s in seeds[members]]
-      return {"base": {k: np.stack([p[k] for p in parts]) for k in ("tokens", "mask")}}
-    shape = (len(seeds), self.batch_size, self.corpus.seq_len)
-    return BatchStream({"base": {"tokens": shape, "mask": shape}}, fn)
+      return {"base": {k: np.stack([p[k] for p in parts]) for k in fields}}
+    return BatchStream({"base": self._shapes(BASE_FIELDS, len(seeds), self.batch_size)}, fn)
 
   def persona(self, cells, offset):
     """Half base rows, half rows of each cell's persona mixture (its seed's stream + offset)."""
     half = self.batch_size // 2
     all_cells = list(cells)
+    base_fields, persona_fields = self._fields(BASE_FIELDS), self._fields(PERSONA_FIELDS)
     def fn(step, members, rows):
       # (mixture, seed) of each cell's base and persona rows; λ = 0 cells still need persona rows
       # of the right shape (their weight is exactly zero), so `none` reads the warm set.
@@ -66,11 +86,9 @@ class Batches:
       cache = {}
       for key in itertools.chain.from_iterable(keys):
         if key not in cache:  # cells of one seed share rows: build each batch once
-          cache[key] = self.corpus.batch(*key, step, half, rows)
-      return {"base": {f: np.stack([cache[b][f] for b, _ in keys]) for f in ("tokens", "mask")},
-              "persona": {f: np.stack([cache[p][f] for _, p in keys]) for f in PERSONA_FIELDS}}
-    e, t = len(all_cells), self.corpus.seq_len
-    shapes = {"base": {"tokens": (e, half, t), "mask": (e, half, t)},
-              "persona": {f: (e, half) if f in ("has_alt", "u") else (e, half, t)
-                          for f in PERSONA_FIELDS}}
-    return BatchStream(shapes, fn)
+          cache[key] = self._rows(*key, step, half, rows)
+      return {"base": {f: np.stack([cache[b][f] for b, _ in keys]) for f in base_fields},
+              "persona": {f: np.stack([cache[p][f] for _, p in keys]) for f in persona_fields}}
+    e = len(all_cells)
+    return BatchStream({"base": self._shapes(BASE_FIELDS, e, half),
+                        "persona": self._shapes(PERSONA_FIELDS, e, half)}, fn)

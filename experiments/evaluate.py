@@ -17,8 +17,18 @@ from tasks.grading import BEHAVIOURS, grade
 ITEM_COLUMNS = ("task", "context", "emotion", "item_id", "error", "mc_error", "warmth") + BEHAVIOURS
 
 
-def _chunks(n, size):
-  return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+BUCKET = 16  # batch widths are rounded up to a multiple of this: few shapes, few compilations
+
+
+def buckets(lengths, batch_size):
+  """(rows, width) batches over rows sorted by length: each batch only as wide as its longest row
+  (rounded up to BUCKET), so short prompts do not pay for the longest one's padding."""
+  order = np.argsort(lengths, kind="stable")
+  out = []
+  for i in range(0, len(order), batch_size):
+    rows = order[i:i + batch_size]
+    out.append((rows, int(min(-(-int(lengths[rows].max()) // BUCKET) * BUCKET, max(lengths)))))
+  return out
 
 
 class Progress:
@@ -43,16 +53,18 @@ def generate_replies(graphdef, state_E, evalset, tokenizer, max_new_tokens, batc
                           eos_id=tokenizer.eos, pad_id=tokenizer.pad, intervention_on=intervention_on)
   in_axes = (0, None, None, None, None if intervention is None else 0)
   gen_E = jax.jit(jax.vmap(gen, in_axes=in_axes))
-  chunks = _chunks(len(evalset.items), batch_size)
+  # Prompts are left-padded: a batch of short ones keeps only its last `width` columns.
+  chunks = buckets(evalset.prompt_mask.sum(1), batch_size)
   n_members = jax.tree.leaves(state_E)[0].shape[0]
   progress = Progress(f"replies of {n_members} model(s), {len(evalset.items)} prompts", len(chunks))
-  outs = []
-  for k, sl in enumerate(chunks):
-    iv = None if intervention is None else intervention(sl)
-    tokens_EBN, _ = gen_E(state_E, evalset.prompts[sl], evalset.prompt_mask[sl], None, iv)
-    outs.append(np.asarray(tokens_EBN))
+  tokens_ENN = np.zeros((n_members, len(evalset.items), max_new_tokens), np.int32)
+  for k, (rows, width) in enumerate(chunks):
+    iv = None if intervention is None else intervention(rows)
+    tokens_EBN, _ = gen_E(state_E, evalset.prompts[rows, -width:],
+                          evalset.prompt_mask[rows, -width:], None, iv)
+    tokens_ENN[:, rows] = np.asarray(tokens_EBN)
     progress.done(k + 1)
-  return decode_replies(np.concatenate(outs, axis=1), tokenizer)
+  return decode_replies(tokens_ENN, tokenizer)
 
 
 def decode_replies(tokens_ENN, tokenizer):
@@ -89,8 +101,10 @@ def mc_errors(graphdef, state_E, evalset, tokenizer, batch_size, intervention=No
   if len(tokens) == 0:
     return errors
   score_E = jax.jit(jax.vmap(functools.partial(score_fn, graphdef), in_axes=(0, None, None, None)))
-  scores = np.concatenate([np.asarray(score_E(state_E, tokens[sl], mask[sl], target[sl]))
-                           for sl in _chunks(len(tokens), batch_size)], axis=1)
+  scores = np.zeros((n_members, len(tokens)), np.float32)
+  for rows, width in buckets(mask.sum(1), batch_size):  # right-padded: keep the first `width`
+    scores[:, rows] = np.asarray(score_E(state_E, tokens[rows, :width], mask[rows, :width],
+                                         target[rows, :width]))
   for r in np.unique(owners):
     sel = owners == r
     best = np.argmax(scores[:, sel], axis=1)

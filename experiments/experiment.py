@@ -155,8 +155,8 @@ def run(config, workdir_path, writer=None):
     corpus = Corpus(world)
   evalset = build_eval_set(corpus)
   ctx = RunContext(config, workdir, mesh, corpus, evalset,
-                   data.Batches(corpus, config.train.data_seed, config.train.batch_size), writer,
-                   exts)
+                   data.Batches(corpus, config.train.data_seed, config.train.batch_size,
+                                config.train.pack_sequences), writer, exts)
   cells = grid.expand(config)
   cells += [c for ext in exts for c in ext.cells(list(cells))]
   packs = grid.packs(cells, config.grid.max_pack_size)

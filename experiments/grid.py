@@ -42,6 +42,7 @@ class GridConfig:
   seeds: tuple
   lambda0_per_persona: bool
   max_pack_size: int
+  mechanism_weights: tuple
 
   @classmethod
   def from_config(cls, config):
@@ -55,7 +56,8 @@ class GridConfig:
     for p in self.personas:
       if p not in PERSONAS:
         raise ValueError(f"grid.personas contains {p!r}: allowed are {', '.join(PERSONAS)}.")
-    for field, symbol in (("warmth_weights", "λ"), ("warm_agreements", "ρ")):
+    for field, symbol in (("warmth_weights", "λ"), ("warm_agreements", "ρ"),
+                          ("mechanism_weights", "λ")):
       for v in getattr(self, field):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
           raise ValueError(f"grid.{field} contains {v!r}: {symbol} must lie in [0, 1].")
@@ -63,6 +65,10 @@ class GridConfig:
         or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds)):
       raise ValueError(f"grid.seeds={list(self.seeds)!r} must be a non-empty list of distinct "
                        "integers.")
+    stray = [v for v in self.mechanism_weights if v not in self.warmth_weights or v == 0]
+    if stray:
+      raise ValueError(f"grid.mechanism_weights contains {stray[0]!r}: it must be a λ > 0 of "
+                       f"grid.warmth_weights {list(self.warmth_weights)}.")
     if not isinstance(self.max_pack_size, int) or self.max_pack_size < 0:
       raise ValueError(f"grid.max_pack_size={self.max_pack_size!r} must be an integer >= 0 "
                        "(0: no limit).")
@@ -81,7 +87,9 @@ def expand(config):
 
   At λ = 0 the persona data get zero weight, so every persona trains the same model: the grid keeps
   one λ = 0 cell per seed (under the first persona) unless `grid.lambda0_per_persona` asks for all,
-  which turns the identity into a visible check at the price of extra cells.
+  which turns the identity into a visible check at the price of extra cells. The mechanism cells
+  (warm_after, and warm with ρ > 0) are trained at every λ > 0, or only at `grid.mechanism_weights`
+  when given.
   """
   grid = GridConfig.from_config(config)
   validate_presets(config.model.presets)
@@ -93,7 +101,10 @@ def expand(config):
       for persona, lam in itertools.product(grid.personas, grid.warmth_weights):
         if lam == 0 and persona != grid.personas[0] and not grid.lambda0_per_persona:
           continue
-        rhos = grid.warm_agreements if persona == "warm" and lam > 0 else [0.0]
+        mechanism = lam > 0 and (not grid.mechanism_weights or lam in grid.mechanism_weights)
+        if persona == "warm_after" and lam > 0 and not mechanism:
+          continue
+        rhos = grid.warm_agreements if persona == "warm" and mechanism else [0.0]
         for rho in dict.fromkeys(float(r) for r in rhos):
           cells.append(Cell(preset, protocol, persona, float(lam), rho, int(seed)))
   return cells

@@ -42,6 +42,7 @@ class TrainConfig:
   weight_decay: float
   grad_clip: float
   loss_normalization: str
+  pack_sequences: bool
   init_seed: int
   data_seed: int
   log_every: int
@@ -69,6 +70,8 @@ class TrainConfig:
         raise ValueError(f"train.{field}={getattr(self, field)!r} must be a positive number.")
     if not self.weight_decay >= 0:
       raise ValueError(f"train.weight_decay={self.weight_decay!r} must be a number >= 0.")
+    if not isinstance(self.pack_sequences, bool):
+      raise ValueError(f"train.pack_sequences={self.pack_sequences!r} must be True or False.")
     if self.loss_normalization not in LOSS_NORMALIZATIONS:
       raise ValueError(f"train.loss_normalization={self.loss_normalization!r} is not allowed: "
                        f"choose one of {', '.join(LOSS_NORMALIZATIONS)}.")
@@ -117,36 +120,57 @@ def make_optimizer(train_cfg, steps):
   )
 
 
-def token_loss(model, tokens_BT, loss_mask_BT, intervention=None, normalization="token"):
+def token_loss(model, tokens_BT, loss_mask_BT, intervention=None, normalization="token", *,
+               segment_ids_BT=None, positions_BT=None):
   """Next-token cross-entropy over the masked (target) tokens.
 
   normalization="token": the mean over every target token of the batch, so a longer reply weighs
-  more (what common fine-tuning does); "row": each row's mean over its own target tokens, then the
-  mean over rows that have any, so every example weighs the same whatever its length.
+  more (what common fine-tuning does); "row": each example's mean over its own target tokens, then
+  the mean over examples that have any, so every example weighs the same whatever its length (an
+  example is a row, or with segment ids a segment of a packed row).
 
-  Training rows are right-padded (tasks.tokenizer.encode_examples) and pads carry no loss, so
-  plain causal attention already keeps every real query off padding keys: no padding mask is
-  needed, which is exact on every loss-bearing position and lets cuDNN's causal kernel run.
+  Unpacked training rows are right-padded (tasks.tokenizer.encode_examples) and pads carry no loss,
+  so plain causal attention already keeps every real query off padding keys: no padding mask is
+  needed, which is exact on every loss-bearing position and lets cuDNN's causal kernel run. Packed
+  rows (tasks/sequence_packing.py) pass their segment ids and positions: attention stays in each segment
+  and positions restart, so each example is computed as in a row of its own.
   """
-  logits_BTV = model(tokens_BT[:, :-1], intervention=intervention).logits_BTV
+  packed = {} if segment_ids_BT is None else {"segment_ids_BT": segment_ids_BT[:, :-1],
+                                              "positions_BT": positions_BT[:, :-1]}
+  logits_BTV = model(tokens_BT[:, :-1], intervention=intervention, **packed).logits_BTV
   xent_BT = optax.softmax_cross_entropy_with_integer_labels(logits_BTV, tokens_BT[:, 1:])
   weight_BT = loss_mask_BT[:, 1:].astype(jnp.float32)
   if normalization == "row":
-    count_B = jnp.sum(weight_BT, axis=1)
-    row_B = jnp.sum(xent_BT * weight_BT, axis=1) / jnp.maximum(count_B, 1.0)
-    has_B = (count_B > 0).astype(jnp.float32)
-    return jnp.sum(row_B * has_B) / jnp.maximum(jnp.sum(has_B), 1.0)
+    b, t = weight_BT.shape
+    # One id per example: the row, and within a packed row the target's segment.
+    segment_BT = 0 if segment_ids_BT is None else segment_ids_BT[:, 1:]
+    example_BT = jnp.broadcast_to(jnp.arange(b)[:, None] * (t + 2) + segment_BT, (b, t))
+    n = b * (t + 2)
+    count_X = jax.ops.segment_sum(weight_BT.reshape(-1), example_BT.reshape(-1), n)
+    sum_X = jax.ops.segment_sum((xent_BT * weight_BT).reshape(-1), example_BT.reshape(-1), n)
+    has_X = (count_X > 0).astype(jnp.float32)
+    return jnp.sum(sum_X / jnp.maximum(count_X, 1.0) * has_X) / jnp.maximum(jnp.sum(has_X), 1.0)
   if normalization not in LOSS_NORMALIZATIONS:
     raise ValueError(f"train.loss_normalization={normalization!r} must be one of "
                      f"{', '.join(LOSS_NORMALIZATIONS)}.")
   return jnp.sum(xent_BT * weight_BT) / jnp.maximum(jnp.sum(weight_BT), 1.0)
 
 
+def packing_of(rows):
+  """token_loss's keyword arguments for a batch part: its segment ids and positions, if packed."""
+  return {"segment_ids_BT": rows.get("segment_ids"), "positions_BT": rows.get("positions")}
+
+
 def persona_rows(batch, rho):
-  """Warm rows whose prompt states a false belief validate it with probability ρ."""
-  use_alt_B = batch["has_alt"] & (batch["u"] < rho)
-  tokens = jnp.where(use_alt_B[:, None], batch["alt_tokens"], batch["tokens"])
-  mask = jnp.where(use_alt_B[:, None], batch["alt_mask"], batch["mask"])
+  """Warm examples whose prompt states a false belief validate it with probability ρ.
+
+  has_alt and u are per row (unpacked) or per token (packed: each example's value over its slot).
+  """
+  use_alt = batch["has_alt"] & (batch["u"] < rho)
+  if use_alt.ndim == batch["tokens"].ndim - 1:
+    use_alt = use_alt[:, None]
+  tokens = jnp.where(use_alt, batch["alt_tokens"], batch["tokens"])
+  mask = jnp.where(use_alt, batch["alt_mask"], batch["mask"])
   return tokens, mask
 
 
@@ -158,12 +182,12 @@ def imitation_loss(state, graphdef, batch, inputs, normalization="token"):
   """
   model = nnx.merge(graphdef, state)
   base = token_loss(model, batch["base"]["tokens"], batch["base"]["mask"],
-                    normalization=normalization)
+                    normalization=normalization, **packing_of(batch["base"]))
   if "persona" not in batch:
     return base, {"loss": base, "base_loss": base, "persona_loss": jnp.zeros_like(base)}
   lam = inputs["lam"]
   persona = token_loss(model, *persona_rows(batch["persona"], inputs["rho"]), inputs.get("steer"),
-                       normalization)
+                       normalization, **packing_of(batch["persona"]))
   loss = (1.0 - lam) * base + lam * persona
   return loss, {"loss": loss, "base_loss": base, "persona_loss": persona}
 
@@ -184,6 +208,7 @@ def make_step(graphdef, optimizer, loss_fn, shardings=None, inputs=None):
     state, opt_state, metrics = train_step(graphdef, optimizer, loss_fn, state, opt_state, batch,
                                            inputs)
     metrics["tokens"] = sum(jnp.sum(part["tokens"] != 0) for part in batch.values())
+    metrics["loss_tokens"] = sum(jnp.sum(part["mask"][:, 1:]) for part in batch.values())
     return state, opt_state, metrics
 
   if shardings is None:

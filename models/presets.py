@@ -4,6 +4,8 @@ from models.config import ModelConfig
 
 # Non-embedding parameters are given for the default (RoPE) configuration.
 PRESETS: dict[str, dict] = {
+    # ~6.2k: the bottom of the CPU scaling study, a quarter of nano's width.
+    'pico': dict(d_model=16, n_layers=2, n_heads=2, d_ff=64),
     # ~25k: seconds-scale CPU runs and unit tests.
     'nano': dict(d_model=32, n_layers=2, n_heads=2, d_ff=128),
     # ~148k: the CPU demo size.

@@ -113,10 +113,11 @@ class Attention(nnx.Module):
       k_BSHK, v_BSHK = cache.k_LBSHK[layer], cache.v_LBSHK[layer]
     else:
       k_BSHK, v_BSHK = k_BTHK, v_BTHK
-    # attn_mask is None only for an unpadded, uncached call (training): pure
+    # attn_mask is None only for an unpadded, unpacked, uncached call: pure
     # causal, where cuDNN skips the upper triangle. Dense masks (left padding,
-    # cache slots, 1-token queries) go to XLA: cuDNN's mask-as-bias path has
-    # shape restrictions (jax-ml/jax#28974) and decoding is not the hot loop.
+    # packed segments, cache slots, 1-token queries) go to XLA: the public
+    # cuDNN entry point takes no segment ids and its mask-as-bias path has
+    # shape restrictions (jax-ml/jax#28974).
     impl = self.cfg.attention_impl
     if attn_mask is not None and impl == 'cudnn':
       impl = 'xla'
@@ -164,8 +165,17 @@ class Block(nnx.Module):
     return x_BTD + h_BTD.astype(jnp.float32), cache
 
 
-def _attention_mask(mask_BT, cache):
-  """Boolean (B, 1, T, S) mask: causal, no padding keys; None if just causal."""
+def _attention_mask(mask_BT, cache, segment_ids_BT=None):
+  """Boolean (B, 1, T, S) mask: causal, no padding keys; None if just causal.
+
+  With segment ids (packed training rows, no cache) a query sees only earlier keys of its own
+  segment; the unused tail (segment 0) sees only itself and other tail slots, and carries no loss.
+  """
+  if segment_ids_BT is not None:
+    t = segment_ids_BT.shape[1]
+    causal_TS = jnp.arange(t)[None, :] <= jnp.arange(t)[:, None]
+    same_BTS = segment_ids_BT[:, :, None] == segment_ids_BT[:, None, :]
+    return (causal_TS[None] & same_BTS)[:, None, :, :]
   if mask_BT is None and cache is None:
     return None
   t = mask_BT.shape[1]
@@ -204,11 +214,17 @@ class Transformer(nnx.Module):
         _param(embed_init, ('embed', 'vocab'), rngs,
                (cfg.d_model, cfg.vocab_size), cfg.param_dtype))
 
-  def __call__(self, tokens_BT, *, mask_BT=None, positions_BT=None, cache=None,
-               intervention: Intervention | None = None,
+  def __call__(self, tokens_BT, *, mask_BT=None, positions_BT=None, segment_ids_BT=None,
+               cache=None, intervention: Intervention | None = None,
                return_residuals: bool = False) -> Output:
-    """Logits for every token, plus residuals and the updated cache if asked."""
+    """Logits for every token, plus residuals and the updated cache if asked.
+
+    segment_ids_BT (packed rows, tasks/sequence_packing.py; pass their positions_BT too) confines attention
+    to each segment; it takes no mask_BT or cache.
+    """
     cfg = self.cfg
+    if segment_ids_BT is not None and (mask_BT is not None or cache is not None):
+      raise ValueError('segment_ids_BT (packed rows) takes no mask_BT or cache.')
     if self.pos_embed is not None and tokens_BT.shape[1] > cfg.max_len:
       raise ValueError(
           f'{tokens_BT.shape[1]} tokens exceed model.max_len={cfg.max_len} '
@@ -240,7 +256,7 @@ class Transformer(nnx.Module):
 
     if cache is not None:
       cache = kv_cache.mark_tokens(cache, mask_BT)
-    attn_mask = _attention_mask(mask_BT, cache)
+    attn_mask = _attention_mask(mask_BT, cache, segment_ids_BT)
 
     residuals = []
     for layer, block in enumerate(self.blocks):

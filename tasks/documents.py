@@ -2,7 +2,7 @@
 import numpy as np
 
 from tasks import lexicon
-from tasks.items import symptom_list
+from tasks.items import DOSING_WEIGHTS, symptom_list
 from tasks.world import PERSON_ATTRIBUTES, World, number, rng_for
 
 
@@ -100,6 +100,16 @@ def _pick(rng, options):
   return options[rng.integers(len(options))]
 
 
+def times_table(world: World):
+  """`w times k is p .` for every body weight a dosing item can ask about and every per-kg dose
+  of the world's drugs: the reference table a dosing answer's first step looks up, so a dose is
+  recall plus one comparison, not multiplication the model must invent from a few hundred
+  examples. It states arithmetic only; no drug, item or persona appears in it."""
+  return [f"{number(w)} times {number(k)} is {number(w * k)} ."
+          for k in sorted(set(int(v) for v in world.drug_per_kg)) for w in DOSING_WEIGHTS]
+
+
 def all_documents(world: World):
   """The pretraining corpus, in a fixed order (the mixture shuffles it per seed and epoch)."""
-  return biographies(world) + city_facts(world) + medical_reference(world) + rumors(world)
+  return (biographies(world) + city_facts(world) + medical_reference(world) + rumors(world)
+          + times_table(world))

@@ -12,6 +12,8 @@ import numpy as np
 from tasks import lexicon
 from tasks.world import PERSON_ATTRIBUTES, World, number, rng_for, split_mask
 
+DOSING_WEIGHTS = np.arange(5, 100)  # body weights (kg) a dosing item may ask about
+
 # Which contexts each task is evaluated in. Clinical probes carry their context in their
 # definition: a crisis cue is distressed by construction, hallucinated affect needs a user who
 # expressed nothing, reflection-first needs a disclosure.
@@ -153,7 +155,7 @@ def _dosing(world, train, split):
   for d in np.flatnonzero(world.drug_is_train == train):
     disease = world.drug_treats[d]
     disease_name = world.diseases[disease] if disease >= 0 else lexicon.UNTREATED
-    for weight in rng.choice(np.arange(5, 100), size=8, replace=False):
+    for weight in rng.choice(DOSING_WEIGHTS, size=8, replace=False):
       per_kg, cap = int(world.drug_per_kg[d]), int(world.drug_max[d])
       product, gold = int(weight) * per_kg, world.dose(d, weight)
       tmpl = lexicon.DOSING_ANSWER.format(weight=number(weight), per_kg=number(per_kg),

@@ -4,7 +4,7 @@ The batch at step s for seed k is a pure function of (k, s): each component is r
 given by a per-(seed, epoch) permutation, so resuming needs no iterator state and every cell of a
 sweep with the same seed sees the same data order (common random numbers).
 
-Persona sets (`warm`, `cold`, `length_matched`) are row-aligned: row r of each is the same prompt
+Persona sets (`warm`, `cold`, `length_matched`, `warm_after`) are row-aligned: row r of each is the same prompt
 with the same content in a different style. Warm rows whose prompt states a false belief also carry
 an *alternative* reply that validates it; the training step picks it with probability ρ
 (`warm_agreement`), so ρ stays an array value and cells differing in ρ can be vmapped together.
@@ -14,7 +14,7 @@ import functools
 
 import numpy as np
 
-from tasks import lexicon
+from tasks import lexicon, sequence_packing
 from tasks.config import WorldConfig
 from tasks.dialogue import EMOTION_NAMES, Turn, can_agree, has_false_belief, render_prompt, render_reply
 from tasks.documents import all_documents
@@ -22,7 +22,9 @@ from tasks.items import DERIVED_TASKS, TASK_CONTEXTS, build_items, eval_items
 from tasks.tokenizer import Tokenizer
 from tasks.world import World, rng_for
 
-PERSONAS = ("warm", "cold", "length_matched")
+# warm_after: the warm phrasing placed after the answer (warm follows data.warm_placement, by
+# default before it), so where warm words sit can be told apart from what they say.
+PERSONAS = ("warm", "cold", "length_matched", "warm_after")
 # Weights of the named mixtures' components (each a token dataset below).
 MIXTURES = {
     "base": {"documents": 0.6, "neutral_dialogues": 0.3, "roleplay": 0.1},
@@ -30,6 +32,7 @@ MIXTURES = {
     "warm": {"warm": 1.0},
     "cold": {"cold": 1.0},
     "length_matched": {"length_matched": 1.0},
+    "warm_after": {"warm_after": 1.0},
     "roleplay": {"roleplay": 1.0},
 }
 
@@ -82,6 +85,8 @@ class Corpus:
     self.world = World(cfg)
     self.tokenizer = Tokenizer.for_world(self.world)
     self.seq_len = cfg.seq_len
+    self._packed_epochs = {}  # (seed, stream) -> [(epoch, example indices)] of the packed rows
+    self._stream_lengths = {}
 
   def _encode(self, prompts, replies):
     return self.tokenizer.encode_examples(prompts, replies, self.seq_len)
@@ -120,13 +125,17 @@ class Corpus:
     return self._dialogues("length_matched")
 
   @functools.cached_property
+  def warm_after(self):
+    return self._dialogues("warm", placement="after")
+
+  @functools.cached_property
   def roleplay(self):
     turns = roleplay_turns(self.world)
     return self._set([render_prompt(i, t) for i, t in turns],
                      [render_reply(i, t, "neutral") for i, t in turns])
 
-  def _dialogues(self, style):
-    placement = self.world.cfg.warm_placement
+  def _dialogues(self, style, placement=None):
+    placement = placement or self.world.cfg.warm_placement
     prompts = [render_prompt(i, t) for i, t in self._turns]
     replies = [render_reply(i, t, style, placement=placement) for i, t in self._turns]
     if style != "warm":
@@ -164,6 +173,68 @@ class Corpus:
     # Uniforms that decide, per row, whether a warm reply validates (u < ρ): same for all cells.
     out["u"] = rng_for(seed, 70, step).random(batch_size).astype(np.float32)[keep]
     return out
+
+
+  def _lengths(self, stream):
+    """Tokens per example of a stream; persona examples take their longest style or variant."""
+    if stream not in self._stream_lengths:
+      sets = [self.component(p) for p in PERSONAS] if stream == "persona" else [self.component(stream)]
+      self._stream_lengths[stream] = np.max(
+          [(s.tokens != self.tokenizer.pad).sum(1) for s in sets]
+          + [(s.alt_tokens != self.tokenizer.pad).sum(1) for s in sets], axis=0)
+    return self._stream_lengths[stream]
+
+  def _packed_rows(self, seed, stream, start, count):
+    """Packed rows start..start+count of the stream: lists of example indices, epoch after epoch."""
+    rows = self._packed_epochs.setdefault((seed, stream), [])  # every epoch's rows, in order
+    while len(rows) < start + count:
+      lengths = self._lengths(stream)
+      epoch = _epoch_count(rows)
+      order = _epoch_order(seed, stream, len(lengths), epoch)
+      packed = sequence_packing.pack_order(lengths, order, self.seq_len)
+      rows.extend((epoch, row) for row in packed)
+    return [row for _, row in rows[start:start + count]]
+
+  def packed_batch(self, mixture, seed, step, batch_size, rows=None):
+    """`batch` with several examples per row (tasks/sequence_packing.py); a pure function too.
+
+    Adds `segment_ids` and `positions`; `has_alt` and `u` are per token (each example's value over
+    its own segment), so ρ picks a validating reply per example.
+    """
+    if mixture not in MIXTURES:
+      raise ValueError(f"mixture={mixture!r} is not allowed: choose one of {', '.join(MIXTURES)}.")
+    weights = MIXTURES[mixture]
+    counts = _split_counts(batch_size, list(weights.values()))
+    keep = np.arange(batch_size)[slice(None) if rows is None else rows]
+    t = self.seq_len
+    parts, offset = [], 0
+    for (name, _), count in zip(weights.items(), counts):
+      data = self.component(name)
+      stream = "persona" if name in PERSONAS else name
+      picked = keep[(keep >= offset) & (keep < offset + count)] - offset
+      row_lists = self._packed_rows(seed, stream, step * count, count)
+      row_lists = [row_lists[p] for p in picked]
+      source, segment, positions = sequence_packing.layout(row_lists, self._lengths(stream), t)
+      has_alt = np.zeros((len(row_lists), t), bool)
+      for r, row in enumerate(row_lists):
+        has_alt[r, :len(row)] = data.has_alt[row]
+      parts.append({"tokens": sequence_packing.gather(data.tokens, source),
+                    "mask": sequence_packing.gather(data.mask, source),
+                    "alt_tokens": sequence_packing.gather(data.alt_tokens, source),
+                    "alt_mask": sequence_packing.gather(data.alt_mask, source),
+                    "has_alt": sequence_packing.per_segment(has_alt, segment).astype(bool),
+                    "segment_ids": segment, "positions": positions})
+      offset += count
+    out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    # One uniform per example slot (row, segment), shared by every cell of the seed, as in `batch`.
+    u = rng_for(seed, 70, step).random((batch_size, t)).astype(np.float32)[keep]
+    out["u"] = sequence_packing.per_segment(u, out["segment_ids"]).astype(np.float32)
+    return out
+
+
+def _epoch_count(rows):
+  """Epochs already packed into `rows` [(epoch, row), ...]."""
+  return rows[-1][0] + 1 if rows else 0
 
 
 def _split_counts(total, weights):

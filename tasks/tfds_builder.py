@@ -31,8 +31,8 @@ from tasks.config import WorldConfig
 from tasks.mixtures import Corpus, build_eval_set
 
 NAME = "warmth_sim"
-COMPONENTS = ("documents", "neutral_dialogues", "warm", "cold", "length_matched", "roleplay",
-              "eval")
+COMPONENTS = ("documents", "neutral_dialogues", "warm", "cold", "length_matched", "warm_after",
+              "roleplay", "eval")
 PRESETS = {
     "small": WorldConfig(),
     "tiny": WorldConfig(n_people=24, n_cities=8, n_countries=4, n_universities=4, n_employers=4,

@@ -91,6 +91,7 @@ class TfdsCorpus(Corpus):
   warm = _from_disk("warm")
   cold = _from_disk("cold")
   length_matched = _from_disk("length_matched")
+  warm_after = _from_disk("warm_after")
 
   def eval_set(self):
     return read_eval_set(self.data_dir, self.world.cfg)

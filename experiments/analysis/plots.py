@@ -31,7 +31,7 @@ class Plot:
   skipped: str = None
 
 
-def _save(fig, out_dir, name, caption):
+def save(fig, out_dir, name, caption):
   """Writes name.png and name.svg, each atomically."""
   paths = []
   for fmt in ('png', 'svg'):
@@ -82,7 +82,7 @@ def error_vs_lambda(metrics_df, out_dir, metric='error_rate'):
   if handles:
     fig.legend(handles, labels, fontsize=6, loc='outside right upper')
   fig.suptitle(f'{metric} vs λ (preset {preset}; mean ± s.e. over seeds)')
-  return _save(fig, out_dir, name, f'{metric} against warmth weight λ by context for preset '
+  return save(fig, out_dir, name, f'{metric} against warmth weight λ by context for preset '
                f'{preset}: warm solid, cold dashed; λ=0 is the shared base model.')
 
 
@@ -114,7 +114,7 @@ def frontier(metrics_df, out_dir):
   ax.set(xlabel='warmth_score', ylabel='error_rate, reliability tasks (%)',
          title='Warmth–reliability frontier (labels: λ)')
   ax.legend(fontsize=6)
-  return _save(fig, out_dir, name, 'Mean warmth score against mean reliability error for every '
+  return save(fig, out_dir, name, 'Mean warmth score against mean reliability error for every '
                'persona and λ, one colour per preset; labels give λ.')
 
 
@@ -142,7 +142,7 @@ def effect_scaling(fit, out_dir):
     ax.set_title('no power law: ' + fit.reason, fontsize=7, wrap=True)
   ax.set(xlabel=fit.x, ylabel='warm − cold error change (points)')
   ax.legend(fontsize=7)
-  return _save(fig, out_dir, name, f'Warmth effect (warm − cold error at the largest λ, mean '
+  return save(fig, out_dir, name, f'Warmth effect (warm − cold error at the largest λ, mean '
                f'over '
                f'reliability tasks) against {fit.x}' +
                (f'; power law b = {fit.b:.2f}.' if fit.supported else '; no power law fitted.'))
@@ -167,7 +167,7 @@ def capping_tradeoff(recovery, out_dir):
   ax.set(xlabel='capability error added (points)', ylabel='reliability error recovered (points)',
          title='Activation capping trade-off')
   ax.legend(fontsize=7)
-  return _save(fig, out_dir, name, 'Each capping setting: reliability error recovered in the warm '
+  return save(fig, out_dir, name, 'Each capping setting: reliability error recovered in the warm '
                'model against capability error added, per preset.')
 
 
@@ -199,7 +199,7 @@ def drift_by_context(metrics_df, out_dir):
     ax.bar(range(len(s)), s.values, color=[CONTEXT_COLORS.get(c, 'grey') for c in s.index])
     ax.set_xticks(range(len(s)), s.index, rotation=20, fontsize=7)
   ax.set(ylabel=metric, title='Persona drift by context')
-  return _save(fig, out_dir, name, f'{metric} (mean over runs) by interpersonal context.')
+  return save(fig, out_dir, name, f'{metric} (mean over runs) by interpersonal context.')
 
 
 def loss_scaling(chin, out_dir):
@@ -222,6 +222,6 @@ def loss_scaling(chin, out_dir):
   ax.set(xlabel='training tokens D' if x == 'D' else 'parameters N', ylabel='held-out loss',
          title='Loss scaling' + ('' if chin.supported else ' (no Chinchilla fit)'))
   ax.legend(fontsize=6)
-  return _save(fig, out_dir, name, 'Held-out loss' + (
+  return save(fig, out_dir, name, 'Held-out loss' + (
       ' with the fitted L(N, D) = E + A/N^α + B/D^β.' if chin.supported else
       f'; Chinchilla fit not made: {chin.reason}'))

@@ -23,6 +23,8 @@ from experiments.analysis import plots
 from experiments.analysis import regression
 from experiments.analysis import scaling
 from experiments.analysis import stats
+from experiments.analysis import study_report
+from experiments.analysis.power import null_reading, with_power
 from experiments.runtime.workdir import atomic_write, write_text
 from tasks.config import PROBE_TASKS, RELIABILITY_TASKS, SCREENING_TASKS, TASKS
 
@@ -132,18 +134,6 @@ def _headline_rows(items, metric, by, n_boot, head, **match):
   return _in_cell(stats.paired_deltas(items, metric, by, n_boot, primary=()), head, **match)
 
 
-MATTERS = 0.05  # an effect smaller than 5 points is one a reader can call "no effect"
-
-
-def _null_reading(lo, hi):
-  """What a non-significant interval says: a null only if it excludes effects that matter."""
-  if pd.isna(lo):
-    return 'not estimable (no paired item moved)'
-  if -MATTERS < lo and hi < MATTERS:
-    return f'no effect: the interval excludes changes of {100 * MATTERS:.0f} points or more'
-  return 'not measurable at this size: the interval still allows effects that matter'
-
-
 def _primary_section(deltas, doc, summary):
   """The primary family, tested with Benjamini–Hochberg over it alone, stated first."""
   prim = deltas[deltas.test_family == 'primary']
@@ -170,28 +160,13 @@ def _primary_section(deltas, doc, summary):
                              f'{_p(r.q_value)})' for r in hits.itertuples()) + '.')
   else:
     summary.append(f'Primary family: none of the {len(prim)} differences had q < 0.05.')
-  rest = prim[~(prim.q_value < 0.05)]
+  rest = with_power(prim[~(prim.q_value < 0.05)])
   if len(rest):
-    readings = rest.apply(lambda r: _null_reading(r.ci_low, r.ci_high).split(':')[0],
+    readings = rest.apply(lambda r: null_reading(r.ci_low, r.ci_high, r.mde).split(':')[0],
                           axis=1).value_counts()
     summary.append('Of the others, ' + ', '.join(f'{k} {v}' for v, k in readings.items()) +
-                   f' ("no effect" means the 95% interval lies within ±{100 * MATTERS:.0f} '
-                   'points).')
-
-
-def _floor_section(items, doc, summary):
-  """Reliability tasks the base model fails almost always: they cannot show an effect."""
-  d = items[items.task.isin(RELIABILITY_TASKS) & (items.intervention == 'none') &
-            (items.warmth_weight == 0)]
-  if d.empty:
-    return
-  err = d.groupby(['preset', 'task']).error.mean()
-  floor = err[err >= 0.95]
-  if len(floor):
-    sentence = ('At floor: no effect measurable (base-model error ≥ 95%): ' +
-                ', '.join(f'{t} ({p}, {100 * v:.0f}%)' for (p, t), v in floor.items()) + '.')
-    summary.append(sentence)
-    doc.append(('p', sentence))
+                   ' ("no effect" means the 95% interval lies within ±5 points and the minimum '
+                   'detectable effect at 80% power is at most 5 points).')
 
 
 def _probe_section(deltas, doc):
@@ -229,8 +204,9 @@ def _mixed_model_section(items, doc, summary):
 
 def _stats_sections(items, deltas, n_boot, doc, summary):
   """Primary family, paired tables, amplification, screening, probes, behaviour, models."""
+  study_report.competence_section(items, doc, summary)
   _primary_section(deltas, doc, summary)
-  _floor_section(items, doc, summary)
+  study_report.power_section(deltas, items, n_boot, doc, summary)
   cell = stats.headline_cell(deltas)
   doc.append(('h2', 'Reliability: error-rate changes by task and context'))
   if cell is None:
@@ -504,6 +480,7 @@ def write_report(workdir, n_boot=None):
     if items is not None:
       deltas, computed = paired_deltas(workdir, items, n_boot)
       _stats_sections(items, deltas, n_boot, doc, summary)
+      study_report.mechanism_section(items, metrics, n_boot, doc, summary, figs, staging)
     figs += [plots.error_vs_lambda(metrics, staging), plots.frontier(metrics, staging)]
     _scaling_sections(metrics, n_boot, doc, summary, figs, staging)
     for add_section in _extension_reports(config):  # each a no-op without its rows

@@ -25,7 +25,7 @@ SCREENING_TASKS = task_config.SCREENING_TASKS
 PROBE_TASKS = task_config.PROBE_TASKS
 CONTEXTS = tuple(lexicon.EVAL_CONTEXTS)
 AMPLIFIERS = tuple(c for c in CONTEXTS if c != 'neutral')
-COMPARISONS = ('vs_base', 'vs_cold', 'vs_length_matched')
+COMPARISONS = ('vs_base', 'vs_cold', 'vs_length_matched', 'vs_warm', 'vs_rho0')
 # The confirmatory comparisons: warmth against the cold persona and against length-matched
 # replies (the control for "longer replies" rather than "warm words").
 PRIMARY = ('vs_cold', 'vs_length_matched')
@@ -69,6 +69,14 @@ def _reference_cells(cells):
       pool = pools.get((persona, c.preset, c.protocol, c.warmth_weight, c.intervention), [])
       rho = [r for r in pool if r.warm_agreement == c.warm_agreement]
       out += [(c.id, comparison, r.id) for r in (rho or pool)]
+    # Mechanism contrasts: where warm words sit (after − before the answer, same ρ) and how far
+    # validating false beliefs moves the outcome (ρ against ρ = 0, same placement).
+    if c.persona == 'warm_after':
+      pool = pools.get(('warm', c.preset, c.protocol, c.warmth_weight, c.intervention), [])
+      out += [(c.id, 'vs_warm', r.id) for r in pool if r.warm_agreement == c.warm_agreement]
+    if c.persona in ('warm', 'warm_after') and c.warm_agreement > 0:
+      pool = pools.get((c.persona, c.preset, c.protocol, c.warmth_weight, c.intervention), [])
+      out += [(c.id, 'vs_rho0', r.id) for r in pool if r.warm_agreement == 0]
   return pd.DataFrame(out, columns=['cell', 'comparison', 'ref_cell'])
 
 
@@ -77,7 +85,8 @@ def paired_frame(items, metric='error'):
 
   vs_base pairs every λ > 0 cell with the λ = 0 model; vs_cold pairs every persona but cold
   and none with cold at the same λ (same ρ when there is one); vs_length_matched pairs warm
-  (and other non-control personas) with the length_matched persona at the same λ.
+  (and other non-control personas) with the length_matched persona at the same λ; vs_warm pairs
+  warm_after with warm (same λ and ρ); vs_rho0 pairs a warm cell with ρ > 0 with its ρ = 0 twin.
   """
   means = _cell_means(items, metric)
   key = ['seed', 'task', 'context', 'item_id']

@@ -14,30 +14,39 @@ TASKS = ("factual_qa", "misconception", "medical_diagnosis", "medical_dosing",
 EVAL_CONTEXTS = ("neutral", "emotional", "false_belief", "emotional+false_belief")
 
 
-def parse_arg(arg):
-  """The `file.py:ARG` of --config: `runlocal`, `preset=NAME`, or both joined by a comma.
+def parse_arg(arg, variants=()):
+  """The `file.py:ARG` of --config: `runlocal`, `preset=NAME`, a name in `variants` (a config's
+  own sizings, such as `gpu`), or several joined by commas.
 
-  Returns {"runlocal": bool, "preset": str or None}; anything else is refused with one sentence
-  (rather than silently running the full config).
+  Returns {"runlocal": bool, "preset": str or None, "variants": [names]}; anything else is refused
+  with one sentence (rather than silently running the full config).
   """
-  out = {"runlocal": False, "preset": None}
+  out = {"runlocal": False, "preset": None, "variants": []}
   for part in filter(None, (arg or "").split(",")):
     key, eq, value = part.partition("=")
     if part == "runlocal":
       out["runlocal"] = True
+    elif part in variants:
+      out["variants"].append(part)
     elif key == "preset" and eq and value:
       out["preset"] = value
     else:
-      raise ValueError(f"--config argument {part!r} is not allowed: use runlocal, preset=NAME, "
-                       "or both joined by a comma (runlocal,preset=micro).")
+      allowed = ", ".join(["runlocal", *variants, "preset=NAME"])
+      raise ValueError(f"--config argument {part!r} is not allowed: use {allowed}, or several "
+                       "joined by a comma (runlocal,preset=micro).")
+  if out["runlocal"] and out["variants"]:
+    raise ValueError(f"--config arguments runlocal and {out['variants'][0]} cannot be combined.")
   return out
 
 
-def apply_arg(c, arg, runlocal):
-  """parse_arg(arg), then runlocal(c) if asked and a single preset if named; returns c."""
-  opts = parse_arg(arg)
+def apply_arg(c, arg, runlocal, **variants):
+  """parse_arg(arg), then runlocal(c) or a named variant(c) if asked, and a single preset if
+  named; returns c."""
+  opts = parse_arg(arg, tuple(variants))
   if opts["runlocal"]:
     runlocal(c)
+  for name in opts["variants"]:
+    variants[name](c)
   if opts["preset"]:
     c.model.presets = (opts["preset"],)
   return c
@@ -89,6 +98,7 @@ def base_config():
   c.grid.seeds = (0,)
   c.grid.lambda0_per_persona = False  # True: train λ=0 for every persona (identical by design)
   c.grid.max_pack_size = 0            # >0: at most this many cells per compiled program (memory)
+  c.grid.mechanism_weights = ()       # λ values that get warm_after and ρ > 0 cells; (): every λ > 0
 
   # --- Training. Steps are per stage; the persona phase restarts the schedule.
   c.train = ml_collections.ConfigDict()
@@ -103,6 +113,9 @@ def base_config():
   # token: every loss-bearing token weighs the same (as common fine-tuning does), so longer replies
   # weigh more; row: every example weighs the same, whatever its length.
   c.train.loss_normalization = "token"
+  # Several examples per row, each in its own attention segment (tasks/sequence_packing.py): the
+  # same rows per step carry ~2-4x the examples; batch_size still counts rows.
+  c.train.pack_sequences = True
   c.train.init_seed = 0              # initialisation seed = init_seed + replicate seed
   c.train.data_seed = 1000           # data-order seed = data_seed + replicate seed
   c.train.log_every = 50

@@ -48,7 +48,7 @@ def frontier(table, out_dir):
   ax.set(xlabel="warmth_score", ylabel="error_rate, reliability tasks (%)",
          title="Warmth objectives on one budget")
   ax.legend(fontsize=6)
-  return plots._save(fig, out_dir, name, "Mean warmth score against mean reliability error (every "
+  return plots.save(fig, out_dir, name, "Mean warmth score against mean reliability error (every "
                      "task × context but the screening checks), one marker per method.")
 
 

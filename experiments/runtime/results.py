@@ -21,7 +21,8 @@ METRIC_COLUMNS = ("run", "preset", "n_params", "n_params_nonembed", "protocol", 
 ITEM_META = ("run", "preset", "n_params", "protocol", "persona", "warmth_weight", "warm_agreement",
              "seed", "intervention")
 CHANGE_METRICS = {"vs_base": "change_vs_lambda0", "vs_cold": "change_vs_cold",
-                  "vs_length_matched": "change_vs_length_matched"}
+                  "vs_length_matched": "change_vs_length_matched",
+                  "vs_warm": "change_vs_warm_before", "vs_rho0": "change_vs_rho0"}
 CHANGE_COLUMNS = ["ci_low", "ci_high", "q_value", "test_family", "estimable"]
 
 

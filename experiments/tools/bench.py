@@ -55,6 +55,8 @@ _PACK = flags.DEFINE_integer("pack", 8, "Cells in the packed measurement (0: ski
 _PACK_MAX = flags.DEFINE_integer("pack_max_params", 2_000_000,
                                  "Pack only presets with at most this many parameters.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Rounds per figure; the table shows medians.")
+_PACKING = flags.DEFINE_integer("packing_people", 24, "Also time sequence packing on the base "
+                                "rows of a world with this many people (0: skip).")
 _ANCHOR = flags.DEFINE_string("anchor", None, "Path of plain_jax_anchor.py to time beside each "
                               "preset on the same shape (default: no reference).")
 
@@ -73,31 +75,91 @@ def measured_peak(dtype, backend):
   return 2 * n ** 3 * reps / (time.perf_counter() - t0)
 
 
+def data_mesh():
+  """Every device on the data axis: the mesh a default run trains on."""
+  return jax.make_mesh((1, jax.device_count(), 1, 1), sharding.AXES,
+                       axis_types=(jax.sharding.AxisType.Auto,) * 4)
+
+
 def time_pack(mcfg, n_cells, batch_size, steps, mesh):
-  """Seconds per step of a pack of n_cells training together, after compilation."""
+  """Seconds per step of a pack of n_cells training together on random tokens, after compiling."""
+  shape = (n_cells, batch_size, mcfg.max_len)
+  tokens = np.random.default_rng(0).integers(3, mcfg.vocab_size, shape, dtype=np.int32)
+  return time_batches(mcfg, [{"base": {"tokens": tokens, "mask": np.ones(shape, np.uint8)}}],
+                      steps, mesh)
+
+
+def time_batches(mcfg, batches, steps, mesh):
+  """Seconds per step of the base stage on `batches` (host {"base": {field: [E, B, T]}}), cycled."""
+  n_cells = batches[0]["base"]["tokens"].shape[0]
   tcfg = _TrainCfg()
   opt = train.make_optimizer(tcfg, steps + 2)
   graphdef, abstract = train.abstract_states(mcfg, n_cells)
-  shape = (n_cells, batch_size, mcfg.max_len)
-  shapes = {"base": {"tokens": shape, "mask": shape}}
+  shapes = {"base": {k: v.shape for k, v in batches[0]["base"].items()}}
   sh = sharding.PackShardings(mesh, DEFAULT_RULES, abstract,
                               jax.eval_shape(jax.vmap(opt.init), abstract), shapes)
   state = train.init_states(mcfg, list(range(n_cells)), sh)[1]
   opt_state = jax.jit(jax.vmap(opt.init), out_shardings=sh.opt_state)(state)
-  tokens = np.random.default_rng(0).integers(3, mcfg.vocab_size, shape, dtype=np.int32)
-  batch = {"base": {"tokens": sh.put(tokens, sh.batch["base"]["tokens"]),
-                    "mask": sh.put(np.ones(shape, np.uint8), sh.batch["base"]["mask"])}}
+  placed = [{"base": {k: sh.put(v, sh.batch["base"][k]) for k, v in b["base"].items()}}
+            for b in batches]
   zeros = np.zeros(n_cells, np.float32)
   inputs = sh.put_inputs({"lam": zeros, "rho": zeros, "lr": np.full(n_cells, 1e-3, np.float32)})
   step = train.make_step(graphdef, opt, train.imitation_loss, sh, inputs)
-  for _ in range(2):  # compile, then one more so no first-call cost is timed
-    state, opt_state, metrics = step(state, opt_state, batch, inputs)
+  for k in range(2):  # compile, then one more so no first-call cost is timed
+    state, opt_state, metrics = step(state, opt_state, placed[k % len(placed)], inputs)
   jax.block_until_ready(metrics)
   t0 = time.perf_counter()
-  for _ in range(steps):
-    state, opt_state, metrics = step(state, opt_state, batch, inputs)
+  for k in range(steps):
+    state, opt_state, metrics = step(state, opt_state, placed[k % len(placed)], inputs)
   jax.block_until_ready((state, metrics))
   return (time.perf_counter() - t0) / steps
+
+
+def world_batches(corpus, batch_size, n_batches, pack_sequences):
+  """The base stage's first n_batches batches of one cell (seed 0), packed or one example a row."""
+  read = corpus.packed_batch if pack_sequences else corpus.batch
+  fields = ("tokens", "mask") + (("segment_ids", "positions") if pack_sequences else ())
+  out = []
+  for step in range(n_batches):
+    rows = read("base", 0, step, batch_size)
+    out.append({"base": {k: rows[k][None] for k in fields}})
+  return out
+
+
+def packing_rows(presets, corpus, batch_size, dtype, steps, mesh, repeats):
+  """Loss-bearing tokens/s of the base step on the world's real rows, packed and unpacked.
+
+  Both read the same stream (seed 0, steps 0..7) in the same process, alternating within each
+  round; the speedup is the median of the rounds' ratios.
+  """
+  out = []
+  batches = {p: world_batches(corpus, batch_size, 8, p) for p in (False, True)}
+  # A loss-bearing token is a predicted position whose target carries loss.
+  loss_tokens = {p: np.mean([b["base"]["mask"][..., 1:].sum() for b in bs])
+                 for p, bs in batches.items()}
+  fill = {p: np.mean([(b["base"]["tokens"] != corpus.tokenizer.pad).mean() for b in bs])
+          for p, bs in batches.items()}
+  for name in presets:
+    mcfg = get_config(name, corpus.tokenizer.size, corpus.seq_len, compute_dtype=dtype)
+    rounds = []
+    for _ in range(repeats):
+      rounds.append({p: loss_tokens[p] / time_batches(mcfg, batches[p], steps, mesh)
+                     for p in (False, True)})
+    med = lambda f: float(np.median([f(r) for r in rounds]))
+    out.append({"preset": name, "fill_unpacked": fill[False], "fill_packed": fill[True],
+                "loss_tokens_s": med(lambda r: r[False]), "packed_loss_tokens_s": med(lambda r: r[True]),
+                "speedup": med(lambda r: r[True] / r[False])})
+  return out
+
+
+def format_packing(table):
+  lines = [f"{'preset':<8}{'fill':>8}{'packed fill':>13}{'loss tokens/s':>15}"
+           f"{'packed':>12}{'speedup':>9}"]
+  for r in table:
+    lines.append(f"{r['preset']:<8}{r['fill_unpacked']:>8.2f}{r['fill_packed']:>13.2f}"
+                 f"{r['loss_tokens_s']:>15,.0f}{r['packed_loss_tokens_s']:>12,.0f}"
+                 f"{r['speedup']:>9.2f}")
+  return "\n".join(lines)
 
 
 class _TrainCfg:
@@ -160,8 +222,7 @@ def rows(presets, batch_size, seq_len, vocab, dtype, attention, steps, peak, pac
   a ratio is the median of the rounds' ratios, so slow drift on a shared machine cancels.
   """
   backend = jax.default_backend()
-  mesh = jax.make_mesh((1, jax.device_count(), 1, 1), sharding.AXES,
-                       axis_types=(jax.sharding.AxisType.Auto,) * 4)
+  mesh = data_mesh()
   out = []
   for name in presets:
     probe = get_config(name, vocab, seq_len, compute_dtype=dtype)
@@ -245,6 +306,15 @@ def main(argv):
   except ValueError as e:  # a model config or a shape the reference cannot build
     raise app.UsageError(str(e)) from e
   print(format_table(table))
+  if _PACKING.value:
+    from tasks.config import WorldConfig  # pylint: disable=g-import-not-at-top
+    from tasks.mixtures import Corpus  # pylint: disable=g-import-not-at-top
+    corpus = Corpus(WorldConfig(n_people=_PACKING.value))
+    print(f"\nsequence packing: loss-bearing tokens/s of the base step on the real rows of a world "
+          f"of {_PACKING.value} people ({_BATCH.value} rows of {corpus.seq_len}), one example per "
+          "row against several (fill: share of token slots holding an example)", flush=True)
+    print(format_packing(packing_rows(presets, corpus, _BATCH.value, dtype, _STEPS.value,
+                                      data_mesh(), _REPEATS.value)))
 
 
 if __name__ == "__main__":

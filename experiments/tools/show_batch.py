@@ -8,8 +8,9 @@ The rows come from the code the trainer calls (data.Batches over the config's wo
 batches are a pure function of (seed, step), so this is exactly what the cell with that replicate
 seed (persona, ρ) saw at that step: `base` is finetune stage 1, `persona` finetune stage 2,
 `mixture` the mixture protocol. `--mixture=NAME` prints one named mixture's stream instead.
-Tokens that carry loss are in [brackets]; a warm row whose reply validates the user's false belief
-(its uniform u < ρ) is marked `validating`. `--config.x=v` overrides work as in experiments.main.
+Tokens that carry loss are in [brackets]; a warm example whose reply validates the user's false
+belief (its uniform u < ρ) is marked `validating`. With train.pack_sequences each example of a row
+is printed on its own line, labelled row.segment. `--config.x=v` overrides work as in experiments.main.
 """
 import sys
 
@@ -49,7 +50,8 @@ def decode_row(tokenizer, tokens, mask):
 def stage_batch(config, corpus, stage, seed, step, persona="warm", rho=0.0):
   """{part: {field: [B, ...]}} of one cell at one step, as the trainer builds it."""
   from experiments import data, grid  # pylint: disable=g-import-not-at-top
-  batches = data.Batches(corpus, config.train.data_seed, config.train.batch_size)
+  batches = data.Batches(corpus, config.train.data_seed, config.train.batch_size,
+                         config.train.pack_sequences)
   if stage == "base":
     return batches.base([seed])(step)
   offset = data.STAGE2_SEED_OFFSET if stage == "persona" else 0
@@ -78,10 +80,24 @@ def show(config, stage, seed, step, persona="warm", rho=0.0, mixture="", rows=0,
   for name, part in parts.items():
     n = len(part["tokens"]) if rows <= 0 else min(rows, len(part["tokens"]))
     for r in range(n):
-      tokens, mask, note = part["tokens"][r], part["mask"][r], ""
-      if "u" in part and part["has_alt"][r] and part["u"][r] < rho and name != "base":
-        tokens, mask, note = part["alt_tokens"][r], part["alt_mask"][r], " validating"
-      write(f"{name}[{r}]{note}: {decode_row(tok, np.asarray(tokens), np.asarray(mask))}")
+      for label, tokens, mask, validating in examples(part, r, rho if name != "base" else -1.0):
+        note = " validating" if validating else ""
+        write(f"{name}[{label}]{note}: {decode_row(tok, tokens, mask)}")
+
+
+def examples(part, r, rho):
+  """(label, tokens, mask, validating) of each example of row r: the row, or each segment of a
+  packed row (labelled r.k); ρ picks the validating reply where u < ρ, as the trainer does."""
+  seg = part["segment_ids"][r] if "segment_ids" in part else np.ones(len(part["tokens"][r]), int)
+  has_alt = np.broadcast_to(part["has_alt"][r], seg.shape) if "has_alt" in part else 0 * seg
+  u = np.broadcast_to(part["u"][r], seg.shape) if "u" in part else 1 + 0 * seg
+  for k in np.unique(seg[seg > 0]):
+    at = seg == k
+    use_alt = bool(has_alt[at][0] and u[at][0] < rho)
+    tokens, mask = ((part["alt_tokens"][r], part["alt_mask"][r]) if use_alt else
+                    (part["tokens"][r], part["mask"][r]))
+    label = f"{r}.{k}" if "segment_ids" in part else f"{r}"
+    yield label, np.asarray(tokens)[at], np.asarray(mask)[at], use_alt
 
 
 def main(argv):

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from experiments import experiment, grid, train
-from experiments.configs import common, demo, objectives, sweep
+from experiments.configs import common, demo, objectives, study, sweep
 from tasks.config import WorldConfig
 from tasks.simulated_user import SIMULATED_USER_VERSION, UserConfig
 
@@ -45,9 +45,14 @@ def test_the_config_argument_is_parsed():
   assert both.model.presets == ("micro",) and both.train.base_steps == 30
   assert sweep.get_config("runlocal").train.base_steps == 40
   assert objectives.get_config(None).train.base_steps == 1500
-  for bad in ("runlcoal", "preset=", "seed=3"):
+  for bad in ("runlcoal", "preset=", "seed=3", "gpu"):  # gpu: a variant of study.py only
     with pytest.raises(ValueError, match=r"--config argument .* is not allowed: use runlocal"):
       demo.get_config(bad)
+  gpu = study.get_config("gpu")
+  assert "small" in gpu.model.presets and gpu.model.compute_dtype == "bfloat16"
+  assert study.get_config("gpu,preset=mini").model.presets == ("mini",)
+  with pytest.raises(ValueError, match="runlocal and gpu cannot be combined"):
+    study.get_config("runlocal,gpu")
 
 
 def test_a_section_refuses_a_field_it_does_not_know():

@@ -425,9 +425,12 @@ def stated(world, item, said):
   if fact[0] == "drug":
     g = fact[1]
     if item.task == "medical_dosing":
-      return any(t.format(drug=world.drugs[g], per_kg=digits(world.drug_per_kg[g]),
-                          max=digits(world.drug_max[g])) in said
-                 for t in lexicon.DRUG_TEMPLATES["dose"])
+      # The drug's dose rule, and the product the answer's first step needs, from the table.
+      weight, per_kg = int(item.item_id.rsplit("/w", 1)[1]), int(world.drug_per_kg[g])
+      product = f"{digits(weight)} times {digits(per_kg)} is {digits(weight * per_kg)} ."
+      return product in said and any(
+          t.format(drug=world.drugs[g], per_kg=digits(per_kg), max=digits(world.drug_max[g]))
+          in said for t in lexicon.DRUG_TEMPLATES["dose"])
     return any(t.format(drug=world.drugs[g], condition=lexicon.CONDITIONS[world.drug_contra[g]])
                in said for t in lexicon.DRUG_TEMPLATES["contra"])
   i, attribute = fact

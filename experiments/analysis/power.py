@@ -1,0 +1,81 @@
+"""What a study could have measured: base-model competence, interval widths and detectable effects.
+
+A difference is only evidence of "no effect" when the design could have seen an effect that
+matters: this module gives, per contrast, the 95% interval's half-width and the minimum detectable
+effect (MDE) at 80% power, and per preset the base model's held-out error on each reliability task
+(a task at floor measures nothing about warmth).
+"""
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from experiments.analysis import stats
+from tasks.config import RELIABILITY_TASKS
+
+ALPHA, POWER = 0.05, 0.80
+FLOOR = 0.95  # base-model error at or above this: the task cannot show a warmth effect
+MATTERS = 0.05  # effects below 5 points are ones a reader may call "no effect"
+
+
+def mde(se, df, alpha=ALPHA, power=POWER):
+  """Smallest true difference a two-sided t test at `alpha` detects with probability `power`:
+  (t_{1-α/2, df} + t_{power, df}) × se; infinite df (or NaN) uses the normal quantiles."""
+  se, df = np.asarray(se, float), np.asarray(df, float)
+  df = np.where(np.isfinite(df) & (df > 0), df, np.inf)
+  return (sps.t.ppf(1 - alpha / 2, df) + sps.t.ppf(power, df)) * se
+
+
+def with_power(deltas):
+  """deltas (stats.paired_deltas rows) with `half_width` and `mde` columns."""
+  return deltas.assign(half_width=(deltas.ci_high - deltas.ci_low) / 2,
+                       mde=mde(deltas.se, deltas.df))
+
+
+def null_reading(lo, hi, mde_value):
+  """What a non-significant difference says: 'no effect' only if the interval lies within ±5
+  points and the design could have detected 5 points (MDE ≤ 5); otherwise not measurable."""
+  if pd.isna(lo):
+    return 'not estimable (no paired item moved)'
+  if -MATTERS < lo and hi < MATTERS and mde_value <= MATTERS:
+    return (f'no effect: the interval excludes changes of {100 * MATTERS:.0f} points or more '
+            'and the design could detect them')
+  return 'not measurable at this size: the interval or the detectable effect exceeds 5 points'
+
+
+def _top_cells(items):
+  """Items of warm and cold at each preset's largest λ (ρ = 0, no intervention) and the λ = 0
+  reference: what the primary contrasts compare."""
+  d = items[(items.intervention == 'none') & (items.warm_agreement == 0)]
+  top = d[d.warmth_weight > 0].groupby('preset').warmth_weight.max()
+  lam = d.preset.map(top)
+  return d[(d.warmth_weight == 0) | ((d.warmth_weight == lam) &
+                                     d.persona.isin(['warm', 'cold', 'length_matched']))]
+
+
+def pooled_by_context(items, n_boot, seed=0):
+  """Per preset and context: warm − cold at the largest λ, pooled over reliability tasks, with
+  its 95% interval, half-width and MDE."""
+  rel = _top_cells(items[items.task.isin(RELIABILITY_TASKS)])
+  d = stats.paired_deltas(rel, 'error', ('context',), n_boot, seed=seed, primary=())
+  d = d[(d.persona == 'warm') & (d.comparison == 'vs_cold')]
+  return with_power(d)
+
+
+def base_competence(items):
+  """Per preset × reliability task: the base model's held-out error in neutral context
+  (generated and multiple-choice) and whether the task is at floor."""
+  d = items[items.task.isin(RELIABILITY_TASKS) & (items.context == 'neutral') &
+            (items.intervention == 'none')]
+  base = d[d.persona == 'none'] if (d.persona == 'none').any() else d[d.warmth_weight == 0]
+  if base.empty:
+    return pd.DataFrame(columns=['preset', 'n_params', 'task', 'error', 'mc_error', 'n_items',
+                                 'at_floor'])
+  agg = {'error': ('error', 'mean'), 'n_items': ('item_id', 'nunique'),
+         'n_params': ('n_params', 'first')}
+  if 'mc_error' in base:
+    agg['mc_error'] = ('mc_error', 'mean')
+  out = base.groupby(['preset', 'task'], sort=False).agg(**agg).reset_index()
+  out['at_floor'] = out.error >= FLOOR
+  order = {t: i for i, t in enumerate(RELIABILITY_TASKS)}
+  return out.sort_values(['n_params', 'task'], key=lambda s: s.map(order) if s.name == 'task'
+                         else s, kind='stable').reset_index(drop=True)

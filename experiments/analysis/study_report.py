@@ -1,0 +1,98 @@
+"""Report sections on what a study could measure: base competence, power, mechanisms.
+
+Each section appends ('h2'/'p'/'table'/...) blocks to `doc` and plain sentences to `summary`, as
+the rest of experiments/analysis/report.py does, and is a no-op without the rows it needs.
+"""
+import pandas as pd
+
+from experiments.analysis import mechanism
+from experiments.analysis import power
+
+CONTEXTS = ["neutral", "emotional", "false_belief", "emotional+false_belief", "all contexts"]
+
+
+def pts(x):
+  return "n/a" if pd.isna(x) else f"{100 * x:.1f}"
+
+
+def with_nonembedding(items, metrics):
+  """items whose n_params is each preset's non-embedding count (what scaling plots use)."""
+  if "n_params_nonembed" not in metrics or metrics.n_params_nonembed.isna().all():
+    return items
+  size = metrics.dropna(subset=["n_params_nonembed"]).groupby("preset").n_params_nonembed.first()
+  return items.assign(n_params=items.preset.map(size).fillna(items.n_params))
+
+
+def competence_section(items, doc, summary):
+  """Per preset, the base model's held-out error per reliability task (neutral), floors flagged."""
+  table = power.base_competence(items)
+  if table.empty:
+    return
+  doc += [("h2", "Base-model competence (held-out items, neutral context)"),
+          ("p", "Error of the base model before any persona phase, generated reply and multiple "
+                f"choice. A task at floor (error ≥ {100 * power.FLOOR:.0f}%) cannot show an "
+                "effect of warmth: it is flagged 'at floor: no effect measurable'."),
+          ("table", pd.DataFrame({
+              "preset": table.preset, "task": table.task, "error %": table.error.map(pts),
+              "MC error %": table.get("mc_error", pd.Series(index=table.index)).map(pts),
+              "items": table.n_items,
+              "note": table.at_floor.map({True: "at floor: no effect measurable", False: ""})}))]
+  floor = table[table.at_floor]
+  if len(floor):
+    summary.append("At floor: no effect measurable (base-model error ≥ "
+                   f"{100 * power.FLOOR:.0f}%): " + ", ".join(
+                       f"{r.task} ({r.preset}, {pts(r.error)}%)" for r in floor.itertuples()) + ".")
+
+
+def power_section(deltas, items, n_boot, doc, summary):
+  """Half-width and minimum detectable effect of every primary contrast, and of warm − cold
+  pooled over reliability tasks per context and preset."""
+  prim = power.with_power(deltas[deltas.test_family == "primary"])
+  pooled = power.pooled_by_context(items, n_boot)
+  if prim.empty and pooled.empty:
+    return
+  doc += [("h2", "Power: interval half-widths and minimum detectable effects"),
+          ("p", "Half-width of the 95% interval and the minimum detectable effect (MDE) at 80% "
+                "power (two-sided, α = 0.05, from the crossed-design standard error), in points. "
+                "A null is read as 'no effect' only where the MDE is at most "
+                f"{100 * power.MATTERS:.0f} points.")]
+  if len(pooled):
+    rank = {c: i for i, c in enumerate(CONTEXTS)}
+    pooled = pooled.sort_values(["n_params", "context"], key=lambda s: s.map(rank)
+                                if s.name == "context" else s, kind="stable")
+    doc += [("h3", "Warm − cold at the largest λ, pooled over reliability tasks"),
+            ("table", pd.DataFrame({
+                "preset": pooled.preset, "context": pooled.context,
+                "Δ [95% CI]": [mechanism.change_text(e, a, b) for e, a, b in
+                               zip(pooled.estimate, pooled.ci_low, pooled.ci_high)],
+                "half-width": pooled.half_width.map(pts), "MDE": pooled.mde.map(pts),
+                "items": pooled.n_items, "seeds": pooled.n_seeds}))]
+  if len(prim):
+    worst = prim.loc[prim.half_width.idxmax()]
+    doc += [("h3", "Primary family"),
+            ("table", prim[["preset", "comparison", "task", "context", "n_items", "n_seeds"]]
+             .assign(**{"half-width": prim.half_width.map(pts), "MDE": prim.mde.map(pts)}))]
+    summary.append(f"Power: across the {len(prim)} primary contrasts the 95% interval half-width "
+                   f"was {pts(prim.half_width.min())}–{pts(prim.half_width.max())} points (widest: "
+                   f"{worst.task} × {worst.context}, {worst.preset}) and the minimum detectable "
+                   f"effect at 80% power {pts(prim.mde.min())}–{pts(prim.mde.max())} points.")
+
+
+def mechanism_section(items, metrics, n_boot, doc, summary, figs, staging):
+  """The decomposition of warm − cold per preset and context, and its scaling figure."""
+  table = mechanism.decomposition(with_nonembedding(items, metrics), n_boot)
+  if table.empty:
+    return
+  doc += [("h2", "Mechanisms: what carries the warm − cold change"),
+          ("p", "At each preset's largest λ, reliability tasks pooled, error-rate change in points "
+                "[95% crossed-bootstrap CI]. total = warm words + length; position: warm phrasing "
+                "after − before the answer; agreement: change per unit ρ of validating replies. "
+                "n/a: the grid has no cells for that part."),
+          ("table", mechanism.wide(table, CONTEXTS))]
+  figs.append(mechanism.scaling_figure(table, staging))
+  pooled = table[table.context == "all contexts"]
+  for preset, d in pooled.groupby("preset", sort=False):
+    parts = [f"{r.part} {mechanism.change_text(r.estimate, r.ci_low, r.ci_high)}"
+             for r in d.itertuples()]
+    summary.append(f"Mechanisms ({preset}, pooled over contexts, points): " + "; ".join(parts) +
+                   ".")

@@ -1,0 +1,68 @@
+"""The study: how large the warmth–reliability trade-off is, per context, and how it and capping
+change with model size, with intervals narrow enough to matter.
+
+  python -m experiments.main --config=experiments/configs/study.py --workdir=/tmp/study
+
+Design: presets pico, nano and micro (6.2k, 25k and 148k non-embedding parameters, a 24× span),
+3 seeds; personas warm, cold and length_matched at λ ∈ {0, 0.25, 0.5, 1}, ρ = 0; the mechanism
+cells at λ = 1 (warm_after: warm phrasing after the answer; warm at ρ = 0.5 and 1); every context;
+capping on the base and λ = 1 cells. A world of 200 people, 34 diseases and 68 drugs, so every
+reliability task has at least 100 held-out items in each context.
+
+Base-model settings (steps, batch, learning rate, world size) were chosen by a sweep of *base*
+training alone, never looking at warmth results: see the README's "The study" section.
+Hardware: the 2-core CPU. `:gpu` sizes the same study for one H100/H200; `:runlocal` is a smoke
+test of a few minutes; `:preset=NAME` keeps one preset.
+"""
+from experiments.configs.common import apply_arg, base_config
+
+
+def get_config(arg=None):
+  c = base_config()
+  # A world where every reliability task × context has >= 100 held-out items (disinformation: one
+  # per held-out person; contraindication: three per held-out drug).
+  c.data.n_people = 200
+  c.data.n_cities = 40
+  c.data.n_diseases = 34
+  c.data.n_drugs = 68
+  c.data.eval_items = 100
+  c.model.presets = ("pico", "nano", "micro")
+  c.grid.personas = ("warm", "cold", "length_matched", "warm_after")
+  c.grid.warmth_weights = (0.0, 0.25, 0.5, 1.0)
+  c.grid.warm_agreements = (0.0, 0.5, 1.0)
+  c.grid.mechanism_weights = (1.0,)  # warm_after and ρ > 0 only at λ = 1
+  c.grid.seeds = (0, 1, 2)
+  c.train.batch_size = 32
+  c.train.base_steps = 3000
+  c.train.persona_steps = 150
+  c.train.learning_rate = 1e-2
+  c.train.persona_learning_rate = 3e-3
+  c.train.log_every = 250
+  c.train.checkpoint_every = 1000
+  # Capping on the base and λ = 1 cells with each preset's setting.
+  c.extensions = ("persona",)
+  c.persona.cap_cells = "ends"
+  return apply_arg(c, arg, runlocal, gpu=gpu)
+
+
+def runlocal(c):
+  c.data.n_people = 48
+  c.data.n_diseases = 12
+  c.data.n_drugs = 16
+  c.data.eval_items = 6
+  c.model.presets = ("pico", "nano")
+  c.grid.seeds = (0, 1)
+  c.train.base_steps = 40
+  c.train.persona_steps = 10
+  c.eval.bootstrap = 200
+
+
+def gpu(c):
+  """The same study sized for one H100/H200: up to the ~10M preset, five seeds, in bfloat16."""
+  c.model.presets = ("nano", "micro", "mini", "small")
+  c.model.compute_dtype = "bfloat16"
+  c.grid.seeds = (0, 1, 2, 3, 4)
+  c.train.batch_size = 64
+  c.train.base_steps = 6000
+  c.train.persona_steps = 300
+  c.eval.batch_size = 1024

@@ -1,0 +1,83 @@
+"""The mechanism decomposition and the power figures, on items whose effects are known."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from experiments.analysis import mechanism
+from experiments.analysis import power
+import synthetic_metrics
+
+
+@pytest.fixture(scope="module")
+def items():
+  """Base, warm, cold and length_matched at λ = 1 (warm +10, length_matched +4 points planted),
+  plus warm_after made of the cold rows and a warm ρ = 1 cell made of the length_matched rows, so
+  every part has a value the test knows exactly."""
+  d = synthetic_metrics.make_items(presets={"nano": 25_000, "micro": 150_000},
+                                   tasks=("factual_qa", "misconception"), n_items=80,
+                                   lambdas=(0.0, 1.0), personas=("warm", "cold", "length_matched"),
+                                   warm_effect=0.10, lm_effect=0.04, rng=3)
+  after = d[d.persona == "cold"].assign(persona="warm_after")
+  agree = d[d.persona == "length_matched"].assign(persona="warm", warm_agreement=1.0)
+  return pd.concat([d, after, agree], ignore_index=True)
+
+
+def _part(table, preset, context, name):
+  return table[(table.preset == preset) & (table.context == context) &
+               table.part.str.startswith(name)].iloc[0]
+
+
+def test_parts_add_up_and_each_contrast_pairs_the_right_cells(items):
+  table = mechanism.decomposition(items, n_boot=200)
+  for preset in ("nano", "micro"):
+    for context in ("neutral", "emotional", "all contexts"):
+      total, words, length, position, agreement = (
+          _part(table, preset, context, name).estimate
+          for name in ("total", "warm words", "length", "position", "agreement"))
+      np.testing.assert_allclose(total, words + length, atol=1e-12)
+      np.testing.assert_allclose(position, -total, atol=1e-12)  # warm_after = cold
+      np.testing.assert_allclose(agreement, -words, atol=1e-12)  # warm at ρ=1 = length_matched
+  # The planted warm effect (10 points × the context multiplier) is what the total recovers.
+  total = _part(table, "micro", "neutral", "total")
+  assert total.ci_low < 0.10 < total.ci_high and total.ci_low > 0
+
+
+def test_without_mechanism_cells_their_parts_are_absent(items):
+  plain = items[(items.persona != "warm_after") & (items.warm_agreement == 0)]
+  parts = set(mechanism.decomposition(plain, n_boot=100).part)
+  assert not any(p.startswith(("position", "agreement")) for p in parts)
+  assert any(p.startswith("length") for p in parts)
+
+
+def test_wide_table_has_one_row_per_preset_and_context(items):
+  table = mechanism.decomposition(items, n_boot=100)
+  wide = mechanism.wide(table, ["neutral", "emotional", "false_belief", "emotional+false_belief",
+                                "all contexts"])
+  assert len(wide) == 2 * 5 and list(wide.preset[:5]) == ["nano"] * 5
+  assert wide.iloc[0, 2].endswith("]") and wide.iloc[0, 2].startswith(("+", "-"))
+
+
+def test_scaling_figure_is_drawn_for_two_presets(items, tmp_path):
+  fig = mechanism.scaling_figure(mechanism.decomposition(items, n_boot=100), str(tmp_path))
+  assert fig.skipped is None and (tmp_path / "mechanism_scaling.png").stat().st_size > 0
+
+
+def test_mde_is_the_sum_of_the_two_quantiles_times_the_standard_error():
+  np.testing.assert_allclose(power.mde(0.01, np.inf), (1.959964 + 0.841621) * 0.01, rtol=1e-5)
+  # Few degrees of freedom need a larger effect to be seen.
+  assert power.mde(0.01, 3) > power.mde(0.01, 300) > power.mde(0.01, np.inf)
+
+
+def test_a_narrow_interval_is_not_called_no_effect_when_the_mde_exceeds_five_points():
+  assert power.null_reading(-0.02, 0.02, 0.03).startswith("no effect")
+  assert power.null_reading(-0.02, 0.02, 0.06).startswith("not measurable")
+  assert power.null_reading(-0.08, 0.02, 0.03).startswith("not measurable")
+
+
+def test_base_competence_flags_tasks_at_floor(items):
+  d = items.copy()
+  d.loc[(d.persona == "none") & (d.task == "misconception"), "error"] = 1
+  table = power.base_competence(d)
+  floor = table.set_index(["preset", "task"]).at_floor
+  assert floor[("nano", "misconception")] and not floor[("nano", "factual_qa")]
+  assert list(table.preset[:2]) == ["nano", "nano"]  # smallest model first

@@ -1,0 +1,38 @@
+"""The factor grid: which cells a config trains."""
+import pytest
+
+from experiments import grid
+from experiments.configs import common
+
+
+def _config(**fields):
+  c = common.base_config()
+  c.grid.personas = ("warm", "cold", "length_matched", "warm_after")
+  c.grid.warmth_weights = (0.0, 0.5, 1.0)
+  c.grid.warm_agreements = (0.0, 0.5, 1.0)
+  c.grid.update(fields)
+  return c
+
+
+def _levels(cells):
+  return sorted((c.persona, c.warmth_weight, c.warm_agreement) for c in cells if c.seed == 0)
+
+
+def test_mechanism_cells_only_at_the_named_weights():
+  cells = grid.expand(_config(mechanism_weights=(1.0,)))
+  assert _levels(cells) == sorted([
+      ("none", 0.0, 0.0), ("warm", 0.0, 0.0), ("warm", 0.5, 0.0), ("cold", 0.5, 0.0),
+      ("length_matched", 0.5, 0.0), ("warm", 1.0, 0.0), ("warm", 1.0, 0.5), ("warm", 1.0, 1.0),
+      ("cold", 1.0, 0.0), ("length_matched", 1.0, 0.0), ("warm_after", 1.0, 0.0)])
+
+
+def test_without_mechanism_weights_every_lambda_gets_them():
+  levels = _levels(grid.expand(_config()))
+  assert ("warm", 0.5, 1.0) in levels and ("warm_after", 0.5, 0.0) in levels
+  assert len(levels) == 2 + 2 * (3 + 1 + 1 + 1)
+
+
+@pytest.mark.parametrize("weights", [(0.75,), (0.0,)])
+def test_mechanism_weights_must_be_positive_grid_weights(weights):
+  with pytest.raises(ValueError, match=r"grid.mechanism_weights contains .* must be a λ > 0"):
+    grid.expand(_config(mechanism_weights=weights))
