@@ -361,15 +361,20 @@ def _scaling_sections(metrics, n_boot, doc, summary, figs, staging):
                 'recovered, pts': rec.error_recovered.map(_pts),
                 'share of gap': rec.recovery_share.map(
                     lambda v: 'n/a' if pd.isna(v) else f'{v:.0%}'),
-                'capability lost, pts': rec.capability_lost.map(_pts)})[
+                'capability lost, pts': rec.capability_lost.map(_pts),
+                'prompts clamped': rec.clamped_share.map(
+                    lambda v: 'n/a' if pd.isna(v) else f'{v:.1%}')})[
                 ['preset', 'warmth_weight', 'intervention', 'recovered, pts', 'share of gap',
-                 'capability lost, pts', 'n_seeds']])]
+                 'capability lost, pts', 'prompts clamped', 'n_seeds']])]
     for r in rec[rec.n_params == rec.n_params.max()].itertuples():
       share = ('' if pd.isna(r.recovery_share) else
                f' ({r.recovery_share:.0%} of the warm − cold gap)')
+      binds = ('' if pd.isna(r.clamped_share) else
+               f'; it clamped {r.clamped_share:.1%} of (prompt, capped layer) pairs where the '
+               'reply starts')
       summary.append(f'{r.intervention} (preset {r.preset}, λ = {r.warmth_weight:g}) recovered '
                      f'{_pts(r.error_recovered)} points of reliability error{share} at a '
-                     f'capability cost of {_pts(r.capability_lost)} points.')
+                     f'capability cost of {_pts(r.capability_lost)} points{binds}.')
   figs.append(plots.capping_tradeoff(rec, staging))
   geo = metrics[metrics.task == 'persona_geometry']
   if len(geo):

@@ -188,7 +188,8 @@ def intervention_recovery(metrics_df, metric='error_rate', protocol=None):
   m = metrics_df[(metrics_df.metric == metric) & (metrics_df.persona == 'warm') &
                  (metrics_df.protocol == protocol) & ~metrics_df.task.isin(NON_EVAL_TASKS)]
   cols = ['preset', 'n_params', 'warmth_weight', 'intervention', 'kind', 'percentile',
-          'error_recovered', 'gap', 'recovery_share', 'capability_lost', 'n_seeds']
+          'error_recovered', 'gap', 'recovery_share', 'capability_lost', 'clamped_share',
+          'n_seeds']
   if not (m.intervention != 'none').any():
     return pd.DataFrame(columns=cols)
   key = ['preset', 'warmth_weight', 'warm_agreement', 'seed', 'task', 'context']
@@ -196,6 +197,9 @@ def intervention_recovery(metrics_df, metric='error_rate', protocol=None):
   cold = metrics_df[(metrics_df.metric == metric) & (metrics_df.persona == 'cold') &
                     (metrics_df.intervention == 'none') & (metrics_df.protocol == protocol)]
   cold = cold.groupby(key)['value'].mean().rename('cold')
+  # Whether the cap binds at all: share of prompts it clamps (persona extension), mean over seeds.
+  clamped = metrics_df[(metrics_df.metric == 'cap_clamped_share') & (metrics_df.persona == 'warm')]
+  clamped = clamped.groupby(['preset', 'warmth_weight', 'intervention'])['value'].mean()
   rows = []
   for (preset, lam, iv), g in m[m.intervention != 'none'].groupby(
       ['preset', 'warmth_weight', 'intervention']):
@@ -211,6 +215,7 @@ def intervention_recovery(metrics_df, metric='error_rate', protocol=None):
                      error_recovered=recovered, gap=gap,
                      recovery_share=recovered / gap if gap and np.isfinite(gap) else np.nan,
                      capability_lost=(cap.value - cap.ref).mean() if len(cap) else np.nan,
+                     clamped_share=clamped.get((preset, lam, iv), np.nan),
                      n_seeds=j.seed.nunique()))
   return pd.DataFrame(rows, columns=cols)
 

@@ -68,11 +68,15 @@ def power_section(deltas, items, n_boot, doc, summary):
                 "half-width": pooled.half_width.map(pts), "MDE": pooled.mde.map(pts),
                 "items": pooled.n_items, "seeds": pooled.n_seeds}))]
   if len(prim):
-    worst = prim.loc[prim.half_width.idxmax()]
     doc += [("h3", "Primary family"),
             ("table", prim[["preset", "comparison", "task", "context", "n_items", "n_seeds"]]
              .assign(**{"half-width": prim.half_width.map(pts), "MDE": prim.mde.map(pts)}))]
-    summary.append(f"Power: across the {len(prim)} primary contrasts the 95% interval half-width "
+  measured = prim.dropna(subset=["half_width"])
+  if len(measured):
+    worst = measured.loc[measured.half_width.idxmax()]
+    prim = measured
+    summary.append(f"Power: across the {len(prim)} estimable primary contrasts the 95% interval "
+                   "half-width "
                    f"was {pts(prim.half_width.min())}–{pts(prim.half_width.max())} points (widest: "
                    f"{worst.task} × {worst.context}, {worst.preset}) and the minimum detectable "
                    f"effect at 80% power {pts(prim.mde.min())}–{pts(prim.mde.max())} points.")

@@ -33,15 +33,19 @@ def get_config(arg=None):
   c.grid.mechanism_weights = (1.0,)  # warm_after and ρ > 0 only at λ = 1
   c.grid.seeds = (0, 1, 2)
   c.train.batch_size = 32
-  c.train.base_steps = 3000
+  c.train.base_steps = 2000
   c.train.persona_steps = 150
   c.train.learning_rate = 1e-2
   c.train.persona_learning_rate = 3e-3
-  c.train.log_every = 250
+  c.train.log_every = 200
   c.train.checkpoint_every = 1000
-  # Capping on the base and λ = 1 cells with each preset's setting.
+  # Capping on the base and λ = 1 cells: each preset's default setting, and a sweep of axis floors
+  # (percentiles × layer ranges) rerun on this study's own, competent base models.
   c.extensions = ("persona",)
   c.persona.cap_cells = "ends"
+  c.persona.sweep = True
+  c.persona.sweep_percentiles = (5, 25)
+  c.persona.sweep_layers = ("back", "all")
   return apply_arg(c, arg, runlocal, gpu=gpu)
 
 
@@ -55,6 +59,7 @@ def runlocal(c):
   c.train.base_steps = 40
   c.train.persona_steps = 10
   c.eval.bootstrap = 200
+  c.persona.sweep = False
 
 
 def gpu(c):

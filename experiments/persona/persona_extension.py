@@ -132,6 +132,8 @@ def cell_extras(config, p, geoms, graphdef, state_E, cells, evalset, corpus, fra
   for members, settings in runs:
     if not members or not settings:
       continue
+    for e in members:  # does the cap bind at all? (where it would first act on a reply)
+      extras[e][0].extend(clamped_rows(acts_ELND[e], geoms[cells[e].seed], settings))
     capped = capping.evaluate_settings(
         graphdef, data.take(state_E, members), [geoms[cells[e].seed] for e in members], evalset,
         corpus.tokenizer, config.eval, settings, p.intervention_on)
@@ -143,6 +145,23 @@ def cell_extras(config, p, geoms, graphdef, state_E, cells, evalset, corpus, fra
   logging.info("persona: projections, drift and capping of %d cell(s) in %.1fs", len(cells),
                time.perf_counter() - t0)
   return extras
+
+
+def clamped_rows(acts_LND, geom, settings):
+  """Per setting, the share of eval prompts whose last-token projection lies beyond the cap's
+  bound at a capped layer (layer × prompt pairs): 0 means the cap never binds where the reply
+  starts. Measured on the uncapped model, the state every capped reply starts from."""
+  rows = []
+  for setting in settings:
+    v = VECTORS.index(setting.vector)
+    proj_LN = np.einsum("lnd,ld->ln", acts_LND, np.nan_to_num(geom.unit_VLD[v]))
+    lo_L, hi_L = capping.bounds_L(geom, setting)
+    on = list(setting.layers)
+    beyond = (proj_LN[on] < lo_L[on, None]) | (proj_LN[on] > hi_L[on, None])
+    rows.append({"task": GEOMETRY_TASK, "context": "all", "metric": "cap_clamped_share",
+                 "intervention": setting.label, "value": float(beyond.mean()),
+                 "n": int(beyond.size)})
+  return rows
 
 
 class PersonaGeometry(extensions.Extension):

@@ -11,6 +11,7 @@
 # Parts can be named to split the work into runs of at most 10 minutes (default: gpt2s packed
 # demo, an estimated 8 minutes on an H100; `anchor` adds the reference's own full run, ~2 minutes):
 #   bash experiments/tools/bench_gpu.sh gpt2s      then      bash experiments/tools/bench_gpu.sh packed demo
+# `study` runs experiments/configs/study.py:gpu (STUDY_ARG=gpu,preset=NAME for one preset).
 # Every table also lands in $OUT (or /tmp/bench_gpu without it).
 #
 # Targets (one H100, 989e12 bf16 FLOP/s): gpt2s at or above the reference (474k tokens/s, 41% MFU);
@@ -26,8 +27,8 @@ parts=("$@")
 if [[ ${#parts[@]} -eq 0 ]]; then parts=(gpt2s packed demo); fi
 for part in "${parts[@]}"; do
   case $part in
-    anchor | gpt2s | packed | demo) ;;
-    *) echo "bench_gpu.sh: part '$part' must be one of anchor, gpt2s, packed, demo." >&2; exit 2 ;;
+    anchor | gpt2s | packed | demo | study) ;;
+    *) echo "bench_gpu.sh: part '$part' must be one of anchor, gpt2s, packed, demo, study." >&2; exit 2 ;;
   esac
 done
 anchor=.bench/plain_jax_anchor.py
@@ -51,7 +52,8 @@ run() {  # name, then the command; a failure is recorded and the next step still
   "$@" 2>&1 | tee "$out/$name.txt" || status=1
 }
 
-bench=(python3 -m experiments.tools.bench "--peak_flops=$peak" "--anchor=$anchor" --steps=20)
+bench=(python3 -m experiments.tools.bench "--peak_flops=$peak" "--anchor=$anchor" --steps=20
+       --packing_people=0)
 # Compiling GPT-2-small dominates its rounds and a GPU is quiet, so it runs one round; the
 # small presets compile in seconds and take two.
 for part in "${parts[@]}"; do
@@ -64,13 +66,17 @@ for part in "${parts[@]}"; do
     # ~10M cells, 8 packed.
     packed)
       run bench_sub1m "${bench[@]}" --presets=micro --vocab_size=512 --seq_len=129 \
-        --batch_size=32 --pack=64 --repeats=2
+        --batch_size=32 --pack=64 --repeats=2 --packing_people=24
       run bench_small "${bench[@]}" --presets=small --vocab_size=512 --seq_len=129 \
         --batch_size=32 --pack=8 --pack_max_params=20000000 --repeats=2 ;;
     # The same command as on a CPU, on the GPU, in bfloat16 so training takes the cuDNN path.
     demo) run demo_runlocal python3 -m experiments.main \
             --config=experiments/configs/demo.py:runlocal --config.model.compute_dtype=bfloat16 \
             "--workdir=$out/demo_runlocal" ;;
+    # The study sized for one GPU (experiments/configs/study.py:gpu); longer than one device
+    # call allows unless split by preset, e.g. `study` with STUDY_ARG=gpu,preset=small.
+    study) run study python3 -m experiments.main \
+             "--config=experiments/configs/study.py:${STUDY_ARG:-gpu}" "--workdir=$out/study" ;;
   esac
 done
 exit $status

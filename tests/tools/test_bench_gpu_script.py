@@ -17,7 +17,7 @@ def test_shellcheck_clean():
 
 @pytest.mark.parametrize("args, anchor, message", [
     ([], False, ".bench/plain_jax_anchor.py is missing"),
-    (["gpt2s", "gpt3"], True, "part 'gpt3' must be one of anchor, gpt2s, packed, demo."),
+    (["gpt2s", "gpt3"], True, "part 'gpt3' must be one of anchor, gpt2s, packed, demo, study."),
 ])
 def test_refuses_before_it_starts(tmp_path, args, anchor, message):
   if anchor:
