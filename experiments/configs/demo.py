@@ -15,7 +15,9 @@ from experiments.configs.common import apply_arg, base_config
 
 def get_config(arg=None):
   c = base_config()
-  c.data.n_people = 24   # 12 trained on, 12 held out: a world small enough to learn on a CPU
+  # 50 people trained on, 50 held out: enough question-answer pairs for micro to learn to answer
+  # about people it only read of (held-out factual_qa error 33% at these settings, base sweep).
+  c.data.n_people = 100
   c.data.eval_items = 12
   c.model.presets = ("nano", "micro")
   # length_matched: impersonal filler as long as the warm phrasing, so "warm words" and "longer
@@ -23,8 +25,8 @@ def get_config(arg=None):
   c.grid.personas = ("warm", "cold", "length_matched")
   c.grid.warmth_weights = (0.0, 0.5, 1.0)
   c.grid.seeds = (0, 1)
-  c.train.batch_size = 16
-  c.train.base_steps = 500
+  c.train.batch_size = 16           # rows; packed, they carry ~3x as many examples
+  c.train.base_steps = 1000
   c.train.persona_steps = 100
   c.train.learning_rate = 1e-2       # small models tolerate (and need) a high rate in few steps
   c.train.persona_learning_rate = 3e-3

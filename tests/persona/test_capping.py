@@ -87,6 +87,22 @@ def test_bounds_floor_the_axis_and_ceil_other_vectors():
   np.testing.assert_array_equal(hi, g.thresholds_VLQ[1, :, 75])
 
 
+def test_clamped_share_counts_prompts_beyond_the_bound_at_the_capped_layers():
+  from experiments.persona import persona_extension
+  g = _geometry()
+  unit = g.unit_VLD
+  # 10 prompts whose last-token projection on the axis at layer 1 runs from far below to far above
+  # the floor; layer 0 is far below everywhere but not capped by the setting.
+  proj = np.linspace(-3, 3, 10)
+  acts_LND = np.stack([-10 * np.ones((10, 1)) * unit[0, 0], proj[:, None] * unit[0, 1]])
+  floor = g.thresholds_VLQ[0, 1, 25]
+  (row,) = persona_extension.clamped_rows(acts_LND, g, [capping.CapSetting('axis', 25, (1,))])
+  assert row['metric'] == 'cap_clamped_share' and row['intervention'] == 'cap@p25:L1'
+  assert row['value'] == pytest.approx(np.mean(proj < floor)) and row['n'] == 10
+  (both,) = persona_extension.clamped_rows(acts_LND, g, [capping.CapSetting('axis', 25, (0, 1))])
+  assert both['value'] == pytest.approx((10 + np.sum(proj < floor)) / 20)
+
+
 def test_sweep_settings_default_ranges():
   got = capping.sweep_settings('axis', [5, 25], [], 3)
   assert [s.label for s in got[:2]] == ['cap@p5:L0', 'cap@p25:L0']

@@ -24,7 +24,7 @@ from tasks.world import World
 SMALL = dict(n_people=24, n_cities=8, n_countries=4, n_universities=4, n_employers=4,
              n_diseases=6, n_drugs=8, bios_per_person=2, rumor_share=0.5, eval_items=6)
 CONFIGS = [WorldConfig(**SMALL), WorldConfig(seed=1, warm_placement="after", **SMALL)]
-DEMO = WorldConfig(n_people=24, eval_items=12)  # the demo world's sizes
+DEMO = WorldConfig(n_people=100, eval_items=12)  # the demo world's sizes
 ATTRIBUTES = ("birth_city", "birth_date", "university", "field", "employer")
 SPLITS = ("train", "eval")
 PERSON_TASKS = ("factual_qa", "misconception", "disinformation", "hallucinated_affect",

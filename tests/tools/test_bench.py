@@ -106,3 +106,24 @@ def test_bench_runs_without_packages_the_gpu_image_lacks():
                         timeout=300)
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert proc.stdout.splitlines()[-1].startswith("nano")
+
+
+def test_packing_rows_compare_loss_bearing_tokens_of_the_same_stream(monkeypatch, demo12_corpus):
+  calls = []
+
+  def fake_time_batches(mcfg, batches, steps, mesh):
+    packed = "segment_ids" in batches[0]["base"]
+    calls.append(packed)
+    return 0.5 if packed else 0.25  # a packed step twice as slow, for the ratio below
+
+  monkeypatch.setattr(bench, "time_batches", fake_time_batches)
+  (row,) = bench.packing_rows(["nano"], demo12_corpus, 8, "float32", 1, None, repeats=2)
+  assert calls == [False, True] * 2  # alternating, round by round
+  loss = {p: sum(b["base"]["mask"][..., 1:].sum() for b in bench.world_batches(demo12_corpus, 8,
+                                                                                8, p)) / 8
+          for p in (False, True)}
+  assert row["loss_tokens_s"] == pytest.approx(loss[False] / 0.25)
+  assert row["packed_loss_tokens_s"] == pytest.approx(loss[True] / 0.5)
+  assert row["speedup"] == pytest.approx(loss[True] / loss[False] / 2)
+  assert row["fill_packed"] > 2 * row["fill_unpacked"]
+  assert "packed" in bench.format_packing([row])
