@@ -4,7 +4,8 @@ from models.config import ModelConfig
 
 # Non-embedding parameters are given for the default (RoPE) configuration.
 PRESETS: dict[str, dict] = {
-    # ~6.2k: the bottom of the CPU scaling study, a quarter of nano's width.
+    # ~1.6k and ~6.2k: the bottom of the CPU scaling study (a decade below nano).
+    'femto': dict(d_model=8, n_layers=2, n_heads=2, d_ff=32),
     'pico': dict(d_model=16, n_layers=2, n_heads=2, d_ff=64),
     # ~25k: seconds-scale CPU runs and unit tests.
     'nano': dict(d_model=32, n_layers=2, n_heads=2, d_ff=128),

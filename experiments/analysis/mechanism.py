@@ -63,6 +63,8 @@ def change_text(estimate, lo, hi):
   """'+4.2 [-1.0 to +9.3]': a change and its interval in points."""
   if pd.isna(estimate):
     return "n/a"
+  if pd.isna(lo):  # no paired item moved: nothing to estimate a spread from
+    return f"{100 * estimate:+.1f} (not estimable)"
   return f"{100 * estimate:+.1f} [{100 * lo:+.1f} to {100 * hi:+.1f}]"
 
 

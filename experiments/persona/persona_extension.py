@@ -119,7 +119,7 @@ def cell_extras(config, p, geoms, graphdef, state_E, cells, evalset, corpus, fra
     extras.append((rows, []))
 
   # Capping: the default setting on every plain cell (or only the base and max-λ ones, `ends`);
-  # the sweep on the base and max-λ cells.
+  # the sweep on the base and warm max-λ cells.
   default = p.cap_setting(preset)
   plain = [e for e, c in enumerate(cells) if not isinstance(c, steering.SteeredCell)]
   top_lam = max(float(w) for w in config.grid.warmth_weights)
@@ -128,7 +128,10 @@ def cell_extras(config, p, geoms, graphdef, state_E, cells, evalset, corpus, fra
   if p.sweep:
     sweep = [s for s in capping.sweep_settings(p.cap_vector, p.sweep_percentiles, p.sweep_layers,
                                                n_layers) if s != default]
-    runs.append((ends, sweep))
+    # What the trade-off reads (persona/tradeoff.py): the base models and the warm max-λ cells at
+    # ρ = 0; capping the other max-λ cells with every setting would cost evaluations it never uses.
+    runs.append(([e for e in ends if cells[e].persona == "none" or
+                  (cells[e].persona == "warm" and cells[e].warm_agreement == 0)], sweep))
   for members, settings in runs:
     if not members or not settings:
       continue
