@@ -16,7 +16,8 @@ from experiments.configs.common import apply_arg, base_config
 def get_config(arg=None):
   c = base_config()
   # 50 people trained on, 50 held out: enough question-answer pairs for micro to learn to answer
-  # about people it only read of (held-out factual_qa error 33% at these settings, base sweep).
+  # about people it only read of (base sweep: held-out factual_qa error 42% over seeds 0 and 1 at
+  # 1500 steps, 54% at 1000).
   c.data.n_people = 100
   c.data.eval_items = 12
   c.model.presets = ("nano", "micro")
@@ -26,7 +27,7 @@ def get_config(arg=None):
   c.grid.warmth_weights = (0.0, 0.5, 1.0)
   c.grid.seeds = (0, 1)
   c.train.batch_size = 16           # rows; packed, they carry ~3x as many examples
-  c.train.base_steps = 1000
+  c.train.base_steps = 1500
   c.train.persona_steps = 100
   c.train.learning_rate = 1e-2       # small models tolerate (and need) a high rate in few steps
   c.train.persona_learning_rate = 3e-3
