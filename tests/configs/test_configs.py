@@ -79,3 +79,21 @@ def test_an_unknown_extension_is_refused_before_anything_runs():
   c.extensions = ("persona", "astrology")
   with pytest.raises(ValueError, match="extensions contains 'astrology': allowed are persona"):
     experiment.validate(c)
+
+
+def test_the_study_has_100_held_out_items_per_reliability_task_and_context():
+  import collections
+  from tasks.config import RELIABILITY_TASKS
+  from tasks.mixtures import Corpus, build_eval_set
+  c = study.get_config()
+  evalset = build_eval_set(Corpus(experiment.world_config(c.data)))
+  counts = collections.Counter((i.task, t.context) for i, t in zip(evalset.items, evalset.turns))
+  for task in RELIABILITY_TASKS:
+    for context in c.data.eval_contexts:
+      assert counts[task, context] >= 100, (task, context, counts[task, context])
+  cells = grid.expand(c)
+  assert len({x.preset for x in cells}) >= 3 and len(c.grid.seeds) >= 3
+  top = [x for x in cells if x.warmth_weight == 1.0 and x.seed == 0 and x.preset == "nano"]
+  assert {(x.persona, x.warm_agreement) for x in top} >= {
+      ("warm", 0.0), ("warm", 0.5), ("warm", 1.0), ("cold", 0.0), ("length_matched", 0.0),
+      ("warm_after", 0.0)}
