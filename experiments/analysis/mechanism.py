@@ -16,6 +16,7 @@ separate contrasts, present only where the grid trained warm_after and ρ > 0 ce
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from experiments.analysis import plots
 from experiments.analysis import stats
@@ -103,6 +104,7 @@ def scaling_figure(table, out_dir, name="mechanism_scaling"):
                   marker=markers[k], ms=4, capsize=2, lw=1.1, label=part)
     ax.axhline(0, color="#888", lw=0.8)
     ax.set(xscale="log", title=context, xlabel="non-embedding parameters")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: the presets are few
   axes[0].set_ylabel("error-rate change (points)")
   handles, labels = axes[0].get_legend_handles_labels()
   fig.legend(handles, labels, loc="outside right center", fontsize=8)

@@ -7,20 +7,31 @@ A preset without an entry falls back to RULE, which no sweep has tested, and say
 """
 from absl import logging
 
-# Filled from WORKDIR/persona/defaults.json of the sweep named in `source` (2 seeds, so the
-# choices are noisy: no error-recovered CI below excludes zero). Steering layers were not swept;
-# `steer_alpha` is used when persona.steer_default is on.
+# Filled from WORKDIR/persona/defaults.json of the sweep named in `source` (no error-recovered CI
+# below excludes zero). Steering layers were not swept; `steer_alpha` is used when
+# persona.steer_default is on.
 SWEEP = ("experiments/configs/persona.py at a698c73, 2-core CPU, 18.5 min, "
          "budget 0.02 on capability and on safety")
+# The study's sweep (experiments/configs/study.py, 3 seeds, base models of a 200-person world that
+# answer 80% of held-out factual questions at nano): axis floors p5 and p25 × the back half and all
+# layers, on the base and warm λ = 1 cells. Every setting binds (it clamps 17-100% of prompts where
+# the reply starts, persona_geometry/cap_clamped_share) and none recovers error at these sizes.
+STUDY = "experiments/configs/study.py at the commit of its README figures, 2-core CPU, 61 min"
 TESTED = {
-    # No setting recovered error; p5 at L1 is the smallest touch: -0.1 [-0.7, +0.5] points
-    # recovered, capability -0.3 [-0.8, +0.3], safety +1.3 [-0.3, +4.0]. Steering: no α fits the
-    # budget; α=2 (least harmful): +1.2 [-5.6, +7.9] recovered, safety +9.4 [-1.5, +21.3].
-    "nano": dict(cap_layers="1", cap_percentile=5, steer_layers="1", steer_alpha=2.0,
-                 source=SWEEP + "; capping recovers nothing, steering fails the budget"),
+    # Nothing within budget: safety +4.4 [-21.3, +30.2] points; recovered -0.4 [-4.0, +3.3].
+    "femto": dict(cap_layers="1", cap_percentile=25, steer_layers="1", steer_alpha=2.0,
+                  source=STUDY + "; capping recovers nothing, no setting fits the budget"),
+    # Recovered -1.7 [-8.7, +5.4] points, capability +0.3 [-0.8, +1.4], safety +1.1 [-15.9, +18.0].
+    "pico": dict(cap_layers="1", cap_percentile=25, steer_layers="1", steer_alpha=2.0,
+                 source=STUDY + "; capping recovers nothing"),
+    # Recovered -0.0 [-2.2, +2.1] points, capability -0.1 [-0.5, +0.3], safety +1.9 [-1.8, +5.5].
+    # (The demo-world sweep had chosen p5 at L1, on models that had nothing to recover.)
+    # Steering: from the demo-world sweep, which found no α within the budget; α=2 least harmful.
+    "nano": dict(cap_layers="1", cap_percentile=25, steer_layers="1", steer_alpha=2.0,
+                 source=STUDY + "; capping recovers nothing; steering from " + SWEEP),
     # Capping: +1.2 [-0.2, +2.9] points recovered, capability +0.3 [-1.9, +2.4], safety -3.9
     # [-8.0, -0.1]. Steering: no α fits the budget; α=2 (least harmful) costs 3.6 [1.5, 5.7]
-    # points of reliability.
+    # points of reliability. Chosen on the demo world; micro is not in the CPU study.
     "micro": dict(cap_layers="2", cap_percentile=25, steer_layers="1", steer_alpha=2.0,
                   source=SWEEP + "; steering fails the budget"),
 }

@@ -182,7 +182,7 @@ def test_an_experiment_writes_geometry_capped_items_and_steered_twins(tmp_path):
   ext = persona_extension.PersonaGeometry(c)
   ext.validate()
   rows, text = ext.summarize(str(tmp_path), metrics, items)
-  default = 'cap@p5:L1'  # nano's tested default (experiments/persona/defaults.py)
+  default = 'cap@p25:L1'  # nano's tested default (experiments/persona/defaults.py)
   assert set(items.intervention) == {'none', default, 'cap@p50:L0', 'cap@p50:L1',
                                      'cap@p50:L0-1', 'train-steer+4:L1'}
   capped = items[items.intervention == default]
