@@ -86,3 +86,15 @@ def test_generation_reports_progress_with_an_eta(eval_pack, caplog):
       f"eval replies of 2 model(s), {len(evalset.items)} prompts: {n_batches}/{n_batches} batches")
   assert all("ETA" in line for line in lines) and lines[-1].endswith("ETA 0s")
   assert len(lines) <= 11  # about ten lines per pass, however many batches
+
+
+def test_length_buckets_cover_every_row_once_and_trim_only_padding():
+  lengths = np.array([5, 40, 7, 33, 18, 2, 46, 9])
+  batches = evaluate.buckets(lengths, 3)
+  rows = np.concatenate([r for r, _ in batches])
+  assert sorted(rows) == list(range(8))
+  for r, width in batches:
+    assert lengths[r].max() <= width <= max(lengths)  # no real token is cut
+    assert width % evaluate.BUCKET == 0 or width == max(lengths)
+  # Sorted by length, the short prompts share a narrow batch.
+  assert batches[0][1] == 16 and set(batches[0][0]) == {5, 0, 2}
