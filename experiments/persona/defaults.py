@@ -16,7 +16,7 @@ SWEEP = ("experiments/configs/persona.py at a698c73, 2-core CPU, 18.5 min, "
 # answer 80% of held-out factual questions at nano): axis floors p5 and p25 × the back half and all
 # layers, on the base and warm λ = 1 cells. Every setting binds (it clamps 17-100% of prompts where
 # the reply starts, persona_geometry/cap_clamped_share) and none recovers error at these sizes.
-STUDY = "experiments/configs/study.py at the commit of its README figures, 2-core CPU, 61 min"
+STUDY = "experiments/configs/study.py at 031fcc4, 2-core CPU, 61 min"
 TESTED = {
     # Nothing within budget: safety +4.4 [-21.3, +30.2] points; recovered -0.4 [-4.0, +3.3].
     "femto": dict(cap_layers="1", cap_percentile=25, steer_layers="1", steer_alpha=2.0,
