@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import train
+from experiments import data, train
 from experiments.configs.mesh_rules import DEFAULT_RULES
 from experiments.runtime import sharding
 from models import get_config
@@ -118,7 +118,7 @@ def time_batches(mcfg, batches, steps, mesh):
 def world_batches(corpus, batch_size, n_batches, pack_sequences):
   """The base stage's first n_batches batches of one cell (seed 0), packed or one example a row."""
   read = corpus.packed_batch if pack_sequences else corpus.batch
-  fields = ("tokens", "mask") + (("segment_ids", "positions") if pack_sequences else ())
+  fields = data.BASE_FIELDS + (data.PACKED_FIELDS if pack_sequences else ())
   out = []
   for step in range(n_batches):
     rows = read("base", 0, step, batch_size)
