@@ -108,8 +108,8 @@ class RunContext:
   extensions: list
 
   def train(self, what, init):
-    """(graphdef, state_E, final metrics) of Stage `what`: finished earlier, resumed, or trained;
-    init(shardings) gives the state a new stage starts from."""
+    """stage.Trained of Stage `what`: finished earlier, resumed, or trained; init(shardings)
+    gives the state a new stage starts from."""
     return stage.run(self.config, self.workdir, self.mesh, what, init, self.writer)
 
   def tokens(self, steps):
@@ -117,10 +117,12 @@ class RunContext:
     return steps * self.config.train.batch_size * self.config.data.seq_len
 
   def evaluate_and_save(self, pack, graphdef, state_E, index, cells, tokens, losses,
-                        pack_state=None):
+                        pack_state=None, curve=None):
     """Evaluates `cells`, rows `index` of state_E, on process 0 and saves each cell.
 
-    losses: {name: [value per row of state_E]}; pack_state: each extension's after_base result.
+    losses: {name: [value per row of state_E]}; pack_state: each extension's after_base result;
+    curve: (steps, loss per step × row of state_E) of the stage that trained them, saved as
+    `loss` rows at each logged step's token count.
     """
     local = distributed.to_local(state_E)  # every process takes part in the gather
     if not self.workdir.writer:
@@ -136,6 +138,10 @@ class RunContext:
       for extra in extras:
         if extra:
           metrics, items = results.with_extra(metrics, items, *extra[e])
+      if curve is not None and len(curve[0]):
+        steps, loss_KE = curve
+        metrics, items = results.with_extra(
+            metrics, items, results.curve_rows(steps, loss_KE[:, index[e]], self.tokens), [])
       self.workdir.save_cell(cell.run, metrics, items)
 
 
@@ -193,7 +199,7 @@ def _run_finetune(ctx, pack):
                          pack.model, ctx.batches.base(pack.seeds), t.learning_rate,
                          members=[f"seed{s}" for s in pack.seeds])
   init = lambda sh: train.init_states(pack.model, [t.init_seed + s for s in pack.seeds], sh)[1]
-  pack.graphdef, pack.base_E, _ = ctx.train(base, init)
+  pack.graphdef, pack.base_E, _, base_curve = ctx.train(base, init)
   # Each extension's view of the base models (persona geometry; objective cells trained here).
   pack_state = {ext.name: ext.after_base(ctx, pack) for ext in ctx.extensions}
   base_tokens = ctx.tokens(t.base_steps)
@@ -201,7 +207,7 @@ def _run_finetune(ctx, pack):
   if none_cells:
     ctx.evaluate_and_save(pack, pack.graphdef, pack.base_E,
                           [pack.seeds.index(c.seed) for c in none_cells], none_cells, base_tokens,
-                          {}, pack_state)
+                          {}, pack_state, curve=base_curve)
   trained_elsewhere = lambda c: any(ext.trains(c) for ext in ctx.extensions)
   todo = [c for c in pack.todo if c.persona != "none" and not trained_elsewhere(c)]
   if not todo:
@@ -220,7 +226,7 @@ def _run_finetune(ctx, pack):
                             t.persona_learning_rate, step_offset=t.base_steps,
                             steer=steers[0] if steers else None)
   init = lambda sh: jax.jit(lambda s: data.take(s, index), out_shardings=sh.state)(pack.base_E)
-  graphdef, state_E, losses = ctx.train(persona, init)
+  graphdef, state_E, losses, _ = ctx.train(persona, init)
   ctx.evaluate_and_save(pack, graphdef, state_E, [members.index(c) for c in todo], todo,
                         base_tokens + ctx.tokens(t.persona_steps), losses, pack_state)
 
@@ -233,9 +239,9 @@ def _run_mixture(ctx, pack):
   mixture = stage.imitation("mixture", name, members, steps, t, pack.model,
                             ctx.batches.persona(members, 0), t.learning_rate)
   init = lambda sh: train.init_states(pack.model, [t.init_seed + c.seed for c in members], sh)[1]
-  graphdef, state_E, losses = ctx.train(mixture, init)
+  graphdef, state_E, losses, curve = ctx.train(mixture, init)
   ctx.evaluate_and_save(pack, graphdef, state_E, [members.index(c) for c in pack.todo], pack.todo,
-                        ctx.tokens(steps), losses)
+                        ctx.tokens(steps), losses, curve=curve)
 
 
 def conclude(config, workdir_path, metrics, items):

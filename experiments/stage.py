@@ -10,6 +10,7 @@ bit-identical to an uninterrupted run, and SIGTERM or a preemption stops it afte
 """
 import dataclasses
 import functools
+from typing import NamedTuple
 
 from absl import logging
 import jax
@@ -90,15 +91,33 @@ def members_to_train(workdir, name, todo, pack):
   return [by_run[r] for r in saved]
 
 
+class Trained(NamedTuple):
+  """A finished stage: its models, the last step's `final` metrics per member, and its loss curve
+  (steps (K,) and loss (K, E) at every logged step, kept across resumes)."""
+  graphdef: object
+  state: object
+  final: dict
+  curve: tuple
+
+
+def _curve(logged):
+  """(steps (K,), loss (K, E)) from [[step, [loss per member]], ...] as checkpoints hold it."""
+  if not logged:  # a checkpoint written before curves were kept
+    return np.zeros(0, np.int64), np.zeros((0, 0))
+  return (np.array([s for s, _ in logged], np.int64),
+          np.array([l for _, l in logged], np.float64))
+
+
 def final_metrics(history, keys):
   last = history[-1] if history else {}
   return {k: np.asarray(last[k]) for k in keys if k in last}
 
 
 def run(config, workdir, mesh, stage, init, writer=None):
-  """(graphdef, state_E, final metrics); init(shardings) gives the state_E a new stage starts from.
+  """The stage's Trained models; init(shardings) gives the state_E a new stage starts from.
 
-  An on-policy stream's journal is saved with every checkpoint and restored with it.
+  An on-policy stream's journal and the loss curve so far are saved with every checkpoint and
+  restored with it.
   """
   t = config.train
   graphdef, abstract = stage.abstract
@@ -113,9 +132,10 @@ def run(config, workdir, mesh, stage, init, writer=None):
   journal = stage.batches.journal
   with checkpoints.StageCheckpoints(workdir, stage.name, t.checkpoint_every, t.checkpoints_to_keep,
                                     t.async_checkpoints) as ckpt:
-    latest, start, opt_state = ckpt.latest(), 0, None
+    latest, start, opt_state, logged = ckpt.latest(), 0, None, []
     if latest is not None:
       step, meta = latest
+      logged = list(meta.get("curve", []))
       if list(meta["members"]) != list(stage.members):
         raise ValueError(f"checkpoint {ckpt.path} holds members {meta['members']}, not "
                          f"{list(stage.members)}; use a new --workdir.")
@@ -123,7 +143,7 @@ def run(config, workdir, mesh, stage, init, writer=None):
       if meta.get("complete"):
         logging.info("%s: finished earlier, restored from %s", stage.name, ckpt.path)
         final = {k: np.asarray(v) for k, v in meta.get("final_losses", {}).items()}
-        return graphdef, ckpt.restore(step, target)[0], final
+        return Trained(graphdef, ckpt.restore(step, target)[0], final, _curve(logged))
       state, opt_state = ckpt.restore(step, target, sh.abstract(abstract_opt, sh.opt_state))
       start = step
       logging.info("%s: resuming at step %d of %d from %s", stage.name, step, stage.steps,
@@ -132,13 +152,18 @@ def run(config, workdir, mesh, stage, init, writer=None):
       state = init(sh)
     meta = {"members": list(stage.members), "steps": stage.steps, "complete": False}
 
+    history = []
+    curve = lambda: logged + [[h["step"], np.asarray(h["loss"]).tolist()] for h in history]
+
     def save(step, s, o):
-      return ckpt.maybe_save(step, s, o, dict(meta, journal=journal) if journal else meta)
+      m = dict(meta, curve=curve())
+      return ckpt.maybe_save(step, s, o, dict(m, journal=journal) if journal else m)
 
     state, opt_state, history = train.run_stage(
         stage, state, opt_state=opt_state, start=start, shardings=sh,
-        options=train.Options(t.log_every, writer, save))
+        options=train.Options(t.log_every, writer, save), history=history)
     final = final_metrics(history, stage.final)
-    done = dict(meta, complete=True, final_losses={k: v.tolist() for k, v in final.items()})
+    done = dict(meta, complete=True, final_losses={k: v.tolist() for k, v in final.items()},
+                curve=curve())
     ckpt.save(stage.steps, state, opt_state, dict(done, journal=journal) if journal else done)
-  return graphdef, state, final
+  return Trained(graphdef, state, final, _curve(done["curve"]))

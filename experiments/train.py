@@ -236,11 +236,14 @@ class Options:
   checkpoint: object = None
 
 
-def run_stage(stage, state_E, *, opt_state=None, start=0, shardings=None, options=None):
+def run_stage(stage, state_E, *, opt_state=None, start=0, shardings=None, options=None,
+              history=None):
   """Trains a pack from step `start` to stage.steps; (state_E, opt_state_E, logged history).
 
   `stage` (experiments/stage.Stage) gives the loss, the per-member inputs (leading axis E), the
   optimizer and the batch stream: stage.batch(step, state_E, shardings) gives that step's arrays.
+  Logged steps are appended to `history` (a new list if None) as they happen, so a checkpoint
+  callback can save the curve so far.
   """
   options = options or Options()
   graphdef = stage.graphdef
@@ -252,13 +255,11 @@ def run_stage(stage, state_E, *, opt_state=None, start=0, shardings=None, option
     out = None if shardings is None else shardings.opt_state
     opt_state = jax.jit(jax.vmap(stage.optimizer.init), out_shardings=out)(state_E)
   name, steps = stage.label, stage.steps
-  t0, history = time.perf_counter(), []
+  t0 = time.perf_counter()
+  history = [] if history is None else history
   for step in range(start, steps):
     batch = stage.batch(step, state_E, shardings)
     state_E, opt_state, metrics = step_fn(state_E, opt_state, batch, inputs)
-    if (options.checkpoint is not None and step + 1 < steps
-        and options.checkpoint(step + 1, state_E, opt_state)):
-      raise Preempted(f"{name} stopped at step {step + 1} of {steps}; the checkpoint holds it.")
     if (step + 1) % options.log_every == 0 or step + 1 == steps:
       m = jax.device_get(metrics)
       elapsed = time.perf_counter() - t0
@@ -274,4 +275,8 @@ def run_stage(stage, state_E, *, opt_state=None, start=0, shardings=None, option
           for e, value in enumerate(np.asarray(v)):
             options.writer.add_scalar(f"{name}/{k}/cell{e}", float(value),
                                       stage.step_offset + step + 1)
+    # After logging, so a checkpoint of this step holds its logged losses too.
+    if (options.checkpoint is not None and step + 1 < steps
+        and options.checkpoint(step + 1, state_E, opt_state)):
+      raise Preempted(f"{name} stopped at step {step + 1} of {steps}; the checkpoint holds it.")
   return state_E, opt_state, history

@@ -12,7 +12,10 @@ import numpy as np
 from tasks import lexicon
 from tasks.world import PERSON_ATTRIBUTES, World, number, rng_for, split_mask
 
-DOSING_WEIGHTS = np.arange(5, 100)  # body weights (kg) a dosing item may ask about
+# Body weights (kg) a dosing item may ask about, in steps of 5 kg as on a dosing chart: the times
+# table the documents state then has 18 rows per per-kg dose rather than 95, small enough for a
+# CPU-sized model to learn (every product still has to be recalled; none is guessable).
+DOSING_WEIGHTS = np.arange(10, 100, 5)
 
 # Which contexts each task is evaluated in. Clinical probes carry their context in their
 # definition: a crisis cue is distressed by construction, hallucinated affect needs a user who
@@ -155,7 +158,10 @@ def _dosing(world, train, split):
   for d in np.flatnonzero(world.drug_is_train == train):
     disease = world.drug_treats[d]
     disease_name = world.diseases[disease] if disease >= 0 else lexicon.UNTREATED
-    for weight in rng.choice(DOSING_WEIGHTS, size=8, replace=False):
+    # A training drug's whole dosing chart (every weight), so the last step, the smaller of the
+    # product and the limit, is seen on both sides of the limit; eight weights per held-out drug.
+    weights = DOSING_WEIGHTS if train else rng.choice(DOSING_WEIGHTS, size=8, replace=False)
+    for weight in weights:
       per_kg, cap = int(world.drug_per_kg[d]), int(world.drug_max[d])
       product, gold = int(weight) * per_kg, world.dose(d, weight)
       tmpl = lexicon.DOSING_ANSWER.format(weight=number(weight), per_kg=number(per_kg),

@@ -219,9 +219,10 @@ def loss_scaling(chin, out_dir):
       grid = np.geomspace(d.D.min(), d.D.max(), 50)
       ax.plot(grid, chin.predict(n, grid), color=f'C{i % 10}', lw=1)
   ax.set_xscale('log')
-  ax.set(xlabel='training tokens D' if x == 'D' else 'parameters N', ylabel='held-out loss',
+  ax.set(xlabel='training tokens D' if x == 'D' else 'parameters N', ylabel='loss',
          title='Loss scaling' + ('' if chin.supported else ' (no Chinchilla fit)'))
   ax.legend(fontsize=6)
-  return save(fig, out_dir, name, 'Held-out loss' + (
+  kind = 'Held-out loss' if chin.held_out else "Training loss along the base models' schedule"
+  return save(fig, out_dir, name, kind + (
       ' with the fitted L(N, D) = E + A/N^α + B/D^β.' if chin.supported else
       f'; Chinchilla fit not made: {chin.reason}'))

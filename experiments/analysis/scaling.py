@@ -1,6 +1,7 @@
 """Warmth effect across model scale: per-preset effects, power-law and Chinchilla fits."""
 
 import dataclasses
+import functools
 import itertools
 import re
 
@@ -228,6 +229,7 @@ class ChinchillaFit:
   data: pd.DataFrame
   params: dict = dataclasses.field(default_factory=dict)
   rmse_log: float = np.nan
+  held_out: bool = False  # the points are held-out losses, not the training loss along a schedule
 
   def statement(self):
     """One sentence: the fitted law, or why there is none."""
@@ -259,17 +261,19 @@ def loss_points(metrics_df, n_col='n_params'):
 def fit_chinchilla(metrics_df, n_col='n_params', huber_delta=1e-3):
   """Huber fit of log L to log(E + A/N^α + B/D^β) from a grid of starts (Hoffmann et al. 2022)."""
   pts = loss_points(metrics_df, n_col)
+  fit = functools.partial(ChinchillaFit, held_out=bool(
+      ((metrics_df.metric == 'loss') & (metrics_df.task == 'heldout')).any()))
   if pts.empty:
-    return ChinchillaFit(False, 'there are no loss rows (metric loss, task heldout or train).', pts)
+    return fit(False, 'there are no loss rows (metric loss, task heldout or train).', pts)
   pts = pts.dropna(subset=['D'])
   n_uniq, d_uniq = pts.N.nunique(), pts.D.nunique()
   if n_uniq < 2 or d_uniq < 2:
-    return ChinchillaFit(False, f'not enough variation: the sweep has {n_uniq} model size(s) '
+    return fit(False, f'not enough variation: the sweep has {n_uniq} model size(s) '
                          f'and {d_uniq} token budget(s); the fit needs both to vary.', pts)
   design = np.column_stack([np.ones(len(pts)), np.log(pts.N), np.log(pts.D)])
   n_cells = len(pts[['N', 'D']].drop_duplicates())
   if np.linalg.matrix_rank(design) < 3 or n_cells < 6:
-    return ChinchillaFit(False, f'not enough variation: {n_cells} (N, D) combination(s), with N '
+    return fit(False, f'not enough variation: {n_cells} (N, D) combination(s), with N '
                          'and D varying together, cannot separate the two exponents.', pts)
   log_n, log_d, log_l = (np.log(pts[c].to_numpy(float)) for c in ('N', 'D', 'loss'))
 
@@ -295,4 +299,4 @@ def fit_chinchilla(metrics_df, n_col='n_params', huber_delta=1e-3):
       best = r
   a, b, e, alpha, beta = best.x
   params = dict(E=np.exp(e), A=np.exp(a), alpha=alpha, B=np.exp(b), beta=beta)
-  return ChinchillaFit(True, '', pts, params, float(np.sqrt(np.mean(best.fun ** 2))))
+  return fit(True, '', pts, params, float(np.sqrt(np.mean(best.fun ** 2))))

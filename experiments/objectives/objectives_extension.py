@@ -81,7 +81,7 @@ class Objectives(extensions.Extension):
     ref_E = data.take(pack.base_E, index)
     objective = phase.objective_stage(run.config, run.corpus, pack, members, ref_E, self.user)
     init = lambda sh: jax.jit(lambda s: data.take(s, index), out_shardings=sh.state)(pack.base_E)
-    graphdef, state_E, final = run.train(objective, init)
+    graphdef, state_E, final, _ = run.train(objective, init)
     if run.workdir.writer:
       episodes = phase.episodes_frame(objective.batches.journal)
       atomic_write(os.path.join(run.workdir.path, "objectives", f"{pack.label}-episodes.csv"),

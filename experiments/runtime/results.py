@@ -70,6 +70,14 @@ def cell_frames(cell, items, n_params, tokens, losses):
   return metrics, items.assign(**{k: meta[k] for k in ITEM_META})
 
 
+def curve_rows(steps, loss, tokens):
+  """`loss` rows (task train) at each logged step, each at its own token count tokens(step): the
+  loss curve a Chinchilla-style fit reads. Points along one learning-rate schedule, not models
+  trained to each budget, so they bound that fit's loss-at-D from above."""
+  return [{"task": "train", "context": "all", "metric": "loss", "value": float(v), "n": 1,
+           "tokens": int(tokens(int(s)))} for s, v in zip(steps, loss)]
+
+
 def with_extra(metrics, items, rows, extra_items):
   """One cell's frames with an extension's rows (dicts of task, context, metric, value, ...) and
   extra item frames (e.g. capped evaluations, which carry their own `intervention`) appended."""

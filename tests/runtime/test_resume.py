@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import orbax.checkpoint as ocp
+import pandas as pd
 import pytest
 
 import tiny_runs
@@ -107,6 +108,11 @@ def test_sigterm_checkpoints_the_current_step_and_the_rerun_resumes_from_it(tmp_
   rerun = _run(tmp_path / "stopped")
   assert f"nano-finetune/persona: resuming at step {stopped.group(1)} " in rerun.stderr
   _assert_identical(tmp_path / "ref", tmp_path / "stopped")
+  # The base model's loss curve (log_every=1), restored with its finished stage on the rerun.
+  m = pd.read_csv(tmp_path / "stopped" / "metrics.csv")
+  curve = m[(m.metric == "loss") & (m.persona == "none")]
+  assert len(curve) == STAGES["base"] and curve.tokens.is_monotonic_increasing
+  assert curve.tokens.nunique() == STAGES["base"] and curve.value.iloc[-1] < curve.value.iloc[0]
 
 
 def _objectives_cmd(workdir):
@@ -144,23 +150,23 @@ def test_a_preempted_stage_resumes_to_the_same_parameters(tmp_path, monkeypatch,
   from experiments.runtime.workdir import Workdir
 
   c, corpus, mcfg = make_demo_config(), demo_corpus, demo_model_config  # 16 people, batches of 8
-  c.train.checkpoint_every = 0
+  c.train.checkpoint_every, c.train.log_every = 0, 2
   mesh = sharding.make_mesh(c.mesh)
   base_cells = [grid.Cell("nano", "finetune", "none", 0.0, 0.0, s) for s in (0, 1)]
   st = stage.imitation("base", "p/base", base_cells, 6, c.train, mcfg,
                        data.Batches(corpus, 0, 8).base([0, 1]), 1e-2, members=["seed0", "seed1"])
   init = lambda sh: train.init_states(mcfg, [0, 1], sh)[1]
   run = lambda name: stage.run(c, Workdir(str(tmp_path / name), c.to_dict()), mesh, st, init)
-  _, ref, ref_losses = run("ref")
-  monkeypatch.setattr(distributed, "preempted", lambda step: step == 3)
-  with pytest.raises(train.Preempted, match="step 3 of 6"):
+  ref = run("ref")
+  # Stopped on a logged step: the checkpoint must hold that step's losses, or the curve loses it.
+  monkeypatch.setattr(distributed, "preempted", lambda step: step == 4)
+  with pytest.raises(train.Preempted, match="step 4 of 6"):
     run("stopped")
   monkeypatch.undo()
-  _, got, losses = run("stopped")
-  for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(got)):
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-  np.testing.assert_array_equal(losses["base_loss"], ref_losses["base_loss"])
-  _, again, again_losses = run("stopped")  # a finished stage is restored, not retrained
-  for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(again)):
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-  np.testing.assert_array_equal(again_losses["base_loss"], ref_losses["base_loss"])
+  for got in (run("stopped"), run("stopped")):  # resumed, then restored (not retrained)
+    for a, b in zip(jax.tree.leaves(ref.state), jax.tree.leaves(got.state)):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(got.final["base_loss"], ref.final["base_loss"])
+    np.testing.assert_array_equal(got.curve[0], [2, 4, 6])  # the loss curve, one row per log
+    np.testing.assert_array_equal(got.curve[1], ref.curve[1])
+    assert got.curve[1].shape == (3, 2)  # steps × members
