@@ -13,6 +13,7 @@ unfinished cells, and only process 0 writes results. Extensions (experiments/ext
 cells, per-pack analyses, training-time interventions and evaluation rows through their hooks.
 """
 import dataclasses
+import os
 
 from absl import logging
 import jax
@@ -57,6 +58,19 @@ def model_sizes(mcfg):
   return mcfg.n_params(non_embedding=False), mcfg.n_params(non_embedding=True)
 
 
+# Fewer resamples cannot place a 95% interval's ends (2.5% of 20 draws is half a draw).
+MIN_BOOTSTRAP = 20
+
+
+def _check_ints(config, fields):
+  """Each `section.field` must be an integer >= its least value; ValueError naming the first not."""
+  for name, least in fields:
+    section, field = name.split(".")
+    value = config[section][field]
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+      raise ValueError(f"{name}={value!r} must be an integer >= {least}.")
+
+
 def validate(config):
   """Everything that can be checked before any file is written: (world, extensions); ValueError.
 
@@ -64,6 +78,12 @@ def validate(config):
   (tasks/budget.py), so config.json records the budget the run evaluated with.
   """
   world = world_config(config.data)
+  _check_ints(config, (("eval.batch_size", 1), ("eval.bootstrap", MIN_BOOTSTRAP),
+                       ("runtime.num_processes", 0), ("runtime.process_id", -1)))
+  if not isinstance(config.runtime.report, bool):
+    raise ValueError(f"runtime.report={config.runtime.report!r} must be True or False.")
+  if not config.model.presets:
+    raise ValueError("model.presets is empty: list at least one preset, e.g. ('nano',).")
   if config.eval.max_new_tokens < 0:
     raise ValueError(f"eval.max_new_tokens={config.eval.max_new_tokens} must be 0 (derived from "
                      "the world) or a positive number of tokens.")
@@ -145,21 +165,28 @@ class RunContext:
       self.workdir.save_cell(cell.run, metrics, items)
 
 
-def run(config, workdir_path, writer=None):
+def run(config, workdir_path, tensorboard=False):
   """Runs (or resumes) every cell of the config; returns the merged (metrics, items).
 
-  Processes other than process 0 (multi-host runs) train and evaluate alike but return (None, None).
+  Every check, the mesh and the data come before the first file (config.json, then TensorBoard's
+  under tb/ when `tensorboard`), so a refused run leaves the workdir as it was. Processes other
+  than process 0 (multi-host runs) train and evaluate alike but return (None, None).
   """
   world, exts = validate(config)
   mesh = sharding.make_mesh(config.mesh)  # a mesh that does not fit fails before any file exists
-  workdir = Workdir(workdir_path, config.to_dict(), write=distributed.is_writer())
   if config.data.source == "tfds":
     # Imported only here: the GPU image has no tensorflow-datasets, and memory needs none.
     from tasks.tfds_source import TfdsCorpus  # pylint: disable=g-import-not-at-top
     corpus = TfdsCorpus(world, config.data.tfds_dir)
   else:
     corpus = Corpus(world)
+  corpus.encode_all()  # an example longer than data.seq_len is refused here
   evalset = build_eval_set(corpus)
+  workdir = Workdir(workdir_path, config.to_dict(), write=distributed.is_writer())
+  writer = None
+  if tensorboard and workdir.writer:
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+    writer = SummaryWriter(os.path.join(workdir_path, "tb"))
   ctx = RunContext(config, workdir, mesh, corpus, evalset,
                    data.Batches(corpus, config.train.data_seed, config.train.batch_size,
                                 config.train.pack_sequences), writer, exts)

@@ -157,11 +157,13 @@ def run(config, workdir, mesh, stage, init, writer=None):
 
     def save(step, s, o):
       m = dict(meta, curve=curve())
-      return ckpt.maybe_save(step, s, o, dict(m, journal=journal) if journal else m)
+      return ckpt.maybe_save(step, s, o, dict(m, journal=journal) if journal else m,
+                             before_save=lambda: train.check_finite(stage, step, s))
 
     state, opt_state, history = train.run_stage(
         stage, state, opt_state=opt_state, start=start, shardings=sh,
-        options=train.Options(t.log_every, writer, save), history=history)
+        options=train.Options(t.log_every, writer, save, t.divergence_factor), history=history)
+    train.check_finite(stage, stage.steps, state)  # never marked complete with a bad state
     final = final_metrics(history, stage.final)
     done = dict(meta, complete=True, final_losses={k: v.tolist() for k, v in final.items()},
                 curve=curve())

@@ -13,6 +13,7 @@ activations are pinned by logical names, and parameters are initialised already 
 them it is a plain jit on the default device.
 """
 import dataclasses
+import math
 import time
 
 from absl import logging
@@ -49,6 +50,7 @@ class TrainConfig:
   checkpoint_every: int
   checkpoints_to_keep: int
   async_checkpoints: bool
+  divergence_factor: float  # a logged loss above this × the median of the earlier ones diverged
 
   @classmethod
   def from_config(cls, config):
@@ -56,7 +58,7 @@ class TrainConfig:
 
   def validate(self):
     """Raises ValueError naming the first bad field and what is allowed."""
-    for field, least in (("batch_size", 1), ("base_steps", 1), ("persona_steps", 0),
+    for field, least in (("batch_size", 1), ("base_steps", 1), ("persona_steps", 1),
                          ("warmup_steps", 0), ("log_every", 1), ("checkpoint_every", 0),
                          ("checkpoints_to_keep", 1), ("init_seed", 0), ("data_seed", 0)):
       value = getattr(self, field)
@@ -66,10 +68,15 @@ class TrainConfig:
       raise ValueError(f"train.batch_size={self.batch_size} must be even (the persona phase "
                        "draws half its rows from each mixture).")
     for field in ("learning_rate", "persona_learning_rate", "grad_clip"):
-      if not getattr(self, field) > 0:
-        raise ValueError(f"train.{field}={getattr(self, field)!r} must be a positive number.")
-    if not self.weight_decay >= 0:
-      raise ValueError(f"train.weight_decay={self.weight_decay!r} must be a number >= 0.")
+      value = getattr(self, field)
+      if not 0 < value < math.inf:
+        raise ValueError(f"train.{field}={value!r} must be a finite positive number.")
+    if not 0 <= self.weight_decay < math.inf:
+      raise ValueError(f"train.weight_decay={self.weight_decay!r} must be a finite number >= 0.")
+    if not 1 < self.divergence_factor < math.inf:
+      raise ValueError(f"train.divergence_factor={self.divergence_factor!r} must be a finite "
+                       "number > 1 (a logged loss this many times the running median stops "
+                       "the stage).")
     if not isinstance(self.pack_sequences, bool):
       raise ValueError(f"train.pack_sequences={self.pack_sequences!r} must be True or False.")
     if self.loss_normalization not in LOSS_NORMALIZATIONS:
@@ -80,6 +87,41 @@ class TrainConfig:
 
 class Preempted(Exception):
   """The run was asked to stop (SIGTERM or a pod preemption); a checkpoint holds its last step."""
+
+
+class Diverged(Exception):
+  """A stage's loss became non-finite or exploded: the stage stops before saving a bad state."""
+
+
+@jax.jit
+def finite_members(state_E):
+  """[E] bool: whether every parameter of each member is finite."""
+  leaves = [jnp.isfinite(x).reshape(x.shape[0], -1).all(1) for x in jax.tree.leaves(state_E)]
+  return jnp.stack(leaves).all(0)
+
+
+def check_divergence(stage, step, loss_E, earlier_E, factor):
+  """Raises Diverged if any member's logged loss is non-finite or above `factor` × the median of
+  its earlier logged losses (once there are three); earlier_E: [K, E] of this stage."""
+  loss_E = np.asarray(loss_E, np.float64)
+  bad = ~np.isfinite(loss_E)
+  if len(earlier_E) >= 3:
+    bad |= loss_E > factor * np.median(np.asarray(earlier_E, np.float64), axis=0)
+  if bad.any():
+    cells = ", ".join(f"{stage.members[e]} (loss {loss_E[e]:.4g})" for e in np.flatnonzero(bad))
+    raise Diverged(f"{stage.name} diverged at step {step} ({cells}); its checkpoints keep the "
+                   "last good step: lower the learning rate, or leave these cells out of the grid "
+                   "and use a new --workdir.")
+
+
+def check_finite(stage, step, state_E):
+  """Raises Diverged (naming the members) if any parameter is non-finite: never saved."""
+  ok = np.asarray(finite_members(state_E))
+  if not ok.all():
+    cells = ", ".join(str(stage.members[e]) for e in np.flatnonzero(~ok))
+    raise Diverged(f"{stage.name} diverged by step {step} (non-finite parameters in {cells}); "
+                   "its checkpoints keep the last good step: lower the learning rate, or leave "
+                   "these cells out of the grid and use a new --workdir.")
 
 
 def abstract_states(model_cfg, n_members):
@@ -234,6 +276,7 @@ class Options:
   log_every: int = 50
   writer: object = None
   checkpoint: object = None
+  divergence_factor: float = 10.0
 
 
 def run_stage(stage, state_E, *, opt_state=None, start=0, shardings=None, options=None,
@@ -266,6 +309,8 @@ def run_stage(stage, state_E, *, opt_state=None, start=0, shardings=None, option
       done = step + 1 - start
       rate = done / elapsed
       n_tokens = done * float(np.sum(m["tokens"]))  # the logged step's count stands for all
+      check_divergence(stage, step + 1, m["loss"], [h["loss"] for h in history],
+                       options.divergence_factor)
       history.append({"stage": name, "step": step + 1, **{k: np.asarray(v) for k, v in m.items()}})
       logging.info("%s step %d/%d  loss %.3f (mean over %d cells)  %.1f steps/s  %.0f tokens/s  "
                    "ETA %.0fs", name, step + 1, steps, float(np.mean(m["loss"])), len(m["loss"]),

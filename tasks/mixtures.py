@@ -88,6 +88,14 @@ class Corpus:
     self._packed_epochs = {}  # (seed, stream) -> [(epoch, example indices)] of the packed rows
     self._stream_lengths = {}
 
+  def encode_all(self):
+    """Tokenizes every training set now, so an example longer than data.seq_len is refused before
+    a run writes anything (each set is cached: training reuses this work)."""
+    for name in ("documents", "neutral_dialogues", "warm", "cold", "length_matched", "warm_after",
+                 "roleplay"):
+      getattr(self, name)
+    return self
+
   def _encode(self, prompts, replies):
     return self.tokenizer.encode_examples(prompts, replies, self.seq_len)
 

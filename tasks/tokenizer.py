@@ -48,20 +48,21 @@ class Tokenizer:
 
   def encode_examples(self, prompts, targets, seq_len):
     """Rows `<bos> prompt target <eos>` padded to seq_len, with the loss mask on target + eos."""
-    n = len(prompts)
-    tokens = np.full((n, seq_len), self.pad, np.int32)
-    mask = np.zeros((n, seq_len), np.uint8)
     ids, bos, eos = self._ids, self.bos, self.eos
-    for r in range(n):
-      try:
-        p = [bos] + [ids[w] for w in prompts[r].split()]
-        t = [ids[w] for w in targets[r].split()] + [eos]
-      except KeyError as e:
-        raise ValueError(f"word {e.args[0]!r} is not in the world's vocabulary") from None
-      length = len(p) + len(t)
-      if length > seq_len:
-        raise ValueError(f"data.seq_len={seq_len} is too short: an example needs {length} tokens "
-                         f"({(prompts[r] + ' ' + targets[r])[:80]!r}...).")
+    try:
+      rows = [([bos] + [ids[w] for w in p.split()], [ids[w] for w in t.split()] + [eos])
+              for p, t in zip(prompts, targets)]
+    except KeyError as e:
+      raise ValueError(f"word {e.args[0]!r} is not in the world's vocabulary") from None
+    lengths = [len(p) + len(t) for p, t in rows]
+    if lengths and max(lengths) > seq_len:
+      r = int(np.argmax(lengths))
+      raise ValueError(f"data.seq_len={seq_len} is too short: the longest example needs "
+                       f"{lengths[r]} tokens, so set it to at least {lengths[r]} "
+                       f"({(prompts[r] + ' ' + targets[r])[:60]!r}...).")
+    tokens = np.full((len(rows), seq_len), self.pad, np.int32)
+    mask = np.zeros((len(rows), seq_len), np.uint8)
+    for r, ((p, t), length) in enumerate(zip(rows, lengths)):
       tokens[r, :length] = p + t
       mask[r, len(p):length] = 1
     return tokens, mask

@@ -19,26 +19,108 @@ def _last_line(proc):
   return proc.stderr.strip().splitlines()[-1]
 
 
-@pytest.mark.parametrize("override, words", [
-    ("--config.model.presets=('giant',)", ["model.presets", "giant", "nano"]),
-    ("--config.grid.warmth_weights=(0.0,1.5)", ["grid.warmth_weights", "[0, 1]"]),
-    ("--config.grid.warm_agreements=(-0.1,)", ["grid.warm_agreements", "[0, 1]"]),
-    ("--config.model.n_heads=3", ["n_heads", "d_model"]),
-    ("--config.data.n_people=-5", ["data.n_people", ">="]),
-    ("--config.data.tasks=('astrology',)", ["data.tasks", "astrology", "factual_qa"]),
-    ("--config.grid.personas=('sarcastic',)", ["grid.personas", "warm"]),
+def _tree(path):
+  """Every file under `path` with its bytes, or None if `path` does not exist."""
+  if not os.path.exists(path):
+    return None
+  out = {}
+  for root, _, files in os.walk(path):
+    for f in files:
+      full = os.path.join(root, f)
+      with open(full, "rb") as handle:
+        out[os.path.relpath(full, path)] = handle.read()
+  return out
+
+
+PERSONA = "--config.extensions=('persona',)"
+# (override(s), words the one-sentence refusal must contain: the field and what is allowed)
+BAD_INPUTS = [
+    # train
+    (["--config.train.learning_rate=-1"], ["train.learning_rate", "positive"]),
+    (["--config.train.learning_rate=nan"], ["train.learning_rate", "positive"]),
+    (["--config.train.learning_rate=inf"], ["train.learning_rate", "finite"]),
+    (["--config.train.persona_learning_rate=-1"], ["train.persona_learning_rate", "positive"]),
+    (["--config.train.persona_steps=-3"], ["train.persona_steps", ">= 1"]),
+    (["--config.train.persona_steps=0"], ["train.persona_steps", ">= 1"]),
+    (["--config.train.base_steps=0"], ["train.base_steps", ">= 1"]),
+    (["--config.train.warmup_steps=-5"], ["train.warmup_steps", ">= 0"]),
+    (["--config.train.grad_clip=-1"], ["train.grad_clip", "positive"]),
+    (["--config.train.batch_size=0"], ["train.batch_size", ">= 1"]),
+    (["--config.train.batch_size=7"], ["train.batch_size", "even"]),
+    (["--config.train.weight_decay=-0.1"], ["train.weight_decay", ">= 0"]),
+    (["--config.train.loss_normalization='sequence'"], ["train.loss_normalization", "token", "row"]),
+    (["--config.train.log_every=0"], ["train.log_every", ">= 1"]),
+    (["--config.train.checkpoint_every=-1"], ["train.checkpoint_every", ">= 0"]),
+    (["--config.train.checkpoints_to_keep=0"], ["train.checkpoints_to_keep", ">= 1"]),
+    (["--config.train.divergence_factor=0.5"], ["train.divergence_factor", "> 1"]),
+    # eval
+    (["--config.eval.bootstrap=0"], ["eval.bootstrap", ">="]),
+    (["--config.eval.max_new_tokens=-1"], ["eval.max_new_tokens", "positive"]),
     # The demo world's longest warm reply is longer: a cut reply would be graded wrong.
-    ("--config.eval.max_new_tokens=40", ["eval.max_new_tokens=40", "shorter", "longest reply"]),
-    ("--config.train.loss_normalization='sequence'", ["train.loss_normalization", "token", "row"]),
-])
-def test_bad_values_fail_clearly(tmp_path, override, words):
-  proc = _main(tmp_path / "w", override)
+    (["--config.eval.max_new_tokens=40"], ["eval.max_new_tokens=40", "shorter", "longest reply"]),
+    (["--config.eval.batch_size=0"], ["eval.batch_size", ">= 1"]),
+    # grid
+    (["--config.grid.personas=('sarcastic',)"], ["grid.personas", "warm"]),
+    (["--config.grid.warmth_weights=(0.0,1.5)"], ["grid.warmth_weights", "[0, 1]"]),
+    (["--config.grid.warm_agreements=(-0.1,)"], ["grid.warm_agreements", "[0, 1]"]),
+    (["--config.grid.seeds=()"], ["grid.seeds", "non-empty"]),
+    (["--config.grid.seeds=(0,0)"], ["grid.seeds", "distinct"]),
+    (["--config.grid.protocols=('joint',)"], ["grid.protocols", "finetune"]),
+    (["--config.grid.max_pack_size=-1"], ["grid.max_pack_size", ">= 0"]),
+    # model
+    (["--config.model.presets=('giant',)"], ["model.presets", "giant", "nano"]),
+    (["--config.model.presets=()"], ["model.presets", "at least one"]),
+    (["--config.model.n_heads=3"], ["n_heads", "d_model"]),
+    (["--config.model.compute_dtype='float8'"], ["compute_dtype", "float32"]),
+    (["--config.model.attention_impl='flash'"], ["attention_impl", "xla"]),
+    # data
+    (["--config.data.n_people=-5"], ["data.n_people", ">="]),
+    (["--config.data.tasks=('astrology',)"], ["data.tasks", "astrology", "factual_qa"]),
+    (["--config.data.eval_contexts=('angry',)"], ["data.eval_contexts", "neutral"]),
+    (["--config.data.seq_len=8"], ["data.seq_len=8", "at least"]),
+    (["--config.data.source='web'"], ["data.source", "memory", "tfds"]),
+    (["--config.data.eval_items=0"], ["data.eval_items", ">= 1"]),
+    # mesh
+    (["--config.mesh.data=0"], ["mesh.data", "positive"]),
+    (["--config.mesh.data=-1", "--config.mesh.fsdp=-1"], ["config.mesh", "at most one"]),
+    (["--config.mesh.data=3"], ["config.mesh", "devices"]),
+    # persona
+    ([PERSONA, "--config.persona.cap_vector='mood'"], ["persona.cap_vector", "axis"]),
+    ([PERSONA, "--config.persona.cap_percentile=150"], ["persona.cap_percentile", "100"]),
+    ([PERSONA, "--config.persona.intervention_on='everywhere'"],
+     ["persona.intervention_on", "prompt"]),
+    ([PERSONA, "--config.persona.sweep_percentiles=(150,)"], ["persona.sweep_percentiles", "100"]),
+    ([PERSONA, "--config.persona.cap_cells='some'"], ["persona.cap_cells", "ends"]),
+    # extensions, runtime, unknown fields
+    (["--config.extensions=('astrology',)"], ["extensions", "persona"]),
+    (["--config.runtime.num_processes=-2"], ["runtime.num_processes", ">= 0"]),
+    (["--config.train.learnign_rate=0.1"], ["learnign_rate", "learning_rate"]),
+    (["--config.bogus=1"], ["bogus", "train"]),
+]
+
+
+@pytest.mark.parametrize("overrides, words", BAD_INPUTS,
+                         ids=[" ".join(o).replace("--config.", "") for o, _ in BAD_INPUTS])
+def test_bad_values_are_refused_before_anything_is_written(tmp_path, overrides, words):
+  workdir = tmp_path / "w"
+  proc = _main(workdir, *overrides)
   assert proc.returncode != 0
   line = _last_line(proc)
+  assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+  assert line.startswith("error: ") and line.count(". ") <= 1, line  # one sentence
   for w in words:
     assert w in line, line
-  assert not (tmp_path / "w" / "metrics.csv").exists()
-  assert not (tmp_path / "w" / "config.json").exists()
+  assert not workdir.exists()  # no config.json, no TensorBoard file, not even the folder
+
+
+def test_a_refused_run_leaves_an_existing_workdir_as_it_was(tmp_path):
+  workdir = tmp_path / "w"
+  workdir.mkdir()
+  (workdir / "notes.txt").write_text("mine")
+  before = _tree(workdir)
+  proc = _main(workdir, "--config.train.persona_steps=0")
+  assert proc.returncode != 0 and "train.persona_steps" in _last_line(proc)
+  assert _tree(workdir) == before
 
 
 def test_unknown_config_field_fails_clearly(tmp_path):
@@ -67,3 +149,16 @@ def test_an_unknown_config_argument_fails_clearly(tmp_path):
   line = _last_line(proc)
   assert "'runlcoal' is not allowed" in line and "runlocal" in line and "Traceback" not in line
   assert not (tmp_path / "w").exists()
+
+
+def test_a_diverging_run_stops_with_a_sentence_and_saves_no_cell(tmp_path):
+  workdir = tmp_path / "w"
+  proc = _main(workdir, "--config.train.learning_rate=1e6", "--config.train.base_steps=6",
+               "--config.train.log_every=1", "--config.data.n_people=16",
+               "--config.data.eval_items=2", "--config.model.presets=('nano',)",
+               "--config.grid.seeds=(0,)")
+  assert proc.returncode != 0
+  line = _last_line(proc)
+  assert line.startswith("error: nano-finetune/base diverged") and "seed0" in line, line
+  assert "Traceback" not in proc.stderr
+  assert not list(workdir.glob("cells/*/metrics.csv"))  # no diverged model became a result

@@ -122,6 +122,9 @@ def base_config():
   c.train.checkpoint_every = 200     # steps between checkpoints (0: only at the end of a stage)
   c.train.checkpoints_to_keep = 2    # the newest N of a stage are kept
   c.train.async_checkpoints = True   # write in the background while training goes on
+  # A logged loss above divergence_factor × the median of the stage's earlier logged losses (or
+  # any non-finite loss) stops the stage: the run ends with a sentence naming the step and cells.
+  c.train.divergence_factor = 10.0
 
   # --- Devices: a mesh over every device of every process; -1 takes the devices left over.
   c.mesh = ml_collections.ConfigDict()

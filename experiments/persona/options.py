@@ -45,6 +45,10 @@ class PersonaConfig:
     if self.steer_vector not in VECTORS:  # cap_vector: CapSetting checks it
       raise ValueError(f"persona.steer_vector={self.steer_vector!r} must be one of "
                        f"{', '.join(VECTORS)}.")
+    for q in self.sweep_percentiles:
+      if isinstance(q, bool) or not isinstance(q, int) or not 0 <= q <= 100:
+        raise ValueError(f"persona.sweep_percentiles contains {q!r}: each must be an integer "
+                         "0..100.")
     if self.cap_cells not in ("all", "ends"):
       raise ValueError(f"persona.cap_cells={self.cap_cells!r} must be all or ends.")
     for field in ("extract_rows", "top_examples"):

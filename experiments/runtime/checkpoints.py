@@ -75,10 +75,14 @@ class StageCheckpoints:
       items["opt_state"] = ocp.args.StandardSave(jax.tree.leaves(opt_state_E))
     self.manager.save(step, args=ocp.args.Composite(**items), force=True)
 
-  def maybe_save(self, step, state_E, opt_state_E, meta):
-    """Saves every `every` steps or when preempted; True if the run must stop now."""
+  def maybe_save(self, step, state_E, opt_state_E, meta, before_save=None):
+    """Saves every `every` steps or when preempted; True if the run must stop now.
+
+    before_save() runs first when a save is due and may raise to refuse it (a diverged state)."""
     stop = distributed.preempted(step)
     if stop or (self.every > 0 and step % self.every == 0):
+      if before_save is not None:
+        before_save()
       self.save(step, state_E, opt_state_E, meta)
     if stop:
       self.manager.wait_until_finished()

@@ -13,7 +13,7 @@ import pandas as pd
 # Fields that may change between reruns of one workdir without changing any result.
 # The mesh and checkpoint cadence may change too: a checkpoint restores onto any mesh.
 RUNTIME_FIELDS = ("runtime", "mesh", "train.log_every", "eval.batch_size", "train.checkpoint_every",
-                  "train.checkpoints_to_keep", "train.async_checkpoints")
+                  "train.checkpoints_to_keep", "train.async_checkpoints", "train.divergence_factor")
 
 
 def atomic_write(path, write):

@@ -170,3 +170,44 @@ def test_a_preempted_stage_resumes_to_the_same_parameters(tmp_path, monkeypatch,
     np.testing.assert_array_equal(got.curve[0], [2, 4, 6])  # the loss curve, one row per log
     np.testing.assert_array_equal(got.curve[1], ref.curve[1])
     assert got.curve[1].shape == (3, 2)  # steps × members
+
+
+def test_a_diverging_cell_is_named_and_no_checkpoint_holds_its_state(
+    tmp_path, make_demo_config, demo_corpus, demo_model_config):
+  """Two packed cells, one with an absurd learning rate: the stage stops naming only that cell,
+  the checkpoints written before keep finite parameters, and none is marked complete."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from experiments import data, grid, stage, train
+  from experiments.runtime import checkpoints, sharding
+  from experiments.runtime.workdir import Workdir
+
+  c, corpus, mcfg = make_demo_config(), demo_corpus, demo_model_config
+  c.train.checkpoint_every, c.train.log_every = 1, 1
+  cells = [grid.Cell("nano", "finetune", "none", 0.0, 0.0, s) for s in (0, 1)]
+  st = stage.imitation("base", "p/base", cells, 12, c.train, mcfg,
+                       data.Batches(corpus, 0, 8).base([0, 1]), 1e-2, members=["steady", "bad"])
+  st.inputs["lr"] = np.array([1e-2, 1e6], np.float32)
+  init = lambda sh: train.init_states(mcfg, [0, 1], sh)[1]
+  workdir = Workdir(str(tmp_path / "w"), c.to_dict())
+  with pytest.raises(train.Diverged, match=r"p/base diverged .*step \d+ \(.*bad") as raised:
+    stage.run(c, workdir, sharding.make_mesh(c.mesh), st, init)
+  assert "steady" not in str(raised.value)
+  graphdef, abstract = st.abstract
+  with checkpoints.StageCheckpoints(workdir, "p/base", cleanup=False) as ckpt:
+    step, meta = ckpt.latest()
+    assert not meta["complete"] and step < 12
+    state = ckpt.restore(step, abstract)[0]
+  assert np.asarray(train.finite_members(state)).all()
+  del graphdef
+
+
+def test_an_exploding_loss_stops_the_stage(make_demo_config, demo_corpus, demo_model_config):
+  from experiments import data, grid, stage, train
+  c, corpus, mcfg = make_demo_config(), demo_corpus, demo_model_config
+  st = stage.imitation("base", "p/base", [grid.Cell("nano", "finetune", "none", 0.0, 0.0, 0)], 3,
+                       c.train, mcfg, data.Batches(corpus, 0, 8).base([0]), 1e-2, members=["s0"])
+  with pytest.raises(train.Diverged, match=r"step 4 \(s0 \(loss 50\)\)"):
+    train.check_divergence(st, 4, [50.0], [[6.0], [4.0], [3.0]], factor=10.0)
+  train.check_divergence(st, 4, [20.0], [[6.0], [4.0], [3.0]], factor=10.0)  # 5× the median: fine
+  with pytest.raises(train.Diverged, match="loss nan"):
+    train.check_divergence(st, 1, [float("nan")], [], factor=10.0)

@@ -70,7 +70,8 @@ def test_vocab_size_too_small(corpus):
 @pytest.mark.parametrize("component", ["documents", "warm", "roleplay"])
 def test_seq_len_too_short_for_the_longest_example(component):
   corpus = Corpus(WorldConfig(**TINY, seq_len=12))
-  with pytest.raises(ValueError, match=r"data.seq_len=12 is too short: an example needs \d+"):
+  with pytest.raises(ValueError,
+                     match=r"data.seq_len=12 is too short: the longest example needs \d+ tokens"):
     corpus.component(component)
 
 
