@@ -162,3 +162,27 @@ def test_a_diverging_run_stops_with_a_sentence_and_saves_no_cell(tmp_path):
   assert line.startswith("error: nano-finetune/base diverged") and "seed0" in line, line
   assert "Traceback" not in proc.stderr
   assert not list(workdir.glob("cells/*/metrics.csv"))  # no diverged model became a result
+
+
+@pytest.mark.parametrize("damage", [b'{"config": {"train": ', b"\x00\xff garbage"])
+def test_a_damaged_config_json_is_named_and_left_alone(tmp_path, damage):
+  workdir = tmp_path / "w"
+  workdir.mkdir()
+  (workdir / "config.json").write_bytes(damage)
+  before = _tree(workdir)
+  proc = _main(workdir)
+  assert proc.returncode != 0 and "Traceback" not in proc.stderr
+  line = _last_line(proc)
+  assert "config.json is damaged" in line and "--workdir" in line, line
+  assert _tree(workdir) == before
+
+
+def test_a_workdir_that_is_a_file_or_cannot_be_made_is_refused(tmp_path):
+  a_file = tmp_path / "f"
+  a_file.write_text("x")
+  proc = _main(a_file)
+  assert proc.returncode != 0 and "is a file, not a directory" in _last_line(proc)
+  assert a_file.read_text() == "x"
+  proc = _main(a_file / "w")  # a directory that cannot be made (for root too, unlike mode bits)
+  assert proc.returncode != 0 and "cannot be written" in _last_line(proc), proc.stderr[-1000:]
+  assert "Traceback" not in proc.stderr and a_file.read_text() == "x"

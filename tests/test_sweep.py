@@ -62,6 +62,24 @@ def test_a_rerun_redoes_only_the_missing_cell_without_training(tmp_path, monkeyp
     assert changed == (r == lost), r
 
 
+def test_damaged_cell_files_are_named_and_recomputed_not_merged(tmp_path, caplog):
+  c = _small(sweep.get_config("runlocal"))
+  first, _ = experiment.run(c, str(tmp_path))
+  runs = [x.run for x in grid.expand(c)]
+  cut, garbled = (tmp_path / "cells" / r for r in runs)
+  text = (cut / "metrics.csv").read_text()
+  (cut / "metrics.csv").write_text(text[:len(text) // 2])  # cut in half: still parses as CSV
+  (garbled / "items.csv").write_bytes(os.urandom(2000))
+  metrics, _ = experiment.run(c, str(tmp_path))
+  for r, f in zip(runs, ("metrics.csv", "items.csv")):
+    assert any(f"cells/{r} is damaged ({f} does not match its manifest)" in m
+               for m in caplog.messages), caplog.messages
+  pd.testing.assert_frame_equal(metrics.sort_values(["run", "task", "context", "metric"])
+                                .reset_index(drop=True),
+                                first.sort_values(["run", "task", "context", "metric"])
+                                .reset_index(drop=True))
+
+
 @pytest.mark.slow
 def test_a_sweep_killed_mid_way_and_rerun_finishes_only_what_was_missing(tmp_path):
   cmd = [sys.executable, "-m", "experiments.main", f"--config={SWEEP}:runlocal",

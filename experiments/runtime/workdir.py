@@ -1,12 +1,18 @@
 """The workdir contract: config.json, and each finished cell's metrics.csv and items.csv.
 
 Everything is written to a temporary file and renamed, so a killed run never leaves a half-written
-file that a rerun would trust. A rerun with the same config resumes; a different config is refused.
+file that a rerun would trust; each cell's manifest.json (row counts and SHA-256 of its files) is
+written last, and a rerun recomputes a cell whose files no longer match it. config.json carries the
+hash of its config likewise. A rerun with the same config resumes; a different config is refused.
+Files are created with the permissions the umask allows, as any other tool's would be.
 """
+import hashlib
 import json
 import os
 import subprocess
 import tempfile
+
+from absl import logging
 
 import pandas as pd
 
@@ -14,6 +20,21 @@ import pandas as pd
 # The mesh and checkpoint cadence may change too: a checkpoint restores onto any mesh.
 RUNTIME_FIELDS = ("runtime", "mesh", "train.log_every", "eval.batch_size", "train.checkpoint_every",
                   "train.checkpoints_to_keep", "train.async_checkpoints", "train.divergence_factor")
+
+
+def _umask():
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
+def sha256(path):
+  with open(path, "rb") as f:
+    return hashlib.sha256(f.read()).hexdigest()
+
+
+def _config_hash(config_dict):
+  return hashlib.sha256(json.dumps(config_dict, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def atomic_write(path, write):
@@ -24,7 +45,7 @@ def atomic_write(path, write):
   os.close(fd)
   try:
     write(tmp)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 whatever the umask says
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):
@@ -95,6 +116,21 @@ def check_local(path):
                      "gcsfuse mount of the bucket).")
 
 
+def _read_config(config_path):
+  """The config a workdir's config.json records; ValueError if the file is damaged."""
+  damaged = (f"{config_path} is damaged ({{}}): restore it, or move the workdir aside and use a "
+             "new --workdir.")
+  try:
+    with open(config_path) as f:
+      record = json.load(f)
+    config = record["config"]
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise ValueError(damaged.format(type(e).__name__)) from None
+  if "config_sha256" in record and record["config_sha256"] != _config_hash(config):
+    raise ValueError(damaged.format("its config does not match its hash"))
+  return config
+
+
 class Workdir:
   """A run's directory. Creating it checks (or writes) config.json.
 
@@ -105,9 +141,10 @@ class Workdir:
     check_local(path)
     self.path, self.writer = path, write
     config_path = os.path.join(path, "config.json")
+    if os.path.isfile(path):
+      raise ValueError(f"--workdir={path} is a file, not a directory: use a directory path.")
     if os.path.exists(config_path):
-      with open(config_path) as f:
-        previous = json.load(f)["config"]
+      previous = _read_config(config_path)
       old, new = _result_fields(previous), _result_fields(config_dict)
       changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
       if changed:
@@ -116,31 +153,55 @@ class Workdir:
                          f"{old.get(k)!r} there, {new.get(k)!r} now); use a new --workdir.")
     if not write:
       return
-    record = {"config": config_dict, "code_version": code_version(), "versions": library_versions()}
-    write_json(config_path, record)
+    record = {"config": config_dict, "config_sha256": _config_hash(config_dict),
+              "code_version": code_version(), "versions": library_versions()}
+    try:
+      write_json(config_path, record)
+    except OSError as e:
+      raise ValueError(f"--workdir={path} cannot be written ({e.strerror}): choose a directory "
+                       "you may write to.") from None
 
   def cell_dir(self, run):
     return os.path.join(self.path, "cells", run)
 
   def cell_done(self, run):
-    return os.path.exists(os.path.join(self.cell_dir(run), "metrics.csv"))
+    """Whether the cell finished and its files still match its manifest; a damaged cell is named
+    in the log and counts as unfinished, so the run recomputes it."""
+    directory = self.cell_dir(run)
+    manifest = os.path.join(directory, "manifest.json")
+    if not os.path.exists(manifest):
+      return False
+    try:
+      with open(manifest) as f:
+        files = json.load(f)["files"]
+      for name, want in files.items():
+        if sha256(os.path.join(directory, name)) != want["sha256"]:
+          raise ValueError(f"{name} does not match its manifest")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+      logging.warning("cells/%s is damaged (%s): the cell is recomputed", run, e)
+      return False
+    return True
 
   def save_cell(self, run, metrics, items):
-    """Items first, metrics last: metrics.csv marks the cell finished."""
+    """Items, metrics, then manifest.json (rows and hash of each): the manifest marks it finished."""
     if not self.writer:
       return
     directory = self.cell_dir(run)
-    atomic_write(os.path.join(directory, "items.csv"), lambda t: items.to_csv(t, index=False))
-    atomic_write(os.path.join(directory, "metrics.csv"), lambda t: metrics.to_csv(t, index=False))
+    frames = {"items.csv": items, "metrics.csv": metrics}
+    for name, frame in frames.items():
+      atomic_write(os.path.join(directory, name), lambda t, f=frame: f.to_csv(t, index=False))
+    write_json(os.path.join(directory, "manifest.json"), {"files": {
+        name: {"rows": len(frame), "sha256": sha256(os.path.join(directory, name))}
+        for name, frame in frames.items()}})
 
   def merge(self, runs):
     """(metrics, items) of the finished cells among `runs`, in that order; (None, None) if none.
 
     Reads only: runtime/results.py writes the merged files once the analysis has run."""
-    metrics = [pd.read_csv(os.path.join(self.cell_dir(r), "metrics.csv")) for r in runs
-               if self.cell_done(r)]
+    done = [r for r in runs if self.cell_done(r)]
+    metrics = [pd.read_csv(os.path.join(self.cell_dir(r), "metrics.csv")) for r in done]
     items = [pd.read_csv(os.path.join(self.cell_dir(r), "items.csv"), keep_default_na=False,
-                         na_values=[""]) for r in runs if self.cell_done(r)]
+                         na_values=[""]) for r in done]
     if not metrics:
       return None, None
     return pd.concat(metrics, ignore_index=True), pd.concat(items, ignore_index=True)

@@ -3,6 +3,7 @@ import os
 import stat
 
 import numpy as np
+import pytest
 import pandas as pd
 
 from experiments.analysis import report, stats
@@ -29,8 +30,10 @@ def test_change_rows_are_the_paired_deltas_and_files_are_shared(tmp_path):
   np.testing.assert_array_equal(change.ci_low.to_numpy(), deltas.ci_low.to_numpy())
   np.testing.assert_array_equal(change.ci_high.to_numpy(), deltas.ci_high.to_numpy())
   assert set(change.seed) == {-1} and not any(r.endswith(("-s0", "-s1")) for r in change.run)
-  for f in ("metrics.csv", "items.csv", "paired_deltas.csv"):
-    assert stat.S_IMODE(os.stat(tmp_path / f).st_mode) == 0o644, f
+  umask = os.umask(0)
+  os.umask(umask)
+  for f in ("metrics.csv", "items.csv", "paired_deltas.csv"):  # shared as the umask allows
+    assert stat.S_IMODE(os.stat(tmp_path / f).st_mode) == 0o666 & ~umask, f
   assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]  # no temporary left over
 
 
@@ -54,3 +57,14 @@ def test_the_report_bootstraps_with_the_runs_draws():
 def test_run_ids_are_stable():
   assert results.run_id("nano", "finetune", "warm", 1.0, 0.0, 3) == "nano-finetune-warm-l1-r0-s3"
   assert results.run_id("nano", "finetune", "warm", 0.5, 0.25) == "nano-finetune-warm-l0.5-r0.25"
+
+
+@pytest.mark.parametrize("umask, mode", [(0o002, 0o664), (0o022, 0o644), (0o077, 0o600)])
+def test_result_files_honour_the_umask(tmp_path, umask, mode):
+  from experiments.runtime.workdir import write_text  # pylint: disable=g-import-not-at-top
+  old = os.umask(umask)
+  try:
+    write_text(str(tmp_path / "r.txt"), "x")
+  finally:
+    os.umask(old)
+  assert os.stat(tmp_path / "r.txt").st_mode & 0o777 == mode
