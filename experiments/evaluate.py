@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import pandas as pd
 
+from experiments.runtime import distributed
 from models.decode import generate_fn, score_fn
 from tasks.grading import BEHAVIOURS, grade
 
@@ -39,6 +40,7 @@ class Progress:
     self.every = max(1, total // 10)
 
   def done(self, k):
+    distributed.stop_if_asked(f"evaluation ({self.what}) at batch {k} of {self.total}")
     if k % self.every and k != self.total:
       return
     elapsed = time.perf_counter() - self.t0
@@ -102,9 +104,13 @@ def mc_errors(graphdef, state_E, evalset, tokenizer, batch_size, intervention=No
     return errors
   score_E = jax.jit(jax.vmap(functools.partial(score_fn, graphdef), in_axes=(0, None, None, None)))
   scores = np.zeros((n_members, len(tokens)), np.float32)
-  for rows, width in buckets(mask.sum(1), batch_size):  # right-padded: keep the first `width`
+  chunks = buckets(mask.sum(1), batch_size)  # right-padded: each keeps its first `width` columns
+  progress = Progress(f"multiple choice of {n_members} model(s), {len(tokens)} options",
+                      len(chunks))
+  for k, (rows, width) in enumerate(chunks):
     scores[:, rows] = np.asarray(score_E(state_E, tokens[rows, :width], mask[rows, :width],
                                          target[rows, :width]))
+    progress.done(k + 1)
   for r in np.unique(owners):
     sel = owners == r
     best = np.argmax(scores[:, sel], axis=1)

@@ -275,7 +275,10 @@ def conclude(config, workdir_path, metrics, items):
   """After the merge: the paired changes (once), each extension's rows, one write of the results
   (runtime/results.py); returns the text the run prints."""
   deltas = stats.paired_deltas(items, "error", n_boot=config.eval.bootstrap)
-  parts = [ext.summarize(workdir_path, metrics, items) for ext in extensions.load(config)]
+  parts = []
+  for ext in extensions.load(config):
+    distributed.stop_if_asked("the summary")  # nothing is written until every part is ready
+    parts.append(ext.summarize(workdir_path, metrics, items))
   results.write(workdir_path, metrics, items, deltas, *[rows for rows, _ in parts])
   return "\n".join([summary.format_table(summary.main_table(deltas))]
                    + [text for _, text in parts if text])

@@ -32,18 +32,18 @@ def main(argv):
     distributed.initialize(config.runtime)  # before anything else touches a device
     distributed.handle_sigterm()
     metrics, items = experiment.run(config, path, tensorboard=True)
+    if not distributed.is_writer():
+      return  # process 0 summarises and reports
+    if items is None:
+      sys.exit("error: no cell finished, so there is nothing to summarise.")
+    print(experiment.conclude(config, path, metrics, items))
+    if config.runtime.report:
+      from experiments.analysis import report  # pylint: disable=g-import-not-at-top
+      logging.info("report: %s", report.write_report(path))
   except (ValueError, train.Diverged) as e:
     sys.exit(f"error: {e}")
-  except train.Preempted as e:
+  except distributed.Preempted as e:
     sys.exit(f"stopped: {e} Rerun the same command to resume.")
-  if not distributed.is_writer():
-    return  # process 0 summarises and reports
-  if items is None:
-    sys.exit("error: no cell finished, so there is nothing to summarise.")
-  print(experiment.conclude(config, path, metrics, items))
-  if config.runtime.report:
-    from experiments.analysis import report  # pylint: disable=g-import-not-at-top
-    logging.info("report: %s", report.write_report(path))
   print(f"metrics: {os.path.join(path, 'metrics.csv')}")
 
 

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from experiments.runtime.distributed import Preempted  # pylint: disable=unused-import
 from experiments.sections import from_section
 from models import Transformer
 from models.partitioning import axis_rules
@@ -85,8 +86,6 @@ class TrainConfig:
     return self
 
 
-class Preempted(Exception):
-  """The run was asked to stop (SIGTERM or a pod preemption); a checkpoint holds its last step."""
 
 
 class Diverged(Exception):

@@ -25,6 +25,7 @@ from experiments.analysis import scaling
 from experiments.analysis import stats
 from experiments.analysis import study_report
 from experiments.analysis.power import null_reading, with_power
+from experiments.runtime import distributed
 from experiments.runtime.workdir import atomic_write, write_text
 from tasks.config import PROBE_TASKS, RELIABILITY_TASKS, SCREENING_TASKS, TASKS
 
@@ -33,6 +34,7 @@ REQUIRED = ['run', 'preset', 'n_params', 'protocol', 'persona', 'warmth_weight',
 ITEM_REQUIRED = [c for c in REQUIRED if c not in ('metric', 'value', 'n')] + ['item_id', 'error']
 CONTEXTS = ['neutral', 'emotional', 'false_belief', 'emotional+false_belief', 'all']
 LABELS = ['preset', 'protocol', 'persona', 'intervention', 'task', 'context']
+NUMERIC = ['n_params', 'warmth_weight', 'warm_agreement', 'seed', 'value', 'n', 'error']
 
 
 def _read_csv(path, required):
@@ -48,6 +50,14 @@ def _read_csv(path, required):
                      f'(required: {", ".join(required)}).')
   if df.empty:
     raise ValueError(f'{path} has a header but no rows.')
+  for c in NUMERIC:
+    if c in required and df[c].dtype == object:  # a number column with text in it
+      bad = pd.to_numeric(df[c], errors='coerce').isna() & df[c].notna()
+      if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ValueError(f'{path} has {df[c].iloc[row]!r} in column {c} (data row {row + 1}), '
+                         'where a number is required.')
+      df[c] = pd.to_numeric(df[c])
   for c in LABELS:
     df[c] = df[c].fillna('none').astype(str)
   return df
@@ -482,13 +492,18 @@ def write_report(workdir, n_boot=None):
     design, sentences = stats.describe_design(metrics, config)
     summary += sentences + notes
     deltas, computed = None, False
+    stop = lambda: distributed.stop_if_asked('the report')  # SIGTERM: stop between sections
     if items is not None:
       deltas, computed = paired_deltas(workdir, items, n_boot)
+      stop()
       _stats_sections(items, deltas, n_boot, doc, summary)
+      stop()
       study_report.mechanism_section(items, metrics, n_boot, doc, summary, figs, staging)
+    stop()
     figs += [plots.error_vs_lambda(metrics, staging), plots.frontier(metrics, staging)]
     _scaling_sections(metrics, n_boot, doc, summary, figs, staging)
     for add_section in _extension_reports(config):  # each a no-op without its rows
+      stop()
       add_section(metrics, doc, summary, figs, staging)
     head = [('h1', f'warmth-sim report: {os.path.basename(os.path.abspath(workdir))}'),
             ('h2', 'Summary'), ('ul', summary), ('h2', 'Design'), ('table', design)]

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.runtime import distributed
+
 
 def encode_dialogues(tokenizer, prompts, replies, seq_len):
   """(tokens_NT, reply_NT, real_NT): reply_NT marks the reply's words, real_NT every token."""
@@ -60,6 +62,7 @@ def _padded_chunks(arrays, batch_size):
   n = len(arrays[0])
   size = balanced_chunk(n, batch_size)
   for i in range(0, n, size):
+    distributed.stop_if_asked(f"persona geometry at row {i} of {n}")
     part = [a[i:i + size] for a in arrays]
     pad = size - len(part[0])
     if pad:

@@ -76,6 +76,19 @@ def to_local(tree):
   return jax.device_put(tree, device)
 
 
+class Preempted(Exception):
+  """The run was asked to stop (SIGTERM or a pod preemption); what finished is kept: a checkpoint
+  holds a training stage's last step, and finished cells are saved."""
+
+
+def stop_if_asked(where):
+  """Raises Preempted once SIGTERM arrived, at a boundary outside training (an evaluation or
+  geometry batch, a report section), so a stop comes within a batch's time. Single-process runs:
+  a pod's preemption notice is synchronised at training steps only."""
+  if _SIGTERM.is_set() and jax.process_count() == 1:
+    raise Preempted(f"{where} stopped on SIGTERM; finished cells are kept.")
+
+
 def handle_sigterm():
   """Single-process runs: SIGTERM asks for a checkpoint at the next step, then a clean exit."""
   if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():

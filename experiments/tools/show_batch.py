@@ -50,6 +50,13 @@ def decode_row(tokenizer, tokens, mask):
 def stage_batch(config, corpus, stage, seed, step, persona="warm", rho=0.0):
   """{part: {field: [B, ...]}} of one cell at one step, as the trainer builds it."""
   from experiments import data, grid  # pylint: disable=g-import-not-at-top
+  if step < 0 or seed < 0:
+    raise ValueError(f"--step={step} and --seed={seed} must be integers >= 0.")
+  if not 0.0 <= rho <= 1.0:
+    raise ValueError(f"--rho={rho:g} must lie in [0, 1], as grid.warm_agreements does.")
+  if persona not in grid.PERSONAS:
+    raise ValueError(f"--persona={persona!r} is not allowed: choose one of "
+                     f"{', '.join(grid.PERSONAS)}.")
   batches = data.Batches(corpus, config.train.data_seed, config.train.batch_size,
                          config.train.pack_sequences)
   if stage == "base":

@@ -231,6 +231,12 @@ def _bad_workdirs(root):
   bad_items = os.path.join(root, 'bad_items')
   synthetic_metrics.write_sweep(bad_items, items=items.drop(columns=['item_id']))
   yield bad_items, 'items.csv lacks required column(s) item_id'
+  text = os.path.join(root, 'text_in_numbers')
+  metrics = synthetic_metrics.metrics_from_items(items).astype({'value': object})
+  metrics.loc[3, 'value'] = 'n/a (crashed)'
+  synthetic_metrics.write_sweep(text, items=items)
+  metrics.to_csv(os.path.join(text, 'metrics.csv'), index=False)
+  yield text, "has 'n/a (crashed)' in column value (data row 4), where a number is required"
 
 
 def test_bad_inputs_raise_one_sentence_and_write_nothing(tmp_path):

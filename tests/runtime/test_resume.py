@@ -115,6 +115,27 @@ def test_sigterm_checkpoints_the_current_step_and_the_rerun_resumes_from_it(tmp_
   assert curve.tokens.nunique() == STAGES["base"] and curve.value.iloc[-1] < curve.value.iloc[0]
 
 
+@pytest.mark.slow
+def test_sigterm_during_evaluation_stops_at_a_batch_and_the_rerun_matches(tmp_path):
+  _run(tmp_path / "ref")
+  # Small evaluation batches (a runtime field: results do not depend on it) give many boundaries.
+  cmd = tiny_runs.main_cmd(tmp_path / "stopped", *STEPS, "--config.eval.batch_size=4")
+  proc = subprocess.Popen(cmd, cwd=tiny_runs.ROOT, env=tiny_runs.env(), stderr=subprocess.PIPE,
+                          stdout=subprocess.DEVNULL, text=True)
+  for line in proc.stderr:
+    m = re.search(r"eval replies of \d+ model\(s\), \d+ prompts: (\d+)/(\d+) batches", line)
+    if m and int(m.group(1)) < int(m.group(2)) // 2:
+      proc.send_signal(signal.SIGTERM)
+      break
+  rest = proc.stderr.read()
+  assert proc.wait(timeout=60) == 1, rest[-2000:]
+  assert re.search(r"stopped: evaluation \(replies .*\) at batch \d+ of \d+ stopped on SIGTERM",
+                   rest), rest[-2000:]
+  assert " persona step " not in rest  # it stopped there, not at the next training step
+  _run(tmp_path / "stopped", cmd)
+  _assert_identical(tmp_path / "ref", tmp_path / "stopped")
+
+
 def _objectives_cmd(workdir):
   """The objectives config, small: its affect and emotion_rl cells train 8 steps, saving every 2."""
   config = os.path.join(tiny_runs.ROOT, "experiments", "configs", "objectives.py")

@@ -2,6 +2,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from experiments import data
 from experiments.tools import show_batch
 import tiny_runs
@@ -44,3 +46,17 @@ def test_command_line_prints_rows_and_refuses_unknown_personas():
   bad = subprocess.run(cmd + ["--stage=persona", "--persona=sarcastic"], cwd=tiny_runs.ROOT,
                        env=tiny_runs.env(), capture_output=True, text=True, timeout=120)
   assert bad.returncode != 0 and "--persona='sarcastic' must be one of" in bad.stderr
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"rho": 2.0}, ["--rho=2", "[0, 1]"]),
+    ({"persona": "sarcastic"}, ["--persona='sarcastic'", "warm"]),
+    ({"step": -1}, ["--step=-1", ">= 0"]),
+])
+def test_values_the_main_command_refuses_are_refused_here_too(make_demo_config, kwargs, words):
+  args = {"stage": "persona", "seed": 0, "step": 0, **kwargs}
+  with pytest.raises(ValueError) as raised:
+    show_batch.show(make_demo_config(), args.pop("stage"), args.pop("seed"), args.pop("step"),
+                    write=lambda _: None, **args)
+  for w in words:
+    assert w in str(raised.value)
