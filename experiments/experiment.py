@@ -130,7 +130,11 @@ class RunContext:
   def train(self, what, init):
     """stage.Trained of Stage `what`: finished earlier, resumed, or trained; init(shardings)
     gives the state a new stage starts from."""
-    return stage.run(self.config, self.workdir, self.mesh, what, init, self.writer)
+    try:
+      return stage.run(self.config, self.workdir, self.mesh, what, init, self.writer)
+    except train.Diverged as e:
+      self.workdir.record_failure(what.name, what.members, str(e))
+      raise
 
   def tokens(self, steps):
     """Token slots (padding included) a model has trained on after `steps` steps."""

@@ -1,4 +1,5 @@
 """The command line: bad input ends with one clear sentence, a non-zero exit and no metrics.csv."""
+import json
 import os
 import subprocess
 import sys
@@ -162,6 +163,8 @@ def test_a_diverging_run_stops_with_a_sentence_and_saves_no_cell(tmp_path):
   assert line.startswith("error: nano-finetune/base diverged") and "seed0" in line, line
   assert "Traceback" not in proc.stderr
   assert not list(workdir.glob("cells/*/metrics.csv"))  # no diverged model became a result
+  failed = json.loads((workdir / "failed.json").read_text())
+  assert failed[0]["stage"] == "nano-finetune/base" and failed[0]["members"] == ["seed0"]
 
 
 @pytest.mark.parametrize("damage", [b'{"config": {"train": ', b"\x00\xff garbage"])

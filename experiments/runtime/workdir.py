@@ -161,6 +161,18 @@ class Workdir:
       raise ValueError(f"--workdir={path} cannot be written ({e.strerror}): choose a directory "
                        "you may write to.") from None
 
+  def record_failure(self, stage, members, message):
+    """Adds a failed stage (its members never became results) to failed.json."""
+    if not self.writer:
+      return
+    path = os.path.join(self.path, "failed.json")
+    failures = []
+    if os.path.exists(path):
+      with open(path) as f:
+        failures = json.load(f)
+    failures.append({"stage": stage, "members": list(members), "message": message})
+    write_json(path, failures)
+
   def cell_dir(self, run):
     return os.path.join(self.path, "cells", run)
 
