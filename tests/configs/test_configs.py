@@ -64,7 +64,7 @@ def test_a_section_refuses_a_field_it_does_not_know():
 
 @pytest.mark.parametrize("field, value, words", [
     ("batch_size", 7, "must be even"), ("learning_rate", 0.0, "positive"),
-    ("checkpoints_to_keep", 0, ">= 1"), ("persona_steps", -1, ">= 0"),
+    ("checkpoints_to_keep", 0, ">= 1"), ("persona_steps", 0, ">= 1"),
     ("loss_normalization", "sequence", "token, row")])
 def test_train_section_rules(field, value, words):
   c = demo.get_config("runlocal")
