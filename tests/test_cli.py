@@ -189,3 +189,14 @@ def test_a_workdir_that_is_a_file_or_cannot_be_made_is_refused(tmp_path):
   proc = _main(a_file / "w")  # a directory that cannot be made (for root too, unlike mode bits)
   assert proc.returncode != 0 and "cannot be written" in _last_line(proc), proc.stderr[-1000:]
   assert "Traceback" not in proc.stderr and a_file.read_text() == "x"
+
+
+def test_a_missing_or_broken_config_file_is_one_sentence(tmp_path):
+  broken = tmp_path / "broken.py"
+  broken.write_text("def get_config(:\n  pass\n")
+  for config, words in ((str(tmp_path / "nope.py"), ["nope.py does not exist"]),
+                        (str(broken), ["broken.py has a syntax error at line 1"])):
+    proc = _main(tmp_path / "w", config=config)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert all(w in _last_line(proc) for w in words), _last_line(proc)
+    assert not (tmp_path / "w").exists()
