@@ -1,0 +1,159 @@
+"""One trained model out of a workdir, ready to probe: `experiments.load_run(workdir, run)`.
+
+A checkpoint holds a whole pack (every cell trained together) stacked on a leading axis, and each
+stage names its rows differently (the base stage by seed, later stages by run id). `load_run`
+finds the stage that trained `run`, restores its last complete step, takes that one row and
+returns it with the model config saved beside the checkpoint, the tokenizer and the world:
+
+  from experiments import load_run
+  r = load_run("workdirs/demo", "micro-finetune-warm-l1-r0-s0")
+  item_id, context, prompt = r.eval_prompts()[0]
+  print(prompt, "->", r.reply(prompt))      # greedy, as the evaluation generates
+  out = r.model(r.encode(prompt), return_residuals=True)  # out.residuals_LBTD: [L, 1, T, D]
+
+`run` is a cell id as in metrics.csv (`<preset>-<protocol>-<persona>-l<λ>-r<ρ>-s<seed>`); a base
+model is its `none` cell. Capping acts at evaluation, not in the weights, so a capped evaluation
+loads as its uncapped run.
+"""
+import dataclasses
+import json
+import os
+
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from experiments import extensions, grid, train
+from experiments.runtime import checkpoints
+from models.config import ModelConfig
+
+MODEL_FILE = "model.json"  # the ModelConfig of a stage, beside its step directories
+
+
+@dataclasses.dataclass
+class LoadedRun:
+  """One run's model (graphdef + state, no leading axis), its config and its world."""
+  run: str
+  stage: str                # the checkpoint that holds it, e.g. nano-finetune/persona
+  step: int
+  graphdef: object
+  state: object
+  model_config: ModelConfig
+  config: ml_collections.ConfigDict
+  corpus: object            # tasks.mixtures.Corpus: .tokenizer and .world
+
+  @property
+  def tokenizer(self):
+    return self.corpus.tokenizer
+
+  @property
+  def world(self):
+    return self.corpus.world
+
+  @property
+  def model(self):
+    """The nnx Transformer (a new module each call; the state is shared)."""
+    return nnx.merge(self.graphdef, self.state)
+
+  def eval_prompts(self):
+    """[(item_id, context, rendered prompt)] of the world's held-out evaluation, in order."""
+    from tasks.dialogue import render_prompt  # pylint: disable=g-import-not-at-top
+    from tasks.mixtures import eval_turns  # pylint: disable=g-import-not-at-top
+    return [(i.item_id, t.context, render_prompt(i, t)) for i, t in eval_turns(self.world)]
+
+  def encode(self, text):
+    """[1, T] token ids of `<bos> text`, as a prompt starts."""
+    return jnp.asarray([[self.tokenizer.bos] + self.tokenizer.encode(text)], jnp.int32)
+
+  def reply(self, prompt, max_new_tokens=None):
+    """The greedy reply to a rendered prompt, decoded exactly as the evaluation decodes it."""
+    from experiments import evaluate  # pylint: disable=g-import-not-at-top
+    from models.decode import generate_fn  # pylint: disable=g-import-not-at-top
+    prompt_1T = self.encode(prompt)
+    tokens, _ = generate_fn(self.graphdef, self.state, prompt_1T, jnp.ones_like(prompt_1T), None,
+                            None, max_new_tokens=max_new_tokens or self.config.eval.max_new_tokens,
+                            eos_id=self.tokenizer.eos, pad_id=self.tokenizer.pad)
+    return evaluate.decode_replies(np.asarray(tokens)[None], self.tokenizer)[0][0]
+
+
+def save_model_config(workdir, name, model_cfg):
+  """Writes the stage's ModelConfig beside its checkpoints (once; it never changes)."""
+  from experiments.runtime.workdir import write_json  # pylint: disable=g-import-not-at-top
+  path = os.path.join(workdir.path, "checkpoints", name, MODEL_FILE)
+  if workdir.writer and not os.path.exists(path):
+    write_json(path, dataclasses.asdict(model_cfg))
+
+
+def read_config(workdir):
+  """The ConfigDict a workdir's config.json records."""
+  from experiments.runtime.workdir import _read_config  # pylint: disable=g-import-not-at-top
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(path):
+    raise ValueError(f"{path} not found: load_run needs a workdir written by experiments.main.")
+  return ml_collections.ConfigDict(_read_config(path))
+
+
+def _cells(config):
+  cells = grid.expand(config)
+  return cells + [c for ext in extensions.load(config) for c in ext.cells(list(cells))]
+
+
+def _stage_of(workdir, cell):
+  """(checkpoint name, member) of the stage whose checkpoints hold `cell`'s trained model."""
+  if cell.persona == "none" and cell.protocol == "finetune":
+    return f"{cell.preset}-finetune/base", f"seed{cell.seed}"
+  root = os.path.join(workdir, "checkpoints")
+  for pack in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+    for stage in sorted(os.listdir(os.path.join(root, pack))):
+      name = f"{pack}/{stage}"
+      with checkpoints.StageCheckpoints(_Path(workdir), name, cleanup=False) as ckpt:
+        latest = ckpt.latest()
+      if latest and cell.run in latest[1]["members"]:
+        return name, cell.run
+  raise ValueError(f"no checkpoint of {workdir} holds run {cell.run!r}: has that cell trained?")
+
+
+@dataclasses.dataclass
+class _Path:
+  """What StageCheckpoints needs of a workdir: its path."""
+  path: str
+
+
+def load_run(workdir, run, stage=None):
+  """LoadedRun of `run` (a cell id) from `workdir`; `stage` (e.g. 'nano-finetune/base') picks a
+  checkpoint by name instead of the one that trained the run. ValueError, one sentence, if the
+  run or its checkpoint is not there or the stage is unfinished."""
+  from tasks.mixtures import Corpus  # pylint: disable=g-import-not-at-top
+  from experiments import experiment  # pylint: disable=g-import-not-at-top
+  config = read_config(workdir)
+  cells = {c.run: c for c in _cells(config)}
+  if run not in cells:
+    close = sorted(cells)[:5]
+    raise ValueError(f"run {run!r} is not a cell of {workdir}'s config: cells look like "
+                     f"{', '.join(close)}.")
+  name, member = _stage_of(workdir, cells[run])
+  if stage is not None:
+    name = stage
+  with checkpoints.StageCheckpoints(_Path(workdir), name, cleanup=False) as ckpt:
+    latest = ckpt.latest()
+    if latest is None or not latest[1].get("complete"):
+      raise ValueError(f"checkpoints/{name} has no finished stage: rerun the experiment first.")
+    step, meta = latest
+    members = list(meta["members"])
+    if member not in members:
+      raise ValueError(f"checkpoints/{name} does not hold {member!r} (it holds {members}).")
+    corpus = Corpus(experiment.world_config(config.data))
+    model_path = os.path.join(workdir, "checkpoints", name, MODEL_FILE)
+    if os.path.exists(model_path):
+      with open(model_path) as f:
+        mcfg = ModelConfig(**json.load(f))
+    else:  # a checkpoint written before model configs were kept beside it
+      mcfg = experiment.model_config(config, cells[run].preset, corpus.tokenizer.size,
+                                     jax.default_backend())
+    graphdef, abstract = train.abstract_states(mcfg, len(members))
+    state_E = ckpt.restore(step, abstract)[0]
+  e = members.index(member)
+  state = jax.tree.map(lambda a: a[e], state_E)
+  return LoadedRun(run, name, step, graphdef, state, mcfg, config, corpus)
