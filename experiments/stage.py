@@ -34,6 +34,11 @@ class Stage:
   model: object        # models.ModelConfig
   step_offset: int = 0  # TensorBoard steps of this stage start here
   final: tuple = ("base_loss", "persona_loss")  # metrics of the last step kept with the stage
+  runs: list = None    # the run id of each member (TensorBoard's directories); None: members
+  schedule: object = None  # step -> learning-rate multiplier (the optimizer's schedule)
+
+  def __post_init__(self):
+    self.runs = list(self.runs or self.members)
 
   @functools.cached_property
   def abstract(self):
@@ -64,7 +69,8 @@ def imitation(label, name, cells, steps, train_cfg, model, batches, lr, *, membe
             "lr": np.full(n, lr, np.float32), "steer": steer}
   loss = functools.partial(train.imitation_loss, normalization=train_cfg.loss_normalization)
   return Stage(label, name, members or [c.run for c in cells], steps,
-               train.make_optimizer(train_cfg, steps), batches, loss, inputs, model, step_offset)
+               train.make_optimizer(train_cfg, steps), batches, loss, inputs, model, step_offset,
+               runs=[c.run for c in cells], schedule=train.make_schedule(train_cfg, steps))
 
 
 def saved_members(workdir, name):
@@ -113,7 +119,7 @@ def final_metrics(history, keys):
   return {k: np.asarray(last[k]) for k in keys if k in last}
 
 
-def run(config, workdir, mesh, stage, init, writer=None):
+def run(config, workdir, mesh, stage, init, board=None):
   """The stage's Trained models; init(shardings) gives the state_E a new stage starts from.
 
   An on-policy stream's journal and the loss curve so far are saved with every checkpoint and
@@ -163,7 +169,7 @@ def run(config, workdir, mesh, stage, init, writer=None):
 
     state, opt_state, history = train.run_stage(
         stage, state, opt_state=opt_state, start=start, shardings=sh,
-        options=train.Options(t.log_every, writer, save, t.divergence_factor), history=history)
+        options=train.Options(t.log_every, board, save, t.divergence_factor), history=history)
     train.check_finite(stage, stage.steps, state)  # never marked complete with a bad state
     final = final_metrics(history, stage.final)
     done = dict(meta, complete=True, final_losses={k: v.tolist() for k, v in final.items()},

@@ -147,10 +147,15 @@ def init_states(model_cfg, init_seeds, shardings=None):
                            out_shardings=out)(keys)
 
 
+def make_schedule(train_cfg, steps):
+  """The learning-rate multiplier at each step: warmup, then cosine decay to 0.1 of the peak."""
+  return optax.warmup_cosine_decay_schedule(
+      0.0, 1.0, min(train_cfg.warmup_steps, max(1, steps // 2)), max(steps, 2), end_value=0.1)
+
+
 def make_optimizer(train_cfg, steps):
   """AdamW with warmup and cosine decay, gradient clipping; the peak rate is applied in-step."""
-  schedule = optax.warmup_cosine_decay_schedule(
-      0.0, 1.0, min(train_cfg.warmup_steps, max(1, steps // 2)), max(steps, 2), end_value=0.1)
+  schedule = make_schedule(train_cfg, steps)
   # Decay matrices only: norms' scales and 1-D parameters are left alone.
   decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
   return optax.chain(
@@ -225,7 +230,7 @@ def imitation_loss(state, graphdef, batch, inputs, normalization="token"):
   base = token_loss(model, batch["base"]["tokens"], batch["base"]["mask"],
                     normalization=normalization, **packing_of(batch["base"]))
   if "persona" not in batch:
-    return base, {"loss": base, "base_loss": base, "persona_loss": jnp.zeros_like(base)}
+    return base, {"loss": base, "base_loss": base}
   lam = inputs["lam"]
   persona = token_loss(model, *persona_rows(batch["persona"], inputs["rho"]), inputs.get("steer"),
                        normalization, **packing_of(batch["persona"]))
@@ -273,7 +278,7 @@ class Options:
   the run must stop (it has then saved that step): Preempted is raised.
   """
   log_every: int = 50
-  writer: object = None
+  board: object = None  # runtime/tensorboard.Board
   checkpoint: object = None
   divergence_factor: float = 10.0
 
@@ -314,11 +319,12 @@ def run_stage(stage, state_E, *, opt_state=None, start=0, shardings=None, option
       logging.info("%s step %d/%d  loss %.3f (mean over %d cells)  %.1f steps/s  %.0f tokens/s  "
                    "ETA %.0fs", name, step + 1, steps, float(np.mean(m["loss"])), len(m["loss"]),
                    rate, n_tokens / elapsed, (steps - step - 1) / rate)
-      if options.writer is not None:
-        for k, v in m.items():
-          for e, value in enumerate(np.asarray(v)):
-            options.writer.add_scalar(f"{name}/{k}/cell{e}", float(value),
-                                      stage.step_offset + step + 1)
+      if options.board is not None:
+        lr_E = np.asarray(stage.schedule(step)) * np.asarray(inputs["lr"])
+        for e, run in enumerate(stage.runs):
+          options.board.train(run, stage.step_offset + step + 1,
+                              {**{k: np.asarray(v)[e] for k, v in m.items()},
+                               "learning_rate": lr_E[e]})
     # After logging, so a checkpoint of this step holds its logged losses too.
     if (options.checkpoint is not None and step + 1 < steps
         and options.checkpoint(step + 1, state_E, opt_state)):

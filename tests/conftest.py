@@ -155,3 +155,20 @@ def demo12_model(demo12_model_config):
   """(graphdef, state_E): train.init_states(demo12_model_config, [0]), a pack of one."""
   from experiments import train
   return train.init_states(demo12_model_config, [0])
+
+
+@pytest.fixture(scope='session')
+def tiny_finished_run(tmp_path_factory):
+  """(workdir, items) of a finished finetune run with TensorBoard on: a 16-person world, the base,
+  warm and cold cells (λ = 1) of seed 1, 20 base and 6 persona steps."""
+  from experiments import experiment
+  from experiments.configs import sweep
+  c = sweep.get_config('runlocal')
+  c.data.n_people, c.data.eval_items = 16, 2
+  c.grid.protocols, c.grid.personas = ('finetune',), ('warm', 'cold')
+  c.grid.warmth_weights, c.grid.warm_agreements, c.grid.seeds = (1.0,), (0.0,), (1,)
+  c.train.batch_size, c.train.base_steps, c.train.persona_steps = 8, 20, 6
+  c.train.log_every = 5
+  workdir = str(tmp_path_factory.mktemp('run'))
+  _, items = experiment.run(c, workdir, tensorboard=True)
+  return workdir, items

@@ -3,28 +3,14 @@ import jax
 import pandas as pd
 import pytest
 
-from experiments import evaluate, experiment, load_run
-from experiments.configs import sweep
+from experiments import evaluate, load_run
 from tasks.dialogue import render_prompt
 from tasks.mixtures import build_eval_set
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-  """A finished finetune run of a 16-person world: base, warm and cold cells of one seed."""
-  c = sweep.get_config("runlocal")
-  c.data.n_people, c.data.eval_items = 16, 2
-  c.grid.protocols, c.grid.personas = ("finetune",), ("warm", "cold")
-  c.grid.warmth_weights, c.grid.warm_agreements, c.grid.seeds = (1.0,), (0.0,), (1,)
-  c.train.batch_size, c.train.base_steps, c.train.persona_steps = 8, 20, 6
-  workdir = str(tmp_path_factory.mktemp("run"))
-  _, items = experiment.run(c, workdir)
-  return workdir, items
-
-
 @pytest.mark.parametrize("run", ["nano-finetune-none-l0-r0-s1", "nano-finetune-warm-l1-r0-s1"])
-def test_a_loaded_run_generates_the_replies_its_items_recorded(finished, run):
-  workdir, items = finished
+def test_a_loaded_run_generates_the_replies_its_items_recorded(tiny_finished_run, run):
+  workdir, items = tiny_finished_run
   r = load_run(workdir, run)
   assert r.stage == ("nano-finetune/base" if "none" in run else "nano-finetune-0/persona")
   evalset = build_eval_set(r.corpus)
@@ -47,6 +33,6 @@ def test_a_loaded_run_generates_the_replies_its_items_recorded(finished, run):
   assert out.residuals_LBTD.shape == (r.model_config.n_layers, 1, t, r.model_config.d_model)
 
 
-def test_an_unknown_run_is_one_sentence(finished):
+def test_an_unknown_run_is_one_sentence(tiny_finished_run):
   with pytest.raises(ValueError, match=r"run 'nano-finetune-warm-l9-r0-s1' is not a cell"):
-    load_run(finished[0], "nano-finetune-warm-l9-r0-s1")
+    load_run(tiny_finished_run[0], "nano-finetune-warm-l9-r0-s1")

@@ -85,7 +85,8 @@ def objective_stage(config, corpus, pack, cells, ref_E, user_cfg):
   return stage.Stage("objectives", f"{pack.label}/objectives", [c.run for c in cells],
                      t.persona_steps, train.make_optimizer(t, t.persona_steps),
                      stream(corpus, cells, t, rollout), loss, inputs, pack.model,
-                     step_offset=t.base_steps, final=("base_loss", "persona_loss", "kl"))
+                     step_offset=t.base_steps, final=("base_loss", "persona_loss", "kl"),
+                     schedule=train.make_schedule(t, t.persona_steps))
 
 
 def summaries(cells, final, journal):
