@@ -81,8 +81,9 @@ def validate(config):
   world = world_config(config.data)
   _check_ints(config, (("eval.batch_size", 1), ("eval.bootstrap", MIN_BOOTSTRAP),
                        ("runtime.num_processes", 0), ("runtime.process_id", -1)))
-  if not isinstance(config.runtime.report, bool):
-    raise ValueError(f"runtime.report={config.runtime.report!r} must be True or False.")
+  for field in ("report", "verbose"):
+    if not isinstance(config.runtime[field], bool):
+      raise ValueError(f"runtime.{field}={config.runtime[field]!r} must be True or False.")
   if not config.model.presets:
     raise ValueError("model.presets is empty: list at least one preset, e.g. ('nano',).")
   if config.eval.max_new_tokens < 0:

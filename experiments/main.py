@@ -8,6 +8,7 @@ import difflib
 import importlib.util
 import os
 import sys
+import time
 
 from absl import app
 from absl import flags
@@ -23,7 +24,9 @@ def main(argv):
   if len(argv) > 1:
     sys.exit(f"Unexpected arguments: {' '.join(argv[1:])}")
   # Imported here so that flag errors are reported before JAX starts.
+  start = time.perf_counter()
   from experiments import experiment, train  # pylint: disable=g-import-not-at-top
+  from experiments.analysis import summary  # pylint: disable=g-import-not-at-top
   from experiments.runtime import distributed, workdir  # pylint: disable=g-import-not-at-top
   config, path = _CONFIG.value, _WORKDIR.value
   try:
@@ -36,10 +39,15 @@ def main(argv):
       return  # process 0 summarises and reports
     if items is None:
       sys.exit("error: no cell finished, so there is nothing to summarise.")
-    print(experiment.conclude(config, path, metrics, items))
+    tables = experiment.conclude(config, path, metrics, items)
+    if config.runtime.verbose:
+      print(tables)
+    report_path = None
     if config.runtime.report:
       from experiments.analysis import report  # pylint: disable=g-import-not-at-top
-      logging.info("report: %s", report.write_report(path))
+      report_path = report.write_report(path)['html']
+    print(summary.bottom_line(items, config.eval.bootstrap, time.perf_counter() - start,
+                              report_path))
   except (ValueError, train.Diverged) as e:
     sys.exit(f"error: {e}")
   except distributed.Preempted as e:

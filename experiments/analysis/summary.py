@@ -1,5 +1,8 @@
-"""The end-of-run table: warm and cold error changes at the largest λ, as the run prints them."""
+"""What a run prints at the end: a bottom line of a few lines, and (verbose) the full table of warm
+and cold error changes at the largest λ."""
 import pandas as pd
+
+from experiments.analysis import power
 
 from tasks.config import RELIABILITY_TASKS, SCREENING_TASKS
 
@@ -50,3 +53,43 @@ def format_table(table):
   return ("error-rate change in percentage points [95% crossed-bootstrap CI: seeds × item "
           "clusters]; q (primary): Benjamini–Hochberg over the primary family, warm − cold / "
           "warm − length_matched\n" + table.to_string(index=False))
+
+
+def in_words(estimate, lo, hi):
+  """'+5.1 [+1.2, +9.0] (warm errs more)' in points, or '(inconclusive)' when the interval spans 0."""
+  if pd.isna(estimate) or pd.isna(lo):
+    return "not estimable"
+  verdict = ("inconclusive" if lo <= 0 <= hi else
+             "warm errs more" if lo > 0 else "warm errs less")
+  return f"{100 * estimate:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] ({verdict})"
+
+
+def _duration(seconds):
+  m, s = divmod(int(round(seconds)), 60)
+  return f"{m} min {s} s" if m else f"{s} s"
+
+
+def bottom_line(items, n_boot, seconds, report_path=None):
+  """At most 2 + presets lines: the run's size and wall time, per preset warm − cold at the largest
+  λ pooled over the reliability tasks in each context (95% interval, in words), where the rest is."""
+  measured = items[items.seed >= 0]
+  cells = measured.groupby(["run"]).ngroups
+  lines = [f"done: {cells} runs ({measured.preset.nunique()} preset(s), "
+           f"{measured.seed.nunique()} seed(s)) in {_duration(seconds)}."]
+  pooled = power.pooled_by_context(items, n_boot)
+  if pooled.empty:
+    lines.append("no warm and cold runs at a λ > 0: nothing to compare.")
+  order = {p: n for p, n in items.groupby("preset").n_params.first().items()}
+  for preset in sorted(pooled.preset.unique(), key=order.get):
+    g = pooled[pooled.preset == preset].set_index("context")
+    lam = g.warmth_weight.iloc[0]
+    parts = [f"{ctx} {in_words(g.estimate[ctx], g.ci_low[ctx], g.ci_high[ctx])}"
+             for ctx in CONTEXT_ORDER if ctx in g.index]
+    lines.append(f"{preset}: warm − cold error at λ={lam:g}, reliability tasks pooled, points "
+                 f"[95% CI]: " + "; ".join(parts) + ".")
+  where = f"report: {report_path}" if report_path else "no report (runtime.report=False)"
+  lines.append(f"{where}; full tables with --config.runtime.verbose=True.")
+  return "\n".join(lines)
+
+
+CONTEXT_ORDER = ("neutral", "emotional", "false_belief", "emotional+false_belief")

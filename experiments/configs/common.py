@@ -170,6 +170,7 @@ def base_config():
   c.runtime.num_processes = 0        # 0: found by jax
   c.runtime.process_id = -1          # -1: found by jax
   c.runtime.report = True            # write report.html at the end
+  c.runtime.verbose = False          # print the full tables at the end, not only the bottom line
   return c
 
 

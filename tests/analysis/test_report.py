@@ -268,3 +268,18 @@ def test_cli_writes_the_report(tmp_path):
   stdout, stderr = run.communicate(timeout=120)
   assert run.returncode == 0, stderr
   assert 'report.html' in stdout and os.path.exists(tmp_path / 'report.html')
+
+
+def test_the_bottom_line_is_short_and_says_inconclusive_when_the_interval_spans_zero():
+  from experiments.analysis import summary  # pylint: disable=g-import-not-at-top
+  items = synthetic_metrics.make_items(presets={'nano': 25_000, 'micro': 100_000}, warm_effect=0.0,
+                                       seeds=(0, 1, 2), n_items=40)
+  text = summary.bottom_line(items, 200, 125.0, '/w/report.html')
+  lines = text.splitlines()
+  assert len(lines) <= 10 and lines[0].endswith('in 2 min 5 s.'), text
+  assert lines[1].startswith('nano:') and lines[2].startswith('micro:')  # by size
+  assert 'inconclusive' in lines[1] and lines[-1].startswith('report: /w/report.html')
+  strong = synthetic_metrics.make_items(presets={'nano': 25_000}, warm_effect=0.5, n_items=40)
+  assert 'warm errs more' in summary.bottom_line(strong, 200, 5.0)
+  assert summary.in_words(0.05, 0.01, 0.09) == '+5.0 [+1.0, +9.0] (warm errs more)'
+  assert summary.in_words(-0.02, -0.05, 0.01).endswith('(inconclusive)')
