@@ -6,6 +6,7 @@ Reads files only. Every sentence of the summary is computed from the numbers.
 """
 
 import base64
+import datetime
 import html
 import json
 import os
@@ -25,6 +26,7 @@ from experiments.analysis import scaling
 from experiments.analysis import stats
 from experiments.analysis import study_report
 from experiments.analysis.power import null_reading, with_power
+from experiments.analysis.summary import answer_lines
 from experiments.runtime import distributed
 from experiments.runtime.workdir import atomic_write, write_text
 from tasks.config import PROBE_TASKS, RELIABILITY_TASKS, SCREENING_TASKS, TASKS
@@ -34,6 +36,10 @@ REQUIRED = ['run', 'preset', 'n_params', 'protocol', 'persona', 'warmth_weight',
 ITEM_REQUIRED = [c for c in REQUIRED if c not in ('metric', 'value', 'n')] + ['item_id', 'error']
 CONTEXTS = ['neutral', 'emotional', 'false_belief', 'emotional+false_belief', 'all']
 LABELS = ['preset', 'protocol', 'persona', 'intervention', 'task', 'context']
+BOTTOM_LINE_NOTE = ('The primary contrast: warm − cold error at the largest λ, pooled over the '
+                    'reliability tasks; "inconclusive" when its 95% interval spans 0. Terms: a run '
+                    '(or cell) is one trained model configuration and seed; a pack is the runs '
+                    'trained together as one vmapped program.')
 NUMERIC = ['n_params', 'warmth_weight', 'warm_agreement', 'seed', 'value', 'n', 'error']
 
 
@@ -415,13 +421,33 @@ def _md_table(df):
                    ['| ' + ' | '.join(r) + ' |' for r in cells])
 
 
+def _config_name(config):
+  """'nano, micro × λ 0, 0.5, 1 × 2 seeds': what a run's config.json says it swept."""
+  if not config:
+    return 'no config.json'
+  grid, model = config.get('grid') or {}, config.get('model') or {}
+  return (f"{', '.join(map(str, model.get('presets', [])))} × λ "
+          f"{', '.join(f'{v:g}' for v in grid.get('warmth_weights', []))} × "
+          f"{len(grid.get('seeds', []))} seeds")
+
+
+def _anchor(heading):
+  """The id of a heading, as GitHub makes it: lower case, punctuation dropped, spaces to '-'."""
+  kept = ''.join(ch for ch in heading.lower() if ch.isalnum() or ch in ' -_')
+  return kept.replace(' ', '-')
+
+
 def _render(doc):
   """(html, markdown) for the block list; images embedded in html, linked in markdown."""
   h, md = [], []
   for kind, val in doc:
     if kind in ('h1', 'h2', 'h3'):
-      h.append(f'<{kind}>{html.escape(val)}</{kind}>')
+      h.append(f'<{kind} id="{_anchor(val)}">{html.escape(val)}</{kind}>')
       md.append('#' * int(kind[1]) + ' ' + val)
+    elif kind == 'toc':
+      h.append('<nav><b>Contents</b><ul>' + ''.join(
+          f'<li><a href="#{_anchor(s)}">{html.escape(s)}</a></li>' for s in val) + '</ul></nav>')
+      md.append('**Contents**\n\n' + '\n'.join(f'- [{s}](#{_anchor(s)})' for s in val))
     elif kind == 'p':
       h.append(f'<p>{html.escape(val)}</p>')
       md.append(val)
@@ -505,9 +531,15 @@ def write_report(workdir, n_boot=None):
     for add_section in _extension_reports(config):  # each a no-op without its rows
       stop()
       add_section(metrics, doc, summary, figs, staging)
-    head = [('h1', f'warmth-sim report: {os.path.basename(os.path.abspath(workdir))}'),
-            ('h2', 'Summary'), ('ul', summary), ('h2', 'Design'), ('table', design)]
-    doc = head + doc + [('h2', 'Figures')] + [('fig', f) for f in figs]
+    answer = (answer_lines(items, n_boot) if items is not None else
+              ['items.csv is absent: no paired answer.'])
+    title = (f'warmth-sim report: {os.path.basename(os.path.abspath(workdir))} '
+             f'({_config_name(config)}, {datetime.date.today().isoformat()})')
+    head = [('h1', title), ('h2', 'Bottom line'), ('ul', answer + [BOTTOM_LINE_NOTE])]
+    head += [('fig', f) for f in figs[:1]]  # the headline figure, then the details
+    body = [('h2', 'Summary'), ('ul', summary), ('h2', 'Design'), ('table', design)] + doc
+    body += [('h2', 'Figures')] + [('fig', f) for f in figs]
+    doc = head + [('toc', [v for k, v in body if k == 'h2'])] + body
     page, md = _render(doc)
     paths = {'html': os.path.join(workdir, 'report.html'),
              'md': os.path.join(workdir, 'report.md'), 'plots': []}

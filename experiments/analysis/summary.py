@@ -69,24 +69,28 @@ def _duration(seconds):
   return f"{m} min {s} s" if m else f"{s} s"
 
 
-def bottom_line(items, n_boot, seconds, report_path=None):
-  """At most 2 + presets lines: the run's size and wall time, per preset warm − cold at the largest
-  λ pooled over the reliability tasks in each context (95% interval, in words), where the rest is."""
-  measured = items[items.seed >= 0]
-  cells = measured.groupby(["run"]).ngroups
-  lines = [f"done: {cells} runs ({measured.preset.nunique()} preset(s), "
-           f"{measured.seed.nunique()} seed(s)) in {_duration(seconds)}."]
+def answer_lines(items, n_boot):
+  """One line per preset, smallest first: warm − cold error at its largest λ, pooled over the
+  reliability tasks, per context with the 95% interval in words (the primary contrast)."""
   pooled = power.pooled_by_context(items, n_boot)
   if pooled.empty:
-    lines.append("no warm and cold runs at a λ > 0: nothing to compare.")
-  order = {p: n for p, n in items.groupby("preset").n_params.first().items()}
+    return ["no warm and cold runs at a λ > 0: nothing to compare."]
+  order = items.groupby("preset").n_params.first().to_dict()
+  lines = []
   for preset in sorted(pooled.preset.unique(), key=order.get):
     g = pooled[pooled.preset == preset].set_index("context")
-    lam = g.warmth_weight.iloc[0]
     parts = [f"{ctx} {in_words(g.estimate[ctx], g.ci_low[ctx], g.ci_high[ctx])}"
              for ctx in CONTEXT_ORDER if ctx in g.index]
-    lines.append(f"{preset}: warm − cold error at λ={lam:g}, reliability tasks pooled, points "
-                 f"[95% CI]: " + "; ".join(parts) + ".")
+    lines.append(f"{preset}: warm − cold error at λ={g.warmth_weight.iloc[0]:g}, reliability "
+                 "tasks pooled, points [95% CI]: " + "; ".join(parts) + ".")
+  return lines
+
+
+def bottom_line(items, n_boot, seconds, report_path=None):
+  """At most 2 + presets lines: the run's size and wall time, answer_lines, where the rest is."""
+  lines = [f"done: {items.run.nunique()} runs ({items.preset.nunique()} preset(s), "
+           f"{items.seed.nunique()} seed(s)) in {_duration(seconds)}."]
+  lines += answer_lines(items, n_boot)
   where = f"report: {report_path}" if report_path else "no report (runtime.report=False)"
   lines.append(f"{where}; full tables with --config.runtime.verbose=True.")
   return "\n".join(lines)

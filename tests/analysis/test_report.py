@@ -27,12 +27,18 @@ SMALL = dict(presets={'nano': 25_000, 'micro': 148_000, 'mini': 1_200_000}, n_it
 
 
 class _Page(html.parser.HTMLParser):
-  """Collects headings, tables (as lists of rows), list items and image sources."""
+  """Collects headings, tables (as lists of rows), list items per section (`items`: the Summary's;
+  `sections`: every h2's, in order), contents links and image sources."""
 
   def __init__(self):
     super().__init__()
-    self.headings, self.tables, self.items, self.images = [], [], [], []
+    self.headings, self.tables, self.images, self.links = [], [], [], []
+    self.sections = {}
     self._text = None
+
+  @property
+  def items(self):
+    return self.sections.get('Summary', [])
 
   def handle_starttag(self, tag, attrs):
     if tag == 'table':
@@ -43,6 +49,8 @@ class _Page(html.parser.HTMLParser):
       self._text = ''
     elif tag == 'img':
       self.images.append(dict(attrs)['src'])
+    elif tag == 'a':
+      self.links.append(dict(attrs)['href'])
 
   def handle_data(self, data):
     if self._text is not None:
@@ -53,8 +61,10 @@ class _Page(html.parser.HTMLParser):
       self.tables[-1][-1].append(self._text)
     elif tag in ('h1', 'h2', 'h3'):
       self.headings.append(self._text)
-    elif tag == 'li':
-      self.items.append(self._text)
+      if tag == 'h2':
+        self.sections[self._text] = []
+    elif tag == 'li' and self.sections:
+      self.sections[list(self.sections)[-1]].append(self._text)
     if tag in ('h1', 'h2', 'h3', 'li', 'td', 'th'):
       self._text = None
 
@@ -103,6 +113,23 @@ def test_complete_sweep_renders_every_section(complete):
     md = f.read()
   assert '## Summary' in md and '| task | context |' in md
   assert not [f for f in os.listdir(workdir) if f.startswith('.')]  # no staging left
+
+
+def test_the_report_leads_with_the_bottom_line_and_has_contents(complete):
+  workdir, items, _ = complete
+  page = _parse(workdir)
+  assert page.headings[1] == 'Bottom line' and list(page.sections)[0] == 'Bottom line'
+  bottom = page.sections['Bottom line']  # a line per preset, the note, then the contents
+  presets = list(items.groupby('preset').n_params.first().sort_values().index)
+  n = len(presets)
+  assert [b.split(':')[0] for b in bottom[:n]] == presets  # smallest preset first
+  assert bottom[0].startswith(f'{presets[0]}: warm − cold error at λ=1') and 'Terms:' in bottom[n]
+  assert bottom[n + 1:] == [h for h in page.headings if h in page.sections][1:]
+  assert page.links[:2] == ['#summary', '#design']
+  with open(os.path.join(workdir, 'report.html'), encoding='utf-8') as f:
+    html_text = f.read()
+  for link in page.links:  # every contents entry lands on a heading
+    assert f'id="{link[1:]}"' in html_text, link
 
 
 def test_summary_numbers_are_computed_from_the_statistics(complete):
