@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import re
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,27 @@ CONTEXT_COLORS = {'neutral': '#4c72b0', 'emotional': '#dd8452', 'false_belief': 
                   'emotional+false_belief': '#c44e52'}
 PERSONA_STYLE = {'warm': dict(ls='-', marker='o'), 'cold': dict(ls='--', marker='s'),
                  'length_matched': dict(ls=':', marker='^')}
+
+
+# Words for the column names a figure plots.
+WORDS = {'error_rate': 'error rate', 'mc_error_rate': 'multiple-choice error rate',
+         'warmth_score': 'warmth score of replies', 'n_params': 'parameters N',
+         'n_params_nonembed': 'non-embedding parameters', 'tokens': 'training tokens D',
+         'flops': 'training FLOPs', 'sycophancy_rate': 'sycophancy rate',
+         'pass_rate': 'pass rate', 'axis': 'the Assistant axis', 'warmth': 'the warmth vector',
+         'sycophancy': 'the sycophancy vector'}
+
+
+def words(name):
+  """A column name in words: 'drift_vs_neutral[axis]' -> 'drift from neutral along the Assistant
+  axis'; unknown names lose their underscores."""
+  m = re.fullmatch(r'(\w+)\[(\w+)(?::(\w+))?\]', name)
+  if m:
+    base = {'drift_vs_neutral': 'drift from neutral',
+            'projection_difference': 'projection difference',
+            'projection_mean': 'mean projection'}.get(m.group(1), words(m.group(1)))
+    return f'{base} along {words(m.group(2))}' + (f' ({m.group(3)})' if m.group(3) else '')
+  return WORDS.get(name, name.replace('_', ' '))
 
 
 @dataclasses.dataclass
@@ -76,7 +98,7 @@ def error_vs_lambda(metrics_df, out_dir, metric='error_rate'):
         ax.errorbar(line.warmth_weight, 100 * line['mean'], yerr=100 * line['sem'].fillna(0),
                     color=color, capsize=2, ms=4, lw=1.3, label=f'{persona}, {ctx}', **style)
     ax.set(title=FAMILY_TITLES[fam], xlabel='warmth weight λ')
-  axes[0].set_ylabel(f'{metric} (%)')
+  axes[0].set_ylabel(f'{words(metric)} (%)')
   # One legend for all panels, from whichever panel drew lines.
   handles, labels = max((ax.get_legend_handles_labels() for ax in axes), key=lambda h: len(h[0]))
   if handles:
@@ -111,7 +133,7 @@ def frontier(metrics_df, out_dir):
     for _, r in g.iterrows():
       ax.annotate(f'{r.warmth_weight:g}', (r.warmth, 100 * r.error), fontsize=6,
                   xytext=(3, 3), textcoords='offset points')
-  ax.set(xlabel='warmth_score', ylabel='error_rate, reliability tasks (%)',
+  ax.set(xlabel=words('warmth_score'), ylabel='error rate, reliability tasks (%)',
          title='Warmth–reliability frontier (labels: λ)')
   ax.legend(fontsize=6)
   return save(fig, out_dir, name, 'Mean warmth score against mean reliability error for every '
@@ -140,7 +162,7 @@ def effect_scaling(fit, out_dir):
   else:
     ax.axhline(0, color='grey', lw=0.8)
     ax.set_title('no power law: ' + fit.reason, fontsize=7, wrap=True)
-  ax.set(xlabel=fit.x, ylabel='warm − cold error change (points)')
+  ax.set(xlabel=words(fit.x), ylabel='warm − cold error change (points)')
   ax.legend(fontsize=7)
   return save(fig, out_dir, name, f'Warmth effect (warm − cold error at the largest λ, mean '
                f'over '
@@ -198,8 +220,8 @@ def drift_by_context(metrics_df, out_dir):
     s = g.groupby('context')['value'].mean()
     ax.bar(range(len(s)), s.values, color=[CONTEXT_COLORS.get(c, 'grey') for c in s.index])
     ax.set_xticks(range(len(s)), s.index, rotation=20, fontsize=7)
-  ax.set(ylabel=metric, title='Persona drift by context')
-  return save(fig, out_dir, name, f'{metric} (mean over runs) by interpersonal context.')
+  ax.set(ylabel=words(metric), title='Persona drift by context')
+  return save(fig, out_dir, name, f'{words(metric)} (mean over runs) by interpersonal context.')
 
 
 def loss_scaling(chin, out_dir):

@@ -45,7 +45,7 @@ def frontier(table, out_dir):
                  color=f"C{k}", label=f"{preset} {r.method}")
       ax.annotate(r.method, (r.warmth_score, 100 * r.error_rate), fontsize=6, xytext=(4, 3),
                   textcoords="offset points")
-  ax.set(xlabel="warmth_score", ylabel="error_rate, reliability tasks (%)",
+  ax.set(xlabel="warmth score of replies", ylabel="error rate, reliability tasks (%)",
          title="Warmth objectives on one budget")
   ax.legend(fontsize=6)
   return plots.save(fig, out_dir, name, "Mean warmth score against mean reliability error (every "

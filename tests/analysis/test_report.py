@@ -310,3 +310,24 @@ def test_the_bottom_line_is_short_and_says_inconclusive_when_the_interval_spans_
   assert 'warm errs more' in summary.bottom_line(strong, 200, 5.0)
   assert summary.in_words(0.05, 0.01, 0.09) == '+5.0 [+1.0, +9.0] (warm errs more)'
   assert summary.in_words(-0.02, -0.05, 0.01).endswith('(inconclusive)')
+
+
+def test_every_report_figure_has_axis_labels_in_words(tmp_path, monkeypatch):
+  figures = {}
+  original = plots.save
+
+  def keep(fig, out_dir, name, caption):
+    figures[name] = fig
+    return original(fig, out_dir, name, caption)
+
+  monkeypatch.setattr(plots, 'save', keep)
+  synthetic_metrics.write_sweep(str(tmp_path), capping=True, **SMALL)
+  report.write_report(str(tmp_path), n_boot=50)
+  assert len(figures) >= 6, sorted(figures)
+  for name, fig in figures.items():
+    drawn = [ax for ax in fig.axes if ax.has_data()]
+    xlabels = [ax.get_xlabel() for ax in drawn if ax.get_xlabel()]
+    ylabels = [ax.get_ylabel() for ax in drawn if ax.get_ylabel()]
+    assert xlabels and ylabels, name
+    for label in xlabels + ylabels:
+      assert '_' not in label and '[' not in label, (name, label)  # words, not column names
