@@ -302,9 +302,8 @@ def run_stage(stage, state_E, *, opt_state=None, start=0, shardings=None, option
     out = None if shardings is None else shardings.opt_state
     opt_state = jax.jit(jax.vmap(stage.optimizer.init), out_shardings=out)(state_E)
   name, steps = stage.label, stage.steps
-  logging.info("%s: %s %d steps of %d run(s) (%s)", stage.name,
-               f"from step {start}," if start else "", steps, len(stage.runs),
-               ", ".join(stage.runs[:3]) + (", ..." if len(stage.runs) > 3 else ""))
+  logging.info("%s: steps %d to %d of %d run(s) (%s)", stage.name, start + 1, steps,
+               len(stage.runs), ", ".join(stage.runs[:3]) + (", ..." if len(stage.runs) > 3 else ""))
   t0 = time.perf_counter()
   history = [] if history is None else history
   for step in range(start, steps):
