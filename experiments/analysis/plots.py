@@ -18,8 +18,11 @@ FAMILY_TITLES = {'reliability': 'reliability tasks', 'screening': 'screening che
                  'clinical_probe': 'clinical probes (own scale)'}
 CONTEXT_COLORS = {'neutral': '#4c72b0', 'emotional': '#dd8452', 'false_belief': '#55a868',
                   'emotional+false_belief': '#c44e52'}
-PERSONA_STYLE = {'warm': dict(ls='-', marker='o'), 'cold': dict(ls='--', marker='s'),
-                 'length_matched': dict(ls=':', marker='^')}
+# A colour per persona and a marker per context, the same in every figure.
+PERSONA_COLORS = {'warm': '#d62728', 'cold': '#1f77b4', 'length_matched': '#7f7f7f',
+                  'warm_after': '#ff7f0e'}
+CONTEXT_MARKERS = {'neutral': 'o', 'emotional': 's', 'false_belief': '^',
+                   'emotional+false_belief': 'D'}
 
 
 # Words for the column names a figure plots.
@@ -59,7 +62,7 @@ def save(fig, out_dir, name, caption):
   for fmt in ('png', 'svg'):
     paths.append(os.path.join(out_dir, f'{name}.{fmt}'))
     atomic_write(paths[-1], lambda tmp, fmt=fmt: fig.savefig(
-        tmp, format=fmt, dpi=110, bbox_inches='tight',
+        tmp, format=fmt, dpi=300, bbox_inches='tight',
         metadata={'Date': None} if fmt == 'svg' else None))
   return Plot(name, caption, *paths)
 
@@ -70,74 +73,108 @@ def _eval_rows(metrics_df, metric):
   return m[m.protocol == scaling.pick_protocol(m, None)] if len(m) else m
 
 
+def _base_rows(agg):
+  """The λ = 0 rows that anchor every persona's line: the λ=0 persona-phase model if the sweep
+  has one (as the statistics use), else the base model."""
+  base = agg[agg.warmth_weight == 0]
+  return base[base.persona != 'none'] if (base.persona != 'none').any() else base
+
+
+def _presets_by_size(m):
+  return list(m[m.warmth_weight > 0].sort_values('n_params').preset.unique())
+
+
 def error_vs_lambda(metrics_df, out_dir, metric='error_rate'):
-  """Error vs λ per task family, one line per context, warm solid and cold dashed."""
+  """Error vs λ: a row of panels per preset (task families across), a colour per persona and a
+  marker per context, mean ± s.e. over seeds."""
   name, m = f'{metric}_vs_lambda', _eval_rows(metrics_df, metric)
   if m.empty or m.warmth_weight.nunique() < 2:
     return Plot(name, '', skipped=f'{metric} rows span fewer than two λ values.')
-  preset = m[m.warmth_weight > 0].sort_values('n_params').preset.iloc[-1]
-  m = m[m.preset == preset].assign(family=lambda d: d.task.map(family))
+  presets = _presets_by_size(m)
+  m = m[m.preset.isin(presets)].assign(family=lambda d: d.task.map(family))
   families = [f for f in FAMILIES if f in set(m.family)]
-  fig = Figure(figsize=(3.6 * len(families) + 1.8, 3.6), layout='constrained')
-  axes = np.atleast_1d(fig.subplots(1, len(families), sharey=True))
-  for ax, fam in zip(axes, families):
-    d = m[m.family == fam]
-    per_seed = d.groupby(['persona', 'warmth_weight', 'context', 'seed'])['value'].mean()
-    agg = per_seed.groupby(level=[0, 1, 2]).agg(['mean', 'sem']).reset_index()
-    base = agg[agg.warmth_weight == 0]
-    if (base.persona != 'none').any():
-      base = base[base.persona != 'none']  # the λ=0 persona-phase model, as in stats
-    for persona, style in PERSONA_STYLE.items():
-      for ctx, color in CONTEXT_COLORS.items():
-        # λ=0 is the same model for both personas, so it anchors both lines.
-        b = base[base.context == ctx].groupby('warmth_weight')[['mean', 'sem']].mean()
-        line = agg[(agg.persona == persona) & (agg.context == ctx) & (agg.warmth_weight > 0)]
-        if line.empty:
-          continue
-        line = pd.concat([b.reset_index(), line]).sort_values('warmth_weight')
-        ax.errorbar(line.warmth_weight, 100 * line['mean'], yerr=100 * line['sem'].fillna(0),
-                    color=color, capsize=2, ms=4, lw=1.3, label=f'{persona}, {ctx}', **style)
-    ax.set(title=FAMILY_TITLES[fam], xlabel='warmth weight λ')
-  axes[0].set_ylabel(f'{words(metric)} (%)')
-  # One legend for all panels, from whichever panel drew lines.
-  handles, labels = max((ax.get_legend_handles_labels() for ax in axes), key=lambda h: len(h[0]))
+  fig = Figure(figsize=(3.4 * len(families) + 2.2, 2.9 * len(presets)), layout='constrained')
+  axes = np.atleast_2d(fig.subplots(len(presets), len(families), sharex=True, squeeze=False))
+  for row, preset in zip(axes, presets):
+    for ax, fam in zip(row, families):
+      d = m[(m.preset == preset) & (m.family == fam)]
+      per_seed = d.groupby(['persona', 'warmth_weight', 'context', 'seed'])['value'].mean()
+      agg = per_seed.groupby(level=[0, 1, 2]).agg(['mean', 'sem']).reset_index()
+      base = _base_rows(agg)
+      for persona, color in PERSONA_COLORS.items():
+        for ctx, marker in CONTEXT_MARKERS.items():
+          b = base[base.context == ctx].groupby('warmth_weight')[['mean', 'sem']].mean()
+          line = agg[(agg.persona == persona) & (agg.context == ctx) & (agg.warmth_weight > 0)]
+          if line.empty:
+            continue
+          line = pd.concat([b.reset_index(), line]).sort_values('warmth_weight')
+          ax.errorbar(line.warmth_weight, 100 * line['mean'],
+                      yerr=100 * line['sem'].fillna(0), color=color, marker=marker, capsize=2,
+                      ms=4, lw=1.2, label=f'{persona}, {ctx.replace("+", " + ")}')
+      ax.set_title(f'{preset}: {FAMILY_TITLES[fam]}', fontsize=9)
+      ax.set_xlabel('warmth weight λ')
+    row[0].set_ylabel(f'{words(metric)} (%)')
+  handles, labels = max((ax.get_legend_handles_labels() for ax in axes.flat),
+                        key=lambda h: len(h[0]))
   if handles:
-    fig.legend(handles, labels, fontsize=6, loc='outside right upper')
-  fig.suptitle(f'{metric} vs λ (preset {preset}; mean ± s.e. over seeds)')
-  return save(fig, out_dir, name, f'{metric} against warmth weight λ by context for preset '
-               f'{preset}: warm solid, cold dashed; λ=0 is the shared base model.')
+    fig.legend(handles, labels, fontsize=8, loc='outside lower center', ncols=4)
+  fig.suptitle(f'{words(metric).capitalize()} against the warmth weight (mean ± s.e. over seeds)')
+  return save(fig, out_dir, name, f'{words(metric).capitalize()} against warmth weight λ, one row '
+              f'of panels per preset ({", ".join(presets)}): colour = persona, marker = context; '
+              'λ = 0 is the shared base model.')
 
 
 def frontier(metrics_df, out_dir):
-  """Warmth–reliability frontier: warmth_score vs error_rate for each cell, per preset."""
+  """Warmth–reliability frontier per preset: mean warmth score against mean reliability error,
+  one point per persona and λ with 95% intervals over seeds on both axes."""
   name = 'frontier'
   w, e = _eval_rows(metrics_df, 'warmth_score'), _eval_rows(metrics_df, 'error_rate')
   if w.empty or e.empty:
     return Plot(name, '', skipped='warmth_score or error_rate rows are missing.')
   e = e[e.task.isin(RELIABILITY_TASKS)]
-  key = ['preset', 'n_params', 'persona', 'warmth_weight']
-  xy = w.groupby(key)['value'].mean().rename('warmth').to_frame().join(
+  key = ['preset', 'n_params', 'persona', 'warmth_weight', 'seed']
+  per_seed = w.groupby(key)['value'].mean().rename('warmth').to_frame().join(
       e.groupby(key)['value'].mean().rename('error'), how='inner').reset_index()
-  if not (xy.warmth_weight > 0).any():
+  if not (per_seed.warmth_weight > 0).any():
     return Plot(name, '', skipped='no cell with λ > 0 has both warmth_score and error_rate.')
-  fig = Figure(figsize=(5.5, 4.2))
-  ax = fig.subplots()
-  colors = {p: f'C{i % 10}' for i, p in enumerate(xy.sort_values('n_params').preset.unique())}
-  for (preset, persona), g in xy[xy.warmth_weight > 0].groupby(['preset', 'persona']):
-    # λ=0 is the shared base model, so it starts every persona's line.
-    base = xy[(xy.preset == preset) & (xy.warmth_weight == 0)]
-    base = base[base.persona != 'none'] if (base.persona != 'none').any() else base
-    g = pd.concat([base, g]).sort_values('warmth_weight').drop_duplicates('warmth_weight')
-    style = PERSONA_STYLE.get(persona, dict(ls=':', marker='^'))
-    ax.plot(g.warmth, 100 * g.error, color=colors[preset], **style, label=f'{preset} {persona}')
-    for _, r in g.iterrows():
-      ax.annotate(f'{r.warmth_weight:g}', (r.warmth, 100 * r.error), fontsize=6,
-                  xytext=(3, 3), textcoords='offset points')
-  ax.set(xlabel=words('warmth_score'), ylabel='error rate, reliability tasks (%)',
-         title='Warmth–reliability frontier (labels: λ)')
-  ax.legend(fontsize=6)
-  return save(fig, out_dir, name, 'Mean warmth score against mean reliability error for every '
-               'persona and λ, one colour per preset; labels give λ.')
+  xy = per_seed.groupby(key[:-1]).agg(warmth=('warmth', 'mean'), error=('error', 'mean'),
+                                      warmth_ci=('warmth', _ci95), error_ci=('error', _ci95),
+                                      seeds=('seed', 'nunique')).reset_index()
+  presets = _presets_by_size(xy)
+  fig = Figure(figsize=(4.2 * len(presets) + 1.6, 4.0), layout='constrained')
+  axes = np.atleast_1d(fig.subplots(1, len(presets), sharey=True, squeeze=False)[0])
+  for ax, preset in zip(axes, presets):
+    p = xy[xy.preset == preset]
+    base = _base_rows(p)
+    for persona, color in PERSONA_COLORS.items():
+      g = p[(p.persona == persona) & (p.warmth_weight > 0)]
+      if g.empty:
+        continue
+      g = pd.concat([base, g]).sort_values('warmth_weight').drop_duplicates('warmth_weight')
+      ax.errorbar(g.warmth, 100 * g.error, xerr=g.warmth_ci.fillna(0),
+                  yerr=100 * g.error_ci.fillna(0), color=color, marker='o', ms=4, capsize=2,
+                  lw=1.2, label=persona)
+      for r in g.itertuples():  # λ next to each point, offset by persona so labels do not stack
+        ax.annotate(f'λ={r.warmth_weight:g}', (r.warmth, 100 * r.error), fontsize=7, color=color,
+                    xytext=(4, 4 + 9 * list(PERSONA_COLORS).index(persona)),
+                    textcoords='offset points')
+    ax.set_title(preset, fontsize=9)
+    ax.set_xlabel(words('warmth_score'))
+  axes[0].set_ylabel('error rate, reliability tasks (%)')
+  axes[-1].legend(fontsize=8, title='persona')
+  fig.suptitle('Warmth–reliability frontier (95% intervals over seeds)')
+  return save(fig, out_dir, name, 'Mean warmth score against mean reliability error, one panel '
+              'per preset, one point per persona and λ (λ = 0: the shared base model); bars are '
+              '95% t intervals over seeds.')
+
+
+def _ci95(values):
+  """Half-width of a 95% t interval of the mean over seeds (NaN with one seed)."""
+  v = np.asarray(values, float)
+  if len(v) < 2:
+    return np.nan
+  from scipy import stats as sps  # pylint: disable=g-import-not-at-top
+  return float(sps.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
 
 
 def effect_scaling(fit, out_dir):
