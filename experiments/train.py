@@ -88,6 +88,10 @@ class TrainConfig:
 
 
 
+# A progress line at least this often (seconds), whatever train.log_every is.
+PROGRESS_SECONDS = 10.0
+
+
 class Diverged(Exception):
   """A stage's loss became non-finite or exploded: the stage stops before saving a bad state."""
 
@@ -304,12 +308,20 @@ def run_stage(stage, state_E, *, opt_state=None, start=0, shardings=None, option
   name, steps = stage.label, stage.steps
   logging.info("%s: steps %d to %d of %d run(s) (%s)", stage.name, start + 1, steps,
                len(stage.runs), ", ".join(stage.runs[:3]) + (", ..." if len(stage.runs) > 3 else ""))
-  t0 = time.perf_counter()
+  t0 = last_line = time.perf_counter()
   history = [] if history is None else history
   for step in range(start, steps):
     batch = stage.batch(step, state_E, shardings)
     state_E, opt_state, metrics = step_fn(state_E, opt_state, batch, inputs)
-    if (step + 1) % options.log_every == 0 or step + 1 == steps:
+    if not ((step + 1) % options.log_every == 0 or step + 1 == steps):
+      now = time.perf_counter()
+      if now - last_line >= PROGRESS_SECONDS:  # between logged steps: progress, no fetch
+        rate = (step + 1 - start) / (now - t0)
+        logging.info("%s step %d/%d  %.1f steps/s  ETA %.0fs", name, step + 1, steps, rate,
+                     (steps - step - 1) / rate)
+        last_line = now
+    else:
+      last_line = time.perf_counter()
       m = jax.device_get(metrics)
       elapsed = time.perf_counter() - t0
       done = step + 1 - start
