@@ -33,19 +33,25 @@ def buckets(lengths, batch_size):
 
 
 class Progress:
-  """Logs a pass over batches about ten times: batches done, seconds so far, and the ETA."""
+  """Logs a pass over batches about ten times, and at least every 10 s: batches done, seconds so
+  far, and the ETA; each batch is also where a SIGTERM stops the run."""
 
-  def __init__(self, what, total):
-    self.what, self.total, self.t0 = what, total, time.perf_counter()
-    self.every = max(1, total // 10)
+  def __init__(self, what, total, stage="evaluation", timed_only=False):
+    """timed_only: only the 10-second lines (for passes too many or too short to narrate)."""
+    self.what, self.total, self.stage = what, total, stage
+    self.t0 = self.last = time.perf_counter()
+    self.every = total + 1 if timed_only else max(1, total // 10)
 
   def done(self, k):
-    distributed.stop_if_asked(f"evaluation ({self.what}) at batch {k} of {self.total}")
-    if k % self.every and k != self.total:
+    distributed.stop_if_asked(f"{self.stage} ({self.what}) at batch {k} of {self.total}")
+    now = time.perf_counter()
+    if k % self.every and (k != self.total or self.every > self.total) and now - self.last < 10:
       return
-    elapsed = time.perf_counter() - self.t0
-    logging.info("eval %s: %d/%d batches  %.0fs  ETA %.0fs", self.what, k, self.total, elapsed,
-                 elapsed / k * (self.total - k))
+    self.last = now
+    elapsed = now - self.t0
+    logging.info("%s %s: %d/%d batches  %.0fs  ETA %.0fs",
+                 "eval" if self.stage == "evaluation" else self.stage, self.what, k, self.total,
+                 elapsed, elapsed / k * (self.total - k))
 
 
 def generate_replies(graphdef, state_E, evalset, tokenizer, max_new_tokens, batch_size,

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.runtime import distributed
+from experiments.evaluate import Progress
 
 
 def encode_dialogues(tokenizer, prompts, replies, seq_len):
@@ -61,8 +61,11 @@ def _padded_chunks(arrays, batch_size):
   """Equal-sized chunks (the last one padded with zero rows): one compilation per shape."""
   n = len(arrays[0])
   size = balanced_chunk(n, batch_size)
-  for i in range(0, n, size):
-    distributed.stop_if_asked(f"persona geometry at row {i} of {n}")
+  progress = Progress(f"activations of {n} rows", -(-n // size), stage="persona geometry",
+                      timed_only=True)
+  for k, i in enumerate(range(0, n, size)):
+    if k:
+      progress.done(k)  # also where a SIGTERM stops the run
     part = [a[i:i + size] for a in arrays]
     pad = size - len(part[0])
     if pad:
