@@ -284,10 +284,13 @@ def _run_mixture(ctx, pack):
 def conclude(config, workdir_path, metrics, items):
   """After the merge: the paired changes (once), each extension's rows, one write of the results
   (runtime/results.py); returns the text the run prints."""
+  logging.info("summary: paired changes of %d runs, %d bootstrap draws", items.run.nunique(),
+               config.eval.bootstrap)
   deltas = stats.paired_deltas(items, "error", n_boot=config.eval.bootstrap)
   parts = []
   for ext in extensions.load(config):
     distributed.stop_if_asked("the summary")  # nothing is written until every part is ready
+    logging.info("summary: %s", ext.name)
     parts.append(ext.summarize(workdir_path, metrics, items))
   results.write(workdir_path, metrics, items, deltas, *[rows for rows, _ in parts])
   return "\n".join([summary.format_table(summary.main_table(deltas))]

@@ -16,6 +16,7 @@ import tempfile
 
 from absl import app
 from absl import flags
+from absl import logging
 import numpy as np
 import pandas as pd
 
@@ -518,19 +519,23 @@ def write_report(workdir, n_boot=None):
     design, sentences = stats.describe_design(metrics, config)
     summary += sentences + notes
     deltas, computed = None, False
-    stop = lambda: distributed.stop_if_asked('the report')  # SIGTERM: stop between sections
+    def stop(next_part):  # SIGTERM stops the report between its parts; each part is logged
+      distributed.stop_if_asked('the report')
+      logging.info('report: %s', next_part)
     if items is not None:
+      stop('paired changes')
       deltas, computed = paired_deltas(workdir, items, n_boot)
-      stop()
+      stop('statistics')
       _stats_sections(items, deltas, n_boot, doc, summary)
-      stop()
+      stop('mechanisms')
       study_report.mechanism_section(items, metrics, n_boot, doc, summary, figs, staging)
-    stop()
+    stop('figures and scaling')
     figs += [plots.error_vs_lambda(metrics, staging), plots.frontier(metrics, staging)]
     _scaling_sections(metrics, n_boot, doc, summary, figs, staging)
     for add_section in _extension_reports(config):  # each a no-op without its rows
-      stop()
+      stop(add_section.__qualname__.split('.')[0])
       add_section(metrics, doc, summary, figs, staging)
+    stop('bottom line')
     answer = (answer_lines(items, n_boot) if items is not None else
               ['items.csv is absent: no paired answer.'])
     title = (f'warmth-sim report: {os.path.basename(os.path.abspath(workdir))} '
