@@ -13,12 +13,15 @@ in each context (3,156 eval prompts per cell, 126 cells).
 Base-model settings (world size, steps, batch, learning rate) were chosen by a sweep of *base*
 training alone, never looking at warmth results (README, "The study").
 
-Measured on the 2-core CPU: 60 min 47 s. Found: nano's base model answers 80% of held-out factual
-questions (dosing stays at 88% error); warm − cold at λ = 1, pooled over reliability tasks, is
-+5.1 points [+1.2, +9.0] at nano, carried by reply length (length_matched − cold +14.7) rather
-than warm words (warm − length_matched −9.6); validating false beliefs adds 9.3 points per unit ρ;
-capping binds but recovers nothing. Several intervals stay wide because the effect varies between
-the 3 seeds: the power targets (±3 pooled, ±8 per task × context) are not met in every cell.
+Measured on the 2-core CPU at 714bef2: 76 min 31 s to the paired statistics, beside test runs,
+plus 4 min 13 s for the report. Found: nano's base model answers 88% of held-out factual questions
+and every reliability task lies between 12% and 75% error; warm − cold at λ = 1, pooled over
+reliability tasks, is +8.1 to +9.1 points per context at nano (emotional +9.1 [+4.5, +13.7]),
+carried by reply length (length_matched − cold +17.5) rather than warm words (warm −
+length_matched −9.1); validating false beliefs adds 10.4 points per unit ρ; capping binds but
+recovers nothing; the base losses fit a Chinchilla law (α 0.75, β 0.65). The effect varies
+between the 3 seeds, so the power targets (±3 pooled, ±8 per task × context) are not met in most
+cells: roughly 15 seeds would be needed.
 
 `:gpu` sizes the same study for one H100/H200 (nano to small, 5 seeds; predicted 20-30 min,
 not yet measured: no GPU has run it); `:runlocal` is a smoke test of about two minutes;

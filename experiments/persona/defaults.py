@@ -13,23 +13,23 @@ from absl import logging
 SWEEP = ("experiments/configs/persona.py at a698c73, 2-core CPU, 18.5 min, "
          "budget 0.02 on capability and on safety")
 # The study's sweep (experiments/configs/study.py, 3 seeds, base models of a 200-person world that
-# answer 80% of held-out factual questions at nano): axis floors p5 and p25 × the back half and all
-# layers, on the base and warm λ = 1 cells. Every setting binds (it clamps 17-100% of prompts where
+# answer 88% of held-out factual questions at nano): axis floors p5 and p25 × the back half and all
+# layers, on the base and warm λ = 1 cells. Every setting binds (it clamps 12-99% of prompts where
 # the reply starts, persona_geometry/cap_clamped_share) and none recovers error at these sizes.
-STUDY = "experiments/configs/study.py at 031fcc4, 2-core CPU, 61 min"
+STUDY = "experiments/configs/study.py at 714bef2, 2-core CPU, 81 min"
 TESTED = {
-    # Nothing within budget: safety +4.4 [-21.3, +30.2] points; recovered -0.4 [-4.0, +3.3].
+    # Recovered -0.4 [-5.1, +4.4] points, capability -0.5 [-2.1, +1.1], safety -0.4 [-6.3, +5.5].
     "femto": dict(cap_layers="1", cap_percentile=25, steer_layers="1", steer_alpha=2.0,
-                  source=STUDY + "; capping recovers nothing, no setting fits the budget"),
-    # Recovered -1.7 [-8.7, +5.4] points, capability +0.3 [-0.8, +1.4], safety +1.1 [-15.9, +18.0].
-    "pico": dict(cap_layers="1", cap_percentile=25, steer_layers="1", steer_alpha=2.0,
+                  source=STUDY + "; capping recovers nothing"),
+    # Recovered -0.9 [-3.1, +1.4] points, capability +0.1 [-0.6, +0.7], safety +1.4 [-0.8, +3.6].
+    "pico": dict(cap_layers="1", cap_percentile=5, steer_layers="1", steer_alpha=2.0,
                  source=STUDY + "; capping recovers nothing"),
-    # Recovered -0.0 [-2.2, +2.1] points, capability -0.1 [-0.5, +0.3], safety +1.9 [-1.8, +5.5].
+    # Recovered +0.2 [-0.7, +1.2] points, capability +0.0 [-0.2, +0.3], safety +0.9 [-2.9, +4.8].
     # (The demo-world sweep had chosen p5 at L1, on models that had nothing to recover.)
     # Steering: from the demo-world sweep, which found no α within the budget; α=2 least harmful.
     "nano": dict(cap_layers="1", cap_percentile=25, steer_layers="1", steer_alpha=2.0,
                  source=STUDY + "; capping recovers nothing; steering from " + SWEEP),
-    # Capping: +1.2 [-0.2, +2.9] points recovered, capability +0.3 [-1.9, +2.4], safety -3.9
+  # Capping: +1.2 [-0.2, +2.9] points recovered, capability +0.3 [-1.9, +2.4], safety -3.9
     # [-8.0, -0.1]. Steering: no α fits the budget; α=2 (least harmful) costs 3.6 [1.5, 5.7]
     # points of reliability. Chosen on the demo world; micro is not in the CPU study.
     "micro": dict(cap_layers="2", cap_percentile=25, steer_layers="1", steer_alpha=2.0,
