@@ -316,6 +316,8 @@ def run_stage(stage, state_E, *, opt_state=None, start=0, shardings=None, option
     if not ((step + 1) % options.log_every == 0 or step + 1 == steps):
       now = time.perf_counter()
       if now - last_line >= PROGRESS_SECONDS:  # between logged steps: progress, no fetch
+        jax.block_until_ready(metrics["loss"])  # dispatch runs ahead: count finished steps
+        now = time.perf_counter()
         rate = (step + 1 - start) / (now - t0)
         logging.info("%s step %d/%d  %.1f steps/s  ETA %.0fs", name, step + 1, steps, rate,
                      (steps - step - 1) / rate)

@@ -3,12 +3,13 @@ in a world of 100 people.
 
   python -m experiments.main --config=experiments/configs/demo.py --workdir=/tmp/demo
 
-Hardware: a 2-core CPU. Wall time: 7 min 6 s measured on an idle machine (README).
-Expected: a table of error-rate changes (warm vs λ = 0, warm − cold, warm − length_matched) per
-task × context with crossed-bootstrap intervals and the primary family's q-values; at this size
-intervals are wide, and a difference that is not significant reads "not measurable at this size".
-micro's base model gets 42% of held-out factual_qa wrong (neutral context). For narrow intervals
-see experiments/configs/study.py.
+Hardware: a 2-core CPU. Wall time: 8 min 44 s measured (README; 7 min 6 s on an idle machine
+before the dosing chart).
+Expected: a bottom line per preset (warm − cold at λ = 1, reliability tasks pooled, per context,
+with crossed-bootstrap intervals in words: "inconclusive" at this size), and report.html with the
+table of error-rate changes per task × context and the primary family's q-values. micro's base
+model gets 37.5% of held-out factual_qa wrong (neutral context). For narrow intervals see
+experiments/configs/study.py.
 `python -m experiments.analysis.validate --config=experiments/configs/demo.py` checks, without training,
 that the instrument scores every reply style alike in this world.
 `:runlocal` shrinks it to a smoke test of about a minute; `:preset=micro` keeps one preset.

@@ -4,7 +4,8 @@ Each run (a cell id, as in metrics.csv) gets
   train/<loss>            every logged step of the stages that trained it, at the run's global step
                           (a persona run's steps continue after the base stage's);
   train/learning_rate     the scheduled rate at those steps;
-  eval/<metric>/<task>/<context>   every graded rate of its evaluation, at its last training step;
+  eval/<metric>/<task>/<context>   every graded rate of its evaluation, at its last training step
+                          (emotional+false_belief is spelled emotional_and_false_belief);
   eval/error_rate, eval/warmth_score   pooled over the reliability tasks (the headline numbers);
 and its factors (preset, protocol, persona, λ, ρ, seed, intervention) as hparams, so the HParams
 tab filters a sweep. `tensorboard --logdir WORKDIR/tb` shows every run side by side.
@@ -43,8 +44,9 @@ class Board:
     w = self._writer(run)
     graded = metrics[~metrics.task.isin(("train", "heldout", "persona_geometry"))]
     for r in graded.itertuples():
-      if np.isfinite(r.value):
-        w.add_scalar(f"eval/{r.metric}/{r.task}/{r.context}", float(r.value), step)
+      if np.isfinite(r.value):  # TensorBoard's tags allow no '+'
+        w.add_scalar(f"eval/{r.metric}/{r.task}/{r.context.replace('+', '_and_')}",
+                     float(r.value), step)
     headline = {}
     for metric in HEADLINE:
       rows = graded[(graded.metric == metric) & graded.task.isin(RELIABILITY_TASKS)]

@@ -21,7 +21,8 @@ def test_every_run_has_its_curves_evaluation_and_hparams(tiny_finished_run):
     acc = _load(os.path.join(workdir, "tb", run))
     tags = set(acc.Tags()["scalars"])
     assert {"train/loss", "train/learning_rate", "eval/error_rate", "eval/warmth_score",
-            "eval/error_rate/factual_qa/neutral"} <= tags, (run, sorted(tags)[:20])
+            "eval/error_rate/factual_qa/neutral",
+            "eval/error_rate/factual_qa/emotional_and_false_belief"} <= tags, (run, sorted(tags)[:20])
     steps = [e.step for e in acc.Scalars("train/loss")]
     # the base model: its 20 base steps; a persona run: its 6 steps after them
     assert steps == ([5, 10, 15, 20] if "none" in run else [25, 26]), (run, steps)
