@@ -3,8 +3,7 @@ in a world of 100 people.
 
   python -m experiments.main --config=experiments/configs/demo.py --workdir=/tmp/demo
 
-Hardware: a 2-core CPU. Wall time: 8 min 44 s measured (README; 7 min 6 s on an idle machine
-before the dosing chart).
+Hardware: a 2-core CPU. Wall time: 8 min 44 s measured (README).
 Expected: a bottom line per preset (warm − cold at λ = 1, reliability tasks pooled, per context,
 with crossed-bootstrap intervals in words: "inconclusive" at this size), and report.html with the
 table of error-rate changes per task × context and the primary family's q-values. micro's base
