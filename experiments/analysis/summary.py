@@ -76,12 +76,15 @@ def answer_lines(items, n_boot):
   if pooled.empty:
     return ["no warm and cold runs at a λ > 0: nothing to compare."]
   order = items.groupby("preset").n_params.first().to_dict()
+  several = pooled.protocol.nunique() > 1  # finetune and mixture: a line for each
   lines = []
-  for preset in sorted(pooled.preset.unique(), key=order.get):
-    g = pooled[pooled.preset == preset].set_index("context")
+  for (preset, protocol), g in sorted(pooled.groupby(["preset", "protocol"]),
+                                      key=lambda kv: (order.get(kv[0][0]), kv[0][1])):
+    g = g.set_index("context")
     parts = [f"{ctx} {in_words(g.estimate[ctx], g.ci_low[ctx], g.ci_high[ctx])}"
              for ctx in CONTEXT_ORDER if ctx in g.index]
-    lines.append(f"{preset}: warm − cold error at λ={g.warmth_weight.iloc[0]:g}, reliability "
+    name = f"{preset} ({protocol})" if several else preset
+    lines.append(f"{name}: warm − cold error at λ={g.warmth_weight.iloc[0]:g}, reliability "
                  "tasks pooled, points [95% CI]: " + "; ".join(parts) + ".")
   return lines
 

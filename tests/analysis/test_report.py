@@ -308,6 +308,10 @@ def test_the_bottom_line_is_short_and_says_inconclusive_when_the_interval_spans_
   assert 'inconclusive' in lines[1] and lines[-1].startswith('report: /w/report.html')
   strong = synthetic_metrics.make_items(presets={'nano': 25_000}, warm_effect=0.5, n_items=40)
   assert 'warm errs more' in summary.bottom_line(strong, 200, 5.0)
+  both = pd.concat([strong, strong.assign(protocol='mixture',
+                                         run=strong.run.str.replace('finetune', 'mixture'))])
+  lines = summary.bottom_line(both, 100, 5.0).splitlines()  # a sweep of both protocols
+  assert [l.split(':')[0] for l in lines[1:3]] == ['nano (finetune)', 'nano (mixture)']
   assert summary.in_words(0.05, 0.01, 0.09) == '+5.0 [+1.0, +9.0] (warm errs more)'
   assert summary.in_words(-0.02, -0.05, 0.01).endswith('(inconclusive)')
 

@@ -45,8 +45,10 @@ def test_two_processes_train_together_and_only_process_0_writes(tmp_path):
   assert one.returncode == 0, one.stderr[-3000:]
 
   assert "metrics:" in outs[0][0] and "metrics:" not in outs[1][0]  # only process 0 reports
-  assert len(os.listdir(tmp_path / "two" / "tb")) == 1              # one writer of events
   two = pd.read_csv(tmp_path / "two" / "metrics.csv")
+  tb = tmp_path / "two" / "tb"  # one directory per run, each written by process 0 alone
+  assert sorted(os.listdir(tb)) == sorted(set(two[two.seed >= 0].run))
+  assert all(len(os.listdir(tb / run)) == 1 for run in os.listdir(tb))
   ref = pd.read_csv(tmp_path / "one" / "metrics.csv")
   assert two.drop(columns="value").equals(ref.drop(columns="value"))
   np.testing.assert_allclose(two.value, ref.value, rtol=1e-5, atol=1e-6)
