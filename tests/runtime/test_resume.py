@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import orbax.checkpoint as ocp
@@ -27,8 +28,9 @@ def _run(workdir, cmd=None):
   return proc
 
 
-def _stop_at(workdir, stage, step, sig, cmd=None):
-  """Starts the run and sends `sig` once its log reports `stage` at `step` or later."""
+def _stop_at(workdir, stage, step, sig, cmd=None, ready=None):
+  """Starts the run and sends `sig` once its log reports `stage` at `step` or later (and, if
+  given, once ready() holds: a step is logged before its checkpoint is written)."""
   proc = subprocess.Popen(cmd or tiny_runs.main_cmd(workdir, *STEPS), cwd=tiny_runs.ROOT,
                           env=tiny_runs.env(), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                           text=True)
@@ -36,6 +38,9 @@ def _stop_at(workdir, stage, step, sig, cmd=None):
   for line in proc.stderr:
     m = pattern.search(line)
     if m and int(m.group(1)) >= step:
+      deadline = time.monotonic() + 60
+      while ready is not None and not ready() and time.monotonic() < deadline:
+        time.sleep(0.02)
       proc.send_signal(sig)
       break
   rest = proc.stderr.read()
@@ -153,10 +158,14 @@ def test_an_objectives_run_killed_mid_phase_resumes_to_the_same_results(tmp_path
   ref, killed = tmp_path / "ref", tmp_path / "killed"
   _run(ref, _objectives_cmd(ref))
   step = random.Random().randint(3, 7)
-  code, _ = _stop_at(killed, "objectives", step, signal.SIGKILL, _objectives_cmd(killed))
+  saved = killed / "checkpoints" / "nano-finetune" / "objectives"
+  has_save = lambda: saved.is_dir() and any(d.name.isdigit() for d in saved.iterdir())
+  code, _ = _stop_at(killed, "objectives", step, signal.SIGKILL, _objectives_cmd(killed),
+                     ready=has_save)
   assert code == -signal.SIGKILL, f"the run ended before objectives step {step}"
   rerun = _run(killed, _objectives_cmd(killed))
-  assert "nano-finetune/objectives: resuming at step" in rerun.stderr, rerun.stderr[-3000:]
+  assert re.search(r"nano-finetune/objectives: (resuming at step|finished earlier)",
+                   rerun.stderr), rerun.stderr[-3000:]
   for f in ("metrics.csv", "items.csv", "objectives/nano-finetune-episodes.csv"):
     assert (ref / f).read_bytes() == (killed / f).read_bytes(), f
   episodes = (ref / "objectives" / "nano-finetune-episodes.csv").read_text().splitlines()
