@@ -207,19 +207,19 @@ def run(config, workdir_path, tensorboard=False):
                "earlier; mesh %s over %d devices in %d processes", world.n_people,
                corpus.tokenizer.size, len(evalset.items), len(cells), len(packs), len(done),
                sharding.describe(mesh), mesh.size, jax.process_count())
-  t0, cost = time.perf_counter(), _pack_costs(packs)
-  spent = 0.0  # predicted cost of the packs trained so far in this process
+  # The run ETA counts cells: small models on a CPU cost about the same per cell whatever their size.
+  t0, cells_left, cells_done = time.perf_counter(), len(cells), 0
   for key, cells_of_pack in packs.items():
     label = "-".join(str(k) for k in key)
     todo = [c for c in cells_of_pack if c.run not in done]
     if not todo:
       logging.info("pack %s: all %d cells finished earlier", label, len(cells_of_pack))
+      cells_left -= len(cells_of_pack)
       continue
     mcfg = model_config(config, cells_of_pack[0].preset, corpus.tokenizer.size,
                         jax.default_backend())
-    elapsed, left = time.perf_counter() - t0, sum(
-        cost[k] for k in packs if list(packs).index(k) >= list(packs).index(key))
-    eta = f", run ETA ~{elapsed / spent * left / 60:.0f} min" if spent else ""
+    elapsed = time.perf_counter() - t0
+    eta = f", run ETA ~{elapsed / cells_done * cells_left / 60:.0f} min" if cells_done else ""
     logging.info("pack %s: %d of %d cells to do, %d parameters (%d non-embedding); %.0f min "
                  "so far%s", label, len(todo), len(cells_of_pack), *model_sizes(mcfg),
                  elapsed / 60, eta)
@@ -230,16 +230,11 @@ def run(config, workdir_path, tensorboard=False):
     finally:
       if board is not None:
         board.close()  # flushes; a later pack reopens the writers it needs
-    spent += cost[key]
+    cells_done += len(cells_of_pack)
+    cells_left -= len(cells_of_pack)
   if not workdir.writer:
     return None, None
   return workdir.merge([c.run for c in cells])
-
-
-def _pack_costs(packs):
-  """A pack's relative cost for the run's ETA: its cells (small models on a CPU cost about the
-  same per cell whatever their size, so cells predict better than parameters there)."""
-  return {key: len(cells) for key, cells in packs.items()}
 
 
 def _run_finetune(ctx, pack):

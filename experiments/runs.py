@@ -88,11 +88,11 @@ def save_model_config(workdir, name, model_cfg):
 
 def read_config(workdir):
   """The ConfigDict a workdir's config.json records."""
-  from experiments.runtime.workdir import _read_config  # pylint: disable=g-import-not-at-top
+  from experiments.runtime import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   path = os.path.join(workdir, "config.json")
   if not os.path.isfile(path):
     raise ValueError(f"{path} not found: load_run needs a workdir written by experiments.main.")
-  return ml_collections.ConfigDict(_read_config(path))
+  return ml_collections.ConfigDict(workdir_lib.read_config(path))
 
 
 def _cells(config):

@@ -103,6 +103,10 @@ def finite_members(state_E):
   return jnp.stack(leaves).all(0)
 
 
+_KEPT = ("; its checkpoints keep the last good step: lower the learning rate, or leave these cells "
+         "out of the grid and use a new --workdir.")
+
+
 def check_divergence(stage, step, loss_E, earlier_E, factor):
   """Raises Diverged if any member's logged loss is non-finite or above `factor` × the median of
   its earlier logged losses (once there are three); earlier_E: [K, E] of this stage."""
@@ -112,9 +116,7 @@ def check_divergence(stage, step, loss_E, earlier_E, factor):
     bad |= loss_E > factor * np.median(np.asarray(earlier_E, np.float64), axis=0)
   if bad.any():
     cells = ", ".join(f"{stage.members[e]} (loss {loss_E[e]:.4g})" for e in np.flatnonzero(bad))
-    raise Diverged(f"{stage.name} diverged at step {step} ({cells}); its checkpoints keep the "
-                   "last good step: lower the learning rate, or leave these cells out of the grid "
-                   "and use a new --workdir.")
+    raise Diverged(f"{stage.name} diverged at step {step} ({cells}){_KEPT}")
 
 
 def check_finite(stage, step, state_E):
@@ -122,9 +124,8 @@ def check_finite(stage, step, state_E):
   ok = np.asarray(finite_members(state_E))
   if not ok.all():
     cells = ", ".join(str(stage.members[e]) for e in np.flatnonzero(~ok))
-    raise Diverged(f"{stage.name} diverged by step {step} (non-finite parameters in {cells}); "
-                   "its checkpoints keep the last good step: lower the learning rate, or leave "
-                   "these cells out of the grid and use a new --workdir.")
+    raise Diverged(f"{stage.name} diverged by step {step} (non-finite parameters in {cells})"
+                   f"{_KEPT}")
 
 
 def abstract_states(model_cfg, n_members):

@@ -116,7 +116,7 @@ def check_local(path):
                      "gcsfuse mount of the bucket).")
 
 
-def _read_config(config_path):
+def read_config(config_path):
   """The config a workdir's config.json records; ValueError if the file is damaged."""
   damaged = (f"{config_path} is damaged ({{}}): restore it, or move the workdir aside and use a "
              "new --workdir.")
@@ -144,7 +144,7 @@ class Workdir:
     if os.path.isfile(path):
       raise ValueError(f"--workdir={path} is a file, not a directory: use a directory path.")
     if os.path.exists(config_path):
-      previous = _read_config(config_path)
+      previous = read_config(config_path)
       old, new = _result_fields(previous), _result_fields(config_dict)
       changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
       if changed:
