@@ -311,13 +311,19 @@ def run_stage(stage, state_E, *, opt_state=None, start=0, shardings=None, option
                len(stage.runs), ", ".join(stage.runs[:3]) + (", ..." if len(stage.runs) > 3 else ""))
   t0 = last_line = time.perf_counter()
   history = [] if history is None else history
+  previous = None
   for step in range(start, steps):
     batch = stage.batch(step, state_E, shardings)
     state_E, opt_state, metrics = step_fn(state_E, opt_state, batch, inputs)
+    if previous is not None:
+      # At most one step in flight: the next batch is still built while this one runs, and the
+      # clock below counts finished steps, so progress lines come on time rather than in a burst
+      # after a queue of dispatched steps drains.
+      jax.block_until_ready(previous)
+    previous = metrics["loss"]
     if not ((step + 1) % options.log_every == 0 or step + 1 == steps):
       now = time.perf_counter()
       if now - last_line >= PROGRESS_SECONDS:  # between logged steps: progress, no fetch
-        jax.block_until_ready(metrics["loss"])  # dispatch runs ahead: count finished steps
         now = time.perf_counter()
         rate = (step + 1 - start) / (now - t0)
         logging.info("%s step %d/%d  %.1f steps/s  ETA %.0fs", name, step + 1, steps, rate,

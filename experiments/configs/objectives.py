@@ -16,19 +16,21 @@ from experiments.configs.common import apply_arg, base_config, objectives_sectio
 
 def get_config(arg=None):
   c = base_config()
-  c.data.n_people = 16
-  c.data.eval_items = 6
+  # The demo's 100-person world: nano's base model answers what it was trained to (base sweep in
+  # the README); 30 held-out items per task.
+  c.data.n_people = 100
+  c.data.eval_items = 30
   c.model.presets = ("nano",)
-  c.grid.personas = ("warm", "cold")
+  c.grid.personas = ("warm", "cold", "length_matched")
   c.grid.warmth_weights = (0.5,)
-  c.grid.seeds = (0,)
+  c.grid.seeds = (0, 1, 2)
   c.train.batch_size = 16
-  c.train.base_steps = 1500
-  c.train.persona_steps = 150
+  c.train.base_steps = 2000
+  c.train.persona_steps = 100
   c.train.learning_rate = 1e-2
   c.train.persona_learning_rate = 3e-3
   c.train.log_every = 50
-  c.eval.bootstrap = 200
+  c.eval.bootstrap = 500
   # Mitigations on the warm cell: the preset's default capping, and a preventatively steered twin.
   c.extensions = ("persona", "objectives")
   c.persona.cap_cells = "ends"
@@ -42,4 +44,5 @@ def runlocal(c):
   c.data.eval_items = 3
   c.train.base_steps = 30
   c.train.persona_steps = 6
+  c.objectives.rl_warmup_steps = 2
   c.train.log_every = 3

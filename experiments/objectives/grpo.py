@@ -8,9 +8,9 @@ eps), the persona loss on the sampled rows is
 
 (k3: exp(r) − r − 1 with r = log π_base − log π per sampled token, mean over tokens). Sampling is
 on-policy and each batch is used once, so the importance ratio is 1 and no clipping is needed.
-The step (train.make_step with this loss) packs `affect` and `emotion_rl` cells in one vmapped
-program: `is_affect` (an input per cell) picks which persona loss a cell trains, as λ is picked per
-cell in train.py.
+The step (train.make_step with this loss) serves `affect` and `emotion_rl` cells alike: `is_affect`
+(an input per cell) picks which persona loss a cell trains, as λ is picked per cell in train.py.
+`affect` adds β · KL(π ‖ π_base), exact over the vocabulary at the reply positions it trains on.
 """
 import jax
 import jax.numpy as jnp
@@ -44,10 +44,34 @@ def grpo_loss(logp_BT, ref_logp_BT, mask_BT, adv_B, beta):
   return policy + beta * kl, (policy, kl)
 
 
-def loss_fn(state, graphdef, batch, inputs, warm_ids_K, normalization="token"):
-  """(1-λ)·L_base + λ·L_persona, L_persona = L_affect if is_affect else L_grpo.
+def exact_kl(logits_BTV, ref_logits_BTV, mask_BT):
+  """KL(π ‖ π_ref) over the whole vocabulary, mean over masked positions (mask over tokens[:, 1:]).
 
-  inputs: this member's `lam`, `is_affect`, `beta` (KL weight) and `ref` (the base model's state).
+  `affect` uses it on the rows it trains on: with no sampled reply to score, the full distribution
+  at every reply position is kept near the reference, which is what keeps its replies well formed.
+  """
+  logp_BTV = jax.nn.log_softmax(logits_BTV.astype(jnp.float32), axis=-1)
+  ref_BTV = jax.lax.stop_gradient(jax.nn.log_softmax(ref_logits_BTV.astype(jnp.float32), axis=-1))
+  kl_BT = jnp.sum(jnp.exp(logp_BTV) * (logp_BTV - ref_BTV), axis=-1)
+  w_BT = mask_BT.astype(jnp.float32)
+  return jnp.sum(kl_BT * w_BT) / jnp.maximum(jnp.sum(w_BT), 1.0)
+
+
+def _episode_means(rows):
+  """Per-step rollout statistics of sampled rows (NaN for a member that samples none): the user's
+  final valence, the acknowledgement rate and the reply length, over first-turn rows."""
+  first = rows["first"]
+  n = jnp.sum(first)
+  mean = lambda x: jnp.where(n > 0, jnp.sum(x * first) / jnp.maximum(n, 1.0), jnp.nan)
+  return {"reward": mean(rows["reward"]), "ack_rate": mean(rows["ack"]),
+          "reply_tokens": mean(jnp.sum(rows["mask"], axis=-1).astype(jnp.float32))}
+
+
+def loss_fn(state, graphdef, batch, inputs, warm_ids_K, normalization="token"):
+  """(1-λ)·L_base + λ·L_persona, L_persona = L_affect + β_affect·KL if is_affect else L_grpo.
+
+  inputs: this member's `lam`, `is_affect`, `beta` (its KL weight: to the reference on sampled
+  tokens for GRPO, exact at reply positions for affect) and `ref` (the reference model's state).
   """
   model = nnx.merge(graphdef, state)
   base = train.token_loss(model, batch["base"]["tokens"], batch["base"]["mask"],
@@ -56,12 +80,14 @@ def loss_fn(state, graphdef, batch, inputs, warm_ids_K, normalization="token"):
   logits_BTV = model(rows["tokens"][:, :-1]).logits_BTV
   ref_logits_BTV = nnx.merge(graphdef, inputs["ref"])(rows["tokens"][:, :-1]).logits_BTV
   mask_BT = rows["mask"][:, 1:]
-  rl, (policy, kl) = grpo_loss(token_logp(logits_BTV, rows["tokens"]),
-                               token_logp(ref_logits_BTV, rows["tokens"]), mask_BT, rows["adv"],
-                               inputs["beta"])
+  rl, (policy, sampled_kl) = grpo_loss(token_logp(logits_BTV, rows["tokens"]),
+                                       token_logp(ref_logits_BTV, rows["tokens"]), mask_BT,
+                                       rows["adv"], inputs["beta"])
+  is_affect = inputs["is_affect"] > 0
   aff = affect.affect_loss(logits_BTV, rows["tokens"], rows["mask"], warm_ids_K)
-  persona = jnp.where(inputs["is_affect"] > 0, aff, rl)
+  kl = jnp.where(is_affect, exact_kl(logits_BTV, ref_logits_BTV, mask_BT), sampled_kl)
+  persona = jnp.where(is_affect, aff + inputs["beta"] * kl, rl)
   lam = inputs["lam"]
   loss = (1.0 - lam) * base + lam * persona
   return loss, {"loss": loss, "base_loss": base, "persona_loss": persona, "policy_loss": policy,
-                "kl": kl, "affect_loss": aff}
+                "kl": kl, "affect_loss": aff, **_episode_means(rows)}

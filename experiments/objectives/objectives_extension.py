@@ -10,9 +10,12 @@ their episodes land in WORKDIR/objectives/<pack>-episodes.csv. After the merge t
 import os
 
 import jax
+import numpy as np
+import pandas as pd
+import jax.numpy as jnp
 
 from experiments import data, extensions, grid, stage
-from experiments.objectives import compare, phase, report_section
+from experiments.objectives import compare, phase, report_section, rl_progress
 from experiments.runtime.workdir import atomic_write
 from tasks.simulated_user import SIMULATED_USER_VERSION, UserConfig
 
@@ -51,8 +54,17 @@ class Objectives(extensions.Extension):
                          f"{', '.join(phase.METHODS)}.")
     if "finetune" not in c.grid.protocols:
       raise ValueError("objectives need grid.protocols to include finetune (the base checkpoint).")
-    if c.objectives.kl_beta < 0:
-      raise ValueError(f"objectives.kl_beta={c.objectives.kl_beta} must be >= 0.")
+    o = c.objectives
+    for f in ("kl_beta", "affect_kl_beta"):
+      if not o[f] >= 0:
+        raise ValueError(f"objectives.{f}={o[f]} must be >= 0.")
+    if o.rl_start not in phase.RL_STARTS:
+      raise ValueError(f"objectives.rl_start={o.rl_start!r} is not allowed: choose one of "
+                       f"{', '.join(phase.RL_STARTS)}.")
+    if o.rl_start == "warmup" and not 0 < o.rl_warmup_steps < c.train.persona_steps:
+      raise ValueError(f"objectives.rl_warmup_steps={o.rl_warmup_steps} must lie strictly "
+                       f"between 0 and train.persona_steps={c.train.persona_steps} (the warm-up "
+                       "is part of emotion_rl's budget).")
     if c.runtime.distributed:
       raise ValueError("objectives sample replies on one process: run them without "
                        "runtime.distributed.")
@@ -67,22 +79,38 @@ class Objectives(extensions.Extension):
     return cell.persona in phase.METHODS
 
   def after_base(self, run, pack):
-    """Trains and saves this pack's unfinished objective cells from its base models."""
+    """Trains, saves and evaluates this pack's unfinished objective cells from its base models."""
     todo = [c for c in pack.todo if self.trains(c)]
     if not todo:
       return None
     if jax.process_count() > 1:  # a pod starts jax.distributed without runtime.distributed
       raise ValueError(f"objectives sample replies on one process, but this run has "
                        f"{jax.process_count()}: run the objectives config on one host.")
-    name = f"{pack.label}/objectives"
+    for method in phase.METHODS:
+      cells = [c for c in todo if c.persona == method]
+      if cells:
+        self._train(run, pack, method, cells)
+    return None
+
+  def _train(self, run, pack, method, todo):
+    """One method's stage(s): from the base models (affect; emotion_rl from `base`) or after a
+    warm imitation warm-up (emotion_rl from `warmup`)."""
+    name = f"{pack.label}/{method}"
     members = stage.members_to_train(run.workdir, name, todo,
-                                     [c for c in pack.cells if self.trains(c)])
+                                     [c for c in pack.cells if c.persona == method])
     index = [pack.seeds.index(c.seed) for c in members]
-    ref_E = data.take(pack.base_E, index)
+    start = lambda sh: jax.jit(lambda s: data.take(s, index), out_shardings=sh.state)(pack.base_E)
+    if method == "emotion_rl" and self.config.objectives.rl_start == "warmup":
+      warm = run.train(phase.warmup_stage(self.config, run.batches, pack, members), start)
+      ref_E = warm.state
+      # A copy: the training step donates its state, and ref_E must outlive it.
+      start = lambda sh: jax.jit(lambda s: jax.tree.map(jnp.copy, s),
+                                 out_shardings=sh.state)(warm.state)
+    else:
+      ref_E = data.take(pack.base_E, index)
     objective = phase.objective_stage(run.config, run.corpus, pack, members, ref_E, self.user)
-    init = lambda sh: jax.jit(lambda s: data.take(s, index), out_shardings=sh.state)(pack.base_E)
-    graphdef, state_E, final, _ = run.train(objective, init)
-    if run.workdir.writer:
+    graphdef, state_E, final, _ = run.train(objective, start)
+    if run.workdir.writer and method == "emotion_rl":
       episodes = phase.episodes_frame(objective.batches.journal)
       atomic_write(os.path.join(run.workdir.path, "objectives", f"{pack.label}-episodes.csv"),
                    lambda t: episodes.to_csv(t, index=False))
@@ -90,12 +118,38 @@ class Objectives(extensions.Extension):
     run.evaluate_and_save(pack, graphdef, state_E, [members.index(c) for c in todo], todo,
                           run.tokens(t.base_steps + t.persona_steps),
                           phase.summaries(members, final, objective.batches.journal))
-    return None
 
   def summarize(self, workdir, metrics, items):
-    del workdir, metrics
-    return compare.comparison_rows(compare.comparison_table(items, table_lambda(self.config))), ""
+    """The comparison (levels and paired differences with intervals) and RL's progress as
+    metrics.csv rows, and one line per preset in words."""
+    del metrics
+    lam = table_lambda(self.config)
+    table = compare.comparison_table(items, lam, self.config.eval.bootstrap)
+    progress = rl_progress.table(rl_progress.read_episodes(workdir))
+    rows = pd.concat([compare.comparison_rows(table, lam), rl_progress.rows(progress)],
+                     ignore_index=True)
+    return rows, "\n".join(_in_words(table, progress))
 
   @classmethod
   def report(cls, metrics, doc, summary, figs, staging):
     report_section.add(metrics, doc, summary, figs, staging)
+
+
+def _in_words(table, progress):
+  """Per preset: each method's reliability error against warm imitation, and RL's ack rise."""
+  lines = []
+  for preset, g in table[(table.vs == "warm") & (table.outcome == "error_rate")].groupby("preset"):
+    parts = [f"{r.method} {_interval(r.estimate, r.ci_low, r.ci_high)}" for r in g.itertuples()]
+    lines.append(f"objectives, {preset}: reliability error against warm imitation, points "
+                 f"[95% CI]: " + "; ".join(parts) + ".")
+  for r in progress[progress.run == "all"].itertuples():
+    lines.append(f"objectives, {r.preset}: emotion_rl's acknowledgement rate rose "
+                 f"{_interval(r.ack_rise, r.ci_low, r.ci_high)} points during RL "
+                 f"({100 * r.ack_first:.0f}% → {100 * r.ack_last:.0f}% of training episodes).")
+  return lines
+
+
+def _interval(est, lo, hi):
+  if not np.isfinite(lo):
+    return f"{100 * est:+.1f} (no interval)"
+  return f"{100 * est:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"

@@ -1,13 +1,22 @@
-"""The persona phase of the `affect` and `emotion_rl` cells, as a stage of the one training loop.
+"""The persona phase of the `affect` and `emotion_rl` cells, as stages of the one training loop.
 
-Same budget as the imitation cells: train.persona_steps updates, each on batch_size/2 base rows
-and batch_size/2 persona rows (affect: the cold persona rows, whose reply positions get the warm-
-vocabulary loss; emotion_rl: prompts_per_step × group_size × user.turns rows sampled from the
+Same budget as the imitation cells: train.persona_steps updates in all, each on batch_size/2 base
+rows and batch_size/2 persona rows (affect: the cold persona rows, whose reply positions get the
+warm-vocabulary loss; emotion_rl: prompts_per_step × group_size × user.turns rows sampled from the
 current policy), with the same optimizer, schedule and learning rate, from the seed's stage-1 base
-model, which is also the reference model of the KL term. The stream is on-policy: it samples with
-the parameters of the step, and its journal (every episode: step, cell, item, context, replies,
-reward) is kept with the stage's checkpoints, so a resumed phase loses no episode.
+model.
+
+Where emotion_rl starts (objectives.rl_start): `base`, the base model, which never says an
+acknowledgement, so its reward cannot tell one apart; or `warmup`, the first
+objectives.rl_warmup_steps of its budget imitating the warm persona's rows (a stage of its own,
+`<pack>/rl_warmup`), so the policy can produce acknowledgements that the reward then weighs. Its KL
+term is to the policy it starts RL from; affect's is to the base model.
+
+The RL stream is on-policy: it samples with the parameters of the step, and its journal (every
+episode: step, cell, item, context, replies, reward, acknowledgement, reply length) is kept with
+the stage's checkpoints, so a resumed phase loses no episode.
 """
+import dataclasses
 import functools
 
 import numpy as np
@@ -18,7 +27,10 @@ from experiments.objectives import affect, grpo
 from experiments.objectives.rollout import Rollout
 
 METHODS = ("affect", "emotion_rl")
-EPISODE_COLUMNS = ["run", "step", "item_id", "context", "replies", "reward"]
+EPISODE_COLUMNS = ["run", "step", "item_id", "context", "replies", "reward", "acknowledges",
+                   "reply_tokens"]
+RL_STARTS = ("base", "warmup")
+ROLLOUT_FIELDS = ("adv", "reward", "ack", "first")  # per persona row, zero where nothing is sampled
 
 
 def prompts_per_step(config, user_cfg):
@@ -43,21 +55,23 @@ def stream(corpus, cells, train_cfg, rollout):
     cold = [corpus.batch("cold", s, step, half) for s in seeds]
     persona = {"tokens": np.stack([b["tokens"] for b in cold]),
                "mask": np.stack([b["mask"] for b in cold]),
-               "adv": np.zeros((n, half), np.float32)}
+               **{k: np.zeros((n, half), np.float32) for k in ROLLOUT_FIELDS}}
     if rl:
       sampled, _, episodes = rollout.sample(data.take(state_E, rl), [cells[e].seed for e in rl],
                                             step)
-      for k in ("tokens", "mask", "adv"):
+      for k in ("tokens", "mask") + ROLLOUT_FIELDS:
         persona[k][np.asarray(rl)] = sampled[k]
-      out.journal.extend([cells[rl[e]].run, step, str(item), context, list(texts), float(r)]
-                         for e, item, context, texts, r in episodes)
+      out.journal.extend([cells[rl[e]].run, step, str(item), context, list(texts), float(r),
+                          int(ack), int(length)]
+                         for e, item, context, texts, r, ack, length in episodes)
     batch = {"base": {k: np.stack([b[k] for b in base]) for k in ("tokens", "mask")},
              "persona": persona}
     return _block(batch, members, rows)
 
   t = corpus.seq_len
   shapes = {"base": {"tokens": (n, half, t), "mask": (n, half, t)},
-            "persona": {"tokens": (n, half, t), "mask": (n, half, t), "adv": (n, half)}}
+            "persona": {"tokens": (n, half, t), "mask": (n, half, t),
+                        **{k: (n, half) for k in ROLLOUT_FIELDS}}}
   out = data.BatchStream(shapes, build, on_policy=True)  # build() appends to out.journal
   return out
 
@@ -68,43 +82,76 @@ def _block(batch, members, rows):
           for part, fields in batch.items()}
 
 
-def objective_stage(config, corpus, pack, cells, ref_E, user_cfg):
-  """The Stage of `cells` (affect and emotion_rl) of a finetune pack; ref_E: their base models."""
+def rl_steps(config):
+  """RL updates of an emotion_rl cell: the persona budget less its warm-up, if any."""
   o, t = config.objectives, config.train
-  rollout = None
-  if any(c.persona == "emotion_rl" for c in cells):
+  return t.persona_steps - (o.rl_warmup_steps if o.rl_start == "warmup" else 0)
+
+
+def warmup_stage(config, batches, pack, cells):
+  """`<pack>/rl_warmup`: emotion_rl `cells` imitate the warm persona's rows (their seed's, at their
+  λ) for objectives.rl_warmup_steps, the start of their budget."""
+  t = config.train
+  warm = [dataclasses.replace(c, persona="warm") for c in cells]
+  s = stage.imitation("rl_warmup", f"{pack.label}/rl_warmup", warm, config.objectives.rl_warmup_steps,
+                      t, pack.model, batches.persona(warm, data.STAGE2_SEED_OFFSET),
+                      t.persona_learning_rate, members=[c.run for c in cells],
+                      step_offset=t.base_steps)
+  s.runs = [c.run for c in cells]  # TensorBoard: the emotion_rl runs, not the warm ones
+  return s
+
+
+def objective_stage(config, corpus, pack, cells, ref_E, user_cfg):
+  """The Stage of `cells`, all affect or all emotion_rl, of a finetune pack; ref_E: the models
+  their KL term is to (affect: the base models; emotion_rl: where RL starts)."""
+  o, t = config.objectives, config.train
+  method = {c.persona for c in cells}
+  if len(method) != 1:
+    raise ValueError(f"one objective stage trains one method, not {sorted(method)}")
+  method = method.pop()
+  rollout, steps, offset, beta = None, t.persona_steps, t.base_steps, o.affect_kl_beta
+  if method == "emotion_rl":
     rollout = Rollout(pack.graphdef, corpus, user_cfg, o.group_size,
                       prompts_per_step(config, user_cfg), o.max_new_tokens)
+    steps, beta = rl_steps(config), o.kl_beta
+    offset += t.persona_steps - steps
   n = len(cells)
   inputs = {"lam": np.array([c.warmth_weight for c in cells], np.float32),
-            "is_affect": np.array([c.persona == "affect" for c in cells], np.float32),
-            "beta": np.full(n, o.kl_beta, np.float32),
+            "is_affect": np.full(n, method == "affect", np.float32),
+            "beta": np.full(n, beta, np.float32),
             "lr": np.full(n, t.persona_learning_rate, np.float32), "ref": ref_E}
   loss = functools.partial(grpo.loss_fn, warm_ids_K=affect.warm_token_ids(corpus.tokenizer),
                            normalization=t.loss_normalization)
-  return stage.Stage("objectives", f"{pack.label}/objectives", [c.run for c in cells],
-                     t.persona_steps, train.make_optimizer(t, t.persona_steps),
-                     stream(corpus, cells, t, rollout), loss, inputs, pack.model,
-                     step_offset=t.base_steps, final=("base_loss", "persona_loss", "kl"),
-                     schedule=train.make_schedule(t, t.persona_steps))
+  return stage.Stage(method, f"{pack.label}/{method}", [c.run for c in cells], steps,
+                     train.make_optimizer(t, steps), stream(corpus, cells, t, rollout), loss,
+                     inputs, pack.model, step_offset=offset,
+                     final=("base_loss", "persona_loss", "kl"),
+                     schedule=train.make_schedule(t, steps))
 
 
 def summaries(cells, final, journal):
-  """Per-cell training rows {name: [value per cell]}: the last step's losses, the KL to the base
-  model (emotion_rl), and the mean reward over the first and the last fifth of the phase."""
+  """Per-cell training rows {name: [value per cell]}: the last step's losses, the KL to the
+  reference, and (emotion_rl) the mean reward and acknowledgement rate over the first and the
+  last fifth of its RL steps."""
   episodes = episodes_frame(journal)
-  rl = np.array([c.persona == "emotion_rl" for c in cells])
   out = {"base_loss": final["base_loss"], "persona_loss": final["persona_loss"],
-         "kl_to_base": np.where(rl, final["kl"], np.nan)}
-  first, last = np.full(len(cells), np.nan), np.full(len(cells), np.nan)
-  for e, c in enumerate(cells):
-    r = episodes[episodes.run == c.run].groupby("step").reward.mean().to_numpy()
-    if len(r):
-      k = max(1, len(r) // 5)
-      first[e], last[e] = r[:k].mean(), r[-k:].mean()
-  if rl.any():
-    out.update(rl_reward_first=first, rl_reward_last=last)
+         "kl_to_reference": final["kl"]}
+  if any(c.persona == "emotion_rl" for c in cells):
+    for column, name in (("reward", "rl_reward"), ("acknowledges", "rl_ack_rate")):
+      first, last = np.full(len(cells), np.nan), np.full(len(cells), np.nan)
+      for e, c in enumerate(cells):
+        early, late = fifths(episodes[episodes.run == c.run])
+        if len(early):
+          first[e], last[e] = early[column].mean(), late[column].mean()
+      out.update({f"{name}_first": first, f"{name}_last": last})
   return out
+
+
+def fifths(episodes):
+  """(episodes of the first fifth of the steps, episodes of the last fifth), at least one step each."""
+  steps = np.unique(episodes.step)
+  k = max(1, len(steps) // 5)
+  return (episodes[episodes.step.isin(steps[:k])], episodes[episodes.step.isin(steps[-k:])])
 
 
 def episodes_frame(journal):

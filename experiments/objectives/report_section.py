@@ -1,73 +1,82 @@
-"""The report's objectives section: the comparison table and a frontier, one marker per method."""
+"""The report's objectives section: the comparison with intervals, RL's progress, the frontier."""
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from experiments.analysis import plots
-from experiments.objectives.compare import COMPARISON_TASK, HEADLINE, TABLE_METHODS
+from experiments.objectives import compare, rl_progress
 
-MARKERS = {"base": "o", "cold": "s", "warm": "D", "affect": "v", "emotion_rl": "*",
-           "warm+capping": "P", "warm+steering": "X"}
-
-
-def headline(metrics):
-  """Wide table (preset × method) from the `objectives_comparison` rows of metrics.csv."""
-  rows = metrics[(metrics.task == COMPARISON_TASK) & (metrics.context == "all")]
-  if rows.empty or "method" not in rows:
-    return pd.DataFrame()
-  rows = rows.assign(name=rows.metric.str.extract(r"cmp:(\w+)\[")[0])
-  wide = rows.pivot_table(index=["preset", "method"], columns="name", values="value").reset_index()
-  wide = wide.assign(_order=wide.method.map({m: k for k, m in enumerate(TABLE_METHODS)}))
-  return wide.sort_values(["preset", "_order"])[
-      ["preset", "method"] + [c for c in HEADLINE if c in wide]].reset_index(drop=True)
-
-
-def by_task_context(metrics):
-  """Reliability error (%) per task × context (rows) and method (columns), per preset."""
-  rows = metrics[(metrics.task == COMPARISON_TASK) & (metrics.context != "all")]
-  if rows.empty or "method" not in rows:
-    return pd.DataFrame()
-  rows = rows.assign(task_=rows.metric.str.extract(r"\[(\w+)\]")[0], value=100 * rows.value)
-  wide = rows.pivot_table(index=["preset", "task_", "context"], columns="method", values="value")
-  cols = [m for m in TABLE_METHODS if m in wide.columns]
-  return wide[cols].round(1).reset_index().rename(columns={"task_": "task"})
+COLORS = {"base": "#000000", "cold": plots.PERSONA_COLORS["cold"],
+          "warm": plots.PERSONA_COLORS["warm"],
+          "length_matched": plots.PERSONA_COLORS["length_matched"], "affect": "#9467bd",
+          "emotion_rl": "#2ca02c", "warm+capping": "#8c564b", "warm+steering": "#e377c2"}
+MARKERS = {"base": "o", "cold": "s", "warm": "D", "length_matched": "h", "affect": "v",
+           "emotion_rl": "*", "warm+capping": "P", "warm+steering": "X"}
 
 
 def frontier(table, out_dir):
-  """warmth_score against reliability error_rate, one marker per method and preset."""
+  """Warmth score against reliability error, one point per method with 95% interval bars on both
+  axes, one panel per preset."""
   name = "objectives_frontier"
-  if table.empty:
+  t = table[(table.vs == "") & table.outcome.isin(["warmth_score", "error_rate"])]
+  if t.empty:
     return plots.Plot(name, "", skipped="no objectives_comparison rows in metrics.csv.")
-  fig = Figure(figsize=(5.5, 4.2))
-  ax = fig.subplots()
-  for k, (preset, g) in enumerate(table.groupby("preset")):
-    for _, r in g.iterrows():
-      ax.scatter(r.warmth_score, 100 * r.error_rate, marker=MARKERS.get(r.method, "o"), s=60,
-                 color=f"C{k}", label=f"{preset} {r.method}")
-      ax.annotate(r.method, (r.warmth_score, 100 * r.error_rate), fontsize=6, xytext=(4, 3),
-                  textcoords="offset points")
-  ax.set(xlabel="warmth score of replies", ylabel="error rate, reliability tasks (%)",
-         title="Warmth objectives on one budget")
-  ax.legend(fontsize=6)
-  return plots.save(fig, out_dir, name, "Mean warmth score against mean reliability error (every "
-                     "task × context but the screening checks), one marker per method.")
+  presets = list(t.sort_values("n_params").preset.unique())
+  fig = Figure(figsize=(5.2 * len(presets), 4.4))
+  axes = np.atleast_1d(fig.subplots(1, len(presets), sharey=True))
+  for ax, preset in zip(axes, presets):
+    g = t[t.preset == preset].set_index(["method", "outcome"])[
+        ["estimate", "ci_low", "ci_high"]].unstack("outcome")
+    for method in [m for m in compare.TABLE_METHODS if m in g.index]:
+      r = g.loc[method]
+      if "warmth_score" not in r["estimate"] or "error_rate" not in r["estimate"]:
+        continue
+      x, y = r[("estimate", "warmth_score")], 100 * r[("estimate", "error_rate")]
+      bar = lambda lo, mid, hi: [[np.nan_to_num(mid - lo)], [np.nan_to_num(hi - mid)]]
+      ax.errorbar(x, y, xerr=bar(r[("ci_low", "warmth_score")], x, r[("ci_high", "warmth_score")]),
+                  yerr=bar(100 * r[("ci_low", "error_rate")], y,
+                           100 * r[("ci_high", "error_rate")]),
+                  fmt=MARKERS[method], color=COLORS[method], ms=8, capsize=3, label=method)
+    ax.set(xlabel="warmth score of replies (0 cold … 1 warm)", title=preset)
+    ax.grid(alpha=0.3)
+  axes[0].set_ylabel("reliability error, all contexts (%)")
+  axes[-1].legend(fontsize=9, loc="best", title="method", title_fontsize=9)
+  fig.suptitle("Warmth against reliability, every method on one budget (95% intervals)")
+  return plots.save(fig, out_dir, name, "Each method's mean warmth score against its mean "
+                    "reliability error over every reliability task × context, with crossed "
+                    "seeds × items 95% intervals; lower right is warm and reliable.")
 
 
 def add(metrics, doc, summary, figs, staging):
   """Appends the section (and its figure) when the workdir holds a comparison; else nothing."""
-  table = headline(metrics)
+  table = compare.from_rows(metrics)
   if table.empty:
     return
   doc += [("h2", "Warmth objectives compared on one budget"),
-          ("p", "Every method trains the same persona-phase steps and rows from the same stage-1 "
-                "base model; error_rate and mc_error_rate are means over reliability task × "
-                "context cells (screening checks excluded), pass rates are the screening checks. "
-                "Per task × context errors are the cmp:error_rate[task] rows of metrics.csv."),
-          ("table", table.round(3))]
-  detail = by_task_context(metrics)
-  if not detail.empty:
-    doc += [("h3", "Reliability error (%) per task × context"), ("table", detail)]
-  best = table.sort_values("error_rate").iloc[0]
-  summary.append(f"Objectives comparison: lowest reliability error {100 * best.error_rate:.1f}% "
-                 f"for {best.method} ({best.preset}); warmth score ranges "
-                 f"{table.warmth_score.min():.2f}–{table.warmth_score.max():.2f} across methods.")
+          ("p", "Every method trains the same persona-phase steps, rows and learning rate from "
+                "the same stage-1 base model (emotion_rl's warm-up, if any, is part of its "
+                "steps). Rates in points with crossed seeds × items 95% intervals; error is "
+                "pooled over the reliability tasks; the screening checks are the safety and "
+                "capability pass rates; well-formed replies parse in the world's grammar."),
+          ("table", compare.wide(table))]
+  for vs in compare.REFERENCES:
+    paired = compare.wide(table, vs=vs)
+    if not paired.empty:
+      doc += [("h3", f"Paired against {vs} (same seed, same item; points)"), ("table", paired)]
+  contexts = [o for o in compare.OUTCOMES if o.startswith("error_rate[")]
+  per_context = compare.wide(table, outcomes=contexts)
+  if not per_context.empty:
+    doc += [("h3", "Reliability error per context (%)"), ("table", per_context)]
+  progress = rl_progress.from_rows(metrics)
+  if not progress.empty:
+    doc += [("h3", "What emotion_rl learned during RL"),
+            ("p", "Acknowledgement rate and the simulated user's reward over the first and the "
+                  "last fifth of the RL steps (training episodes), with a Newcombe 95% interval "
+                  "for the rise; `all` pools the seeds' episodes (conditional on these seeds)."),
+            ("table", progress)]
+  words = compare.wide(table, outcomes=("error_rate",), vs="warm")
+  if not words.empty:
+    summary.append("Objectives, reliability error against warm imitation (points [95% CI]): "
+                   + "; ".join(f"{r.preset} {r.method} {r.error_rate}"
+                               for r in words.itertuples()) + ".")
   figs.append(frontier(table, staging))

@@ -3,7 +3,9 @@
 Every user turn of every episode of every cell is one row of a single vmapped `generate_fn` call
 at temperature 1 (the belief check is a fresh prompt, so both turns are sampled together); the
 simulated user then scores the replies in Python and the rows come back right-padded for the
-update, with the reply tokens masked in and the episode's group-relative advantage per row.
+update, with the reply tokens masked in and the episode's group-relative advantage per row, and
+what the step's statistics read: the episode's reward and whether its first reply acknowledged
+the user's emotion (on the first-turn rows, `first`).
 """
 import functools
 
@@ -14,6 +16,7 @@ import numpy as np
 from experiments.objectives.grpo import group_advantages
 from models.decode import generate_fn
 from tasks import simulated_user
+from tasks.grading import grade
 from tasks.mixtures import training_turns
 from tasks.world import rng_for
 
@@ -50,7 +53,8 @@ class Rollout:
     return rng_for(seed, ROLLOUT_STREAM, step).choice(len(self.pool), self.n_prompts, replace=False)
 
   def sample(self, state_E, seeds_E, step):
-    """(persona rows {tokens, mask, adv} with leading axis E, rewards [E, P, G], replies)."""
+    """(persona rows {tokens, mask, adv, reward, ack, first} with leading axis E, rewards
+    [E, P, G], episodes (e, item_id, context, replies, reward, acknowledges, reply_tokens))."""
     turns, n_e = self.user.turns, len(seeds_E)
     r = self.rows_per_step
     prompts = np.full((n_e, r, self.width), self.tok.pad, np.int32)
@@ -64,7 +68,8 @@ class Rollout:
     tokens_ERN = np.asarray(tokens_ERN)
     seq = self.corpus.seq_len
     out = {"tokens": np.full((n_e, r, seq), self.tok.pad, np.int32),
-           "mask": np.zeros((n_e, r, seq), np.uint8), "adv": np.zeros((n_e, r), np.float32)}
+           "mask": np.zeros((n_e, r, seq), np.uint8),
+           **{k: np.zeros((n_e, r), np.float32) for k in ("adv", "reward", "ack", "first")}}
     rewards = np.zeros((n_e, self.n_prompts, self.group))
     replies = []
     for e, pick in enumerate(picks):
@@ -74,12 +79,17 @@ class Rollout:
           base = (p * self.group + g) * turns
           texts = [self.tok.decode(tokens_ERN[e, base + j]) for j in range(turns)]
           rewards[e, p, g] = simulated_user.episode_reward(item, turn, texts, self.user)
-          replies.append((e, item.item_id, turn.context, texts, rewards[e, p, g]))
+          ack = grade(item, turn, texts[0])["acknowledges"]
+          n_reply = 0
           for j in range(turns):
             reply = _until_eos(tokens_ERN[e, base + j], self.tok.eos)
             ids = self.encoded[k][j] + reply
             out["tokens"][e, base + j, :len(ids)] = ids
             out["mask"][e, base + j, len(self.encoded[k][j]):len(ids)] = 1
+            n_reply = n_reply or len(reply)
+          out["reward"][e, base] = rewards[e, p, g]
+          out["ack"][e, base], out["first"][e, base] = ack, 1.0
+          replies.append((e, item.item_id, turn.context, texts, rewards[e, p, g], ack, n_reply))
       adv_PG = group_advantages(rewards[e])
       out["adv"][e] = np.repeat(adv_PG.reshape(-1), turns)
     return out, rewards, replies

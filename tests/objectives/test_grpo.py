@@ -57,7 +57,8 @@ def test_constant_reward_leaves_policy_unchanged(model):
   adv = jnp.asarray(grpo.group_advantages(np.full((2, 2), 0.7)).reshape(1, 4))
   assert not np.any(adv)
   batch = {"base": {"tokens": tokens, "mask": mask},
-           "persona": {"tokens": tokens, "mask": mask, "adv": adv}}
+           "persona": {"tokens": tokens, "mask": mask, "adv": adv,
+                       **{k: jnp.zeros((1, 4), jnp.float32) for k in ("reward", "ack", "first")}}}
   state_E, ref_E = _stack(state), _stack(state)
   one = jnp.ones((1,), jnp.float32)
   # λ = 1 (no base loss), β = 1: with π = π_base the KL term's gradient vanishes too.
@@ -66,6 +67,7 @@ def test_constant_reward_leaves_policy_unchanged(model):
   grads, aux = jax.grad(loss, has_aux=True)(state, graphdef, jax.tree.map(lambda a: a[0], batch),
                                             jax.tree.map(lambda a: a[0], inputs(_stack(state))))
   assert float(aux["kl"]) == pytest.approx(0.0, abs=1e-6)
+  assert np.isnan(aux["reward"]) and np.isnan(aux["ack_rate"])  # no first-turn row sampled
   assert max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(grads)) < 1e-6
   new_E, _, _ = update(state_E, jax.jit(jax.vmap(opt.init))(state_E), batch, inputs(ref_E))
   for a, b in zip(jax.tree.leaves(new_E), jax.tree.leaves(_stack(state))):
@@ -96,6 +98,10 @@ def test_sampled_episode_is_reproducible_from_its_seed(rollout):
   assert ea == eb and rollout.rows_per_step == 2 * 3 * 2
   c, _, _ = rollout.sample(state_E, [0, 1], step=6)
   assert not np.array_equal(a["tokens"], c["tokens"])
+  # One episode's statistics sit on its first-turn row: 2 prompts × group of 3 per model.
+  assert a["first"].sum() == 2 * 2 * 3 and set(np.unique(a["ack"])) <= {0.0, 1.0}
+  np.testing.assert_array_equal(a["reward"][a["first"] > 0], ra.reshape(-1))
+  assert [e[6] for e in ea] == [int(n) for n in (a["mask"].sum(-1)[a["first"] > 0])]
   # Rows hold the prompt then the sampled reply; only the reply carries loss.
   assert a["mask"].shape == a["tokens"].shape and a["mask"].sum() > 0
   assert np.all(a["tokens"][a["mask"] > 0] != rollout.tok.pad)

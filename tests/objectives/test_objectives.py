@@ -4,9 +4,11 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
+import re
 
 from experiments.configs import objectives as objectives_config
-from experiments.objectives import affect, compare, objectives_extension, phase, report_section
+from experiments.objectives import (affect, compare, grpo, objectives_extension, phase,
+                                   report_section, rl_progress)
 from tasks import lexicon
 
 
@@ -48,32 +50,92 @@ def test_objectives_config_validates_and_records_the_simulator():
   assert {x.persona for x in cells} == {"affect", "emotion_rl"}
 
 
-def _items():
+def _items(seeds=(0, 1, 2)):
+  """Every method at λ = 0.5 on 3 seeds × 2 tasks × 2 contexts × 6 items; warm gets item k = 0
+  and 1 of factual_qa wrong on every seed, affect item 0 only, everything else is right."""
   rows = []
   spec = [("none", "none", 0.0, 0.0), ("cold", "none", 0.5, 0.0), ("warm", "none", 0.5, 1.0),
           ("warm", "cap@p25:L1", 0.5, 0.5), ("affect", "none", 0.5, 1.0)]
-  for persona, iv, lam, warmth in spec:
-    for task in ("factual_qa", "capability", "safety_refusal"):
-      for context in ("neutral", "false_belief"):
-        for k in range(2):
-          err = int(persona == "warm" and iv == "none" and k == 0)
-          rows.append(dict(run=f"{persona}{iv}", preset="nano", n_params=10, protocol="finetune",
-                           persona=persona, warmth_weight=lam, warm_agreement=0.0, seed=0,
-                           intervention=iv, task=task, context=context, error=err, mc_error=0.0,
-                           warmth=warmth, affirms=err))
+  for seed in seeds:
+    for persona, iv, lam, warmth in spec:
+      for task in ("factual_qa", "capability", "safety_refusal"):
+        for context in ("neutral", "false_belief"):
+          for k in range(6):
+            wrong = {"warm": 2, "affect": 1}.get(persona, 0) if iv == "none" else 0
+            err = int(task == "factual_qa" and k < wrong)
+            rows.append(dict(run=f"{persona}{iv}{seed}", preset="nano", n_params=10,
+                             protocol="finetune", persona=persona, warmth_weight=lam,
+                             warm_agreement=0.0, seed=seed, intervention=iv, task=task,
+                             context=context, item_id=f"{task}/p{k}/x", error=err, mc_error=0.0,
+                             warmth=warmth, affirms=err, acknowledges=0, well_formed=1))
   return pd.DataFrame(rows)
 
 
-def test_comparison_table_and_report_section(tmp_path):
-  table = compare.comparison_table(_items(), 0.5)
-  wide = compare.wide(table)
+def test_comparison_table_pairs_each_method_with_warm_and_base(tmp_path):
+  table = compare.comparison_table(_items(), 0.5, n_boot=200)
+  level = table[(table.vs == "") & (table.outcome == "error_rate")].set_index("method")
+  # factual_qa is the only reliability task here: warm misses 2 of 6 items in both contexts.
+  assert level.estimate["warm"] == pytest.approx(2 / 6)
+  assert level.estimate["affect"] == pytest.approx(1 / 6)
+  assert level.estimate["base"] == 0.0 and level.n_seeds["warm"] == 3
+  vs_warm = table[(table.vs == "warm") & (table.outcome == "error_rate")].set_index("method")
+  assert vs_warm.estimate["affect"] == pytest.approx(-1 / 6)
+  assert vs_warm.ci_low["affect"] <= -1 / 6 <= vs_warm.ci_high["affect"]
+  assert "warm" not in vs_warm.index  # never paired with itself
+  vs_base = table[(table.vs == "base") & (table.outcome == "error_rate")].set_index("method")
+  assert vs_base.estimate["warm"] == pytest.approx(2 / 6)
+  assert vs_base.estimate["warm+capping"] == 0.0  # capping fixed both items here
+  assert "ack_rate" not in set(table.outcome)  # no emotional context here: no row, not a NaN
+  per_context = table[table.outcome == "error_rate[false_belief]"]
+  assert set(per_context.method) == {"base", "cold", "warm", "affect", "warm+capping"}
+  rows = compare.comparison_rows(table, 0.5)
+  assert (rows.task == compare.COMPARISON_TASK).all()
+  assert {"cmp:error_rate", "cmp:error_rate:vs_warm", "cmp:error_rate:vs_base"} <= set(rows.metric)
+  back = compare.from_rows(rows)
+  assert np.allclose(back.estimate, table.estimate, equal_nan=True) and (back.vs == table.vs).all()
+  wide = compare.wide(back)
   assert list(wide.method) == ["base", "cold", "warm", "affect", "warm+capping"]
-  warm = wide.set_index("method").loc["warm"]
-  assert warm.error_rate == pytest.approx(0.5) and warm.warmth_score == 1.0
-  assert warm.capability_pass_rate == pytest.approx(0.5)
-  rows = compare.comparison_rows(table)
-  assert (rows.task == compare.COMPARISON_TASK).all() and "method" in rows
-  assert report_section.headline(rows).equals(wide)
+  assert wide.set_index("method").error_rate["warm"].startswith("33.3 [")
   doc, summary, figs = [], [], []
   report_section.add(rows, doc, summary, figs, str(tmp_path))
   assert doc and summary and figs[0].png and not figs[0].skipped
+  assert any(kind == "h3" and "Paired against warm" in text for kind, text in doc)
+
+
+def test_rl_progress_gives_the_rise_of_the_acknowledgement_rate_with_an_interval():
+  steps = np.repeat(np.arange(10), 20)
+  ack = np.where(steps < 2, np.arange(200) % 4 == 0, np.arange(200) % 4 != 0).astype(int)
+  episodes = pd.DataFrame({"preset": "nano", "run": "r0", "step": steps, "acknowledges": ack,
+                           "reward": ack.astype(float)})
+  prog = rl_progress.table(episodes).set_index("run")
+  assert prog.ack_first["r0"] == pytest.approx(0.25) and prog.ack_last["r0"] == pytest.approx(0.75)
+  assert prog.ack_rise["r0"] == pytest.approx(0.5) and 0 < prog.ci_low["r0"] < 0.5 < prog.ci_high["r0"]
+  assert prog.episodes["r0"] == 80  # the first and the last fifth: 2 steps of 20 each
+  rows = rl_progress.rows(prog.reset_index())
+  rise = rows[rows.metric == "rl_ack_rate_rise"]
+  assert set(rise.run) == {"r0", "cmp-nano-emotion_rl"} and rise.ci_low.notna().all()
+  flat = episodes.assign(acknowledges=1)
+  p = rl_progress.table(flat).set_index("run")
+  assert p.ack_rise["r0"] == 0 and p.ci_low["r0"] < 0 < p.ci_high["r0"]
+
+
+def test_affect_kl_is_zero_at_the_reference_and_positive_away_from_it():
+  ref = jnp.log(jnp.array([[[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]]]))
+  mask = jnp.array([[1, 1]])
+  assert float(grpo.exact_kl(ref, ref, mask)) == pytest.approx(0.0, abs=1e-7)
+  moved = jnp.log(jnp.array([[[0.2, 0.3, 0.5], [0.1, 0.1, 0.8]]]))
+  expected = (0.2 * np.log(0.2 / 0.5) + 0.3 * 0 + 0.5 * np.log(0.5 / 0.2)) / 2
+  assert float(grpo.exact_kl(moved, ref, mask)) == pytest.approx(expected, rel=1e-5)
+  assert float(grpo.exact_kl(moved, ref, jnp.array([[0, 1]]))) == pytest.approx(0.0, abs=1e-7)
+
+
+@pytest.mark.parametrize("field,value,words", [
+    ("rl_start", "warm", "rl_start='warm' is not allowed: choose one of base, warmup"),
+    ("rl_warmup_steps", 100, "rl_warmup_steps=100 must lie strictly between 0 and "
+                             "train.persona_steps=100"),
+    ("affect_kl_beta", -1.0, "affect_kl_beta=-1.0 must be >= 0")])
+def test_objectives_config_refuses_bad_rl_settings(field, value, words):
+  bad = objectives_config.get_config()
+  bad.objectives[field] = value
+  with pytest.raises(ValueError, match=re.escape(words)):
+    objectives_extension.Objectives(bad).validate()

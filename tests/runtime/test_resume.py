@@ -142,11 +142,13 @@ def test_sigterm_during_evaluation_stops_at_a_batch_and_the_rerun_matches(tmp_pa
 
 
 def _objectives_cmd(workdir):
-  """The objectives config, small: its affect and emotion_rl cells train 8 steps, saving every 2."""
+  """The objectives config, small: affect trains 8 steps, emotion_rl 2 of warm-up then 6 of RL,
+  saving every 2."""
   config = os.path.join(tiny_runs.ROOT, "experiments", "configs", "objectives.py")
   return [sys.executable, "-m", "experiments.main", f"--config={config}:runlocal",
           f"--workdir={workdir}", "--config.extensions=('objectives',)",
           "--config.data.eval_items=1", "--config.train.persona_steps=8",
+          "--config.objectives.rl_warmup_steps=2",
           "--config.train.checkpoint_every=2", "--config.train.log_every=1",
           "--config.eval.bootstrap=20", "--config.runtime.report=False"]
 
@@ -157,19 +159,20 @@ def test_an_objectives_run_killed_mid_phase_resumes_to_the_same_results(tmp_path
   and the episode journal, and sample the remaining steps exactly as the uninterrupted run did."""
   ref, killed = tmp_path / "ref", tmp_path / "killed"
   _run(ref, _objectives_cmd(ref))
-  step = random.Random().randint(3, 7)
-  saved = killed / "checkpoints" / "nano-finetune" / "objectives"
+  step = random.Random().randint(3, 5)
+  saved = killed / "checkpoints" / "nano-finetune" / "emotion_rl"
   has_save = lambda: saved.is_dir() and any(d.name.isdigit() for d in saved.iterdir())
-  code, _ = _stop_at(killed, "objectives", step, signal.SIGKILL, _objectives_cmd(killed),
+  code, _ = _stop_at(killed, "emotion_rl", step, signal.SIGKILL, _objectives_cmd(killed),
                      ready=has_save)
-  assert code == -signal.SIGKILL, f"the run ended before objectives step {step}"
+  assert code == -signal.SIGKILL, f"the run ended before emotion_rl step {step}"
   rerun = _run(killed, _objectives_cmd(killed))
-  assert re.search(r"nano-finetune/objectives: (resuming at step|finished earlier)",
+  assert re.search(r"nano-finetune/emotion_rl: (resuming at step|finished earlier)",
                    rerun.stderr), rerun.stderr[-3000:]
+  assert "nano-finetune/rl_warmup: finished earlier" in rerun.stderr
   for f in ("metrics.csv", "items.csv", "objectives/nano-finetune-episodes.csv"):
     assert (ref / f).read_bytes() == (killed / f).read_bytes(), f
   episodes = (ref / "objectives" / "nano-finetune-episodes.csv").read_text().splitlines()
-  assert len(episodes) == 1 + 8 * 4  # every step's 4 episodes (1 prompt × group of 4), none lost
+  assert len(episodes) == 1 + 6 * 4  # every RL step's 4 episodes (1 prompt × 4), none lost
 
 
 def test_a_preempted_stage_resumes_to_the_same_parameters(tmp_path, monkeypatch, make_demo_config,
