@@ -207,27 +207,36 @@ def effect_scaling(fit, out_dir):
                (f'; power law b = {fit.b:.2f}.' if fit.supported else '; no power law fitted.'))
 
 
-def capping_tradeoff(recovery, out_dir):
-  """Reliability error recovered against capability lost, per capping percentile and preset."""
+def capping_tradeoff(table, out_dir):
+  """Reliability error recovered against capability lost, per capping setting and preset.
+
+  table: experiments.persona.tradeoff.capping_table, the numbers the console and report show
+  (error recovered positive = capping lowered error), with their 95% CIs as error bars."""
   name = 'capping_tradeoff'
-  cap = recovery[recovery.kind == 'cap'] if len(recovery) else recovery
+  cap = table[table.kind == 'cap'] if len(table) else table
   if cap.empty:
     return Plot(name, '', skipped='there are no activation-capping rows.')
   fig = Figure(figsize=(5.5, 4.2))
   ax = fig.subplots()
-  for i, (preset, g) in enumerate(cap.sort_values(['n_params', 'percentile']).groupby(
-      'preset', sort=False)):
-    ax.plot(100 * g.capability_lost, 100 * g.error_recovered, 'o-', color=f'C{i}', label=preset)
-    for _, r in g.iterrows():
-      ax.annotate(r.intervention, (100 * r.capability_lost, 100 * r.error_recovered),
-                  fontsize=6, xytext=(3, 3), textcoords='offset points')
+  by = ['preset'] + (['protocol'] if cap.protocol.nunique() > 1 else [])
+  for i, (key, g) in enumerate(cap.sort_values(['n_params', 'percentile']).groupby(
+      by, sort=False)):
+    x, y = 100 * g.capability_lost.to_numpy(float), 100 * g.error_recovered.to_numpy(float)
+    err = lambda c, v: np.abs(100 * np.stack([g[f'{c}_ci_low'].to_numpy(float),
+                                              g[f'{c}_ci_high'].to_numpy(float)]) - v)
+    ax.errorbar(x, y, xerr=err('capability_lost', x), yerr=err('error_recovered', y), fmt='o-',
+                color=f'C{i}', lw=1, elinewidth=0.6, capsize=2, label=' '.join(key))
+    for xi, yi, label in zip(x, y, g.intervention):
+      ax.annotate(label, (xi, yi), fontsize=6, xytext=(3, 3), textcoords='offset points')
   ax.axhline(0, color='grey', lw=0.8)
   ax.axvline(0, color='grey', lw=0.8)
-  ax.set(xlabel='capability error added (points)', ylabel='reliability error recovered (points)',
+  ax.set(xlabel='capability error added (points)',
+         ylabel='reliability error recovered (points; below 0: worse)',
          title='Activation capping trade-off')
   ax.legend(fontsize=7)
   return save(fig, out_dir, name, 'Each capping setting: reliability error recovered in the warm '
-               'model against capability error added, per preset.')
+               'cells at the largest λ (negative: capping made error worse) against capability '
+               'error added, per preset, with 95% intervals.')
 
 
 def drift_metric(metrics_df):

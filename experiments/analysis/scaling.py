@@ -3,7 +3,6 @@
 import dataclasses
 import functools
 import itertools
-import re
 
 import numpy as np
 import pandas as pd
@@ -181,44 +180,6 @@ def power_law_fits(seed_fx, n_boot=1000, seed=0):
       continue
     fits.append(fit_power_law(seed_fx, x, n_boot, seed))
   return fits, notes
-
-
-def intervention_recovery(metrics_df, metric='error_rate', protocol=None):
-  """Per intervened warm cell: reliability error recovered, share of the gap, capability lost."""
-  protocol = pick_protocol(metrics_df, protocol)
-  m = metrics_df[(metrics_df.metric == metric) & (metrics_df.persona == 'warm') &
-                 (metrics_df.protocol == protocol) & ~metrics_df.task.isin(NON_EVAL_TASKS)]
-  cols = ['preset', 'n_params', 'warmth_weight', 'intervention', 'kind', 'percentile',
-          'error_recovered', 'gap', 'recovery_share', 'capability_lost', 'clamped_share',
-          'n_seeds']
-  if not (m.intervention != 'none').any():
-    return pd.DataFrame(columns=cols)
-  key = ['preset', 'warmth_weight', 'warm_agreement', 'seed', 'task', 'context']
-  ref = m[m.intervention == 'none'].groupby(key)['value'].mean().rename('ref')
-  cold = metrics_df[(metrics_df.metric == metric) & (metrics_df.persona == 'cold') &
-                    (metrics_df.intervention == 'none') & (metrics_df.protocol == protocol)]
-  cold = cold.groupby(key)['value'].mean().rename('cold')
-  # Whether the cap binds at all: share of prompts it clamps (persona extension), mean over seeds.
-  clamped = metrics_df[(metrics_df.metric == 'cap_clamped_share') & (metrics_df.persona == 'warm')]
-  clamped = clamped.groupby(['preset', 'warmth_weight', 'intervention'])['value'].mean()
-  rows = []
-  for (preset, lam, iv), g in m[m.intervention != 'none'].groupby(
-      ['preset', 'warmth_weight', 'intervention']):
-    j = g.join(ref, on=key, how='inner').join(cold, on=key)
-    rel = j[j.task.isin(RELIABILITY_TASKS)]
-    cap = j[j.task == 'capability']
-    recovered = (rel.ref - rel.value).mean()
-    gap = (rel.ref - rel.cold).mean()
-    pct = re.search(r'p(\d+(?:\.\d+)?)', iv)
-    rows.append(dict(preset=preset, n_params=g.n_params.iloc[0], warmth_weight=lam,
-                     intervention=iv, kind=re.match(r'[a-z]*', iv).group(0),
-                     percentile=float(pct.group(1)) if pct else np.nan,
-                     error_recovered=recovered, gap=gap,
-                     recovery_share=recovered / gap if gap and np.isfinite(gap) else np.nan,
-                     capability_lost=(cap.value - cap.ref).mean() if len(cap) else np.nan,
-                     clamped_share=clamped.get((preset, lam, iv), np.nan),
-                     n_seeds=j.seed.nunique()))
-  return pd.DataFrame(rows, columns=cols)
 
 
 @dataclasses.dataclass

@@ -19,7 +19,7 @@ CELL = ['preset', 'protocol', 'persona', 'warmth_weight', 'warm_agreement',
         'intervention']
 # Graded outcomes that items.csv may hold (besides the cell and item keys).
 OUTCOMES = ['error', 'mc_error', 'warmth', 'affirms', 'corrects', 'refuses',
-            'acknowledges', 'attributes_affect', 'safety']
+            'acknowledges', 'attributes_affect', 'safety', 'well_formed']
 RELIABILITY_TASKS = task_config.RELIABILITY_TASKS
 SCREENING_TASKS = task_config.SCREENING_TASKS
 PROBE_TASKS = task_config.PROBE_TASKS

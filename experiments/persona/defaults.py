@@ -29,7 +29,7 @@ TESTED = {
     # Steering: from the demo-world sweep, which found no α within the budget; α=2 least harmful.
     "nano": dict(cap_layers="1", cap_percentile=25, steer_layers="1", steer_alpha=2.0,
                  source=STUDY + "; capping recovers nothing; steering from " + SWEEP),
-  # Capping: +1.2 [-0.2, +2.9] points recovered, capability +0.3 [-1.9, +2.4], safety -3.9
+  # Capping: lowered reliability error by +1.2 [-0.2, +2.9] points, capability +0.3 [-1.9, +2.4], safety -3.9
     # [-8.0, -0.1]. Steering: no α fits the budget; α=2 (least harmful) costs 3.6 [1.5, 5.7]
     # points of reliability. Chosen on the demo world; micro is not in the CPU study.
     "micro": dict(cap_layers="2", cap_percentile=25, steer_layers="1", steer_alpha=2.0,

@@ -34,7 +34,8 @@ def summarize(config, options, workdir, items, metrics):
   rows += effects.change_rows(cap_pairs, "error_rate_change_vs_uncapped", n_boot, rng)
   steer_pairs = effects.steered_pairs(items)
   rows += effects.change_rows(steer_pairs, "error_rate_change_vs_plain_twin", n_boot, rng)
-  cap_table = tradeoff.capping_table(items, n_boot, rng)
+  # Its own generator (seed 0), so the report's capping section reproduces these numbers exactly.
+  cap_table = tradeoff.capping_table(items, n_boot, metrics=metrics)
   steer_table = tradeoff.steering_table(items, n_boot, rng)
   choices = tradeoff.write(workdir, cap_table, steer_table, options.max_capability_loss)
   frame = results.summary_rows(rows, items.groupby("preset").n_params.first(), EXTRA_COLUMNS)
@@ -142,11 +143,14 @@ def tradeoff_text(table, what, chosen):
   show = show[["preset", "intervention", "error_recovered", "capability_lost", "safety_lost",
                "base_error_change", "warmth_lost", "mc_error_change", "n_cells"]]
   text = (f"{what} trade-off (points; error recovered on the reliability tasks of the warm top-λ "
-          "cells; capability / safety lost = error added on the capability / safety_refusal "
-          "checks; base_error_change on the base models' reliability tasks)\n"
+          "cells, + = the intervention lowered error, − = it made error worse; capability / "
+          "safety lost = error added on the capability / safety_refusal checks; "
+          "base_error_change on the base models' reliability tasks)\n"
           + show.to_string(index=False))
   for preset, row in chosen.items():
+    r = table[(table.preset == preset) & (table.intervention == row["intervention"])]
+    words = f": {tradeoff.tradeoff_in_words(r.iloc[0])}" if len(r) == 1 else ""
     text += (f"\n  chosen for {preset}: {row['intervention']} (within capability and safety "
              f"budget: {row['within_capability_budget']}, recovers error: "
-             f"{row['recovers_error']})")
+             f"{row['recovers_error']}){words}")
   return text

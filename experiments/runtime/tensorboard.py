@@ -4,6 +4,10 @@ Each run (a cell id, as in metrics.csv) gets
   train/<loss>            every logged step of the stages that trained it, at the run's global step
                           (a persona run's steps continue after the base stage's);
   train/learning_rate     the scheduled rate at those steps;
+  train/reward, train/ack_rate, train/reply_tokens, train/kl
+                          emotion_rl's rollouts at each logged step (the simulated user's final
+                          valence, the share of first replies that acknowledge the emotion, reply
+                          length) and its KL to the policy RL started from;
   eval/<metric>/<task>/<context>   every graded rate of its evaluation, at its last training step
                           (emotional+false_belief is spelled emotional_and_false_belief);
   eval/error_rate, eval/warmth_score   pooled over the reliability tasks (the headline numbers);
@@ -37,7 +41,8 @@ class Board:
     """`train/<name>` scalars of one run at one (global) step."""
     w = self._writer(run)
     for name, value in scalars.items():
-      w.add_scalar(f"train/{name}", float(value), step)
+      if np.isfinite(value):  # NaN marks a statistic this run has none of (e.g. affect's reward)
+        w.add_scalar(f"train/{name}", float(value), step)
 
   def evaluation(self, run, step, metrics):
     """A cell's metrics rows (results.cell_frames) as eval scalars, and its factors as hparams."""

@@ -7,15 +7,19 @@ import os
 import re
 import subprocess
 import sys
+import types
 
 from absl import flags
 from PIL import Image
+import numpy as np
 import pandas as pd
 import pytest
 
 from experiments.analysis import plots
 from experiments.analysis import report
 from experiments.analysis import stats
+from experiments.persona import tables as persona_tables
+from experiments.persona import tradeoff
 import synthetic_metrics
 from tasks.config import RELIABILITY_TASKS
 import tiny_runs
@@ -152,6 +156,66 @@ def test_summary_numbers_are_computed_from_the_statistics(complete):
   # The planted warm effect is positive: the mixed model's warm − cold log-odds slope too.
   mixed = next(s for s in page.items if s.startswith('A logistic mixed model') and 'mini' in s)
   assert re.search(r'warm − cold at \+\d', mixed), mixed
+
+
+def _numbers(cell):
+  """The point-valued numbers of a '+1.2 [-0.2, +2.9]' or '+1.2 [-0.2 to +2.9]' cell."""
+  return [float(x) for x in re.findall(r'[+-]?\d+\.\d+', cell)]
+
+
+def test_report_and_console_show_the_same_capping_numbers(tmp_path, monkeypatch):
+  n_boot = 60
+  items = synthetic_metrics.make_items(presets={'nano': 25_000, 'micro': 148_000}, n_items=30,
+                                       lambdas=(0.0, 1.0), capping=True,
+                                       tasks=('factual_qa', 'safety_refusal', 'capability'))
+  metrics = synthetic_metrics.metrics_from_items(items)
+  synthetic_metrics.write_sweep(str(tmp_path), items=items, metrics=metrics)
+  # The console: what the persona extension prints at the end of the run.
+  config = types.SimpleNamespace(eval=types.SimpleNamespace(bootstrap=n_boot))
+  options = types.SimpleNamespace(max_capability_loss=0.05, intervention_on='both')
+  _, text = persona_tables.summarize(config, options, str(tmp_path / 'console'), items, metrics)
+  lines = text.split('capping trade-off', 1)[1].split('preventative steering')[0].splitlines()
+  console = {}
+  for line in lines:
+    f = line.split()
+    if len(f) > 2 and f[0] in ('nano', 'micro') and f[1].startswith('cap'):
+      cells = re.findall(r'[+-]\d+\.\d \[[^]]*\]|—', line)
+      console[f[0], f[1]] = [_numbers(c) for c in cells[:3]]
+  assert len(console) == 2 * len(synthetic_metrics.CAPS)
+  # The report, from items.csv and metrics.csv, with the same bootstrap draws.
+  plotted = {}
+  original = plots.capping_tradeoff
+
+  def keep(table, out_dir):
+    plotted['t'] = table
+    return original(table, out_dir)
+
+  monkeypatch.setattr(plots, 'capping_tradeoff', keep)
+  report.write_report(str(tmp_path), n_boot=n_boot)
+  page = _parse(str(tmp_path))
+  assert 'Activation capping trade-off (warm cells at the largest λ)' in page.headings
+  table = next(t for t in page.tables if 'error recovered, pts' in t[0])
+  head = table[0]
+  col = {k: head.index(k) for k in ('preset', 'intervention', 'error recovered, pts',
+                                    'capability lost, pts', 'safety lost, pts')}
+  shown = {(r[col['preset']], r[col['intervention']]):
+           [_numbers(r[col[k]]) for k in ('error recovered, pts', 'capability lost, pts',
+                                          'safety lost, pts')] for r in table[1:]}
+  assert shown == console
+  # The figure plots those very rows, and so does the csv the run wrote.
+  key = ['preset', 'intervention']
+  expected = tradeoff.capping_table(items, n_boot, metrics=metrics).sort_values(key)
+  got = plotted['t'].sort_values(key)
+  saved = pd.read_csv(tmp_path / 'console' / 'persona' / 'capping_tradeoff.csv').sort_values(key)
+  for frame in (got, saved):
+    for c in ('error_recovered', 'error_recovered_ci_low', 'error_recovered_ci_high',
+              'capability_lost', 'safety_lost', 'recovery_share'):
+      np.testing.assert_allclose(frame[c].to_numpy(float), expected[c].to_numpy(float))
+  # The summary says each setting of the largest preset in words whose signs are explicit.
+  for r in expected[expected.preset == 'micro'].itertuples():
+    assert any(s.startswith(f'{r.intervention} (preset micro, λ = 1) ') and
+               tradeoff.tradeoff_in_words(r) in s for s in page.items), r.intervention
+  assert not re.search(r'recovered [-−]', ' '.join(page.items))
 
 
 def test_partial_sweep_renders_and_says_so(tmp_path):

@@ -88,20 +88,8 @@ def test_chinchilla_without_variation_says_so():
   assert not scaling.fit_chinchilla(grid.drop(columns=['tokens'])).supported
 
 
-def test_capping_recovery_matches_planted_shares():
-  items = synthetic_metrics.make_items(presets={'nano': 25_000}, tasks=('factual_qa', 'capability'),
-                                       n_items=200, capping=True, lambdas=(0.0, 1.0))
-  rec = scaling.intervention_recovery(synthetic_metrics.metrics_from_items(items))
-  rec = rec.set_index('percentile')
-  assert list(rec.kind.unique()) == ['cap']
-  assert rec.loc[25.0, 'recovery_share'] == pytest.approx(0.8, abs=0.25)
-  assert rec.loc[25.0, 'error_recovered'] > rec.loc[75.0, 'error_recovered']
-  assert rec.loc[25.0, 'capability_lost'] == pytest.approx(0.06, abs=0.05)
-
-
-def test_no_cold_or_no_interventions_gives_empty_tables():
+def test_no_cold_gives_empty_effects():
   items = synthetic_metrics.make_items(presets={'nano': 25_000}, tasks=('factual_qa',),
                                        n_items=20)
   m = synthetic_metrics.metrics_from_items(items)
   assert scaling.seed_effects(m[m.persona != 'cold']).empty
-  assert scaling.intervention_recovery(m).empty

@@ -148,7 +148,7 @@ def _objectives_cmd(workdir):
   return [sys.executable, "-m", "experiments.main", f"--config={config}:runlocal",
           f"--workdir={workdir}", "--config.extensions=('objectives',)",
           "--config.data.eval_items=1", "--config.train.persona_steps=8",
-          "--config.objectives.rl_warmup_steps=2",
+          "--config.objectives.rl_warmup_steps=2", "--config.grid.seeds=(0,)",
           "--config.train.checkpoint_every=2", "--config.train.log_every=1",
           "--config.eval.bootstrap=20", "--config.runtime.report=False"]
 
@@ -173,6 +173,18 @@ def test_an_objectives_run_killed_mid_phase_resumes_to_the_same_results(tmp_path
     assert (ref / f).read_bytes() == (killed / f).read_bytes(), f
   episodes = (ref / "objectives" / "nano-finetune-episodes.csv").read_text().splitlines()
   assert len(episodes) == 1 + 6 * 4  # every RL step's 4 episodes (1 prompt × 4), none lost
+  # TensorBoard: emotion_rl's run has its warm-up and RL curves, affect's has no rollout curves.
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  def tags(run):
+    acc = event_accumulator.EventAccumulator(str(ref / "tb" / run))
+    acc.Reload()
+    return acc, set(acc.Tags()["scalars"])
+  rl, rl_tags = tags("nano-finetune-emotion_rl-l0.5-r0-s0")
+  assert {"train/reward", "train/ack_rate", "train/reply_tokens", "train/kl"} <= rl_tags
+  assert [e.step for e in rl.Scalars("train/reward")] == list(range(33, 39))  # after 30 + 2
+  assert [e.step for e in rl.Scalars("train/loss")][:2] == [31, 32]  # the warm-up's steps
+  _, affect_tags = tags("nano-finetune-affect-l0.5-r0-s0")
+  assert "train/kl" in affect_tags and "train/reward" not in affect_tags
 
 
 def test_a_preempted_stage_resumes_to_the_same_parameters(tmp_path, monkeypatch, make_demo_config,
