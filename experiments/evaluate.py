@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from experiments.runtime import distributed
+from experiments.runtime import distributed, heartbeat
 from models.decode import generate_fn, score_fn
 from tasks.grading import BEHAVIOURS, grade
 
@@ -41,16 +41,32 @@ class Progress:
     self.what, self.total, self.stage = what, total, stage
     self.t0 = self.last = time.perf_counter()
     self.every = total + 1 if timed_only else max(1, total // 10)
+    self.k = 0
+    # Within one long batch (the first compiles), a line every ~10 s all the same.
+    self.beat = heartbeat.Heartbeat(lambda: f"{self.name} {self.what}: batch {self.k + 1}/"
+                                            f"{self.total} running")
+
+  @property
+  def name(self):
+    return "eval" if self.stage == "evaluation" else self.stage
+
+  def __enter__(self):
+    self.beat.__enter__()
+    return self
+
+  def __exit__(self, *exc):
+    return self.beat.__exit__(*exc)
 
   def done(self, k):
     distributed.stop_if_asked(f"{self.stage} ({self.what}) at batch {k} of {self.total}")
+    self.k = k
     now = time.perf_counter()
     if k % self.every and (k != self.total or self.every > self.total) and now - self.last < 10:
       return
     self.last = now
+    self.beat.touch()
     elapsed = now - self.t0
-    logging.info("%s %s: %d/%d batches  %.0fs  ETA %.0fs",
-                 "eval" if self.stage == "evaluation" else self.stage, self.what, k, self.total,
+    logging.info("%s %s: %d/%d batches  %.0fs  ETA %.0fs", self.name, self.what, k, self.total,
                  elapsed, elapsed / k * (self.total - k))
 
 
@@ -64,14 +80,15 @@ def generate_replies(graphdef, state_E, evalset, tokenizer, max_new_tokens, batc
   # Prompts are left-padded: a batch of short ones keeps only its last `width` columns.
   chunks = buckets(evalset.prompt_mask.sum(1), batch_size)
   n_members = jax.tree.leaves(state_E)[0].shape[0]
-  progress = Progress(f"replies of {n_members} model(s), {len(evalset.items)} prompts", len(chunks))
   tokens_ENN = np.zeros((n_members, len(evalset.items), max_new_tokens), np.int32)
-  for k, (rows, width) in enumerate(chunks):
-    iv = None if intervention is None else intervention(rows)
-    tokens_EBN, _ = gen_E(state_E, evalset.prompts[rows, -width:],
-                          evalset.prompt_mask[rows, -width:], None, iv)
-    tokens_ENN[:, rows] = np.asarray(tokens_EBN)
-    progress.done(k + 1)
+  with Progress(f"replies of {n_members} model(s), {len(evalset.items)} prompts",
+                len(chunks)) as progress:
+    for k, (rows, width) in enumerate(chunks):
+      iv = None if intervention is None else intervention(rows)
+      tokens_EBN, _ = gen_E(state_E, evalset.prompts[rows, -width:],
+                            evalset.prompt_mask[rows, -width:], None, iv)
+      tokens_ENN[:, rows] = np.asarray(tokens_EBN)
+      progress.done(k + 1)
   return decode_replies(tokens_ENN, tokenizer)
 
 
@@ -111,12 +128,12 @@ def mc_errors(graphdef, state_E, evalset, tokenizer, batch_size, intervention=No
   score_E = jax.jit(jax.vmap(functools.partial(score_fn, graphdef), in_axes=(0, None, None, None)))
   scores = np.zeros((n_members, len(tokens)), np.float32)
   chunks = buckets(mask.sum(1), batch_size)  # right-padded: each keeps its first `width` columns
-  progress = Progress(f"multiple choice of {n_members} model(s), {len(tokens)} options",
-                      len(chunks))
-  for k, (rows, width) in enumerate(chunks):
-    scores[:, rows] = np.asarray(score_E(state_E, tokens[rows, :width], mask[rows, :width],
-                                         target[rows, :width]))
-    progress.done(k + 1)
+  with Progress(f"multiple choice of {n_members} model(s), {len(tokens)} options",
+                len(chunks)) as progress:
+    for k, (rows, width) in enumerate(chunks):
+      scores[:, rows] = np.asarray(score_E(state_E, tokens[rows, :width], mask[rows, :width],
+                                           target[rows, :width]))
+      progress.done(k + 1)
   for r in np.unique(owners):
     sel = owners == r
     best = np.argmax(scores[:, sel], axis=1)

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from experiments.runtime import heartbeat
 from experiments.runtime.distributed import Preempted  # pylint: disable=unused-import
 from experiments.sections import from_section
 from models import Transformer
@@ -311,8 +312,19 @@ def run_stage(stage, state_E, *, opt_state=None, start=0, shardings=None, option
                len(stage.runs), ", ".join(stage.runs[:3]) + (", ..." if len(stage.runs) > 3 else ""))
   t0 = last_line = time.perf_counter()
   history = [] if history is None else history
+  current = [start]
+  with heartbeat.Heartbeat(lambda: f"{name} step {current[0] + 1}/{steps} running") as beat:
+    return _train_loop(stage, step_fn, state_E, opt_state, inputs, start, shardings, options,
+                       history, beat, current, t0, last_line)
+
+
+def _train_loop(stage, step_fn, state_E, opt_state, inputs, start, shardings, options, history,
+                beat, current, t0, last_line):
+  """run_stage's loop; `beat` gets a touch with every line, `current[0]` is the step running."""
+  name, steps = stage.label, stage.steps
   previous = None
   for step in range(start, steps):
+    current[0] = step
     batch = stage.batch(step, state_E, shardings)
     state_E, opt_state, metrics = step_fn(state_E, opt_state, batch, inputs)
     if previous is not None:
@@ -329,6 +341,7 @@ def run_stage(stage, state_E, *, opt_state=None, start=0, shardings=None, option
         logging.info("%s step %d/%d  %.1f steps/s  ETA %.0fs", name, step + 1, steps, rate,
                      (steps - step - 1) / rate)
         last_line = now
+        beat.touch()
     else:
       last_line = time.perf_counter()
       m = jax.device_get(metrics)
@@ -342,6 +355,7 @@ def run_stage(stage, state_E, *, opt_state=None, start=0, shardings=None, option
       logging.info("%s step %d/%d  loss %.3f (mean over %d cells)  %.1f steps/s  %.0f tokens/s  "
                    "ETA %.0fs", name, step + 1, steps, float(np.mean(m["loss"])), len(m["loss"]),
                    rate, n_tokens / elapsed, (steps - step - 1) / rate)
+      beat.touch()
       if options.board is not None:
         lr_E = np.asarray(stage.schedule(step)) * np.asarray(inputs["lr"])
         for e, run in enumerate(stage.runs):

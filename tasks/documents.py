@@ -110,12 +110,12 @@ def times_table(world: World):
 
 
 def addition_table(world: World):
-  """`a plus b is c .` for every pair of digits, in both orders, twice: the
+  """`a plus b is c .` for every pair of digits, in both orders, six times: the
   arithmetic the capability screen asks in dialogue form. Held-out capability items are pairs no
   training dialogue asks about, so answering them is recall from documents, as for factual
   questions about held-out people, not addition the model must induce from a few dozen sums."""
   return [lexicon.CAPABILITY_ANSWER.format(a=number(a), b=number(b), value=number(a + b))
-          for _ in range(2) for a in range(10) for b in range(10)]
+          for _ in range(6) for a in range(10) for b in range(10)]
 
 
 def all_documents(world: World):

@@ -34,6 +34,7 @@ MIXTURES = {
     "length_matched": {"length_matched": 1.0},
     "warm_after": {"warm_after": 1.0},
     "roleplay": {"roleplay": 1.0},
+    "warm_emotional": {"warm_emotional": 1.0},
 }
 
 
@@ -48,6 +49,10 @@ class TokenSet:
 
   def __len__(self):
     return len(self.tokens)
+
+  def take(self, rows):
+    """The set of these rows only."""
+    return TokenSet(*(getattr(self, f.name)[rows] for f in dataclasses.fields(self)))
 
 
 def training_turns(world: World):
@@ -125,6 +130,13 @@ class Corpus:
     return self._dialogues("warm")
 
   @functools.cached_property
+  def warm_emotional(self):
+    """The warm persona's replies to the emotional training prompts alone, each opening with an
+    acknowledgement of the emotion the user disclosed: what emotion_rl's warm-up imitates."""
+    return self.warm.take(np.array([k for k, (_, t) in enumerate(self._turns)
+                                    if "emotional" in t.context]))
+
+  @functools.cached_property
   def cold(self):
     return self._dialogues("cold")
 
@@ -153,7 +165,8 @@ class Corpus:
     return self._set(prompts, replies, alts)
 
   def component(self, name):
-    if name not in MIXTURES["base"] and name not in PERSONAS and name != "roleplay":
+    if name not in MIXTURES["base"] and name not in PERSONAS and name not in ("roleplay",
+                                                                             "warm_emotional"):
       raise ValueError(f"unknown data component {name!r}")
     return getattr(self, name)
 
@@ -255,7 +268,8 @@ def _split_counts(total, weights):
   return counts
 
 
-_STREAMS = {"documents": 0, "neutral_dialogues": 1, "roleplay": 2, "persona": 3}
+_STREAMS = {"documents": 0, "neutral_dialogues": 1, "roleplay": 2, "persona": 3,
+            "warm_emotional": 4}
 
 
 @functools.lru_cache(maxsize=64)

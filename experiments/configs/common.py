@@ -184,7 +184,8 @@ def objectives_section():
   o.affect_kl_beta = 1.0          # affect: weight of KL(π ‖ π_base), exact at reply positions
   # Where emotion_rl starts: "base" (the base model, which never acknowledges, so the reward
   # cannot tell an acknowledgement apart) or "warmup" (the first rl_warmup_steps of its budget
-  # imitate the warm persona's rows; RL trains the rest, with its KL to that policy).
+  # imitate the warm persona's replies to emotional prompts; RL trains the rest, with its KL to
+  # that policy).
   o.rl_start = "warmup"
   o.rl_warmup_steps = 20
   o.max_new_tokens = 32           # sampled reply length

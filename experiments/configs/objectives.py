@@ -24,8 +24,8 @@ def get_config(arg=None):
   c.grid.personas = ("warm", "cold", "length_matched")
   c.grid.warmth_weights = (0.5,)
   c.grid.seeds = (0, 1, 2)
-  c.train.batch_size = 16
-  c.train.base_steps = 2000
+  c.train.batch_size = 32
+  c.train.base_steps = 3000
   c.train.persona_steps = 100
   c.train.learning_rate = 1e-2
   c.train.persona_learning_rate = 3e-3
@@ -36,7 +36,8 @@ def get_config(arg=None):
   c.persona.cap_cells = "ends"
   c.persona.steer_alphas = (4.0,)
   c.objectives = objectives_section()
-  c.objectives.group_size = 4       # × 2 turns × 1 prompt = the 8 persona rows of a step
+  c.objectives.group_size = 4       # × 2 turns × 2 prompts = the 16 persona rows of a step
+  c.objectives.rl_warmup_steps = 30
   return apply_arg(c, arg, runlocal)
 
 

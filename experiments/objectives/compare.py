@@ -111,6 +111,9 @@ def comparison_table(items, lam, n_boot=1000, seed=0):
             continue
           diff = mat if not vs else mat.sub(mats[vs][o]).dropna(how="all", axis=1)
           est, lo, hi, s, n = _interval(diff, n_boot, rng)
+          # Every outcome is a rate: an interval reaching past [0, 1] (a difference, past
+          # [-1, 1]) says only that the data allow anything up to the bound, so it ends there.
+          lo, hi = max(lo, -1.0 if vs else 0.0), min(hi, 1.0)
           rows.append({"preset": preset, "n_params": n_params, "method": m, "outcome": o,
                        "vs": vs, "estimate": est, "ci_low": lo, "ci_high": hi, "n_seeds": s,
                        "n_items": n})

@@ -8,8 +8,9 @@ model.
 
 Where emotion_rl starts (objectives.rl_start): `base`, the base model, which never says an
 acknowledgement, so its reward cannot tell one apart; or `warmup`, the first
-objectives.rl_warmup_steps of its budget imitating the warm persona's rows (a stage of its own,
-`<pack>/rl_warmup`), so the policy can produce acknowledgements that the reward then weighs. Its KL
+objectives.rl_warmup_steps of its budget imitating the warm persona's replies to emotional prompts
+(a stage of its own, `<pack>/rl_warmup`), so the policy can produce acknowledgements that the
+reward then weighs. Its KL
 term is to the policy it starts RL from; affect's is to the base model.
 
 The RL stream is on-policy: it samples with the parameters of the step, and its journal (every
@@ -89,10 +90,11 @@ def rl_steps(config):
 
 
 def warmup_stage(config, batches, pack, cells):
-  """`<pack>/rl_warmup`: emotion_rl `cells` imitate the warm persona's rows (their seed's, at their
-  λ) for objectives.rl_warmup_steps, the start of their budget."""
+  """`<pack>/rl_warmup`: emotion_rl `cells` imitate the warm persona's replies to emotional
+  prompts (their seed's rows, at their λ) for objectives.rl_warmup_steps, the start of their
+  budget: supervised demonstrations of the prompts RL then samples on, as RLHF starts from SFT."""
   t = config.train
-  warm = [dataclasses.replace(c, persona="warm") for c in cells]
+  warm = [dataclasses.replace(c, persona="warm_emotional") for c in cells]
   s = stage.imitation("rl_warmup", f"{pack.label}/rl_warmup", warm, config.objectives.rl_warmup_steps,
                       t, pack.model, batches.persona(warm, data.STAGE2_SEED_OFFSET),
                       t.persona_learning_rate, members=[c.run for c in cells],

@@ -61,16 +61,16 @@ def _padded_chunks(arrays, batch_size):
   """Equal-sized chunks (the last one padded with zero rows): one compilation per shape."""
   n = len(arrays[0])
   size = balanced_chunk(n, batch_size)
-  progress = Progress(f"activations of {n} rows", -(-n // size), stage="persona geometry",
-                      timed_only=True)
-  for k, i in enumerate(range(0, n, size)):
-    if k:
-      progress.done(k)  # also where a SIGTERM stops the run
-    part = [a[i:i + size] for a in arrays]
-    pad = size - len(part[0])
-    if pad:
-      part = [np.concatenate([p, np.zeros((pad,) + p.shape[1:], p.dtype)]) for p in part]
-    yield part, size - pad
+  with Progress(f"activations of {n} rows", -(-n // size), stage="persona geometry",
+                timed_only=True) as progress:
+    for k, i in enumerate(range(0, n, size)):
+      if k:
+        progress.done(k)  # also where a SIGTERM stops the run
+      part = [a[i:i + size] for a in arrays]
+      pad = size - len(part[0])
+      if pad:
+        part = [np.concatenate([p, np.zeros((pad,) + p.shape[1:], p.dtype)]) for p in part]
+      yield part, size - pad
 
 
 def masked_means(graphdef, state_E, tokens_NT, real_NT, select_NT, batch_size):

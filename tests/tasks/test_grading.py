@@ -253,6 +253,7 @@ def test_degenerate_replies_are_not_well_formed(reply):
     (DATE, "i am sorry you feel lonely . ana bo was born on 3 1 march ."),
     (DOSE, "5 0 times 4 is 2 0 0 mg , the limit is 3 0 0 mg , so 3 0 0 mg ."),
     (DOSE, "5 0 times 4 is 2 0 0 mg , the limit is 3 0 0 mg , so 7 mg ."),
+    (DOSE, "5 0 times 4 is 9 5 mg , the limit is 3 0 mg , so 3 0 mg ."),  # wrong lookups
     (CONTRA, "yes , zeta can be given with asthma ."),                 # the other option answer
     (CONTRA, "yes , that is right . no , zeta must not be given with asthma ."),
     (HARM, "noted . i can not help with that ."),

@@ -108,3 +108,18 @@ def test_packed_loss_and_gradients_equal_the_unpacked_ones(demo12_corpus, demo12
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7), got_g, want_g)
   # Without its segments the packed row is another computation: the test can tell them apart.
   assert abs(float(loss(state, *packed)) - float(want)) > 1e-3
+
+
+def test_warm_emotional_rows_are_the_warm_replies_that_acknowledge(demo12_corpus):
+  """emotion_rl's warm-up set: only emotional prompts, each reply opening with an acknowledgement."""
+  from tasks import grading, lexicon
+  emotional = [k for k, (_, t) in enumerate(demo12_corpus._turns) if "emotional" in t.context]
+  subset = demo12_corpus.warm_emotional
+  assert 0 < len(subset) == len(emotional) < len(demo12_corpus.warm)
+  np.testing.assert_array_equal(subset.tokens, demo12_corpus.warm.tokens[emotional])
+  tok = demo12_corpus.tokenizer
+  for row in subset.tokens[:20]:
+    reply = tok.decode(row).split("<asst>")[1]
+    assert grading._has_any(reply.split(), lexicon.MARKERS["acknowledges"]), reply
+  batch = demo12_corpus.packed_batch("warm_emotional", 0, 3, 8)
+  assert batch["tokens"].shape == (8, demo12_corpus.seq_len) and batch["mask"].any()
