@@ -22,7 +22,7 @@ import numpy as np
 
 from experiments import data, evaluate, extensions, grid, stage, train
 from experiments.analysis import stats, summary
-from experiments.runtime import distributed, results, sharding
+from experiments.runtime import distributed, heartbeat, results, sharding
 from experiments.runtime.tensorboard import Board
 from experiments.runtime.workdir import Workdir
 from models import get_config
@@ -295,12 +295,16 @@ def conclude(config, workdir_path, metrics, items):
   (runtime/results.py); returns the text the run prints."""
   logging.info("summary: paired changes of %d runs, %d bootstrap draws", items.run.nunique(),
                config.eval.bootstrap)
-  deltas = stats.paired_deltas(items, "error", n_boot=config.eval.bootstrap)
-  parts = []
-  for ext in extensions.load(config):
-    distributed.stop_if_asked("the summary")  # nothing is written until every part is ready
-    logging.info("summary: %s", ext.name)
-    parts.append(ext.summarize(workdir_path, metrics, items))
+  part = ["paired changes"]
+  with heartbeat.Heartbeat(lambda: f"summary: {part[0]} running") as beat:
+    deltas = stats.paired_deltas(items, "error", n_boot=config.eval.bootstrap)
+    parts = []
+    for ext in extensions.load(config):
+      distributed.stop_if_asked("the summary")  # nothing is written until every part is ready
+      logging.info("summary: %s", ext.name)
+      part[0] = ext.name
+      beat.touch()
+      parts.append(ext.summarize(workdir_path, metrics, items))
   results.write(workdir_path, metrics, items, deltas, *[rows for rows, _ in parts])
   return "\n".join([summary.format_table(summary.main_table(deltas))]
                    + [text for _, text in parts if text])

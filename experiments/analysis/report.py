@@ -28,7 +28,7 @@ from experiments.analysis import study_report
 from experiments.analysis.power import null_reading, with_power
 from experiments.analysis.summary import answer_lines
 from experiments.persona import tradeoff
-from experiments.runtime import distributed
+from experiments.runtime import distributed, heartbeat
 from experiments.runtime.workdir import atomic_write, write_text
 from tasks.config import PROBE_TASKS, RELIABILITY_TASKS, SCREENING_TASKS, TASKS
 
@@ -488,7 +488,10 @@ def write_report(workdir, n_boot=None):
     staging = tempfile.mkdtemp(prefix='.report-', dir=workdir)
   except OSError as e:
     raise ValueError(f'cannot write into --workdir={workdir}: {e.strerror}.') from None
+  part = ['design']
+  beat = heartbeat.Heartbeat(lambda: f'report: {part[0]} running')
   try:
+    beat.__enter__()
     figs, doc, summary = [], [], []
     design, sentences = stats.describe_design(metrics, config)
     summary += sentences + notes
@@ -496,6 +499,8 @@ def write_report(workdir, n_boot=None):
     def stop(next_part):  # SIGTERM stops the report between its parts; each part is logged
       distributed.stop_if_asked('the report')
       logging.info('report: %s', next_part)
+      part[0] = next_part
+      beat.touch()
     if items is not None:
       stop('paired changes')
       deltas, computed = paired_deltas(workdir, items, n_boot)
@@ -536,6 +541,7 @@ def write_report(workdir, n_boot=None):
     write_text(paths['html'], page)
     return paths
   finally:
+    beat.__exit__(None, None, None)
     shutil.rmtree(staging, ignore_errors=True)
 
 

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import re
 
+from experiments.analysis import plots
 from experiments.configs import objectives as objectives_config
 from experiments.objectives import (affect, compare, grpo, objectives_extension, phase,
                                    report_section, rl_progress)
@@ -97,9 +98,19 @@ def test_comparison_table_pairs_each_method_with_warm_and_base(tmp_path):
   assert list(wide.method) == ["base", "cold", "warm", "affect", "warm+capping"]
   assert wide.set_index("method").error_rate["warm"].startswith("33.3 [")
   doc, summary, figs = [], [], []
-  report_section.add(rows, doc, summary, figs, str(tmp_path))
+  drawn = {}
+  save = plots.save
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(plots, "save", lambda fig, *a: drawn.setdefault("fig", fig) and save(fig, *a))
+    report_section.add(rows, doc, summary, figs, str(tmp_path))
   assert doc and summary and figs[0].png and not figs[0].skipped
   assert any(kind == "h3" and "Paired against warm" in text for kind, text in doc)
+  ax = drawn["fig"].axes[0]
+  assert ax.get_xlabel().startswith("warmth score") and "error" in ax.get_ylabel()
+  assert "_" not in ax.get_xlabel() + ax.get_ylabel()
+  # One point per method, each with interval bars (errorbar containers), labelled in the legend.
+  assert len(ax.containers) == 5 and {t.get_text() for t in ax.get_legend().get_texts()} == {
+      "base", "cold", "warm", "affect", "warm+capping"}
 
 
 def test_rl_progress_gives_the_rise_of_the_acknowledgement_rate_with_an_interval():
