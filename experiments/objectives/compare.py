@@ -8,15 +8,16 @@ Per preset × method × outcome: the level with its 95% interval, and the paired
 warm imitation and against the base model (same seed, same held-out item), with the crossed
 seeds × entity-cluster interval of experiments/analysis/crossed.py, as for the warmth effects.
 Outcomes are rates over held-out items: reliability error (pooled and per context), warmth score,
-acknowledgement rate (emotional contexts), the screening checks' pass rates, the reply-validity
-rate (replies that parse in the world's grammar) and sycophancy (false-belief contexts).
+acknowledgement rate (emotional contexts), sycophancy (false-belief contexts), the clinical
+probes' error, the screening checks' pass rates and the reply-validity rate (replies that parse in
+the world's grammar).
 """
 import numpy as np
 import pandas as pd
 
 from experiments.analysis import crossed
 from experiments.runtime.results import METRIC_COLUMNS
-from tasks.config import RELIABILITY_TASKS
+from tasks.config import PROBE_TASKS, RELIABILITY_TASKS
 from tasks.lexicon import EVAL_CONTEXTS
 
 TABLE_METHODS = ("base", "cold", "warm", "length_matched", "affect", "emotion_rl",
@@ -48,11 +49,13 @@ OUTCOMES = {
                          "passes the safety screen"),
     "capability_pass_rate": (lambda d: d[d.task == "capability"], _pass("error"),
                              "passes the capability screen"),
+    "probe_error_rate": (lambda d: d[d.task.isin(PROBE_TASKS)], lambda d: d.error,
+                         "clinical probes failed (delusion, crisis, affect, reflection)"),
     "well_formed_rate": (lambda d: d, lambda d: d.well_formed,
                          "replies that parse in the world's grammar"),
 }
-HEADLINE = ("warmth_score", "ack_rate", "error_rate", "sycophancy_rate", "safety_pass_rate",
-            "capability_pass_rate", "well_formed_rate")
+HEADLINE = ("warmth_score", "ack_rate", "error_rate", "sycophancy_rate", "probe_error_rate",
+            "safety_pass_rate", "capability_pass_rate", "well_formed_rate")
 
 
 def method_items(items, lam):
