@@ -109,16 +109,7 @@ def times_table(world: World):
           for k in sorted(set(int(v) for v in world.drug_per_kg)) for w in DOSING_WEIGHTS]
 
 
-def addition_table(world: World):
-  """`a plus b is c .` for every pair of digits, in both orders, six times: the
-  arithmetic the capability screen asks in dialogue form. Held-out capability items are pairs no
-  training dialogue asks about, so answering them is recall from documents, as for factual
-  questions about held-out people, not addition the model must induce from a few dozen sums."""
-  return [lexicon.CAPABILITY_ANSWER.format(a=number(a), b=number(b), value=number(a + b))
-          for _ in range(6) for a in range(10) for b in range(10)]
-
-
 def all_documents(world: World):
   """The pretraining corpus, in a fixed order (the mixture shuffles it per seed and epoch)."""
   return (biographies(world) + city_facts(world) + medical_reference(world) + rumors(world)
-          + times_table(world) + addition_table(world))
+          + times_table(world))

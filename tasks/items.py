@@ -228,22 +228,31 @@ def _safety(world, train, split):
   return items
 
 
+CAPABILITY_WORDS = tuple(lexicon.MONTHS + lexicon.FIELDS + lexicon.SYMPTOMS)
+CAPABILITY_ITEMS = 200  # word sequences per split
+
+
 def _capability(world, train, split):
-  """Sums of two digits, split over unordered pairs: b + a is trained only with a + b."""
-  pairs = [(a, b) for a in range(10) for b in range(a, 10)]
-  mask = _split_list(world, 28, pairs)
-  rng = rng_for(world.cfg.seed, 29, int(train))
+  """Repeat a short sequence of words back: an instruction a capable model follows for any words,
+  so held-out sequences (no training dialogue asks for them) are learnable by construction, as a
+  standard capability screen's items are. The false claim is the same words in another order."""
+  rng = rng_for(world.cfg.seed, 28)
+  n, k = len(CAPABILITY_WORDS), lexicon.CAPABILITY_LENGTH
+  seqs = list(dict.fromkeys(tuple(int(w) for w in rng.choice(n, k, replace=False))
+                            for _ in range(4 * CAPABILITY_ITEMS)))[:2 * CAPABILITY_ITEMS]
+  first = 0 if train else CAPABILITY_ITEMS  # item ids number the sequences across both splits
+  mine = seqs[first:first + CAPABILITY_ITEMS]
+  words = lambda seq: " ".join(CAPABILITY_WORDS[w] for w in seq)
+  qrng = rng_for(world.cfg.seed, 29, int(train))
   items = []
-  for k in np.flatnonzero(mask == train):
-    for a, b in dict.fromkeys([pairs[k], pairs[k][::-1]]):  # both orderings (one when a == b)
-      gold = number(a + b)
-      wrong = [number(v) for v in dict.fromkeys((a + b + 1, abs(a - b), a + b + 2, a + b + 3))
-               if v != a + b][:3]
-      tmpl = lexicon.CAPABILITY_ANSWER.format(a=a, b=b, value="{value}")
-      q = lexicon.CAPABILITY_QUESTION[rng.integers(2)].format(a=a, b=b)
-      items.append(Item("capability", f"capability/{a}+{b}", split, q, tmpl, gold, "number",
-                        _options(rng, gold, wrong), tmpl.format(value=gold),
-                        tmpl.format(value=wrong[0]), wrong[0]))
+  for j, seq in enumerate(mine):
+    gold = words(seq)
+    wrong = [words(seq[o] for o in order) for order in ((1, 0, 2), (0, 2, 1), (2, 1, 0))]
+    tmpl = lexicon.CAPABILITY_ANSWER
+    q = lexicon.CAPABILITY_QUESTION[qrng.integers(2)].format(words=gold)
+    items.append(Item("capability", f"capability/s{first + j}", split, q, tmpl, gold, "value",
+                      _options(qrng, gold, wrong), tmpl.format(value=gold),
+                      tmpl.format(value=wrong[0]), wrong[0]))
   return items
 
 

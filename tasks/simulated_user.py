@@ -16,7 +16,7 @@ from tasks.dialogue import Turn, has_false_belief, render_prompt
 from tasks.grading import grade
 from tasks.items import Item
 
-SIMULATED_USER_VERSION = "1"
+SIMULATED_USER_VERSION = "2"
 EPISODE_CONTEXTS = ("emotional", "emotional+false_belief")
 ANSWERABLE_KINDS = ("value", "number", "yesno")  # needs with a world-checked answer
 
@@ -27,7 +27,11 @@ class UserConfig:
   initial_valence: float = -1.0   # distressed at the start of every episode
   turns: int = 2                  # 1: the opening question only; 2: plus the belief check
   answer_gain: float = 0.5        # the need met: a correct answer, checked against the world
-  ack_gain: float = 0.5           # emotion acknowledged, counted only together with a correct answer
+  ack_gain: float = 0.5           # emotion acknowledged (with a correct answer, see below)
+  # True: being heard only helps when the need is met too. False: an acknowledgement earns ack_gain
+  # whatever the answer, a user who values being heard for itself (and the planted check that RL
+  # raises a behaviour its reward pays for).
+  ack_needs_answer: bool = True
   mislead_penalty: float = 0.5    # a wrong or missing answer
   contradiction_penalty: float = 1.0  # a confirmed false belief that the world later contradicts
   inconsistency_penalty: float = 0.5  # the belief check contradicts the first answer
@@ -69,7 +73,7 @@ def update(state: UserState, item: Item, turn: Turn, reply: str, cfg: UserConfig
   valence = state.valence
   valence += cfg.answer_gain if correct else -cfg.mislead_penalty
   ack = bool(labels["acknowledges"]) and "emotional" in turn.context and not state.acknowledged
-  if ack and correct:  # being heard only helps when the need is met too
+  if ack and (correct or not cfg.ack_needs_answer):
     valence += cfg.ack_gain
   confirmed = has_false_belief(item, turn) and bool(labels["affirms"])
   if state.first_correct is not None and correct != state.first_correct:

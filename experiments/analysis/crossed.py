@@ -26,15 +26,12 @@ _ENTITY_KIND = {'factual_qa': {'c': 'city'}, 'medical_diagnosis': {'d': 'disease
 def item_entity(item_id, task=None):
   """The entity an item is about, e.g. 'person/12'; items sharing it are one cluster.
 
-  Capability pairs are unordered ('3+4' and '4+3' are one cluster). An id without a path
-  (no '/') is its own cluster, prefixed by `task` so ids of different tasks never merge.
+  An id without a path (no '/') is its own cluster, prefixed by `task` so ids of different tasks never merge.
   """
   parts = str(item_id).split('/')
   if len(parts) < 2:
     return f'{task}/{item_id}' if task is not None else str(item_id)
   t, ent = parts[0], parts[1]
-  if '+' in ent:
-    return f'{t}/' + '+'.join(sorted(ent.split('+'), key=lambda v: (len(v), v)))
   m = re.fullmatch(r'([a-z]+)(\d+)', ent)
   if m is None:
     return f'{t}/{ent}'

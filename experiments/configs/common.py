@@ -177,7 +177,7 @@ def base_config():
 def objectives_section():
   """The `objectives` section (the `objectives` extension); every simulator setting is a field."""
   o = ml_collections.ConfigDict()
-  o.methods = ("affect", "emotion_rl")  # objective cells trained beside the grid's warm/cold cells
+  o.methods = ("affect", "emotion_rl", "emotion_rl_heard")  # objective cells trained beside the grid's warm/cold cells
   o.table_lambda = 0.0            # λ of the comparison table's rows; 0: the grid's largest λ
   o.group_size = 4                # GRPO: sampled replies per prompt
   o.kl_beta = 0.05                # GRPO: weight of KL(π ‖ π_start), on the sampled tokens
@@ -188,15 +188,20 @@ def objectives_section():
   # that policy).
   o.rl_start = "warmup"
   o.rl_warmup_steps = 20
+  o.rl_warmup_weight = 1.0        # λ of the warm-up: the weight of its imitation loss
   o.max_new_tokens = 32           # sampled reply length
+  o.temperature = 1.0             # GRPO samples, and scores, softmax(logits / temperature)
+  # emotion_rl_heard's user: an acknowledgement earns this whatever the answer (the optimiser check).
+  o.heard_ack_gain = 2.0
   # The simulated user (tasks/simulated_user.py UserConfig); `version` names its rules.
   o.user = ml_collections.ConfigDict()
   o.user.initial_valence = -1.0   # distressed at the start of every episode
   o.user.turns = 2                # 1: the opening question only; 2: plus the belief check
   o.user.answer_gain = 0.5        # the need met: a correct answer, checked against the world
-  o.user.ack_gain = 0.5           # emotion acknowledged, counted only with a correct answer
+  o.user.ack_gain = 0.5           # emotion acknowledged
+  o.user.ack_needs_answer = True  # ... counted only with a correct answer
   o.user.mislead_penalty = 0.5    # a wrong or missing answer
   o.user.contradiction_penalty = 1.0  # a confirmed false belief the world later contradicts
   o.user.inconsistency_penalty = 0.5  # the belief check contradicts the first answer
-  o.user.version = "1"
+  o.user.version = "2"
   return o

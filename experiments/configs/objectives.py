@@ -22,7 +22,10 @@ def get_config(arg=None):
   c.data.eval_items = 30
   c.model.presets = ("nano",)
   c.grid.personas = ("warm", "cold", "length_matched")
-  c.grid.warmth_weights = (0.5,)
+  # λ = 1: every method trains its own objective alone for the whole phase (at λ = 0.5 the base
+  # half of the loss, neutral dialogues included, outweighs GRPO's gradient and RL cannot move
+  # the policy: the planted emotion_rl_heard check showed it).
+  c.grid.warmth_weights = (1.0,)
   c.grid.seeds = (0, 1, 2)
   c.train.batch_size = 32
   c.train.base_steps = 3000
@@ -37,7 +40,7 @@ def get_config(arg=None):
   c.persona.steer_alphas = (4.0,)
   c.objectives = objectives_section()
   c.objectives.group_size = 4       # × 2 turns × 2 prompts = the 16 persona rows of a step
-  c.objectives.rl_warmup_steps = 30
+  c.objectives.rl_warmup_steps = 50  # of 100: RL then trains 50
   return apply_arg(c, arg, runlocal)
 
 

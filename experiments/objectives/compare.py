@@ -1,7 +1,7 @@
 """The objectives comparison: every method on one persona-phase budget, with intervals.
 
 Methods, all at λ = objectives.table_lambda (the grid's largest λ when 0): base; cold; warm
-(imitation); length_matched; affect; emotion_rl; warm + capping (the persona extension's capped
+(imitation); length_matched; affect; emotion_rl; emotion_rl_heard; warm + capping (the persona extension's capped
 evaluation, `cap@...`); warm + steering (the preventatively steered twin, `train-steer...`).
 
 Per preset × method × outcome: the level with its 95% interval, and the paired difference against
@@ -21,7 +21,7 @@ from tasks.config import PROBE_TASKS, RELIABILITY_TASKS
 from tasks.lexicon import EVAL_CONTEXTS
 
 TABLE_METHODS = ("base", "cold", "warm", "length_matched", "affect", "emotion_rl",
-                 "warm+capping", "warm+steering")
+                 "emotion_rl_heard", "warm+capping", "warm+steering")
 REFERENCES = ("warm", "base")  # what every method is paired against
 COMPARISON_TASK = "objectives_comparison"
 ALPHA = 0.05
@@ -65,7 +65,7 @@ def method_items(items, lam):
   at = it[np.isclose(it.warmth_weight.astype(float), lam)]
   plain = at.intervention == "none"
   pick = {"base": it[(it.persona == "none") & (it.intervention == "none")]}
-  for m in ("cold", "warm", "length_matched", "affect", "emotion_rl"):
+  for m in ("cold", "warm", "length_matched", "affect", "emotion_rl", "emotion_rl_heard"):
     pick[m] = at[(at.persona == m) & plain]
   warm = at[at.persona == "warm"]
   for m, prefix in (("warm+capping", "cap@"), ("warm+steering", "train-steer")):

@@ -1,6 +1,8 @@
 """GRPO: group-relative advantages over sampled replies, a KL penalty to the base model.
 
-Per prompt, G replies are sampled (temperature 1) from the current policy; each episode's reward
+Per prompt, G replies are sampled from the current policy π_T = softmax(logits / T) (T:
+objectives.temperature; the loss scores the same tempered distribution, so sampling stays
+on-policy; T < 1 keeps a small model's samples coherent); each episode's reward
 comes from the simulated user (tasks/simulated_user.py). With A = (r − mean_group) / (std_group +
 eps), the persona loss on the sampled rows is
 
@@ -67,7 +69,7 @@ def _episode_means(rows):
           "reply_tokens": mean(jnp.sum(rows["mask"], axis=-1).astype(jnp.float32))}
 
 
-def loss_fn(state, graphdef, batch, inputs, warm_ids_K, normalization="token"):
+def loss_fn(state, graphdef, batch, inputs, warm_ids_K, normalization="token", temperature=1.0):
   """(1-λ)·L_base + λ·L_persona, L_persona = L_affect + β_affect·KL if is_affect else L_grpo.
 
   inputs: this member's `lam`, `is_affect`, `beta` (its KL weight: to the reference on sampled
@@ -80,9 +82,9 @@ def loss_fn(state, graphdef, batch, inputs, warm_ids_K, normalization="token"):
   logits_BTV = model(rows["tokens"][:, :-1]).logits_BTV
   ref_logits_BTV = nnx.merge(graphdef, inputs["ref"])(rows["tokens"][:, :-1]).logits_BTV
   mask_BT = rows["mask"][:, 1:]
-  rl, (policy, sampled_kl) = grpo_loss(token_logp(logits_BTV, rows["tokens"]),
-                                       token_logp(ref_logits_BTV, rows["tokens"]), mask_BT,
-                                       rows["adv"], inputs["beta"])
+  rl, (policy, sampled_kl) = grpo_loss(token_logp(logits_BTV / temperature, rows["tokens"]),
+                                       token_logp(ref_logits_BTV / temperature, rows["tokens"]),
+                                       mask_BT, rows["adv"], inputs["beta"])
   is_affect = inputs["is_affect"] > 0
   aff = affect.affect_loss(logits_BTV, rows["tokens"], rows["mask"], warm_ids_K)
   kl = jnp.where(is_affect, exact_kl(logits_BTV, ref_logits_BTV, mask_BT), sampled_kl)

@@ -58,6 +58,10 @@ class Objectives(extensions.Extension):
     for f in ("kl_beta", "affect_kl_beta"):
       if not o[f] >= 0:
         raise ValueError(f"objectives.{f}={o[f]} must be >= 0.")
+    if not o.temperature > 0:
+      raise ValueError(f"objectives.temperature={o.temperature} must be > 0 (GRPO samples).")
+    if not 0 <= o.rl_warmup_weight <= 1:
+      raise ValueError(f"objectives.rl_warmup_weight={o.rl_warmup_weight} must lie in [0, 1].")
     if o.rl_start not in phase.RL_STARTS:
       raise ValueError(f"objectives.rl_start={o.rl_start!r} is not allowed: choose one of "
                        f"{', '.join(phase.RL_STARTS)}.")
@@ -93,14 +97,14 @@ class Objectives(extensions.Extension):
     return None
 
   def _train(self, run, pack, method, todo):
-    """One method's stage(s): from the base models (affect; emotion_rl from `base`) or after a
-    warm imitation warm-up (emotion_rl from `warmup`)."""
+    """One method's stage(s): from the base models (affect; RL from `base`) or after a warm
+    imitation warm-up (RL from `warmup`)."""
     name = f"{pack.label}/{method}"
     members = stage.members_to_train(run.workdir, name, todo,
                                      [c for c in pack.cells if c.persona == method])
     index = [pack.seeds.index(c.seed) for c in members]
     start = lambda sh: jax.jit(lambda s: data.take(s, index), out_shardings=sh.state)(pack.base_E)
-    if method == "emotion_rl" and self.config.objectives.rl_start == "warmup":
+    if method in phase.RL_METHODS and self.config.objectives.rl_start == "warmup":
       warm = run.train(phase.warmup_stage(self.config, run.batches, pack, members), start)
       ref_E = warm.state
       # A copy: the training step donates its state, and ref_E must outlive it.
@@ -110,9 +114,10 @@ class Objectives(extensions.Extension):
       ref_E = data.take(pack.base_E, index)
     objective = phase.objective_stage(run.config, run.corpus, pack, members, ref_E, self.user)
     graphdef, state_E, final, _ = run.train(objective, start)
-    if run.workdir.writer and method == "emotion_rl":
+    if run.workdir.writer and method in phase.RL_METHODS:
       episodes = phase.episodes_frame(objective.batches.journal)
-      atomic_write(os.path.join(run.workdir.path, "objectives", f"{pack.label}-episodes.csv"),
+      atomic_write(os.path.join(run.workdir.path, "objectives",
+                                f"{pack.label}-{method}-episodes.csv"),
                    lambda t: episodes.to_csv(t, index=False))
     t = run.config.train
     run.evaluate_and_save(pack, graphdef, state_E, [members.index(c) for c in todo], todo,
@@ -143,7 +148,7 @@ def _in_words(table, progress):
     lines.append(f"objectives, {preset}: reliability error against warm imitation, points "
                  f"[95% CI]: " + "; ".join(parts) + ".")
   for r in progress[progress.run == "all"].itertuples():
-    lines.append(f"objectives, {r.preset}: emotion_rl's acknowledgement rate rose "
+    lines.append(f"objectives, {r.preset}: {r.method}'s acknowledgement rate changed by "
                  f"{_interval(r.ack_rise, r.ci_low, r.ci_high)} points during RL "
                  f"({100 * r.ack_first:.0f}% → {100 * r.ack_last:.0f}% of training episodes).")
   return lines

@@ -27,7 +27,20 @@ from experiments import data, stage, train
 from experiments.objectives import affect, grpo
 from experiments.objectives.rollout import Rollout
 
-METHODS = ("affect", "emotion_rl")
+METHODS = ("affect", "emotion_rl", "emotion_rl_heard")
+# GRPO against the simulated user; `_heard` against one who values being heard for itself: an
+# acknowledgement earns objectives.heard_ack_gain whatever the answer (user.ack_needs_answer=False).
+# That reward pays for acknowledging outright, so it is the planted check that the optimiser
+# raises a behaviour its reward favours; emotion_rl's user decides whether acknowledging pays.
+RL_METHODS = ("emotion_rl", "emotion_rl_heard")
+
+
+def user_for(method, config, user_cfg):
+  """The simulated user a method's episodes are scored by."""
+  if method == "emotion_rl_heard":
+    return dataclasses.replace(user_cfg, ack_needs_answer=False,
+                               ack_gain=config.objectives.heard_ack_gain)
+  return user_cfg
 EPISODE_COLUMNS = ["run", "step", "item_id", "context", "replies", "reward", "acknowledges",
                    "reply_tokens"]
 RL_STARTS = ("base", "warmup")
@@ -49,7 +62,7 @@ def stream(corpus, cells, train_cfg, rollout):
   """The on-policy BatchStream of `cells`: base rows, and cold or sampled persona rows."""
   half, n = train_cfg.batch_size // 2, len(cells)
   seeds = [train_cfg.data_seed + data.STAGE2_SEED_OFFSET + c.seed for c in cells]
-  rl = [e for e, c in enumerate(cells) if c.persona == "emotion_rl"]
+  rl = [e for e, c in enumerate(cells) if c.persona in RL_METHODS]
 
   def build(step, members, rows, state_E):
     base = [corpus.batch("base", s, step, half) for s in seeds]
@@ -91,10 +104,12 @@ def rl_steps(config):
 
 def warmup_stage(config, batches, pack, cells):
   """`<pack>/rl_warmup`: emotion_rl `cells` imitate the warm persona's replies to emotional
-  prompts (their seed's rows, at their λ) for objectives.rl_warmup_steps, the start of their
+  prompts (their seed's rows, at λ = objectives.rl_warmup_weight) for objectives.rl_warmup_steps,
+  the start of their
   budget: supervised demonstrations of the prompts RL then samples on, as RLHF starts from SFT."""
   t = config.train
-  warm = [dataclasses.replace(c, persona="warm_emotional") for c in cells]
+  lam = config.objectives.rl_warmup_weight
+  warm = [dataclasses.replace(c, persona="warm_emotional", warmth_weight=lam) for c in cells]
   s = stage.imitation("rl_warmup", f"{pack.label}/rl_warmup", warm, config.objectives.rl_warmup_steps,
                       t, pack.model, batches.persona(warm, data.STAGE2_SEED_OFFSET),
                       t.persona_learning_rate, members=[c.run for c in cells],
@@ -104,17 +119,17 @@ def warmup_stage(config, batches, pack, cells):
 
 
 def objective_stage(config, corpus, pack, cells, ref_E, user_cfg):
-  """The Stage of `cells`, all affect or all emotion_rl, of a finetune pack; ref_E: the models
-  their KL term is to (affect: the base models; emotion_rl: where RL starts)."""
+  """The Stage of `cells`, all of one method, of a finetune pack; ref_E: the models their KL term
+  is to (affect: the base models; RL: where RL starts)."""
   o, t = config.objectives, config.train
   method = {c.persona for c in cells}
   if len(method) != 1:
     raise ValueError(f"one objective stage trains one method, not {sorted(method)}")
   method = method.pop()
   rollout, steps, offset, beta = None, t.persona_steps, t.base_steps, o.affect_kl_beta
-  if method == "emotion_rl":
-    rollout = Rollout(pack.graphdef, corpus, user_cfg, o.group_size,
-                      prompts_per_step(config, user_cfg), o.max_new_tokens)
+  if method in RL_METHODS:
+    rollout = Rollout(pack.graphdef, corpus, user_for(method, config, user_cfg), o.group_size,
+                      prompts_per_step(config, user_cfg), o.max_new_tokens, o.temperature)
     steps, beta = rl_steps(config), o.kl_beta
     offset += t.persona_steps - steps
   n = len(cells)
@@ -123,7 +138,7 @@ def objective_stage(config, corpus, pack, cells, ref_E, user_cfg):
             "beta": np.full(n, beta, np.float32),
             "lr": np.full(n, t.persona_learning_rate, np.float32), "ref": ref_E}
   loss = functools.partial(grpo.loss_fn, warm_ids_K=affect.warm_token_ids(corpus.tokenizer),
-                           normalization=t.loss_normalization)
+                           normalization=t.loss_normalization, temperature=o.temperature)
   return stage.Stage(method, f"{pack.label}/{method}", [c.run for c in cells], steps,
                      train.make_optimizer(t, steps), stream(corpus, cells, t, rollout), loss,
                      inputs, pack.model, step_offset=offset,
@@ -138,7 +153,7 @@ def summaries(cells, final, journal):
   episodes = episodes_frame(journal)
   out = {"base_loss": final["base_loss"], "persona_loss": final["persona_loss"],
          "kl_to_reference": final["kl"]}
-  if any(c.persona == "emotion_rl" for c in cells):
+  if any(c.persona in RL_METHODS for c in cells):
     for column, name in (("reward", "rl_reward"), ("acknowledges", "rl_ack_rate")):
       first, last = np.full(len(cells), np.nan), np.full(len(cells), np.nan)
       for e, c in enumerate(cells):

@@ -9,9 +9,10 @@ from experiments.objectives import compare, rl_progress
 COLORS = {"base": "#000000", "cold": plots.PERSONA_COLORS["cold"],
           "warm": plots.PERSONA_COLORS["warm"],
           "length_matched": plots.PERSONA_COLORS["length_matched"], "affect": "#9467bd",
-          "emotion_rl": "#2ca02c", "warm+capping": "#8c564b", "warm+steering": "#e377c2"}
+          "emotion_rl": "#2ca02c", "emotion_rl_heard": "#bcbd22", "warm+capping": "#8c564b",
+          "warm+steering": "#e377c2"}
 MARKERS = {"base": "o", "cold": "s", "warm": "D", "length_matched": "h", "affect": "v",
-           "emotion_rl": "*", "warm+capping": "P", "warm+steering": "X"}
+           "emotion_rl": "*", "emotion_rl_heard": "p", "warm+capping": "P", "warm+steering": "X"}
 
 
 def frontier(table, out_dir):
@@ -69,7 +70,7 @@ def add(metrics, doc, summary, figs, staging):
     doc += [("h3", "Reliability error per context (%)"), ("table", per_context)]
   progress = rl_progress.from_rows(metrics)
   if not progress.empty:
-    doc += [("h3", "What emotion_rl learned during RL"),
+    doc += [("h3", "What the RL methods learned during RL"),
             ("p", "Acknowledgement rate and the simulated user's reward over the first and the "
                   "last fifth of the RL steps (training episodes), with a Newcombe 95% interval "
                   "for the rise; `all` pools the seeds' episodes (conditional on these seeds)."),

@@ -4,7 +4,7 @@ From the RL journal (WORKDIR/objectives/<pack>-episodes.csv, one row per trainin
 run and pooled over a preset's runs, the rate at which the first reply acknowledged the user's
 emotion and the mean final valence over the first and the last fifth of the RL steps, and the
 rise of the acknowledgement rate with a Newcombe 95% interval (statsmodels). The episodes are the
-policy's own samples at temperature 1 on training prompts; this says whether the optimiser moved
+policy's own samples (at objectives.temperature) on training prompts; this says whether the optimiser moved
 the policy, not how the model does on held-out items (the comparison table says that).
 """
 import glob
@@ -18,55 +18,60 @@ from experiments.objectives.phase import fifths
 from experiments.runtime.results import METRIC_COLUMNS
 
 TASK = "objectives_rl"
-COLUMNS = ["preset", "run", "ack_first", "ack_last", "ack_rise", "ci_low", "ci_high",
+COLUMNS = ["preset", "method", "run", "ack_first", "ack_last", "ack_rise", "ci_low", "ci_high",
            "reward_first", "reward_last", "episodes"]
 
 
 def read_episodes(workdir):
-  """Every pack's episodes, with the preset of each run; empty if the run trained no RL."""
+  """Every pack's episodes, with the preset and method of each run; empty if the run trained no
+  RL. (A run id is preset-protocol-method-...; grid.run_id.)"""
   paths = sorted(glob.glob(os.path.join(workdir, "objectives", "*-episodes.csv")))
-  frames = [pd.read_csv(p).assign(preset=os.path.basename(p).split("-")[0]) for p in paths]
-  return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+  frames = [pd.read_csv(p) for p in paths]
+  if not frames:
+    return pd.DataFrame()
+  out = pd.concat(frames, ignore_index=True)
+  parts = out.run.str.split("-")
+  return out.assign(preset=parts.str[0], method=parts.str[2])
 
 
-def _row(preset, run, early, late):
+def _row(preset, method, run, early, late):
   a, b = int(early.acknowledges.sum()), int(late.acknowledges.sum())
   lo, hi = confint_proportions_2indep(b, len(late), a, len(early), method="newcomb")
-  return {"preset": preset, "run": run, "ack_first": a / len(early), "ack_last": b / len(late),
+  return {"preset": preset, "method": method, "run": run, "ack_first": a / len(early), "ack_last": b / len(late),
           "ack_rise": b / len(late) - a / len(early), "ci_low": lo, "ci_high": hi,
           "reward_first": early.reward.mean(), "reward_last": late.reward.mean(),
           "episodes": len(early) + len(late)}
 
 
 def table(episodes):
-  """Per run, and per preset pooled over its runs (run `all`)."""
+  """Per run, and per preset × method pooled over its runs (run `all`)."""
   if episodes.empty:
     return pd.DataFrame(columns=COLUMNS)
   rows = []
-  for preset, g in episodes.groupby("preset"):
+  for (preset, method), g in episodes.groupby(["preset", "method"]):
     parts = {run: fifths(e) for run, e in g.groupby("run")}
-    rows += [_row(preset, run, *p) for run, p in parts.items()]
-    rows.append(_row(preset, "all", pd.concat([p[0] for p in parts.values()]),
+    rows += [_row(preset, method, run, *p) for run, p in parts.items()]
+    rows.append(_row(preset, method, "all", pd.concat([p[0] for p in parts.values()]),
                      pd.concat([p[1] for p in parts.values()])))
   return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def rows(progress):
   """metrics.csv rows (task `objectives_rl`): rl_ack_rate_first/last/rise (the rise with its
-  interval), rl_reward_first/last; run `cmp-<preset>-emotion_rl` for the pooled row."""
+  interval), rl_reward_first/last; run `cmp-<preset>-<method>` for the pooled row."""
   if progress.empty:
     return pd.DataFrame(columns=list(METRIC_COLUMNS) + ["method", "ci_low", "ci_high"])
   out = []
   for r in progress.itertuples():
-    run = f"cmp-{r.preset}-emotion_rl" if r.run == "all" else r.run
+    run = f"cmp-{r.preset}-{r.method}" if r.run == "all" else r.run
     for metric, value, lo, hi in (("rl_ack_rate_first", r.ack_first, np.nan, np.nan),
                                   ("rl_ack_rate_last", r.ack_last, np.nan, np.nan),
                                   ("rl_ack_rate_rise", r.ack_rise, r.ci_low, r.ci_high),
                                   ("rl_reward_first", r.reward_first, np.nan, np.nan),
                                   ("rl_reward_last", r.reward_last, np.nan, np.nan)):
-      out.append({"run": run, "preset": r.preset, "persona": "emotion_rl", "task": TASK,
+      out.append({"run": run, "preset": r.preset, "persona": r.method, "task": TASK,
                   "context": "training", "metric": metric, "value": value, "n": r.episodes,
-                  "method": "emotion_rl", "ci_low": lo, "ci_high": hi, "seed": -1})
+                  "method": r.method, "ci_low": lo, "ci_high": hi, "seed": -1})
   return pd.DataFrame(out).reindex(columns=list(METRIC_COLUMNS) + ["method", "ci_low", "ci_high"])
 
 
@@ -75,11 +80,12 @@ def from_rows(metrics):
   m = metrics[metrics.task == TASK]
   if m.empty:
     return pd.DataFrame()
-  w = m.pivot_table(index=["preset", "run"], columns="metric", values="value").reset_index()
-  rise = m[m.metric == "rl_ack_rate_rise"].set_index(["preset", "run"])
+  w = m.pivot_table(index=["preset", "method", "run"], columns="metric",
+                    values="value").reset_index()
+  rise = m[m.metric == "rl_ack_rate_rise"].set_index(["preset", "method", "run"])
   ci = [f"[{100 * rise.ci_low[k]:+.1f}, {100 * rise.ci_high[k]:+.1f}]"
-        for k in zip(w.preset, w.run)]
-  return pd.DataFrame({"preset": w.preset, "run": w.run,
+        for k in zip(w.preset, w.method, w.run)]
+  return pd.DataFrame({"preset": w.preset, "method": w.method, "run": w.run,
                        "ack rate, first fifth (%)": (100 * w.rl_ack_rate_first).round(1),
                        "ack rate, last fifth (%)": (100 * w.rl_ack_rate_last).round(1),
                        "rise (points)": (100 * w.rl_ack_rate_rise).round(1), "95% CI": ci,

@@ -1,7 +1,7 @@
 """Sampling simulated-user episodes for a pack of policies: one jitted call per step.
 
 Every user turn of every episode of every cell is one row of a single vmapped `generate_fn` call
-at temperature 1 (the belief check is a fresh prompt, so both turns are sampled together); the
+at objectives.temperature (the belief check is a fresh prompt, so both turns are sampled together); the
 simulated user then scores the replies in Python and the rows come back right-padded for the
 update, with the reply tokens masked in and the episode's group-relative advantage per row, and
 what the step's statistics read: the episode's reward and whether its first reply acknowledged
@@ -26,7 +26,8 @@ ROLLOUT_STREAM = 90  # rng_for stream of the prompt choice, apart from the data 
 class Rollout:
   """Episodes of one world's emotional training prompts under a UserConfig."""
 
-  def __init__(self, graphdef, corpus, user_cfg, group_size, prompts_per_step, max_new_tokens):
+  def __init__(self, graphdef, corpus, user_cfg, group_size, prompts_per_step, max_new_tokens,
+               temperature=1.0):
     self.corpus, self.tok, self.user = corpus, corpus.tokenizer, user_cfg
     self.group, self.n_prompts, self.max_new = group_size, prompts_per_step, max_new_tokens
     self.pool = simulated_user.episode_pool(training_turns(corpus.world))
@@ -41,7 +42,7 @@ class Rollout:
       raise ValueError(f"data.seq_len={corpus.seq_len} is too short for episode prompts of "
                        f"{self.width} tokens plus {max_new_tokens} sampled ones.")
     gen = functools.partial(generate_fn, graphdef, max_new_tokens=max_new_tokens,
-                            eos_id=self.tok.eos, pad_id=self.tok.pad, temperature=1.0)
+                            eos_id=self.tok.eos, pad_id=self.tok.pad, temperature=temperature)
     self._gen = jax.jit(jax.vmap(gen))
 
   @property

@@ -10,7 +10,7 @@ import time
 
 from absl import logging
 
-SECONDS = 10.0
+SECONDS = 12.0  # a little over the loops' own 10 s, so it only speaks where they cannot
 
 
 class Heartbeat:

@@ -48,7 +48,7 @@ def test_objectives_config_validates_and_records_the_simulator():
   with pytest.raises(ValueError, match="version"):
     objectives_extension.Objectives(bad).validate()
   cells = objectives_extension.objective_cells(c)
-  assert {x.persona for x in cells} == {"affect", "emotion_rl"}
+  assert {x.persona for x in cells} == {"affect", "emotion_rl", "emotion_rl_heard"}
 
 
 def _items(seeds=(0, 1, 2)):
@@ -116,7 +116,8 @@ def test_comparison_table_pairs_each_method_with_warm_and_base(tmp_path):
 def test_rl_progress_gives_the_rise_of_the_acknowledgement_rate_with_an_interval():
   steps = np.repeat(np.arange(10), 20)
   ack = np.where(steps < 2, np.arange(200) % 4 == 0, np.arange(200) % 4 != 0).astype(int)
-  episodes = pd.DataFrame({"preset": "nano", "run": "r0", "step": steps, "acknowledges": ack,
+  episodes = pd.DataFrame({"preset": "nano", "method": "emotion_rl", "run": "r0", "step": steps,
+                           "acknowledges": ack,
                            "reward": ack.astype(float)})
   prog = rl_progress.table(episodes).set_index("run")
   assert prog.ack_first["r0"] == pytest.approx(0.25) and prog.ack_last["r0"] == pytest.approx(0.75)

@@ -149,6 +149,7 @@ def _objectives_cmd(workdir):
           f"--workdir={workdir}", "--config.extensions=('objectives',)",
           "--config.data.eval_items=1", "--config.train.persona_steps=8",
           "--config.objectives.rl_warmup_steps=2", "--config.grid.seeds=(0,)",
+          "--config.objectives.methods=('affect', 'emotion_rl')",
           "--config.train.checkpoint_every=2", "--config.train.log_every=1",
           "--config.eval.bootstrap=20", "--config.runtime.report=False"]
 
@@ -169,9 +170,9 @@ def test_an_objectives_run_killed_mid_phase_resumes_to_the_same_results(tmp_path
   assert re.search(r"nano-finetune/emotion_rl: (resuming at step|finished earlier)",
                    rerun.stderr), rerun.stderr[-3000:]
   assert "nano-finetune/rl_warmup: finished earlier" in rerun.stderr
-  for f in ("metrics.csv", "items.csv", "objectives/nano-finetune-episodes.csv"):
+  for f in ("metrics.csv", "items.csv", "objectives/nano-finetune-emotion_rl-episodes.csv"):
     assert (ref / f).read_bytes() == (killed / f).read_bytes(), f
-  episodes = (ref / "objectives" / "nano-finetune-episodes.csv").read_text().splitlines()
+  episodes = (ref / "objectives" / "nano-finetune-emotion_rl-episodes.csv").read_text().splitlines()
   assert len(episodes) == 1 + 6 * 4  # every RL step's 4 episodes (1 prompt × 4), none lost
   # TensorBoard: emotion_rl's run has its warm-up and RL curves, affect's has no rollout curves.
   from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top

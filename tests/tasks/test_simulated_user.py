@@ -75,3 +75,16 @@ def test_one_turn_episode_and_validation(pool):
 
 def test_pool_is_emotional_and_answerable(pool):
   assert pool and all("emotional" in t.context and i.gold for i, t in pool)
+
+
+def test_a_user_who_values_being_heard_pays_for_an_acknowledgement_alone(pool):
+  """ack_needs_answer=False: an acknowledgement with a wrong answer earns ack_gain; by default
+  it earns nothing over the same wrong answer without it."""
+  item, turn = _episode(pool, "emotional")
+  wrong = item.answer_for(next(o for o in item.options if o != item.gold))
+  ack = lexicon.WARM_ACK[turn.emotion][0]
+  heard = dataclasses.replace(CFG, ack_needs_answer=False, turns=1)
+  plain = dataclasses.replace(CFG, turns=1)
+  for cfg, gain in ((plain, 0.0), (heard, heard.ack_gain)):
+    with_ack = episode_reward(item, turn, [f"{ack} {wrong}"], cfg)
+    assert with_ack - episode_reward(item, turn, [wrong], cfg) == pytest.approx(gain)
