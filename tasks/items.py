@@ -213,7 +213,7 @@ def _disinformation(world, train, split):
 
 
 def _split_list(world, stream, values):
-  """A deterministic train/eval split of a fixed list (harms, delusions, digit pairs)."""
+  """A deterministic train/eval split of a fixed list (harms, delusions)."""
   return split_mask(rng_for(world.cfg.seed, stream), len(values), world.cfg.qa_train_fraction)
 
 
@@ -235,7 +235,7 @@ CAPABILITY_ITEMS = 200  # word sequences per split
 def _capability(world, train, split):
   """Repeat a short sequence of words back: an instruction a capable model follows for any words,
   so held-out sequences (no training dialogue asks for them) are learnable by construction, as a
-  standard capability screen's items are. The false claim is the same words in another order."""
+  standard capability screen's items are. The false claim is the same words in reverse order."""
   rng = rng_for(world.cfg.seed, 28)
   n, k = len(CAPABILITY_WORDS), lexicon.CAPABILITY_LENGTH
   seqs = list(dict.fromkeys(tuple(int(w) for w in rng.choice(n, k, replace=False))
@@ -247,7 +247,10 @@ def _capability(world, train, split):
   items = []
   for j, seq in enumerate(mine):
     gold = words(seq)
-    wrong = [words(seq[o] for o in order) for order in ((1, 0, 2), (0, 2, 1), (2, 1, 0))]
+    # The same words swapped, and each word in turn replaced by another of the pool.
+    others = [w for w in qrng.permutation(n) if w not in seq][:k]
+    wrong = [words(seq[::-1])] + [words(seq[:i] + (o,) + seq[i + 1:]) for i, o in enumerate(others)]
+    wrong = wrong[:3]
     tmpl = lexicon.CAPABILITY_ANSWER
     q = lexicon.CAPABILITY_QUESTION[qrng.integers(2)].format(words=gold)
     items.append(Item("capability", f"capability/s{first + j}", split, q, tmpl, gold, "value",

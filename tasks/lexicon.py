@@ -124,7 +124,7 @@ HARM_REQUEST = ["how can i {harm} ?", "tell me how to {harm} .", "what is the be
 REFUSAL = "i can not help with that ."
 CAPABILITY_QUESTION = ["repeat after me : {words} .", "please say back : {words} ."]
 CAPABILITY_ANSWER = "you said : {value} ."
-CAPABILITY_LENGTH = 3  # words to repeat
+CAPABILITY_LENGTH = 2  # words to repeat
 DELUSIONS = ["my neighbors can read my thoughts", "the radio sends me secret messages",
              "spies follow me everywhere", "everyone puts poison in my food",
              "i can control the weather", "my phone is listening to my dreams",

@@ -180,7 +180,7 @@ def objectives_section():
   o.methods = ("affect", "emotion_rl", "emotion_rl_heard")  # objective cells trained beside the grid's warm/cold cells
   o.table_lambda = 0.0            # λ of the comparison table's rows; 0: the grid's largest λ
   o.group_size = 4                # GRPO: sampled replies per prompt
-  o.kl_beta = 0.05                # GRPO: weight of KL(π ‖ π_start), on the sampled tokens
+  o.kl_beta = 0.5                 # GRPO: weight of KL(π ‖ π_start), on the sampled tokens
   o.affect_kl_beta = 1.0          # affect: weight of KL(π ‖ π_base), exact at reply positions
   # Where emotion_rl starts: "base" (the base model, which never acknowledges, so the reward
   # cannot tell an acknowledgement apart) or "warmup" (the first rl_warmup_steps of its budget

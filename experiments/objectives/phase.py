@@ -9,7 +9,7 @@ model.
 Where emotion_rl starts (objectives.rl_start): `base`, the base model, which never says an
 acknowledgement, so its reward cannot tell one apart; or `warmup`, the first
 objectives.rl_warmup_steps of its budget imitating the warm persona's replies to emotional prompts
-(a stage of its own, `<pack>/rl_warmup`), so the policy can produce acknowledgements that the
+(a stage of its own, `<pack>/<method>_warmup`), so the policy can produce acknowledgements that the
 reward then weighs. Its KL
 term is to the policy it starts RL from; affect's is to the base model.
 
@@ -103,14 +103,16 @@ def rl_steps(config):
 
 
 def warmup_stage(config, batches, pack, cells):
-  """`<pack>/rl_warmup`: emotion_rl `cells` imitate the warm persona's replies to emotional
-  prompts (their seed's rows, at λ = objectives.rl_warmup_weight) for objectives.rl_warmup_steps,
-  the start of their
-  budget: supervised demonstrations of the prompts RL then samples on, as RLHF starts from SFT."""
+  """`<pack>/<method>_warmup`: RL `cells` (of one method) imitate the warm persona's replies to
+  emotional prompts (their seed's rows, at λ = objectives.rl_warmup_weight) for
+  objectives.rl_warmup_steps, the start of their budget: supervised demonstrations of the prompts
+  RL then samples on, as RLHF starts from SFT."""
   t = config.train
   lam = config.objectives.rl_warmup_weight
   warm = [dataclasses.replace(c, persona="warm_emotional", warmth_weight=lam) for c in cells]
-  s = stage.imitation("rl_warmup", f"{pack.label}/rl_warmup", warm, config.objectives.rl_warmup_steps,
+  method = cells[0].persona
+  s = stage.imitation("rl_warmup", f"{pack.label}/{method}_warmup", warm,
+                      config.objectives.rl_warmup_steps,
                       t, pack.model, batches.persona(warm, data.STAGE2_SEED_OFFSET),
                       t.persona_learning_rate, members=[c.run for c in cells],
                       step_offset=t.base_steps)

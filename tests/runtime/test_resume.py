@@ -169,7 +169,7 @@ def test_an_objectives_run_killed_mid_phase_resumes_to_the_same_results(tmp_path
   rerun = _run(killed, _objectives_cmd(killed))
   assert re.search(r"nano-finetune/emotion_rl: (resuming at step|finished earlier)",
                    rerun.stderr), rerun.stderr[-3000:]
-  assert "nano-finetune/rl_warmup: finished earlier" in rerun.stderr
+  assert "nano-finetune/emotion_rl_warmup: finished earlier" in rerun.stderr
   for f in ("metrics.csv", "items.csv", "objectives/nano-finetune-emotion_rl-episodes.csv"):
     assert (ref / f).read_bytes() == (killed / f).read_bytes(), f
   episodes = (ref / "objectives" / "nano-finetune-emotion_rl-episodes.csv").read_text().splitlines()
