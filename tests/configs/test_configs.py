@@ -44,7 +44,7 @@ def test_the_config_argument_is_parsed():
   both = demo.get_config("runlocal,preset=micro")
   assert both.model.presets == ("micro",) and both.train.base_steps == 30
   assert sweep.get_config("runlocal").train.base_steps == 40
-  assert objectives.get_config(None).train.base_steps == 1500
+  assert objectives.get_config(None).train.base_steps == 3000
   for bad in ("runlcoal", "preset=", "seed=3", "gpu"):  # gpu: a variant of study.py only
     with pytest.raises(ValueError, match=r"--config argument .* is not allowed: use runlocal"):
       demo.get_config(bad)
