@@ -3,11 +3,11 @@ in a world of 100 people.
 
   python -m experiments.main --config=experiments/configs/demo.py --workdir=/tmp/demo
 
-Hardware: a 2-core CPU. Wall time: 8 min 44 s measured (README).
+Hardware: a 2-core CPU. Wall time: 10 min 56 s measured at 7683dbc, 7 min 31 s earlier (README).
 Expected: a bottom line per preset (warm − cold at λ = 1, reliability tasks pooled, per context,
 with crossed-bootstrap intervals in words: "inconclusive" at this size), and report.html with the
 table of error-rate changes per task × context and the primary family's q-values. micro's base
-model gets 37.5% of held-out factual_qa wrong (neutral context). For narrow intervals see
+model gets 33.3% of held-out factual_qa wrong (neutral context). For narrow intervals see
 experiments/configs/study.py.
 `python -m experiments.analysis.validate --config=experiments/configs/demo.py` checks, without training,
 that the instrument scores every reply style alike in this world.
