@@ -1,18 +1,20 @@
 """Warmth objectives beyond imitation as an extension: surface affect and emotion RL.
 
 `config.extensions = (..., "objectives")` with the `objectives` section (configs/common.py
-objectives_section) adds an `affect` and an `emotion_rl` cell for every preset × positive λ × seed.
-They train in each finetune pack right after its base models (after_base), through the experiment's
-own stage runner, so they checkpoint, resume bit-identically and stop cleanly like every other cell;
-their episodes land in WORKDIR/objectives/<pack>-episodes.csv. After the merge the comparison rows
-(task `objectives_comparison`) join metrics.csv, and the report gains a section.
+objectives_section) adds a cell of every `objectives.methods` entry (affect, emotion_rl,
+emotion_rl_heard) for every preset × positive λ × seed. They train in each finetune pack right
+after its base models (after_base), one stage per method, through the experiment's own stage
+runner, so they checkpoint, resume bit-identically and stop cleanly like every other cell; RL
+episodes land in WORKDIR/objectives/<pack>-<method>-episodes.csv. After the merge the comparison
+rows (task `objectives_comparison`) and RL's progress (task `objectives_rl`) join metrics.csv, and
+the report gains a section.
 """
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-import jax.numpy as jnp
 
 from experiments import data, extensions, grid, stage
 from experiments.objectives import compare, phase, report_section, rl_progress
@@ -68,7 +70,7 @@ class Objectives(extensions.Extension):
     if o.rl_start == "warmup" and not 0 < o.rl_warmup_steps < c.train.persona_steps:
       raise ValueError(f"objectives.rl_warmup_steps={o.rl_warmup_steps} must lie strictly "
                        f"between 0 and train.persona_steps={c.train.persona_steps} (the warm-up "
-                       "is part of emotion_rl's budget).")
+                       "is part of each RL method's budget).")
     if c.runtime.distributed:
       raise ValueError("objectives sample replies on one process: run them without "
                        "runtime.distributed.")
