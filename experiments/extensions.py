@@ -13,7 +13,9 @@ An extension is a class deriving from Extension; every hook defaults to doing no
                                       per cell (metrics rows, extra item frames), or None;
                                       may add columns to `frames` (the cells' graded items)
   summarize(workdir, metrics, items)  rows joining metrics.csv after the merge, and printed text
-  report(metrics, doc, summary, figs, staging)  (a classmethod) report sections from the files
+  report(metrics, doc, summary, figs, staging, items=None, n_boot=None)
+                                      (a classmethod) report sections from the files; items.csv
+                                      (None without one) and the report's bootstrap draws
 
 `run` (experiment.RunContext) lets after_base train and save cells through the experiment's own
 stage runner and evaluation, so an extension's cells checkpoint, resume and stop like any other.
@@ -61,8 +63,8 @@ class Extension:
     return pd.DataFrame(), ""
 
   @classmethod
-  def report(cls, metrics, doc, summary, figs, staging):
-    del metrics, doc, summary, figs, staging
+  def report(cls, metrics, doc, summary, figs, staging, items=None, n_boot=None):
+    del metrics, doc, summary, figs, staging, items, n_boot
 
 
 def extension_class(name):

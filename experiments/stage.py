@@ -36,6 +36,9 @@ class Stage:
   final: tuple = ("base_loss", "persona_loss")  # metrics of the last step kept with the stage
   runs: list = None    # the run id of each member (TensorBoard's directories); None: members
   schedule: object = None  # step -> learning-rate multiplier (the optimizer's schedule)
+  # Divergence: besides a non-finite loss, a loss above train.divergence_factor × its median so far.
+  # Off for a loss that is no likelihood (GRPO's advantage-weighted term sits near 0, either sign).
+  ratio_check: bool = True
 
   def __post_init__(self):
     self.runs = list(self.runs or self.members)

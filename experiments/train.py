@@ -350,7 +350,7 @@ def _train_loop(stage, step_fn, state_E, opt_state, inputs, start, shardings, op
       rate = done / elapsed
       n_tokens = done * float(np.sum(m["tokens"]))  # the logged step's count stands for all
       check_divergence(stage, step + 1, m["loss"], [h["loss"] for h in history],
-                       options.divergence_factor)
+                       options.divergence_factor if stage.ratio_check else np.inf)
       history.append({"stage": name, "step": step + 1, **{k: np.asarray(v) for k, v in m.items()}})
       logging.info("%s step %d/%d  loss %.3f (mean over %d cells)  %.1f steps/s  %.0f tokens/s  "
                    "ETA %.0fs", name, step + 1, steps, float(np.mean(m["loss"])), len(m["loss"]),

@@ -34,6 +34,7 @@ CELLS = [grid.Cell("nano", "finetune", "warm", 0.5, 0.5, 0),
 def config():
   c = demo.get_config("runlocal")
   c.data.n_people, c.data.eval_items = 16, 2
+  c.data.vocab_size = 576  # the world needs 575 words; an even size lets the tensor axis split it
   c.train.batch_size = 16
   return c
 

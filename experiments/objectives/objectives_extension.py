@@ -138,7 +138,8 @@ class Objectives(extensions.Extension):
     return rows, "\n".join(_in_words(table, progress))
 
   @classmethod
-  def report(cls, metrics, doc, summary, figs, staging):
+  def report(cls, metrics, doc, summary, figs, staging, items=None, n_boot=None):
+    del items, n_boot  # the comparison rows are in metrics.csv
     report_section.add(metrics, doc, summary, figs, staging)
 
 

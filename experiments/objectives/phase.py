@@ -145,7 +145,7 @@ def objective_stage(config, corpus, pack, cells, ref_E, user_cfg):
                      train.make_optimizer(t, steps), stream(corpus, cells, t, rollout), loss,
                      inputs, pack.model, step_offset=offset,
                      final=("base_loss", "persona_loss", "kl"),
-                     schedule=train.make_schedule(t, steps))
+                     schedule=train.make_schedule(t, steps), ratio_check=method == "affect")
 
 
 def summaries(cells, final, journal):

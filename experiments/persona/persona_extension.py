@@ -19,7 +19,8 @@ import numpy as np
 
 from experiments import data, extensions
 from experiments.analysis import crossed
-from experiments.persona import activations, capping, geometry, steering, tables
+from experiments.persona import (activations, capping, geometry, report_section, steering,
+                                 tables)
 from experiments.persona.options import PersonaConfig
 from experiments.persona.vectors import VECTORS
 from experiments.runtime import distributed, results
@@ -205,3 +206,8 @@ class PersonaGeometry(extensions.Extension):
 
   def summarize(self, workdir, metrics, items):
     return tables.summarize(self.config, self.options, workdir, items, metrics)
+
+  @classmethod
+  def report(cls, metrics, doc, summary, figs, staging, items=None, n_boot=None):
+    """The capping trade-off section (persona/report_section.py); needs items.csv."""
+    report_section.capping_section(items, metrics, n_boot, doc, summary, figs, staging)

@@ -149,7 +149,8 @@ def capping_table(items, n_boot, rng=None, metrics=None):
   return table.assign(warmth_weight=table.preset.map(top).astype(float))
 
 
-def _pts(x):
+def points(x):
+  """A rate difference in signed points: 0.012 -> '+1.2'."""
   return f"{100 * x:+.1f}"
 
 
@@ -165,7 +166,7 @@ def change_in_words(change, lo, hi, what):
     verb, lo, hi, size = "raised", lo, hi, change
   else:
     verb, lo, hi, size = "lowered", -hi, -lo, -change
-  ci = "" if pd.isna(lo) else f" (95% CI {_pts(lo)} to {_pts(hi)})"
+  ci = "" if pd.isna(lo) else f" (95% CI {points(lo)} to {points(hi)})"
   return f"{verb} {what} by {100 * size:.1f} points{ci}"
 
 

@@ -84,7 +84,7 @@ def test_sharded_training_equals_one_device_and_checkpoints_move_across_meshes(t
   up = specs["['blocks'][0]['mlp']['up'].value"]
   assert up == {"spec": [None, "fsdp", "tensor"], "shard": [2, 16, 64]}  # E × 32 × 128 / (2, 2)
   assert specs["['blocks'][0]['attn']['out'].value"]["spec"] == [None, "tensor", None, "fsdp"]
-  assert specs["['embed'].value"]["spec"] == [None, "tensor", "fsdp"]       # vocab 574 splits in 2
+  assert specs["['embed'].value"]["spec"] == [None, "tensor", "fsdp"]       # vocab 576 splits in 2
   assert specs["['final_norm']['scale'].value"]["spec"] == [None, "fsdp"]
   packed = json.loads((train_dir / "2,1,2,2.json").read_text())
   assert packed["['blocks'][0]['mlp']['up'].value"] == {"spec": ["ensemble", "fsdp", "tensor"],
