@@ -173,18 +173,18 @@ def test_an_objectives_run_killed_mid_phase_resumes_to_the_same_results(tmp_path
   for f in ("metrics.csv", "items.csv", "objectives/nano-finetune-emotion_rl-episodes.csv"):
     assert (ref / f).read_bytes() == (killed / f).read_bytes(), f
   episodes = (ref / "objectives" / "nano-finetune-emotion_rl-episodes.csv").read_text().splitlines()
-  assert len(episodes) == 1 + 6 * 4  # every RL step's 4 episodes (1 prompt × 4), none lost
+  assert len(episodes) == 1 + 6 * 8  # every RL step's 8 episodes (2 prompts × 4), none lost
   # TensorBoard: emotion_rl's run has its warm-up and RL curves, affect's has no rollout curves.
   from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
   def tags(run):
     acc = event_accumulator.EventAccumulator(str(ref / "tb" / run))
     acc.Reload()
     return acc, set(acc.Tags()["scalars"])
-  rl, rl_tags = tags("nano-finetune-emotion_rl-l0.5-r0-s0")
+  rl, rl_tags = tags("nano-finetune-emotion_rl-l1-r0-s0")
   assert {"train/reward", "train/ack_rate", "train/reply_tokens", "train/kl"} <= rl_tags
   assert [e.step for e in rl.Scalars("train/reward")] == list(range(33, 39))  # after 30 + 2
   assert [e.step for e in rl.Scalars("train/loss")][:2] == [31, 32]  # the warm-up's steps
-  _, affect_tags = tags("nano-finetune-affect-l0.5-r0-s0")
+  _, affect_tags = tags("nano-finetune-affect-l1-r0-s0")
   assert "train/kl" in affect_tags and "train/reward" not in affect_tags
 
 
