@@ -312,58 +312,51 @@ def run_stage(stage, state_E, *, opt_state=None, start=0, shardings=None, option
                len(stage.runs), ", ".join(stage.runs[:3]) + (", ..." if len(stage.runs) > 3 else ""))
   t0 = last_line = time.perf_counter()
   history = [] if history is None else history
-  current = [start]
-  with heartbeat.Heartbeat(lambda: f"{name} step {current[0] + 1}/{steps} running") as beat:
-    return _train_loop(stage, step_fn, state_E, opt_state, inputs, start, shardings, options,
-                       history, beat, current, t0, last_line)
-
-
-def _train_loop(stage, step_fn, state_E, opt_state, inputs, start, shardings, options, history,
-                beat, current, t0, last_line):
-  """run_stage's loop; `beat` gets a touch with every line, `current[0]` is the step running."""
-  name, steps = stage.label, stage.steps
-  previous = None
-  for step in range(start, steps):
-    current[0] = step
-    batch = stage.batch(step, state_E, shardings)
-    state_E, opt_state, metrics = step_fn(state_E, opt_state, batch, inputs)
-    if previous is not None:
-      # At most one step in flight: the next batch is still built while this one runs, and the
-      # clock below counts finished steps, so progress lines come on time rather than in a burst
-      # after a queue of dispatched steps drains.
-      jax.block_until_ready(previous)
-    previous = metrics["loss"]
-    if not ((step + 1) % options.log_every == 0 or step + 1 == steps):
-      now = time.perf_counter()
-      if now - last_line >= PROGRESS_SECONDS:  # between logged steps: progress, no fetch
+  step = start  # the step running, read by the heartbeat's line
+  beat = heartbeat.Heartbeat(lambda: f"{name} step {step + 1}/{steps} running")
+  with beat:
+    previous = None
+    for step in range(start, steps):
+      batch = stage.batch(step, state_E, shardings)
+      state_E, opt_state, metrics = step_fn(state_E, opt_state, batch, inputs)
+      if previous is not None:
+        # At most one step in flight: the next batch is still built while this one runs, and the
+        # clock below counts finished steps, so progress lines come on time rather than in a burst
+        # after a queue of dispatched steps drains.
+        jax.block_until_ready(previous)
+      previous = metrics["loss"]
+      if not ((step + 1) % options.log_every == 0 or step + 1 == steps):
         now = time.perf_counter()
-        rate = (step + 1 - start) / (now - t0)
-        logging.info("%s step %d/%d  %.1f steps/s  ETA %.0fs", name, step + 1, steps, rate,
-                     (steps - step - 1) / rate)
-        last_line = now
+        if now - last_line >= PROGRESS_SECONDS:  # between logged steps: progress, no fetch
+          now = time.perf_counter()
+          rate = (step + 1 - start) / (now - t0)
+          logging.info("%s step %d/%d  %.1f steps/s  ETA %.0fs", name, step + 1, steps, rate,
+                       (steps - step - 1) / rate)
+          last_line = now
+          beat.touch()
+      else:
+        last_line = time.perf_counter()
+        m = jax.device_get(metrics)
+        elapsed = time.perf_counter() - t0
+        done = step + 1 - start
+        rate = done / elapsed
+        n_tokens = done * float(np.sum(m["tokens"]))  # the logged step's count stands for all
+        check_divergence(stage, step + 1, m["loss"], [h["loss"] for h in history],
+                         options.divergence_factor if stage.ratio_check else np.inf)
+        history.append({"stage": name, "step": step + 1,
+                        **{k: np.asarray(v) for k, v in m.items()}})
+        logging.info("%s step %d/%d  loss %.3f (mean over %d cells)  %.1f steps/s  %.0f tokens/s  "
+                     "ETA %.0fs", name, step + 1, steps, float(np.mean(m["loss"])), len(m["loss"]),
+                     rate, n_tokens / elapsed, (steps - step - 1) / rate)
         beat.touch()
-    else:
-      last_line = time.perf_counter()
-      m = jax.device_get(metrics)
-      elapsed = time.perf_counter() - t0
-      done = step + 1 - start
-      rate = done / elapsed
-      n_tokens = done * float(np.sum(m["tokens"]))  # the logged step's count stands for all
-      check_divergence(stage, step + 1, m["loss"], [h["loss"] for h in history],
-                       options.divergence_factor if stage.ratio_check else np.inf)
-      history.append({"stage": name, "step": step + 1, **{k: np.asarray(v) for k, v in m.items()}})
-      logging.info("%s step %d/%d  loss %.3f (mean over %d cells)  %.1f steps/s  %.0f tokens/s  "
-                   "ETA %.0fs", name, step + 1, steps, float(np.mean(m["loss"])), len(m["loss"]),
-                   rate, n_tokens / elapsed, (steps - step - 1) / rate)
-      beat.touch()
-      if options.board is not None:
-        lr_E = np.asarray(stage.schedule(step)) * np.asarray(inputs["lr"])
-        for e, run in enumerate(stage.runs):
-          options.board.train(run, stage.step_offset + step + 1,
-                              {**{k: np.asarray(v)[e] for k, v in m.items()},
-                               "learning_rate": lr_E[e]})
-    # After logging, so a checkpoint of this step holds its logged losses too.
-    if (options.checkpoint is not None and step + 1 < steps
-        and options.checkpoint(step + 1, state_E, opt_state)):
-      raise Preempted(f"{name} stopped at step {step + 1} of {steps}; the checkpoint holds it.")
+        if options.board is not None:
+          lr_E = np.asarray(stage.schedule(step)) * np.asarray(inputs["lr"])
+          for e, run in enumerate(stage.runs):
+            options.board.train(run, stage.step_offset + step + 1,
+                                {**{k: np.asarray(v)[e] for k, v in m.items()},
+                                 "learning_rate": lr_E[e]})
+      # After logging, so a checkpoint of this step holds its logged losses too.
+      if (options.checkpoint is not None and step + 1 < steps
+          and options.checkpoint(step + 1, state_E, opt_state)):
+        raise Preempted(f"{name} stopped at step {step + 1} of {steps}; the checkpoint holds it.")
   return state_E, opt_state, history
