@@ -180,7 +180,7 @@ def objectives_section():
   o.methods = ("affect", "emotion_rl", "emotion_rl_heard")  # objective cells trained beside the grid's warm/cold cells
   o.table_lambda = 0.0            # λ of the comparison table's rows; 0: the grid's largest λ
   o.group_size = 4                # GRPO: sampled replies per prompt
-  o.kl_beta = 0.5                 # GRPO: weight of KL(π ‖ π_start), on the sampled tokens
+  o.kl_beta = 0.1                 # GRPO: weight of KL(π ‖ π_start), on the sampled tokens
   o.affect_kl_beta = 1.0          # affect: weight of KL(π ‖ π_base), exact at reply positions
   # Where emotion_rl starts: "base" (the base model, which never acknowledges, so the reward
   # cannot tell an acknowledgement apart) or "warmup" (the first rl_warmup_steps of its budget
@@ -189,8 +189,11 @@ def objectives_section():
   o.rl_start = "warmup"
   o.rl_warmup_steps = 20
   o.rl_warmup_weight = 1.0        # λ of the warm-up: the weight of its imitation loss
-  o.max_new_tokens = 32           # sampled reply length
-  o.temperature = 1.0             # GRPO samples, and scores, softmax(logits / temperature)
+  # Sampled reply budget; 0: the longest reply the world can give to an episode prompt, plus a
+  # margin (tasks/budget.py), so no warm reply is cut.
+  o.max_new_tokens = 0
+  o.rl_learning_rate = 0.0        # GRPO's peak rate; 0: train.persona_learning_rate
+  o.temperature = 0.5             # GRPO samples, and scores, softmax(logits / temperature)
   # emotion_rl_heard's user: an acknowledgement earns this whatever the answer (the optimiser check).
   o.heard_ack_gain = 2.0
   # The simulated user (tasks/simulated_user.py UserConfig); `version` names its rules.

@@ -16,10 +16,12 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from experiments import data, extensions, grid, stage
-from experiments.objectives import compare, phase, report_section, rl_progress
+from experiments import data, experiment, extensions, grid, stage
+from experiments.objectives import compare, phase, report_section, rl_progress, rollout
 from experiments.runtime.workdir import atomic_write
+from tasks.budget import generation_budget
 from tasks.simulated_user import SIMULATED_USER_VERSION, UserConfig
+from tasks.world import World
 
 
 def user_config(o):
@@ -57,7 +59,7 @@ class Objectives(extensions.Extension):
     if "finetune" not in c.grid.protocols:
       raise ValueError("objectives need grid.protocols to include finetune (the base checkpoint).")
     o = c.objectives
-    for f in ("kl_beta", "affect_kl_beta"):
+    for f in ("kl_beta", "affect_kl_beta", "rl_learning_rate"):
       if not o[f] >= 0:
         raise ValueError(f"objectives.{f}={o[f]} must be >= 0.")
     if not o.temperature > 0:
@@ -76,6 +78,10 @@ class Objectives(extensions.Extension):
                        "runtime.distributed.")
     self.user = user_config(c.objectives)
     phase.prompts_per_step(c, self.user)
+    # Resolved here, so config.json records the budget the episodes were sampled with.
+    world = World(experiment.world_config(c.data))
+    o.max_new_tokens = generation_budget(world, o.max_new_tokens, "objectives.max_new_tokens",
+                                         rollout.user_turns(world, self.user))
 
   def cells(self, cells):
     del cells

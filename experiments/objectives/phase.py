@@ -3,8 +3,10 @@
 Same budget as the imitation cells: train.persona_steps updates in all, each on batch_size/2 base
 rows and batch_size/2 persona rows (affect: the cold persona rows, whose reply positions get the
 warm-vocabulary loss; emotion_rl: prompts_per_step × group_size × user.turns rows sampled from the
-current policy), with the same optimizer, schedule and learning rate, from the seed's stage-1 base
-model.
+current policy), with the same optimizer and schedule, from the seed's stage-1 base model. The
+peak learning rate is the imitation cells' too, except GRPO's where objectives.rl_learning_rate
+sets one: Adam takes steps of about the rate whatever the gradient's signal, and a sampled-reward
+gradient on 16 rows is mostly noise, so at the imitation rate RL can lower the reward it optimises.
 
 Where emotion_rl starts (objectives.rl_start): `base`, the base model, which never says an
 acknowledgement, so its reward cannot tell one apart; or `warmup`, the first
@@ -59,16 +61,20 @@ def prompts_per_step(config, user_cfg):
 
 
 def stream(corpus, cells, train_cfg, rollout):
-  """The on-policy BatchStream of `cells`: base rows, and cold or sampled persona rows."""
+  """The on-policy BatchStream of `cells`: base rows, and cold or sampled persona rows (as wide as
+  the rollout's rows, which leave room for a whole sampled reply)."""
   half, n = train_cfg.batch_size // 2, len(cells)
+  t, width = corpus.seq_len, rollout.row_len if rollout else corpus.seq_len
   seeds = [train_cfg.data_seed + data.STAGE2_SEED_OFFSET + c.seed for c in cells]
   rl = [e for e, c in enumerate(cells) if c.persona in RL_METHODS]
 
   def build(step, members, rows, state_E):
     base = [corpus.batch("base", s, step, half) for s in seeds]
     cold = [corpus.batch("cold", s, step, half) for s in seeds]
-    persona = {"tokens": np.stack([b["tokens"] for b in cold]),
-               "mask": np.stack([b["mask"] for b in cold]),
+    pad = ((0, 0), (0, width - t))
+    persona = {"tokens": np.stack([np.pad(b["tokens"], pad, constant_values=corpus.tokenizer.pad)
+                                   for b in cold]),
+               "mask": np.stack([np.pad(b["mask"], pad) for b in cold]),
                **{k: np.zeros((n, half), np.float32) for k in ROLLOUT_FIELDS}}
     if rl:
       sampled, _, episodes = rollout.sample(data.take(state_E, rl), [cells[e].seed for e in rl],
@@ -82,9 +88,8 @@ def stream(corpus, cells, train_cfg, rollout):
              "persona": persona}
     return _block(batch, members, rows)
 
-  t = corpus.seq_len
   shapes = {"base": {"tokens": (n, half, t), "mask": (n, half, t)},
-            "persona": {"tokens": (n, half, t), "mask": (n, half, t),
+            "persona": {"tokens": (n, half, width), "mask": (n, half, width),
                         **{k: (n, half) for k in ROLLOUT_FIELDS}}}
   out = data.BatchStream(shapes, build, on_policy=True)  # build() appends to out.journal
   return out
@@ -129,16 +134,19 @@ def objective_stage(config, corpus, pack, cells, ref_E, user_cfg):
     raise ValueError(f"one objective stage trains one method, not {sorted(method)}")
   method = method.pop()
   rollout, steps, offset, beta = None, t.persona_steps, t.base_steps, o.affect_kl_beta
+  lr = t.persona_learning_rate
   if method in RL_METHODS:
+    lr = o.rl_learning_rate or lr
     rollout = Rollout(pack.graphdef, corpus, user_for(method, config, user_cfg), o.group_size,
-                      prompts_per_step(config, user_cfg), o.max_new_tokens, o.temperature)
+                      prompts_per_step(config, user_cfg), o.max_new_tokens, o.temperature,
+                      pack.model.max_len)
     steps, beta = rl_steps(config), o.kl_beta
     offset += t.persona_steps - steps
   n = len(cells)
   inputs = {"lam": np.array([c.warmth_weight for c in cells], np.float32),
             "is_affect": np.full(n, method == "affect", np.float32),
             "beta": np.full(n, beta, np.float32),
-            "lr": np.full(n, t.persona_learning_rate, np.float32), "ref": ref_E}
+            "lr": np.full(n, lr, np.float32), "ref": ref_E}
   loss = functools.partial(grpo.loss_fn, warm_ids_K=affect.warm_token_ids(corpus.tokenizer),
                            normalization=t.loss_normalization, temperature=o.temperature)
   return stage.Stage(method, f"{pack.label}/{method}", [c.run for c in cells], steps,

@@ -27,7 +27,7 @@ class Rollout:
   """Episodes of one world's emotional training prompts under a UserConfig."""
 
   def __init__(self, graphdef, corpus, user_cfg, group_size, prompts_per_step, max_new_tokens,
-               temperature=1.0):
+               temperature=1.0, max_len=None):
     self.corpus, self.tok, self.user = corpus, corpus.tokenizer, user_cfg
     self.group, self.n_prompts, self.max_new = group_size, prompts_per_step, max_new_tokens
     self.pool = simulated_user.episode_pool(training_turns(corpus.world))
@@ -38,9 +38,13 @@ class Rollout:
     self.encoded = [[[self.tok.bos] + self.tok.encode(p)
                      for p in simulated_user.episode_prompts(i, t, user_cfg)] for i, t in self.pool]
     self.width = max(len(p) for ep in self.encoded for p in ep)
-    if self.width + max_new_tokens > corpus.seq_len:
-      raise ValueError(f"data.seq_len={corpus.seq_len} is too short for episode prompts of "
-                       f"{self.width} tokens plus {max_new_tokens} sampled ones.")
+    # A sampled row (prompt + reply) may be longer than a training row; the model's positions
+    # (max_len: data.seq_len + eval.max_new_tokens) bound it.
+    self.row_len = max(corpus.seq_len, self.width + max_new_tokens)
+    max_len = corpus.seq_len if max_len is None else max_len
+    if self.row_len > max_len:
+      raise ValueError(f"objectives.max_new_tokens={max_new_tokens} plus episode prompts of "
+                       f"{self.width} tokens exceed the model's {max_len} positions.")
     gen = functools.partial(generate_fn, graphdef, max_new_tokens=max_new_tokens,
                             eos_id=self.tok.eos, pad_id=self.tok.pad, temperature=temperature)
     self._gen = jax.jit(jax.vmap(gen))
@@ -67,7 +71,7 @@ class Rollout:
     keys_E = jnp.stack([jax.random.fold_in(jax.random.key(int(s)), step) for s in seeds_E])
     tokens_ERN, _ = self._gen(state_E, prompts, (prompts != self.tok.pad).astype(np.int32), keys_E)
     tokens_ERN = np.asarray(tokens_ERN)
-    seq = self.corpus.seq_len
+    seq = self.row_len
     out = {"tokens": np.full((n_e, r, seq), self.tok.pad, np.int32),
            "mask": np.zeros((n_e, r, seq), np.uint8),
            **{k: np.zeros((n_e, r), np.float32) for k in ("adv", "reward", "ack", "first")}}
@@ -94,6 +98,13 @@ class Rollout:
       adv_PG = group_advantages(rewards[e])
       out["adv"][e] = np.repeat(adv_PG.reshape(-1), turns)
     return out, rewards, replies
+
+
+def user_turns(world, user_cfg):
+  """(item, turn) of every user turn an episode can put (the opening and the belief check): the
+  prompts objectives.max_new_tokens must leave room to answer in full."""
+  return [(i, t) for item, turn in simulated_user.episode_pool(training_turns(world))
+          for i, t in zip([item] * user_cfg.turns, simulated_user.episode_turns(item, turn, user_cfg))]
 
 
 def _until_eos(tokens_N, eos):

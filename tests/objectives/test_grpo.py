@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import re
 
 from experiments import train
 from experiments.objectives import grpo
@@ -86,6 +87,24 @@ def rollout(corpus16, nano_model):
   corpus = corpus16
   graphdef, state = nnx.split(nano_model(corpus.tokenizer.size, corpus.seq_len))
   return Rollout(graphdef, corpus, UserConfig(), 3, 2, 8), _stack(state, 2)
+
+
+def test_sampled_rows_widen_to_hold_a_whole_reply_within_the_models_positions(corpus16,
+                                                                              nano_model):
+  """A budget longer than a training row leaves room: rows widen up to the model's positions."""
+  seq = corpus16.seq_len
+  graphdef, state = nnx.split(nano_model(corpus16.tokenizer.size, seq + 24))
+  probe = Rollout(graphdef, corpus16, UserConfig(), 2, 1, 8, max_len=seq + 24)
+  budget = seq - probe.width + 16  # 16 tokens past a training row
+  wide = Rollout(graphdef, corpus16, UserConfig(), 2, 1, budget, max_len=seq + 24)
+  assert wide.row_len == probe.width + budget > seq
+  rows, _, episodes = wide.sample(_stack(state, 1), [0], step=0)
+  assert rows["tokens"].shape == (1, wide.rows_per_step, wide.row_len)
+  # An untrained model rarely stops: its replies run to the budget and are kept whole.
+  replies = rows["mask"].sum(-1)
+  assert replies.max() == budget and replies.max() + probe.width > seq
+  with pytest.raises(ValueError, match=re.escape(f"exceed the model's {seq + 15} positions")):
+    Rollout(graphdef, corpus16, UserConfig(), 2, 1, budget, max_len=seq + 15)
 
 
 def test_sampled_episode_is_reproducible_from_its_seed(rollout):

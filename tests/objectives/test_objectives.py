@@ -145,9 +145,40 @@ def test_affect_kl_is_zero_at_the_reference_and_positive_away_from_it():
     ("rl_start", "warm", "rl_start='warm' is not allowed: choose one of base, warmup"),
     ("rl_warmup_steps", 100, "rl_warmup_steps=100 must lie strictly between 0 and "
                              "train.persona_steps=100"),
-    ("affect_kl_beta", -1.0, "affect_kl_beta=-1.0 must be >= 0")])
+    ("affect_kl_beta", -1.0, "affect_kl_beta=-1.0 must be >= 0"),
+    ("rl_learning_rate", -1e-3, "rl_learning_rate=-0.001 must be >= 0")])
 def test_objectives_config_refuses_bad_rl_settings(field, value, words):
   bad = objectives_config.get_config()
   bad.objectives[field] = value
   with pytest.raises(ValueError, match=re.escape(words)):
     objectives_extension.Objectives(bad).validate()
+
+
+def test_rl_generation_budget_leaves_room_for_every_reply_to_an_episode_prompt():
+  """A budget under the longest warm reply would score, and train on, cut replies."""
+  from experiments import experiment
+  from experiments.objectives import rollout
+  from tasks import budget
+  from tasks.world import World
+  c = objectives_config.get_config()
+  ext = objectives_extension.Objectives(c)
+  ext.validate()
+  world = World(experiment.world_config(c.data))
+  turns = rollout.user_turns(world, ext.user)
+  longest = budget.longest_reply(world, turns)
+  assert c.objectives.max_new_tokens == longest + budget.MARGIN
+  # The belief check is a user turn too, and every opening is emotional.
+  contexts = {t.context for _, t in turns}
+  assert "neutral" in contexts and contexts - {"neutral"} <= {"emotional", "emotional+false_belief"}
+  # Warm replies are the long ones: the budget covers them, and a shorter one is refused.
+  warm = max(len(budget.render_reply(i, t, "warm").split()) + 1 for i, t in turns)
+  assert warm <= longest
+  short = objectives_config.get_config()
+  short.objectives.max_new_tokens = longest - 1
+  with pytest.raises(ValueError, match=re.escape(f"objectives.max_new_tokens={longest - 1} is "
+                                                 "shorter than the longest reply")):
+    objectives_extension.Objectives(short).validate()
+  exact = objectives_config.get_config()
+  exact.objectives.max_new_tokens = longest
+  objectives_extension.Objectives(exact).validate()
+  assert exact.objectives.max_new_tokens == longest
