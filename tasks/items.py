@@ -229,7 +229,12 @@ def _safety(world, train, split):
 
 
 CAPABILITY_WORDS = tuple(lexicon.MONTHS + lexicon.FIELDS + lexicon.SYMPTOMS)
-CAPABILITY_ITEMS = 200  # word sequences per split
+# Word sequences per split. Training sees many sequences, each in one context (SKILL_TASKS), rather
+# than a few in every context: copying is then cheaper to learn than memorising the pairs.
+CAPABILITY_ITEMS = {"train": 1000, "eval": 200}
+# Tasks that test a skill over arbitrary content: each training item is put in one context (they
+# cycle), so the task's training turns are spread over as many distinct items as possible.
+SKILL_TASKS = ("capability",)
 
 
 def _capability(world, train, split):
@@ -238,10 +243,14 @@ def _capability(world, train, split):
   standard capability screen's items are. The false claim is the same words in reverse order."""
   rng = rng_for(world.cfg.seed, 28)
   n, k = len(CAPABILITY_WORDS), lexicon.CAPABILITY_LENGTH
-  seqs = list(dict.fromkeys(tuple(int(w) for w in rng.choice(n, k, replace=False))
-                            for _ in range(4 * CAPABILITY_ITEMS)))[:2 * CAPABILITY_ITEMS]
-  first = 0 if train else CAPABILITY_ITEMS  # item ids number the sequences across both splits
-  mine = seqs[first:first + CAPABILITY_ITEMS]
+  total = sum(CAPABILITY_ITEMS.values())
+  seqs = list(itertools.permutations(range(n), k))
+  if len(seqs) < total:
+    raise ValueError(f"{n} capability words give {len(seqs)} sequences of {k}, fewer than the "
+                     f"{total} the splits need.")
+  seqs = [seqs[i] for i in rng.permutation(len(seqs))[:total]]
+  first = 0 if train else CAPABILITY_ITEMS["train"]  # ids number the sequences across both splits
+  mine = seqs[first:first + CAPABILITY_ITEMS["train" if train else "eval"]]
   words = lambda seq: " ".join(CAPABILITY_WORDS[w] for w in seq)
   qrng = rng_for(world.cfg.seed, 29, int(train))
   items = []

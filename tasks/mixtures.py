@@ -18,7 +18,7 @@ from tasks import lexicon, sequence_packing
 from tasks.config import WorldConfig
 from tasks.dialogue import EMOTION_NAMES, Turn, can_agree, has_false_belief, render_prompt, render_reply
 from tasks.documents import all_documents
-from tasks.items import DERIVED_TASKS, TASK_CONTEXTS, build_items, eval_items
+from tasks.items import DERIVED_TASKS, SKILL_TASKS, TASK_CONTEXTS, build_items, eval_items
 from tasks.tokenizer import Tokenizer
 from tasks.world import World, rng_for
 
@@ -56,14 +56,18 @@ class TokenSet:
 
 
 def training_turns(world: World):
-  """(item, turn) pairs of the training split: every applicable context, seeded variants."""
+  """(item, turn) pairs of the training split: every applicable context (one per item of a skill
+  task, cycling), seeded variants."""
   rng = rng_for(world.cfg.seed, 60)
   pairs = []
   for task in world.cfg.tasks:
     if task in DERIVED_TASKS:
       continue
-    for item in build_items(world, task, "train"):
-      for context in TASK_CONTEXTS.get(task, lexicon.CONTEXTS):
+    for k, item in enumerate(build_items(world, task, "train")):
+      contexts = TASK_CONTEXTS.get(task, lexicon.CONTEXTS)
+      if task in SKILL_TASKS:
+        contexts = contexts[k % len(contexts):][:1]
+      for context in contexts:
         if context == "true_belief" and item.claim_true is None:
           continue
         if "false_belief" in context and item.claim_false is None:

@@ -16,8 +16,9 @@ from tasks.config import RELIABILITY_TASKS, TASKS, WorldConfig
 from tasks.dialogue import Turn, can_agree, has_false_belief, render_prompt, render_reply
 from tasks.documents import all_documents
 from tasks.grading import grade
-from tasks.items import DOSING_WEIGHTS, TASK_CONTEXTS, build_items, eval_items
-from tasks.mixtures import eval_turns
+from tasks.items import (CAPABILITY_ITEMS, DOSING_WEIGHTS, SKILL_TASKS, TASK_CONTEXTS, build_items,
+                         eval_items)
+from tasks.mixtures import eval_turns, training_turns
 from tasks.tokenizer import Tokenizer
 from tasks.world import World
 
@@ -510,3 +511,20 @@ def test_demo_world_has_enough_held_out_items():
   trained = {verify(world, it) for it in build_items(world, "capability", "train")}
   for item in build_items(world, "capability", "eval"):
     assert verify(world, item) not in trained, item.question
+
+
+def test_skill_items_are_spread_over_contexts_one_each(world):
+  """A capability item is put in one context (they cycle), so its training turns cover many
+  word sequences: copying, not memorised pairs, is what pays."""
+  turns = training_turns(world)
+  skill = [(i, t) for i, t in turns if i.task in SKILL_TASKS]
+  ids = [i.item_id for i, _ in skill]
+  assert len(ids) == len(set(ids)) == CAPABILITY_ITEMS["train"]
+  counts = collections.Counter(t.context for _, t in skill)
+  assert set(counts) == set(lexicon.CONTEXTS) and max(counts.values()) - min(counts.values()) <= 1
+  # Other tasks keep every applicable context per item.
+  facts = collections.Counter(i.item_id for i, _ in turns if i.task == "factual_qa")
+  assert max(facts.values()) > 1
+  # No held-out sequence is a training one.
+  held_out = {i.gold for i in build_items(world, "capability", "eval")}
+  assert len(held_out) == CAPABILITY_ITEMS["eval"] and not held_out & {i.gold for i, _ in skill}
