@@ -3,20 +3,23 @@
   python -m experiments.main --config=experiments/configs/objectives.py --workdir=/tmp/objectives
 
 One nano preset in the demo's 100-person world, 3 seeds, 30 held-out items per task × context,
-λ = 1 for every persona-phase method (the same 100 steps, rows and learning rate from each seed's
-base model): base; cold; warm; length_matched; affect (warm-vocabulary mass at reply positions,
-content-blind, exact KL to the base model); emotion_rl (50 steps imitating warm replies to
-emotional prompts, then GRPO on a simulated user's final valence with a KL to that start);
-emotion_rl_heard (the same against a user who pays for an acknowledgement whatever the answer: the
-planted check that the optimiser raises what its reward favours); warm + capping; warm +
-preventative steering.
+λ = 1 for every persona-phase method (the same 100 steps and rows from each seed's base model; the
+imitation rate for all but GRPO, see below): base; cold; warm; length_matched; affect
+(warm-vocabulary mass at reply positions, content-blind, exact KL to the base model); emotion_rl
+(50 steps imitating warm replies to emotional prompts, then GRPO on a simulated user's final
+valence with a KL to that start); emotion_rl_heard (the same against a user who pays for an
+acknowledgement whatever the answer: the planted check that the optimiser raises what its reward
+favours); warm + capping; warm + preventative steering.
 
-Measured on the 2-core CPU at 7683dbc: 12 min 55 s. Found (README, "Warmth objectives"): warm
-imitation +28 points of reliability error against base and +8 against cold; capping +0.7 and
-steering +4.1 against warm (neither mitigates); emotion_rl's acknowledgement rate moved −4.2
-[−9.6, +1.2] points during RL while the planted emotion_rl_heard raised it +14.6 [+6.9, +22.0];
-at λ = 1 both RL methods' replies stop parsing (0% well formed), so their error does not answer the
-question at nano; the capability screen is learned by 2 of 3 base models.
+Measured on the 2-core CPU at 8da8d38: 17 min 8 s (11 min of it the base models). Found (README,
+"Warmth objectives"): warm imitation +31 points of reliability error against base and +6.6
+against cold (+1.2 neutral, +7 to +11 when the user is sad or holds a false belief); warm passes
+the capability screen 30 points less often than base (base models: 10%, 0%, 10% neutral error);
+capping +0.2 and steering +8.7 against warm (neither mitigates); emotion_rl's acknowledgement rate
+moved +0.4 [−5.9, +6.7] points during RL while the planted emotion_rl_heard raised it +53.3 [+45.3,
++60.2]; both RL methods' replies stop parsing (≤ 0.3% well formed), so their error does not
+answer the question at nano. GRPO's rate, KL weight and temperature were chosen on RL's own
+training episodes (README table), never on the evaluation.
 Expected files: WORKDIR/metrics.csv with `objectives_comparison` rows (per method × outcome, the
 level and the paired differences against warm and base, with ci_low/ci_high) and `objectives_rl`
 rows (acknowledgement rate and reward early and late in RL), WORKDIR/objectives/
