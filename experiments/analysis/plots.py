@@ -151,8 +151,9 @@ def frontier(metrics_df, out_dir):
       if g.empty:
         continue
       g = pd.concat([base, g]).sort_values('warmth_weight').drop_duplicates('warmth_weight')
-      ax.errorbar(g.warmth, 100 * g.error, xerr=g.warmth_ci.fillna(0),
-                  yerr=100 * g.error_ci.fillna(0), color=color, marker='o', ms=4, capsize=2,
+      ax.errorbar(g.warmth, 100 * g.error, xerr=_within_bounds(g.warmth, g.warmth_ci),
+                  yerr=100 * _within_bounds(g.error, g.error_ci), color=color, marker='o', ms=4,
+                  capsize=2,
                   lw=1.2, label=persona)
       for r in g.itertuples():  # λ next to each point, offset by persona so labels do not stack
         ax.annotate(f'λ={r.warmth_weight:g}', (r.warmth, 100 * r.error), fontsize=7, color=color,
@@ -165,7 +166,14 @@ def frontier(metrics_df, out_dir):
   fig.suptitle('Warmth–reliability frontier (95% intervals over seeds)')
   return save(fig, out_dir, name, 'Mean warmth score against mean reliability error, one panel '
               'per preset, one point per persona and λ (λ = 0: the shared base model); bars are '
-              '95% t intervals over seeds.')
+              '95% t intervals over seeds, cut at the bounds of the rate and the score (0 and 1).')
+
+
+def _within_bounds(mean, half):
+  """errorbar's [2, n] (below, above) lengths of mean ± half cut at 0 and 1: a t interval over
+  two seeds can reach past what a rate can be."""
+  mean, half = np.asarray(mean, float), np.nan_to_num(np.asarray(half, float))
+  return np.stack([mean - np.maximum(mean - half, 0.0), np.minimum(mean + half, 1.0) - mean])
 
 
 def _ci95(values):

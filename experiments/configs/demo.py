@@ -1,9 +1,10 @@
-"""The demo: two presets, λ ∈ {0, 0.5, 1}, warm, cold and length_matched, two seeds, every task,
-in a world of 100 people.
+"""The demo: two presets, λ ∈ {0, 1}, warm, cold and length_matched, two seeds, every task, in a
+world of 100 people.
 
   python -m experiments.main --config=experiments/configs/demo.py --workdir=/tmp/demo
 
-Hardware: a 2-core CPU. Wall time: 10 min 56 s measured at 7683dbc, 7 min 31 s earlier (README).
+Hardware: a 2-core CPU (float32 matmul peak 1.8e11 FLOP/s). Wall time: 9 min 38 s with these
+settings at 412a1b8; 12 min 44 s the same day with λ ∈ {0, 0.5, 1} and 1500 base steps (README).
 Expected: a bottom line per preset (warm − cold at λ = 1, reliability tasks pooled, per context,
 with crossed-bootstrap intervals in words: "inconclusive" at this size), and report.html with the
 table of error-rate changes per task × context and the primary family's q-values. micro's base
@@ -19,18 +20,19 @@ from experiments.configs.common import apply_arg, base_config
 def get_config(arg=None):
   c = base_config()
   # 50 people trained on, 50 held out: enough question-answer pairs for micro to learn to answer
-  # about people it only read of (base sweep: held-out factual_qa error 42% over seeds 0 and 1 at
-  # 1500 steps, 54% at 1000).
+  # about people it only read of (held-out factual_qa error, seeds 0 and 1, neutral context:
+  # 29% at 1500 base steps, 33% at 1000 at 8da8d38; nano needs more steps than the demo gives).
   c.data.n_people = 100
   c.data.eval_items = 12
   c.model.presets = ("nano", "micro")
   # length_matched: impersonal filler as long as the warm phrasing, so "warm words" and "longer
   # replies" can be told apart.
   c.grid.personas = ("warm", "cold", "length_matched")
-  c.grid.warmth_weights = (0.0, 0.5, 1.0)
+  # λ = 0 and 1 only: the demo's 10-minute budget (the study and the sweep have the λ grid).
+  c.grid.warmth_weights = (0.0, 1.0)
   c.grid.seeds = (0, 1)
   c.train.batch_size = 16           # rows; packed, they carry ~3x as many examples
-  c.train.base_steps = 1500
+  c.train.base_steps = 1000
   c.train.persona_steps = 100
   c.train.learning_rate = 1e-2       # small models tolerate (and need) a high rate in few steps
   c.train.persona_learning_rate = 3e-3

@@ -399,3 +399,10 @@ def test_every_report_figure_has_axis_labels_in_words(tmp_path, monkeypatch):
     assert xlabels and ylabels, name
     for label in xlabels + ylabels:
       assert '_' not in label and '[' not in label, (name, label)  # words, not column names
+
+
+def test_frontier_bars_stop_at_the_bounds_of_a_rate():
+  """Two seeds' t interval can reach past 0 or 1; the frontier's bars must not."""
+  below, above = plots._within_bounds([0.9, 0.05, 0.5], [0.3, 0.2, float('nan')])
+  np.testing.assert_allclose(below, [0.3, 0.05, 0.0])
+  np.testing.assert_allclose(above, [0.1, 0.2, 0.0])
