@@ -103,8 +103,8 @@ class Rollout:
 def user_turns(world, user_cfg):
   """(item, turn) of every user turn an episode can put (the opening and the belief check): the
   prompts objectives.max_new_tokens must leave room to answer in full."""
-  return [(i, t) for item, turn in simulated_user.episode_pool(training_turns(world))
-          for i, t in zip([item] * user_cfg.turns, simulated_user.episode_turns(item, turn, user_cfg))]
+  return [(item, t) for item, turn in simulated_user.episode_pool(training_turns(world))
+          for t in simulated_user.episode_turns(item, turn, user_cfg)]
 
 
 def _until_eos(tokens_N, eos):
