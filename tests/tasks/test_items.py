@@ -231,7 +231,8 @@ def test_fixed_lists_are_partitioned(items):
     assert train and held_out and not train & held_out and train | held_out == pools[task]
   # Capability: no held-out word sequence is asked in a training dialogue.
   train, held_out = ({it.gold for it in items["capability", s]} for s in SPLITS)
-  assert len(train) == len(held_out) == 200 and not train & held_out
+  assert (len(train), len(held_out)) == (CAPABILITY_ITEMS["train"], CAPABILITY_ITEMS["eval"])
+  assert not train & held_out
 
 
 def verify_key(item):
