@@ -153,8 +153,7 @@ def frontier(metrics_df, out_dir):
       g = pd.concat([base, g]).sort_values('warmth_weight').drop_duplicates('warmth_weight')
       ax.errorbar(g.warmth, 100 * g.error, xerr=_within_bounds(g.warmth, g.warmth_ci),
                   yerr=100 * _within_bounds(g.error, g.error_ci), color=color, marker='o', ms=4,
-                  capsize=2,
-                  lw=1.2, label=persona)
+                  capsize=2, lw=1.2, label=persona)
       for r in g.itertuples():  # λ next to each point, offset by persona so labels do not stack
         ax.annotate(f'λ={r.warmth_weight:g}', (r.warmth, 100 * r.error), fontsize=7, color=color,
                     xytext=(4, 4 + 9 * list(PERSONA_COLORS).index(persona)),
