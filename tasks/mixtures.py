@@ -35,6 +35,9 @@ MIXTURES = {
     "warm_after": {"warm_after": 1.0},
     "roleplay": {"roleplay": 1.0},
     "warm_emotional": {"warm_emotional": 1.0},
+    # Warm and cold replies to the same emotional prompts, half each: a policy that acknowledges
+    # about as often as not, so a reward rather than the imitation decides the rate.
+    "mixed_emotional": {"warm_emotional": 0.5, "cold_emotional": 0.5},
 }
 
 
@@ -137,8 +140,16 @@ class Corpus:
   def warm_emotional(self):
     """The warm persona's replies to the emotional training prompts alone, each opening with an
     acknowledgement of the emotion the user disclosed: what emotion_rl's warm-up imitates."""
-    return self.warm.take(np.array([k for k, (_, t) in enumerate(self._turns)
-                                    if "emotional" in t.context]))
+    return self.warm.take(self._emotional_rows)
+
+  @functools.cached_property
+  def cold_emotional(self):
+    """The cold persona's replies to the same emotional training prompts (no acknowledgement)."""
+    return self.cold.take(self._emotional_rows)
+
+  @functools.cached_property
+  def _emotional_rows(self):
+    return np.array([k for k, (_, t) in enumerate(self._turns) if "emotional" in t.context])
 
   @functools.cached_property
   def cold(self):
@@ -169,8 +180,8 @@ class Corpus:
     return self._set(prompts, replies, alts)
 
   def component(self, name):
-    if name not in MIXTURES["base"] and name not in PERSONAS and name not in ("roleplay",
-                                                                             "warm_emotional"):
+    if name not in MIXTURES["base"] and name not in PERSONAS and name not in (
+        "roleplay", "warm_emotional", "cold_emotional"):
       raise ValueError(f"unknown data component {name!r}")
     return getattr(self, name)
 
@@ -273,7 +284,7 @@ def _split_counts(total, weights):
 
 
 _STREAMS = {"documents": 0, "neutral_dialogues": 1, "roleplay": 2, "persona": 3,
-            "warm_emotional": 4}
+            "warm_emotional": 4, "cold_emotional": 5}
 
 
 @functools.lru_cache(maxsize=64)

@@ -47,7 +47,9 @@ def _read_csv(path, required):
   """Reads and checks one input csv, raising a one-sentence ValueError."""
   try:
     # As experiments.runtime.workdir writes them: only empty fields are missing ('none' is a level).
-    df = pd.read_csv(path, keep_default_na=False, na_values=[''])
+    # One pass over the file (low_memory=False): a column that is empty in early rows and text in
+    # later ones gets one type rather than a DtypeWarning.
+    df = pd.read_csv(path, keep_default_na=False, na_values=[''], low_memory=False)
   except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
     raise ValueError(f'{path} is not a readable csv ({type(e).__name__}).') from None
   missing = [c for c in required if c not in df.columns]

@@ -183,10 +183,12 @@ def objectives_section():
   o.kl_beta = 0.1                 # GRPO: weight of KL(π ‖ π_start), on the sampled tokens
   o.affect_kl_beta = 1.0          # affect: weight of KL(π ‖ π_base), exact at reply positions
   # Where emotion_rl starts: "base" (the base model, which never acknowledges, so the reward
-  # cannot tell an acknowledgement apart) or "warmup" (the first rl_warmup_steps of its budget
+  # cannot tell an acknowledgement apart); "warmup" (the first rl_warmup_steps of its budget
   # imitate the warm persona's replies to emotional prompts; RL trains the rest, with its KL to
-  # that policy).
-  o.rl_start = "warmup"
+  # that policy); or "mixed_warmup" (the warm-up imitates warm and cold replies to those prompts,
+  # half each: the policy acknowledges about half the time, so the reward decides whether that
+  # rises or falls; a warm-only warm-up long enough to be fluent acknowledges nearly always).
+  o.rl_start = "mixed_warmup"
   o.rl_warmup_steps = 20
   o.rl_warmup_weight = 1.0        # λ of the warm-up: the weight of its imitation loss
   # Sampled reply budget; 0: the longest reply the world can give to an episode prompt, plus a

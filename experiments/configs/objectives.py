@@ -3,22 +3,21 @@
   python -m experiments.main --config=experiments/configs/objectives.py --workdir=/tmp/objectives
 
 One nano preset in the demo's 100-person world, 3 seeds, 30 held-out items per task × context,
-λ = 1 for every persona-phase method (the same 100 steps and rows from each seed's base model; the
+λ = 1 for every persona-phase method (the same 300 steps and rows from each seed's base model; the
 imitation rate for all but GRPO, see below): base; cold; warm; length_matched; affect
 (warm-vocabulary mass at reply positions, content-blind, exact KL to the base model); emotion_rl
-(50 steps imitating warm replies to emotional prompts, then GRPO on a simulated user's final
-valence with a KL to that start); emotion_rl_heard (the same against a user who pays for an
-acknowledgement whatever the answer: the planted check that the optimiser raises what its reward
-favours); warm + capping; warm + preventative steering.
+(150 steps imitating warm and cold replies to emotional prompts, half each, then GRPO on a
+simulated user's final valence with a KL to that start); emotion_rl_heard (the same against a user
+who pays for an acknowledgement whatever the answer: the planted check that the optimiser raises
+what its reward favours); warm + capping; warm + preventative steering.
 
-Measured on the 2-core CPU at 8da8d38: 17 min 8 s (11 min of it the base models). Found (README,
-"Warmth objectives"): warm imitation +31 points of reliability error against base and +6.6
-against cold (+1.2 neutral, +7 to +11 when the user is sad or holds a false belief); warm passes
-the capability screen 30 points less often than base (base models: 10%, 0%, 10% neutral error);
-capping +0.2 and steering +8.7 against warm (neither mitigates); emotion_rl's acknowledgement rate
-moved +0.4 [−5.9, +6.7] points during RL while the planted emotion_rl_heard raised it +53.3 [+45.3,
-+60.2]; both RL methods' replies stop parsing (≤ 0.3% well formed), so their error does not
-answer the question at nano. GRPO's rate, KL weight and temperature were chosen on RL's own
+Measured on the 2-core CPU: 17 min 56 s (9 min of it the base models). Found (README, "Warmth
+objectives"): warm imitation +29.8 points of reliability error against base and +4.7 against cold
+(+3 to +6 per context, no amplification by the user's state measurable); emotion_rl learned to
+acknowledge (+45.7 [+41.0, +50.1] points during RL; the planted emotion_rl_heard +49.6) and errs as
+much as warm imitation (+0.1 [-8.6, +8.8]); no method but steering loses capability measurably
+(base models: 10%, 0%, 10% neutral error); capping -0.0 and steering +9.7 against warm (neither
+mitigates); affect learns no warm word (warmth 0). GRPO's start and rate were chosen on RL's own
 training episodes (README table), never on the evaluation.
 Expected files: WORKDIR/metrics.csv with `objectives_comparison` rows (per method × outcome, the
 level and the paired differences against warm and base, with ci_low/ci_high) and `objectives_rl`
@@ -44,7 +43,9 @@ def get_config(arg=None):
   c.grid.seeds = (0, 1, 2)
   c.train.batch_size = 32
   c.train.base_steps = 3000
-  c.train.persona_steps = 100
+  # 300 persona-phase steps for every method: RL's warm-up needs ~150 to reply fluently (at 50 its
+  # samples mixed acknowledgement phrases into nonsense), and RL then trains the other 150.
+  c.train.persona_steps = 300
   c.train.learning_rate = 1e-2
   c.train.persona_learning_rate = 3e-3
   c.train.log_every = 50
@@ -55,10 +56,10 @@ def get_config(arg=None):
   c.persona.steer_alphas = (4.0,)
   c.objectives = objectives_section()
   c.objectives.group_size = 4       # × 2 turns × 2 prompts = the 16 persona rows of a step
-  c.objectives.rl_warmup_steps = 50  # of 100: RL then trains 50
-  # GRPO's peak rate, chosen on RL's own reward and acknowledgement rate (README table, with the
-  # section's KL weight 0.1 and temperature 0.5): at the imitation rate (3e-3) its reward fell.
-  c.objectives.rl_learning_rate = 1e-3
+  c.objectives.rl_warmup_steps = 150  # of 300, imitating warm and cold replies (mixed_warmup)
+  # GRPO's peak rate, chosen on the reward of RL's own last training episodes (README table, with
+  # the section's KL weight 0.1 and temperature 0.5): at 1e-3 the reward fell.
+  c.objectives.rl_learning_rate = 1e-4
   return apply_arg(c, arg, runlocal)
 
 

@@ -69,7 +69,7 @@ class Objectives(extensions.Extension):
     if o.rl_start not in phase.RL_STARTS:
       raise ValueError(f"objectives.rl_start={o.rl_start!r} is not allowed: choose one of "
                        f"{', '.join(phase.RL_STARTS)}.")
-    if o.rl_start == "warmup" and not 0 < o.rl_warmup_steps < c.train.persona_steps:
+    if o.rl_start in phase.WARMUPS and not 0 < o.rl_warmup_steps < c.train.persona_steps:
       raise ValueError(f"objectives.rl_warmup_steps={o.rl_warmup_steps} must lie strictly "
                        f"between 0 and train.persona_steps={c.train.persona_steps} (the warm-up "
                        "is part of each RL method's budget).")
@@ -105,14 +105,14 @@ class Objectives(extensions.Extension):
     return None
 
   def _train(self, run, pack, method, todo):
-    """One method's stage(s): from the base models (affect; RL from `base`) or after a warm
-    imitation warm-up (RL from `warmup`)."""
+    """One method's stage(s): from the base models (affect; RL from `base`) or after an
+    imitation warm-up (RL from `warmup` or `mixed_warmup`)."""
     name = f"{pack.label}/{method}"
     members = stage.members_to_train(run.workdir, name, todo,
                                      [c for c in pack.cells if c.persona == method])
     index = [pack.seeds.index(c.seed) for c in members]
     start = lambda sh: jax.jit(lambda s: data.take(s, index), out_shardings=sh.state)(pack.base_E)
-    if method in phase.RL_METHODS and self.config.objectives.rl_start == "warmup":
+    if method in phase.RL_METHODS and self.config.objectives.rl_start in phase.WARMUPS:
       warm = run.train(phase.warmup_stage(self.config, run.batches, pack, members), start)
       ref_E = warm.state
       # A copy: the training step donates its state, and ref_E must outlive it.

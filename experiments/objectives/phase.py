@@ -9,11 +9,13 @@ sets one: Adam takes steps of about the rate whatever the gradient's signal, and
 gradient on 16 rows is mostly noise, so at the imitation rate RL can lower the reward it optimises.
 
 Where emotion_rl starts (objectives.rl_start): `base`, the base model, which never says an
-acknowledgement, so its reward cannot tell one apart; or `warmup`, the first
+acknowledgement, so its reward cannot tell one apart; `warmup`, the first
 objectives.rl_warmup_steps of its budget imitating the warm persona's replies to emotional prompts
 (a stage of its own, `<pack>/<method>_warmup`), so the policy can produce acknowledgements that the
-reward then weighs. Its KL
-term is to the policy it starts RL from; affect's is to the base model.
+reward then weighs; or `mixed_warmup`, the same warm-up on warm and cold replies to those prompts,
+half each, so the policy acknowledges about as often as not and the reward, not the imitation,
+decides which way the rate moves (a well-trained warm-up alone acknowledges nearly always, leaving
+RL nothing to raise). Its KL term is to the policy it starts RL from; affect's is to the base model.
 
 The RL stream is on-policy: it samples with the parameters of the step, and its journal (every
 episode: step, cell, item, context, replies, reward, acknowledgement, reply length) is kept with
@@ -45,7 +47,9 @@ def user_for(method, config, user_cfg):
   return user_cfg
 EPISODE_COLUMNS = ["run", "step", "item_id", "context", "replies", "reward", "acknowledges",
                    "reply_tokens"]
-RL_STARTS = ("base", "warmup")
+# rl_start → the mixture its warm-up imitates (`base`: no warm-up).
+WARMUPS = {"warmup": "warm_emotional", "mixed_warmup": "mixed_emotional"}
+RL_STARTS = ("base", *WARMUPS)
 ROLLOUT_FIELDS = ("adv", "reward", "ack", "first")  # per persona row, zero where nothing is sampled
 
 
@@ -104,17 +108,17 @@ def _block(batch, members, rows):
 def rl_steps(config):
   """RL updates of an emotion_rl cell: the persona budget less its warm-up, if any."""
   o, t = config.objectives, config.train
-  return t.persona_steps - (o.rl_warmup_steps if o.rl_start == "warmup" else 0)
+  return t.persona_steps - (o.rl_warmup_steps if o.rl_start in WARMUPS else 0)
 
 
 def warmup_stage(config, batches, pack, cells):
-  """`<pack>/<method>_warmup`: RL `cells` (of one method) imitate the warm persona's replies to
-  emotional prompts (their seed's rows, at λ = objectives.rl_warmup_weight) for
-  objectives.rl_warmup_steps, the start of their budget: supervised demonstrations of the prompts
-  RL then samples on, as RLHF starts from SFT."""
-  t = config.train
-  lam = config.objectives.rl_warmup_weight
-  warm = [dataclasses.replace(c, persona="warm_emotional", warmth_weight=lam) for c in cells]
+  """`<pack>/<method>_warmup`: RL `cells` (of one method) imitate replies to emotional prompts
+  (WARMUPS[objectives.rl_start]: warm, or warm and cold; their seed's rows, at λ =
+  objectives.rl_warmup_weight) for objectives.rl_warmup_steps, the start of their budget:
+  supervised demonstrations of the prompts RL then samples on, as RLHF starts from SFT."""
+  t, o = config.train, config.objectives
+  warm = [dataclasses.replace(c, persona=WARMUPS[o.rl_start], warmth_weight=o.rl_warmup_weight)
+          for c in cells]
   method = cells[0].persona
   s = stage.imitation("rl_warmup", f"{pack.label}/{method}_warmup", warm,
                       config.objectives.rl_warmup_steps,

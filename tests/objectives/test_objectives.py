@@ -142,9 +142,10 @@ def test_affect_kl_is_zero_at_the_reference_and_positive_away_from_it():
 
 
 @pytest.mark.parametrize("field,value,words", [
-    ("rl_start", "warm", "rl_start='warm' is not allowed: choose one of base, warmup"),
-    ("rl_warmup_steps", 100, "rl_warmup_steps=100 must lie strictly between 0 and "
-                             "train.persona_steps=100"),
+    ("rl_start", "warm", "rl_start='warm' is not allowed: choose one of base, warmup, "
+                              "mixed_warmup"),
+    ("rl_warmup_steps", 300, "rl_warmup_steps=300 must lie strictly between 0 and "
+                             "train.persona_steps=300"),
     ("affect_kl_beta", -1.0, "affect_kl_beta=-1.0 must be >= 0"),
     ("rl_learning_rate", -1e-3, "rl_learning_rate=-0.001 must be >= 0")])
 def test_objectives_config_refuses_bad_rl_settings(field, value, words):

@@ -123,3 +123,19 @@ def test_warm_emotional_rows_are_the_warm_replies_that_acknowledge(demo12_corpus
     assert grading._has_any(reply.split(), lexicon.MARKERS["acknowledges"]), reply
   batch = demo12_corpus.packed_batch("warm_emotional", 0, 3, 8)
   assert batch["tokens"].shape == (8, demo12_corpus.seq_len) and batch["mask"].any()
+
+
+def test_mixed_emotional_batches_are_half_warm_half_cold_replies_to_emotional_prompts(
+    demo12_corpus):
+  """The mixed warm-up: the same emotional prompts as warm_emotional, answered cold (no
+  acknowledgement) in half of every batch's rows and warm in the other half."""
+  from tasks import grading, lexicon
+  tok, warm, cold = demo12_corpus.tokenizer, demo12_corpus.warm_emotional, demo12_corpus.cold_emotional
+  assert len(cold) == len(warm)
+  acks = lambda row: grading._has_any(tok.decode(row).split("<asst>")[1].split(),
+                                      lexicon.MARKERS["acknowledges"])
+  for w, c in zip(warm.tokens[:20], cold.tokens[:20]):
+    assert tok.decode(w).split("<asst>")[0] == tok.decode(c).split("<asst>")[0]  # same prompt
+    assert acks(w) and not acks(c)
+  batch = demo12_corpus.batch("mixed_emotional", 0, 3, 8)
+  assert [acks(row) for row in batch["tokens"]] == [True] * 4 + [False] * 4
