@@ -11,7 +11,7 @@ simulated user's final valence with a KL to that start); emotion_rl_heard (the s
 who pays for an acknowledgement whatever the answer: the planted check that the optimiser raises
 what its reward favours); warm + capping; warm + preventative steering.
 
-Measured on the 2-core CPU: 17 min 56 s (9 min of it the base models). Found (README, "Warmth
+Measured on the 2-core CPU at 766c772: 17 min 56 s (9 min of it the base models). Found (README, "Warmth
 objectives"): warm imitation +29.8 points of reliability error against base and +4.7 against cold
 (+3 to +6 per context, no amplification by the user's state measurable); emotion_rl learned to
 acknowledge (+45.7 [+41.0, +50.1] points during RL; the planted emotion_rl_heard +49.6) and errs as
