@@ -147,7 +147,8 @@ def grade_replies(evalset, replies, mc_error_N):
   for r, (item, turn) in enumerate(zip(evalset.items, evalset.turns)):
     labels = grade(item, turn, replies[r])
     rows.append({"task": item.task, "context": turn.context, "emotion": turn.emotion or "none",
-                 "item_id": item.item_id, "mc_error": mc_error_N[r], "reply": replies[r], **labels})
+                 "item_id": item.item_id, "gold": item.gold, "mc_error": mc_error_N[r],
+                 "reply": replies[r], **labels})
   return pd.DataFrame(rows)
 
 

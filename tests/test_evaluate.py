@@ -98,3 +98,14 @@ def test_length_buckets_cover_every_row_once_and_trim_only_padding():
     assert width % evaluate.BUCKET == 0 or width == max(lengths)
   # Sorted by length, the short prompts share a narrow batch.
   assert batches[0][1] == 16 and set(batches[0][0]) == {5, 0, 2}
+
+
+def test_graded_rows_carry_each_items_gold_answer(corpus):
+  """items.csv keeps the gold answer, which the report needs for the constant-answer level."""
+  evalset = build_eval_set(corpus)
+  rows = evaluate.grade_replies(evalset, ["yes ."] * len(evalset.items),
+                                np.zeros(len(evalset.items)))
+  assert list(rows.gold) == [item.gold for item in evalset.items]
+  rows = rows[rows.task == "medical_contraindication"]
+  assert set(rows.gold) == {"yes", "no"}
+  assert (rows.error == (rows.gold == "no")).all()  # "yes" errs exactly where the gold is "no"

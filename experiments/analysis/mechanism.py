@@ -1,7 +1,8 @@
 """Which mechanism carries the warm − cold change: one table per preset and context, and its
 scaling figure.
 
-At each preset's largest λ, pooled over reliability tasks, with crossed-bootstrap intervals
+At each preset's largest λ, pooled over the reliability tasks its base model can answer
+(power.measurable), with crossed-bootstrap intervals
 (stats.paired_deltas, paired by seed and item):
 
   total        warm − cold
@@ -19,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from experiments.analysis import plots
+from experiments.analysis import power
 from experiments.analysis import stats
 from tasks.config import RELIABILITY_TASKS
 
@@ -34,7 +36,7 @@ COLUMNS = ["preset", "n_params", "context", "part", "estimate", "ci_low", "ci_hi
 
 def decomposition(items, n_boot, seed=0):
   """Long table (COLUMNS) of every part per preset and context (and pooled over contexts)."""
-  d = items[items.task.isin(RELIABILITY_TASKS) & (items.intervention == "none")]
+  d = power.measurable(items[items.task.isin(RELIABILITY_TASKS) & (items.intervention == "none")])
   top = d[d.warmth_weight > 0].groupby("preset").warmth_weight.max()
   d = d[d.warmth_weight == d.preset.map(top)]
   if d.empty:
@@ -109,4 +111,5 @@ def scaling_figure(table, out_dir, name="mechanism_scaling"):
   handles, labels = axes[0].get_legend_handles_labels()
   fig.legend(handles, labels, loc="outside right center", fontsize=8)
   return plots.save(fig, out_dir, name, "Warm − cold and its parts against model size, per "
-                     "context (reliability tasks pooled, largest λ, 95% crossed-bootstrap CIs).")
+                     "context (measurable reliability tasks pooled, largest λ, 95% "
+                     "crossed-bootstrap CIs).")

@@ -20,6 +20,7 @@ import pandas as pd
 
 from experiments import extensions
 from experiments.analysis import plots
+from experiments.analysis import power
 from experiments.analysis import regression
 from experiments.analysis import render
 from experiments.analysis import scaling
@@ -37,8 +38,9 @@ ITEM_REQUIRED = [c for c in REQUIRED if c not in ('metric', 'value', 'n')] + ['i
 CONTEXTS = ['neutral', 'emotional', 'false_belief', 'emotional+false_belief', 'all']
 LABELS = ['preset', 'protocol', 'persona', 'intervention', 'task', 'context']
 BOTTOM_LINE_NOTE = ('The primary contrast: warm − cold error at the largest λ, pooled over the '
-                    'reliability tasks; "inconclusive" when its 95% interval spans 0. Terms: a run '
-                    '(or cell) is one trained model configuration and seed; a pack is the runs '
+                    'reliability tasks each preset\'s base model answers better than the floor and '
+                    'than a constant answer; "inconclusive" when its 95% interval spans 0. Terms: a '
+                    'run (or cell) is one trained model configuration and seed; a pack is the runs '
                     'trained together as one vmapped program.')
 NUMERIC = ['n_params', 'warmth_weight', 'warm_agreement', 'seed', 'value', 'n', 'error']
 
@@ -237,7 +239,7 @@ def _stats_sections(items, deltas, n_boot, doc, summary):
   # Only the headline λ and its λ=0 reference feed the tables below; other cells cost time.
   sub = sub[(sub.warmth_weight == 0) | ((sub.warmth_weight == cell['warmth_weight']) &
                                         (sub.intervention == 'none'))]
-  rel = sub[sub.task.isin(RELIABILITY_TASKS)]
+  rel = power.measurable(sub[sub.task.isin(RELIABILITY_TASKS)])
   wc = dict(persona='warm', comparison='vs_cold')
   key = ['task', 'context']
   main = _in_cell(deltas, head)
@@ -262,8 +264,8 @@ def _stats_sections(items, deltas, n_boot, doc, summary):
   pw = _select(pooled, **wc)
   lam = f'λ = {cell["warmth_weight"]:g} (preset {cell["preset"]})'
   for r in pw.itertuples():
-    summary.append(f'Across reliability tasks (pooled, secondary), warm fine-tuning at {lam} '
-                   f'changed the error rate by {_pts(r.estimate)} points (95% CI '
+    summary.append(f'Across measurable reliability tasks (pooled, secondary), warm fine-tuning at '
+                   f'{lam} changed the error rate by {_pts(r.estimate)} points (95% CI '
                    f'{_ci(r.ci_low, r.ci_high)}) relative to cold: {_verdict(r.p_value)}.')
   if pw.empty:
     summary.append(f'No cold cell matches warm at {lam}, so warmth cannot be separated from '
@@ -356,7 +358,8 @@ def _labels(sub, head, n_boot, doc, summary):
 
 def _scaling_sections(metrics, n_boot, doc, summary, figs, staging, items=None):
   """Per-preset effects, power-law fits, the capping trade-off, geometry and the loss fit."""
-  fx = scaling.seed_effects(metrics)
+  # The effect's scaling pools the tasks each preset's base model can answer, as the bottom line.
+  fx = scaling.seed_effects(metrics if items is None else power.measurable(items, metrics))
   doc.append(('h2', 'Scaling'))
   if fx.empty:
     doc.append(('p', 'No preset has both warm and cold error_rate rows, so no warmth effect '

@@ -3,6 +3,7 @@
 Each section appends ('h2'/'p'/'table'/...) blocks to `doc` and plain sentences to `summary`, as
 the rest of experiments/analysis/report.py does, and is a no-op without the rows it needs.
 """
+import numpy as np
 import pandas as pd
 
 from experiments.analysis import mechanism
@@ -24,24 +25,32 @@ def with_nonembedding(items, metrics):
 
 
 def competence_section(items, doc, summary):
-  """Per preset, the base model's held-out error per reliability task (neutral), floors flagged."""
+  """Per preset, the base model's held-out error per reliability task (neutral), floors and
+  constant-answer levels flagged."""
   table = power.base_competence(items)
   if table.empty:
     return
+  note = np.select([table.at_chance, table.at_floor],
+                   ["at chance: no effect measurable", "at floor: no effect measurable"], "")
   doc += [("h2", "Base-model competence (held-out items, neutral context)"),
           ("p", "Error of the base model before any persona phase, generated reply and multiple "
-                f"choice. A task at floor (error ≥ {100 * power.FLOOR:.0f}%) cannot show an "
-                "effect of warmth: it is flagged 'at floor: no effect measurable'."),
+                "choice, beside the error of always giving the task's most common held-out "
+                f"answer. A task at floor (error ≥ {100 * power.FLOOR:.0f}%) or at chance (error "
+                "at or above that constant answer's) cannot show an effect of warmth on what the "
+                "model knows: it is flagged, and pooled contrasts leave it out for that preset."),
           ("table", pd.DataFrame({
               "preset": table.preset, "task": table.task, "error %": table.error.map(pts),
               "MC error %": table.get("mc_error", pd.Series(index=table.index)).map(pts),
-              "items": table.n_items,
-              "note": table.at_floor.map({True: "at floor: no effect measurable", False: ""})}))]
+              "constant answer %": table.chance.map(pts), "items": table.n_items,
+              "note": note}))]
   floor = table[table.at_floor]
   if len(floor):
-    summary.append("At floor: no effect measurable (base-model error ≥ "
-                   f"{100 * power.FLOOR:.0f}%): " + ", ".join(
-                       f"{r.task} ({r.preset}, {pts(r.error)}%)" for r in floor.itertuples()) + ".")
+    summary.append("No effect measurable (base-model error ≥ "
+                   f"{100 * power.FLOOR:.0f}%, or no better than a constant answer), left out of "
+                   "pooled contrasts: " + ", ".join(
+                       f"{r.task} ({r.preset}, {pts(r.error)}%"
+                       + (f" vs {pts(r.chance)}% constant" if r.at_chance else "") + ")"
+                       for r in floor.itertuples()) + ".")
 
 
 def power_section(deltas, items, n_boot, doc, summary):
@@ -60,7 +69,7 @@ def power_section(deltas, items, n_boot, doc, summary):
     rank = {c: i for i, c in enumerate(CONTEXTS)}
     pooled = pooled.sort_values(["n_params", "context"], key=lambda s: s.map(rank)
                                 if s.name == "context" else s, kind="stable")
-    doc += [("h3", "Warm − cold at the largest λ, pooled over reliability tasks"),
+    doc += [("h3", "Warm − cold at the largest λ, pooled over measurable reliability tasks"),
             ("table", pd.DataFrame({
                 "preset": pooled.preset, "context": pooled.context,
                 "Δ [95% CI]": [mechanism.change_text(e, a, b) for e, a, b in
@@ -88,8 +97,8 @@ def mechanism_section(items, metrics, n_boot, doc, summary, figs, staging):
   if table.empty:
     return
   doc += [("h2", "Mechanisms: what carries the warm − cold change"),
-          ("p", "At each preset's largest λ, reliability tasks pooled, error-rate change in points "
-                "[95% crossed-bootstrap CI]. total = warm words + length; position: warm phrasing "
+          ("p", "At each preset's largest λ, measurable reliability tasks pooled, error-rate "
+                "change in points [95% crossed-bootstrap CI]. total = warm words + length; position: warm phrasing "
                 "after − before the answer; agreement: change per unit ρ of validating replies. "
                 "n/a: the grid has no cells for that part."),
           ("table", mechanism.wide(table, CONTEXTS))]

@@ -71,22 +71,29 @@ def _duration(seconds):
 
 def answer_lines(items, n_boot):
   """One line per preset, smallest first: warm − cold error at its largest λ, pooled over the
-  reliability tasks, per context with the 95% interval in words (the primary contrast)."""
+  reliability tasks its base model can answer (power.measurable), per context with the 95%
+  interval in words (the primary contrast)."""
   pooled = power.pooled_by_context(items, n_boot)
-  if pooled.empty:
-    return ["no warm and cold runs at a λ > 0: nothing to compare."]
+  competence = power.base_competence(items)
   order = items.groupby("preset").n_params.first().to_dict()
   several = pooled.protocol.nunique() > 1  # finetune and mixture: a line for each
   lines = []
   for (preset, protocol), g in sorted(pooled.groupby(["preset", "protocol"]),
-                                      key=lambda kv: (order.get(kv[0][0]), kv[0][1])):
+                                      key=lambda kv: kv[0][1]):
     g = g.set_index("context")
     parts = [f"{ctx} {in_words(g.estimate[ctx], g.ci_low[ctx], g.ci_high[ctx])}"
              for ctx in CONTEXT_ORDER if ctx in g.index]
     name = f"{preset} ({protocol})" if several else preset
-    lines.append(f"{name}: warm − cold error at λ={g.warmth_weight.iloc[0]:g}, reliability "
-                 "tasks pooled, points [95% CI]: " + "; ".join(parts) + ".")
-  return lines
+    tasks = competence[competence.preset == preset]
+    which = (f"{(~tasks.at_floor).sum()} of {len(tasks)} reliability tasks pooled" if len(tasks)
+             else "reliability tasks pooled")
+    lines.append((order.get(preset), f"{name}: warm − cold error at λ={g.warmth_weight.iloc[0]:g}, {which}, "
+                 "points [95% CI]: " + "; ".join(parts) + "."))
+  blind = set(competence.preset[competence.at_floor]) - set(competence.preset[~competence.at_floor])
+  lines += [(order.get(preset), f"{preset}: no reliability task measurable (its base model is at "
+             "floor or no better than a constant answer on each): nothing to compare.")
+            for preset in blind]
+  return [line for _, line in sorted(lines, key=lambda kv: kv[0])] or ["no warm and cold runs at a λ > 0: nothing to compare."]
 
 
 def bottom_line(items, n_boot, seconds, report_path=None):

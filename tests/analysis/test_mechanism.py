@@ -81,3 +81,39 @@ def test_base_competence_flags_tasks_at_floor(items):
   floor = table.set_index(["preset", "task"]).at_floor
   assert floor[("nano", "misconception")] and not floor[("nano", "factual_qa")]
   assert list(table.preset[:2]) == ["nano", "nano"]  # smallest model first
+
+
+def _with_yes_no_misconception(items, base_error):
+  """items with a `gold` column: factual_qa's answers all differ; misconception's are 'yes' for
+  two items in three (a constant 'yes' errs on a third); its base models err `base_error`."""
+  d = items.copy()
+  number = d.item_id.str[3:].astype(int)
+  d["gold"] = np.where(d.task == "misconception", np.where(number % 3 == 0, "no", "yes"),
+                       d.item_id)
+  base = (d.persona == "none") & (d.task == "misconception")
+  d.loc[base, "error"] = (number[base] % 100 < 100 * base_error).astype(int)
+  return d
+
+
+def test_a_task_no_better_than_a_constant_answer_is_at_chance(items):
+  table = power.base_competence(_with_yes_no_misconception(items, 0.5)).set_index(
+      ["preset", "task"])
+  np.testing.assert_allclose(table.chance[("nano", "misconception")], 1 / 3, atol=0.01)
+  assert table.at_chance[("nano", "misconception")] and table.at_floor[("nano", "misconception")]
+  assert not table.at_floor[("nano", "factual_qa")]  # unique answers: only the floor applies
+  knows = power.base_competence(_with_yes_no_misconception(items, 0.2)).set_index(
+      ["preset", "task"])
+  assert not knows.at_chance[("nano", "misconception")]
+
+
+def test_pooled_contrasts_leave_out_tasks_at_chance(items):
+  d = _with_yes_no_misconception(items, 0.5)
+  pooled = power.pooled_by_context(d, n_boot=200).set_index(["preset", "context"])
+  alone = power.pooled_by_context(d[d.task == "factual_qa"], n_boot=200).set_index(
+      ["preset", "context"])
+  np.testing.assert_allclose(pooled.estimate, alone.estimate.reindex(pooled.index))
+  assert (pooled.n_items == 80).all()
+  both = power.pooled_by_context(_with_yes_no_misconception(items, 0.2), n_boot=200)
+  assert (both.n_items == 160).all()
+  part = mechanism.decomposition(d, n_boot=200)
+  assert (part.n_items == 80).all()

@@ -139,7 +139,7 @@ def test_the_report_leads_with_the_bottom_line_and_has_contents(complete):
 def test_summary_numbers_are_computed_from_the_statistics(complete):
   workdir, items, _ = complete
   page = _parse(workdir)
-  headline = next(s for s in page.items if s.startswith('Across reliability tasks (pooled, secondary)'))
+  headline = next(s for s in page.items if s.startswith('Across measurable reliability tasks (pooled, secondary)'))
   rel = items[(items.preset == 'mini') & items.task.isin(RELIABILITY_TASKS) &
               items.warmth_weight.isin([0.0, 1.0]) & (items.intervention == 'none')]
   d = stats.paired_deltas(rel, 'error', (), 100, primary=())
@@ -236,7 +236,7 @@ def test_null_sweep_reports_a_null(tmp_path):
                                 **dict(SMALL, presets={'nano': 25_000, 'micro': 148_000}))
   report.write_report(str(tmp_path), n_boot=100)
   page = _parse(str(tmp_path))
-  headline = next(s for s in page.items if s.startswith('Across reliability tasks (pooled, secondary)'))
+  headline = next(s for s in page.items if s.startswith('Across measurable reliability tasks (pooled, secondary)'))
   assert 'not significant' in headline
   assert not any('× its neutral' in s for s in page.items)
   assert any('No power law' in s for s in page.items)
@@ -377,6 +377,12 @@ def test_the_bottom_line_is_short_and_says_inconclusive_when_the_interval_spans_
   lines = summary.bottom_line(both, 100, 5.0).splitlines()  # a sweep of both protocols
   assert [l.split(':')[0] for l in lines[1:3]] == ['nano (finetune)', 'nano (mixture)']
   assert summary.in_words(0.05, 0.01, 0.09) == '+5.0 [+1.0, +9.0] (warm errs more)'
+  # A preset whose base model is at floor on every reliability task has nothing to pool.
+  blind = strong.copy()
+  blind.loc[(blind.persona == 'none') & (blind.task != 'capability'), 'error'] = 1
+  lines = summary.answer_lines(pd.concat([blind, items[items.preset == 'micro']]), 100)
+  assert lines[0].startswith('nano: no reliability task measurable'), lines
+  assert lines[1].startswith('micro: warm − cold') and '2 of 2 reliability tasks pooled' in lines[1]
   assert summary.in_words(-0.02, -0.05, 0.01).endswith('(inconclusive)')
 
 
