@@ -55,19 +55,18 @@ def _moment_matrix(xa, na, nb, n):
           (na ** 2).sum() * (nb ** 2).sum() / n ** 2)
 
 
-def crossed_variance(x, clusters):
-  """Method-of-moments variance of the mean of a seeds × items array, and its Satterthwaite df.
+def crossed_components(x, clusters):
+  """Method-of-moments variance components of a seeds × items array.
 
   Model: x[s, i] = μ + a_s + b_c(i) + e_i + ε_si, with seed (a), cluster (b), item (e) and
   residual (ε) variances. For any grouping g, Q_g = Σ_groups (Σ (x − x̄))² has expectation
   Σ_h σ²_h ||U_gᵀ(I − J/N)U_h||², which depends only on which cells are observed; the four
   moment equations give unbiased components for any pattern of missing cells (the ANOVA
   estimators when balanced). They are solved under σ² ≥ 0 (non-negative least squares), which
-  biases a component that is truly near 0 upwards: conservative, never anti-conservative. Then
-    Var(x̄) = σ²_seed Σn_s²/N² + σ²_cluster Σn_c²/N² + σ²_item Σn_i²/N² + σ²_resid/N,
-  i.e. σ²_seed/S + σ²_cluster/C + σ²_item/I + σ²_resid/(S·I) when balanced. Satterthwaite df
-  treat the seed part (S − 1 df), the cluster-and-item part (C − 1) and the residual part
-  ((S − 1)(I − 1) when balanced) as independent. Returns (variance, df); NaN variance with < 2 cells.
+  biases a component that is truly near 0 upwards: conservative, never anti-conservative.
+  Returns {'seed', 'cluster', 'item', 'resid': σ², 'parts': the variance of the mean split into
+  seed, cluster-and-item and residual parts, 'dfs': their degrees of freedom, 'n': cells,
+  'n_seeds', 'n_clusters', 'n_items'}, or None with < 2 cells.
   """
   x = np.asarray(x, dtype=float)
   m = np.isfinite(x)
@@ -76,7 +75,7 @@ def crossed_variance(x, clusters):
   cl = pd.factorize(np.asarray(clusters)[cols])[0]
   n = m.sum()
   if n < 2:
-    return np.nan, np.nan
+    return None
   xc = np.where(m, x - x[m].mean(), 0.0)
   h = np.zeros((cl.size, cl.max() + 1))
   h[np.arange(cl.size), cl] = 1.0
@@ -107,20 +106,52 @@ def crossed_variance(x, clusters):
   # Equations differ in scale by orders of magnitude; normalise rows so each counts alike.
   scale = np.abs(kmat).sum(1)
   sigma2 = optimize.nnls(kmat / scale[:, None], q / scale)[0]
-  comp = dict(zip(names, sigma2[:-1]))
-  part = {g: comp.get(g, 0.0) * (sizes[g] ** 2).sum() / n ** 2 for g in ('seed', 'cluster', 'item')}
-  resid = sigma2[-1] / n
-  var = part['seed'] + part['cluster'] + part['item'] + resid
-  pieces = np.array([part['seed'], part['cluster'] + part['item'], resid])
+  comp = {g: 0.0 for g in ('seed', 'cluster', 'item')}
+  comp.update(zip(names, sigma2[:-1]))
+  part = {g: comp[g] * (sizes[g] ** 2).sum() / n ** 2 for g in ('seed', 'cluster', 'item')}
   # The residual keeps what the seeds and the items (or their clusters) do not explain.
   cols = n_item if use['item'] else (n_clus if use['cluster'] else 1)
   dfs = np.array([n_seed - 1, (n_clus if use['cluster'] else n_item) - 1,
                   n - 1 - (n_seed - 1 if use['seed'] else 0) - (cols - 1)], dtype=float)
-  keep = pieces > 0
+  return dict(comp, resid=sigma2[-1], n=n, n_seeds=n_seed, n_clusters=n_clus, n_items=n_item,
+              parts=np.array([part['seed'], part['cluster'] + part['item'], sigma2[-1] / n]),
+              dfs=dfs)
+
+
+def _satterthwaite(parts, dfs):
+  """(variance, df) of a sum of independent variance parts with the given df."""
+  var = parts.sum()
+  keep = parts > 0
   if var <= 0 or not keep.any():
     return max(var, 0.0), np.inf
-  df = var ** 2 / (pieces[keep] ** 2 / np.maximum(dfs[keep], 1.0)).sum()
-  return var, df
+  return var, var ** 2 / (parts[keep] ** 2 / np.maximum(dfs[keep], 1.0)).sum()
+
+
+def crossed_variance(x, clusters):
+  """Variance of the mean of a seeds × items array (crossed_components), and its Satterthwaite df.
+
+    Var(x̄) = σ²_seed Σn_s²/N² + σ²_cluster Σn_c²/N² + σ²_item Σn_i²/N² + σ²_resid/N,
+  i.e. σ²_seed/S + σ²_cluster/C + σ²_item/I + σ²_resid/(S·I) when balanced. Satterthwaite df
+  treat the seed part (S − 1 df), the cluster-and-item part (C − 1) and the residual part
+  ((S − 1)(I − 1) when balanced) as independent. Returns (variance, df); NaN variance with < 2 cells.
+  """
+  comp = crossed_components(x, clusters)
+  if comp is None:
+    return np.nan, np.nan
+  return _satterthwaite(comp['parts'], comp['dfs'])
+
+
+def projected_variance(comp, n_seeds, item_factor=1.0):
+  """(variance, df) of the same mean in a balanced design with `n_seeds` seeds and
+  `item_factor` × as many items and clusters, from measured components (crossed_components):
+  what a larger study would give if its variance components were these."""
+  s = n_seeds
+  c = comp['n_clusters'] * item_factor
+  i = comp['n_items'] * item_factor
+  parts = np.array([comp['seed'] / s, comp['cluster'] / c + comp['item'] / i,
+                    comp['resid'] / (s * i)])
+  dfs = np.array([s - 1, c - 1, (s - 1) * (i - 1)], dtype=float)
+  return _satterthwaite(parts, dfs)
 
 
 def crossed_draws(values, clusters, n_boot, rng, calibrate=True):

@@ -17,12 +17,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from experiments.analysis import crossed
 from experiments.analysis import stats
 from tasks.config import RELIABILITY_TASKS
 
 ALPHA, POWER = 0.05, 0.80
 FLOOR = 0.95  # base-model error at or above this: the task cannot show a warmth effect
 MATTERS = 0.05  # effects below 5 points are ones a reader may call "no effect"
+# The study's design targets for warm − cold at the largest λ: 95% half-widths pooled over the
+# measurable reliability tasks per context, and per measurable task × context.
+POOLED_TARGET, TASK_TARGET = 0.03, 0.08
 
 
 def mde(se, df, alpha=ALPHA, power=POWER):
@@ -89,6 +93,48 @@ def pooled_by_context(items, n_boot, seed=0):
   d = stats.paired_deltas(rel, 'error', ('context',), n_boot, seed=seed, primary=())
   d = d[(d.persona == 'warm') & (d.comparison == 'vs_cold')]
   return with_power(d)
+
+
+def projected_half_widths(items, seeds=(5, 10, 20), item_factors=(1, 2), by_task=False):
+  """Per preset and context (and task, with `by_task`), warm − cold at the largest λ pooled over
+  measurable reliability tasks: the measured 95% half-width and, from its variance components
+  (seed, item cluster, item, residual; crossed.crossed_components), the half-width a balanced
+  design with S seeds and k × the items would give (columns `hw_S<S>_k<k>`). A planning figure,
+  not a result: it assumes a larger study has the same components."""
+  pf = stats.paired_frame(_top_cells(measurable(items[items.task.isin(RELIABILITY_TASKS)])))
+  pf = pf[(pf.persona == 'warm') & (pf.comparison == 'vs_cold')]
+  size = items.groupby('preset').n_params.first()
+  keys = ['preset', 'task', 'context'] if by_task else ['preset', 'context']
+  rows = []
+  for key, g in pf.groupby(keys):
+    unit = g.task.astype(str) + '|' + g.item_id.astype(str)
+    x = g.pivot_table(index='seed', columns=unit, values='diff', aggfunc='mean')
+    first = g.assign(unit=unit).drop_duplicates('unit').set_index('unit').reindex(x.columns)
+    clusters = crossed.entity_codes(first)
+    comp = crossed.crossed_components(x.to_numpy(), clusters)
+    if comp is None:
+      continue
+    row = dict(zip(keys, key), n_params=size[key[0]], n_seeds=comp['n_seeds'],
+               n_items=comp['n_items'])
+    var, df = crossed.crossed_variance(x.to_numpy(), clusters)
+    row['half_width'] = sps.t.ppf(1 - ALPHA / 2, df) * np.sqrt(var)
+    for n_seeds in seeds:
+      for k in item_factors:
+        var, df = crossed.projected_variance(comp, n_seeds, k)
+        row[f'hw_S{n_seeds}_k{k}'] = sps.t.ppf(1 - ALPHA / 2, df) * np.sqrt(var)
+    rows.append(row)
+  return pd.DataFrame(rows)
+
+
+def smallest_design(pooled, per_task):
+  """The cheapest (seeds, item factor) among projected_half_widths' columns whose projected
+  half-widths meet both targets in every row, as (S, k), or None."""
+  designs = []
+  for col in [c for c in pooled.columns if c.startswith('hw_S')]:
+    n_seeds, k = (int(v) for v in col[4:].split('_k'))
+    if (pooled[col] <= POOLED_TARGET).all() and (per_task[col] <= TASK_TARGET).all():
+      designs.append((n_seeds * (1 + k), n_seeds, k))  # seeds train, items evaluate: both cost
+  return min(designs)[1:] if designs else None
 
 
 def base_competence(items):

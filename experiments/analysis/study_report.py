@@ -30,8 +30,8 @@ def competence_section(items, doc, summary):
   table = power.base_competence(items)
   if table.empty:
     return
-  note = np.select([table.at_chance, table.at_floor],
-                   ["at chance: no effect measurable", "at floor: no effect measurable"], "")
+  note = np.select([table.error >= power.FLOOR, table.at_chance],
+                   ["at floor: no effect measurable", "at chance: no effect measurable"], "")
   doc += [("h2", "Base-model competence (held-out items, neutral context)"),
           ("p", "Error of the base model before any persona phase, generated reply and multiple "
                 "choice, beside the error of always giving the task's most common held-out "
@@ -76,6 +76,7 @@ def power_section(deltas, items, n_boot, doc, summary):
                                zip(pooled.estimate, pooled.ci_low, pooled.ci_high)],
                 "half-width": pooled.half_width.map(pts), "MDE": pooled.mde.map(pts),
                 "items": pooled.n_items, "seeds": pooled.n_seeds}))]
+  _projection(items, doc, summary)
   if len(prim):
     doc += [("h3", "Primary family"),
             ("table", prim[["preset", "comparison", "task", "context", "n_items", "n_seeds"]]
@@ -89,6 +90,50 @@ def power_section(deltas, items, n_boot, doc, summary):
                    f"was {pts(prim.half_width.min())}–{pts(prim.half_width.max())} points (widest: "
                    f"{worst.task} × {worst.context}, {worst.preset}) and the minimum detectable "
                    f"effect at 80% power {pts(prim.mde.min())}–{pts(prim.mde.max())} points.")
+
+
+def _projection(items, doc, summary):
+  """What a larger design would give, from this run's variance components."""
+  seeds, factors = (5, 10, 20), (1, 2)
+  pooled = power.projected_half_widths(items, seeds, factors)
+  per_task = power.projected_half_widths(items, seeds, factors, by_task=True)
+  if pooled.empty or pooled.n_seeds.min() < 2:
+    return
+  names = {"half_width": "measured"}
+  names.update({f"hw_S{n}_k{k}": f"{n} seeds, {k}× items" for n in seeds for k in factors})
+  points = lambda t: t[list(names)].map(pts).rename(columns=names)
+  rank = {c: i for i, c in enumerate(CONTEXTS)}
+  pooled = pooled.sort_values(["n_params", "context"], key=lambda s: s.map(rank)
+                              if s.name == "context" else s, kind="stable")
+  widest = per_task.groupby(["n_params", "preset"])[list(names)].max().reset_index()
+  doc += [("h3", "Projected half-widths of larger designs"),
+          ("p", "From this run's variance components (seed, item cluster, item, residual), the "
+                "95% half-width of warm − cold at the largest λ a balanced design with more seeds "
+                "or more held-out items per task × context would give, in points: a planning "
+                "figure that assumes the larger study's components equal these. Targets: "
+                f"±{100 * power.POOLED_TARGET:.0f} pooled, ±{100 * power.TASK_TARGET:.0f} per "
+                "measurable task × context."),
+          ("table", pd.concat([pooled[["preset", "context"]], points(pooled)], axis=1)
+           .reset_index(drop=True)),
+          ("p", "The widest measurable task × context of each preset:"),
+          ("table", pd.concat([widest[["preset"]], points(widest)], axis=1))]
+  design = power.smallest_design(pooled, per_task)
+  now = (pooled.half_width <= power.POOLED_TARGET).all() and (
+      per_task.half_width <= power.TASK_TARGET).all()
+  if now:
+    summary.append("Power targets met: every pooled half-width is within "
+                   f"±{100 * power.POOLED_TARGET:.0f} and every measurable task × context within "
+                   f"±{100 * power.TASK_TARGET:.0f} points.")
+  elif design:
+    summary.append(f"Power targets (±{100 * power.POOLED_TARGET:.0f} pooled, "
+                   f"±{100 * power.TASK_TARGET:.0f} per measurable task × context) are not met by "
+                   f"this run's {int(pooled.n_seeds.min())} seeds; at its variance components "
+                   f"they would be with {design[0]} seeds and {design[1]}× the items.")
+  else:
+    summary.append(f"Power targets (±{100 * power.POOLED_TARGET:.0f} pooled, "
+                   f"±{100 * power.TASK_TARGET:.0f} per measurable task × context) are not met, "
+                   f"nor by any projected design up to {seeds[-1]} seeds and "
+                   f"{factors[-1]}× the items.")
 
 
 def mechanism_section(items, metrics, n_boot, doc, summary, figs, staging):

@@ -111,3 +111,23 @@ def test_entity_clusters_widen_the_interval():
     lo, hi, _ = crossed.summarize_draws(est, draws)
     width[name] = hi[0] - lo[0]
   assert width['entities'] > 1.5 * width['items']
+
+
+def test_projection_at_the_observed_size_is_the_measured_variance():
+  """Balanced, equal clusters: projecting to the same seeds and items changes nothing; more
+  seeds shrink only the seed and residual parts, more items only the item and residual parts."""
+  rng = np.random.default_rng(4)
+  s, c, m = 4, 30, 3
+  ent = np.repeat(np.arange(c), m)
+  x = (rng.normal(0, 1.0, s)[:, None] + rng.normal(0, 0.6, c)[ent][None] +
+       rng.normal(0, 0.4, c * m)[None] + rng.normal(0, 0.5, (s, c * m)))
+  comp = crossed.crossed_components(x, ent)
+  np.testing.assert_allclose(crossed.projected_variance(comp, s, 1.0),
+                             crossed.crossed_variance(x, ent))
+  var, _ = crossed.crossed_variance(x, ent)
+  items_part = comp['cluster'] / c + comp['item'] / (c * m)
+  np.testing.assert_allclose(crossed.projected_variance(comp, 2 * s)[0],
+                             comp['seed'] / (2 * s) + items_part + comp['resid'] / (2 * s * c * m))
+  np.testing.assert_allclose(crossed.projected_variance(comp, s, 2.0)[0],
+                             comp['seed'] / s + items_part / 2 + comp['resid'] / (2 * s * c * m))
+  assert crossed.projected_variance(comp, 2 * s)[1] > crossed.projected_variance(comp, s)[1]

@@ -2,6 +2,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 
 from experiments.analysis import mechanism
 from experiments.analysis import power
@@ -117,3 +118,18 @@ def test_pooled_contrasts_leave_out_tasks_at_chance(items):
   assert (both.n_items == 160).all()
   part = mechanism.decomposition(d, n_boot=200)
   assert (part.n_items == 80).all()
+
+
+def test_projected_half_widths_start_at_the_measured_ones_and_shrink_with_seeds(items):
+  pooled = power.projected_half_widths(items, seeds=(3, 6, 12), item_factors=(1, 2))
+  measured = power.pooled_by_context(items, n_boot=100).set_index(["preset", "context"])
+  pooled = pooled.set_index(["preset", "context"])
+  measured = measured.reindex(pooled.index)
+  np.testing.assert_allclose(pooled.half_width,  # the same crossed variance and df
+                             scipy.stats.t.ppf(0.975, measured.df) * measured.se, rtol=1e-6)
+  np.testing.assert_allclose(pooled.hw_S3_k1, pooled.half_width, rtol=0.05)  # balanced design
+  assert (pooled.hw_S12_k1 < pooled.hw_S6_k1).all() and (pooled.hw_S6_k1 < pooled.hw_S3_k1).all()
+  per_task = power.projected_half_widths(items, (3, 6, 12), (1, 2), by_task=True)
+  assert set(per_task.task) == {"factual_qa", "misconception"}
+  design = power.smallest_design(pooled, per_task)
+  assert design is None or (pooled[f"hw_S{design[0]}_k{design[1]}"] <= power.POOLED_TARGET).all()

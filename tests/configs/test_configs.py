@@ -81,16 +81,20 @@ def test_an_unknown_extension_is_refused_before_anything_runs():
     experiment.validate(c)
 
 
-def test_the_study_has_100_held_out_items_per_reliability_task_and_context():
+@pytest.mark.parametrize("arg,n_items", [(None, 100), ("gpu", 200)])
+def test_the_study_has_enough_held_out_items_per_reliability_task_and_context(arg, n_items):
   import collections
   from tasks.config import RELIABILITY_TASKS
   from tasks.mixtures import Corpus, build_eval_set
-  c = study.get_config()
+  c = study.get_config(arg)
   evalset = build_eval_set(Corpus(experiment.world_config(c.data)))
   counts = collections.Counter((i.task, t.context) for i, t in zip(evalset.items, evalset.turns))
   for task in RELIABILITY_TASKS:
     for context in c.data.eval_contexts:
-      assert counts[task, context] >= 100, (task, context, counts[task, context])
+      assert counts[task, context] >= n_items, (task, context, counts[task, context])
+  if arg == "gpu":
+    assert len(c.grid.seeds) >= 10
+    return
   cells = grid.expand(c)
   assert len({x.preset for x in cells}) >= 3 and len(c.grid.seeds) >= 3
   top = [x for x in cells if x.warmth_weight == 1.0 and x.seed == 0 and x.preset == "nano"]
