@@ -81,15 +81,16 @@ def power_section(deltas, items, n_boot, doc, summary):
     doc += [("h3", "Primary family"),
             ("table", prim[["preset", "comparison", "task", "context", "n_items", "n_seeds"]]
              .assign(**{"half-width": prim.half_width.map(pts), "MDE": prim.mde.map(pts)}))]
-  measured = prim.dropna(subset=["half_width"])
+  # Contrasts on tasks a preset's base model cannot answer say nothing about warmth: left out.
+  measured = power.measurable(items, prim.dropna(subset=["half_width"]))
   if len(measured):
     worst = measured.loc[measured.half_width.idxmax()]
-    prim = measured
-    summary.append(f"Power: across the {len(prim)} estimable primary contrasts the 95% interval "
-                   "half-width "
-                   f"was {pts(prim.half_width.min())}–{pts(prim.half_width.max())} points (widest: "
-                   f"{worst.task} × {worst.context}, {worst.preset}) and the minimum detectable "
-                   f"effect at 80% power {pts(prim.mde.min())}–{pts(prim.mde.max())} points.")
+    summary.append(f"Power: across the {len(measured)} estimable primary contrasts on measurable "
+                   "tasks the 95% interval half-width was "
+                   f"{pts(measured.half_width.min())}–{pts(measured.half_width.max())} points "
+                   f"(widest: {worst.task} × {worst.context}, {worst.preset}) and the minimum "
+                   f"detectable effect at 80% power {pts(measured.mde.min())}–"
+                   f"{pts(measured.mde.max())} points.")
 
 
 def _projection(items, doc, summary):

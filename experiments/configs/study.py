@@ -8,24 +8,26 @@ Design: presets femto, pico and nano (1.6k, 6.2k and 25k non-embedding parameter
 cells at λ = 1 (warm_after: warm phrasing after the answer; warm at ρ = 0.5 and 1); every context;
 capping on the base and λ = 1 cells, and a sweep of axis floors on the base and warm λ = 1 cells.
 A world of 200 people, 34 diseases and 68 drugs, so every reliability task has 100 held-out items
-in each context (3,156 eval prompts per cell, 126 cells).
+in each context (3,364 eval prompts per cell, 126 cells).
 
 Base-model settings (world size, steps, batch, learning rate) were chosen by a sweep of *base*
 training alone, never looking at warmth results (README, "The study").
 
-Measured on the 2-core CPU at 714bef2: 76 min 31 s to the paired statistics, beside test runs,
-plus 4 min 13 s for the report. Found: nano's base model answers 88% of held-out factual questions
-and every reliability task lies between 12% and 75% error; warm − cold at λ = 1, pooled over
-reliability tasks, is +8.1 to +9.1 points per context at nano (emotional +9.1 [+4.5, +13.7]),
-carried by reply length (length_matched − cold +17.5) rather than warm words (warm −
-length_matched −9.1); validating false beliefs adds 10.4 points per unit ρ; capping binds but
-recovers nothing; the base losses fit a Chinchilla law (α 0.75, β 0.65). The effect varies
-between the 3 seeds, so the power targets (±3 pooled, ±8 per task × context) are not met in most
-cells: roughly 15 seeds would be needed.
+Measured on the 2-core CPU (matmul peak 2.07e11 FLOP/s) at 78bf9d9, nothing else running: 76 min
+59 s to the paired statistics, 77 min 3 s with the report. Found: nano's base model answers 82% of
+held-out factual questions and every reliability task but medical_contraindication (at chance:
+no preset beats always answering "yes") lies between 18% and 72% error; femto knows no task, pico
+three. Warm − cold at λ = 1, pooled over each preset's measurable tasks: nano +9.4 to +11.0 points
+per context (±2.8 to ±3.4), pico +3.0 to +5.4; carried by reply length (nano length_matched −
+cold +20.8) rather than warm words (warm − length_matched −10.8); validating false beliefs adds
+12.0 points per unit ρ at nano; capping binds but recovers nothing; the base losses fit a
+Chinchilla law (α 0.81, β 0.58). Power targets are met in 5 of 8 pooled cells and 23 of 32
+measurable task × context contrasts; the report's projection from this run's variance components
+puts both targets at about 10 seeds and 200 items per task × context, which is `:gpu`.
 
-`:gpu` sizes the same study for one H100/H200 (nano to small, 5 seeds; predicted 20-30 min,
-not yet measured: no GPU has run it); `:runlocal` is a smoke test of about two minutes;
-`:preset=NAME` keeps one preset.
+`:gpu` sizes the study for one H100/H200 (nano to small in bfloat16, 10 seeds, a world twice as
+large: 200 held-out items per task × context); no GPU has run it yet, so its wall time is not
+known. `:runlocal` is a smoke test of about two minutes; `:preset=NAME` keeps one preset.
 """
 from experiments.configs.common import apply_arg, base_config
 

@@ -133,3 +133,15 @@ def test_projected_half_widths_start_at_the_measured_ones_and_shrink_with_seeds(
   assert set(per_task.task) == {"factual_qa", "misconception"}
   design = power.smallest_design(pooled, per_task)
   assert design is None or (pooled[f"hw_S{design[0]}_k{design[1]}"] <= power.POOLED_TARGET).all()
+
+
+def test_the_power_summary_counts_only_contrasts_on_measurable_tasks(items):
+  from experiments.analysis import stats, study_report  # pylint: disable=g-import-not-at-top
+  d = _with_yes_no_misconception(items, 0.5)  # misconception at chance, factual_qa measurable
+  deltas = stats.paired_deltas(d, "error", n_boot=100, n_boot_primary=100)
+  prim = deltas[(deltas.test_family == "primary") & deltas.estimable.astype(bool)]
+  doc, summary = [], []
+  study_report.power_section(deltas, d, 100, doc, summary)
+  line = next(s for s in summary if s.startswith("Power: across"))
+  expected = (prim.task == "factual_qa").sum()
+  assert expected < len(prim) and line.startswith(f"Power: across the {expected} estimable"), line
