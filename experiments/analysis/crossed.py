@@ -118,8 +118,9 @@ def crossed_components(x, clusters):
               dfs=dfs)
 
 
-def _satterthwaite(parts, dfs):
-  """(variance, df) of a sum of independent variance parts with the given df."""
+def satterthwaite(parts, dfs):
+  """(variance, df) of a sum of independent variance parts with the given df; with a
+  crossed_components result c, satterthwaite(c['parts'], c['dfs']) is crossed_variance's answer."""
   var = parts.sum()
   keep = parts > 0
   if var <= 0 or not keep.any():
@@ -138,7 +139,7 @@ def crossed_variance(x, clusters):
   comp = crossed_components(x, clusters)
   if comp is None:
     return np.nan, np.nan
-  return _satterthwaite(comp['parts'], comp['dfs'])
+  return satterthwaite(comp['parts'], comp['dfs'])
 
 
 def projected_variance(comp, n_seeds, item_factor=1.0):
@@ -151,7 +152,7 @@ def projected_variance(comp, n_seeds, item_factor=1.0):
   parts = np.array([comp['seed'] / s, comp['cluster'] / c + comp['item'] / i,
                     comp['resid'] / (s * i)])
   dfs = np.array([s - 1, c - 1, (s - 1) * (i - 1)], dtype=float)
-  return _satterthwaite(parts, dfs)
+  return satterthwaite(parts, dfs)
 
 
 def crossed_draws(values, clusters, n_boot, rng, calibrate=True):

@@ -116,7 +116,7 @@ def projected_half_widths(items, seeds=(5, 10, 20), item_factors=(1, 2), by_task
       continue
     row = dict(zip(keys, key), n_params=size[key[0]], n_seeds=comp['n_seeds'],
                n_items=comp['n_items'])
-    var, df = crossed.crossed_variance(x.to_numpy(), clusters)
+    var, df = crossed.satterthwaite(comp['parts'], comp['dfs'])
     row['half_width'] = sps.t.ppf(1 - ALPHA / 2, df) * np.sqrt(var)
     for n_seeds in seeds:
       for k in item_factors:
