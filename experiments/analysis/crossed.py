@@ -134,7 +134,8 @@ def crossed_variance(x, clusters):
     Var(x̄) = σ²_seed Σn_s²/N² + σ²_cluster Σn_c²/N² + σ²_item Σn_i²/N² + σ²_resid/N,
   i.e. σ²_seed/S + σ²_cluster/C + σ²_item/I + σ²_resid/(S·I) when balanced. Satterthwaite df
   treat the seed part (S − 1 df), the cluster-and-item part (C − 1) and the residual part
-  ((S − 1)(I − 1) when balanced) as independent. Returns (variance, df); NaN variance with < 2 cells.
+  ((S − 1)(I − 1) when balanced) as independent. Returns (variance, df); NaN variance with < 2
+  cells.
   """
   comp = crossed_components(x, clusters)
   if comp is None:

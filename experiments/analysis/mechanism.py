@@ -2,7 +2,7 @@
 scaling figure.
 
 At each preset's largest λ, pooled over the reliability tasks its base model can answer
-(power.measurable), with crossed-bootstrap intervals
+(competence.measurable), with crossed-bootstrap intervals
 (stats.paired_deltas, paired by seed and item):
 
   total        warm − cold
@@ -19,8 +19,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
+from experiments.analysis import competence
 from experiments.analysis import plots
-from experiments.analysis import power
 from experiments.analysis import stats
 from tasks.config import RELIABILITY_TASKS
 
@@ -36,7 +36,8 @@ COLUMNS = ["preset", "n_params", "context", "part", "estimate", "ci_low", "ci_hi
 
 def decomposition(items, n_boot, seed=0):
   """Long table (COLUMNS) of every part per preset and context (and pooled over contexts)."""
-  d = power.measurable(items[items.task.isin(RELIABILITY_TASKS) & (items.intervention == "none")])
+  d = items[items.task.isin(RELIABILITY_TASKS) & (items.intervention == "none")]
+  d = competence.measurable(d)
   top = d[d.warmth_weight > 0].groupby("preset").warmth_weight.max()
   d = d[d.warmth_weight == d.preset.map(top)]
   if d.empty:

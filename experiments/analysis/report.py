@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from experiments import extensions
+from experiments.analysis import competence
 from experiments.analysis import plots
-from experiments.analysis import power
 from experiments.analysis import regression
 from experiments.analysis import render
 from experiments.analysis import scaling
@@ -38,10 +38,10 @@ ITEM_REQUIRED = [c for c in REQUIRED if c not in ('metric', 'value', 'n')] + ['i
 CONTEXTS = ['neutral', 'emotional', 'false_belief', 'emotional+false_belief', 'all']
 LABELS = ['preset', 'protocol', 'persona', 'intervention', 'task', 'context']
 BOTTOM_LINE_NOTE = ('The primary contrast: warm − cold error at the largest λ, pooled over the '
-                    'reliability tasks each preset\'s base model answers better than the floor and '
-                    'than a constant answer; "inconclusive" when its 95% interval spans 0. Terms: a '
-                    'run (or cell) is one trained model configuration and seed; a pack is the runs '
-                    'trained together as one vmapped program.')
+                    'reliability tasks each preset\'s base model answers better than the floor '
+                    'and than a constant answer; "inconclusive" when its 95% interval spans 0. '
+                    'Terms: a run (or cell) is one trained model configuration and seed; a pack is '
+                    'the runs trained together as one vmapped program.')
 NUMERIC = ['n_params', 'warmth_weight', 'warm_agreement', 'seed', 'value', 'n', 'error']
 
 
@@ -165,7 +165,8 @@ def _primary_section(deltas, doc, summary):
   top = ', '.join(f'{p} λ = {w:g}' for p, w in prim.groupby('preset').warmth_weight.first().items())
   doc += [('h2', 'Primary family: warm against its controls on reliability tasks'),
           ('p', f'{len(prim)} tests: {" and ".join(names[c] for c in sorted(set(prim.comparison)))}'
-           f' at the largest λ ({top}), each reliability task × context, per preset. Δ in '
+           f' at the largest λ ({top}), each reliability task × context the preset\'s base '
+           'model can answer (not at floor or chance), per preset. Δ in '
            'percentage points [95% CI], q: Benjamini–Hochberg over this family only. Every other '
            'comparison in this report is secondary (no q-value).'),
           ('table', _order(prim.assign(comparison=prim.comparison.map(names)), ['preset'])[
@@ -239,7 +240,7 @@ def _stats_sections(items, deltas, n_boot, doc, summary):
   # Only the headline λ and its λ=0 reference feed the tables below; other cells cost time.
   sub = sub[(sub.warmth_weight == 0) | ((sub.warmth_weight == cell['warmth_weight']) &
                                         (sub.intervention == 'none'))]
-  rel = power.measurable(sub[sub.task.isin(RELIABILITY_TASKS)])
+  rel = competence.measurable(sub[sub.task.isin(RELIABILITY_TASKS)])
   wc = dict(persona='warm', comparison='vs_cold')
   key = ['task', 'context']
   main = _in_cell(deltas, head)
@@ -359,7 +360,7 @@ def _labels(sub, head, n_boot, doc, summary):
 def _scaling_sections(metrics, n_boot, doc, summary, figs, staging, items=None):
   """Per-preset effects, power-law fits, the capping trade-off, geometry and the loss fit."""
   # The effect's scaling pools the tasks each preset's base model can answer, as the bottom line.
-  fx = scaling.seed_effects(metrics if items is None else power.measurable(items, metrics))
+  fx = scaling.seed_effects(metrics if items is None else competence.measurable(items, metrics))
   doc.append(('h2', 'Scaling'))
   if fx.empty:
     doc.append(('p', 'No preset has both warm and cold error_rate rows, so no warmth effect '

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from statsmodels.stats.multitest import multipletests
 
+from experiments.analysis import competence
 from experiments.analysis import crossed
 from experiments.analysis.crossed import entity_codes, summarize_draws, t_p_value
 from tasks import config as task_config
@@ -144,9 +145,11 @@ def _dense(seed, unit, ent, x):
   return out, cl
 
 
-def _primary_mask(head, pf, gid, primary):
+def _primary_mask(head, pf, gid, primary, items):
   """Primary rows: warm, largest λ and smallest ρ per preset × protocol, no intervention,
-  `primary` comparisons, only reliability tasks in the four evaluation contexts."""
+  `primary` comparisons, only reliability tasks in the four evaluation contexts, and per task
+  only where the preset's base model can answer it (competence.measurable: a task at floor or at
+  chance has nothing for warmth to change, so it does not spend the family's error rate)."""
   pos = pf[pf.warmth_weight > 0]
   top = pos.groupby(['preset', 'protocol']).warmth_weight.max()
   warm = pos[pos.persona == 'warm']
@@ -154,11 +157,14 @@ def _primary_mask(head, pf, gid, primary):
   idx = pd.MultiIndex.from_frame(head[['preset', 'protocol']])
   rel = pd.Series(pf.task.isin(RELIABILITY_TASKS).to_numpy()).groupby(gid).all()
   ctx = pd.Series(pf.context.isin(CONTEXTS).to_numpy()).groupby(gid).all()
-  return ((head.persona == 'warm') & (head.intervention == 'none') &
+  mask = ((head.persona == 'warm') & (head.intervention == 'none') &
           head.comparison.isin(list(primary)) &
           (head.warmth_weight.to_numpy() == top.reindex(idx).to_numpy()) &
           (head.warm_agreement.to_numpy() == low.reindex(idx).to_numpy()) &
           rel.to_numpy() & ctx.to_numpy()).to_numpy()
+  if 'task' in head and mask.any():
+    mask &= head.index.isin(competence.measurable(items, head).index)
+  return mask
 
 
 def paired_deltas(items_df, metric='error', by=('task', 'context'), n_boot=1000,
@@ -190,7 +196,7 @@ def paired_deltas(items_df, metric='error', by=('task', 'context'), n_boot=1000,
   head = grp.agg(mean=('value', 'mean'), ref_mean=('ref', 'mean'),
                  n_items=('item_id', 'nunique'), n_seeds=('seed', 'nunique'),
                  n_obs=('diff', 'size')).reset_index()
-  is_primary = _primary_mask(head, pf, gid, primary)
+  is_primary = _primary_mask(head, pf, gid, primary, items_df)
   order, starts, ends, s_code, u_code, e_code = _group_arrays(
       pf, gid, ['task', 'context', 'item_id'])
   x = pf['diff'].to_numpy(float)[order]

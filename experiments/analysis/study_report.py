@@ -6,6 +6,7 @@ the rest of experiments/analysis/report.py does, and is a no-op without the rows
 import numpy as np
 import pandas as pd
 
+from experiments.analysis import competence
 from experiments.analysis import mechanism
 from experiments.analysis import power
 
@@ -27,17 +28,18 @@ def with_nonembedding(items, metrics):
 def competence_section(items, doc, summary):
   """Per preset, the base model's held-out error per reliability task (neutral), floors and
   constant-answer levels flagged."""
-  table = power.base_competence(items)
+  table = competence.base_competence(items)
   if table.empty:
     return
-  note = np.select([table.error >= power.FLOOR, table.at_chance],
+  note = np.select([table.error >= competence.FLOOR, table.at_chance],
                    ["at floor: no effect measurable", "at chance: no effect measurable"], "")
   doc += [("h2", "Base-model competence (held-out items, neutral context)"),
           ("p", "Error of the base model before any persona phase, generated reply and multiple "
                 "choice, beside the error of always giving the task's most common held-out "
-                f"answer. A task at floor (error ≥ {100 * power.FLOOR:.0f}%) or at chance (error "
-                "at or above that constant answer's) cannot show an effect of warmth on what the "
-                "model knows: it is flagged, and pooled contrasts leave it out for that preset."),
+                f"answer. A task at floor (error ≥ {100 * competence.FLOOR:.0f}%) or at chance "
+                "(error at or above that constant answer's) cannot show an effect of warmth on "
+                "what the model knows: it is flagged, and pooled contrasts and the primary family "
+                "leave it out for that preset."),
           ("table", pd.DataFrame({
               "preset": table.preset, "task": table.task, "error %": table.error.map(pts),
               "MC error %": table.get("mc_error", pd.Series(index=table.index)).map(pts),
@@ -46,8 +48,8 @@ def competence_section(items, doc, summary):
   floor = table[table.at_floor]
   if len(floor):
     summary.append("No effect measurable (base-model error ≥ "
-                   f"{100 * power.FLOOR:.0f}%, or no better than a constant answer), left out of "
-                   "pooled contrasts: " + ", ".join(
+                   f"{100 * competence.FLOOR:.0f}%, or no better than a constant answer), left "
+                   "out of pooled contrasts: " + ", ".join(
                        f"{r.task} ({r.preset}, {pts(r.error)}%"
                        + (f" vs {pts(r.chance)}% constant" if r.at_chance else "") + ")"
                        for r in floor.itertuples()) + ".")
@@ -82,7 +84,7 @@ def power_section(deltas, items, n_boot, doc, summary):
             ("table", prim[["preset", "comparison", "task", "context", "n_items", "n_seeds"]]
              .assign(**{"half-width": prim.half_width.map(pts), "MDE": prim.mde.map(pts)}))]
   # Contrasts on tasks a preset's base model cannot answer say nothing about warmth: left out.
-  measured = power.measurable(items, prim.dropna(subset=["half_width"]))
+  measured = competence.measurable(items, prim.dropna(subset=["half_width"]))
   if len(measured):
     worst = measured.loc[measured.half_width.idxmax()]
     summary.append(f"Power: across the {len(measured)} estimable primary contrasts on measurable "
@@ -144,9 +146,9 @@ def mechanism_section(items, metrics, n_boot, doc, summary, figs, staging):
     return
   doc += [("h2", "Mechanisms: what carries the warm − cold change"),
           ("p", "At each preset's largest λ, measurable reliability tasks pooled, error-rate "
-                "change in points [95% crossed-bootstrap CI]. total = warm words + length; position: warm phrasing "
-                "after − before the answer; agreement: change per unit ρ of validating replies. "
-                "n/a: the grid has no cells for that part."),
+                "change in points [95% crossed-bootstrap CI]. total = warm words + length; "
+                "position: warm phrasing after − before the answer; agreement: change per unit ρ "
+                "of validating replies. n/a: the grid has no cells for that part."),
           ("table", mechanism.wide(table, CONTEXTS))]
   figs.append(mechanism.scaling_figure(table, staging))
   pooled = table[table.context == "all contexts"]

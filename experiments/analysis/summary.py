@@ -2,6 +2,7 @@
 and cold error changes at the largest λ."""
 import pandas as pd
 
+from experiments.analysis import competence
 from experiments.analysis import power
 
 from tasks.config import RELIABILITY_TASKS, SCREENING_TASKS
@@ -71,10 +72,10 @@ def _duration(seconds):
 
 def answer_lines(items, n_boot):
   """One line per preset, smallest first: warm − cold error at its largest λ, pooled over the
-  reliability tasks its base model can answer (power.measurable), per context with the 95%
+  reliability tasks its base model can answer (competence.measurable), per context with the 95%
   interval in words (the primary contrast)."""
   pooled = power.pooled_by_context(items, n_boot)
-  competence = power.base_competence(items)
+  table = competence.base_competence(items)
   order = items.groupby("preset").n_params.first().to_dict()
   several = pooled.protocol.nunique() > 1  # finetune and mixture: a line for each
   lines = []
@@ -84,16 +85,18 @@ def answer_lines(items, n_boot):
     parts = [f"{ctx} {in_words(g.estimate[ctx], g.ci_low[ctx], g.ci_high[ctx])}"
              for ctx in CONTEXT_ORDER if ctx in g.index]
     name = f"{preset} ({protocol})" if several else preset
-    tasks = competence[competence.preset == preset]
+    tasks = table[table.preset == preset]
     which = (f"{(~tasks.at_floor).sum()} of {len(tasks)} reliability tasks pooled" if len(tasks)
              else "reliability tasks pooled")
-    lines.append((order.get(preset), f"{name}: warm − cold error at λ={g.warmth_weight.iloc[0]:g}, {which}, "
-                 "points [95% CI]: " + "; ".join(parts) + "."))
-  blind = set(competence.preset[competence.at_floor]) - set(competence.preset[~competence.at_floor])
+    lines.append((order.get(preset), f"{name}: warm − cold error at "
+                  f"λ={g.warmth_weight.iloc[0]:g}, {which}, points [95% CI]: " + "; ".join(parts)
+                  + "."))
+  blind = set(table.preset[table.at_floor]) - set(table.preset[~table.at_floor])
   lines += [(order.get(preset), f"{preset}: no reliability task measurable (its base model is at "
              "floor or no better than a constant answer on each): nothing to compare.")
             for preset in blind]
-  return [line for _, line in sorted(lines, key=lambda kv: kv[0])] or ["no warm and cold runs at a λ > 0: nothing to compare."]
+  return ([line for _, line in sorted(lines, key=lambda kv: kv[0])] or
+          ["no warm and cold runs at a λ > 0: nothing to compare."])
 
 
 def bottom_line(items, n_boot, seconds, report_path=None):

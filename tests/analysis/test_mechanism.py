@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 import scipy.stats
 
+from experiments.analysis import competence
 from experiments.analysis import mechanism
 from experiments.analysis import power
 import synthetic_metrics
@@ -78,7 +79,7 @@ def test_a_narrow_interval_is_not_called_no_effect_when_the_mde_exceeds_five_poi
 def test_base_competence_flags_tasks_at_floor(items):
   d = items.copy()
   d.loc[(d.persona == "none") & (d.task == "misconception"), "error"] = 1
-  table = power.base_competence(d)
+  table = competence.base_competence(d)
   floor = table.set_index(["preset", "task"]).at_floor
   assert floor[("nano", "misconception")] and not floor[("nano", "factual_qa")]
   assert list(table.preset[:2]) == ["nano", "nano"]  # smallest model first
@@ -97,12 +98,12 @@ def _with_yes_no_misconception(items, base_error):
 
 
 def test_a_task_no_better_than_a_constant_answer_is_at_chance(items):
-  table = power.base_competence(_with_yes_no_misconception(items, 0.5)).set_index(
+  table = competence.base_competence(_with_yes_no_misconception(items, 0.5)).set_index(
       ["preset", "task"])
   np.testing.assert_allclose(table.chance[("nano", "misconception")], 1 / 3, atol=0.01)
   assert table.at_chance[("nano", "misconception")] and table.at_floor[("nano", "misconception")]
   assert not table.at_floor[("nano", "factual_qa")]  # unique answers: only the floor applies
-  knows = power.base_competence(_with_yes_no_misconception(items, 0.2)).set_index(
+  knows = competence.base_competence(_with_yes_no_misconception(items, 0.2)).set_index(
       ["preset", "task"])
   assert not knows.at_chance[("nano", "misconception")]
 
@@ -135,13 +136,16 @@ def test_projected_half_widths_start_at_the_measured_ones_and_shrink_with_seeds(
   assert design is None or (pooled[f"hw_S{design[0]}_k{design[1]}"] <= power.POOLED_TARGET).all()
 
 
-def test_the_power_summary_counts_only_contrasts_on_measurable_tasks(items):
+def test_the_primary_family_and_the_power_summary_cover_only_measurable_tasks(items):
   from experiments.analysis import stats, study_report  # pylint: disable=g-import-not-at-top
   d = _with_yes_no_misconception(items, 0.5)  # misconception at chance, factual_qa measurable
   deltas = stats.paired_deltas(d, "error", n_boot=100, n_boot_primary=100)
-  prim = deltas[(deltas.test_family == "primary") & deltas.estimable.astype(bool)]
+  prim = deltas[deltas.test_family == "primary"]
+  assert set(prim.task) == {"factual_qa"}
+  both = stats.paired_deltas(_with_yes_no_misconception(items, 0.2), "error", n_boot=100,
+                             n_boot_primary=100)
+  assert set(both[both.test_family == "primary"].task) == {"factual_qa", "misconception"}
   doc, summary = [], []
   study_report.power_section(deltas, d, 100, doc, summary)
   line = next(s for s in summary if s.startswith("Power: across"))
-  expected = (prim.task == "factual_qa").sum()
-  assert expected < len(prim) and line.startswith(f"Power: across the {expected} estimable"), line
+  assert line.startswith(f"Power: across the {prim.estimable.astype(bool).sum()} estimable"), line

@@ -139,7 +139,8 @@ def test_the_report_leads_with_the_bottom_line_and_has_contents(complete):
 def test_summary_numbers_are_computed_from_the_statistics(complete):
   workdir, items, _ = complete
   page = _parse(workdir)
-  headline = next(s for s in page.items if s.startswith('Across measurable reliability tasks (pooled, secondary)'))
+  headline = next(s for s in page.items
+                  if s.startswith('Across measurable reliability tasks (pooled, secondary)'))
   rel = items[(items.preset == 'mini') & items.task.isin(RELIABILITY_TASKS) &
               items.warmth_weight.isin([0.0, 1.0]) & (items.intervention == 'none')]
   d = stats.paired_deltas(rel, 'error', (), 100, primary=())
@@ -236,7 +237,8 @@ def test_null_sweep_reports_a_null(tmp_path):
                                 **dict(SMALL, presets={'nano': 25_000, 'micro': 148_000}))
   report.write_report(str(tmp_path), n_boot=100)
   page = _parse(str(tmp_path))
-  headline = next(s for s in page.items if s.startswith('Across measurable reliability tasks (pooled, secondary)'))
+  headline = next(s for s in page.items
+                  if s.startswith('Across measurable reliability tasks (pooled, secondary)'))
   assert 'not significant' in headline
   assert not any('× its neutral' in s for s in page.items)
   assert any('No power law' in s for s in page.items)
