@@ -65,11 +65,16 @@ def pooled_by_context(items, n_boot, seed=0):
   return with_power(d)
 
 
+def hw_column(n_seeds, item_factor):
+  """projected_half_widths' column for a design of `n_seeds` seeds and `item_factor` × the items."""
+  return f'hw_S{n_seeds}_k{item_factor}'
+
+
 def projected_half_widths(items, seeds=(5, 10, 20), item_factors=(1, 2), by_task=False):
   """Per preset and context (and task, with `by_task`), warm − cold at the largest λ pooled over
   measurable reliability tasks: the measured 95% half-width and, from its variance components
   (seed, item cluster, item, residual; crossed.crossed_components), the half-width a balanced
-  design with S seeds and k × the items would give (columns `hw_S<S>_k<k>`). A planning figure,
+  design with S seeds and k × the items would give (columns `hw_column(S, k)`). A planning figure,
   not a result: it assumes a larger study has the same components."""
   rel = competence.measurable(items[items.task.isin(RELIABILITY_TASKS)])
   pf = stats.paired_frame(_top_cells(rel))
@@ -92,17 +97,15 @@ def projected_half_widths(items, seeds=(5, 10, 20), item_factors=(1, 2), by_task
     for n_seeds in seeds:
       for k in item_factors:
         var, df = crossed.projected_variance(comp, n_seeds, k)
-        row[f'hw_S{n_seeds}_k{k}'] = sps.t.ppf(1 - ALPHA / 2, df) * np.sqrt(var)
+        row[hw_column(n_seeds, k)] = sps.t.ppf(1 - ALPHA / 2, df) * np.sqrt(var)
     rows.append(row)
   return pd.DataFrame(rows)
 
 
-def smallest_design(pooled, per_task):
-  """The cheapest (seeds, item factor) among projected_half_widths' columns whose projected
+def smallest_design(pooled, per_task, seeds, item_factors):
+  """The cheapest (seeds, item factor) of those projected (projected_half_widths) whose
   half-widths meet both targets in every row, as (S, k), or None."""
-  designs = []
-  for col in [c for c in pooled.columns if c.startswith('hw_S')]:
-    n_seeds, k = (int(v) for v in col[4:].split('_k'))
-    if (pooled[col] <= POOLED_TARGET).all() and (per_task[col] <= TASK_TARGET).all():
-      designs.append((n_seeds * (1 + k), n_seeds, k))  # seeds train, items evaluate: both cost
-  return min(designs)[1:] if designs else None
+  designs = [(n_seeds * (1 + k), n_seeds, k) for n_seeds in seeds for k in item_factors
+             if (pooled[hw_column(n_seeds, k)] <= POOLED_TARGET).all()
+             and (per_task[hw_column(n_seeds, k)] <= TASK_TARGET).all()]
+  return min(designs)[1:] if designs else None  # seeds train, items evaluate: both cost

@@ -103,7 +103,7 @@ def _projection(items, doc, summary):
   if pooled.empty or pooled.n_seeds.min() < 2:
     return
   names = {"half_width": "measured"}
-  names.update({f"hw_S{n}_k{k}": f"{n} seeds, {k}× items" for n in seeds for k in factors})
+  names.update({power.hw_column(n, k): f"{n} seeds, {k}× items" for n in seeds for k in factors})
   points = lambda t: t[list(names)].map(pts).rename(columns=names)
   rank = {c: i for i, c in enumerate(CONTEXTS)}
   pooled = pooled.sort_values(["n_params", "context"], key=lambda s: s.map(rank)
@@ -120,7 +120,7 @@ def _projection(items, doc, summary):
            .reset_index(drop=True)),
           ("p", "The widest measurable task × context of each preset:"),
           ("table", pd.concat([widest[["preset"]], points(widest)], axis=1))]
-  design = power.smallest_design(pooled, per_task)
+  design = power.smallest_design(pooled, per_task, seeds, factors)
   now = (pooled.half_width <= power.POOLED_TARGET).all() and (
       per_task.half_width <= power.TASK_TARGET).all()
   if now:

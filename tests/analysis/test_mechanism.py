@@ -132,8 +132,8 @@ def test_projected_half_widths_start_at_the_measured_ones_and_shrink_with_seeds(
   assert (pooled.hw_S12_k1 < pooled.hw_S6_k1).all() and (pooled.hw_S6_k1 < pooled.hw_S3_k1).all()
   per_task = power.projected_half_widths(items, (3, 6, 12), (1, 2), by_task=True)
   assert set(per_task.task) == {"factual_qa", "misconception"}
-  design = power.smallest_design(pooled, per_task)
-  assert design is None or (pooled[f"hw_S{design[0]}_k{design[1]}"] <= power.POOLED_TARGET).all()
+  design = power.smallest_design(pooled, per_task, (3, 6, 12), (1, 2))
+  assert design is None or (pooled[power.hw_column(*design)] <= power.POOLED_TARGET).all()
 
 
 def test_the_primary_family_and_the_power_summary_cover_only_measurable_tasks(items):
