@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.runtime import distributed, heartbeat
+from experiments.runtime.members import over_members
 from models.decode import generate_fn, score_fn
 from tasks.grading import BEHAVIOURS, grade
 
@@ -76,7 +77,7 @@ def generate_replies(graphdef, state_E, evalset, tokenizer, max_new_tokens, batc
   gen = functools.partial(generate_fn, graphdef, max_new_tokens=max_new_tokens,
                           eos_id=tokenizer.eos, pad_id=tokenizer.pad, intervention_on=intervention_on)
   in_axes = (0, None, None, None, None if intervention is None else 0)
-  gen_E = jax.jit(jax.vmap(gen, in_axes=in_axes))
+  gen_E = jax.jit(over_members(gen, in_axes=in_axes))
   # Prompts are left-padded: a batch of short ones keeps only its last `width` columns.
   chunks = buckets(evalset.prompt_mask.sum(1), batch_size)
   n_members = jax.tree.leaves(state_E)[0].shape[0]
@@ -125,7 +126,8 @@ def mc_errors(graphdef, state_E, evalset, tokenizer, batch_size, intervention=No
   errors = np.full((n_members, len(evalset.items)), np.nan)
   if len(tokens) == 0:
     return errors
-  score_E = jax.jit(jax.vmap(functools.partial(score_fn, graphdef), in_axes=(0, None, None, None)))
+  score_E = jax.jit(over_members(functools.partial(score_fn, graphdef),
+                                 in_axes=(0, None, None, None)))
   scores = np.zeros((n_members, len(tokens)), np.float32)
   chunks = buckets(mask.sum(1), batch_size)  # right-padded: each keeps its first `width` columns
   with Progress(f"multiple choice of {n_members} model(s), {len(tokens)} options",

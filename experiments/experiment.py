@@ -22,7 +22,7 @@ import numpy as np
 
 from experiments import data, evaluate, extensions, grid, stage, train
 from experiments.analysis import stats, summary
-from experiments.runtime import distributed, heartbeat, results, sharding
+from experiments.runtime import distributed, heartbeat, host_memory, members, results, sharding
 from experiments.runtime.tensorboard import Board
 from experiments.runtime.workdir import Workdir
 from models import get_config
@@ -99,6 +99,7 @@ def validate(config):
   if config.data.source not in ("memory", "tfds"):
     raise ValueError(f"data.source={config.data.source!r} is not allowed: choose memory or tfds.")
   sharding.validate(config.mesh)
+  members.validate(config.mesh.members)
   return world, extensions.load(config)
 
 
@@ -184,6 +185,9 @@ def run(config, workdir_path, tensorboard=False):
   """
   world, exts = validate(config)
   mesh = sharding.make_mesh(config.mesh)  # a mesh that does not fit fails before any file exists
+  members.configure(config.mesh.members, mesh)
+  if jax.default_backend() == "cpu":
+    host_memory.keep_freed_memory()  # XLA's per-step buffers reused, not paged in again
   if config.data.source == "tfds":
     # Imported only here: the GPU image has no tensorflow-datasets, and memory needs none.
     from tasks.tfds_source import TfdsCorpus  # pylint: disable=g-import-not-at-top
@@ -204,9 +208,9 @@ def run(config, workdir_path, tensorboard=False):
   finished = distributed.agree([workdir.cell_done(c.run) for c in cells])
   done = {c.run for c, d in zip(cells, finished) if d}
   logging.info("world: %d people, vocabulary %d, %d eval prompts; %d cells in %d packs, %d finished "
-               "earlier; mesh %s over %d devices in %d processes", world.n_people,
+               "earlier; mesh %s over %d devices in %d processes, members by %s", world.n_people,
                corpus.tokenizer.size, len(evalset.items), len(cells), len(packs), len(done),
-               sharding.describe(mesh), mesh.size, jax.process_count())
+               sharding.describe(mesh), mesh.size, jax.process_count(), members.current())
   # The run ETA counts cells: small models on a CPU cost about the same per cell whatever their size.
   t0, cells_left, cells_done = time.perf_counter(), len(cells), 0
   for key, cells_of_pack in packs.items():

@@ -24,6 +24,7 @@ import numpy as np
 import optax
 
 from experiments.runtime import heartbeat
+from experiments.runtime.members import over_members
 from experiments.runtime.distributed import Preempted  # pylint: disable=unused-import
 from experiments.sections import from_section
 from models import Transformer
@@ -264,12 +265,12 @@ def make_step(graphdef, optimizer, loss_fn, shardings=None, inputs=None):
     return state, opt_state, metrics
 
   if shardings is None:
-    return jax.jit(jax.vmap(step), donate_argnums=(0, 1))
+    return jax.jit(over_members(step), donate_argnums=(0, 1))
   s = shardings
 
   def placed(*args):
     with axis_rules(s.mesh, s.rules):  # read while tracing: pins the model's activations
-      return jax.vmap(step, spmd_axis_name=s.spmd_axis)(*args)
+      return over_members(step, spmd_axis_name=s.spmd_axis)(*args)
 
   return jax.jit(placed, donate_argnums=(0, 1),
                  in_shardings=(s.state, s.opt_state, s.batch, s.inputs(inputs)),

@@ -85,6 +85,7 @@ BAD_INPUTS = [
     (["--config.mesh.data=0"], ["mesh.data", "positive"]),
     (["--config.mesh.data=-1", "--config.mesh.fsdp=-1"], ["config.mesh", "at most one"]),
     (["--config.mesh.data=3"], ["config.mesh", "devices"]),
+    (["--config.mesh.members=serial"], ["mesh.members", "auto, vmap, loop"]),
     # persona
     ([PERSONA, "--config.persona.cap_vector='mood'"], ["persona.cap_vector", "axis"]),
     ([PERSONA, "--config.persona.cap_percentile=150"], ["persona.cap_percentile", "100"]),

@@ -5,8 +5,10 @@ from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from experiments import data, evaluate, grid, stage, train
+from experiments.runtime import members
 from tasks.items import build_items
 from tasks.mixtures import EvalSet
 from tasks.dialogue import Turn
@@ -71,7 +73,10 @@ def test_lambda_zero_gives_bit_identical_parameters_for_warm_and_cold(
   assert any(not np.array_equal(x[2], x[3]) for x in leaves)      # λ = 1: the data matter
 
 
-def test_packed_step_equals_single_step(make_demo12_config, demo12_corpus, demo12_model_config):
+@pytest.mark.parametrize("mode", members.MODES[1:])
+def test_packed_step_equals_single_step(make_demo12_config, demo12_corpus, demo12_model_config,
+                                        mode, monkeypatch):
+  monkeypatch.setattr(members, "_mode", [mode])  # vmapped or looped members, restored after
   config = _config(make_demo12_config, batch_size=8)
   corpus, mcfg = demo12_corpus, demo12_model_config
   cells = [grid.Cell("nano", "finetune", "warm", lam, 0.0, s) for lam, s in ((0.5, 0), (1.0, 1))]

@@ -133,6 +133,9 @@ def base_config():
   c.mesh.fsdp = 1                    # data parallel with parameters sharded by width
   c.mesh.tensor = 1                  # heads, MLP width and vocabulary split
   c.mesh.rules = DEFAULT_RULES      # logical axis name → mesh axes, MaxText-style
+  # A pack's cells in one program: "vmap" all at once, "loop" one after another (lax.map: 2-3×
+  # faster on XLA's CPU backend), "auto" a loop on CPU unless `ensemble` shards them.
+  c.mesh.members = "auto"
 
   # --- Evaluation.
   c.eval = ml_collections.ConfigDict()

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.objectives.grpo import group_advantages
+from experiments.runtime.members import over_members
 from models.decode import generate_fn
 from tasks import simulated_user
 from tasks.grading import grade
@@ -47,7 +48,7 @@ class Rollout:
                        f"{self.width} tokens exceed the model's {max_len} positions.")
     gen = functools.partial(generate_fn, graphdef, max_new_tokens=max_new_tokens,
                             eos_id=self.tok.eos, pad_id=self.tok.pad, temperature=temperature)
-    self._gen = jax.jit(jax.vmap(gen))
+    self._gen = jax.jit(over_members(gen))
 
   @property
   def rows_per_step(self):

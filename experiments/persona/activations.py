@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.evaluate import Progress
+from experiments.runtime.members import over_members
 
 
 def encode_dialogues(tokenizer, prompts, replies, seq_len):
@@ -35,7 +36,7 @@ def _masked_means_E(graphdef, state_E, tokens_BT, real_BT, select_BT):
     w_BT = select_BT.astype(jnp.float32)
     total_LBD = jnp.einsum("lbtd,bt->lbd", res_LBTD, w_BT)
     return total_LBD / jnp.maximum(w_BT.sum(axis=1), 1.0)[None, :, None]
-  return jax.vmap(one)(state_E)
+  return over_members(one)(state_E)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -43,12 +44,12 @@ def _projections_E(graphdef, state_E, tokens_BT, real_BT, unit_EVLD):
   def one(state, unit_VLD):
     res_LBTD = _residuals(graphdef, state, tokens_BT, real_BT)
     return jnp.einsum("lbtd,vld->vlbt", res_LBTD, unit_VLD)
-  return jax.vmap(one)(state_E, unit_EVLD)
+  return over_members(one)(state_E, unit_EVLD)
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _last_E(graphdef, state_E, tokens_BT, real_BT):
-  return jax.vmap(lambda s: _residuals(graphdef, s, tokens_BT, real_BT)[:, :, -1])(state_E)
+  return over_members(lambda s: _residuals(graphdef, s, tokens_BT, real_BT)[:, :, -1])(state_E)
 
 
 def balanced_chunk(n, batch_size):

@@ -22,6 +22,7 @@ import numpy as np
 from experiments import evaluate
 from experiments.persona import activations
 from experiments.persona.vectors import VECTORS
+from experiments.runtime.members import over_members
 from models.decode import score_fn
 from models.interventions import Intervention
 from tasks.mixtures import EvalSet
@@ -134,7 +135,8 @@ def tile(evalset, k, n_total=None):
 
 @functools.lru_cache(maxsize=8)
 def _score_E(graphdef):
-  return jax.jit(jax.vmap(functools.partial(score_fn, graphdef), in_axes=(0, None, None, None, 0)))
+  return jax.jit(over_members(functools.partial(score_fn, graphdef),
+                              in_axes=(0, None, None, None, 0)))
 
 
 def mc_errors(graphdef, state_E, evalset, tokenizer, batch_size, iv, intervention_on):

@@ -9,10 +9,15 @@ Each preset runs the real packed training step (experiments.train, on a mesh ove
 the batch placed as in training) on fixed random tokens, so data loading is not measured. MFU is
 `tokens/s × ModelConfig.flops_per_token(T) / (peak × devices)`; without --peak_flops the peak is
 measured with one large matmul in the compute dtype, which says so in the header. For presets of
-at most --pack_max_params parameters it also trains K = --pack cells as one vmapped program and
-reports their aggregate tokens/s over one cell's ("speedup"). Every figure is the median of
+at most --pack_max_params parameters it also trains K = --pack cells as one program, members
+vmapped and then looped (experiments/runtime/members.py), and reports the vmapped aggregate
+tokens/s over one cell's ("speedup") and the looped over the vmapped ("loop/vmap": a pack's
+cells run looped on a CPU). Every figure is the median of
 --repeats rounds (one cell, then the pack, each beside the reference). Needs no ml_collections or
 pandas, so it runs on a bare accelerator image.
+
+On a CPU the process keeps freed memory for reuse as training does
+(experiments/runtime/host_memory.py); --nokeep_freed_memory times glibc's defaults instead.
 
 --anchor names a plain-JAX reference module, kept in an ignored folder such as .bench/ (it defines
 big() and tiny(), the reference's training steps at a given shape): it is timed in the same process on each preset's own shape (vocabulary, width,
@@ -33,7 +38,7 @@ import numpy as np
 
 from experiments import data, train
 from experiments.configs.mesh_rules import DEFAULT_RULES
-from experiments.runtime import sharding
+from experiments.runtime import host_memory, members, sharding
 from models import get_config
 from models.config import ATTENTION_CHOICES, resolve_attention_impl
 from models.presets import PRESETS
@@ -57,6 +62,8 @@ _PACK_MAX = flags.DEFINE_integer("pack_max_params", 2_000_000,
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Rounds per figure; the table shows medians.")
 _PACKING = flags.DEFINE_integer("packing_people", 24, "Also time sequence packing on the base "
                                 "rows of a world with this many people (0: skip).")
+_KEEP_FREED = flags.DEFINE_bool("keep_freed_memory", True, "On a CPU, keep freed host memory "
+                                "for reuse, as training does (False: glibc's defaults).")
 _ANCHOR = flags.DEFINE_string("anchor", None, "Path of plain_jax_anchor.py to time beside each "
                               "preset on the same shape (default: no reference).")
 
@@ -81,12 +88,17 @@ def data_mesh():
                        axis_types=(jax.sharding.AxisType.Auto,) * 4)
 
 
-def time_pack(mcfg, n_cells, batch_size, steps, mesh):
-  """Seconds per step of a pack of n_cells training together on random tokens, after compiling."""
+def time_pack(mcfg, n_cells, batch_size, steps, mesh, members_mode="auto"):
+  """Seconds per step of a pack of n_cells training together on random tokens, after compiling;
+  members_mode: vmapped or looped members (experiments/runtime/members.py)."""
   shape = (n_cells, batch_size, mcfg.max_len)
   tokens = np.random.default_rng(0).integers(3, mcfg.vocab_size, shape, dtype=np.int32)
-  return time_batches(mcfg, [{"base": {"tokens": tokens, "mask": np.ones(shape, np.uint8)}}],
-                      steps, mesh)
+  members.configure(members_mode)
+  try:
+    return time_batches(mcfg, [{"base": {"tokens": tokens, "mask": np.ones(shape, np.uint8)}}],
+                        steps, mesh)
+  finally:
+    members.configure("auto")
 
 
 def time_batches(mcfg, batches, steps, mesh):
@@ -206,8 +218,9 @@ def measure(mcfg, batch_size, seq_len, steps, mesh, pack, anchor):
     shape = anchor_shape(mcfg, batch_size, seq_len, steps)
     out["ref_tokens_s"] = anchor.big(**shape)["tokens_per_s"]
   if pack > 1:
-    out["packed_tokens_s"] = pack * batch_size * positions / time_pack(mcfg, pack, batch_size,
-                                                                       steps, mesh)
+    for mode, key in (("vmap", "packed_tokens_s"), ("loop", "looped_tokens_s")):
+      out[key] = pack * batch_size * positions / time_pack(mcfg, pack, batch_size, steps, mesh,
+                                                           mode)
     if anchor is not None:
       out["ref_packed_tokens_s"] = anchor.tiny(K=pack, **shape)["vmapped_tokens_per_s"]
   return out
@@ -240,7 +253,9 @@ def rows(presets, batch_size, seq_len, vocab, dtype, attention, steps, peak, pac
            "mfu": tokens * mcfg.flops_per_token(seq_len - 1) / (peak * jax.device_count())}
     if k:
       row.update(pack=k, packed_tokens_s=med(lambda r: r["packed_tokens_s"]),
-                 speedup=med(lambda r: r["packed_tokens_s"] / r["tokens_s"]))
+                 speedup=med(lambda r: r["packed_tokens_s"] / r["tokens_s"]),
+                 looped_tokens_s=med(lambda r: r["looped_tokens_s"]),
+                 loop_vs_vmap=med(lambda r: r["looped_tokens_s"] / r["packed_tokens_s"]))
     if anchor is not None:
       row.update(ref_tokens_s=med(lambda r: r["ref_tokens_s"]),
                  vs_ref=med(lambda r: r["tokens_s"] / r["ref_tokens_s"]))
@@ -257,7 +272,9 @@ _COLUMNS = [("preset", "preset", 8, ""), ("params", "params", 12, ","),
             ("tokens/s", "tokens_s", 12, ",.0f"), ("MFU %", "mfu_pct", 7, ".2f"),
             ("ref tokens/s", "ref_tokens_s", 14, ",.0f"), ("vs ref", "vs_ref", 8, ".2f"),
             ("K", "pack", 4, ""), ("packed tokens/s", "packed_tokens_s", 17, ",.0f"),
-            ("speedup", "speedup", 9, ".2f"), ("ref packed", "ref_packed_tokens_s", 14, ",.0f"),
+            ("speedup", "speedup", 9, ".2f"), ("looped tokens/s", "looped_tokens_s", 17, ",.0f"),
+            ("loop/vmap", "loop_vs_vmap", 11, ".2f"),
+            ("ref packed", "ref_packed_tokens_s", 14, ",.0f"),
             ("vs ref", "packed_vs_ref", 8, ".2f")]
 _REFERENCE_KEYS = ("ref_tokens_s", "vs_ref", "ref_packed_tokens_s", "packed_vs_ref")
 
@@ -276,6 +293,8 @@ def format_table(table):
 def main(argv):
   del argv
   backend = jax.default_backend()
+  if backend == "cpu" and _KEEP_FREED.value:
+    host_memory.keep_freed_memory()
   try:
     anchor = load_anchor(_ANCHOR.value) if _ANCHOR.value else None
   except (OSError, ValueError) as e:  # a missing file is an OSError from exec_module

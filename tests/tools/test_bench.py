@@ -30,27 +30,33 @@ def test_bench_rows_and_table():
   assert row["preset"] == "nano" and row["attention"] == "xla"  # cuDNN only on a GPU in bf16
   assert row["tokens_s"] > 0 and 0 < row["mfu"] < 1 and row["pack"] == 2 and row["speedup"] > 0
   text = bench.format_table(table)
-  assert "packed tokens/s" in text and text.splitlines()[1].startswith("nano")
+  assert "packed tokens/s" in text and "looped tokens/s" in text
+  assert text.splitlines()[1].startswith("nano") and row["looped_tokens_s"] > 0
   assert "ref tokens/s" not in text  # no reference, no reference columns
 
 
 def test_figures_are_medians_of_rounds_counting_predicted_positions(monkeypatch):
-  # Seconds per step for (cells, round): round 1 is disturbed, the median ignores it.
-  seconds = {(1, 0): 0.5, (2, 0): 0.5, (1, 1): 5.0, (2, 1): 0.25, (1, 2): 0.5, (2, 2): 0.5}
+  # Seconds per step for (cells, members, round): round 1 is disturbed, the median ignores it.
+  seconds = {(1, "auto", 0): 0.5, (2, "vmap", 0): 0.5, (2, "loop", 0): 0.2,
+             (1, "auto", 1): 5.0, (2, "vmap", 1): 0.25, (2, "loop", 1): 0.25,
+             (1, "auto", 2): 0.5, (2, "vmap", 2): 0.5, (2, "loop", 2): 0.25}
   calls = []
 
-  def fake_time_pack(mcfg, n_cells, batch_size, steps, mesh):
-    calls.append(n_cells)
-    return seconds[n_cells, calls.count(n_cells) - 1]
+  def fake_time_pack(mcfg, n_cells, batch_size, steps, mesh, members_mode="auto"):
+    calls.append((n_cells, members_mode))
+    return seconds[n_cells, members_mode, calls.count((n_cells, members_mode)) - 1]
 
   monkeypatch.setattr(bench, "time_pack", fake_time_pack)
   (row,) = bench.rows(["nano"], batch_size=4, seq_len=16, vocab=64, dtype="float32",
                       attention="auto", steps=1, peak=1e12, pack=2, pack_max=10**9, repeats=3)
-  assert calls == [1, 2] * 3  # one cell then the pack, round by round
+  # One cell, then the pack vmapped and looped, round by round.
+  assert calls == [(1, "auto"), (2, "vmap"), (2, "loop")] * 3
   # 4 rows × 15 predicted positions (a 16-token row predicts 15) per 0.5 s.
   assert row["tokens_s"] == 120.0 and row["step_ms"] == 500.0 and row["repeats"] == 3
   assert row["packed_tokens_s"] == 2 * 60 / 0.5
   assert row["speedup"] == 2.0  # the rounds' ratios are 2, 40 and 2
+  assert row["looped_tokens_s"] == 2 * 60 / 0.25
+  assert row["loop_vs_vmap"] == 2.0  # the rounds' ratios are 2.5, 1 and 2
 
 
 def test_anchor_runs_on_each_presets_shape(tmp_path, monkeypatch):
