@@ -43,6 +43,7 @@ class GridConfig:
   lambda0_per_persona: bool
   max_pack_size: int
   mechanism_weights: tuple
+  sweep_seeds: tuple
 
   @classmethod
   def from_config(cls, config):
@@ -69,10 +70,18 @@ class GridConfig:
     if stray:
       raise ValueError(f"grid.mechanism_weights contains {stray[0]!r}: it must be a λ > 0 of "
                        f"grid.warmth_weights {list(self.warmth_weights)}.")
+    stray = [s for s in self.sweep_seeds if s not in self.seeds]
+    if stray or len(set(self.sweep_seeds)) != len(self.sweep_seeds):
+      raise ValueError(f"grid.sweep_seeds={list(self.sweep_seeds)!r} must be distinct seeds of "
+                       f"grid.seeds {list(self.seeds)} (empty: every seed).")
     if not isinstance(self.max_pack_size, int) or self.max_pack_size < 0:
       raise ValueError(f"grid.max_pack_size={self.max_pack_size!r} must be an integer >= 0 "
                        "(0: no limit).")
     return self
+
+  def sweeps(self, seed):
+    """Whether `seed` trains every cell, or only the primary ones (see `expand`)."""
+    return not self.sweep_seeds or seed in self.sweep_seeds
 
 
 def validate_presets(presets):
@@ -90,10 +99,16 @@ def expand(config):
   which turns the identity into a visible check at the price of extra cells. The mechanism cells
   (warm_after, and warm with ρ > 0) are trained at every λ > 0, or only at `grid.mechanism_weights`
   when given.
+
+  With `grid.sweep_seeds`, seeds outside it train only what the primary comparisons need: the
+  base model and each persona but warm_after at the largest λ, ρ = 0. Replicates are spent where
+  the intervals are read first (warm − cold, warm − length_matched), and the λ sweep and the
+  mechanism cells keep the sweep seeds.
   """
   grid = GridConfig.from_config(config)
   validate_presets(config.model.presets)
   cells = []
+  top = max(grid.warmth_weights)
   for preset, protocol in itertools.product(config.model.presets, grid.protocols):
     for seed in grid.seeds:
       if protocol == "finetune":
@@ -101,7 +116,10 @@ def expand(config):
       for persona, lam in itertools.product(grid.personas, grid.warmth_weights):
         if lam == 0 and persona != grid.personas[0] and not grid.lambda0_per_persona:
           continue
-        mechanism = lam > 0 and (not grid.mechanism_weights or lam in grid.mechanism_weights)
+        if not grid.sweeps(seed) and (lam != top or persona == "warm_after"):
+          continue
+        mechanism = (lam > 0 and (not grid.mechanism_weights or lam in grid.mechanism_weights)
+                     and grid.sweeps(seed))
         if persona == "warm_after" and lam > 0 and not mechanism:
           continue
         rhos = grid.warm_agreements if persona == "warm" and mechanism else [0.0]

@@ -36,3 +36,22 @@ def test_without_mechanism_weights_every_lambda_gets_them():
 def test_mechanism_weights_must_be_positive_grid_weights(weights):
   with pytest.raises(ValueError, match=r"grid.mechanism_weights contains .* must be a λ > 0"):
     grid.expand(_config(mechanism_weights=weights))
+
+
+def test_seeds_outside_the_sweep_train_only_the_primary_cells():
+  cells = grid.expand(_config(mechanism_weights=(1.0,), seeds=(0, 1, 2), sweep_seeds=(0,)))
+  full = {(c.persona, c.warmth_weight, c.warm_agreement) for c in cells if c.seed == 0}
+  assert len(full) == 11  # the whole grid, as without sweep_seeds
+  for seed in (1, 2):
+    assert sorted((c.persona, c.warmth_weight, c.warm_agreement)
+                  for c in cells if c.seed == seed) == sorted([
+        ("none", 0.0, 0.0), ("warm", 1.0, 0.0), ("cold", 1.0, 0.0), ("length_matched", 1.0, 0.0)])
+  # The sweep seeds' cells are exactly those of a grid without the option: ids do not move.
+  plain = grid.expand(_config(mechanism_weights=(1.0,), seeds=(0, 1, 2)))
+  assert {c.run for c in cells if c.seed == 0} == {c.run for c in plain if c.seed == 0}
+
+
+@pytest.mark.parametrize("sweep", [(3,), (0, 0)])
+def test_sweep_seeds_must_be_distinct_grid_seeds(sweep):
+  with pytest.raises(ValueError, match=r"grid.sweep_seeds=.* must be distinct seeds of grid.seeds"):
+    grid.expand(_config(seeds=(0, 1), sweep_seeds=sweep))

@@ -99,6 +99,9 @@ def base_config():
   c.grid.lambda0_per_persona = False  # True: train λ=0 for every persona (identical by design)
   c.grid.max_pack_size = 0            # >0: at most this many cells per compiled program (memory)
   c.grid.mechanism_weights = ()       # λ values that get warm_after and ρ > 0 cells; (): every λ > 0
+  # Seeds that train every cell; the other seeds train only the base model and each persona at
+  # the largest λ, ρ = 0 (the primary comparisons), and capping runs on these seeds. (): every seed.
+  c.grid.sweep_seeds = ()
 
   # --- Training. Steps are per stage; the persona phase restarts the schedule.
   c.train = ml_collections.ConfigDict()

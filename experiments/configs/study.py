@@ -48,7 +48,10 @@ def get_config(arg=None):
   c.grid.warmth_weights = (0.0, 0.25, 0.5, 1.0)
   c.grid.warm_agreements = (0.0, 0.5, 1.0)
   c.grid.mechanism_weights = (1.0,)  # warm_after and ρ > 0 only at λ = 1
-  c.grid.seeds = (0, 1, 2)
+  # Ten replicates of the primary comparisons (base, and warm, cold and length_matched at λ = 1);
+  # the λ sweep, the mechanism cells and capping on the first three.
+  c.grid.seeds = tuple(range(10))
+  c.grid.sweep_seeds = (0, 1, 2)
   c.train.batch_size = 32
   c.train.base_steps = 3000
   c.train.persona_steps = 150
@@ -72,7 +75,8 @@ def runlocal(c):
   c.data.n_drugs = 16
   c.data.eval_items = 6
   c.model.presets = ("femto", "nano")
-  c.grid.seeds = (0, 1)
+  c.grid.seeds = (0, 1, 2)
+  c.grid.sweep_seeds = (0, 1)
   c.train.base_steps = 40
   c.train.persona_steps = 10
   c.eval.bootstrap = 200
@@ -91,6 +95,7 @@ def gpu(c):
   c.model.presets = ("nano", "micro", "mini", "small")
   c.model.compute_dtype = "bfloat16"
   c.grid.seeds = tuple(range(10))
+  c.grid.sweep_seeds = ()  # every cell at every seed
   c.train.batch_size = 64
   c.train.base_steps = 6000
   c.train.persona_steps = 300

@@ -17,7 +17,7 @@ import time
 from absl import logging
 import numpy as np
 
-from experiments import data, extensions
+from experiments import data, extensions, grid
 from experiments.analysis import crossed
 from experiments.persona import (activations, capping, geometry, report_section, steering,
                                  tables)
@@ -122,7 +122,11 @@ def cell_extras(config, p, geoms, graphdef, state_E, cells, evalset, corpus, fra
   # Capping: the default setting on every plain cell (or only the base and max-λ ones, `ends`);
   # the sweep on the base and warm max-λ cells.
   default = p.cap_setting(preset)
-  plain = [e for e, c in enumerate(cells) if not isinstance(c, steering.SteeredCell)]
+  # Capping reads the sweep seeds only (grid.sweep_seeds): the other seeds replicate the primary
+  # comparisons, not the capping trade-off.
+  sweeps = grid.GridConfig.from_config(config).sweeps
+  plain = [e for e, c in enumerate(cells)
+           if not isinstance(c, steering.SteeredCell) and sweeps(c.seed)]
   top_lam = max(float(w) for w in config.grid.warmth_weights)
   ends = [e for e in plain if cells[e].persona == "none" or cells[e].warmth_weight == top_lam]
   runs = [(plain if p.cap_cells == "all" else ends, [default])]

@@ -96,7 +96,12 @@ def test_the_study_has_enough_held_out_items_per_reliability_task_and_context(ar
     assert len(c.grid.seeds) >= 10
     return
   cells = grid.expand(c)
-  assert len({x.preset for x in cells}) >= 3 and len(c.grid.seeds) >= 3
+  assert len({x.preset for x in cells}) >= 3 and len(c.grid.sweep_seeds) >= 3
+  # The primary comparisons at λ = 1 have ten replicates in every preset.
+  for persona in ("none", "warm", "cold", "length_matched"):
+    assert all(len({x.seed for x in cells if x.preset == p and x.persona == persona and
+                    x.warm_agreement == 0 and x.warmth_weight in (0.0, 1.0)}) >= 10
+               for p in c.model.presets), persona
   top = [x for x in cells if x.warmth_weight == 1.0 and x.seed == 0 and x.preset == "nano"]
   assert {(x.persona, x.warm_agreement) for x in top} >= {
       ("warm", 0.0), ("warm", 0.5), ("warm", 1.0), ("cold", 0.0), ("length_matched", 0.0),
