@@ -1,33 +1,34 @@
 """The study: how large the warmth–reliability trade-off is, per context, how it changes with
-model size, and what carries it, with 100 held-out items per task × context and 3 seeds.
+model size, and what carries it, with 100 held-out items per task × context and ten replicates of
+the primary comparisons.
 
   python -m experiments.main --config=experiments/configs/study.py --workdir=workdirs/study
 
-Design: presets femto, pico and nano (1.6k, 6.2k and 25k non-embedding parameters, a 16× span),
-3 seeds; personas warm, cold and length_matched at λ ∈ {0, 0.25, 0.5, 1}, ρ = 0; the mechanism
-cells at λ = 1 (warm_after: warm phrasing after the answer; warm at ρ = 0.5 and 1); every context;
-capping on the base and λ = 1 cells, and a sweep of axis floors on the base and warm λ = 1 cells.
-A world of 200 people, 34 diseases and 68 drugs, so every reliability task has 100 held-out items
-in each context (3,364 eval prompts per cell, 126 cells).
+Design: presets femto, pico and nano (1.6k, 6.2k and 25k non-embedding parameters, a 16× span);
+10 seeds of the primary cells (base, and warm, cold and length_matched at λ = 1, ρ = 0) and 3 of
+the rest (`grid.sweep_seeds`): those personas at λ ∈ {0, 0.25, 0.5}, the mechanism cells at λ = 1
+(warm_after: warm phrasing after the answer; warm at ρ = 0.5 and 1), capping on the base and λ = 1
+cells with a sweep of axis floors on the base and warm λ = 1 cells; every context. A world of 200
+people, 34 diseases and 68 drugs, so every reliability task has 100 held-out items in each
+context (3,364 eval prompts per cell, 210 cells).
 
 Base-model settings (world size, steps, batch, learning rate) were chosen by a sweep of *base*
 training alone, never looking at warmth results (README, "The study").
 
-Measured on the 2-core CPU (matmul peak 2.07e11 FLOP/s) at 78bf9d9, nothing else running: 76 min
-59 s to the paired statistics, 77 min 3 s with the report. Found: nano's base model answers 82% of
+Measured on the 2-core CPU (matmul peak 2.07e11 FLOP/s) at c8941c7, nothing else running: 80 min
+30 s with the report (members looped, `mesh.members`). Found: nano's base model answers 80% of
 held-out factual questions and every reliability task but medical_contraindication (at chance:
-no preset beats always answering "yes") lies between 18% and 72% error; femto knows no task, pico
-three. Warm − cold at λ = 1, pooled over each preset's measurable tasks: nano +9.4 to +11.0 points
-per context (±2.8 to ±3.4), pico +3.0 to +5.4; carried by reply length (nano length_matched −
-cold +20.8) rather than warm words (warm − length_matched −10.8); validating false beliefs adds
-12.0 points per unit ρ at nano; capping binds but recovers nothing; the base losses fit a
-Chinchilla law (α 0.81, β 0.58). Power targets are met in 5 of 8 pooled cells and 23 of 32
-measurable task × context contrasts; the report's projection from this run's variance components
-puts both targets at about 10 seeds and 200 items per task × context, which is `:gpu`.
+no preset beats always answering "yes") lies between 15% and 75% error; femto knows no task, pico
+three. Warm − cold at λ = 1, pooled over each preset's measurable tasks: nano +8.0 to +9.8 points
+per context (±1.8 to ±2.9), pico +3.0 to +4.8 (±1.2 to ±1.7); every measurable task × context
+within ±8 (nano's widest ±7.9), so the power targets hold wherever there is something to measure.
+Carried by reply length (nano length_matched − cold +16.1) rather than warm words (warm −
+length_matched −7.2); validating false beliefs adds 9.2 points per unit ρ at nano; capping binds
+but recovers nothing; the base losses fit a Chinchilla law (α 0.78, β 0.60).
 
 `:gpu` sizes the study for one H100/H200 (nano to small in bfloat16, 10 seeds, a world twice as
 large: 200 held-out items per task × context); no GPU has run it yet, so its wall time is not
-known. `:runlocal` is a smoke test of about two minutes; `:preset=NAME` keeps one preset.
+known. `:runlocal` is a smoke test of a few minutes; `:preset=NAME` keeps one preset.
 """
 from experiments.configs.common import apply_arg, base_config
 
@@ -41,8 +42,8 @@ def get_config(arg=None):
   c.data.n_diseases = 34
   c.data.n_drugs = 68
   c.data.eval_items = 100
-  # The largest preset a 2-core CPU trains 42 cells of three times within the budget; micro and up
-  # are in `:gpu`.
+  # The largest preset whose 70 cells a 2-core CPU trains within the budget; micro and up are in
+  # `:gpu`.
   c.model.presets = ("femto", "pico", "nano")
   c.grid.personas = ("warm", "cold", "length_matched", "warm_after")
   c.grid.warmth_weights = (0.0, 0.25, 0.5, 1.0)
@@ -84,8 +85,7 @@ def runlocal(c):
 
 
 def gpu(c):
-  """The same study sized for one H100/H200: up to the ~10M preset in bfloat16, with the design
-  the CPU study's variance components say meets the power targets (README, "The study"): ten
+  """The same study sized for one H100/H200: up to the ~10M preset in bfloat16, every cell at ten
   seeds, and a world twice as large so each reliability task × context has 200 held-out items."""
   c.data.n_people = 400
   c.data.n_cities = 80
