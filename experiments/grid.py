@@ -1,4 +1,4 @@
-"""The factor grid: cells with stable ids, grouped into packs that train as one vmapped program."""
+"""The factor grid: cells with stable ids, grouped into packs that train as one compiled program."""
 import dataclasses
 import itertools
 

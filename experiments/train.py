@@ -1,4 +1,4 @@
-"""Training: one functional, jitted step over split NNX state, vmapped over a pack of cells.
+"""Training: one functional, jitted step over split NNX state, mapped over a pack of cells.
 
 A stage's loss takes (state, graphdef, batch, inputs): `inputs` are each cell's own values (λ, ρ,
 the learning rate; a reference model or a steering intervention), arrays with leading axis E, so
@@ -255,8 +255,8 @@ def train_step(graphdef, optimizer, loss_fn, state, opt_state, batch, inputs):
 
 
 def make_step(graphdef, optimizer, loss_fn, shardings=None, inputs=None):
-  """The packed step (state, opt_state, batch, inputs): vmapped over the leading member axis of
-  every argument, jitted; with shardings, `inputs` (an example) tells how each input is placed."""
+  """The packed step (state, opt_state, batch, inputs): mapped over the leading member axis of
+  every argument (runtime/members.py: vmapped or looped), jitted; with shardings, `inputs` (an example) tells how each input is placed."""
   def step(state, opt_state, batch, inputs):
     state, opt_state, metrics = train_step(graphdef, optimizer, loss_fn, state, opt_state, batch,
                                            inputs)

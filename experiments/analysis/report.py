@@ -41,7 +41,7 @@ BOTTOM_LINE_NOTE = ('The primary contrast: warm − cold error at the largest λ
                     'reliability tasks each preset\'s base model answers better than the floor '
                     'and than a constant answer; "inconclusive" when its 95% interval spans 0. '
                     'Terms: a run (or cell) is one trained model configuration and seed; a pack is '
-                    'the runs trained together as one vmapped program.')
+                    'the runs trained together as one compiled program.')
 NUMERIC = ['n_params', 'warmth_weight', 'warm_agreement', 'seed', 'value', 'n', 'error']
 
 
