@@ -17,10 +17,11 @@ import os
 import time
 
 from absl import logging
+from flax import nnx
 import jax
 import numpy as np
 
-from experiments import data, evaluate, extensions, grid, stage, train
+from experiments import data, evaluate, extensions, grid, regimes, stage, train
 from experiments.analysis import stats, summary
 from experiments.runtime import distributed, heartbeat, host_memory, members, results, sharding
 from experiments.runtime.tensorboard import Board
@@ -91,7 +92,7 @@ def validate(config):
     raise ValueError(f"eval.max_new_tokens={config.eval.max_new_tokens} must be 0 (derived from "
                      "the world) or a positive number of tokens.")
   config.eval.max_new_tokens = generation_budget(World(world), config.eval.max_new_tokens)
-  train.TrainConfig.from_config(config)
+  regimes.of_config(config, train.TrainConfig.from_config(config))
   grid.GridConfig.from_config(config)
   grid.validate_presets(config.model.presets)
   for preset in config.model.presets:
@@ -113,6 +114,7 @@ class Pack:
   seeds: list = None         # finetune: the base checkpoint's seeds, in row order
   graphdef: object = None    # finetune: set once the base models exist
   base_E: object = None
+  base_opt_E: object = None  # finetune: base training's final optimizer state, if a regime continues it
 
   @property
   def preset(self):
@@ -130,12 +132,13 @@ class RunContext:
   batches: data.Batches
   board: object              # runtime/tensorboard.Board, or None
   extensions: list
+  regimes: dict = None       # name → regimes.Regime of grid.regimes
 
-  def train(self, what, init):
+  def train(self, what, init, init_opt=None):
     """stage.Trained of Stage `what`: finished earlier, resumed, or trained; init(shardings)
-    gives the state a new stage starts from."""
+    gives the state a new stage starts from, init_opt(shardings) its optimizer state if given."""
     try:
-      return stage.run(self.config, self.workdir, self.mesh, what, init, self.board)
+      return stage.run(self.config, self.workdir, self.mesh, what, init, self.board, init_opt)
     except train.Diverged as e:
       self.workdir.record_failure(what.name, what.members, str(e))
       raise
@@ -200,7 +203,8 @@ def run(config, workdir_path, tensorboard=False):
   board = Board(os.path.join(workdir_path, "tb")) if tensorboard and workdir.writer else None
   ctx = RunContext(config, workdir, mesh, corpus, evalset,
                    data.Batches(corpus, config.train.data_seed, config.train.batch_size,
-                                config.train.pack_sequences), board, exts)
+                                config.train.pack_sequences), board, exts,
+                   regimes.by_name(config))
   cells = grid.expand(config)
   cells += [c for ext in exts for c in ext.cells(list(cells))]
   packs = grid.packs(cells, config.grid.max_pack_size)
@@ -244,12 +248,15 @@ def run(config, workdir_path, tensorboard=False):
 def _run_finetune(ctx, pack):
   config, t = ctx.config, ctx.config.train
   pack.seeds = sorted(int(s) for s in config.grid.seeds)  # the base checkpoint holds every seed
-  base_cells = [grid.Cell(pack.preset, "finetune", "none", 0.0, 0.0, s) for s in pack.seeds]
+  base_cells = [grid.Cell(pack.preset, "finetune", "none", 0.0, 0.0, s, "none")
+                for s in pack.seeds]
+  # One base stage per preset, whatever the pack: every regime fine-tunes the same base models.
+  continued = any(r.train.persona_optimizer == "continue" for r in ctx.regimes.values())
   base = stage.imitation("base", f"{pack.preset}-finetune/base", base_cells, t.base_steps, t,
                          pack.model, ctx.batches.base(pack.seeds), t.learning_rate,
-                         members=[f"seed{s}" for s in pack.seeds])
+                         members=[f"seed{s}" for s in pack.seeds], keep_optimizer=continued)
   init = lambda sh: train.init_states(pack.model, [t.init_seed + s for s in pack.seeds], sh)[1]
-  pack.graphdef, pack.base_E, _, base_curve = ctx.train(base, init)
+  pack.graphdef, pack.base_E, _, base_curve, pack.base_opt_E = ctx.train(base, init)
   # Each extension's view of the base models (persona geometry; objective cells trained here).
   pack_state = {ext.name: ext.after_base(ctx, pack) for ext in ctx.extensions}
   base_tokens = ctx.tokens(t.base_steps)
@@ -271,14 +278,32 @@ def _run_finetune(ctx, pack):
   if len(steers) > 1:
     raise ValueError(f"extensions {list(config.extensions)} each add a training-time "
                      "intervention; at most one may.")
-  persona = stage.imitation("persona", name, members, t.persona_steps, t, pack.model,
+  regime = ctx.regimes[members[0].regime]  # a pack holds one regime's cells (grid.Cell.pack)
+  rt, steps = regime.train, regime.steps(ctx.corpus)
+  persona = stage.imitation("persona", name, members, steps, rt, regime.model_config(pack.model),
                             ctx.batches.persona(members, data.STAGE2_SEED_OFFSET),
-                            t.persona_learning_rate, step_offset=t.base_steps,
-                            steer=steers[0] if steers else None)
-  init = lambda sh: jax.jit(lambda s: data.take(s, index), out_shardings=sh.state)(pack.base_E)
-  graphdef, state_E, losses, _ = ctx.train(persona, init)
+                            rt.persona_learning_rate, step_offset=t.base_steps,
+                            steer=steers[0] if steers else None, regime=regime)
+  init_opt = None
+  if rt.persona_optimizer == "continue":
+    init_opt = lambda sh: jax.jit(lambda o: train.continue_from(data.take(o, index)),
+                                  out_shardings=sh.opt_state)(pack.base_opt_E)
+  graphdef, state_E, losses, _, _ = ctx.train(
+      persona, lambda sh: persona_start(pack, persona, index, sh, t.init_seed), init_opt)
   ctx.evaluate_and_save(pack, graphdef, state_E, [members.index(c) for c in todo], todo,
-                        base_tokens + ctx.tokens(t.persona_steps), losses, pack_state)
+                        base_tokens + ctx.tokens(steps), losses, pack_state)
+
+
+def persona_start(pack, persona, index, shardings, init_seed):
+  """The persona phase's first state: each member's base model (rows `index` of the pack's base
+  models), with new adapters (B = 0, so the same function) under LoRA."""
+  take = lambda s: data.take(s, index)
+  if persona.update != "lora":
+    return jax.jit(take, out_shardings=shardings.state)(pack.base_E)
+  seeds = [init_seed + pack.seeds[i] for i in index]
+  adapters_E = train.init_adapters(persona.model, seeds)
+  return jax.jit(lambda base, adapters: nnx.merge_state(adapters, take(base)),
+                 out_shardings=shardings.state)(pack.base_E, adapters_E)
 
 
 def _run_mixture(ctx, pack):
@@ -289,7 +314,7 @@ def _run_mixture(ctx, pack):
   mixture = stage.imitation("mixture", name, members, steps, t, pack.model,
                             ctx.batches.persona(members, 0), t.learning_rate)
   init = lambda sh: train.init_states(pack.model, [t.init_seed + c.seed for c in members], sh)[1]
-  graphdef, state_E, losses, curve = ctx.train(mixture, init)
+  graphdef, state_E, losses, curve, _ = ctx.train(mixture, init)
   ctx.evaluate_and_save(pack, graphdef, state_E, [members.index(c) for c in pack.todo], pack.todo,
                         ctx.tokens(steps), losses, curve=curve)
 

@@ -19,17 +19,23 @@ class Cell:
   warmth_weight: float   # λ
   warm_agreement: float  # ρ
   seed: int              # replicate: initialisation and data order both derive from it
+  # The persona phase's regime (experiments/regimes.py); `none` for a base model or a mixture cell.
+  regime: str = "default"
 
   @property
   def run(self):
     """A stable id: the same cell gets the same id in every rerun and every sweep."""
     return run_id(self.preset, self.protocol, self.persona, self.warmth_weight,
-                  self.warm_agreement, self.seed)
+                  self.warm_agreement, self.seed, self.regime)
 
   @property
   def pack(self):
-    """Cells of one pack differ only in array-valued factors and share one compiled program."""
-    return (self.preset, self.protocol)
+    """Cells of one pack differ only in array-valued factors and share one compiled program:
+    each regime is a pack of its own (its shapes, steps and optimizer differ), the base models
+    are in the pack of the train section's regime, `default`."""
+    if self.regime in ("default", "none"):
+      return (self.preset, self.protocol)
+    return (self.preset, f"{self.protocol}@{self.regime}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,10 +50,13 @@ class GridConfig:
   max_pack_size: int
   mechanism_weights: tuple
   sweep_seeds: tuple
+  regimes: dict          # name → overrides of the train section's persona-phase fields
 
   @classmethod
   def from_config(cls, config):
-    return from_section(cls, config.grid, "grid").validate()
+    grid = from_section(cls, config.grid, "grid")
+    regimes = {name: dict(fields or {}) for name, fields in dict(grid.regimes or {}).items()}
+    return dataclasses.replace(grid, regimes=regimes).validate()
 
   def validate(self):
     """One sentence per bad grid value, naming the field and the allowed values."""
@@ -100,6 +109,9 @@ def expand(config):
   (warm_after, and warm with ρ > 0) are trained at every λ > 0, or only at `grid.mechanism_weights`
   when given.
 
+  Finetune cells are repeated in every regime of `grid.regimes` (one base model per seed serves
+  them all); mixture cells have no persona phase, so no regime (`none`).
+
   With `grid.sweep_seeds`, seeds outside it train only what the primary comparisons need: the
   base model and each persona but warm_after at the largest λ, ρ = 0. Replicates are spent where
   the intervals are read first (warm − cold, warm − length_matched), and the λ sweep and the
@@ -110,10 +122,11 @@ def expand(config):
   cells = []
   top = max(grid.warmth_weights)
   for preset, protocol in itertools.product(config.model.presets, grid.protocols):
+    regimes = list(grid.regimes) if protocol == "finetune" else ["none"]
     for seed in grid.seeds:
       if protocol == "finetune":
-        cells.append(Cell(preset, protocol, "none", 0.0, 0.0, int(seed)))
-      for persona, lam in itertools.product(grid.personas, grid.warmth_weights):
+        cells.append(Cell(preset, protocol, "none", 0.0, 0.0, int(seed), "none"))
+      for regime, persona, lam in itertools.product(regimes, grid.personas, grid.warmth_weights):
         if lam == 0 and persona != grid.personas[0] and not grid.lambda0_per_persona:
           continue
         if not grid.sweeps(seed) and (lam != top or persona == "warm_after"):
@@ -124,7 +137,7 @@ def expand(config):
           continue
         rhos = grid.warm_agreements if persona == "warm" and mechanism else [0.0]
         for rho in dict.fromkeys(float(r) for r in rhos):
-          cells.append(Cell(preset, protocol, persona, float(lam), rho, int(seed)))
+          cells.append(Cell(preset, protocol, persona, float(lam), rho, int(seed), regime))
   return cells
 
 

@@ -39,6 +39,8 @@ class Stage:
   # Divergence: besides a non-finite loss, a loss above train.divergence_factor × its median so far.
   # Off for a loss that is no likelihood (GRPO's advantage-weighted term sits near 0, either sign).
   ratio_check: bool = True
+  update: str = "full"  # what the optimizer trains (train.trainable): full | lora (adapters only)
+  keep_optimizer: bool = False  # Trained keeps the final optimizer state (a later stage continues it)
 
   def __post_init__(self):
     self.runs = list(self.runs or self.members)
@@ -64,16 +66,24 @@ class Stage:
 
 
 def imitation(label, name, cells, steps, train_cfg, model, batches, lr, *, members=None,
-              step_offset=0, steer=None):
-  """A stage of `(1-λ)·L_base + λ·L_persona` with λ and ρ taken from each cell."""
+              step_offset=0, steer=None, regime=None, keep_optimizer=False):
+  """A stage of `w·L_base + λ·L_persona` with λ and ρ taken from each cell; w = 1 − λ unless
+  `regime` (experiments/regimes.Regime: a persona phase) sets it, as it sets the warm-up and
+  what is trained."""
   n = len(cells)
   inputs = {"lam": np.array([c.warmth_weight for c in cells], np.float32),
             "rho": np.array([c.warm_agreement for c in cells], np.float32),
             "lr": np.full(n, lr, np.float32), "steer": steer}
+  warmup, update = None, "full"
+  if regime is not None:
+    warmup, update = regime.train.persona_warmup, regime.update
+    inputs.update({k: np.asarray(v, np.float32) for k, v in regime.inputs(n).items()})
   loss = functools.partial(train.imitation_loss, normalization=train_cfg.loss_normalization)
   return Stage(label, name, members or [c.run for c in cells], steps,
-               train.make_optimizer(train_cfg, steps), batches, loss, inputs, model, step_offset,
-               runs=[c.run for c in cells], schedule=train.make_schedule(train_cfg, steps))
+               train.make_optimizer(train_cfg, steps, warmup), batches, loss, inputs, model,
+               step_offset, runs=[c.run for c in cells],
+               schedule=train.make_schedule(train_cfg, steps, warmup), update=update,
+               keep_optimizer=keep_optimizer)
 
 
 def saved_members(workdir, name):
@@ -102,11 +112,13 @@ def members_to_train(workdir, name, todo, pack):
 
 class Trained(NamedTuple):
   """A finished stage: its models, the last step's `final` metrics per member, and its loss curve
-  (steps (K,) and loss (K, E) at every logged step, kept across resumes)."""
+  (steps (K,) and loss (K, E) at every logged step, kept across resumes); its final optimizer
+  state if the stage keeps it (Stage.keep_optimizer), else None."""
   graphdef: object
   state: object
   final: dict
   curve: tuple
+  opt_state: object = None
 
 
 def _curve(logged):
@@ -122,15 +134,17 @@ def final_metrics(history, keys):
   return {k: np.asarray(last[k]) for k in keys if k in last}
 
 
-def run(config, workdir, mesh, stage, init, board=None):
-  """The stage's Trained models; init(shardings) gives the state_E a new stage starts from.
+def run(config, workdir, mesh, stage, init, board=None, init_opt=None):
+  """The stage's Trained models; init(shardings) gives the state_E a new stage starts from, and
+  init_opt(shardings), if given, its optimizer state (else a fresh one).
 
   An on-policy stream's journal and the loss curve so far are saved with every checkpoint and
   restored with it.
   """
   t = config.train
   graphdef, abstract = stage.abstract
-  abstract_opt = jax.eval_shape(jax.vmap(stage.optimizer.init), abstract)
+  abstract_opt = jax.eval_shape(
+      jax.vmap(lambda s: stage.optimizer.init(train.trainable(s, stage.update)[0])), abstract)
   sh = sharding.PackShardings(mesh, sharding.rules_of(config.mesh), abstract, abstract_opt,
                               stage.batches.shapes)
   if mesh.shape["ensemble"] > 1 and sh.spmd_axis is None:
@@ -153,13 +167,16 @@ def run(config, workdir, mesh, stage, init, board=None):
       if meta.get("complete"):
         logging.info("%s: finished earlier, restored from %s", stage.name, ckpt.path)
         final = {k: np.asarray(v) for k, v in meta.get("final_losses", {}).items()}
-        return Trained(graphdef, ckpt.restore(step, target)[0], final, _curve(logged))
+        opt_target = sh.abstract(abstract_opt, sh.opt_state) if stage.keep_optimizer else None
+        state, opt_state = ckpt.restore(step, target, opt_target)
+        return Trained(graphdef, state, final, _curve(logged), opt_state)
       state, opt_state = ckpt.restore(step, target, sh.abstract(abstract_opt, sh.opt_state))
       start = step
       logging.info("%s: resuming at step %d of %d from %s", stage.name, step, stage.steps,
                    ckpt.path)
     else:
       state = init(sh)
+      opt_state = None if init_opt is None else init_opt(sh)
     meta = {"members": list(stage.members), "steps": stage.steps, "complete": False}
 
     history = []
@@ -178,4 +195,5 @@ def run(config, workdir, mesh, stage, init, board=None):
     done = dict(meta, complete=True, final_losses={k: v.tolist() for k, v in final.items()},
                 curve=curve())
     ckpt.save(stage.steps, state, opt_state, dict(done, journal=journal) if journal else done)
-  return Trained(graphdef, state, final, _curve(done["curve"]))
+  return Trained(graphdef, state, final, _curve(done["curve"]),
+                 opt_state if stage.keep_optimizer else None)

@@ -28,10 +28,13 @@ from experiments.runtime.members import over_members
 from experiments.runtime.distributed import Preempted  # pylint: disable=unused-import
 from experiments.sections import from_section
 from models import Transformer
+from models.config import LORA_TARGETS
 from models.partitioning import axis_rules
 
 
 LOSS_NORMALIZATIONS = ("token", "row")
+PERSONA_UPDATES = ("full", "lora")      # every parameter, or low-rank adapters beside a frozen base
+PERSONA_OPTIMIZERS = ("fresh", "continue")  # a new AdamW, or base training's moments carried on
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +57,15 @@ class TrainConfig:
   checkpoints_to_keep: int
   async_checkpoints: bool
   divergence_factor: float  # a logged loss above this × the median of the earlier ones diverged
+  # The persona phase's regime (experiments/regimes.py; grid.regimes overrides these per regime).
+  persona_update: str
+  lora_rank: int
+  lora_alpha: float
+  lora_targets: tuple
+  persona_warmup_steps: int  # -1: warmup_steps
+  persona_optimizer: str
+  persona_epochs: float      # > 0: the budget in passes over the persona dialogues, not steps
+  replay_weight: float       # w of w·L_base + λ·L_persona; -1: 1 − λ
 
   @classmethod
   def from_config(cls, config):
@@ -72,7 +84,7 @@ class TrainConfig:
                        "draws half its rows from each mixture).")
     for field in ("learning_rate", "persona_learning_rate", "grad_clip"):
       value = getattr(self, field)
-      if not 0 < value < math.inf:
+      if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
         raise ValueError(f"train.{field}={value!r} must be a finite positive number.")
     if not 0 <= self.weight_decay < math.inf:
       raise ValueError(f"train.weight_decay={self.weight_decay!r} must be a finite number >= 0.")
@@ -85,7 +97,44 @@ class TrainConfig:
     if self.loss_normalization not in LOSS_NORMALIZATIONS:
       raise ValueError(f"train.loss_normalization={self.loss_normalization!r} is not allowed: "
                        f"choose one of {', '.join(LOSS_NORMALIZATIONS)}.")
+    return self.validate_regime()
+
+  def validate_regime(self):
+    """The persona-phase fields; ValueError naming the first bad one."""
+    for field, allowed in (("persona_update", PERSONA_UPDATES),
+                           ("persona_optimizer", PERSONA_OPTIMIZERS)):
+      if getattr(self, field) not in allowed:
+        raise ValueError(f"train.{field}={getattr(self, field)!r} is not allowed: choose one of "
+                         f"{', '.join(allowed)}.")
+    if self.persona_update == "lora" and self.persona_optimizer == "continue":
+      raise ValueError("train.persona_optimizer='continue' needs train.persona_update='full': "
+                       "base training has no optimizer state for the adapters to continue.")
+    w = self.persona_warmup_steps
+    if isinstance(w, bool) or not isinstance(w, int) or w < -1:
+      raise ValueError(f"train.persona_warmup_steps={w!r} must be an integer >= 0, or -1 "
+                       "(train.warmup_steps).")
+    r = self.lora_rank
+    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+      raise ValueError(f"train.lora_rank={r!r} must be an integer >= 1.")
+    if isinstance(self.lora_alpha, bool) or not 0 < self.lora_alpha < math.inf:
+      raise ValueError(f"train.lora_alpha={self.lora_alpha!r} must be a finite positive number.")
+    targets = tuple(self.lora_targets)
+    if not targets or len(set(targets)) != len(targets) or set(targets) - set(LORA_TARGETS):
+      raise ValueError(f"train.lora_targets={list(targets)!r} must be distinct names from "
+                       f"{', '.join(LORA_TARGETS)} (at least one).")
+    e = self.persona_epochs
+    if isinstance(e, bool) or not isinstance(e, (int, float)) or not 0 <= e < math.inf:
+      raise ValueError(f"train.persona_epochs={e!r} must be a finite number >= 0 (0: "
+                       "train.persona_steps sets the budget).")
+    w = self.replay_weight
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not (w == -1 or 0 <= w <= 1):
+      raise ValueError(f"train.replay_weight={w!r} must lie in [0, 1], or be -1 (1 − λ).")
     return self
+
+  @property
+  def persona_warmup(self):
+    """The persona phase's warm-up steps."""
+    return self.warmup_steps if self.persona_warmup_steps == -1 else self.persona_warmup_steps
 
 
 
@@ -154,15 +203,32 @@ def init_states(model_cfg, init_seeds, shardings=None):
                            out_shardings=out)(keys)
 
 
-def make_schedule(train_cfg, steps):
-  """The learning-rate multiplier at each step: warmup, then cosine decay to 0.1 of the peak."""
+def init_adapters(model_cfg, init_seeds):
+  """The low-rank adapters (nnx.LoRAParam state) of an adapted model per seed, stacked on axis 0;
+  the base weights a model would also get are never computed (dead in the jitted program)."""
+  def init(key):
+    model = Transformer(model_cfg, rngs=nnx.Rngs(params=jax.random.wrap_key_data(key)))
+    return nnx.state(model, nnx.LoRAParam)
+
+  keys = jnp.stack([jax.random.key_data(jax.random.fold_in(jax.random.key(int(s)), 1))
+                    for s in init_seeds])
+  return jax.jit(jax.vmap(init))(keys)
+
+
+def make_schedule(train_cfg, steps, warmup=None):
+  """The learning-rate multiplier at each step: warmup (train.warmup_steps unless given), then
+  cosine decay to 0.1 of the peak."""
+  warmup = train_cfg.warmup_steps if warmup is None else warmup
   return optax.warmup_cosine_decay_schedule(
-      0.0, 1.0, min(train_cfg.warmup_steps, max(1, steps // 2)), max(steps, 2), end_value=0.1)
+      0.0, 1.0, min(warmup, max(1, steps // 2)), max(steps, 2), end_value=0.1)
 
 
-def make_optimizer(train_cfg, steps):
-  """AdamW with warmup and cosine decay, gradient clipping; the peak rate is applied in-step."""
-  schedule = make_schedule(train_cfg, steps)
+def make_optimizer(train_cfg, steps, warmup=None):
+  """AdamW with warmup and cosine decay, gradient clipping; the peak rate is applied in-step.
+
+  Its state is (clip, Adam, decay, schedule): `continue_from` carries Adam's moments over.
+  """
+  schedule = make_schedule(train_cfg, steps, warmup)
   # Decay matrices only: norms' scales and 1-D parameters are left alone.
   decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
   return optax.chain(
@@ -171,6 +237,25 @@ def make_optimizer(train_cfg, steps):
       optax.add_decayed_weights(train_cfg.weight_decay, mask=decay_mask),
       optax.scale_by_schedule(schedule),
   )
+
+
+def continue_from(opt_state_E):
+  """A stage's optimizer state that carries an earlier stage's on: Adam's moments and step count
+  kept, the learning-rate schedule restarted at its own step 0."""
+  *kept, schedule = opt_state_E
+  return (*kept, jax.tree.map(jnp.zeros_like, schedule))
+
+
+def trainable(state, update):
+  """(trained part, frozen part) of a state: everything and nothing under a full update; the
+  adapters (nnx.LoRAParam) and the rest under LoRA."""
+  if update == "lora":
+    return nnx.split_state(state, nnx.LoRAParam, ...)
+  return state, None
+
+
+def merged(params, frozen):
+  return params if frozen is None else nnx.merge_state(params, frozen)
 
 
 def token_loss(model, tokens_BT, loss_mask_BT, intervention=None, normalization="token", *,
@@ -228,10 +313,12 @@ def persona_rows(batch, rho):
 
 
 def imitation_loss(state, graphdef, batch, inputs, normalization="token"):
-  """(1-λ)·L_base + λ·L_persona; with no persona rows in the batch, just L_base.
+  """w·L_base + λ·L_persona, w = 1 − λ unless the regime sets a replay weight; with no persona rows
+  in the batch, just L_base.
 
-  inputs: this member's `lam` (λ), `rho` (ρ) and `steer` (preventative steering, acting on the
-  persona rows' forward pass only; None adds no operations). `normalization`: see token_loss.
+  inputs: this member's `lam` (λ), `rho` (ρ), optionally `replay` (w; absent: 1 − λ, the same
+  operations as before w existed) and `steer` (preventative steering, acting on the persona rows'
+  forward pass only; None adds no operations). `normalization`: see token_loss.
   """
   model = nnx.merge(graphdef, state)
   base = token_loss(model, batch["base"]["tokens"], batch["base"]["mask"],
@@ -241,25 +328,40 @@ def imitation_loss(state, graphdef, batch, inputs, normalization="token"):
   lam = inputs["lam"]
   persona = token_loss(model, *persona_rows(batch["persona"], inputs["rho"]), inputs.get("steer"),
                        normalization, **packing_of(batch["persona"]))
-  loss = (1.0 - lam) * base + lam * persona
+  replay = inputs["replay"] if "replay" in inputs else 1.0 - lam
+  loss = replay * base + lam * persona
   return loss, {"loss": loss, "base_loss": base, "persona_loss": persona}
 
 
-def train_step(graphdef, optimizer, loss_fn, state, opt_state, batch, inputs):
-  """One update of one model; pure, so `jax.vmap` packs cells. inputs["lr"] is its peak rate."""
-  grads, metrics = jax.grad(loss_fn, has_aux=True)(state, graphdef, batch, inputs)
-  updates, opt_state = optimizer.update(grads, opt_state, state)
+def train_step(graphdef, optimizer, loss_fn, state, opt_state, batch, inputs, update="full"):
+  """One update of one model; pure, so `jax.vmap` packs cells. inputs["lr"] is its peak rate.
+
+  Under LoRA the gradient is taken with respect to the adapters only and the optimizer holds
+  state for them alone, so the base weights leave the step bit for bit as they entered (AdamW's
+  decoupled decay would move a parameter with a zero gradient).
+  """
+  params, frozen = trainable(state, update)
+  loss_of = lambda p: loss_fn(merged(p, frozen), graphdef, batch, inputs)
+  grads, metrics = jax.grad(loss_of, has_aux=True)(params)
+  updates, opt_state = optimizer.update(grads, opt_state, params)
   updates = jax.tree.map(lambda u: -inputs["lr"] * u, updates)
   metrics["grad_norm"] = optax.tree.norm(grads)
-  return optax.apply_updates(state, updates), opt_state, metrics
+  return merged(optax.apply_updates(params, updates), frozen), opt_state, metrics
 
 
-def make_step(graphdef, optimizer, loss_fn, shardings=None, inputs=None):
+def init_optimizer(optimizer, state_E, update="full", out_shardings=None):
+  """The optimizer state of a pack (leading member axis) for what `update` trains."""
+  return jax.jit(jax.vmap(lambda s: optimizer.init(trainable(s, update)[0])),
+                 out_shardings=out_shardings)(state_E)
+
+
+def make_step(graphdef, optimizer, loss_fn, shardings=None, inputs=None, update="full"):
   """The packed step (state, opt_state, batch, inputs): mapped over the leading member axis of
-  every argument (runtime/members.py: vmapped or looped), jitted; with shardings, `inputs` (an example) tells how each input is placed."""
+  every argument (runtime/members.py: vmapped or looped), jitted; with shardings, `inputs` (an
+  example) tells how each input is placed."""
   def step(state, opt_state, batch, inputs):
     state, opt_state, metrics = train_step(graphdef, optimizer, loss_fn, state, opt_state, batch,
-                                           inputs)
+                                           inputs, update)
     metrics["tokens"] = sum(jnp.sum(part["tokens"] != 0) for part in batch.values())
     metrics["loss_tokens"] = sum(jnp.sum(part["mask"][:, 1:]) for part in batch.values())
     return state, opt_state, metrics
@@ -304,10 +406,10 @@ def run_stage(stage, state_E, *, opt_state=None, start=0, shardings=None, option
   inputs = stage.inputs
   if shardings is not None:
     inputs = shardings.put_inputs(inputs)
-  step_fn = make_step(graphdef, stage.optimizer, stage.loss, shardings, inputs)
+  step_fn = make_step(graphdef, stage.optimizer, stage.loss, shardings, inputs, stage.update)
   if opt_state is None:
     out = None if shardings is None else shardings.opt_state
-    opt_state = jax.jit(jax.vmap(stage.optimizer.init), out_shardings=out)(state_E)
+    opt_state = init_optimizer(stage.optimizer, state_E, stage.update, out)
   name, steps = stage.label, stage.steps
   logging.info("%s: steps %d to %d of %d run(s) (%s)", stage.name, start + 1, steps,
                len(stage.runs), ", ".join(stage.runs[:3]) + (", ..." if len(stage.runs) > 3 else ""))

@@ -6,6 +6,8 @@ POSITIONAL = ('rope', 'learned')
 DTYPES = ('float32', 'bfloat16')
 ATTENTION_IMPLS = ('xla', 'cudnn')  # None in a ModelConfig: XLA's, chosen by the compiler
 ATTENTION_CHOICES = ('auto',) + ATTENTION_IMPLS  # what a run config may ask for
+# Projections a low-rank adapter may sit beside (models/transformer.py names them the same).
+LORA_TARGETS = ('query', 'key', 'value', 'out', 'up', 'down')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,10 +25,25 @@ class ModelConfig:
   compute_dtype: str = 'float32'
   param_dtype: str = 'float32'
   attention_impl: str | None = None
+  # Low-rank adapters (nnx.LoRA) beside the `lora_targets` projections, their output scaled by
+  # lora_alpha / lora_rank; rank 0: none. A base model has none; a LoRA persona phase adds them.
+  lora_rank: int = 0
+  lora_alpha: float = 16.0
+  lora_targets: tuple = ()
 
   def __post_init__(self):
+    # A config read back from JSON has a list here; a tuple keeps the dataclass hashable.
+    object.__setattr__(self, 'lora_targets', tuple(self.lora_targets))
     # Fail at construction so a bad config never reaches a half-built model.
     self.validate()
+
+  @property
+  def lora_scale(self) -> float:
+    return self.lora_alpha / self.lora_rank if self.lora_rank else 0.0
+
+  def adapted(self, projection: str) -> bool:
+    """Whether `projection` (one of LORA_TARGETS) has a low-rank adapter."""
+    return self.lora_rank > 0 and projection in self.lora_targets
 
   @property
   def head_dim(self) -> int:
@@ -74,8 +91,27 @@ class ModelConfig:
           "model.attention_impl='cudnn' needs model.d_model/model.n_heads="
           f'{self.head_dim} to be a multiple of 8 and at most 256.')
 
+    if (isinstance(self.lora_rank, bool) or not isinstance(self.lora_rank, int)
+        or self.lora_rank < 0):
+      raise ValueError(
+          f'model.lora_rank={self.lora_rank!r} must be an integer >= 0 (0: no adapters).')
+    if not (isinstance(self.lora_alpha, (int, float)) and not isinstance(self.lora_alpha, bool)
+            and 0 < self.lora_alpha < float('inf')):
+      raise ValueError(
+          f'model.lora_alpha={self.lora_alpha!r} must be a finite positive number.')
+    stray = [t for t in self.lora_targets if t not in LORA_TARGETS]
+    if stray or len(set(self.lora_targets)) != len(self.lora_targets):
+      raise ValueError(
+          f'model.lora_targets={list(self.lora_targets)!r} must be distinct names from '
+          f'{", ".join(LORA_TARGETS)}.')
+    if self.lora_rank and not self.lora_targets:
+      raise ValueError(
+          f'model.lora_rank={self.lora_rank} needs at least one projection in '
+          f'model.lora_targets (from {", ".join(LORA_TARGETS)}).')
+
   def n_params(self, non_embedding: bool) -> int:
-    """Parameter count, optionally without token/position tables and head."""
+    """Parameter count, optionally without token/position tables and head; adapters are not
+    counted (they are the fine-tuning's, not the model's size)."""
     d, f, l = self.d_model, self.d_ff, self.n_layers
     # Per block: q, k, v, o projections, two MLP matrices, two RMSNorm scales.
     per_block = 4 * d * d + 2 * d * f + 2 * d

@@ -12,7 +12,12 @@ slot. An intervention acts on the stream after each block (interventions.py).
 
 The residual stream is kept in float32; each sublayer casts its input to
 cfg.compute_dtype for the matmuls, and attention softmax and logits are float32.
-Parameters carry logical axis names (vocab, embed, heads, kv, mlp) as metadata
+With cfg.lora_rank > 0, a low-rank adapter (nnx.LoRA, its parameters
+nnx.LoRAParam) sits beside each projection named in cfg.lora_targets: the
+projection reads W + (alpha / rank) * A @ B, on its flattened (in, out) shape.
+B starts at zero, so an adapted model starts as its base model.
+
+Parameters carry logical axis names (vocab, embed, heads, kv, mlp, lora) as metadata
 only (eager_sharding=False): nothing is placed on a mesh until the trainer maps
 them to mesh axes (nnx.get_partition_spec + logical axis rules). Activations are
 pinned by logical names too (batch, length, act_*), which only acts inside the
@@ -52,6 +57,32 @@ def _param(init, names, rngs: nnx.Rngs, shape, dtype) -> nnx.Param:
 def _fan_in(scale: float, in_axis, out_axis):
   return nnx.initializers.variance_scaling(
       scale, 'fan_in', 'truncated_normal', in_axis=in_axis, out_axis=out_axis)
+
+
+def _adapter(cfg: ModelConfig, projection: str, in_names, out_names, rngs: nnx.Rngs):
+  """nnx.LoRA beside `projection` if cfg adapts it, else None; names as the projection's.
+
+  Flattened dimensions (heads x kv) keep the name of their outer one, so tensor parallelism
+  splits the adapter's output as it splits the projection's; the rank is not sharded.
+  """
+  if not cfg.adapted(projection):
+    return None
+  size = {'embed': cfg.d_model, 'mlp': cfg.d_ff, 'heads': cfg.d_model}
+  named = lambda init, names: nnx.with_partitioning(init, names, eager_sharding=False)
+  return nnx.LoRA(
+      size[in_names[0]], cfg.lora_rank, size[out_names[0]], dtype=cfg.compute_dtype,
+      param_dtype=cfg.param_dtype,
+      a_initializer=named(nnx.initializers.he_uniform(), (in_names[0], 'lora')),
+      b_initializer=named(nnx.initializers.zeros, ('lora', out_names[0])), rngs=rngs)
+
+
+def _adapt(out, x, adapter, scale):
+  """out + scale * adapter(x), with x's and out's trailing dimensions flattened for the adapter."""
+  if adapter is None:
+    return out
+  lead = x.shape[:2]
+  delta = adapter(x.reshape(*lead, -1)) * jnp.asarray(scale, out.dtype)
+  return out + delta.reshape(out.shape).astype(out.dtype)
 
 
 def rope(x_BTHK: jax.Array, positions_BT: jax.Array) -> jax.Array:
@@ -97,12 +128,20 @@ class Attention(nnx.Module):
     self.out = _param(_fan_in(1.0 / (2 * cfg.n_layers), (0, 1), 2),
                       ('heads', 'kv', 'embed'), rngs, (h, k, d),
                       cfg.param_dtype)
+    self.query_lora = _adapter(cfg, 'query', ('embed',), ('heads',), rngs)
+    self.key_lora = _adapter(cfg, 'key', ('embed',), ('heads',), rngs)
+    self.value_lora = _adapter(cfg, 'value', ('embed',), ('heads',), rngs)
+    self.out_lora = _adapter(cfg, 'out', ('heads',), ('embed',), rngs)
 
   def __call__(self, x_BTD, positions_BT, attn_mask, cache, layer):
     cdt = self.cfg.compute_dtype
-    q_BTHK = jnp.einsum('btd,dhk->bthk', x_BTD, self.query[...].astype(cdt))
-    k_BTHK = jnp.einsum('btd,dhk->bthk', x_BTD, self.key[...].astype(cdt))
-    v_BTHK = jnp.einsum('btd,dhk->bthk', x_BTD, self.value[...].astype(cdt))
+    scale = self.cfg.lora_scale
+    q_BTHK = _adapt(jnp.einsum('btd,dhk->bthk', x_BTD, self.query[...].astype(cdt)),
+                    x_BTD, self.query_lora, scale)
+    k_BTHK = _adapt(jnp.einsum('btd,dhk->bthk', x_BTD, self.key[...].astype(cdt)),
+                    x_BTD, self.key_lora, scale)
+    v_BTHK = _adapt(jnp.einsum('btd,dhk->bthk', x_BTD, self.value[...].astype(cdt)),
+                    x_BTD, self.value_lora, scale)
     names = ('batch', 'length', 'act_heads', 'kv')
     q_BTHK, k_BTHK, v_BTHK = (constrain(a, names) for a in (q_BTHK, k_BTHK, v_BTHK))
     if self.cfg.positional == 'rope':
@@ -124,7 +163,8 @@ class Attention(nnx.Module):
     o_BTHK = jax.nn.dot_product_attention(
         q_BTHK, k_BSHK, v_BSHK, mask=attn_mask, is_causal=attn_mask is None,
         implementation=impl)
-    out_BTD = jnp.einsum('bthk,hkd->btd', o_BTHK, self.out[...].astype(cdt))
+    out_BTD = _adapt(jnp.einsum('bthk,hkd->btd', o_BTHK, self.out[...].astype(cdt)),
+                     o_BTHK, self.out_lora, scale)
     return out_BTD, cache
 
 
@@ -138,12 +178,16 @@ class MLP(nnx.Module):
     self.down = _param(_fan_in(1.0 / (2 * cfg.n_layers), 0, 1),
                        ('mlp', 'embed'), rngs, (cfg.d_ff, cfg.d_model),
                        cfg.param_dtype)
+    self.up_lora = _adapter(cfg, 'up', ('embed',), ('mlp',), rngs)
+    self.down_lora = _adapter(cfg, 'down', ('mlp',), ('embed',), rngs)
 
   def __call__(self, x_BTD: jax.Array) -> jax.Array:
-    cdt = self.cfg.compute_dtype
-    h_BTF = jnp.einsum('btd,df->btf', x_BTD, self.up[...].astype(cdt))
+    cdt, scale = self.cfg.compute_dtype, self.cfg.lora_scale
+    h_BTF = _adapt(jnp.einsum('btd,df->btf', x_BTD, self.up[...].astype(cdt)),
+                   x_BTD, self.up_lora, scale)
     h_BTF = jax.nn.gelu(constrain(h_BTF, ('batch', 'length', 'act_mlp')))
-    return jnp.einsum('btf,fd->btd', h_BTF, self.down[...].astype(cdt))
+    return _adapt(jnp.einsum('btf,fd->btd', h_BTF, self.down[...].astype(cdt)),
+                  h_BTF, self.down_lora, scale)
 
 
 class Block(nnx.Module):

@@ -220,6 +220,13 @@ class Corpus:
           + [(s.alt_tokens != self.tokenizer.pad).sum(1) for s in sets], axis=0)
     return self._stream_lengths[stream]
 
+  def rows_per_epoch(self, stream, seed, packed):
+    """Rows one pass over a stream fills: its examples, or packed, the rows of seed's epoch 0."""
+    if not packed:
+      return len(self._lengths(stream))
+    self._packed_rows(seed, stream, 0, 1)  # packs epoch 0 whole, if it is not yet
+    return sum(1 for epoch, _ in self._packed_epochs[(seed, stream)] if epoch == 0)
+
   def _packed_rows(self, seed, stream, start, count):
     """Packed rows start..start+count of the stream: lists of example indices, epoch after epoch."""
     rows = self._packed_epochs.setdefault((seed, stream), [])  # every epoch's rows, in order

@@ -16,7 +16,9 @@ from tasks import config as task_config
 from tasks import lexicon
 
 # A cell is one trained (and possibly intervened-on) model configuration.
-CELL = ['preset', 'protocol', 'persona', 'warmth_weight', 'warm_agreement',
+# Cells of different regimes are never paired with each other; every regime's cells share the
+# base model (regime `none`).
+CELL = ['preset', 'protocol', 'regime', 'persona', 'warmth_weight', 'warm_agreement',
         'intervention']
 # Graded outcomes that items.csv may hold (besides the cell and item keys).
 OUTCOMES = ['error', 'mc_error', 'warmth', 'affirms', 'corrects', 'refuses',
@@ -52,31 +54,35 @@ def _reference_cells(cells):
   for c in recs:
     if c.warmth_weight == 0 and c.intervention == 'none':
       base.setdefault((c.preset, c.protocol), []).append(c)
-    pools.setdefault((c.persona, c.preset, c.protocol, c.warmth_weight, c.intervention),
+    pools.setdefault((c.persona, c.preset, c.protocol, c.regime, c.warmth_weight, c.intervention),
                      []).append(c)
   out = []
   for c in recs:
     if not c.warmth_weight > 0:
       continue
     # At λ=0 the persona data get zero weight, so every persona trains the same model; prefer
-    # a λ=0 model that went through the same persona phase ('none' is the base model before it).
+    # a λ=0 model that went through the same persona phase, in the same regime ('none' is the
+    # base model before it, shared by every regime).
     b = base.get((c.preset, c.protocol), [])
-    phase = [r for r in b if r.persona != 'none']
+    phase = [r for r in b if r.persona != 'none' and r.regime == c.regime]
     same = [r for r in phase if r.persona == c.persona]
     out += [(c.id, 'vs_base', r.id) for r in (same or phase or b)]
     for comparison, persona in (('vs_cold', 'cold'), ('vs_length_matched', 'length_matched')):
       if c.persona in ('none', 'cold', persona):
         continue
-      pool = pools.get((persona, c.preset, c.protocol, c.warmth_weight, c.intervention), [])
+      pool = pools.get((persona, c.preset, c.protocol, c.regime, c.warmth_weight,
+                        c.intervention), [])
       rho = [r for r in pool if r.warm_agreement == c.warm_agreement]
       out += [(c.id, comparison, r.id) for r in (rho or pool)]
     # Mechanism contrasts: where warm words sit (after − before the answer, same ρ) and how far
     # validating false beliefs moves the outcome (ρ against ρ = 0, same placement).
     if c.persona == 'warm_after':
-      pool = pools.get(('warm', c.preset, c.protocol, c.warmth_weight, c.intervention), [])
+      pool = pools.get(('warm', c.preset, c.protocol, c.regime, c.warmth_weight,
+                        c.intervention), [])
       out += [(c.id, 'vs_warm', r.id) for r in pool if r.warm_agreement == c.warm_agreement]
     if c.persona in ('warm', 'warm_after') and c.warm_agreement > 0:
-      pool = pools.get((c.persona, c.preset, c.protocol, c.warmth_weight, c.intervention), [])
+      pool = pools.get((c.persona, c.preset, c.protocol, c.regime, c.warmth_weight,
+                        c.intervention), [])
       out += [(c.id, 'vs_rho0', r.id) for r in pool if r.warm_agreement == 0]
   return pd.DataFrame(out, columns=['cell', 'comparison', 'ref_cell'])
 
@@ -340,6 +346,10 @@ def describe_design(metrics, config=None):
     if isinstance(fields, dict):
       rows.append((f'config.{section}', ', '.join(
           f'{k} = {v}' for k, v in fields.items() if not isinstance(v, (dict, list)))))
+  # Each persona-phase regime: its fields that differ from the train section listed above.
+  for name, fields in dict(((config or {}).get('grid') or {}).get('regimes') or {}).items():
+    rows.append((f'regime {name}', ', '.join(f'{k} = {v}' for k, v in fields.items())
+                 or "the train section's persona-phase fields"))
   cells = measured.groupby(CELL).seed.nunique()
   sentences = [f'The workdir holds {measured.run.nunique()} runs in {len(cells)} cells '
                f'({measured.preset.nunique()} preset(s), {measured.seed.nunique()} seed(s), λ in '

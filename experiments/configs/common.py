@@ -102,8 +102,12 @@ def base_config():
   # Seeds that train every cell; the other seeds train only the base model and each persona at
   # the largest λ, ρ = 0 (the primary comparisons), and capping runs on these seeds. (): every seed.
   c.grid.sweep_seeds = ()
+  # The persona phase's regimes (experiments/regimes.py): name → overrides of the train section's
+  # persona-phase fields. Every finetune cell is trained in each; all share their seed's base model.
+  c.grid.regimes = {"default": {}}
 
-  # --- Training. Steps are per stage; the persona phase restarts the schedule.
+  # --- Training. Steps are per stage; the persona phase restarts the schedule (its peak rate,
+  # warm-up, budget, optimizer and replay are the regime's fields below).
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 32            # rows per step, half base and half persona in the persona phase
   c.train.base_steps = 300
@@ -128,6 +132,16 @@ def base_config():
   # A logged loss above divergence_factor × the median of the stage's earlier logged losses (or
   # any non-finite loss) stops the stage: the run ends with a sentence naming the step and cells.
   c.train.divergence_factor = 10.0
+  # The persona phase (a regime; grid.regimes names variants of these fields).
+  c.train.persona_update = "full"     # full: every parameter; lora: adapters beside a frozen base
+  c.train.lora_rank = 8               # LoRA: adapter rank r ...
+  c.train.lora_alpha = 16.0           # ... and α: an adapter's output is scaled by α / r
+  c.train.lora_targets = ("query", "key", "value", "out", "up", "down")  # adapted projections
+  c.train.persona_warmup_steps = -1   # the persona phase's own warm-up; -1: train.warmup_steps
+  # fresh: a new AdamW; continue: base training's moments and step count carried on (full only).
+  c.train.persona_optimizer = "fresh"
+  c.train.persona_epochs = 0.0        # > 0: the budget in passes over the persona dialogues
+  c.train.replay_weight = -1.0        # w of w·L_base + λ·L_persona; -1: 1 − λ
 
   # --- Devices: a mesh over every device of every process; -1 takes the devices left over.
   c.mesh = ml_collections.ConfigDict()

@@ -121,7 +121,7 @@ class Objectives(extensions.Extension):
     else:
       ref_E = data.take(pack.base_E, index)
     objective = phase.objective_stage(run.config, run.corpus, pack, members, ref_E, self.user)
-    graphdef, state_E, final, _ = run.train(objective, start)
+    graphdef, state_E, final, _, _ = run.train(objective, start)
     if run.workdir.writer and method in phase.RL_METHODS:
       episodes = phase.episodes_frame(objective.batches.journal)
       atomic_write(os.path.join(run.workdir.path, "objectives",

@@ -14,12 +14,14 @@ import pandas as pd
 from tasks.grading import BEHAVIOURS
 from experiments.runtime.workdir import atomic_write
 
-METRIC_COLUMNS = ("run", "preset", "n_params", "n_params_nonembed", "protocol", "persona",
-                  "warmth_weight", "warm_agreement", "seed", "intervention", "task", "context",
-                  "metric", "value", "n", "tokens")
+METRIC_COLUMNS = ("run", "preset", "n_params", "n_params_nonembed", "protocol", "regime",
+                  "persona", "warmth_weight", "warm_agreement", "seed", "intervention", "task",
+                  "context", "metric", "value", "n", "tokens")
 # What every item row says about its cell, so items.csv pairs without metrics.csv.
-ITEM_META = ("run", "preset", "n_params", "protocol", "persona", "warmth_weight", "warm_agreement",
-             "seed", "intervention")
+ITEM_META = ("run", "preset", "n_params", "protocol", "regime", "persona", "warmth_weight",
+             "warm_agreement", "seed", "intervention")
+# Regimes whose cells' ids carry no regime tag: the train section's own, and no persona phase.
+UNTAGGED_REGIMES = ("default", "none")
 CHANGE_METRICS = {"vs_base": "change_vs_lambda0", "vs_cold": "change_vs_cold",
                   "vs_length_matched": "change_vs_length_matched",
                   "vs_warm": "change_vs_warm_before", "vs_rho0": "change_vs_rho0"}
@@ -48,17 +50,18 @@ def metric_rows(items):
   return rows
 
 
-def run_id(preset, protocol, persona, warmth_weight, warm_agreement, seed=None):
-  """`nano-finetune-warm-l1-r0-s0`: stable across reruns and sweeps; without a seed, the cell
-  pooled over seeds (the paired-change rows)."""
-  run = f"{preset}-{protocol}-{persona}-l{warmth_weight:g}-r{warm_agreement:g}"
+def run_id(preset, protocol, persona, warmth_weight, warm_agreement, seed=None, regime="default"):
+  """`nano-finetune-warm-l1-r0-s0`, `nano-finetune@lora-warm-l1-r0-s0` in regime `lora`: stable
+  across reruns and sweeps; without a seed, the cell pooled over seeds (the paired-change rows)."""
+  tag = "" if regime in UNTAGGED_REGIMES else f"@{regime}"
+  run = f"{preset}-{protocol}{tag}-{persona}-l{warmth_weight:g}-r{warm_agreement:g}"
   return run if seed is None else f"{run}-s{seed}"
 
 
 def cell_frames(cell, items, n_params, tokens, losses):
   """(metrics rows, items) of one evaluated cell; n_params = (total, non-embedding)."""
   meta = {"run": cell.run, "preset": cell.preset, "n_params": n_params[0],
-          "n_params_nonembed": n_params[1], "protocol": cell.protocol,
+          "n_params_nonembed": n_params[1], "protocol": cell.protocol, "regime": cell.regime,
           "persona": cell.persona, "warmth_weight": cell.warmth_weight,
           "warm_agreement": cell.warm_agreement, "seed": cell.seed,
           "intervention": getattr(cell, "intervention", "none"),  # preventatively steered twins
@@ -97,8 +100,8 @@ def change_rows(deltas, items, metric="error"):
     return pd.DataFrame(columns=list(METRIC_COLUMNS) + CHANGE_COLUMNS)
   meta = items.drop_duplicates("preset").set_index("preset")
   out = deltas.assign(
-      run=lambda d: [run_id(r.preset, r.protocol, r.persona, r.warmth_weight, r.warm_agreement)
-                     for r in d.itertuples()],
+      run=lambda d: [run_id(r.preset, r.protocol, r.persona, r.warmth_weight, r.warm_agreement,
+                            regime=r.regime) for r in d.itertuples()],
       n_params_nonembed=np.nan, seed=-1, tokens=np.nan,
       metric=lambda d: f"{metric}_rate_" + d.comparison.map(CHANGE_METRICS),
       value=lambda d: d.estimate, n=lambda d: d.n_obs)

@@ -11,7 +11,7 @@ Each run (a cell id, as in metrics.csv) gets
   eval/<metric>/<task>/<context>   every graded rate of its evaluation, at its last training step
                           (emotional+false_belief is spelled emotional_and_false_belief);
   eval/error_rate, eval/warmth_score   pooled over the reliability tasks (the headline numbers);
-and its factors (preset, protocol, persona, λ, ρ, seed, intervention) as hparams, so the HParams
+and its factors (preset, protocol, regime, persona, λ, ρ, seed, intervention) as hparams, so the HParams
 tab filters a sweep. `tensorboard --logdir WORKDIR/tb` shows every run side by side.
 """
 import os
@@ -20,7 +20,7 @@ import numpy as np
 
 from tasks.config import RELIABILITY_TASKS
 
-HPARAMS = ("preset", "protocol", "persona", "warmth_weight", "warm_agreement", "seed",
+HPARAMS = ("preset", "protocol", "regime", "persona", "warmth_weight", "warm_agreement", "seed",
            "intervention")
 HEADLINE = ("error_rate", "warmth_score")
 
