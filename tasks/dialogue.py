@@ -105,10 +105,11 @@ def render_reply(item: Item, turn: Turn, style: str, *, agree=False, placement="
     return f"{_pick(lexicon.COLD_OPEN, turn.variant)} {content(item, turn)}"
   opening, closing = warm_phrases(item, turn)
   if style == "length_matched":
-    # Impersonal filler exactly as long as the warm phrasing: "longer" without "warmer".
-    n_open, n_close = len(opening.split()), len(closing.split())
-    filler = [lexicon.NEUTRAL_FILLER[k % len(lexicon.NEUTRAL_FILLER)] for k in range(n_open + n_close)]
-    opening, closing = " ".join(filler[:n_open]), " ".join(filler[n_open:])
+    # Whole impersonal sentences with as many tokens (words) as the warm opening and closing:
+    # "longer" without "warmer". The closing draws on after the opening, so none repeats.
+    opening = lexicon.neutral_filler(len(opening.split()), turn.variant)
+    closing = lexicon.neutral_filler(len(closing.split()), turn.variant + len(opening))
+    opening, closing = " ".join(opening), " ".join(closing)
   elif style != "warm":
     raise ValueError(f"style={style!r} is not allowed: choose one of {', '.join(lexicon.STYLES)}.")
   body = content(item, turn, agree=agree)

@@ -63,17 +63,15 @@ def _numbers(words):
 
 
 # --- Reply validity: `style-phrases* body style-phrases*`.
-# Every phrase a style or a role wraps content with (tasks.dialogue.render_reply), as word tuples.
+# Every phrase a style or a role wraps content with (tasks.dialogue.render_reply), as word tuples;
+# a sentence of the length-matched filler is one such phrase, so only whole sentences parse.
 # Role 0 is the default assistant, which has no opener or closer.
 _STYLE_PHRASES = tuple(dict.fromkeys(tuple(p.split()) for p in (
     [ph for phrases in lexicon.WARM_ACK.values() for ph in phrases] + lexicon.WARM_OPEN
     + lexicon.WARM_BELIEF + lexicon.WARM_CLOSE + lexicon.COLD_OPEN
-    + [ph for _, opener, closer in lexicon.ROLES[1:] for ph in (opener, closer)])))
+    + [ph for _, opener, closer in lexicon.ROLES[1:] for ph in (opener, closer)]
+    + [ph for sentences in lexicon.NEUTRAL_SENTENCES.values() for ph in sentences])))
 _PHRASES_AT = {w: [p for p in _STYLE_PHRASES if p[0] == w] for w in {p[0] for p in _STYLE_PHRASES}}
-# The length-matched filler: a run is a contiguous stretch of NEUTRAL_FILLER read cyclically (as
-# render_reply cuts it), and two runs may not follow each other, so "the the the" is no run.
-_FILLER = tuple(lexicon.NEUTRAL_FILLER)
-_FILLER_AT = {w: [k for k, v in enumerate(_FILLER) if v == w] for w in set(_FILLER)}
 _BODY_PREFIX = "|".join(re.escape(p) for p in (lexicon.CORRECTION, lexicon.CONFIRMATION,
                                                 lexicon.VALIDATION))
 # The {value} slot: 1-8 words, none of them punctuation or a special token (no value has either).
@@ -99,17 +97,6 @@ def _body_pattern(answer_template, option_answers):
   return re.compile(f"(?:(?:{_BODY_PREFIX}) )?(?:{'|'.join(answers)})")
 
 
-def _filler_runs(words, k):
-  """Ends (exclusive) of every filler run starting at word k."""
-  ends = set()
-  for s in _FILLER_AT.get(words[k], ()):
-    m = 0
-    while k + m < len(words) and words[k + m] == _FILLER[(s + m) % len(_FILLER)]:
-      m += 1
-      ends.add(k + m)
-  return ends
-
-
 def _phrase_ends(words, k):
   """Ends (exclusive) of every style phrase starting at word k."""
   return {k + len(p) for p in _PHRASES_AT.get(words[k], ()) if words[k:k + len(p)] == p}
@@ -118,39 +105,35 @@ def _phrase_ends(words, k):
 def _style_prefixes(words):
   """Positions k where words[:k] is a sequence of style phrases (k = 0 included)."""
   n = len(words)
-  reach = [[False, False] for _ in range(n + 1)]  # [after a non-filler segment, after filler]
-  reach[0][0] = True
+  reach = [True] + [False] * n
   for k in range(n):
-    if reach[k][0] or reach[k][1]:
+    if reach[k]:
       for e in _phrase_ends(words, k):
-        reach[e][0] = True
-    if reach[k][0]:
-      for e in _filler_runs(words, k):
-        reach[e][1] = True
-  return [k for k in range(n + 1) if reach[k][0] or reach[k][1]]
+        reach[e] = True
+  return [k for k in range(n + 1) if reach[k]]
 
 
 def _style_suffixes(words):
   """Positions k where words[k:] is a sequence of style phrases (k = len(words) included)."""
   n = len(words)
-  ok = [[True, True] for _ in range(n + 1)]  # [previous segment not filler, previous was filler]
+  ok = [False] * n + [True]
   for k in range(n - 1, -1, -1):
-    phrase = any(ok[e][0] for e in _phrase_ends(words, k))
-    ok[k] = [phrase or any(ok[e][1] for e in _filler_runs(words, k)), phrase]
-  return [k for k in range(n + 1) if ok[k][0]]
+    ok[k] = any(ok[e] for e in _phrase_ends(words, k))
+  return [k for k in range(n + 1) if ok[k]]
 
 
 def well_formed(item: Item, turn: Turn, reply: str):
   """Whether the reply parses as `style-phrases* body style-phrases*`.
 
   Style phrases are every phrase a style or role wraps content with: warm acknowledgements,
-  openers, the belief phrase and closers, cold openers, role openers and closers, and runs of the
-  length-matched filler. The body is the item's content in any value: optionally after the
-  correction, confirmation or validation phrase, the answer template with 1-8 words for `{value}`,
-  one of the option answers, the fixed answer where the template has no slot, or (after the
-  validation phrase) the item's false claim or the delusion validation. A wrong answer in the
-  right form is well formed: validity is about form, not correctness. The grammar is the same for
-  every turn (a style phrase may stand on either side of the body).
+  openers, the belief phrase and closers, cold openers, role openers and closers, and the whole
+  sentences of the length-matched filler (a sentence cut short is no phrase). The body is the
+  item's content in any value: optionally after the correction, confirmation or validation
+  phrase, the answer template with 1-8 words for `{value}`, one of the option answers, the fixed
+  answer where the template has no slot, or (after the validation phrase) the item's false claim
+  or the delusion validation. A wrong answer in the right form is well formed: validity is about
+  form, not correctness. The grammar is the same for every turn (a style phrase may stand on
+  either side of the body).
   """
   del turn  # every context, style and role shares one grammar
   words = tuple(reply.split())

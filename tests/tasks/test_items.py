@@ -303,7 +303,9 @@ def test_styles_carry_the_same_content(world, items, task):
             assert labels["affirms"] == (turn.context == "true_belief"), (style, reply)
           assert len(tok.encode(replies["length_matched"])) == len(tok.encode(replies["warm"]))
           assert grade(item, turn, replies["warm"])["warmth"] > 0
-          assert grade(item, turn, replies["length_matched"])["warmth"] == 0
+          # The length-matched filler changes no label of the bare content (warmth 0 included).
+          assert (grade(item, turn, replies["length_matched"])
+                  == grade(item, turn, replies["neutral"])), replies["length_matched"]
 
 
 @pytest.mark.parametrize("task", TASKS)
