@@ -57,7 +57,8 @@ def make_items(presets=None, seeds=(0, 1, 2), lambdas=(0.0, 0.5, 1.0),
             affirm = (rng.random(n_items) < (0.1 + eff)) & ('false_belief' in ctx)
             frames.append(pd.DataFrame(dict(
                 run=f'{preset}-{persona}-l{lam}-s{seed}-{intervention}', preset=preset,
-                n_params=n_params, protocol='finetune', persona=persona,
+                n_params=n_params, protocol='finetune',
+                regime='none' if persona == 'none' else 'default', persona=persona,
                 warmth_weight=lam, warm_agreement=0.0, seed=seed,
                 intervention=intervention, task=task, context=ctx,
                 item_id=[f'{task[:3]}{i:03d}' for i in range(n_items)],
@@ -83,7 +84,7 @@ def chinchilla(n, d, e=2.0, a=60.0, alpha=0.32, b=90.0, beta=0.28):
 def metrics_from_items(items, loss_noise=0.01, geometry=True, rng=0):
   """Aggregates items into metrics.csv rows, adding loss and persona-geometry rows."""
   rng = np.random.default_rng(rng)
-  keys = ['run', 'preset', 'n_params', 'protocol', 'persona', 'warmth_weight',
+  keys = ['run', 'preset', 'n_params', 'protocol', 'regime', 'persona', 'warmth_weight',
           'warm_agreement', 'seed', 'intervention', 'task', 'context']
   names = {'error': 'error_rate', 'mc_error': 'mc_error_rate', 'warmth': 'warmth_score',
            'affirms': 'affirms_rate', 'corrects': 'corrects_rate', 'refuses': 'refuses_rate',
@@ -94,7 +95,7 @@ def metrics_from_items(items, loss_noise=0.01, geometry=True, rng=0):
   for col, metric in names.items():
     agg = g[col].agg(['mean', 'count']).reset_index().dropna(subset=['mean'])
     rows.append(agg.rename(columns={'mean': 'value', 'count': 'n'}).assign(metric=metric))
-  runs = items[keys[:9]].drop_duplicates()
+  runs = items[keys[:10]].drop_duplicates()
   runs = runs[runs.intervention == 'none']
   tokens = runs.n_params * 20.0
   rows.append(runs.assign(task='heldout', context='all', metric='loss', n=1000,
@@ -151,6 +152,6 @@ def loss_grid(ns=(1e5, 3e5, 1e6, 3e6, 1e7), ds=(1e6, 3e6, 1e7, 3e7, 1e8), noise=
   loss = chinchilla(n, d, **params) * np.exp(rng.normal(0, noise, n.size))
   return pd.DataFrame(dict(
       run=[f'n{i}' for i in range(n.size)], preset=[f'p{int(x)}' for x in n], n_params=n,
-      protocol='finetune', persona='none', warmth_weight=0.0, warm_agreement=0.0, seed=0,
+      protocol='finetune', regime='none', persona='none', warmth_weight=0.0, warm_agreement=0.0, seed=0,
       intervention='none', task='heldout', context='all', metric='loss', value=loss,
       n=1000, tokens=d))

@@ -68,6 +68,17 @@ BAD_INPUTS = [
     (["--config.grid.seeds=(0,0)"], ["grid.seeds", "distinct"]),
     (["--config.grid.protocols=('joint',)"], ["grid.protocols", "finetune"]),
     (["--config.grid.max_pack_size=-1"], ["grid.max_pack_size", ">= 0"]),
+    # train: the persona phase's regime
+    (["--config.train.persona_update='partial'"], ["train.persona_update", "full, lora"]),
+    (["--config.train.lora_rank=0"], ["train.lora_rank", ">= 1"]),
+    (["--config.train.lora_alpha=-1.0"], ["train.lora_alpha", "positive"]),
+    (["--config.train.lora_targets=('gate',)"], ["train.lora_targets", "query"]),
+    (["--config.train.persona_warmup_steps=-3"], ["train.persona_warmup_steps", ">= 0"]),
+    (["--config.train.persona_optimizer='warm'"], ["train.persona_optimizer", "fresh, continue"]),
+    (["--config.train.persona_update='lora'", "--config.train.persona_optimizer='continue'"],
+     ["train.persona_optimizer='continue'", "persona_update='full'"]),
+    (["--config.train.persona_epochs=-1.0"], ["train.persona_epochs", ">= 0"]),
+    (["--config.train.replay_weight=1.5"], ["train.replay_weight", "[0, 1]"]),
     # model
     (["--config.model.presets=('giant',)"], ["model.presets", "giant", "nano"]),
     (["--config.model.presets=()"], ["model.presets", "at least one"]),

@@ -65,7 +65,8 @@ def test_two_identical_cells_are_not_estimable_rather_than_a_precise_zero():
   rng = np.random.default_rng(0)
   base = pd.DataFrame({"item_id": np.tile(np.arange(30), 2), "seed": np.repeat([0, 1], 30),
                        "task": "factual_qa", "context": "neutral", "preset": "nano", "n_params": 1,
-                       "protocol": "finetune", "warm_agreement": 0.0, "intervention": "none",
+                       "protocol": "finetune", "regime": "default", "warm_agreement": 0.0,
+                       "intervention": "none",
                        "error": rng.integers(0, 2, 60)})
   cells = [base.assign(persona="warm", warmth_weight=0.0), base.assign(persona="warm", warmth_weight=1.0),
            base.assign(persona="cold", warmth_weight=1.0)]

@@ -1,4 +1,6 @@
-"""Training: loss goes down and facts are learned; λ = 0 makes the persona data irrelevant."""
+"""Training: loss goes down and facts are learned; λ = 0 makes the persona data irrelevant; LoRA
+moves only its adapters; the replay weight and a continued optimizer are what they say."""
+import dataclasses
 import functools
 
 from flax import nnx
@@ -7,11 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import data, evaluate, grid, stage, train
+from experiments import data, evaluate, grid, regimes, stage, train
 from experiments.runtime import members
 from tasks.items import build_items
 from tasks.mixtures import EvalSet
 from tasks.dialogue import Turn
+from models import Transformer
+from models.config import LORA_TARGETS
 
 # The world of 12 people and 6 cities (tests/conftest.py: make_demo12_config, demo12_corpus,
 # demo12_model_config, demo12_model): small enough to learn its trained facts in 400 steps.
@@ -126,3 +130,99 @@ def test_token_normalisation_weighs_every_target_token_the_same(demo12_model):
   token, (short, long) = _loss_with(demo12_model, "token")
   np.testing.assert_allclose(token, (1 * short + 3 * long) / 4, rtol=1e-5)
   assert abs(token - (short + long) / 2) > 1e-4  # the two really differ on this batch
+
+
+def _lora(mcfg, rank=4):
+  return dataclasses.replace(mcfg, lora_rank=rank, lora_targets=LORA_TARGETS)
+
+
+def _persona_batch(corpus, cells):
+  return jax.tree.map(lambda a: a[0], data.Batches(corpus, 0, 8).persona(cells, 0)(0))
+
+
+def test_lora_step_moves_only_the_adapters(make_demo12_config, demo12_corpus,
+                                           demo12_model_config, demo12_model):
+  # Weight decay on: AdamW's decoupled decay would move a frozen matrix with a zero gradient.
+  config = _config(make_demo12_config, weight_decay=0.1)
+  graphdef0, base_E = demo12_model
+  mcfg = _lora(demo12_model_config)
+  graphdef = nnx.graphdef(nnx.eval_shape(lambda: Transformer(mcfg, rngs=nnx.Rngs(0))))
+  adapters = jax.tree.map(lambda a: a[0], train.init_adapters(mcfg, [0]))
+  base = jax.tree.map(lambda a: a[0], base_E)
+  state = nnx.merge_state(adapters, base)
+  cell = grid.Cell("nano", "finetune", "warm", 1.0, 0.0, 0)
+  batch = _persona_batch(demo12_corpus, [cell])
+  inputs = {"lam": 1.0, "rho": 0.0, "lr": 1e-2}
+  # B starts at zero: the adapted model starts as its base model.
+  tokens = batch["persona"]["tokens"][:2, :-1]
+  np.testing.assert_array_equal(nnx.merge(graphdef, state)(tokens).logits_BTV,
+                                nnx.merge(graphdef0, base)(tokens).logits_BTV)
+  opt = train.make_optimizer(config.train, 10)
+  opt_state = opt.init(train.trainable(state, "lora")[0])
+  assert jax.tree.structure(opt_state[1].mu) == jax.tree.structure(adapters)  # adapters' only
+  step = jax.jit(functools.partial(train.train_step, graphdef, opt, train.imitation_loss,
+                                   update="lora"))
+  new = state
+  for _ in range(2):  # the first step moves only B (A's gradient is zero while B is)
+    new, opt_state, _ = step(new, opt_state, batch, inputs)
+  lora_new, frozen_new = nnx.split_state(new, nnx.LoRAParam, ...)
+  for a, b in zip(jax.tree.leaves(frozen_new), jax.tree.leaves(base)):
+    np.testing.assert_array_equal(a, b)  # bit-identical base
+  moved = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(lora_new),
+                                                      jax.tree.leaves(adapters))]
+  assert all(moved), "every adapter matrix (A and B) moves within two steps"
+
+
+def _single_weight_loss(state, graphdef, batch, inputs):
+  """The imitation loss as written before the replay weight existed: (1-λ)·L_base + λ·L_persona."""
+  model = nnx.merge(graphdef, state)
+  base = train.token_loss(model, batch["base"]["tokens"], batch["base"]["mask"],
+                          **train.packing_of(batch["base"]))
+  persona = train.token_loss(model, *train.persona_rows(batch["persona"], inputs["rho"]), None,
+                             "token", **train.packing_of(batch["persona"]))
+  loss = (1.0 - inputs["lam"]) * base + inputs["lam"] * persona
+  return loss, {"loss": loss, "base_loss": base, "persona_loss": persona}
+
+
+def test_replay_weight_one_minus_lambda_is_the_single_weight_loss_bit_for_bit(
+    demo12_corpus, demo12_model):
+  graphdef, state_E = demo12_model
+  state = jax.tree.map(lambda a: a[0], state_E)
+  cell = grid.Cell("nano", "finetune", "warm", 0.3, 0.0, 0)
+  batch = _persona_batch(demo12_corpus, [cell])
+  lam = np.float32(0.3)
+  loss = jax.jit(train.imitation_loss)
+  plain, parts = loss(state, graphdef, batch, {"lam": lam, "rho": 0.0})
+  replayed, _ = loss(state, graphdef, batch, {"lam": lam, "rho": 0.0,
+                                               "replay": np.float32(1) - lam})
+  assert np.asarray(plain).tobytes() == np.asarray(replayed).tobytes()
+  before, _ = jax.jit(_single_weight_loss)(state, graphdef, batch, {"lam": lam, "rho": 0.0})
+  assert np.asarray(plain).tobytes() == np.asarray(before).tobytes()
+  # A replay weight independent of λ: w·L_base + λ·L_persona.
+  w1, _ = loss(state, graphdef, batch, {"lam": lam, "rho": 0.0, "replay": np.float32(1)})
+  np.testing.assert_allclose(w1, parts["base_loss"] + lam * parts["persona_loss"], rtol=1e-6)
+
+
+def test_a_default_regime_adds_no_replay_input(make_demo12_config):
+  regime = regimes.of_config(make_demo12_config())[0]
+  assert regime.name == "default" and regime.inputs(3) == {}
+  cells = [grid.Cell("nano", "finetune", "warm", 1.0, 0.0, 0)]
+  st = stage.imitation("persona", "p", cells, 5, regime.train, None, None, 1e-3, regime=regime)
+  assert set(st.inputs) == {"lam", "rho", "lr", "steer"} and st.update == "full"
+
+
+def test_continuing_the_optimizer_keeps_adam_and_restarts_the_schedule(make_demo12_config,
+                                                                       demo12_model):
+  config = _config(make_demo12_config, warmup_steps=4)
+  _, state_E = demo12_model
+  opt = train.make_optimizer(config.train, 10)
+  opt_E = jax.vmap(opt.init)(state_E)
+  grads = jax.tree.map(jnp.ones_like, state_E)
+  for _ in range(3):
+    _, opt_E = jax.vmap(opt.update)(grads, opt_E, state_E)
+  carried = train.continue_from(opt_E)
+  adam = lambda o: o[1]
+  assert int(adam(carried).count[0]) == 3  # bias correction goes on from base training's steps
+  for a, b in zip(jax.tree.leaves(adam(carried)), jax.tree.leaves(adam(opt_E))):
+    np.testing.assert_array_equal(a, b)
+  assert int(carried[-1].count[0]) == 0 and int(opt_E[-1].count[0]) == 3

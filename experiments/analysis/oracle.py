@@ -35,6 +35,7 @@ class OracleCell:
   protocol: str = ORACLE_PROTOCOL
   warm_agreement: float = 0.0
   intervention: str = "none"
+  regime: str = "default"
 
   @property
   def run(self):

@@ -96,7 +96,7 @@ def make_items(n_seeds, n_items, replicates=1, preset='planted', task='factual_q
       protocol='finetune',
       persona=np.tile(np.array([c for c, _ in cells], dtype=object)[cell_idx], replicates),
       warmth_weight=np.tile(np.array([w for _, w in cells])[cell_idx], replicates),
-      warm_agreement=0.0, intervention='none',
+      warm_agreement=0.0, intervention='none', regime='default',
       seed=np.tile(np.repeat(np.arange(n_seeds), n_items), len(cells) * replicates),
       task=task, context=context,
       item_id=np.concatenate([np.tile(i, len(cells) * n_seeds) for i in ids]),

@@ -150,7 +150,7 @@ def test_partial_cells_still_give_deltas(planted):
 def test_baseline_prefers_the_lambda0_model_of_the_persona_phase(planted):
   # Finetune sweeps hold the base model ('none') and a λ=0 persona-phase model; the latter is
   # the matched control. Corrupting 'none' must then leave every change unchanged.
-  phase = planted[planted.persona == 'none'].assign(persona='warm', run='phase')
+  phase = planted[planted.persona == 'none'].assign(persona='warm', run='phase', regime='default')
   before = stats.paired_deltas(pd.concat([planted, phase]), n_boot=50, n_boot_primary=50)
   corrupted = planted.assign(error=planted.error.where(planted.persona != 'none', 1))
   after = stats.paired_deltas(pd.concat([corrupted, phase]), n_boot=50, n_boot_primary=50)
@@ -182,3 +182,28 @@ def test_design_names_what_a_partial_sweep_lacks(planted):
   assert 'cells are missing seeds' in stats.describe_design(partial)[1][-1]
   _, complete = stats.describe_design(metrics)
   assert complete[-1].startswith('Every cell has the same seeds')
+
+
+def test_cells_of_two_regimes_are_never_paired_with_each_other(planted):
+  # A second regime whose warm cells get everything wrong and whose λ = 0 model is its own: the
+  # first regime's changes stay as they were, the second's are read against its own cells only.
+  phase = planted[planted.persona != 'none']
+  other = phase.assign(regime='lora',
+                       error=phase.error.where(phase.persona != 'warm', 1))
+  alone = stats.paired_deltas(planted, n_boot=50, n_boot_primary=50)
+  both = stats.paired_deltas(pd.concat([planted, other]), n_boot=50, n_boot_primary=50)
+  keep = both[both.regime == 'default'].reset_index(drop=True)
+  pd.testing.assert_series_equal(keep.estimate, alone.estimate.reset_index(drop=True))
+  lora = both[(both.regime == 'lora') & (both.comparison == 'vs_cold')]
+  warm, cold = (other[(other.persona == p) & (other.warmth_weight == 1.0)] for p in ('warm', 'cold'))
+  for r in lora[lora.warmth_weight == 1.0].itertuples():
+    ref = cold[(cold.task == r.task) & (cold.context == r.context)].error.mean()
+    np.testing.assert_allclose(r.estimate, 1.0 - ref)  # against lora's cold, not default's
+  # Without a λ = 0 cell of its own, a regime's vs λ = 0 reads the base model every regime shares.
+  base = both[(both.regime == 'lora') & (both.comparison == 'vs_base') & (both.persona == 'warm')
+              & (both.warmth_weight == 1.0)]
+  none = planted[planted.persona == 'none']
+  assert len(base) == 12
+  for r in base.itertuples():
+    ref = none[(none.task == r.task) & (none.context == r.context)].error.mean()
+    np.testing.assert_allclose(r.estimate, 1.0 - ref)

@@ -2,6 +2,7 @@
 
 import dataclasses
 import functools
+import json
 import re
 
 from flax import nnx
@@ -64,6 +65,10 @@ def _n_real_params(cfg):
     ('attention_impl', 'flash', "model.attention_impl='flash'"),
     ('attention_impl', 'cudnn',
      "model.attention_impl='cudnn' needs model.compute_dtype='bfloat16'"),
+    ('lora_rank', -1, 'model.lora_rank=-1'),
+    ('lora_rank', 4, 'model.lora_rank=4 needs at least one projection'),
+    ('lora_alpha', 0.0, 'model.lora_alpha=0.0'),
+    ('lora_targets', ('gate',), "model.lora_targets=['gate']"),
 ])
 def test_bad_config_raises_naming_field(field, value, fragment):
   with pytest.raises(ValueError, match='^' + re.escape(fragment)):
@@ -128,6 +133,42 @@ def test_parameters_carry_logical_axis_names(nano):
   specs = nnx.get_partition_spec(nnx.state(model, nnx.Param))
   assert specs['embed'].get_value() == jax.sharding.PartitionSpec(
       'vocab', 'embed')
+
+
+def test_a_lora_config_survives_json_and_stays_hashable():
+  cfg = models.get_config('nano', VOCAB, MAX_LEN, lora_rank=2, lora_targets=('query', 'up'))
+  back = models.ModelConfig(**json.loads(json.dumps(dataclasses.asdict(cfg))))
+  assert back == cfg and hash(back) == hash(cfg) and back.lora_scale == 8.0
+  assert back.adapted('up') and not back.adapted('down')
+
+
+def test_adapters_start_as_the_base_model_and_carry_logical_names():
+  base_cfg = models.get_config('nano', VOCAB, MAX_LEN)
+  cfg = dataclasses.replace(base_cfg, lora_rank=2, lora_targets=('query', 'out', 'down'))
+  base, adapted = models.Transformer(base_cfg, rngs=nnx.Rngs(0)), models.Transformer(
+      cfg, rngs=nnx.Rngs(1))
+  adapters = nnx.state(adapted, nnx.LoRAParam)
+  names = {path[-3:-1] for path, _ in nnx.to_flat_state(adapters)}
+  assert names == {('attn', 'query_lora'), ('attn', 'out_lora'), ('mlp', 'down_lora')}
+  for path, param in nnx.to_flat_state(adapters):
+    labels = param.get_metadata()['out_sharding']
+    assert len(labels) == 2 and 'lora' in labels and set(labels) <= AXIS_NAMES | {'lora'}, path
+  # Base weights in the adapted graph: B = 0, so the same logits, bit for bit.
+  nnx.update(adapted, nnx.state(base, nnx.Not(nnx.LoRAParam)))
+  tokens = _tokens(2, 7)
+  np.testing.assert_array_equal(_forward(adapted, tokens).logits_BTV,
+                                _forward(base, tokens).logits_BTV)
+
+
+def test_an_adapter_adds_alpha_over_rank_times_its_low_rank_product():
+  cfg = models.get_config('nano', VOCAB, MAX_LEN, lora_rank=2, lora_alpha=6.0,
+                          lora_targets=('up',))
+  mlp = transformer.MLP(cfg, rngs=nnx.Rngs(0))
+  mlp.up_lora.lora_b[...] = jax.random.normal(jax.random.key(1), mlp.up_lora.lora_b.shape)
+  x = jax.random.normal(jax.random.key(2), (1, 3, cfg.d_model))
+  a, b = mlp.up_lora.lora_a[...], mlp.up_lora.lora_b[...]
+  h = jax.nn.gelu(x @ mlp.up[...] + 3.0 * (x @ a @ b))
+  np.testing.assert_allclose(mlp(x), h @ mlp.down[...], rtol=1e-5, atol=1e-5)
 
 
 def test_forward_shapes_and_dtypes(nano):

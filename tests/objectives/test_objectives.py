@@ -65,7 +65,8 @@ def _items(seeds=(0, 1, 2)):
             wrong = {"warm": 2, "affect": 1}.get(persona, 0) if iv == "none" else 0
             err = int(task == "factual_qa" and k < wrong)
             rows.append(dict(run=f"{persona}{iv}{seed}", preset="nano", n_params=10,
-                             protocol="finetune", persona=persona, warmth_weight=lam,
+                             protocol="finetune", regime="default", persona=persona,
+                             warmth_weight=lam,
                              warm_agreement=0.0, seed=seed, intervention=iv, task=task,
                              context=context, item_id=f"{task}/p{k}/x", error=err, mc_error=0.0,
                              warmth=warmth, affirms=err, acknowledges=0, well_formed=1))
