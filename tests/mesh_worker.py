@@ -8,6 +8,8 @@ this with XLA_FLAGS=--xla_force_host_platform_device_count=N. Commands:
                        saves the last mesh's final state as a checkpoint in OUT/ckpt.
   restore OUT SRC MESH restores SRC's checkpoint onto MESH; writes OUT/restored.npz and .json, and
                        saves it again as a checkpoint in OUT/ckpt.
+  train_lora, restore_lora   the same with a LoRA persona phase: rank-4 adapters on every
+                       projection, trained alone from the initialised model.
 """
 import json
 import os
@@ -21,7 +23,7 @@ import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 from experiments.runtime import checkpoints, sharding
-from experiments import data, experiment, grid, stage, train
+from experiments import data, experiment, grid, regimes, stage, train
 from experiments.configs import demo
 from experiments.runtime.workdir import Workdir
 from tasks.mixtures import Corpus
@@ -59,13 +61,16 @@ def _describe(state_E):
           for p, a in jax.tree_util.tree_leaves_with_path(state_E)}
 
 
-def _pieces(c, corpus):
-  mcfg = experiment.model_config(c, "nano", corpus.tokenizer.size)
+def _pieces(c, corpus, update):
+  c.train.persona_update, c.train.lora_rank = update, 4
+  regime = regimes.of_config(c)[0]
+  mcfg = regime.model_config(experiment.model_config(c, "nano", corpus.tokenizer.size))
   st = stage.imitation("persona", "pack/stage", CELLS, STEPS, c.train, mcfg,
                        data.Batches(corpus, c.train.data_seed, c.train.batch_size).persona(CELLS, 0),
-                       1e-2)
+                       1e-2, regime=regime)
   _, abstract = train.abstract_states(mcfg, len(CELLS))
-  abstract_opt = jax.eval_shape(jax.vmap(st.optimizer.init), abstract)
+  abstract_opt = jax.eval_shape(
+      jax.vmap(lambda s: st.optimizer.init(train.trainable(s, update)[0])), abstract)
   return mcfg, st, abstract, abstract_opt
 
 
@@ -80,10 +85,10 @@ def _save(out, c, state_E):
   checkpoints.save(workdir, "pack/stage", state_E, [cell.run for cell in CELLS], step=STEPS)
 
 
-def cmd_train(out, *meshes):
+def cmd_train(out, *meshes, update="full"):
   c = config()
   corpus = Corpus(experiment.world_config(c.data))
-  mcfg, st, abstract, abstract_opt = _pieces(c, corpus)
+  mcfg, st, abstract, abstract_opt = _pieces(c, corpus, update)
   for spec in meshes:
     mesh = _mesh(spec)
     sh = sharding.PackShardings(mesh, sharding.rules_of(c.mesh), abstract, abstract_opt,
@@ -96,10 +101,10 @@ def cmd_train(out, *meshes):
   _save(out, c, state_E)
 
 
-def cmd_restore(out, src, spec):
+def cmd_restore(out, src, spec, update="full"):
   c = config()
   corpus = Corpus(experiment.world_config(c.data))
-  _, st, abstract, abstract_opt = _pieces(c, corpus)
+  _, st, abstract, abstract_opt = _pieces(c, corpus, update)
   sh = sharding.PackShardings(_mesh(spec), sharding.rules_of(c.mesh), abstract, abstract_opt,
                               st.batches.shapes)
   workdir = Workdir(os.path.join(src, "workdir"), c.to_dict())
@@ -109,4 +114,5 @@ def cmd_restore(out, src, spec):
 
 
 if __name__ == "__main__":
-  {"train": cmd_train, "restore": cmd_restore}[sys.argv[1]](*sys.argv[2:])
+  command, lora, args = sys.argv[1].removesuffix("_lora"), sys.argv[1].endswith("_lora"), sys.argv[2:]
+  {"train": cmd_train, "restore": cmd_restore}[command](*args, update="lora" if lora else "full")

@@ -1,5 +1,9 @@
 """load_run picks one trained model out of a workdir: its replies are the ones the run recorded."""
+import os
+
+from flax import nnx
 import jax
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -8,11 +12,17 @@ from tasks.dialogue import render_prompt
 from tasks.mixtures import build_eval_set
 
 
-@pytest.mark.parametrize("run", ["nano-finetune-none-l0-r0-s1", "nano-finetune-warm-l1-r0-s1"])
+STAGES = {"nano-finetune-none-l0-r0-s1": "nano-finetune/base",
+          "nano-finetune-warm-l1-r0-s1": "nano-finetune-0/persona",
+          "nano-finetune@lora-warm-l1-r0-s1": "nano-finetune@lora-0/persona"}
+
+
+@pytest.mark.parametrize("run", list(STAGES))
 def test_a_loaded_run_generates_the_replies_its_items_recorded(tiny_finished_run, run):
   workdir, items = tiny_finished_run
   r = load_run(workdir, run)
-  assert r.stage == ("nano-finetune/base" if "none" in run else "nano-finetune-0/persona")
+  assert r.stage == STAGES[run]
+  assert r.model_config.lora_rank == (4 if "@lora" in run else 0)
   evalset = build_eval_set(r.corpus)
   state_E = jax.tree.map(lambda a: a[None], r.state)  # a pack of one, as evaluation runs it
   replies = evaluate.generate_replies(r.graphdef, state_E, evalset, r.tokenizer,
@@ -36,3 +46,29 @@ def test_a_loaded_run_generates_the_replies_its_items_recorded(tiny_finished_run
 def test_an_unknown_run_is_one_sentence(tiny_finished_run):
   with pytest.raises(ValueError, match=r"run 'nano-finetune-warm-l9-r0-s1' is not a cell"):
     load_run(tiny_finished_run[0], "nano-finetune-warm-l9-r0-s1")
+
+
+def test_lora_cells_keep_their_base_model_and_share_it_with_every_regime(tiny_finished_run):
+  workdir, items = tiny_finished_run
+  base = load_run(workdir, "nano-finetune-none-l0-r0-s1")
+  root = os.path.join(workdir, "checkpoints")
+  stages = sorted(f"{pack}/{stage}" for pack in os.listdir(root)
+                  for stage in os.listdir(os.path.join(root, pack)))
+  # One base stage, which the lora pack restored: both regimes fine-tuned the same base models.
+  assert stages == ["nano-finetune-0/persona", "nano-finetune/base",
+                    "nano-finetune@lora-0/persona"]
+  for run in ("nano-finetune@lora-warm-l1-r0-s1", "nano-finetune@lora-cold-l1-r0-s1"):
+    adapted = load_run(workdir, run).state
+    adapters, frozen = nnx.split_state(adapted, nnx.LoRAParam, ...)
+    for (path, a), (_, b) in zip(nnx.to_flat_state(frozen), nnx.to_flat_state(base.state)):
+      np.testing.assert_array_equal(a[...], b[...], err_msg=f"{run} {path}")
+    moved = [path for path, b in nnx.to_flat_state(adapters)
+             if path[-1] == "lora_b" and np.abs(b[...]).max() > 0]
+    assert len(moved) == 2 * 6, run  # every adapted projection of both layers learned
+  full = load_run(workdir, "nano-finetune-warm-l1-r0-s1").state
+  assert any(not np.array_equal(a[...], b[...]) for (_, a), (_, b) in
+             zip(nnx.to_flat_state(full), nnx.to_flat_state(base.state)))
+  regimes = items.drop_duplicates("run").set_index("run").regime
+  assert regimes["nano-finetune-none-l0-r0-s1"] == "none"
+  assert regimes["nano-finetune-warm-l1-r0-s1"] == "default"
+  assert regimes["nano-finetune@lora-cold-l1-r0-s1"] == "lora"

@@ -257,3 +257,19 @@ def test_an_exploding_loss_stops_the_stage(make_demo_config, demo_corpus, demo_m
   train.check_divergence(st, 4, [20.0], [[6.0], [4.0], [3.0]], factor=10.0)  # 5× the median: fine
   with pytest.raises(train.Diverged, match="loss nan"):
     train.check_divergence(st, 1, [float("nan")], [], factor=10.0)
+
+
+@pytest.mark.slow
+def test_a_lora_phase_killed_mid_phase_then_rerun_is_bit_identical(tmp_path):
+  lora = ("--config.train.persona_update=lora", "--config.train.persona_learning_rate=0.01")
+  cmd = lambda name: tiny_runs.main_cmd(tmp_path / name, *STEPS, *lora)
+  _run(tmp_path / "ref", cmd("ref"))
+  saved = tmp_path / "killed" / "checkpoints" / STAGE_DIRS[1] / "8"
+  code, _ = _stop_at(tmp_path / "killed", "persona", 9, signal.SIGKILL, cmd=cmd("killed"),
+                     ready=saved.is_dir)
+  assert code == -signal.SIGKILL, "the run ended before persona step 9"
+  rerun = _run(tmp_path / "killed", cmd("killed"))
+  assert re.search(r"nano-finetune/persona: resuming at step (8|12|16) ", rerun.stderr)
+  _assert_identical(tmp_path / "ref", tmp_path / "killed")
+  adapters = [k for k in _final_arrays(tmp_path / "killed") if "lora_b" in k]
+  assert adapters and all(k.startswith(STAGE_DIRS[1]) for k in adapters)

@@ -102,6 +102,31 @@ def test_sharded_training_equals_one_device_and_checkpoints_move_across_meshes(t
   assert back["['blocks'][0]['mlp']['up'].value"]["shard"] == [2, 8, 64]
 
 
+@pytest.mark.slow
+def test_lora_training_is_sharded_like_its_projections_and_restores_on_another_device_count(
+    tmp_path):
+  train_dir, one_dir = tmp_path / "train", tmp_path / "one"
+  train_dir.mkdir()
+  one_dir.mkdir()
+  _worker(["train_lora", str(train_dir), "1dev", "1,2,2,2"], 8, tmp_path)
+  ref, got = np.load(train_dir / "1dev.npz"), np.load(train_dir / "1,2,2,2.npz")
+  np.testing.assert_allclose(got["__losses"], ref["__losses"], rtol=1e-5)
+  lora = [k for k in ref.files if "lora" in k]
+  assert len(lora) == 2 * 6 * 2  # layers × projections × (A, B)
+  for k in ref.files:
+    np.testing.assert_allclose(got[k], ref[k], rtol=1e-4, atol=1e-5, err_msg=k)
+  specs = json.loads((train_dir / "1,2,2,2.json").read_text())
+  # An adapter is split as its projection is: A by its input's name, B by its output's.
+  assert specs["['blocks'][0]['mlp']['up_lora']['lora_a'].value"]["spec"] == [None, "fsdp"]
+  assert specs["['blocks'][0]['mlp']['up_lora']['lora_b'].value"]["spec"] == [None, None, "tensor"]
+  # Saved on 8 devices, restored on 1.
+  _worker(["restore_lora", str(one_dir), str(train_dir), "1dev"], 1, tmp_path)
+  saved, restored = np.load(train_dir / "1,2,2,2.npz"), np.load(one_dir / "restored.npz")
+  assert set(restored.files) == set(saved.files) - {"__losses"}
+  for k in restored.files:
+    np.testing.assert_array_equal(restored[k], saved[k], err_msg=k)
+
+
 def test_a_mesh_that_does_not_fit_fails_clearly_before_any_result(tmp_path):
   proc = subprocess.run(tiny_runs.main_cmd(tmp_path / "w", "--config.mesh.data=3"),
                         cwd=tiny_runs.ROOT, env=tiny_runs.env(), capture_output=True, text=True,

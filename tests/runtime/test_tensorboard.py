@@ -5,7 +5,9 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 RUNS = ("nano-finetune-none-l0-r0-s1", "nano-finetune-warm-l1-r0-s1",
-        "nano-finetune-cold-l1-r0-s1")
+        "nano-finetune-cold-l1-r0-s1", "nano-finetune@lora-warm-l1-r0-s1",
+        "nano-finetune@lora-cold-l1-r0-s1")
+REGIMES = {"none": "none", "@lora": "lora"}  # in the id; else the train section's, `default`
 
 
 def _load(path):
@@ -35,3 +37,5 @@ def test_every_run_has_its_curves_evaluation_and_hparams(tiny_finished_run):
     factors = {k: v.string_value or v.number_value for k, v in info.hparams.items()}
     persona = run.split("-")[2]
     assert factors["persona"] == persona and factors["seed"] == 1 and factors["preset"] == "nano"
+    regime = next((v for k, v in REGIMES.items() if k in run), "default")
+    assert factors["regime"] == regime, (run, factors)
