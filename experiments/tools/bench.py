@@ -4,6 +4,7 @@
   python -m experiments.tools.bench --presets=nano,micro --steps=5 --repeats=1  # a minute on 2 CPU cores
   python -m experiments.tools.bench --peak_flops=989e12           # MFU against a datasheet peak
   python -m experiments.tools.bench --anchor=.bench/plain_jax_anchor.py  # beside the plain-JAX reference
+  python -m experiments.tools.bench --presets=nano,micro --pack=0 --packing_people=0  # + LoRA vs full
 
 Each preset runs the real packed training step (experiments.train, on a mesh over every device,
 the batch placed as in training) on fixed random tokens, so data loading is not measured. MFU is
@@ -13,7 +14,9 @@ at most --pack_max_params parameters it also trains K = --pack cells as one prog
 vmapped and then looped (experiments/runtime/members.py), and reports the vmapped aggregate
 tokens/s over one cell's ("speedup") and the looped over the vmapped ("loop/vmap": a pack's
 cells run looped on a CPU). Every figure is the median of
---repeats rounds (one cell, then the pack, each beside the reference). Needs no ml_collections or
+--repeats rounds (one cell, then the pack, each beside the reference). With --lora_rank > 0 it also times
+a persona-phase step that updates every parameter beside one that updates only rank-r adapters on
+every projection (the `lora` regime), alternating within each round. Needs no ml_collections or
 pandas, so it runs on a bare accelerator image.
 
 On a CPU the process keeps freed memory for reuse as training does
@@ -26,6 +29,7 @@ for one cell and for the packed cells against the reference's vmapped aggregate.
 different processes do not compare; these do. The reference computes in bfloat16, so with an
 anchor `--compute_dtype=auto` means bfloat16 on every backend.
 """
+import dataclasses
 import importlib.util
 import sys
 import time
@@ -40,7 +44,7 @@ from experiments import data, train
 from experiments.configs.mesh_rules import DEFAULT_RULES
 from experiments.runtime import host_memory, members, sharding
 from models import get_config
-from models.config import ATTENTION_CHOICES, resolve_attention_impl
+from models.config import ATTENTION_CHOICES, LORA_TARGETS, resolve_attention_impl
 from models.presets import PRESETS
 
 _PRESETS = flags.DEFINE_list("presets", [], "Presets to time (default: nano..mini on CPU, all "
@@ -64,6 +68,8 @@ _PACKING = flags.DEFINE_integer("packing_people", 24, "Also time sequence packin
                                 "rows of a world with this many people (0: skip).")
 _KEEP_FREED = flags.DEFINE_bool("keep_freed_memory", True, "On a CPU, keep freed host memory "
                                 "for reuse, as training does (False: glibc's defaults).")
+_LORA_RANK = flags.DEFINE_integer("lora_rank", 8, "Also time a persona-phase step with rank-r "
+                                  "adapters on every projection against a full update (0: skip).")
 _ANCHOR = flags.DEFINE_string("anchor", None, "Path of plain_jax_anchor.py to time beside each "
                               "preset on the same shape (default: no reference).")
 
@@ -101,22 +107,25 @@ def time_pack(mcfg, n_cells, batch_size, steps, mesh, members_mode="auto"):
     members.configure("auto")
 
 
-def time_batches(mcfg, batches, steps, mesh):
-  """Seconds per step of the base stage on `batches` (host {"base": {field: [E, B, T]}}), cycled."""
+def time_batches(mcfg, batches, steps, mesh, update="full"):
+  """Seconds per step on `batches` (host {part: {field: [E, B, ...]}}), cycled: the base stage's
+  step on base rows alone, the persona phase's (λ = 1) when a batch has persona rows; `update`:
+  every parameter (full) or only mcfg's adapters (lora)."""
   n_cells = batches[0]["base"]["tokens"].shape[0]
-  tcfg = _TrainCfg()
-  opt = train.make_optimizer(tcfg, steps + 2)
+  opt = train.make_optimizer(_TrainCfg(), steps + 2)
   graphdef, abstract = train.abstract_states(mcfg, n_cells)
-  shapes = {"base": {k: v.shape for k, v in batches[0]["base"].items()}}
-  sh = sharding.PackShardings(mesh, DEFAULT_RULES, abstract,
-                              jax.eval_shape(jax.vmap(opt.init), abstract), shapes)
+  shapes = {part: {k: v.shape for k, v in fields.items()} for part, fields in batches[0].items()}
+  abstract_opt = jax.eval_shape(
+      jax.vmap(lambda s: opt.init(train.trainable(s, update)[0])), abstract)
+  sh = sharding.PackShardings(mesh, DEFAULT_RULES, abstract, abstract_opt, shapes)
   state = train.init_states(mcfg, list(range(n_cells)), sh)[1]
-  opt_state = jax.jit(jax.vmap(opt.init), out_shardings=sh.opt_state)(state)
-  placed = [{"base": {k: sh.put(v, sh.batch["base"][k]) for k, v in b["base"].items()}}
-            for b in batches]
-  zeros = np.zeros(n_cells, np.float32)
-  inputs = sh.put_inputs({"lam": zeros, "rho": zeros, "lr": np.full(n_cells, 1e-3, np.float32)})
-  step = train.make_step(graphdef, opt, train.imitation_loss, sh, inputs)
+  opt_state = train.init_optimizer(opt, state, update, sh.opt_state)
+  placed = [{part: {k: sh.put(v, sh.batch[part][k]) for k, v in fields.items()}
+             for part, fields in b.items()} for b in batches]
+  lam = np.full(n_cells, 1.0 if "persona" in batches[0] else 0.0, np.float32)
+  inputs = sh.put_inputs({"lam": lam, "rho": np.zeros(n_cells, np.float32),
+                          "lr": np.full(n_cells, 1e-3, np.float32)})
+  step = train.make_step(graphdef, opt, train.imitation_loss, sh, inputs, update)
   for k in range(2):  # compile, then one more so no first-call cost is timed
     state, opt_state, metrics = step(state, opt_state, placed[k % len(placed)], inputs)
   jax.block_until_ready(metrics)
@@ -125,6 +134,47 @@ def time_batches(mcfg, batches, steps, mesh):
     state, opt_state, metrics = step(state, opt_state, placed[k % len(placed)], inputs)
   jax.block_until_ready((state, metrics))
   return (time.perf_counter() - t0) / steps
+
+
+def persona_batch(mcfg, batch_size):
+  """One persona-phase batch of random tokens: half base rows, half persona rows (one cell)."""
+  rng = np.random.default_rng(0)
+  half = (1, batch_size // 2)
+  rows = lambda: rng.integers(3, mcfg.vocab_size, half + (mcfg.max_len,), dtype=np.int32)
+  ones = np.ones(half + (mcfg.max_len,), np.uint8)
+  tokens = rows()
+  return {"base": {"tokens": rows(), "mask": ones},
+          "persona": {"tokens": tokens, "mask": ones, "alt_tokens": tokens, "alt_mask": ones,
+                      "has_alt": np.zeros(half, bool), "u": np.zeros(half, np.float32)}}
+
+
+def persona_update_rows(presets, batch_size, seq_len, vocab, dtype, steps, mesh, repeats, rank):
+  """Per preset, a persona-phase step updating every parameter against one updating rank-`rank`
+  adapters on every projection (the base frozen): medians of `repeats` rounds, the two timed
+  side by side in each round, and the median of the rounds' ratios."""
+  out = []
+  for name in presets:
+    full_cfg = get_config(name, vocab, seq_len, compute_dtype=dtype)
+    lora_cfg = dataclasses.replace(full_cfg, lora_rank=rank, lora_targets=LORA_TARGETS)
+    batch = [persona_batch(full_cfg, batch_size)]
+    rounds = [(time_batches(full_cfg, batch, steps, mesh, "full"),
+               time_batches(lora_cfg, batch, steps, mesh, "lora")) for _ in range(repeats)]
+    adapters = jax.eval_shape(lambda: train.init_adapters(lora_cfg, [0]))
+    out.append({"preset": name, "params": full_cfg.n_params(non_embedding=False),
+                "trained": sum(a.size for a in jax.tree.leaves(adapters)), "rank": rank,
+                "full_ms": 1e3 * float(np.median([f for f, _ in rounds])),
+                "lora_ms": 1e3 * float(np.median([l for _, l in rounds])),
+                "lora_vs_full": float(np.median([l / f for f, l in rounds]))})
+  return out
+
+
+def format_persona_updates(table):
+  lines = [f"{'preset':<8}{'params':>12}{'LoRA rank':>11}{'adapter params':>16}"
+           f"{'full step ms':>14}{'LoRA step ms':>14}{'LoRA/full':>11}"]
+  for r in table:
+    lines.append(f"{r['preset']:<8}{r['params']:>12,}{r['rank']:>11}{r['trained']:>16,}"
+                 f"{r['full_ms']:>14.1f}{r['lora_ms']:>14.1f}{r['lora_vs_full']:>11.2f}")
+  return "\n".join(lines)
 
 
 def world_batches(corpus, batch_size, n_batches, pack_sequences):
@@ -325,6 +375,13 @@ def main(argv):
   except ValueError as e:  # a model config or a shape the reference cannot build
     raise app.UsageError(str(e)) from e
   print(format_table(table))
+  if _LORA_RANK.value:
+    print(f"\npersona phase (λ = 1, {_BATCH.value // 2} base + {_BATCH.value // 2} persona rows, "
+          "one cell): every parameter updated against low-rank adapters alone, timed side by side",
+          flush=True)
+    print(format_persona_updates(persona_update_rows(
+        presets, _BATCH.value, _SEQ.value, _VOCAB.value, dtype, _STEPS.value, data_mesh(),
+        _REPEATS.value, _LORA_RANK.value)))
   if _PACKING.value:
     from tasks.config import WorldConfig  # pylint: disable=g-import-not-at-top
     from tasks.mixtures import Corpus  # pylint: disable=g-import-not-at-top

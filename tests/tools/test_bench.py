@@ -133,3 +133,21 @@ def test_packing_rows_compare_loss_bearing_tokens_of_the_same_stream(monkeypatch
   assert row["speedup"] == pytest.approx(loss[True] / loss[False] / 2)
   assert row["fill_packed"] > 2 * row["fill_unpacked"]
   assert "packed" in bench.format_packing([row])
+
+
+def test_persona_update_rows_time_full_and_lora_side_by_side(monkeypatch):
+  calls = []
+  real = bench.time_batches
+
+  def timed(mcfg, batches, steps, mesh, update="full"):
+    calls.append((update, mcfg.lora_rank, sorted(batches[0])))
+    real(mcfg, batches, steps, mesh, update)  # the real step runs, on both updates
+    return {"full": 0.2, "lora": 0.1}[update] * (1 + len(calls) // 100)
+
+  monkeypatch.setattr(bench, "time_batches", timed)
+  (row,) = bench.persona_update_rows(["nano"], 4, 16, 64, "float32", 1, bench.data_mesh(), 2, 2)
+  assert calls == [("full", 0, ["base", "persona"]), ("lora", 2, ["base", "persona"])] * 2
+  assert (row["full_ms"], row["lora_ms"], row["lora_vs_full"]) == (200.0, 100.0, 0.5)
+  # Rank 2 on every projection of two layers: q, k, v, out (32 → 2 → 32) and up, down (32 ↔ 128).
+  assert row["trained"] == 2 * (4 * 2 * (32 + 32) + 2 * 2 * (32 + 128))
+  assert bench.format_persona_updates([row]).splitlines()[1].split()[-1] == "0.50"
