@@ -54,14 +54,15 @@ run() {  # name, then the command; a failure is recorded and the next step still
 
 bench=(python3 -m experiments.tools.bench "--peak_flops=$peak" "--anchor=$anchor" --steps=20
        --packing_people=0)
-# Compiling GPT-2-small dominates its rounds and a GPU is quiet, so it runs one round; the
-# small presets compile in seconds and take two.
+# Compiling GPT-2-small dominates its rounds and a GPU is quiet, so it runs one round (and no LoRA
+# persona step, which would compile two more programs); the small presets compile in seconds and
+# take two, with the LoRA-against-full persona step.
 for part in "${parts[@]}"; do
   case $part in
     anchor) run anchor python3 "$anchor" "$peak" ;;
     # GPT-2-small: its vocabulary, 1024 predicted positions, batch 16 (the reference's shape).
     gpt2s) run bench_gpt2s "${bench[@]}" --presets=gpt2s --vocab_size=50304 --seq_len=1025 \
-             --batch_size=16 --pack=0 --repeats=1 ;;
+             --batch_size=16 --pack=0 --repeats=1 --lora_rank=0 ;;
     # Sub-1M cells, 64 packed, 128 positions, batch 32 (the reference's tiny() shape); then
     # ~10M cells, 8 packed.
     packed)

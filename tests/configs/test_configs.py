@@ -8,7 +8,7 @@ import os
 import pytest
 
 from experiments import experiment, grid, train
-from experiments.configs import common, demo, objectives, study, sweep
+from experiments.configs import common, demo, objectives, regime_controls, study, sweep
 from tasks.config import WorldConfig
 from tasks.simulated_user import SIMULATED_USER_VERSION, UserConfig
 
@@ -106,3 +106,18 @@ def test_the_study_has_enough_held_out_items_per_reliability_task_and_context(ar
   assert {(x.persona, x.warm_agreement) for x in top} >= {
       ("warm", 0.0), ("warm", 0.5), ("warm", 1.0), ("cold", 0.0), ("length_matched", 0.0),
       ("warm_after", 0.0)}
+
+
+def test_the_regime_controls_config_trains_three_regimes_from_the_studys_base_models():
+  from experiments import regimes
+  c = regime_controls.get_config()
+  s = study.get_config()
+  assert all(c.train[k] == s.train[k] for k in ("base_steps", "learning_rate", "batch_size"))
+  assert c.data.to_dict() == s.data.to_dict()
+  by_name = {r.name: r for r in regimes.of_config(c)}
+  assert by_name["forgetting"].fields() == {f: getattr(train.TrainConfig.from_config(s), f)
+                                            for f in regimes.REGIME_FIELDS}
+  assert {r.update for r in by_name.values()} == {"full", "lora"}
+  cells = grid.expand(c)
+  assert len([x for x in cells if x.persona == "none"]) == 3  # one base model per seed
+  assert len(cells) == 3 + 3 * 3 * 3                           # + regimes × personas × seeds
