@@ -75,7 +75,7 @@ BAD_INPUTS = [
     (["--config.train.lora_targets=('gate',)"], ["train.lora_targets", "query"]),
     (["--config.train.persona_warmup_steps=-3"], ["train.persona_warmup_steps", ">= 0"]),
     (["--config.train.persona_optimizer='warm'"], ["train.persona_optimizer", "fresh, continue"]),
-    (["--config.train.persona_update='lora'", "--config.train.persona_optimizer='continue'"],
+    (["--config.train.persona_update=lora", "--config.train.persona_optimizer=continue"],
      ["train.persona_optimizer='continue'", "persona_update='full'"]),
     (["--config.train.persona_epochs=-1.0"], ["train.persona_epochs", ">= 0"]),
     (["--config.train.replay_weight=1.5"], ["train.replay_weight", "[0, 1]"]),

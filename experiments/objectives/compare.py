@@ -135,7 +135,9 @@ def comparison_rows(table, lam):
   level) or `cmp:<outcome>:vs_<reference>` (the paired difference), with their intervals."""
   if table.empty:
     return pd.DataFrame(columns=list(METRIC_COLUMNS) + ["method", "ci_low", "ci_high"])
+  # Objective cells train in the train section's own regime (`default`); the base model in none.
   t = table.assign(run="cmp-" + table.preset + "-" + table.method, protocol="finetune",
+                   regime=np.where(table.method == "base", "none", "default"),
                    persona=table.method, warmth_weight=np.where(table.method == "base", 0.0, lam),
                    warm_agreement=0.0, seed=-1, intervention="none", n_params_nonembed=np.nan,
                    tokens=np.nan, task=COMPARISON_TASK, context="all",
