@@ -3,9 +3,8 @@ world of 100 people.
 
   python -m experiments.main --config=experiments/configs/demo.py --workdir=/tmp/demo
 
-Hardware: a 2-core CPU. Wall time: 9 min 38 s with these settings at 412a1b8 (float32 matmul peak
-1.8e11 FLOP/s), 7 min 34 s at e5cbc88 (2.07e11), 6 min 3 s at 026a9f5 with cells looped; 12 min 44 s with λ ∈ {0, 0.5, 1} and 1500 base
-steps on the slower machine (README).
+Hardware: a 2-core CPU. Wall time: about 6 minutes with cells looped (6 min 7 s measured; 9 min
+38 s on a slower machine of the same kind with vmapped cells: README).
 Expected: a bottom line per preset (warm − cold at λ = 1, pooled over the reliability tasks its
 base model answers better than the floor and a constant answer, per context, with
 crossed-bootstrap intervals in words: mostly "inconclusive" at this size), and report.html with

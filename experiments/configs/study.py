@@ -58,6 +58,9 @@ def get_config(arg=None):
   c.train.persona_steps = 150
   c.train.learning_rate = 1e-2
   c.train.persona_learning_rate = 3e-3
+  # The persona phase as the numbers above were measured: every parameter, re-warmed to 3e-3,
+  # a fresh AdamW, no base replay at λ = 1, in which every persona forgets (README, "regime").
+  c.grid.regimes = {"forgetting": {}}
   c.train.log_every = 200
   c.train.checkpoint_every = 1000
   # Capping on the base and λ = 1 cells: each preset's default setting, and a sweep of axis floors

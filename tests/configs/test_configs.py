@@ -112,6 +112,7 @@ def test_the_regime_controls_config_trains_three_regimes_from_the_studys_base_mo
   from experiments import regimes
   c = regime_controls.get_config()
   s = study.get_config()
+  assert list(s.grid.regimes) == ["forgetting"]  # the study names today's regime
   assert all(c.train[k] == s.train[k] for k in ("base_steps", "learning_rate", "batch_size"))
   assert c.data.to_dict() == s.data.to_dict()
   by_name = {r.name: r for r in regimes.of_config(c)}

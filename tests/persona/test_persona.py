@@ -167,7 +167,8 @@ def test_lambda_slope_recovers_a_planted_slope():
 
 
 @pytest.mark.slow
-def test_an_experiment_writes_geometry_capped_items_and_steered_twins(tmp_path):
+@pytest.mark.parametrize('update', ['full', 'lora'])
+def test_an_experiment_writes_geometry_capped_items_and_steered_twins(tmp_path, update):
   from experiments import experiment  # pylint: disable=g-import-not-at-top
   from experiments.configs import demo  # pylint: disable=g-import-not-at-top
   c = demo.get_config('runlocal')
@@ -178,6 +179,7 @@ def test_an_experiment_writes_geometry_capped_items_and_steered_twins(tmp_path):
   c.eval.bootstrap = 20
   c.extensions, c.persona.cap_cells, c.persona.sweep = ('persona',), 'all', True
   c.persona.sweep_percentiles, c.persona.steer_alphas = (50,), (4.0,)
+  c.train.persona_update = update  # capping and steering on adapted models as on full ones
   metrics, items = experiment.run(c, str(tmp_path))
   ext = persona_extension.PersonaGeometry(c)
   ext.validate()
