@@ -300,10 +300,11 @@ def persona_start(pack, persona, index, shardings, init_seed):
   take = lambda s: data.take(s, index)
   if persona.update != "lora":
     return jax.jit(take, out_shardings=shardings.state)(pack.base_E)
-  seeds = [init_seed + pack.seeds[i] for i in index]
-  adapters_E = train.init_adapters(persona.model, seeds)
-  return jax.jit(lambda base, adapters: nnx.merge_state(adapters, take(base)),
-                 out_shardings=shardings.state)(pack.base_E, adapters_E)
+  # Made in the same program as the take, from host keys: every process builds the same global
+  # state, placed where the persona stage's shardings say.
+  keys = train.adapter_keys([init_seed + pack.seeds[i] for i in index])
+  return jax.jit(lambda base, k: nnx.merge_state(train.new_adapters(persona.model, k), take(base)),
+                 out_shardings=shardings.state)(pack.base_E, keys)
 
 
 def _run_mixture(ctx, pack):

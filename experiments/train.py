@@ -203,16 +203,25 @@ def init_states(model_cfg, init_seeds, shardings=None):
                            out_shardings=out)(keys)
 
 
-def init_adapters(model_cfg, init_seeds):
-  """The low-rank adapters (nnx.LoRAParam state) of an adapted model per seed, stacked on axis 0;
-  the base weights a model would also get are never computed (dead in the jitted program)."""
+def adapter_keys(init_seeds):
+  """Host key data [E, ...] of each seed's adapters: a stream apart from its model's own."""
+  return np.stack([np.asarray(jax.random.key_data(jax.random.fold_in(jax.random.key(int(s)), 1)))
+                   for s in init_seeds])
+
+
+def new_adapters(model_cfg, keys_E):
+  """The low-rank adapters (nnx.LoRAParam state) of an adapted model per key, stacked on axis 0;
+  traced inside a jitted program, the base weights a model would also get are dead code."""
   def init(key):
     model = Transformer(model_cfg, rngs=nnx.Rngs(params=jax.random.wrap_key_data(key)))
     return nnx.state(model, nnx.LoRAParam)
 
-  keys = jnp.stack([jax.random.key_data(jax.random.fold_in(jax.random.key(int(s)), 1))
-                    for s in init_seeds])
-  return jax.jit(jax.vmap(init))(keys)
+  return jax.vmap(init)(keys_E)
+
+
+def init_adapters(model_cfg, init_seeds):
+  """new_adapters of the seeds' keys, on the default device."""
+  return jax.jit(lambda k: new_adapters(model_cfg, k))(adapter_keys(init_seeds))
 
 
 def make_schedule(train_cfg, steps, warmup=None):
