@@ -207,3 +207,16 @@ def test_cells_of_two_regimes_are_never_paired_with_each_other(planted):
   for r in base.itertuples():
     ref = none[(none.task == r.task) & (none.context == r.context)].error.mean()
     np.testing.assert_allclose(r.estimate, 1.0 - ref)
+
+
+def test_the_design_table_lists_each_regimes_fields(planted):
+  metrics = synthetic_metrics.metrics_from_items(planted)
+  config = {'grid': {'regimes': {'default': {}, 'lora': {'persona_update': 'lora',
+                                                         'lora_rank': 4}}},
+            'train': {'persona_update': 'full', 'persona_learning_rate': 0.003}}
+  table, _ = stats.describe_design(metrics, config)
+  rows = dict(zip(table.factor, table.levels))
+  assert rows['regime lora'] == 'persona_update = lora, lora_rank = 4'
+  assert rows['regime default'] == "the train section's persona-phase fields"
+  assert 'persona_learning_rate = 0.003' in rows['config.train']
+  assert rows['regime'] == 'default, none'  # the cells' regimes: the base model's is none
