@@ -159,7 +159,7 @@ def persona_update_rows(presets, batch_size, seq_len, vocab, dtype, steps, mesh,
     batch = [persona_batch(full_cfg, batch_size)]
     rounds = [(time_batches(full_cfg, batch, steps, mesh, "full"),
                time_batches(lora_cfg, batch, steps, mesh, "lora")) for _ in range(repeats)]
-    adapters = jax.eval_shape(lambda: train.init_adapters(lora_cfg, [0]))
+    adapters = jax.eval_shape(lambda k: train.new_adapters(lora_cfg, k), train.adapter_keys([0]))
     out.append({"preset": name, "params": full_cfg.n_params(non_embedding=False),
                 "trained": sum(a.size for a in jax.tree.leaves(adapters)), "rank": rank,
                 "full_ms": 1e3 * float(np.median([f for f, _ in rounds])),
@@ -168,13 +168,14 @@ def persona_update_rows(presets, batch_size, seq_len, vocab, dtype, steps, mesh,
   return out
 
 
+_PERSONA_COLUMNS = [("preset", "preset", 8, ""), ("params", "params", 12, ","),
+                    ("LoRA rank", "rank", 11, ""), ("adapter params", "trained", 16, ","),
+                    ("full step ms", "full_ms", 14, ".1f"), ("LoRA step ms", "lora_ms", 14, ".1f"),
+                    ("LoRA/full", "lora_vs_full", 11, ".2f")]
+
+
 def format_persona_updates(table):
-  lines = [f"{'preset':<8}{'params':>12}{'LoRA rank':>11}{'adapter params':>16}"
-           f"{'full step ms':>14}{'LoRA step ms':>14}{'LoRA/full':>11}"]
-  for r in table:
-    lines.append(f"{r['preset']:<8}{r['params']:>12,}{r['rank']:>11}{r['trained']:>16,}"
-                 f"{r['full_ms']:>14.1f}{r['lora_ms']:>14.1f}{r['lora_vs_full']:>11.2f}")
-  return "\n".join(lines)
+  return fixed_width(_PERSONA_COLUMNS, table)
 
 
 def world_batches(corpus, batch_size, n_batches, pack_sequences):
@@ -214,14 +215,14 @@ def packing_rows(presets, corpus, batch_size, dtype, steps, mesh, repeats):
   return out
 
 
+_PACKING_COLUMNS = [("preset", "preset", 8, ""), ("fill", "fill_unpacked", 8, ".2f"),
+                    ("packed fill", "fill_packed", 13, ".2f"),
+                    ("loss tokens/s", "loss_tokens_s", 15, ",.0f"),
+                    ("packed", "packed_loss_tokens_s", 12, ",.0f"), ("speedup", "speedup", 9, ".2f")]
+
+
 def format_packing(table):
-  lines = [f"{'preset':<8}{'fill':>8}{'packed fill':>13}{'loss tokens/s':>15}"
-           f"{'packed':>12}{'speedup':>9}"]
-  for r in table:
-    lines.append(f"{r['preset']:<8}{r['fill_unpacked']:>8.2f}{r['fill_packed']:>13.2f}"
-                 f"{r['loss_tokens_s']:>15,.0f}{r['packed_loss_tokens_s']:>12,.0f}"
-                 f"{r['speedup']:>9.2f}")
-  return "\n".join(lines)
+  return fixed_width(_PACKING_COLUMNS, table)
 
 
 class _TrainCfg:
@@ -329,15 +330,20 @@ _COLUMNS = [("preset", "preset", 8, ""), ("params", "params", 12, ","),
 _REFERENCE_KEYS = ("ref_tokens_s", "vs_ref", "ref_packed_tokens_s", "packed_vs_ref")
 
 
-def format_table(table):
-  """A fixed-width table; the reference's columns only when some row has them."""
-  cols = [c for c in _COLUMNS if c[1] not in _REFERENCE_KEYS or any(c[1] in r for r in table)]
-  lines = ["".join(f"{h:<{w}}" if k == "preset" else f"{h:>{w}}" for h, k, w, _ in cols)]
+def fixed_width(columns, table):
+  """Rows as a fixed-width table: (header, row key, width, format) per column, the preset left
+  aligned, a row without the key shown as a dash."""
+  lines = ["".join(f"{h:<{w}}" if k == "preset" else f"{h:>{w}}" for h, k, w, _ in columns)]
   for r in table:
-    r = dict(r, mfu_pct=100 * r["mfu"])
     lines.append("".join(f"{r[k]:<{w}{f}}" if k == "preset" else
-                         f"{r[k]:>{w}{f}}" if k in r else f"{'—':>{w}}" for _, k, w, f in cols))
+                         f"{r[k]:>{w}{f}}" if k in r else f"{'—':>{w}}" for _, k, w, f in columns))
   return "\n".join(lines)
+
+
+def format_table(table):
+  """The throughput table; the reference's columns only when some row has them."""
+  cols = [c for c in _COLUMNS if c[1] not in _REFERENCE_KEYS or any(c[1] in r for r in table)]
+  return fixed_width(cols, [dict(r, mfu_pct=100 * r["mfu"]) for r in table])
 
 
 def main(argv):
