@@ -160,8 +160,9 @@ def demo12_model(demo12_model_config):
 @pytest.fixture(scope='session')
 def tiny_finished_run(tmp_path_factory):
   """(workdir, items) of a finished finetune run with TensorBoard on: a 16-person world, the base,
-  warm and cold cells (λ = 1) of seed 1, 20 base and 6 persona steps, in two regimes: `default`
-  (a full update) and `lora` (rank-4 adapters)."""
+  warm and cold cells (λ = 1) of seed 1, 20 base and 6 persona steps, in three regimes: `default`
+  (a full update), `lora` (rank-4 adapters) and `cont` (base training's optimizer carried on, a
+  budget of 0.05 epochs)."""
   from experiments import experiment
   from experiments.configs import sweep
   c = sweep.get_config('runlocal')
@@ -171,7 +172,8 @@ def tiny_finished_run(tmp_path_factory):
   c.train.batch_size, c.train.base_steps, c.train.persona_steps = 8, 20, 6
   c.train.log_every = 5
   c.grid.regimes = {'default': {}, 'lora': {'persona_update': 'lora', 'lora_rank': 4,
-                                            'persona_learning_rate': 1e-2}}
+                                            'persona_learning_rate': 1e-2},
+                    'cont': {'persona_optimizer': 'continue', 'persona_epochs': 0.05}}
   workdir = str(tmp_path_factory.mktemp('run'))
   _, items = experiment.run(c, workdir, tensorboard=True)
   return workdir, items

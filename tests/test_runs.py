@@ -1,13 +1,16 @@
 """load_run picks one trained model out of a workdir: its replies are the ones the run recorded."""
 import os
+import types
 
 from flax import nnx
+import orbax.checkpoint as ocp
 import jax
 import numpy as np
 import pandas as pd
 import pytest
 
 from experiments import evaluate, load_run
+from experiments.runtime import checkpoints
 from tasks.dialogue import render_prompt
 from tasks.mixtures import build_eval_set
 
@@ -56,7 +59,7 @@ def test_lora_cells_keep_their_base_model_and_share_it_with_every_regime(tiny_fi
                   for stage in os.listdir(os.path.join(root, pack)))
   # One base stage, which the lora pack restored: both regimes fine-tuned the same base models.
   assert stages == ["nano-finetune-0/persona", "nano-finetune/base",
-                    "nano-finetune@lora-0/persona"]
+                    "nano-finetune@cont-0/persona", "nano-finetune@lora-0/persona"]
   for run in ("nano-finetune@lora-warm-l1-r0-s1", "nano-finetune@lora-cold-l1-r0-s1"):
     adapted = load_run(workdir, run).state
     adapters, frozen = nnx.split_state(adapted, nnx.LoRAParam, ...)
@@ -72,3 +75,19 @@ def test_lora_cells_keep_their_base_model_and_share_it_with_every_regime(tiny_fi
   assert regimes["nano-finetune-none-l0-r0-s1"] == "none"
   assert regimes["nano-finetune-warm-l1-r0-s1"] == "default"
   assert regimes["nano-finetune@lora-cold-l1-r0-s1"] == "lora"
+
+
+def test_a_continued_optimizer_counts_on_from_base_training(tiny_finished_run):
+  workdir, _ = tiny_finished_run
+  path = os.path.join(workdir, "checkpoints", "nano-finetune@cont-0", "persona")
+  with checkpoints.StageCheckpoints(types.SimpleNamespace(path=workdir), "nano-finetune@cont-0/persona",
+                                    cleanup=False) as ckpt:
+    step, meta = ckpt.latest()
+  assert meta["complete"] and step == meta["steps"] > 0
+  leaves = ocp.StandardCheckpointer().restore(os.path.join(path, str(step), "opt_state"))
+  adam_count, schedule_count = np.asarray(leaves[0]), np.asarray(leaves[-1])
+  assert adam_count.tolist() == [20 + step] * 2     # Adam's bias correction goes on from base
+  assert schedule_count.tolist() == [step] * 2      # the persona schedule started at its own 0
+  fresh = os.path.join(workdir, "checkpoints", "nano-finetune-0", "persona")
+  first = ocp.StandardCheckpointer().restore(os.path.join(fresh, "6", "opt_state"))[0]
+  assert np.asarray(first).tolist() == [6] * 2
