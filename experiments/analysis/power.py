@@ -80,7 +80,7 @@ def projected_half_widths(items, seeds=(5, 10, 20), item_factors=(1, 2), by_task
   pf = stats.paired_frame(_top_cells(rel))
   pf = pf[(pf.persona == 'warm') & (pf.comparison == 'vs_cold')]
   size = items.groupby('preset').n_params.first()
-  keys = ['preset', 'task', 'context'] if by_task else ['preset', 'context']
+  keys = ['preset', 'regime', 'task', 'context'] if by_task else ['preset', 'regime', 'context']
   rows = []
   for key, g in pf.groupby(keys):
     unit = g.task.astype(str) + '|' + g.item_id.astype(str)

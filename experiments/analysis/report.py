@@ -433,13 +433,33 @@ def _extension_reports(config):
   return [extensions.extension_class(n).report for n in names if n in extensions.REGISTRY]
 
 
+def first_regime(metrics, items, config):
+  """(metrics, items, notes) of one persona-phase regime: a workdir of several is reported section
+  by section for the first of grid.regimes that it holds, beside the base models (regime
+  `none`); the bottom line gives every regime's warm − cold, and every row stays in the files."""
+  if items is None or 'regime' not in items or items.regime.nunique() <= 2:
+    return metrics, items, []
+  held = [r for r in items.regime.unique() if r != 'none']
+  named = list(((config or {}).get('grid') or {}).get('regimes') or {})
+  if len(held) <= 1:
+    return metrics, items, []
+  first = next((r for r in named if r in held), sorted(held)[0])
+  keep = lambda d: d[d.regime.isin([first, 'none']) | d.regime.isna()]
+  return keep(metrics), keep(items), [
+      f'This workdir holds {len(held)} persona-phase regimes ({", ".join(sorted(held))}); the '
+      f'sections below read regime {first} beside the base models, the bottom line gives every '
+      'regime, and metrics.csv, items.csv and paired_deltas.csv hold every cell.']
+
+
 def write_report(workdir, n_boot=None):
   """Computes statistics and plots; writes report.html, report.md and plots/.
 
   n_boot: bootstrap draws of the intervals the report computes itself; None: the run's
   eval.bootstrap. Paired changes come from the run's paired_deltas.csv when it has one.
   """
-  metrics, items, config, notes = load_workdir(workdir)
+  metrics, all_items, config, notes = load_workdir(workdir)
+  metrics, items, regime_note = first_regime(metrics, all_items, config)
+  notes = notes + regime_note
   n_boot = n_boot or bootstrap_draws(config)
   try:
     staging = tempfile.mkdtemp(prefix='.report-', dir=workdir)
@@ -460,9 +480,10 @@ def write_report(workdir, n_boot=None):
       beat.touch()
     if items is not None:
       stop('paired changes')
-      deltas, computed = paired_deltas(workdir, items, n_boot)
+      deltas, computed = paired_deltas(workdir, all_items, n_boot)
       stop('statistics')
-      _stats_sections(items, deltas, n_boot, doc, summary)
+      shown = deltas[deltas.regime.isin(set(items.regime))] if 'regime' in deltas else deltas
+      _stats_sections(items, shown, n_boot, doc, summary)
       stop('mechanisms')
       study_report.mechanism_section(items, metrics, n_boot, doc, summary, figs, staging)
     stop('figures and scaling')
@@ -472,7 +493,7 @@ def write_report(workdir, n_boot=None):
       stop('extension sections')
       add_section(metrics, doc, summary, figs, staging, items=items, n_boot=n_boot)
     stop('bottom line')
-    answer = (answer_lines(items, n_boot) if items is not None else
+    answer = (answer_lines(all_items, n_boot) if items is not None else
               ['items.csv is absent: no paired answer.'])
     title = (f'warmth-sim report: {os.path.basename(os.path.abspath(workdir))} '
              f'({_config_name(config)}, {datetime.date.today().isoformat()})')

@@ -77,14 +77,17 @@ def answer_lines(items, n_boot):
   pooled = power.pooled_by_context(items, n_boot)
   table = competence.base_competence(items)
   order = items.groupby("preset").n_params.first().to_dict()
-  several = pooled.protocol.nunique() > 1  # finetune and mixture: a line for each
+  # A line for each protocol (finetune and mixture) and each regime when there are several.
+  several = pooled.protocol.nunique() > 1
+  regimes = pooled.regime.nunique() > 1
   lines = []
-  for (preset, protocol), g in sorted(pooled.groupby(["preset", "protocol"]),
-                                      key=lambda kv: kv[0][1]):
+  for (preset, protocol, regime), g in sorted(pooled.groupby(["preset", "protocol", "regime"]),
+                                              key=lambda kv: kv[0][1:]):
     g = g.set_index("context")
     parts = [f"{ctx} {in_words(g.estimate[ctx], g.ci_low[ctx], g.ci_high[ctx])}"
              for ctx in CONTEXT_ORDER if ctx in g.index]
     name = f"{preset} ({protocol})" if several else preset
+    name += f" [regime {regime}]" if regimes else ""
     tasks = table[table.preset == preset]
     which = (f"{(~tasks.at_floor).sum()} of {len(tasks)} reliability tasks pooled" if len(tasks)
              else "reliability tasks pooled")

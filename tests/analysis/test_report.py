@@ -414,3 +414,17 @@ def test_frontier_bars_stop_at_the_bounds_of_a_rate():
   below, above = plots._within_bounds([0.9, 0.05, 0.5], [0.3, 0.2, float('nan')])
   np.testing.assert_allclose(below, [0.3, 0.05, 0.0])
   np.testing.assert_allclose(above, [0.1, 0.2, 0.0])
+
+
+def test_a_workdir_of_several_regimes_reports_the_first_and_answers_for_each(planted):
+  from experiments.analysis import summary
+  phase = planted[planted.persona != 'none']
+  items = pd.concat([planted, phase.assign(regime='lora')])
+  metrics = synthetic_metrics.metrics_from_items(items)
+  config = {'grid': {'regimes': {'default': {}, 'lora': {'persona_update': 'lora'}}}}
+  m, it, notes = report.first_regime(metrics, items, config)
+  assert set(it.regime) == {'default', 'none'} and set(m.regime) == {'default', 'none'}
+  assert 'holds 2 persona-phase regimes (default, lora)' in notes[0]
+  lines = summary.answer_lines(items, 20)
+  assert [line.split(':')[0] for line in lines] == ['nano [regime default]', 'nano [regime lora]']
+  assert report.first_regime(metrics, planted, config)[2] == []  # one regime: no note
