@@ -298,7 +298,7 @@ def persona_start(pack, persona, index, shardings, init_seed):
   """The persona phase's first state: each member's base model (rows `index` of the pack's base
   models), with new adapters (B = 0, so the same function) under LoRA."""
   take = lambda s: data.take(s, index)
-  if persona.update != "lora":
+  if persona.update == "full":
     return jax.jit(take, out_shardings=shardings.state)(pack.base_E)
   # Made in the same program as the take, from host keys: every process builds the same global
   # state, placed where the persona stage's shardings say.

@@ -2,7 +2,7 @@
 
 A regime is the `train` section's persona-phase fields (REGIME_FIELDS) with a config's overrides,
 `grid.regimes`: name → {field: value}. The fields: a full update or low-rank adapters (rank, α,
-which projections), the peak rate and warm-up, the budget (steps, or epochs of the persona
+which projections; with or without the token embedding), the peak rate and warm-up, the budget (steps, or epochs of the persona
 dialogues), a fresh optimizer or base training's carried on, and the base-replay weight w of
 w·L_base + λ·L_persona (-1: w = 1 − λ, the single-weight imitation loss).
 
@@ -42,7 +42,7 @@ class Regime:
 
   def model_config(self, base_cfg):
     """The persona phase's ModelConfig: the base model's, with adapters under LoRA."""
-    if self.update != "lora":
+    if self.update == "full":
       return base_cfg
     t = self.train
     return dataclasses.replace(base_cfg, lora_rank=t.lora_rank, lora_alpha=float(t.lora_alpha),

@@ -33,7 +33,9 @@ from models.partitioning import axis_rules
 
 
 LOSS_NORMALIZATIONS = ("token", "row")
-PERSONA_UPDATES = ("full", "lora")      # every parameter, or low-rank adapters beside a frozen base
+# Every parameter; low-rank adapters beside a frozen base; or adapters and the token embedding
+# (tied: the output head too), as PEFT's modules_to_save trains tokens a base model has not learned.
+PERSONA_UPDATES = ("full", "lora", "lora_embed")
 PERSONA_OPTIMIZERS = ("fresh", "continue")  # a new AdamW, or base training's moments carried on
 
 
@@ -106,7 +108,7 @@ class TrainConfig:
       if getattr(self, field) not in allowed:
         raise ValueError(f"train.{field}={getattr(self, field)!r} is not allowed: choose one of "
                          f"{', '.join(allowed)}.")
-    if self.persona_update == "lora" and self.persona_optimizer == "continue":
+    if self.persona_update != "full" and self.persona_optimizer == "continue":
       raise ValueError("train.persona_optimizer='continue' needs train.persona_update='full': "
                        "base training has no optimizer state for the adapters to continue.")
     w = self.persona_warmup_steps
@@ -257,9 +259,13 @@ def continue_from(opt_state_E):
 
 def trainable(state, update):
   """(trained part, frozen part) of a state: everything and nothing under a full update; the
-  adapters (nnx.LoRAParam) and the rest under LoRA."""
+  adapters (nnx.LoRAParam) and the rest under LoRA; with lora_embed, the token embedding (and an
+  untied output head) trained beside the adapters."""
   if update == "lora":
     return nnx.split_state(state, nnx.LoRAParam, ...)
+  if update == "lora_embed":
+    return nnx.split_state(state, nnx.Any(nnx.LoRAParam, nnx.PathContains("embed"),
+                                          nnx.PathContains("head")), ...)
   return state, None
 
 

@@ -140,8 +140,9 @@ def _persona_batch(corpus, cells):
   return jax.tree.map(lambda a: a[0], data.Batches(corpus, 0, 8).persona(cells, 0)(0))
 
 
+@pytest.mark.parametrize("update", ["lora", "lora_embed"])
 def test_lora_step_moves_only_the_adapters(make_demo12_config, demo12_corpus,
-                                           demo12_model_config, demo12_model):
+                                           demo12_model_config, demo12_model, update):
   # Weight decay on: AdamW's decoupled decay would move a frozen matrix with a zero gradient.
   config = _config(make_demo12_config, weight_decay=0.1)
   graphdef0, base_E = demo12_model
@@ -158,16 +159,21 @@ def test_lora_step_moves_only_the_adapters(make_demo12_config, demo12_corpus,
   np.testing.assert_array_equal(nnx.merge(graphdef, state)(tokens).logits_BTV,
                                 nnx.merge(graphdef0, base)(tokens).logits_BTV)
   opt = train.make_optimizer(config.train, 10)
-  opt_state = opt.init(train.trainable(state, "lora")[0])
-  assert jax.tree.structure(opt_state[1].mu) == jax.tree.structure(adapters)  # adapters' only
+  trained = train.trainable(state, update)[0]
+  opt_state = opt.init(trained)
+  assert jax.tree.structure(opt_state[1].mu) == jax.tree.structure(trained)  # what it trains
   step = jax.jit(functools.partial(train.train_step, graphdef, opt, train.imitation_loss,
-                                   update="lora"))
+                                   update=update))
   new = state
   for _ in range(2):  # the first step moves only B (A's gradient is zero while B is)
     new, opt_state, _ = step(new, opt_state, batch, inputs)
   lora_new, frozen_new = nnx.split_state(new, nnx.LoRAParam, ...)
-  for a, b in zip(jax.tree.leaves(frozen_new), jax.tree.leaves(base)):
-    np.testing.assert_array_equal(a, b)  # bit-identical base
+  embed = [path for path, _ in nnx.to_flat_state(frozen_new)].index(("embed",))
+  for k, (a, b) in enumerate(zip(jax.tree.leaves(frozen_new), jax.tree.leaves(base))):
+    if update == "lora_embed" and k == embed:  # trained in full beside the adapters
+      assert not np.array_equal(a, b)
+    else:
+      np.testing.assert_array_equal(a, b)  # bit-identical base
   moved = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(lora_new),
                                                       jax.tree.leaves(adapters))]
   assert all(moved), "every adapter matrix (A and B) moves within two steps"

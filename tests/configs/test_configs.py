@@ -118,7 +118,7 @@ def test_the_regime_controls_config_trains_three_regimes_from_the_studys_base_mo
   by_name = {r.name: r for r in regimes.of_config(c)}
   assert by_name["forgetting"].fields() == {f: getattr(train.TrainConfig.from_config(s), f)
                                             for f in regimes.REGIME_FIELDS}
-  assert {r.update for r in by_name.values()} == {"full", "lora"}
+  assert {r.update for r in by_name.values()} == {"full", "lora", "lora_embed"}
   cells = grid.expand(c)
   assert len([x for x in cells if x.persona == "none"]) == 3  # one base model per seed
-  assert len(cells) == 3 + 3 * 3 * 3                           # + regimes × personas × seeds
+  assert len(cells) == 3 + 4 * 3 * 3                           # + regimes × personas × seeds
