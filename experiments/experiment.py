@@ -26,6 +26,7 @@ from experiments.analysis import stats, summary
 from experiments.runtime import distributed, heartbeat, host_memory, members, results, sharding
 from experiments.runtime.tensorboard import Board
 from experiments.runtime.workdir import Workdir
+from experiments.train_config import TrainConfig
 from models import get_config
 from models.config import resolve_attention_impl
 from tasks.budget import generation_budget
@@ -92,7 +93,7 @@ def validate(config):
     raise ValueError(f"eval.max_new_tokens={config.eval.max_new_tokens} must be 0 (derived from "
                      "the world) or a positive number of tokens.")
   config.eval.max_new_tokens = generation_budget(World(world), config.eval.max_new_tokens)
-  regimes.of_config(config, train.TrainConfig.from_config(config))
+  regimes.of_config(config, TrainConfig.from_config(config))
   grid.GridConfig.from_config(config)
   grid.validate_presets(config.model.presets)
   for preset in config.model.presets:

@@ -15,8 +15,8 @@ import dataclasses
 import math
 import re
 
-from experiments import train
 from experiments.data import STAGE2_SEED_OFFSET
+from experiments.train_config import TrainConfig
 
 REGIME_FIELDS = ("persona_update", "lora_rank", "lora_alpha", "lora_targets",
                  "persona_learning_rate", "persona_warmup_steps", "persona_steps",
@@ -30,7 +30,7 @@ _NAME = re.compile(r"[a-z][a-z0-9_]*$")
 class Regime:
   """One named regime: the train section with its persona-phase fields overridden."""
   name: str
-  train: train.TrainConfig
+  train: TrainConfig
 
   @property
   def update(self):
@@ -69,7 +69,7 @@ class Regime:
 
 def of_config(config, train_cfg=None):
   """[Regime] of grid.regimes in their order; ValueError, one sentence, naming a bad one."""
-  train_cfg = train_cfg or train.TrainConfig.from_config(config)
+  train_cfg = train_cfg or TrainConfig.from_config(config)
   regimes = config.grid.regimes
   if not regimes:
     raise ValueError("grid.regimes is empty: name at least one regime, e.g. "

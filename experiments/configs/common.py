@@ -1,8 +1,8 @@
 """Defaults every experiment config starts from; configs override fields, never re-declare them.
 
 Plain data: the sections are checked, once, by the dataclasses that read them (tasks.WorldConfig,
-grid.GridConfig, train.TrainConfig, persona.options.PersonaConfig, models.ModelConfig), and tests
-check that the defaults here equal the dataclasses' own where they have them.
+grid.GridConfig, train_config.TrainConfig, persona.options.PersonaConfig, models.ModelConfig), and
+tests check that the defaults here equal the dataclasses' own where they have them.
 """
 import ml_collections
 

@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from experiments import experiment, grid, train
+from experiments import experiment, grid
+from experiments.train_config import TrainConfig
 from experiments.configs import common, demo, objectives, regime_controls, study, sweep
 from tasks.config import WorldConfig
 from tasks.simulated_user import SIMULATED_USER_VERSION, UserConfig
@@ -70,7 +71,7 @@ def test_train_section_rules(field, value, words):
   c = demo.get_config("runlocal")
   c.train[field] = value
   with pytest.raises(ValueError, match=f"train.{field}") as e:
-    train.TrainConfig.from_config(c)
+    TrainConfig.from_config(c)
   assert words in str(e.value)
 
 
@@ -116,7 +117,7 @@ def test_the_regime_controls_config_trains_three_regimes_from_the_studys_base_mo
   assert all(c.train[k] == s.train[k] for k in ("base_steps", "learning_rate", "batch_size"))
   assert c.data.to_dict() == s.data.to_dict()
   by_name = {r.name: r for r in regimes.of_config(c)}
-  assert by_name["forgetting"].fields() == {f: getattr(train.TrainConfig.from_config(s), f)
+  assert by_name["forgetting"].fields() == {f: getattr(TrainConfig.from_config(s), f)
                                             for f in regimes.REGIME_FIELDS}
   assert {r.update for r in by_name.values()} == {"full", "lora", "lora_embed"}
   cells = grid.expand(c)
