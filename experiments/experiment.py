@@ -115,7 +115,8 @@ class Pack:
   seeds: list = None         # finetune: the base checkpoint's seeds, in row order
   graphdef: object = None    # finetune: set once the base models exist
   base_E: object = None
-  base_opt_E: object = None  # finetune: base training's final optimizer state, if a regime continues it
+  base_opt_E: object = None  # finetune: base training's last optimizer state, if a regime
+                             # continues it
 
   @property
   def preset(self):

@@ -2,7 +2,7 @@
 import dataclasses
 import itertools
 
-from experiments.runtime.results import run_id
+from experiments.runtime.results import UNTAGGED_REGIMES, run_id
 from experiments.sections import from_section
 from models.presets import PRESETS
 from tasks.mixtures import PERSONAS
@@ -33,7 +33,7 @@ class Cell:
     """Cells of one pack differ only in array-valued factors and share one compiled program:
     each regime is a pack of its own (its shapes, steps and optimizer differ), the base models
     are in the pack of the train section's regime, `default`."""
-    if self.regime in ("default", "none"):
+    if self.regime in UNTAGGED_REGIMES:
       return (self.preset, self.protocol)
     return (self.preset, f"{self.protocol}@{self.regime}")
 

@@ -2,9 +2,10 @@
 
 A regime is the `train` section's persona-phase fields (REGIME_FIELDS) with a config's overrides,
 `grid.regimes`: name → {field: value}. The fields: a full update or low-rank adapters (rank, α,
-which projections; with or without the token embedding), the peak rate and warm-up, the budget (steps, or epochs of the persona
-dialogues), a fresh optimizer or base training's carried on, and the base-replay weight w of
-w·L_base + λ·L_persona (-1: w = 1 − λ, the single-weight imitation loss).
+which projections; with or without the token embedding), the peak rate and warm-up, the budget
+(steps, or epochs of the persona dialogues), a fresh optimizer or base training's carried on, and
+the base-replay weight w of w·L_base + λ·L_persona (-1: w = 1 − λ, the single-weight loss).
+The regime named `default` is the train section's own fields; its cells' ids carry no regime.
 
 How much a model forgets whatever the persona depends on these, so the regime is part of every
 finetune cell (its id, metrics.csv's `regime` column), and every regime's cells fine-tune the same
@@ -21,8 +22,7 @@ from experiments.train_config import TrainConfig
 REGIME_FIELDS = ("persona_update", "lora_rank", "lora_alpha", "lora_targets",
                  "persona_learning_rate", "persona_warmup_steps", "persona_steps",
                  "persona_epochs", "persona_optimizer", "replay_weight")
-DEFAULT = "default"  # the train section's own fields; its cells' ids carry no regime
-NONE = "none"        # the regime of cells without a persona phase
+NONE = "none"  # the regime of cells without a persona phase
 _NAME = re.compile(r"[a-z][a-z0-9_]*$")
 
 

@@ -39,7 +39,7 @@ class Stage:
   # Divergence: besides a non-finite loss, a loss above train.divergence_factor × its median so far.
   # Off for a loss that is no likelihood (GRPO's advantage-weighted term sits near 0, either sign).
   ratio_check: bool = True
-  update: str = "full"  # what the optimizer trains (train.trainable): full | lora (adapters only)
+  update: str = "full"  # what the optimizer trains (train.trainable): full | lora | lora_embed
   keep_optimizer: bool = False  # Trained keeps the final optimizer state (a later stage continues it)
 
   def __post_init__(self):
@@ -143,8 +143,8 @@ def run(config, workdir, mesh, stage, init, board=None, init_opt=None):
   """
   t = config.train
   graphdef, abstract = stage.abstract
-  abstract_opt = jax.eval_shape(
-      jax.vmap(lambda s: stage.optimizer.init(train.trainable(s, stage.update)[0])), abstract)
+  abstract_opt = jax.eval_shape(jax.vmap(train.member_init(stage.optimizer, stage.update)),
+                                abstract)
   sh = sharding.PackShardings(mesh, sharding.rules_of(config.mesh), abstract, abstract_opt,
                               stage.batches.shapes)
   if mesh.shape["ensemble"] > 1 and sh.spmd_axis is None:

@@ -253,10 +253,14 @@ def train_step(graphdef, optimizer, loss_fn, state, opt_state, batch, inputs, up
   return merged(optax.apply_updates(params, updates), frozen), opt_state, metrics
 
 
+def member_init(optimizer, update="full"):
+  """One member's state → its optimizer state, for what `update` trains."""
+  return lambda state: optimizer.init(trainable(state, update)[0])
+
+
 def init_optimizer(optimizer, state_E, update="full", out_shardings=None):
   """The optimizer state of a pack (leading member axis) for what `update` trains."""
-  return jax.jit(jax.vmap(lambda s: optimizer.init(trainable(s, update)[0])),
-                 out_shardings=out_shardings)(state_E)
+  return jax.jit(jax.vmap(member_init(optimizer, update)), out_shardings=out_shardings)(state_E)
 
 
 def make_step(graphdef, optimizer, loss_fn, shardings=None, inputs=None, update="full"):

@@ -69,8 +69,7 @@ def _pieces(c, corpus, update):
                        data.Batches(corpus, c.train.data_seed, c.train.batch_size).persona(CELLS, 0),
                        1e-2, regime=regime)
   _, abstract = train.abstract_states(mcfg, len(CELLS))
-  abstract_opt = jax.eval_shape(
-      jax.vmap(lambda s: st.optimizer.init(train.trainable(s, update)[0])), abstract)
+  abstract_opt = jax.eval_shape(jax.vmap(train.member_init(st.optimizer, update)), abstract)
   return mcfg, st, abstract, abstract_opt
 
 

@@ -45,8 +45,8 @@ def blind(items):
 
 
 def controls_table(items):
-  """One row per preset × regime × persona × λ (λ > 0, or the base model): the whitelisted outcomes,
-  each the mean over seeds of the per-seed mean, with the spread of the per-seed means (sd)."""
+  """One row per preset × regime × persona × λ (λ > 0, or the base model): the whitelisted
+  outcomes, each the mean over seeds of the per-seed mean, with the spread of those means (sd)."""
   d = blind(items)
   d = d[(d.warmth_weight > 0) | (d.persona == "none")]
   reliability = d.task.isin(task_config.RELIABILITY_TASKS)
@@ -63,7 +63,8 @@ def controls_table(items):
   out = mean.round(3).astype(object)
   for column in mean:
     out[column] = [f"{100 * m:.1f} ± {100 * s:.1f}" if pd.notna(m) and pd.notna(s) else
-                   f"{100 * m:.1f}" if pd.notna(m) else "" for m, s in zip(mean[column], sd[column])]
+                   f"{100 * m:.1f}" if pd.notna(m) else ""
+                   for m, s in zip(mean[column], sd[column])]
   out["seeds"] = grouped.size()
   return out.reset_index()
 

@@ -437,12 +437,11 @@ def first_regime(metrics, items, config):
   """(metrics, items, notes) of one persona-phase regime: a workdir of several is reported section
   by section for the first of grid.regimes that it holds, beside the base models (regime
   `none`); the bottom line gives every regime's warm − cold, and every row stays in the files."""
-  if items is None or 'regime' not in items or items.regime.nunique() <= 2:
-    return metrics, items, []
-  held = [r for r in items.regime.unique() if r != 'none']
-  named = list(((config or {}).get('grid') or {}).get('regimes') or {})
+  held = ([] if items is None or 'regime' not in items else
+          [r for r in items.regime.unique() if r != 'none'])
   if len(held) <= 1:
     return metrics, items, []
+  named = list(((config or {}).get('grid') or {}).get('regimes') or {})
   first = next((r for r in named if r in held), sorted(held)[0])
   keep = lambda d: d[d.regime.isin([first, 'none']) | d.regime.isna()]
   return keep(metrics), keep(items), [

@@ -115,8 +115,7 @@ def time_batches(mcfg, batches, steps, mesh, update="full"):
   opt = train.make_optimizer(_TrainCfg(), steps + 2)
   graphdef, abstract = train.abstract_states(mcfg, n_cells)
   shapes = {part: {k: v.shape for k, v in fields.items()} for part, fields in batches[0].items()}
-  abstract_opt = jax.eval_shape(
-      jax.vmap(lambda s: opt.init(train.trainable(s, update)[0])), abstract)
+  abstract_opt = jax.eval_shape(jax.vmap(train.member_init(opt, update)), abstract)
   sh = sharding.PackShardings(mesh, DEFAULT_RULES, abstract, abstract_opt, shapes)
   state = train.init_states(mcfg, list(range(n_cells)), sh)[1]
   opt_state = train.init_optimizer(opt, state, update, sh.opt_state)
