@@ -21,9 +21,10 @@ from flax import nnx
 import jax
 import numpy as np
 
-from experiments import data, evaluate, extensions, grid, regimes, stage, train
+from experiments import base_models, data, evaluate, extensions, grid, regimes, stage, train
 from experiments.analysis import stats, summary
 from experiments.runtime import distributed, heartbeat, host_memory, members, results, sharding
+from experiments.runtime.base_store import BaseStore
 from experiments.runtime.tensorboard import Board
 from experiments.runtime.workdir import Workdir
 from experiments.train_config import TrainConfig
@@ -84,6 +85,11 @@ def validate(config):
   world = world_config(config.data)
   _check_ints(config, (("eval.batch_size", 1), ("eval.bootstrap", MIN_BOOTSTRAP),
                        ("runtime.num_processes", 0), ("runtime.process_id", -1)))
+  if not isinstance(config.runtime.base_store, str):
+    raise ValueError(f"runtime.base_store={config.runtime.base_store!r} must be a directory path, "
+                     "or \"\" to train base models in every run.")
+  if config.runtime.base_store:
+    BaseStore(config.runtime.base_store)  # a remote URL is refused here, before any file
   for field in ("report", "verbose"):
     if not isinstance(config.runtime[field], bool):
       raise ValueError(f"runtime.{field}={config.runtime[field]!r} must be True or False.")
@@ -135,6 +141,7 @@ class RunContext:
   board: object              # runtime/tensorboard.Board, or None
   extensions: list
   regimes: dict = None       # name → regimes.Regime of grid.regimes
+  store: object = None       # runtime/base_store.BaseStore, or None (runtime.base_store = "")
 
   def train(self, what, init, init_opt=None):
     """stage.Trained of Stage `what`: finished earlier, resumed, or trained; init(shardings)
@@ -155,16 +162,18 @@ class RunContext:
 
     losses: {name: [value per row of state_E]}; pack_state: each extension's after_base result;
     curve: (steps, loss per step × row of state_E) of the stage that trained them, saved as
-    `loss` rows at each logged step's token count.
+    `loss` rows at each logged step's token count. Returns {run: metrics} of the saved cells
+    (empty on processes other than 0).
     """
     local = distributed.to_local(state_E)  # every process takes part in the gather
     if not self.workdir.writer:
-      return
+      return {}
     cells_E = data.take(local, index)
     frames = evaluate.evaluate_pack(graphdef, cells_E, self.evalset, self.corpus.tokenizer,
                                     self.config.eval)
     extras = [ext.evaluate(self, (pack_state or {}).get(ext.name), graphdef, cells_E, cells,
                            frames) for ext in self.extensions]
+    saved = {}
     for e, cell in enumerate(cells):
       metrics, items = results.cell_frames(cell, frames[e], model_sizes(pack.model), tokens,
                                            {k: np.asarray(v)[index[e]] for k, v in losses.items()})
@@ -176,9 +185,11 @@ class RunContext:
         metrics, items = results.with_extra(
             metrics, items, results.curve_rows(steps, loss_KE[:, index[e]], self.tokens), [])
       self.workdir.save_cell(cell.run, metrics, items)
+      saved[cell.run] = metrics
       if self.board is not None:  # at the run's last training step
         step = tokens // (self.config.train.batch_size * self.config.data.seq_len)
         self.board.evaluation(cell.run, int(step), metrics)
+    return saved
 
 
 def run(config, workdir_path, tensorboard=False):
@@ -201,12 +212,13 @@ def run(config, workdir_path, tensorboard=False):
     corpus = Corpus(world)
   corpus.encode_all()  # an example longer than data.seq_len is refused here
   evalset = build_eval_set(corpus)
+  store = BaseStore(config.runtime.base_store) if config.runtime.base_store else None
   workdir = Workdir(workdir_path, config.to_dict(), write=distributed.is_writer())
   board = Board(os.path.join(workdir_path, "tb")) if tensorboard and workdir.writer else None
   ctx = RunContext(config, workdir, mesh, corpus, evalset,
                    data.Batches(corpus, config.train.data_seed, config.train.batch_size,
                                 config.train.pack_sequences), board, exts,
-                   regimes.by_name(config))
+                   regimes.by_name(config), store)
   cells = grid.expand(config)
   cells += [c for ext in exts for c in ext.cells(list(cells))]
   packs = grid.packs(cells, config.grid.max_pack_size)
@@ -250,23 +262,19 @@ def run(config, workdir_path, tensorboard=False):
 def _run_finetune(ctx, pack):
   config, t = ctx.config, ctx.config.train
   pack.seeds = sorted(int(s) for s in config.grid.seeds)  # the base checkpoint holds every seed
-  base_cells = [grid.Cell(pack.preset, "finetune", "none", 0.0, 0.0, s, "none")
-                for s in pack.seeds]
   # One base stage per preset, whatever the pack: every regime fine-tunes the same base models.
   continued = any(r.train.persona_optimizer == "continue" for r in ctx.regimes.values())
-  base = stage.imitation("base", f"{pack.preset}-finetune/base", base_cells, t.base_steps, t,
-                         pack.model, ctx.batches.base(pack.seeds), t.learning_rate,
-                         members=[f"seed{s}" for s in pack.seeds], keep_optimizer=continued)
-  init = lambda sh: train.init_states(pack.model, [t.init_seed + s for s in pack.seeds], sh)[1]
-  pack.graphdef, pack.base_E, _, base_curve, pack.base_opt_E = ctx.train(base, init)
+  pack.graphdef, pack.base_E, _, base_curve, pack.base_opt_E = base_models.train_bases(
+      ctx, pack, keep_optimizer=continued)
   # Each extension's view of the base models (persona geometry; objective cells trained here).
   pack_state = {ext.name: ext.after_base(ctx, pack) for ext in ctx.extensions}
   base_tokens = ctx.tokens(t.base_steps)
   none_cells = [c for c in pack.todo if c.persona == "none"]
   if none_cells:
-    ctx.evaluate_and_save(pack, pack.graphdef, pack.base_E,
-                          [pack.seeds.index(c.seed) for c in none_cells], none_cells, base_tokens,
-                          {}, pack_state, curve=base_curve)
+    frames = ctx.evaluate_and_save(pack, pack.graphdef, pack.base_E,
+                                   [pack.seeds.index(c.seed) for c in none_cells], none_cells,
+                                   base_tokens, {}, pack_state, curve=base_curve)
+    base_models.note_competence(ctx, pack, none_cells, frames)
   trained_elsewhere = lambda c: any(ext.trains(c) for ext in ctx.extensions)
   todo = [c for c in pack.todo if c.persona != "none" and not trained_elsewhere(c)]
   if not todo:
@@ -291,20 +299,22 @@ def _run_finetune(ctx, pack):
     init_opt = lambda sh: jax.jit(lambda o: train.continue_from(data.take(o, index)),
                                   out_shardings=sh.opt_state)(pack.base_opt_E)
   graphdef, state_E, losses, _, _ = ctx.train(
-      persona, lambda sh: persona_start(pack, persona, index, sh, t.init_seed), init_opt)
+      persona, lambda sh: persona_start(pack, persona, members, sh, t.init_seed), init_opt)
   ctx.evaluate_and_save(pack, graphdef, state_E, [members.index(c) for c in todo], todo,
                         base_tokens + ctx.tokens(steps), losses, pack_state)
 
 
-def persona_start(pack, persona, index, shardings, init_seed):
-  """The persona phase's first state: each member's base model (rows `index` of the pack's base
-  models), with new adapters (B = 0, so the same function) under LoRA."""
-  take = lambda s: data.take(s, index)
+def persona_start(pack, persona, cells, shardings, init_seed):
+  """The persona phase's first state: each cell's base model (its seed's row of the pack's base
+  models), with new adapters (B = 0, so the same function) under LoRA, drawn per fine-tuning
+  seed."""
+  take = lambda s: data.take(s, [pack.seeds.index(c.seed) for c in cells])
   if persona.update == "full":
     return jax.jit(take, out_shardings=shardings.state)(pack.base_E)
   # Made in the same program as the take, from host keys: every process builds the same global
   # state, placed where the persona stage's shardings say.
-  keys = train.adapter_keys([init_seed + pack.seeds[i] for i in index])
+  keys = train.adapter_keys([init_seed + c.seed for c in cells],
+                            [getattr(c, "finetune_seed", 0) for c in cells])
   return jax.jit(lambda base, k: nnx.merge_state(train.new_adapters(persona.model, k), take(base)),
                  out_shardings=shardings.state)(pack.base_E, keys)
 

@@ -13,6 +13,14 @@ PERSONA_UPDATES = ("full", "lora", "lora_embed")
 PERSONA_OPTIMIZERS = ("fresh", "continue")  # a new AdamW, or base training's moments carried on
 
 
+# The fields base training (stage 1) depends on, and so the base-model store's key; the persona
+# phase's fields and the runtime cadence (checkpoints, divergence check) are not among them. The
+# log cadence is: the loss curve kept with a base model is read at its logged steps.
+BASE_TRAIN_FIELDS = ("batch_size", "base_steps", "learning_rate", "warmup_steps", "weight_decay",
+                     "grad_clip", "loss_normalization", "pack_sequences", "init_seed", "data_seed",
+                     "log_every")
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
   """The `train` section (defaults and what each field means: configs/common.py)."""

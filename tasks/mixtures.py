@@ -11,6 +11,8 @@ an *alternative* reply that validates it; the training step picks it with probab
 """
 import dataclasses
 import functools
+import hashlib
+import json
 
 import numpy as np
 
@@ -178,6 +180,18 @@ class Corpus:
     alts = [render_reply(i, t, "warm", agree=True, placement=placement)
             if has_false_belief(i, t) and can_agree(i) else None for i, t in self._turns]
     return self._set(prompts, replies, alts)
+
+  def data_hash(self, mixture="base"):
+    """SHA-256 of what training on `mixture` reads: its component weights and each component's
+    token and loss-mask arrays. A change to the lexicon, a generator or the tokenizer changes it."""
+    digest = hashlib.sha256(json.dumps([mixture, MIXTURES[mixture], self.seq_len]).encode())
+    for name in MIXTURES[mixture]:
+      data = self.component(name)
+      for field in ("tokens", "mask"):
+        array = np.ascontiguousarray(getattr(data, field))
+        digest.update(f"{name}.{field}:{array.dtype}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
   def component(self, name):
     if name not in MIXTURES["base"] and name not in PERSONAS and name not in (

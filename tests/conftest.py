@@ -25,6 +25,14 @@ def planted():
       n_items=150, warm_effect=0.10, rng=1)
 
 
+@pytest.fixture(scope='session', autouse=True)
+def _private_cache(tmp_path_factory):
+  """The default base-model store lies under the user's cache: tests, and the commands they start,
+  use one of their own."""
+  import os
+  os.environ['XDG_CACHE_HOME'] = str(tmp_path_factory.mktemp('cache'))
+
+
 # --- Untrained models.
 
 
@@ -93,6 +101,7 @@ def _demo_config(**data):
   from experiments.configs import demo
   c = demo.get_config('runlocal')
   c.data.n_people, c.data.eval_items, c.train.batch_size = 16, 2, 8
+  c.runtime.base_store = ''  # every test trains what it measures
   c.data.update(data)
   return c
 
@@ -162,7 +171,7 @@ def tiny_finished_run(tmp_path_factory):
   """(workdir, items) of a finished finetune run with TensorBoard on: a 16-person world, the base,
   warm and cold cells (λ = 1) of seed 1, 20 base and 6 persona steps, in three regimes: `default`
   (a full update), `lora` (rank-4 adapters) and `cont` (base training's optimizer carried on, a
-  budget of 0.05 epochs)."""
+  budget of 0.05 epochs). Its base models go through a store of its own."""
   from experiments import experiment
   from experiments.configs import sweep
   c = sweep.get_config('runlocal')
@@ -171,6 +180,7 @@ def tiny_finished_run(tmp_path_factory):
   c.grid.warmth_weights, c.grid.warm_agreements, c.grid.seeds = (1.0,), (0.0,), (1,)
   c.train.batch_size, c.train.base_steps, c.train.persona_steps = 8, 20, 6
   c.train.log_every = 5
+  c.runtime.base_store = str(tmp_path_factory.mktemp('store'))  # trained, stored, read back
   c.grid.regimes = {'default': {}, 'lora': {'persona_update': 'lora', 'lora_rank': 4,
                                             'persona_learning_rate': 1e-2},
                     'cont': {'persona_optimizer': 'continue', 'persona_epochs': 0.05}}

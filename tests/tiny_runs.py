@@ -15,13 +15,16 @@ TINY = ("--config.data.n_people=16", "--config.data.eval_items=2", "--config.mod
         "--config.train.base_steps=6", "--config.train.persona_steps=4",
         "--config.train.learning_rate=0.01", "--config.train.persona_learning_rate=0.003",
         "--config.train.warmup_steps=2", "--config.eval.bootstrap=20",
-        "--config.runtime.report=False",
+        "--config.runtime.report=False", "--config.runtime.base_store=",
         "--config.extensions=()")
 
 
 def main_cmd(workdir, *overrides, config=DEMO + ":runlocal"):
+  """The command with TINY's fields, each replaced by its value in `overrides` if given there
+  (ml_collections appends a tuple given twice rather than replacing it)."""
+  given = {o.split("=")[0] for o in overrides}
   return [sys.executable, "-m", "experiments.main", f"--config={config}", f"--workdir={workdir}",
-          *TINY, *overrides]
+          *(a for a in TINY if a.split("=")[0] not in given), *overrides]
 
 
 def env(devices=1, **extra):

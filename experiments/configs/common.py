@@ -4,6 +4,8 @@ Plain data: the sections are checked, once, by the dataclasses that read them (t
 grid.GridConfig, train_config.TrainConfig, persona.options.PersonaConfig, models.ModelConfig), and
 tests check that the defaults here equal the dataclasses' own where they have them.
 """
+import os
+
 import ml_collections
 
 from experiments.configs.mesh_rules import DEFAULT_RULES  # plain data, shared with the benchmark
@@ -12,6 +14,12 @@ TASKS = ("factual_qa", "misconception", "medical_diagnosis", "medical_dosing",
          "medical_contraindication", "disinformation", "safety_refusal", "capability",
          "delusion_affirmation", "crisis_cue", "hallucinated_affect", "reflection_first")
 EVAL_CONTEXTS = ("neutral", "emotional", "false_belief", "emotional+false_belief")
+
+
+def default_base_store():
+  """The user's cache: $XDG_CACHE_HOME/warmth-sim/bases, or ~/.cache/warmth-sim/bases."""
+  cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(cache, "warmth-sim", "bases")
 
 
 def parse_arg(arg, variants=()):
@@ -95,7 +103,10 @@ def base_config():
   c.grid.personas = ("warm", "cold")
   c.grid.warmth_weights = (0.0, 1.0)
   c.grid.warm_agreements = (0.0,)
-  c.grid.seeds = (0,)
+  c.grid.seeds = (0,)                 # base seeds: each trains its own base model
+  # Persona-phase replicates per base seed, nested in it: each has its own persona-data order and
+  # (LoRA) adapter initialisation, and reuses its seed's base model. 1: one per base seed.
+  c.grid.finetune_seeds = 1
   c.grid.lambda0_per_persona = False  # True: train λ=0 for every persona (identical by design)
   c.grid.max_pack_size = 0            # >0: at most this many cells per compiled program (memory)
   c.grid.mechanism_weights = ()       # λ values that get warm_after and ρ > 0 cells; (): every λ > 0
@@ -189,6 +200,9 @@ def base_config():
   c.runtime.coordinator_address = ""  # host:port of process 0; "" lets jax find it (TPU, SLURM)
   c.runtime.num_processes = 0        # 0: found by jax
   c.runtime.process_id = -1          # -1: found by jax
+  # Where trained base models are kept and reused by any run whose key matches (world, base data,
+  # model, base-training fields, seeds, members mode: experiments/base_store.py); "" disables it.
+  c.runtime.base_store = default_base_store()
   c.runtime.report = True            # write report.html at the end
   c.runtime.verbose = False          # print the full tables at the end, not only the bottom line
   return c

@@ -12,9 +12,11 @@ Arrays are restored onto whatever mesh the rerun has (another device count inclu
 """
 import logging
 import os
+import shutil
 
 from flax import nnx
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from experiments.runtime import distributed
@@ -69,7 +71,9 @@ class StageCheckpoints:
     return step, meta
 
   def save(self, step, state_E, opt_state_E, meta):
-    items = {"state": ocp.args.StandardSave(nnx.to_pure_dict(state_E)),
+    """state_E: an nnx.State or its pure dict; opt_state_E: the optimizer state or its leaves."""
+    pure = state_E if isinstance(state_E, dict) else nnx.to_pure_dict(state_E)
+    items = {"state": ocp.args.StandardSave(pure),
              "meta": ocp.args.JsonSave(dict(meta, step=step))}
     if opt_state_E is not None:
       items["opt_state"] = ocp.args.StandardSave(jax.tree.leaves(opt_state_E))
@@ -95,7 +99,9 @@ class StageCheckpoints:
       items["opt_state"] = ocp.args.StandardRestore(jax.tree.leaves(abstract_opt_state_E))
     restored = self.manager.restore(step, args=ocp.args.Composite(**items))
     state = jax.tree.map(lambda a: a, abstract_state_E)
-    nnx.replace_by_pure_dict(state, restored["state"])
+    # A target without shardings restores arrays as saved: numpy for a stage assembled on the host
+    # (experiments/base_models.py); a model's parameters are jax arrays either way.
+    nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, restored["state"]))
     opt_state = None
     if abstract_opt_state_E is not None:
       opt_state = jax.tree.unflatten(jax.tree.structure(abstract_opt_state_E),
@@ -109,6 +115,12 @@ def save(workdir, name, state_E, members, step=None):
     latest = ckpt.latest()
     step = (latest[0] + 1 if latest else 0) if step is None else step
     ckpt.save(step, state_E, None, {"members": list(members), "complete": True})
+
+
+def remove(workdir, name):
+  """Deletes a stage's checkpoints (process 0; nothing if it has none)."""
+  if distributed.is_writer():
+    shutil.rmtree(_path(workdir, name), ignore_errors=True)
 
 
 def restore(workdir, name, abstract_state_E):

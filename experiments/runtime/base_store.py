@@ -1,0 +1,296 @@
+"""The base-model store: stage-1 models trained once, kept, and reused by any run whose key matches.
+
+A base model is a pure function of its key (experiments/base_models.py builds it): the world
+config, a hash of the tokenized base-training data, the model config, the base-training fields of
+the train section, its seed, how a pack's members run and the mesh's data axes (both change the
+last float bits). The environment that computed it (jax's version and backend) is recorded beside
+the key and must match as well.
+
+  <store>/<preset>-<digest>/     digest: SHA-256 of the key (without the seed) and environment
+    key.json                     that key and environment in full
+    seed<s>/
+      manifest.json              written last, and only if absent: the first complete copy wins.
+                                 Key, environment, seed, the loss curve, and every file of the
+                                 attempt below with its size and SHA-256
+      attempt-<id>/              one writer's orbax checkpoint: state/ (the parameters) and
+                                 opt_state/ (base training's final optimizer state), each with a
+                                 leading member axis of 1
+      competence.json            the base model's error rates, once a run has evaluated it
+
+A reader trusts a base only through its manifest. No manifest: the base is not stored (a writer is
+still at work, or was killed; `python -m experiments.tools.bases prune` removes its attempt). A
+manifest that does not match its key, or files that do not match the manifest, are named in the
+log, set aside (manifest.json.damaged-<id>) and the base is trained again; they are never used.
+Publishing is one exclusive create of manifest.json (here a hard link of a finished temporary
+file, which fails if the name exists; an object store's create-if-absent, such as GCS's
+if_generation_match=0, is the same operation), so two processes that train the same base leave
+one valid copy, and the later one removes its attempt.
+"""
+import dataclasses
+import datetime
+import hashlib
+import json
+import os
+import shutil
+import uuid
+
+from absl import logging
+import jax
+import orbax.checkpoint as ocp
+
+from experiments.runtime.workdir import sha256, write_json
+
+MANIFEST = "manifest.json"
+KEY_FILE = "key.json"
+COMPETENCE = "competence.json"
+
+
+def environment():
+  """What computed a base besides its key: the same key on another jax or backend can differ."""
+  return {"jax": jax.__version__, "backend": jax.default_backend()}
+
+
+def _canonical(obj):
+  """obj as JSON holds it (tuples become lists), so a key compares equal after a round trip."""
+  return json.loads(json.dumps(obj, sort_keys=True, default=str))
+
+
+@dataclasses.dataclass(frozen=True)
+class Key:
+  """The key of a preset's base models, one per seed: fields and environment as JSON data."""
+  preset: str
+  fields: dict
+  env: dict
+
+  @classmethod
+  def of(cls, preset, fields, env=None):
+    return cls(preset, _canonical(fields), _canonical(env or environment()))
+
+  @property
+  def name(self):
+    record = json.dumps({"key": self.fields, "env": self.env}, sort_keys=True)
+    return f"{self.preset}-{hashlib.sha256(record.encode()).hexdigest()[:12]}"
+
+
+@dataclasses.dataclass
+class Stored:
+  """One seed's base model as the store holds it (numpy arrays, leading member axis 1)."""
+  state: dict       # nnx.to_pure_dict of the parameters
+  opt_state: list   # the optimizer state's leaves, in tree order
+  curve: list       # [[step, loss], ...] at every logged step of base training
+  path: str         # the seed's directory in the store
+
+
+class Damaged(Exception):
+  """A stored base that must not be used; the message says what is wrong with it."""
+
+
+def _checkpointer():
+  """orbax, driven by this process alone: every process reads the store, only process 0 writes
+  it, and neither is a collective operation."""
+  me = jax.process_index()
+  options = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+  return ocp.Checkpointer(ocp.CompositeCheckpointHandler(),
+                          multiprocessing_options=options if jax.process_count() > 1
+                          else ocp.options.MultiprocessingOptions())
+
+
+def _files(directory):
+  """{relative path: [size, sha256]} of every file under directory."""
+  out = {}
+  for root, _, names in os.walk(directory):
+    for name in names:
+      path = os.path.join(root, name)
+      out[os.path.relpath(path, directory)] = [os.path.getsize(path), sha256(path)]
+  return dict(sorted(out.items()))
+
+
+def _create_exclusive(path, data):
+  """Creates `path` with `data` unless it exists; True if this call created it. The file appears
+  whole or not at all: written under a temporary name, then hard-linked into place."""
+  tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{uuid.uuid4().hex}")
+  try:
+    with open(tmp, "wb") as f:
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
+    try:
+      os.link(tmp, path)
+    except FileExistsError:
+      return False
+    return True
+  finally:
+    os.remove(tmp)
+
+
+class BaseStore:
+  """A directory of stored base models (layout in the module docstring)."""
+
+  def __init__(self, root):
+    if "://" in str(root):
+      raise ValueError(f"runtime.base_store={root} is a remote URL: use a local or mounted path, "
+                       "or \"\" to train base models in every run.")
+    self.root = os.path.abspath(os.path.expanduser(root))
+
+  def seed_dir(self, key, seed):
+    return os.path.join(self.root, key.name, f"seed{seed}")
+
+  def fetch(self, key, seed, label, target):
+    """The stored base of `seed`, or None (not stored, or damaged: named in the log).
+
+    target: (state, opt_state) trees of numpy arrays shaped as stored, which the restored arrays
+    take the place of (a checkpoint alone does not say that a dict's keys were integers)."""
+    directory = self.seed_dir(key, seed)
+    manifest = os.path.join(directory, MANIFEST)
+    try:
+      with open(manifest, "rb") as f:
+        raw = f.read()
+    except FileNotFoundError:
+      other = self._other_environment(key, seed)
+      if other is not None:
+        logging.info("%s: the stored base %s was computed with jax %s on %s, this run has jax %s "
+                     "on %s: training it anew", label, other[0], other[1].get("jax"),
+                     other[1].get("backend"), key.env["jax"], key.env["backend"])
+      return None
+    try:
+      return self._read(directory, raw, key, seed, target)
+    except Damaged as e:
+      logging.warning("%s: the stored base %s %s: it is set aside and trained anew, never used",
+                      label, directory, e)
+      self._set_aside(manifest, raw)
+      return None
+
+  def _read(self, directory, raw, key, seed, target=None):
+    try:
+      m = json.loads(raw)
+    except ValueError:
+      raise Damaged("has a manifest that is not JSON") from None
+    if not isinstance(m, dict) or m.get("key") != key.fields or m.get("env") != key.env or (
+        m.get("seed") != seed or m.get("preset") != key.preset):
+      raise Damaged("has a manifest that does not match its key")
+    attempt = os.path.join(directory, str(m.get("attempt")))
+    files = m.get("files") or {}
+    if not files:
+      raise Damaged("has a manifest that lists no files")
+    for rel, (size, digest) in files.items():
+      path = os.path.join(attempt, rel)
+      if not os.path.isfile(path):
+        raise Damaged(f"lacks {rel}")
+      if os.path.getsize(path) != size or sha256(path) != digest:
+        raise Damaged(f"has a file {rel} that does not match its manifest")
+    if target is None:  # a check of the files alone (bases list)
+      return None
+    try:
+      restored = _checkpointer().restore(attempt, ocp.args.Composite(
+          state=ocp.args.StandardRestore(target[0]),
+          opt_state=ocp.args.StandardRestore(list(target[1]))))
+    except Exception as e:  # pylint: disable=broad-except  (any unreadable checkpoint is damaged)
+      raise Damaged(f"cannot be read by orbax ({type(e).__name__}: {e})") from None
+    return Stored(restored["state"], list(restored["opt_state"]), m["curve"], directory)
+
+  def _set_aside(self, manifest, raw):
+    """Renames a damaged manifest out of the way, unless another process already replaced it."""
+    try:
+      with open(manifest, "rb") as f:
+        if f.read() != raw:
+          return
+      os.rename(manifest, f"{manifest}.damaged-{uuid.uuid4().hex[:8]}")
+    except FileNotFoundError:
+      pass
+
+  def _other_environment(self, key, seed):
+    """(directory, env) of this key's base stored by another jax version or backend, or None."""
+    for entry in self._key_dirs(key.preset):
+      record = _read_json(os.path.join(entry, KEY_FILE))
+      if (record and record.get("key") == key.fields and record.get("env") != key.env
+          and os.path.exists(os.path.join(entry, f"seed{seed}", MANIFEST))):
+        return os.path.join(entry, f"seed{seed}"), record.get("env") or {}
+    return None
+
+  def _key_dirs(self, preset=None):
+    if not os.path.isdir(self.root):
+      return []
+    return sorted(os.path.join(self.root, d) for d in os.listdir(self.root)
+                  if os.path.isdir(os.path.join(self.root, d))
+                  and not d.startswith(".") and (preset is None or d.startswith(preset + "-")))
+
+  def publish(self, key, seed, state, opt_state, curve):
+    """Stores one seed's base (numpy trees with a leading axis of 1); True if this copy became
+    the stored one, False if another process had published it first (this attempt is removed)."""
+    directory = self.seed_dir(key, seed)
+    os.makedirs(directory, exist_ok=True)
+    key_file = os.path.join(os.path.dirname(directory), KEY_FILE)
+    if not os.path.exists(key_file):
+      write_json(key_file, {"preset": key.preset, "key": key.fields, "env": key.env})
+    attempt = f"attempt-{uuid.uuid4().hex[:12]}"
+    path = os.path.join(directory, attempt)
+    _checkpointer().save(path, ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                  opt_state=ocp.args.StandardSave(opt_state)))
+    manifest = {"preset": key.preset, "seed": seed, "key": key.fields, "env": key.env,
+                "attempt": attempt, "files": _files(path), "curve": _canonical(curve),
+                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                    timespec="seconds")}
+    data = json.dumps(manifest, indent=1, sort_keys=True).encode()
+    if _create_exclusive(os.path.join(directory, MANIFEST), data):
+      return True
+    shutil.rmtree(path, ignore_errors=True)
+    return False
+
+  def note_competence(self, key, seed, values):
+    """Records a base model's measured error rates beside it (read by `bases list`)."""
+    directory = self.seed_dir(key, seed)
+    if os.path.exists(os.path.join(directory, MANIFEST)):
+      write_json(os.path.join(directory, COMPETENCE), _canonical(values))
+
+  def entries(self, verify=True):
+    """One dict per seed directory: preset, key name, seed, status (stored, damaged: why, or
+    incomplete: no manifest), size in bytes, key fields, environment, competence, created, and
+    `leftovers` (attempts no manifest names, manifests set aside)."""
+    out = []
+    for entry in self._key_dirs():
+      record = _read_json(os.path.join(entry, KEY_FILE)) or {}
+      for name in sorted(os.listdir(entry)):
+        directory = os.path.join(entry, name)
+        if not (name.startswith("seed") and os.path.isdir(directory)):
+          continue
+        manifest = _read_json(os.path.join(directory, MANIFEST))
+        status = "incomplete"
+        if manifest is not None:
+          status = "stored"
+          if verify:
+            key = Key(record.get("preset", ""), record.get("key"), record.get("env"))
+            try:
+              with open(os.path.join(directory, MANIFEST), "rb") as f:
+                self._read(directory, f.read(), key, int(name[4:]))
+            except (Damaged, ValueError) as e:
+              status = f"damaged: {e}"
+        attempt = (manifest or {}).get("attempt")
+        leftovers = [n for n in os.listdir(directory)
+                     if (n.startswith("attempt-") and n != attempt) or ".damaged-" in n]
+        out.append({"preset": record.get("preset", entry.rsplit("-", 1)[0]),
+                    "key": os.path.basename(entry), "seed": name[4:], "status": status,
+                    "bytes": _size(directory), "fields": record.get("key") or {},
+                    "env": record.get("env") or {}, "path": directory,
+                    "competence": _read_json(os.path.join(directory, COMPETENCE)),
+                    "created": (manifest or {}).get("created", ""), "leftovers": leftovers})
+    return out
+
+  def remove(self, path):
+    """Deletes one seed directory (and its key directory once no seed is left)."""
+    shutil.rmtree(path, ignore_errors=True)
+    parent = os.path.dirname(path)
+    if not any(n.startswith("seed") for n in os.listdir(parent)):
+      shutil.rmtree(parent, ignore_errors=True)
+
+
+def _read_json(path):
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
+def _size(directory):
+  return sum(os.path.getsize(os.path.join(r, n)) for r, _, names in os.walk(directory)
+             for n in names)
