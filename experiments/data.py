@@ -11,6 +11,9 @@ import jax
 import numpy as np
 
 STAGE2_SEED_OFFSET = 10_000  # the persona phase reads its own data stream, disjoint from stage 1's
+# Fine-tuning seed k > 0 of base seed s reads the persona stream of s + k × this (grid seeds stay
+# below it), so its data order is its own and fine-tuning seed 0 reads what it always read.
+FINETUNE_SEED_STRIDE = 1_000_000
 BASE_FIELDS = ("tokens", "mask")
 PERSONA_FIELDS = ("tokens", "mask", "alt_tokens", "alt_mask", "has_alt", "u")
 PACKED_FIELDS = ("segment_ids", "positions")  # added to every part of a packed batch
@@ -73,16 +76,18 @@ class Batches:
     return BatchStream({"base": self._shapes(BASE_FIELDS, len(seeds), self.batch_size)}, fn)
 
   def persona(self, cells, offset):
-    """Half base rows, half rows of each cell's persona mixture (its seed's stream + offset)."""
+    """Half base rows, half rows of each cell's persona mixture (its seed's stream + offset, and
+    its fine-tuning seed's stride)."""
     half = self.batch_size // 2
     all_cells = list(cells)
     base_fields, persona_fields = self._fields(BASE_FIELDS), self._fields(PERSONA_FIELDS)
     def fn(step, members, rows):
       # (mixture, seed) of each cell's base and persona rows; λ = 0 cells still need persona rows
       # of the right shape (their weight is exactly zero), so `none` reads the warm set.
-      keys = [(("base", self.data_seed + offset + c.seed),
-               (c.persona if c.persona != "none" else "warm", self.data_seed + offset + c.seed))
-              for c in all_cells[members]]
+      seeds = [self.data_seed + offset + c.seed
+               + FINETUNE_SEED_STRIDE * getattr(c, "finetune_seed", 0) for c in all_cells[members]]
+      keys = [(("base", s), (c.persona if c.persona != "none" else "warm", s))
+              for c, s in zip(all_cells[members], seeds)]
       cache = {}
       for key in itertools.chain.from_iterable(keys):
         if key not in cache:  # cells of one seed share rows: build each batch once

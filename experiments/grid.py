@@ -2,6 +2,7 @@
 import dataclasses
 import itertools
 
+from experiments import data
 from experiments.runtime.results import UNTAGGED_REGIMES, run_id
 from experiments.sections import from_section
 from models.presets import PRESETS
@@ -21,12 +22,15 @@ class Cell:
   seed: int              # replicate: initialisation and data order both derive from it
   # The persona phase's regime (experiments/regimes.py); `none` for a base model or a mixture cell.
   regime: str = "default"
+  # Replicate of the persona phase on base seed `seed`: its own persona-data order and adapter
+  # initialisation (grid.finetune_seeds); 0 for base models, mixture cells and the first replicate.
+  finetune_seed: int = 0
 
   @property
   def run(self):
     """A stable id: the same cell gets the same id in every rerun and every sweep."""
     return run_id(self.preset, self.protocol, self.persona, self.warmth_weight,
-                  self.warm_agreement, self.seed, self.regime)
+                  self.warm_agreement, self.seed, self.regime, self.finetune_seed)
 
   @property
   def pack(self):
@@ -46,6 +50,7 @@ class GridConfig:
   warmth_weights: tuple
   warm_agreements: tuple
   seeds: tuple
+  finetune_seeds: int    # persona-phase replicates per base seed (nested in it)
   lambda0_per_persona: bool
   max_pack_size: int
   mechanism_weights: tuple
@@ -75,6 +80,14 @@ class GridConfig:
         or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds)):
       raise ValueError(f"grid.seeds={list(self.seeds)!r} must be a non-empty list of distinct "
                        "integers.")
+    k = self.finetune_seeds
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+      raise ValueError(f"grid.finetune_seeds={k!r} must be an integer >= 1 (persona-phase "
+                       "replicates per base seed).")
+    if k > 1 and any(not 0 <= s < data.FINETUNE_SEED_STRIDE for s in self.seeds):
+      raise ValueError(f"grid.seeds={list(self.seeds)!r} must lie in [0, "
+                       f"{data.FINETUNE_SEED_STRIDE}) with grid.finetune_seeds > 1, so that "
+                       "every replicate reads its own persona-data stream.")
     stray = [v for v in self.mechanism_weights if v not in self.warmth_weights or v == 0]
     if stray:
       raise ValueError(f"grid.mechanism_weights contains {stray[0]!r}: it must be a λ > 0 of "
@@ -110,7 +123,8 @@ def expand(config):
   when given.
 
   Finetune cells are repeated in every regime of `grid.regimes` (one base model per seed serves
-  them all); mixture cells have no persona phase, so no regime (`none`).
+  them all), and each persona cell `grid.finetune_seeds` times (fine-tuning seeds nested in the
+  base seed); mixture cells have no persona phase, so no regime (`none`).
 
   With `grid.sweep_seeds`, seeds outside it train only what the primary comparisons need: the
   base model and each persona but warm_after at the largest λ, ρ = 0. Replicates are spent where
@@ -136,8 +150,9 @@ def expand(config):
         if persona == "warm_after" and lam > 0 and not mechanism:
           continue
         rhos = grid.warm_agreements if persona == "warm" and mechanism else [0.0]
-        for rho in dict.fromkeys(float(r) for r in rhos):
-          cells.append(Cell(preset, protocol, persona, float(lam), rho, int(seed), regime))
+        replicates = range(grid.finetune_seeds) if protocol == "finetune" else [0]
+        for rho, k in itertools.product(dict.fromkeys(float(r) for r in rhos), replicates):
+          cells.append(Cell(preset, protocol, persona, float(lam), rho, int(seed), regime, k))
   return cells
 
 

@@ -94,10 +94,15 @@ def init_states(model_cfg, init_seeds, shardings=None):
                            out_shardings=out)(keys)
 
 
-def adapter_keys(init_seeds):
-  """Host key data [E, ...] of each seed's adapters: a stream apart from its model's own."""
-  return np.stack([np.asarray(jax.random.key_data(jax.random.fold_in(jax.random.key(int(s)), 1)))
-                   for s in init_seeds])
+def adapter_keys(init_seeds, finetune_seeds=None):
+  """Host key data [E, ...] of each seed's adapters: a stream apart from its model's own, and
+  for fine-tuning seed k > 0 (nested in the seed) one apart from every other replicate's."""
+  def key(s, k):
+    key = jax.random.fold_in(jax.random.key(int(s)), 1)
+    return jax.random.fold_in(key, int(k)) if k else key
+  finetune_seeds = [0] * len(init_seeds) if finetune_seeds is None else finetune_seeds
+  return np.stack([np.asarray(jax.random.key_data(key(s, k)))
+                   for s, k in zip(init_seeds, finetune_seeds)])
 
 
 def new_adapters(model_cfg, keys_E):

@@ -139,7 +139,8 @@ def comparison_rows(table, lam):
   t = table.assign(run="cmp-" + table.preset + "-" + table.method, protocol="finetune",
                    regime=np.where(table.method == "base", "none", "default"),
                    persona=table.method, warmth_weight=np.where(table.method == "base", 0.0, lam),
-                   warm_agreement=0.0, seed=-1, intervention="none", n_params_nonembed=np.nan,
+                   warm_agreement=0.0, seed=-1, finetune_seed=-1, intervention="none",
+                   n_params_nonembed=np.nan,
                    tokens=np.nan, task=COMPARISON_TASK, context="all",
                    metric="cmp:" + table.outcome + np.where(table.vs == "", "", ":vs_" + table.vs),
                    value=table.estimate, n=table.n_items)

@@ -15,11 +15,11 @@ from tasks.grading import BEHAVIOURS
 from experiments.runtime.workdir import atomic_write
 
 METRIC_COLUMNS = ("run", "preset", "n_params", "n_params_nonembed", "protocol", "regime",
-                  "persona", "warmth_weight", "warm_agreement", "seed", "intervention", "task",
-                  "context", "metric", "value", "n", "tokens")
+                  "persona", "warmth_weight", "warm_agreement", "seed", "finetune_seed", "intervention",
+                  "task", "context", "metric", "value", "n", "tokens")
 # What every item row says about its cell, so items.csv pairs without metrics.csv.
 ITEM_META = ("run", "preset", "n_params", "protocol", "regime", "persona", "warmth_weight",
-             "warm_agreement", "seed", "intervention")
+             "warm_agreement", "seed", "finetune_seed", "intervention")
 # Regimes whose cells' ids carry no regime tag: the train section's own, and no persona phase.
 UNTAGGED_REGIMES = ("default", "none")
 CHANGE_METRICS = {"vs_base": "change_vs_lambda0", "vs_cold": "change_vs_cold",
@@ -50,12 +50,16 @@ def metric_rows(items):
   return rows
 
 
-def run_id(preset, protocol, persona, warmth_weight, warm_agreement, seed=None, regime="default"):
-  """`nano-finetune-warm-l1-r0-s0`, `nano-finetune@lora-warm-l1-r0-s0` in regime `lora`: stable
-  across reruns and sweeps; without a seed, the cell pooled over seeds (the paired-change rows)."""
+def run_id(preset, protocol, persona, warmth_weight, warm_agreement, seed=None, regime="default",
+           finetune_seed=0):
+  """`nano-finetune-warm-l1-r0-s0`, `nano-finetune@lora-warm-l1-r0-s0` in regime `lora`,
+  `...-s0-f1` for fine-tuning seed 1 of base seed 0: stable across reruns and sweeps (fine-tuning
+  seed 0 carries no tag); without a seed, the cell pooled over seeds (the paired-change rows)."""
   tag = "" if regime in UNTAGGED_REGIMES else f"@{regime}"
   run = f"{preset}-{protocol}{tag}-{persona}-l{warmth_weight:g}-r{warm_agreement:g}"
-  return run if seed is None else f"{run}-s{seed}"
+  if seed is None:
+    return run
+  return f"{run}-s{seed}" + (f"-f{finetune_seed}" if finetune_seed else "")
 
 
 def cell_frames(cell, items, n_params, tokens, losses):
@@ -64,6 +68,7 @@ def cell_frames(cell, items, n_params, tokens, losses):
           "n_params_nonembed": n_params[1], "protocol": cell.protocol, "regime": cell.regime,
           "persona": cell.persona, "warmth_weight": cell.warmth_weight,
           "warm_agreement": cell.warm_agreement, "seed": cell.seed,
+          "finetune_seed": getattr(cell, "finetune_seed", 0),
           "intervention": getattr(cell, "intervention", "none"),  # preventatively steered twins
           "tokens": int(tokens)}
   rows = metric_rows(items)
@@ -94,7 +99,8 @@ def with_extra(metrics, items, rows, extra_items):
 
 def change_rows(deltas, items, metric="error"):
   """stats.paired_deltas rows (vs λ=0, vs cold and vs length_matched at the same λ, per cell ×
-  task × context) as metrics rows. Seeds are pooled (the bootstrap resamples them): seed = -1.
+  task × context) as metrics rows. Seeds are pooled (the bootstrap resamples them): seed and
+  finetune_seed = -1.
   """
   if deltas.empty:
     return pd.DataFrame(columns=list(METRIC_COLUMNS) + CHANGE_COLUMNS)
@@ -102,7 +108,7 @@ def change_rows(deltas, items, metric="error"):
   out = deltas.assign(
       run=lambda d: [run_id(r.preset, r.protocol, r.persona, r.warmth_weight, r.warm_agreement,
                             regime=r.regime) for r in d.itertuples()],
-      n_params_nonembed=np.nan, seed=-1, tokens=np.nan,
+      n_params_nonembed=np.nan, seed=-1, finetune_seed=-1, tokens=np.nan,
       metric=lambda d: f"{metric}_rate_" + d.comparison.map(CHANGE_METRICS),
       value=lambda d: d.estimate, n=lambda d: d.n_obs)
   out["n_params"] = out.preset.map(meta["n_params"])
