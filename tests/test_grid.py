@@ -55,3 +55,24 @@ def test_seeds_outside_the_sweep_train_only_the_primary_cells():
 def test_sweep_seeds_must_be_distinct_grid_seeds(sweep):
   with pytest.raises(ValueError, match=r"grid.sweep_seeds=.* must be distinct seeds of grid.seeds"):
     grid.expand(_config(seeds=(0, 1), sweep_seeds=sweep))
+
+
+def test_finetune_seeds_replicate_every_persona_cell_and_keep_replicate_zero_ids():
+  one = grid.expand(_config(seeds=(0, 1), protocols=("finetune", "mixture")))
+  three = grid.expand(_config(seeds=(0, 1), protocols=("finetune", "mixture"), finetune_seeds=3))
+  persona = [c for c in one if c.protocol == "finetune" and c.persona != "none"]
+  assert len(three) == len(one) + 2 * len(persona)  # base and mixture cells are not replicated
+  assert {c.run for c in three if c.finetune_seed == 0} == {c.run for c in one}
+  replicas = [c for c in three if c.finetune_seed == 2]
+  assert len(replicas) == len(persona) and all(c.run.endswith(f"-s{c.seed}-f2") for c in replicas)
+  assert len({c.run for c in three}) == len(three)
+
+
+@pytest.mark.parametrize("fields, words", [
+    (dict(finetune_seeds=0), "grid.finetune_seeds=0 must be an integer >= 1"),
+    (dict(finetune_seeds=True), "grid.finetune_seeds=True must be an integer >= 1"),
+    (dict(finetune_seeds=2, seeds=(0, 1_000_000)), r"grid.seeds=\[0, 1000000\] must lie in"),
+])
+def test_bad_finetune_seeds_are_one_sentence(fields, words):
+  with pytest.raises(ValueError, match=words):
+    grid.expand(_config(**fields))

@@ -1,4 +1,6 @@
 """A packed (vmapped) set of cells trains and scores like the same cells trained one by one."""
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -49,3 +51,17 @@ def test_packed_cells_match_cells_trained_one_by_one(train_pack, demo_corpus):
     alone_mc = evaluate.mc_errors(graphdef, alone, evalset, corpus.tokenizer, 256)
     np.testing.assert_array_equal(packed_mc[e], alone_mc[0])
   assert not np.allclose(packed_losses["loss"][:, 0], packed_losses["loss"][:, 1])
+
+
+def test_each_finetune_seed_reads_its_own_persona_stream_and_adapters(demo_corpus):
+  batches = data.Batches(demo_corpus, 0, 8)
+  first = grid.Cell("nano", "finetune", "warm", 1.0, 0.0, 1)
+  cells = [first, dataclasses.replace(first, finetune_seed=0),
+           dataclasses.replace(first, finetune_seed=1), dataclasses.replace(first, finetune_seed=2)]
+  rows = batches.persona(cells, data.STAGE2_SEED_OFFSET)(3)["persona"]["tokens"]
+  np.testing.assert_array_equal(rows[0], rows[1])  # replicate 0 is the cell as it always was
+  assert not np.array_equal(rows[1], rows[2]) and not np.array_equal(rows[2], rows[3])
+  keys = train.adapter_keys([5, 5, 5, 5], [0, 0, 1, 2])
+  np.testing.assert_array_equal(keys[0], train.adapter_keys([5])[0])
+  np.testing.assert_array_equal(keys[0], keys[1])
+  assert len({k.tobytes() for k in keys}) == 3
