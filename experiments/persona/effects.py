@@ -44,7 +44,11 @@ def _row(preset, protocol, metric, value, n, n_params=np.nan, **kw):
 
 def _stack(frame, column):
   """(S, I) array of a column over seeds × items (task, item_id), NaN where missing, and the
-  entity cluster of each item (items about one person, disease or drug resample together)."""
+  entity cluster of each item (items about one person, disease or drug resample together).
+
+  Rows sharing a seed and item (fine-tuning seeds nested in a base seed) are averaged: the base
+  seed's mean over its replicates is the unit the bootstrap resamples."""
+  frame = frame.groupby(KEY, sort=False, as_index=False)[column].mean()
   seed = pd.factorize(frame.seed, sort=True)[0]
   item = frame.groupby(["task", "item_id"], sort=False).ngroup().to_numpy()
   out = np.full((seed.max() + 1, item.max() + 1), np.nan)

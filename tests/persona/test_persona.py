@@ -200,3 +200,13 @@ def test_an_experiment_writes_geometry_capped_items_and_steered_twins(tmp_path, 
                'persona/defaults.json', 'persona/capping_tradeoff.csv'):
     assert (tmp_path / path).exists(), path
   assert 'capped − uncapped' in text and 'persona geometry' in text
+
+
+def test_fine_tuning_replicates_are_averaged_within_their_base_seed_not_dropped():
+  # Two base seeds, two fine-tuning replicates each: per base seed the replicates' mean is 1 and 3,
+  # so the estimate is 2; keeping only one replicate per seed (an overwrite) would give 3 or 1.
+  values = {(0, 0): 0.0, (0, 1): 2.0, (1, 0): 2.0, (1, 1): 4.0}
+  frame = pd.DataFrame([dict(seed=s, finetune_seed=k, task='factual_qa', item_id=f'factual_qa/p{i}/x',
+                             diff=v) for (s, k), v in values.items() for i in range(5)])
+  est, lo, hi = effects.boot_mean(frame, 'diff', 200, np.random.default_rng(0))
+  assert est == pytest.approx(2.0) and lo <= 2.0 <= hi
