@@ -2,7 +2,7 @@
 
   python -m experiments.tools.show_batch --config=experiments/configs/demo.py --step=120 --seed=0
   python -m experiments.tools.show_batch --config=experiments/configs/demo.py --stage=persona \
-      --persona=warm --rho=0.5 --step=7 --seed=1 --rows=4
+      --persona=warm --rho=0.5 --step=7 --seed=1 --rows=4 [--finetune_seed=1]
 
 The rows come from the code the trainer calls (data.Batches over the config's world), and
 batches are a pure function of (seed, step), so this is exactly what the cell with that replicate
@@ -22,6 +22,8 @@ import numpy as np
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (file.py[:arg]).")
 _STEP = flags.DEFINE_integer("step", 0, "Training step (0-based) within the stage.")
 _SEED = flags.DEFINE_integer("seed", 0, "Replicate seed (a value of grid.seeds).")
+_FINETUNE_SEED = flags.DEFINE_integer("finetune_seed", 0, "Persona-phase replicate of the seed "
+                                      "(< grid.finetune_seeds; persona stage).")
 _STAGE = flags.DEFINE_enum("stage", "base", ["base", "persona", "mixture"], "Which stage's stream.")
 _PERSONA = flags.DEFINE_string("persona", "warm", "Persona of the cell (persona/mixture stages).")
 _RHO = flags.DEFINE_float("rho", 0.0, "Warm agreement ρ of the cell (persona/mixture stages).")
@@ -47,11 +49,12 @@ def decode_row(tokenizer, tokens, mask):
   return " ".join(out).replace("[ ", "[").replace(" ]", "]")
 
 
-def stage_batch(config, corpus, stage, seed, step, persona="warm", rho=0.0):
+def stage_batch(config, corpus, stage, seed, step, persona="warm", rho=0.0, finetune_seed=0):
   """{part: {field: [B, ...]}} of one cell at one step, as the trainer builds it."""
   from experiments import data, grid  # pylint: disable=g-import-not-at-top
-  if step < 0 or seed < 0:
-    raise ValueError(f"--step={step} and --seed={seed} must be integers >= 0.")
+  if step < 0 or seed < 0 or finetune_seed < 0:
+    raise ValueError(f"--step={step}, --seed={seed} and --finetune_seed={finetune_seed} must be "
+                     "integers >= 0.")
   if not 0.0 <= rho <= 1.0:
     raise ValueError(f"--rho={rho:g} must lie in [0, 1], as grid.warm_agreements does.")
   if persona not in grid.PERSONAS:
@@ -63,11 +66,13 @@ def stage_batch(config, corpus, stage, seed, step, persona="warm", rho=0.0):
     return batches.base([seed])(step)
   offset = data.STAGE2_SEED_OFFSET if stage == "persona" else 0
   protocol = "finetune" if stage == "persona" else "mixture"
-  cell = grid.Cell(config.model.presets[0], protocol, persona, 1.0, rho, seed)
+  cell = grid.Cell(config.model.presets[0], protocol, persona, 1.0, rho, seed,
+                   finetune_seed=finetune_seed if stage == "persona" else 0)
   return batches.persona([cell], offset)(step)
 
 
-def show(config, stage, seed, step, persona="warm", rho=0.0, mixture="", rows=0, write=print):
+def show(config, stage, seed, step, persona="warm", rho=0.0, mixture="", rows=0, write=print,
+         finetune_seed=0):
   from experiments import experiment  # pylint: disable=g-import-not-at-top
   from tasks.mixtures import PERSONAS, Corpus  # pylint: disable=g-import-not-at-top
   if stage != "base" and persona not in PERSONAS:
@@ -80,8 +85,10 @@ def show(config, stage, seed, step, persona="warm", rho=0.0, mixture="", rows=0,
     write(f"mixture {mixture}, data seed {data_seed}, step {step}: {config.train.batch_size} rows")
   else:
     parts = {k: {f: v[0] for f, v in part.items()}
-             for k, part in stage_batch(config, corpus, stage, seed, step, persona, rho).items()}
+             for k, part in stage_batch(config, corpus, stage, seed, step, persona, rho,
+                                        finetune_seed).items()}
     cell = "" if stage == "base" else f", persona {persona}, ρ={rho:g}"
+    cell += f", fine-tuning seed {finetune_seed}" if finetune_seed and stage == "persona" else ""
     write(f"stage {stage}, seed {seed}{cell}, step {step}: "
           + " + ".join(f"{len(p['tokens'])} {k}" for k, p in parts.items()) + " rows")
   for name, part in parts.items():
@@ -112,7 +119,7 @@ def main(argv):
     sys.exit(f"Unexpected arguments: {' '.join(argv[1:])}")
   try:
     show(_CONFIG.value, _STAGE.value, _SEED.value, _STEP.value, _PERSONA.value, _RHO.value,
-         _MIXTURE.value, _ROWS.value)
+         _MIXTURE.value, _ROWS.value, finetune_seed=_FINETUNE_SEED.value)
   except ValueError as e:
     sys.exit(f"error: {e}")
 

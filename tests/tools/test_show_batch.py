@@ -36,6 +36,20 @@ def test_persona_rows_mark_validating_replies_only_when_rho_asks(make_demo_confi
     assert rows == {"0", "1", "2", "3"}
 
 
+def test_a_fine_tuning_seed_shows_its_own_persona_rows(make_demo_config):
+  c = make_demo_config()
+  shown = {}
+  for k in (0, 1):
+    lines = []
+    show_batch.show(c, "persona", 0, 3, write=lines.append, finetune_seed=k)
+    shown[k] = lines
+  assert "fine-tuning seed 1" in shown[1][0] and "fine-tuning seed" not in shown[0][0]
+  assert shown[0][1:] != shown[1][1:]
+  plain = []
+  show_batch.show(c, "persona", 0, 3, write=plain.append)
+  assert plain == shown[0]
+
+
 def test_command_line_prints_rows_and_refuses_unknown_personas():
   cmd = [sys.executable, "-m", "experiments.tools.show_batch", f"--config={tiny_runs.DEMO}:runlocal",
          "--step=2", "--rows=2"]
