@@ -9,6 +9,7 @@ which the rest of the run (and a rerun, and `runs.load_run`) restores as if trai
 same arrays, same loss curve, byte-identical results.
 """
 import dataclasses
+import uuid
 
 from absl import logging
 import jax
@@ -72,6 +73,12 @@ def fill(ctx, pack, seeds):
       if got is not None:
         logging.info("%s: base reused from %s", label(s), got.path)
         found[s] = got
+  # Every process follows process 0's reading of the store (all of them read the same directory).
+  use = distributed.agree([s in found for s in seeds])
+  if any(u and s not in found for s, u in zip(seeds, use)):
+    raise ValueError(f"process 0 reads base models in runtime.base_store={ctx.store.root} that "
+                     "this process cannot: give every process the same store directory.")
+  found = {s: found[s] for s, u in zip(seeds, use) if u}
   missing = [s for s in seeds if s not in found]
   if training is not None and training != [f"seed{s}" for s in missing]:
     raise ValueError(f"checkpoints/{name} holds base models {training} while the store lacks "
@@ -86,8 +93,11 @@ def fill(ctx, pack, seeds):
     row = lambda tree: jax.tree.map(lambda a: np.asarray(a[i:i + 1]), tree)
     curve = [[int(step), float(loss_KE[j, i])] for j, step in enumerate(steps)]
     stored = base_store.Stored(row(state), row(opt), curve, ctx.store.seed_dir(k, s))
+    # Every process saves (orbax's save is collective) under process 0's attempt id.
+    attempt = "".join(f"{int(v):08x}" for v in distributed.agree(
+        np.frombuffer(uuid.uuid4().bytes[:8], np.uint32)))
+    won = ctx.store.publish(k, s, stored.state, stored.opt_state, curve, attempt)
     if distributed.is_writer():
-      won = ctx.store.publish(k, s, stored.state, stored.opt_state, curve)
       logging.info("%s: base trained and stored in %s%s", label(s), stored.path,
                    "" if won else " (a copy stored first is kept, this one discarded)")
     found[s] = stored

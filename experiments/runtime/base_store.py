@@ -86,13 +86,9 @@ class Damaged(Exception):
 
 
 def _checkpointer():
-  """orbax, driven by this process alone: every process reads the store, only process 0 writes
-  it, and neither is a collective operation."""
-  me = jax.process_index()
-  options = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
-  return ocp.Checkpointer(ocp.CompositeCheckpointHandler(),
-                          multiprocessing_options=options if jax.process_count() > 1
-                          else ocp.options.MultiprocessingOptions())
+  """orbax's own: with several processes its saves and restores are collective (every process
+  calls them, process 0 writes the host arrays), as the rest of a run's checkpoints are."""
+  return ocp.Checkpointer(ocp.CompositeCheckpointHandler())
 
 
 def _files(directory):
@@ -214,18 +210,24 @@ class BaseStore:
                   if os.path.isdir(os.path.join(self.root, d))
                   and not d.startswith(".") and (preset is None or d.startswith(preset + "-")))
 
-  def publish(self, key, seed, state, opt_state, curve):
+  def publish(self, key, seed, state, opt_state, curve, attempt=None):
     """Stores one seed's base (numpy trees with a leading axis of 1); True if this copy became
-    the stored one, False if another process had published it first (this attempt is removed)."""
+    the stored one, False if another writer had published it first (this attempt is removed).
+
+    With several processes every one calls it, with the same `attempt` id (process 0's): the
+    orbax save is collective; process 0 alone writes the manifest, and its answer is returned."""
     directory = self.seed_dir(key, seed)
     os.makedirs(directory, exist_ok=True)
+    writer = jax.process_index() == 0
     key_file = os.path.join(os.path.dirname(directory), KEY_FILE)
-    if not os.path.exists(key_file):
+    if writer and not os.path.exists(key_file):
       write_json(key_file, {"preset": key.preset, "key": key.fields, "env": key.env})
-    attempt = f"attempt-{uuid.uuid4().hex[:12]}"
+    attempt = f"attempt-{attempt or uuid.uuid4().hex[:12]}"
     path = os.path.join(directory, attempt)
     _checkpointer().save(path, ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                   opt_state=ocp.args.StandardSave(opt_state)))
+    if not writer:
+      return False
     manifest = {"preset": key.preset, "seed": seed, "key": key.fields, "env": key.env,
                 "attempt": attempt, "files": _files(path), "curve": _canonical(curve),
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from experiments.runtime import distributed
+from experiments.runtime.base_store import BaseStore
 from experiments.runtime.workdir import Workdir
 import tiny_runs
 
@@ -31,8 +32,10 @@ def test_two_processes_train_together_and_only_process_0_writes(tmp_path):
   joined = ["--config.runtime.distributed=True",
             f"--config.runtime.coordinator_address=127.0.0.1:{port}",
             "--config.runtime.num_processes=2"]
+  store = tmp_path / "store"  # process 0 stores the base model, both read it back
   procs = [subprocess.Popen(tiny_runs.main_cmd(tmp_path / "two", *joined,
-                                               f"--config.runtime.process_id={i}"),
+                                               f"--config.runtime.process_id={i}",
+                                               f"--config.runtime.base_store={store}"),
                             cwd=tiny_runs.ROOT, env=tiny_runs.env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True) for i in range(2)]
   outs = [p.communicate(timeout=900) for p in procs]
@@ -45,6 +48,8 @@ def test_two_processes_train_together_and_only_process_0_writes(tmp_path):
   assert one.returncode == 0, one.stderr[-3000:]
 
   assert "metrics:" in outs[0][0] and "metrics:" not in outs[1][0]  # only process 0 reports
+  assert "nano seed 0: base trained and stored" in outs[0][1]
+  assert [e["status"] for e in BaseStore(str(store)).entries()] == ["stored"]
   two = pd.read_csv(tmp_path / "two" / "metrics.csv")
   tb = tmp_path / "two" / "tb"  # one directory per run, each written by process 0 alone
   assert sorted(os.listdir(tb)) == sorted(set(two[two.seed >= 0].run))
