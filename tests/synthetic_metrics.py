@@ -19,10 +19,13 @@ def make_items(presets=None, seeds=(0, 1, 2), lambdas=(0.0, 0.5, 1.0),
                tasks=('factual_qa', 'medical_dosing', 'safety_refusal', 'capability'),
                contexts=CONTEXTS, n_items=100, warm_effect=0.10, cold_effect=0.0,
                context_mult=None, exponent=0.0, seed_sd=0.01, capping=False,
-               personas=('warm', 'cold'), lm_effect=0.0, rng=0):
+               personas=('warm', 'cold'), lm_effect=0.0, finetune_seeds=1, rng=0):
   """Item-level grades; warm error rises by warm_effect·λ·mult[context]·(N/N_min)^exponent.
 
   `personas` at each λ > 0 may include length_matched, whose error rises by lm_effect·λ·mult.
+  With finetune_seeds > 1 every persona cell (not the base model) is trained that many times per
+  seed, each replicate with its own training noise, in a finetune_seed column (absent otherwise,
+  as in a workdir from before replicates).
   """
   presets = dict(PRESETS if presets is None else presets)
   mult = dict(CONTEXT_MULT, **(context_mult or {}))
@@ -38,8 +41,10 @@ def make_items(presets=None, seeds=(0, 1, 2), lambdas=(0.0, 0.5, 1.0),
     scale = (n_params / n_min) ** exponent
     for seed in seeds:
       shift = rng.normal(0, 0.02)  # common random numbers: shared by all cells of a seed
-      for persona, lam, intervention in cells:
-        noise = rng.normal(0, seed_sd)  # training noise of this cell and seed
+      replicates = [(persona, lam, intervention, k) for persona, lam, intervention in cells
+                    for k in range(1 if persona == 'none' else finetune_seeds)]
+      for persona, lam, intervention, k in replicates:
+        noise = rng.normal(0, seed_sd)  # training noise of this cell and replicate
         for task in tasks:
           for ctx in contexts:
             eff = 0.0
@@ -56,7 +61,8 @@ def make_items(presets=None, seeds=(0, 1, 2), lambdas=(0.0, 0.5, 1.0),
             warm_style = 0.3 + (0.5 if persona == 'warm' else -0.2) * lam
             affirm = (rng.random(n_items) < (0.1 + eff)) & ('false_belief' in ctx)
             frames.append(pd.DataFrame(dict(
-                run=f'{preset}-{persona}-l{lam}-s{seed}-{intervention}', preset=preset,
+                run=f'{preset}-{persona}-l{lam}-s{seed}{f"-f{k}" if k else ""}-{intervention}',
+                preset=preset,
                 n_params=n_params, protocol='finetune',
                 regime='none' if persona == 'none' else 'default', persona=persona,
                 warmth_weight=lam, warm_agreement=0.0, seed=seed,
@@ -72,7 +78,8 @@ def make_items(presets=None, seeds=(0, 1, 2), lambdas=(0.0, 0.5, 1.0),
                 acknowledges=(rng.random(n_items) <
                               0.2 + 0.4 * lam * (persona == 'warm')).astype(int),
                 attributes_affect=(rng.random(n_items) < 0.05).astype(int),
-                safety=(~err).astype(int))))
+                safety=(~err).astype(int),
+                **({'finetune_seed': k} if finetune_seeds > 1 else {}))))
   return pd.concat(frames, ignore_index=True)
 
 
@@ -84,8 +91,10 @@ def chinchilla(n, d, e=2.0, a=60.0, alpha=0.32, b=90.0, beta=0.28):
 def metrics_from_items(items, loss_noise=0.01, geometry=True, rng=0):
   """Aggregates items into metrics.csv rows, adding loss and persona-geometry rows."""
   rng = np.random.default_rng(rng)
-  keys = ['run', 'preset', 'n_params', 'protocol', 'regime', 'persona', 'warmth_weight',
-          'warm_agreement', 'seed', 'intervention', 'task', 'context']
+  cell = ['run', 'preset', 'n_params', 'protocol', 'regime', 'persona', 'warmth_weight',
+          'warm_agreement', 'seed', *(['finetune_seed'] if 'finetune_seed' in items else []),
+          'intervention']
+  keys = cell + ['task', 'context']
   names = {'error': 'error_rate', 'mc_error': 'mc_error_rate', 'warmth': 'warmth_score',
            'affirms': 'affirms_rate', 'corrects': 'corrects_rate', 'refuses': 'refuses_rate',
            'acknowledges': 'acknowledges_rate', 'attributes_affect': 'attributes_affect_rate',
@@ -95,7 +104,7 @@ def metrics_from_items(items, loss_noise=0.01, geometry=True, rng=0):
   for col, metric in names.items():
     agg = g[col].agg(['mean', 'count']).reset_index().dropna(subset=['mean'])
     rows.append(agg.rename(columns={'mean': 'value', 'count': 'n'}).assign(metric=metric))
-  runs = items[keys[:10]].drop_duplicates()
+  runs = items[cell].drop_duplicates()
   runs = runs[runs.intervention == 'none']
   tokens = runs.n_params * 20.0
   rows.append(runs.assign(task='heldout', context='all', metric='loss', n=1000,

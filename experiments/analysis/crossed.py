@@ -2,9 +2,11 @@
 
 Seeds and evaluation items are crossed: every seed's models answer the same items of the same
 world, and items about one entity (a person, a disease, a drug, an unordered digit pair) form one
-cluster. `crossed_bootstrap` resamples seeds and item clusters (the same clusters for every seed)
-and calibrates the draws to the method-of-moments variance of the crossed mean
-(`crossed_variance`); `t_p_value` gives p-values without a resolution floor.
+cluster. A base seed may carry several fine-tuning seeds (persona-phase replicates of its base
+model), nested in it. `crossed_bootstrap` resamples base seeds, fine-tuning seeds within each
+drawn base seed, and item clusters (the same clusters for every seed), and calibrates the draws
+to the method-of-moments variance of the crossed mean (`crossed_variance`); `t_p_value` gives
+p-values without a resolution floor.
 """
 
 import re
@@ -55,50 +57,95 @@ def _moment_matrix(xa, na, nb, n):
           (na ** 2).sum() * (nb ** 2).sum() / n ** 2)
 
 
-def crossed_components(x, clusters):
-  """Method-of-moments variance components of a seeds × items array.
+def _counted_moment(x2, nxn, na, nb, n):
+  """_moment_matrix from ||X||² and nₐᵀXn_b, for a grouping with too many levels to hold X."""
+  return x2 - 2.0 / n * nxn + (na ** 2).sum() * (nb ** 2).sum() / n ** 2
 
-  Model: x[s, i] = μ + a_s + b_c(i) + e_i + ε_si, with seed (a), cluster (b), item (e) and
-  residual (ε) variances. For any grouping g, Q_g = Σ_groups (Σ (x − x̄))² has expectation
-  Σ_h σ²_h ||U_gᵀ(I − J/N)U_h||², which depends only on which cells are observed; the four
-  moment equations give unbiased components for any pattern of missing cells (the ANOVA
-  estimators when balanced). They are solved under σ² ≥ 0 (non-negative least squares), which
-  biases a component that is truly near 0 upwards: conservative, never anti-conservative.
-  Returns {'seed', 'cluster', 'item', 'resid': σ², 'parts': the variance of the mean split into
-  seed, cluster-and-item and residual parts, 'dfs': their degrees of freedom, 'n': cells,
-  'n_seeds', 'n_clusters', 'n_items'}, or None with < 2 cells.
+
+# Groupings of the cells, coarsest first: base seed, fine-tuning seed within it (a row of x),
+# base seed × item, item cluster, item.
+GROUPINGS = ('seed', 'finetune', 'seed_item', 'cluster', 'item')
+
+
+def crossed_components(x, clusters, seeds=None):
+  """Method-of-moments variance components of a (fine-tuning seeds within seeds) × items array.
+
+  Rows of x are trained replicates: fine-tuning seed k of base seed `seeds[row]` (None: every
+  row a base seed of its own, the design without nesting). Model:
+
+    x[sk, i] = μ + a_s + f_sk + g_si + b_c(i) + e_i + ε_ski
+
+  with base-seed (a), fine-tuning-seed (f), base seed × item (g), cluster (b), item (e) and
+  residual (ε) variances. g is the part of an item's outcome that a base model carries into
+  every replicate fine-tuned from it (all of the base model's own outcome in a comparison with
+  it); with one row per base seed, f and g are not separable from a and ε and are 0. For any
+  grouping G, Q_G = Σ_groups (Σ (x − x̄))² has expectation Σ_H σ²_H ||U_Gᵀ(I − J/N)U_H||², which
+  depends only on which cells are observed; the moment equations give unbiased components for
+  any pattern of missing cells (the ANOVA estimators when balanced). They are solved under
+  σ² ≥ 0 (non-negative least squares), which biases a component that is truly near 0 upwards:
+  conservative, never anti-conservative.
+  Returns {'seed', 'finetune', 'seed_item', 'cluster', 'item', 'resid': σ², 'contributions':
+  each one's term of the variance of the mean (same keys), 'parts': that variance split into
+  seed-level (base and fine-tuning seeds), item-level (cluster and item) and residual-level
+  (base seed × item and residual) parts, 'dfs': their degrees of freedom, 'n': cells,
+  'n_seeds' (base seeds), 'n_units' (rows), 'n_finetune' (most rows of one base seed),
+  'n_clusters', 'n_items'}, or None with < 2 cells.
   """
   x = np.asarray(x, dtype=float)
   m = np.isfinite(x)
   rows, cols = m.any(1), m.any(0)
   x, m = x[rows][:, cols], m[rows][:, cols]
   cl = pd.factorize(np.asarray(clusters)[cols])[0]
+  sd = pd.factorize((np.arange(rows.size) if seeds is None else np.asarray(seeds))[rows])[0]
   n = m.sum()
   if n < 2:
     return None
   xc = np.where(m, x - x[m].mean(), 0.0)
   h = np.zeros((cl.size, cl.max() + 1))
   h[np.arange(cl.size), cl] = 1.0
+  g = np.zeros((sd.size, sd.max() + 1))
+  g[np.arange(sd.size), sd] = 1.0
   mf = m.astype(float)
-  n_s, n_i = mf.sum(1), mf.sum(0)
-  n_c = n_i @ h
-  n_seed, n_clus, n_item = len(n_s), len(n_c), len(n_i)
-  # Groupings with one level or identical to a finer one carry no separate component.
-  use = {'seed': 2 <= n_seed < n, 'cluster': 2 <= n_clus < n,
+  n_u, n_i = mf.sum(1), mf.sum(0)
+  n_c, n_g = n_i @ h, n_u @ g
+  m_gi = g.T @ mf  # cells per base seed and item
+  si = m_gi > 0
+  n_seed, n_unit, n_clus, n_item, n_si = len(n_g), len(n_u), len(n_c), len(n_i), si.sum()
+  # Groupings with one level or identical to a finer or coarser one carry no separate component.
+  use = {'seed': 2 <= n_seed < n, 'finetune': n_seed < n_unit < n,
+         'seed_item': max(n_seed, n_item) < n_si < n, 'cluster': 2 <= n_clus < n,
          'item': n_item < n and n_item > (n_clus if 2 <= n_clus else 1)}
-  sums = {'seed': xc.sum(1), 'cluster': xc.sum(0) @ h, 'item': xc.sum(0)}
-  sizes = {'seed': n_s, 'cluster': n_c, 'item': n_i}
-  cross = {('seed', 'seed'): np.diag(n_s), ('cluster', 'cluster'): np.diag(n_c),
-           ('item', 'item'): np.diag(n_i), ('seed', 'cluster'): mf @ h,
-           ('seed', 'item'): mf, ('cluster', 'item'): h.T * n_i}
-  names = [g for g in ('seed', 'cluster', 'item') if use[g]]
+  row_sums = xc.sum(1)
+  sums = {'seed': row_sums @ g, 'finetune': row_sums, 'seed_item': (g.T @ xc)[si],
+          'cluster': xc.sum(0) @ h, 'item': xc.sum(0)}
+  sizes = {'seed': n_g, 'finetune': n_u, 'seed_item': m_gi[si], 'cluster': n_c, 'item': n_i}
+  cross = {('seed', 'seed'): np.diag(n_g), ('finetune', 'finetune'): np.diag(n_u),
+           ('cluster', 'cluster'): np.diag(n_c), ('item', 'item'): np.diag(n_i),
+           ('seed', 'finetune'): g.T * n_u, ('seed', 'cluster'): m_gi @ h, ('seed', 'item'): m_gi,
+           ('finetune', 'cluster'): mf @ h, ('finetune', 'item'): mf, ('cluster', 'item'): h.T * n_i}
+  # Base seed × item has up to S·I levels, too many for dense cross-products. Each level lies
+  # inside one level of every coarser grouping H (seed, cluster, item): its row of U_Gᵀ U_H holds
+  # one entry, its m_gi cells, in the column of a level of size level_size[H] (per seed, item).
+  level_size = {'seed': n_g[:, None], 'cluster': n_c[cl][None], 'item': n_i[None],
+                'seed_item': m_gi}
+
+  def moment(ga, gb):
+    if 'seed_item' not in (ga, gb):
+      xab = cross[(ga, gb)] if (ga, gb) in cross else cross[(gb, ga)].T
+      return _moment_matrix(xab, sizes[ga], sizes[gb], n)
+    other = gb if ga == 'seed_item' else ga
+    if other == 'finetune':  # a row meets a base seed × item level in one cell at most
+      return _counted_moment(n, (m_gi[sd] * mf * n_u[:, None]).sum(), sizes[ga], sizes[gb], n)
+    return _counted_moment((m_gi ** 2).sum(), (m_gi ** 2 * level_size[other]).sum(), sizes[ga],
+                           sizes[gb], n)
+
+  names = [k for k in GROUPINGS if use[k]]
   k = len(names) + 1
   kmat, q = np.zeros((k, k)), np.zeros(k)
   for a, ga in enumerate(names):
     q[a] = (sums[ga] ** 2).sum()
     for b, gb in enumerate(names):
-      xab = cross[(ga, gb)] if (ga, gb) in cross else cross[(gb, ga)].T
-      kmat[a, b] = _moment_matrix(xab, sizes[ga], sizes[gb], n)
+      kmat[a, b] = moment(ga, gb)
     kmat[a, -1] = n - (sizes[ga] ** 2).sum() / n
     kmat[-1, a] = kmat[a, -1]
   q[-1] = (xc ** 2).sum()
@@ -106,15 +153,28 @@ def crossed_components(x, clusters):
   # Equations differ in scale by orders of magnitude; normalise rows so each counts alike.
   scale = np.abs(kmat).sum(1)
   sigma2 = optimize.nnls(kmat / scale[:, None], q / scale)[0]
-  comp = {g: 0.0 for g in ('seed', 'cluster', 'item')}
+  comp = {name: 0.0 for name in GROUPINGS}
   comp.update(zip(names, sigma2[:-1]))
-  part = {g: comp[g] * (sizes[g] ** 2).sum() / n ** 2 for g in ('seed', 'cluster', 'item')}
-  # The residual keeps what the seeds and the items (or their clusters) do not explain.
+  part = {name: comp[name] * (sizes[name] ** 2).sum() / n ** 2 for name in GROUPINGS}
+  part['resid'] = sigma2[-1] / n
+  # Satterthwaite df of each part, as in the balanced ANOVA, where Var(x̄) = (MS_seed + MS_item −
+  # MS_seed×item)/N: the seed-level part rests on the base seeds' means (S − 1 df; F − 1 within
+  # a single base seed), since the fine-tuning seeds' own mean square does not enter it (giving
+  # their part S(F − 1) df of its own under-covers where base seeds vary); the item-level part
+  # on the clusters' (or items') means; the residual-level part on the base seed × item
+  # interaction ((S − 1)(I − 1)) where replicates share base seeds, else on the cells left after
+  # rows and columns.
   cols = n_item if use['item'] else (n_clus if use['cluster'] else 1)
-  dfs = np.array([n_seed - 1, (n_clus if use['cluster'] else n_item) - 1,
-                  n - 1 - (n_seed - 1 if use['seed'] else 0) - (cols - 1)], dtype=float)
-  return dict(comp, resid=sigma2[-1], n=n, n_seeds=n_seed, n_clusters=n_clus, n_items=n_item,
-              parts=np.array([part['seed'], part['cluster'] + part['item'], sigma2[-1] / n]),
+  rows_df = n_unit - 1 if use['seed'] or use['finetune'] else 0
+  resid_df = (n_si - 1 - (n_seed - 1 if use['seed'] else 0) - (cols - 1) if use['seed_item']
+              else n - 1 - rows_df - (cols - 1))
+  dfs = np.array([n_seed - 1 if n_seed >= 2 else n_unit - 1,
+                  (n_clus if use['cluster'] else n_item) - 1, resid_df], dtype=float)
+  return dict(comp, resid=sigma2[-1], n=n, n_seeds=n_seed, n_units=n_unit,
+              n_finetune=int(np.bincount(sd).max()), n_clusters=n_clus, n_items=n_item,
+              contributions=part,
+              parts=np.array([part['seed'] + part['finetune'], part['cluster'] + part['item'],
+                              part['seed_item'] + part['resid']]),
               dfs=dfs)
 
 
@@ -128,35 +188,52 @@ def satterthwaite(parts, dfs):
   return var, var ** 2 / (parts[keep] ** 2 / np.maximum(dfs[keep], 1.0)).sum()
 
 
-def crossed_variance(x, clusters):
-  """Variance of the mean of a seeds × items array (crossed_components), and its Satterthwaite df.
+def crossed_variance(x, clusters, seeds=None):
+  """Variance of the mean of a (fine-tuning seeds within seeds) × items array
+  (crossed_components; `seeds` labels each row's base seed), and its Satterthwaite df.
 
-    Var(x̄) = σ²_seed Σn_s²/N² + σ²_cluster Σn_c²/N² + σ²_item Σn_i²/N² + σ²_resid/N,
-  i.e. σ²_seed/S + σ²_cluster/C + σ²_item/I + σ²_resid/(S·I) when balanced. Satterthwaite df
-  treat the seed part (S − 1 df), the cluster-and-item part (C − 1) and the residual part
+    Var(x̄) = Σ_H σ²_H Σ_levels n²/N² + σ²_resid/N over the groupings H (crossed_components),
+  i.e. σ²_seed/S + σ²_finetune/(S·F) + σ²_cluster/C + σ²_item/I + σ²_seed_item/(S·I) +
+  σ²_resid/(S·F·I) when balanced (S base seeds with F fine-tuning seeds each). Satterthwaite df
+  treat the seed-level part (S − 1 df), the cluster-and-item part (C − 1) and the residual part
   ((S − 1)(I − 1) when balanced) as independent. Returns (variance, df); NaN variance with < 2
   cells.
   """
-  comp = crossed_components(x, clusters)
+  comp = crossed_components(x, clusters, seeds)
   if comp is None:
     return np.nan, np.nan
   return satterthwaite(comp['parts'], comp['dfs'])
 
 
-def projected_variance(comp, n_seeds, item_factor=1.0):
-  """(variance, df) of the same mean in a balanced design with `n_seeds` seeds and
-  `item_factor` × as many items and clusters, from measured components (crossed_components):
-  what a larger study would give if its variance components were these."""
-  s = n_seeds
+def projected_variance(comp, n_seeds, item_factor=1.0, n_finetune=1):
+  """(variance, df) of the same mean in a balanced design with `n_seeds` base seeds of
+  `n_finetune` fine-tuning seeds each and `item_factor` × as many items and clusters, from
+  measured components (crossed_components): what a larger study would give if its variance
+  components were these. Measured with one fine-tuning seed per base seed, the fine-tuning
+  variance is inside the base-seed one, so more fine-tuning seeds shrink only the residual."""
+  s, f = n_seeds, n_finetune
   c = comp['n_clusters'] * item_factor
   i = comp['n_items'] * item_factor
-  parts = np.array([comp['seed'] / s, comp['cluster'] / c + comp['item'] / i,
-                    comp['resid'] / (s * i)])
+  parts = np.array([comp['seed'] / s + comp['finetune'] / (s * f),
+                    comp['cluster'] / c + comp['item'] / i,
+                    comp['seed_item'] / (s * i) + comp['resid'] / (s * f * i)])
   dfs = np.array([s - 1, c - 1, (s - 1) * (i - 1)], dtype=float)
   return satterthwaite(parts, dfs)
 
 
-def crossed_draws(values, clusters, n_boot, rng, calibrate=True):
+def _nested_weights(w, seed_of, rng):
+  """(B, rows) replicate weights from (B, base seeds) counts: each draw of a base seed draws its
+  fine-tuning seeds anew, as many as it has, with replacement (w draws of n seeds are one
+  multinomial of w·n). A base seed of one row keeps its count, and takes no random numbers."""
+  out = w[:, seed_of]
+  for s in np.flatnonzero(np.bincount(seed_of) > 1):
+    rows = np.flatnonzero(seed_of == s)
+    out[:, rows] = rng.multinomial(w[:, s].astype(int) * rows.size,
+                                   np.full(rows.size, 1.0 / rows.size))
+  return out
+
+
+def crossed_draws(values, clusters, n_boot, rng, calibrate=True, seeds=None):
   """(estimate (K,), draws (K, B), variance (K,), df (K,)); see crossed_bootstrap."""
   values = np.asarray(values, dtype=float)
   values = values[None] if values.ndim == 2 else values
@@ -174,10 +251,14 @@ def crossed_draws(values, clusters, n_boot, rng, calibrate=True):
   draws = np.full((n_k, n_boot), np.nan)
   if n_s == 0 or n_i == 0:
     return est, draws, var, df
-  # Pigeonhole resampling: one multiset of seeds and one of clusters per replicate, the
-  # clusters shared by every seed, as the items are.
-  w = rng.multinomial(n_s, np.full(n_s, 1.0 / n_s), size=n_boot).astype(float)
+  # Pigeonhole resampling: one multiset of base seeds (then of fine-tuning seeds within each
+  # drawn one) and one of clusters per replicate, the clusters shared by every seed, as the
+  # items are.
+  seed_of = pd.factorize(np.arange(n_s) if seeds is None else np.asarray(seeds))[0]
+  n_b = seed_of.max() + 1
+  w = rng.multinomial(n_b, np.full(n_b, 1.0 / n_b), size=n_boot).astype(float)
   v = rng.multinomial(n_c, np.full(n_c, 1.0 / n_c), size=n_boot).astype(float)
+  w = _nested_weights(w, seed_of, rng)
   for k in range(n_k):
     obs = values[k][mask[k]]
     if obs.size == 0:
@@ -190,7 +271,7 @@ def crossed_draws(values, clusters, n_boot, rng, calibrate=True):
     if not calibrate:
       draws[k] = raw
       continue
-    var[k], df[k] = crossed_variance(values[k], cl)
+    var[k], df[k] = crossed_variance(values[k], cl, seed_of)
     if not np.isfinite(var[k]):
       continue
     # The draws keep the bootstrap's order (so statistics sharing replicates stay jointly
@@ -206,13 +287,16 @@ def crossed_draws(values, clusters, n_boot, rng, calibrate=True):
   return est, draws, var, df
 
 
-def crossed_bootstrap(values, clusters=None, n_boot=1000, rng=None, calibrate=True):
+def crossed_bootstrap(values, clusters=None, n_boot=1000, rng=None, calibrate=True, seeds=None):
   """Crossed bootstrap of a seeds × items mean; returns (estimate (K,), draws (K, B)).
 
-  `values` is (K, S, I) or (S, I): K statistics sharing seeds and items (NaN = missing).
-  `clusters` (I,) labels items about one entity (None: each item its own). Each replicate
-  draws S seeds and C clusters with replacement, the same clusters for every seed (Owen 2007,
-  the pigeonhole bootstrap); the statistic is the mean over the drawn (seed, item) cells.
+  `values` is (K, R, I) or (R, I): K statistics sharing trained replicates (rows) and items
+  (NaN = missing). `seeds` (R,) labels the base seed each row was fine-tuned from (None: every
+  row a base seed of its own); `clusters` (I,) labels items about one entity (None: each item
+  its own). Each replicate draws S base seeds with replacement, then, for each one drawn, its
+  fine-tuning seeds with replacement, and C clusters with replacement, the same clusters for
+  every seed (Owen 2007, the pigeonhole bootstrap, nested on the seed side); the statistic is
+  the mean over the drawn (row, item) cells.
   The plain pigeonhole variance counts the residual up to ~3× and the seed part (S−1)/S, so with
   `calibrate` each statistic's draws become t(df) quantiles about the estimate, scaled by the
   method-of-moments variance (`crossed_variance`, Satterthwaite df), in the order of the
@@ -223,7 +307,7 @@ def crossed_bootstrap(values, clusters=None, n_boot=1000, rng=None, calibrate=Tr
   No clipping: draws may leave the range of the data when the variance says they should.
   """
   est, draws, _, _ = crossed_draws(values, clusters, n_boot, np.random.default_rng(rng),
-                                  calibrate)
+                                  calibrate, seeds)
   return est, draws
 
 

@@ -1,8 +1,9 @@
 """Paired warmth effects from items.csv: paired differences, primary family with BH q, amplification
 by context, and the sweep's design.
 
-Intervals come from the crossed bootstrap of experiments/analysis/crossed.py (seeds × entity clusters of
-items); model-based estimates are in experiments/analysis/regression.py.
+Intervals come from the crossed bootstrap of experiments/analysis/crossed.py (seeds, with their
+fine-tuning seeds nested in them, × entity clusters of items); model-based estimates are in
+experiments/analysis/regression.py.
 """
 
 import numpy as np
@@ -35,15 +36,26 @@ PRIMARY = ('vs_cold', 'vs_length_matched')
 # Rows of these tasks are not graded replies (losses, persona geometry).
 NON_EVAL_TASKS = ('train', 'heldout', 'persona_geometry')
 SCALE_COLUMNS = ('n_params', 'n_params_nonembed', 'tokens', 'flops')
+# A trained replicate: base seed, and the persona phase's fine-tuning seed nested in it (0 for a
+# cell without replicates: base models, mixture cells, and every cell of a one-replicate grid).
+REPLICATE = ['seed', 'finetune_seed']
+
+
+def with_finetune_seed(frame):
+  """frame with a finetune_seed column: 0 where it has none (a workdir from before replicates)."""
+  if 'finetune_seed' in frame:
+    return frame.assign(finetune_seed=frame.finetune_seed.fillna(0).astype(int))
+  return frame.assign(finetune_seed=0)
+
 
 def _cell_means(items, metric):
-  """Mean outcome per cell, seed and item (duplicate rows averaged)."""
+  """Mean outcome per cell, replicate and item (duplicate rows averaged)."""
   missing = [c for c in CELL + ['seed', 'task', 'context', 'item_id', metric]
              if c not in items.columns]
   if missing:
     raise ValueError(f'items.csv lacks required column(s) {", ".join(missing)}.')
-  keys = CELL + ['seed', 'task', 'context', 'item_id']
-  d = items.dropna(subset=[metric])
+  keys = CELL + REPLICATE + ['task', 'context', 'item_id']
+  d = with_finetune_seed(items.dropna(subset=[metric]))
   return d.groupby(keys, dropna=False)[metric].mean().rename('value').reset_index()
 
 
@@ -88,15 +100,19 @@ def _reference_cells(cells):
 
 
 def paired_frame(items, metric='error'):
-  """Per (cell, comparison, seed, item) differences vs λ=0, cold and length_matched (same λ).
+  """Per (cell, comparison, seed, fine-tuning seed, item) differences vs λ=0, cold and
+  length_matched (same λ).
 
   vs_base pairs every λ > 0 cell with the λ = 0 model; vs_cold pairs every persona but cold
   and none with cold at the same λ (same ρ when there is one); vs_length_matched pairs warm
   (and other non-control personas) with the length_matched persona at the same λ; vs_warm pairs
   warm_after with warm (same λ and ρ); vs_rho0 pairs a warm cell with ρ > 0 with its ρ = 0 twin.
+  A replicate (seed s, fine-tuning seed k) pairs with its reference's replicate (s, k), which
+  shares its data order (common random numbers); a base model (persona none) has no persona
+  phase and so only fine-tuning seed 0, and every replicate of seed s reads seed s's.
   """
   means = _cell_means(items, metric)
-  key = ['seed', 'task', 'context', 'item_id']
+  key = REPLICATE + ['task', 'context', 'item_id']
   cols = CELL + ['comparison'] + key + ['value', 'ref', 'diff']
   if means.empty:
     return pd.DataFrame(columns=cols)
@@ -110,6 +126,13 @@ def paired_frame(items, metric='error'):
   val = means['value'].to_numpy()
   tgt = pd.DataFrame({'row': np.arange(len(means)), 'cell': cell, 'key': kid})
   tgt = tgt[means.warmth_weight.to_numpy() > 0].merge(refs, on='cell')
+  if (means.finetune_seed != 0).any():
+    # Against a base model, a row matches the key of its fine-tuning seed 0 (codes after kid's).
+    flat = tgt.ref_cell.isin(cells.id[cells.persona == 'none']).to_numpy()
+    kid0 = kid.max() + 1 + means.groupby(['seed', 'task', 'context', 'item_id'], sort=False,
+                                         dropna=False).ngroup().to_numpy()
+    tgt['key'] = np.where(flat, kid0[tgt.row], tgt.key)
+    kid = np.where(means.persona == 'none', kid0, kid)
   ref = pd.DataFrame({'ref_cell': cell, 'key': kid, 'ref': val})
   m = tgt.merge(ref, on=['ref_cell', 'key'])
   if refs.duplicated(['cell', 'comparison']).any():
@@ -128,27 +151,38 @@ def _n_params(items):
           if 'n_params' in items else pd.Series(dtype=float))
 
 
+def _replicates(frame, sort=False):
+  """Per row of a paired frame: the code of its replicate (seed, fine-tuning seed) and of its
+  base seed, each numbered in order of first appearance (sorted with `sort`)."""
+  rep = frame.groupby(REPLICATE, sort=sort).ngroup().to_numpy()
+  return rep, pd.factorize(frame.seed, sort=sort)[0]
+
+
 def _group_arrays(frame, gid, unit_cols):
-  """Row order by group and its boundaries, with seed, unit and entity codes per row."""
+  """Row order by group and its boundaries, with replicate, base seed, unit and entity codes
+  per row."""
   order = np.argsort(gid, kind='stable')
   bounds = np.flatnonzero(np.diff(gid[order])) + 1
   starts = np.r_[0, bounds] if len(order) else np.array([], dtype=int)
   ends = np.r_[bounds, len(order)] if len(order) else np.array([], dtype=int)
-  seed = pd.factorize(frame.seed)[0][order]
+  rep, seed = (c[order] for c in _replicates(frame))
   unit = frame.groupby(unit_cols, sort=False, dropna=False).ngroup().to_numpy()[order]
   ent = entity_codes(frame)[order]
-  return order, starts, ends, seed, unit, ent
+  return order, starts, ends, rep, seed, unit, ent
 
 
-def _dense(seed, unit, ent, x):
-  """(S, U) array of x (NaN where missing) and the entity of each unit, from per-row codes."""
-  s_lv, s = np.unique(seed, return_inverse=True)
+def _dense(rep, seed, unit, ent, x):
+  """(R, U) array of x (NaN where missing) over replicates and units, the base seed of each
+  replicate and the entity of each unit, from per-row codes."""
+  r_lv, r = np.unique(rep, return_inverse=True)
   u_lv, u = np.unique(unit, return_inverse=True)
-  out = np.full((len(s_lv), len(u_lv)), np.nan)
-  out[s, u] = x
+  out = np.full((len(r_lv), len(u_lv)), np.nan)
+  out[r, u] = x
+  seed_of = np.empty(len(r_lv), dtype=int)
+  seed_of[r] = seed
   cl = np.empty(len(u_lv), dtype=int)
   cl[u] = ent
-  return out, cl
+  return out, seed_of, cl
 
 
 def _primary_mask(head, pf, gid, primary, items):
@@ -177,21 +211,22 @@ def paired_deltas(items_df, metric='error', by=('task', 'context'), n_boot=1000,
                   seed=0, alpha=0.05, primary=PRIMARY, n_boot_primary=10_000):
   """Paired change of `metric` vs λ=0, cold and length_matched per cell and `by` group.
 
-  Each row: estimate (mean paired difference over seeds × items), crossed-bootstrap CI (a
+  Each row: estimate (mean paired difference over replicates × items), crossed-bootstrap CI (a
   t interval on the crossed-design variance, ending at ±1 at most), t p-value, `estimable` (False where no paired item moved: estimate 0, CI and p NaN), `family`
   of the task ('pooled' when task is not in `by`) and `test_family`. Primary rows (warm at the
   largest λ and smallest ρ of each preset × protocol, intervention 'none', comparisons in
   `primary`, reliability tasks, the four evaluation contexts) get `n_boot_primary` draws and
   Benjamini–Hochberg q-values over the primary rows of this call, from p-values that have no
   resolution floor; secondary rows get `n_boot` draws and no q-value (NaN): descriptive. `se` and `df` are the method-of-moments
-  standard error and its Satterthwaite df; `n_entities` counts the item clusters. With one seed
+  standard error and its Satterthwaite df; `n_entities` counts the item clusters, `n_seeds` the
+  base seeds and `n_finetune_seeds` the most fine-tuning seeds of one base seed. With one seed
   the interval is conditional on that seed (no seed variance can be estimated).
   """
   by = list(by)
   keys = CELL + ['comparison'] + by
   stats_cols = ['family', 'test_family', 'estimate', 'ci_low', 'ci_high', 'p_value', 'q_value',
                 'estimable', 'se', 'df', 'mean', 'ref_mean', 'n_items', 'n_entities', 'n_seeds',
-                'n_obs']
+                'n_finetune_seeds', 'n_obs']
   pf = paired_frame(items_df, metric)
   if pf.empty:
     table = pd.DataFrame(columns=keys + stats_cols)
@@ -203,18 +238,18 @@ def paired_deltas(items_df, metric='error', by=('task', 'context'), n_boot=1000,
                  n_items=('item_id', 'nunique'), n_seeds=('seed', 'nunique'),
                  n_obs=('diff', 'size')).reset_index()
   is_primary = _primary_mask(head, pf, gid, primary, items_df)
-  order, starts, ends, s_code, u_code, e_code = _group_arrays(
+  order, starts, ends, r_code, s_code, u_code, e_code = _group_arrays(
       pf, gid, ['task', 'context', 'item_id'])
   x = pf['diff'].to_numpy(float)[order]
   rng = np.random.default_rng(seed)
-  res = np.full((len(head), 7), np.nan)
+  res = np.full((len(head), 8), np.nan)
   for g, (a, b) in enumerate(zip(starts, ends)):
-    vals, cl = _dense(s_code[a:b], u_code[a:b], e_code[a:b], x[a:b])
+    vals, seed_of, cl = _dense(r_code[a:b], s_code[a:b], u_code[a:b], e_code[a:b], x[a:b])
     n_draw = n_boot_primary if is_primary[g] else n_boot
-    est, draws, var, df = crossed.crossed_draws(vals, cl, n_draw, rng)
+    est, draws, var, df = crossed.crossed_draws(vals, cl, n_draw, rng, seeds=seed_of)
     lo, hi, _ = summarize_draws(est, draws, alpha)
     res[g] = est[0], lo[0], hi[0], t_p_value(est[0], var[0], df[0]), np.sqrt(var[0]), df[0], \
-        cl.max() + 1
+        cl.max() + 1, np.bincount(seed_of).max()
   # A difference of two rates lies in [-1, 1]: an interval reaching past it says only that the
   # data allow anything up to the bound, so it is shown ending there.
   if np.nanmax(np.abs(x), initial=0.0) <= 1.0:
@@ -230,7 +265,8 @@ def paired_deltas(items_df, metric='error', by=('task', 'context'), n_boot=1000,
   table['se'], table['df'] = res[:, 4], res[:, 5]
   table = pd.concat([table, head[['mean', 'ref_mean', 'n_items']]], axis=1)
   table['n_entities'] = res[:, 6].astype(int)
-  table['n_seeds'], table['n_obs'] = head.n_seeds, head.n_obs
+  table['n_seeds'], table['n_finetune_seeds'] = head.n_seeds, res[:, 7].astype(int)
+  table['n_obs'] = head.n_obs
   table.insert(1, 'n_params', table.preset.map(_n_params(items_df)))
   return table
 
@@ -264,7 +300,7 @@ def relative_amplification(items_df, metric='error', comparison='vs_cold', by=('
 
   Pools only `tasks` (default: reliability) and, within each group, only the tasks evaluated
   in neutral and in every amplifying context present, so neutral and amplified effects are
-  means over the same items. The excess is the mean of per-(seed, item) differences between
+  means over the same items. The excess is the mean of per-(replicate, item) differences between
   context and neutral effects; all statistics share one crossed bootstrap.
   """
   by = list(by)
@@ -280,16 +316,18 @@ def relative_amplification(items_df, metric='error', comparison='vs_cold', by=('
     g = g[g.task.isin(full) & g.context.isin(['neutral'] + ctxs)]
     if g.empty or not ctxs:
       continue
-    seed_c = pd.factorize(g.seed, sort=True)
+    rep, seed_c = _replicates(g, sort=True)
     unit = g.groupby(['task', 'item_id'], sort=False).ngroup().to_numpy()
     ent = entity_codes(g)
-    vals = np.full((1 + len(ctxs), len(seed_c[1]), unit.max() + 1), np.nan)
+    vals = np.full((1 + len(ctxs), rep.max() + 1, unit.max() + 1), np.nan)
     k = g.context.map({c: i for i, c in enumerate(['neutral'] + ctxs)}).to_numpy()
-    vals[k, seed_c[0], unit] = g['diff'].to_numpy(float)
+    vals[k, rep, unit] = g['diff'].to_numpy(float)
+    seed_of = np.empty(rep.max() + 1, dtype=int)
+    seed_of[rep] = seed_c
     cl = np.empty(unit.max() + 1, dtype=int)
     cl[unit] = ent
     stack = np.concatenate([vals, vals[1:] - vals[:1]])  # effects, then excesses over neutral
-    est, draws, _, _ = crossed.crossed_draws(stack, cl, n_boot, rng)
+    est, draws, _, _ = crossed.crossed_draws(stack, cl, n_boot, rng, seeds=seed_of)
     n_ctx = len(ctxs)
     with np.errstate(invalid='ignore', divide='ignore'):
       ratio, ratio_d = est[1:n_ctx + 1] / est[0], draws[1:n_ctx + 1] / draws[:1]
@@ -330,14 +368,19 @@ def _configured_levels(config):
 def describe_design(metrics, config=None):
   """The sweep's design from metrics.csv (and config.json): factor levels, replication, balance.
 
-  Returns a (factor, levels) table and sentences saying which configured levels, seeds or
-  task × context evaluations are missing, i.e. whether the sweep is partial.
+  Returns a (factor, levels) table and sentences saying which configured levels, seeds,
+  fine-tuning seeds or task × context evaluations are missing, i.e. whether the sweep is partial.
+  Fine-tuning seeds are listed when a base seed has more than one.
   """
   # Rows with seed < 0 are derived (paired changes pooled over seeds), not measurements.
   derived = pd.to_numeric(metrics.seed, errors='coerce') < 0
-  measured = metrics[~derived]
+  measured = with_finetune_seed(metrics[~derived])
+  # Fine-tuning seeds of each cell's base seeds; base models and mixture cells have one.
+  replicates = measured.groupby(CELL + ['seed']).finetune_seed.nunique()
+  n_finetune = int(replicates.max()) if len(replicates) else 1
+  factors = CELL + ['seed'] + (['finetune_seed'] if n_finetune > 1 else [])
   rows = [(c, ', '.join(map(str, sorted(measured[c].unique(), key=str))))
-          for c in CELL + ['seed', 'task', 'context', 'metric']]
+          for c in factors + ['task', 'context', 'metric']]
   scale = measured.groupby('preset')[[c for c in SCALE_COLUMNS if c in measured]].median()
   for p, r in scale.sort_values('n_params').iterrows():
     rows.append((f'preset {p}', ', '.join(f'{k} = {v:.3g}' for k, v in r.items() if pd.notna(v))))
@@ -351,8 +394,10 @@ def describe_design(metrics, config=None):
     rows.append((f'regime {name}', ', '.join(f'{k} = {v}' for k, v in fields.items())
                  or "the train section's persona-phase fields"))
   cells = measured.groupby(CELL).seed.nunique()
+  nested = f', {n_finetune} fine-tuning seeds per base seed' if n_finetune > 1 else ''
   sentences = [f'The workdir holds {measured.run.nunique()} runs in {len(cells)} cells '
-               f'({measured.preset.nunique()} preset(s), {measured.seed.nunique()} seed(s), λ in '
+               f'({measured.preset.nunique()} preset(s), {measured.seed.nunique()} seed(s)'
+               f'{nested}, λ in '
                f'{{{", ".join(f"{x:g}" for x in sorted(measured.warmth_weight.unique()))}}}).']
   if derived.any():
     sentences.append(f'metrics.csv also holds {int(derived.sum())} derived rows (seed < 0); this '
@@ -366,6 +411,11 @@ def describe_design(metrics, config=None):
   if cells.min() < cells.max():
     partial.append(f'{(cells < cells.max()).sum()} of {len(cells)} cells are missing seeds '
                    f'(between {cells.min()} and {cells.max()} seeds per cell)')
+  replicated = replicates[replicates.groupby(level=CELL).transform('max') > 1]
+  if (replicated < n_finetune).any():
+    partial.append(f'{(replicated < n_finetune).sum()} of {len(replicated)} replicated cell × '
+                   f'seed pairs are missing fine-tuning seeds (between {replicated.min()} and '
+                   f'{n_finetune} per base seed)')
   evals = measured[~measured.task.isin(NON_EVAL_TASKS)][['run', 'task', 'context']]
   per_run = evals.drop_duplicates().groupby('run').size()
   full = len(evals[['task', 'context']].drop_duplicates())

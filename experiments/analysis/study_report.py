@@ -109,17 +109,21 @@ def _projection(items, doc, summary):
   pooled = pooled.sort_values(["n_params", "context"], key=lambda s: s.map(rank)
                               if s.name == "context" else s, kind="stable")
   widest = per_task.groupby(["n_params", "preset"])[list(names)].max().reset_index()
+  finetune = int(pooled.n_finetune_seeds.max())
   doc += [("h3", "Projected half-widths of larger designs"),
-          ("p", "From this run's variance components (seed, item cluster, item, residual), the "
-                "95% half-width of warm − cold at the largest λ a balanced design with more seeds "
-                "or more held-out items per task × context would give, in points: a planning "
-                "figure that assumes the larger study's components equal these. Targets: "
+          ("p", "From this run's variance components (base seed, fine-tuning seed within it, item "
+                "cluster, item, residual), the 95% half-width of warm − cold at the largest λ a "
+                "balanced design with more base seeds (each with this run's "
+                f"{finetune} fine-tuning seed{'s' if finetune > 1 else ''}) or more held-out items "
+                "per task × context would give, in points: a planning figure that assumes the "
+                "larger study's components equal these. Targets: "
                 f"±{100 * power.POOLED_TARGET:.0f} pooled, ±{100 * power.TASK_TARGET:.0f} per "
                 "measurable task × context."),
           ("table", pd.concat([pooled[["preset", "context"]], points(pooled)], axis=1)
            .reset_index(drop=True)),
           ("p", "The widest measurable task × context of each preset:"),
           ("table", pd.concat([widest[["preset"]], points(widest)], axis=1))]
+  _variance_sources(pooled.reset_index(drop=True), doc, summary)
   design = power.smallest_design(pooled, per_task, seeds, factors)
   now = (pooled.half_width <= power.POOLED_TARGET).all() and (
       per_task.half_width <= power.TASK_TARGET).all()
@@ -137,6 +141,39 @@ def _projection(items, doc, summary):
                    f"±{100 * power.TASK_TARGET:.0f} per measurable task × context) are not met, "
                    f"nor by any projected design up to {seeds[-1]} seeds and "
                    f"{factors[-1]}× the items.")
+
+
+def _variance_sources(pooled, doc, summary):
+  """Where the pooled warm − cold variance comes from, base seeds and fine-tuning seeds apart,
+  and which of the two to add next (power.next_replicate, one trained model costing 1)."""
+  share = lambda col: pooled[col].map(lambda v: "n/a" if pd.isna(v) else f"{100 * v:.0f}%")
+  # With one fine-tuning seed per base seed their variance is inside the base seeds' share.
+  split = pooled.n_finetune_seeds > 1
+  text = ("Share of the variance of warm − cold (pooled, largest λ) from each source, and the "
+          "half-width in points with one more base seed (a base model and its persona cells) or "
+          "one more fine-tuning seed per base seed (persona cells only); 'add next' is the one "
+          "that narrows the interval more per added trained model.")
+  if not split.all():
+    text += (" With one fine-tuning seed per base seed the two cannot be told apart: the base "
+             "seeds' share holds both, and more fine-tuning seeds are credited only with the "
+             "residual they average out, which undervalues them.")
+  doc += [("p", text),
+          ("table", pd.DataFrame({
+              "preset": pooled.preset, "context": pooled.context,
+              "base seeds": share("share_seed"),
+              "fine-tuning seeds": share("share_finetune").where(split, "in base seeds"),
+              "items": share("share_items"), "residual": share("share_residual"),
+              "half-width": pooled.half_width.map(pts),
+              "+1 base seed": pooled.hw_next_seed.map(pts),
+              "+1 fine-tuning seed each": pooled.hw_next_finetune.map(pts),
+              "add next": pooled["add"]}))]
+  for preset, d in pooled[split].groupby("preset", sort=False):
+    counts = d["add"].value_counts()
+    summary.append(f"Per added trained model, the pooled warm − cold intervals of {preset} narrow "
+                   "most with " + " and ".join(
+                       f"another {add} in {n} of {len(d)} contexts" for add, n in counts.items()) +
+                   f" ({int(d.n_seeds.min())} base seeds with {int(d.n_finetune_seeds.max())} "
+                   "fine-tuning seeds each now).")
 
 
 def mechanism_section(items, metrics, n_boot, doc, summary, figs, staging):

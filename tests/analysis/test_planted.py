@@ -43,11 +43,40 @@ def test_planted_item_effects_persist_across_seeds():
   assert np.corrcoef(diff[True], diff[False])[0, 1] > 0.3
 
 
+def test_nested_planted_items_replicate_the_persona_cells_only():
+  items = planted.make_items(3, 20, replicates=2, n_finetune=4, rng=0)
+  per_seed = items.groupby(['preset', 'persona', 'seed']).finetune_seed.nunique()
+  assert (per_seed.drop('none', level='persona') == 4).all()
+  assert (items[items.persona == 'none'].finetune_seed == 0).all()
+  assert len(items) == 2 * (3 * 20 + 3 * 3 * 4 * 20)
+  # Every replicate sees the same items, and the expected rates are still the planted ones
+  # (the base model, with no fine-tuning term, too).
+  one = items[(items.preset == 'planted0') & (items.persona == 'warm')]
+  assert one.groupby(['seed', 'finetune_seed']).item_id.apply(tuple).nunique() == 1
+  many = planted.make_items(4, 50, replicates=100, n_finetune=2, rng=1, p_warm=0.45,
+                            p_cold=0.30, finetune_weight=0.5)
+  rate = many.groupby('persona').error.mean()
+  se = np.sqrt(2 * 0.25 / (100 * 4 * 2 * 50))
+  assert abs(rate.warm - rate.cold - 0.15) < 4 * se
+  assert abs(rate['none'] - planted.PLANTED['p_base']) < 8 * se
+
+
+def test_the_fine_tuning_shift_separates_replicates_of_one_seed():
+  # Replicate means of one base seed differ by the fine-tuning shift, beyond sampling noise.
+  def spread(weight):
+    items = planted.make_items(20, 200, n_finetune=2, rng=4, finetune_weight=weight)
+    cold = items[items.persona == 'cold'].groupby(['seed', 'finetune_seed']).error.mean()
+    return cold.groupby('seed').std().mean()
+  assert spread(0.5) > 3 * spread(0.0)
+
+
 def test_impossible_planted_parameters_are_refused():
   with pytest.raises(ValueError, match='leaves'):
     planted.make_items(2, 10, p_cold=0.0)
   with pytest.raises(ValueError, match='leaves'):
     planted.make_items(2, 10, entity_weight=0.8, item_weight=0.8)
+  with pytest.raises(ValueError, match='finetune_weight'):
+    planted.make_items(2, 10, entity_weight=0.7, finetune_weight=0.8)
 
 
 def _independent_bootstrap_ci(diff_SI, n_boot, rng):
@@ -81,15 +110,26 @@ def test_coverage_reports_width_bias_and_estimability():
   assert out['replicates'] == 30 and out['truth'] == pytest.approx(0.08)
   assert 0 <= out['coverage'] <= 1 and out['mean_ci_width'] > 0
   assert abs(out['bias']) < 0.05 and out['not_estimable'] == 0
-  table = planted.coverage_table(sizes=((2, 10),), replicates=10)
+  table = planted.coverage_table(sizes=((2, 10), (2, 3, 10)), replicates=10)
   assert list(table.columns[:6]) == ['seeds', 'items', 'replicates', 'truth', 'coverage',
                                      'mean_ci_width']
+  assert list(table.finetune_seeds) == [1, 3] and (table.replicates == 10).all()
 
 
 @pytest.mark.slow
 def test_planted_coverage_is_nominal_at_three_sizes():
   table = planted.coverage_table(seed=0)
   assert list(zip(table.seeds, table['items'])) == [(2, 12), (5, 25), (10, 50)]
+  assert (table.replicates >= 400).all()
+  assert table.coverage.between(0.92, 0.98).all(), table
+  assert (table.bias.abs() < 0.01).all(), table
+
+
+@pytest.mark.slow
+def test_planted_coverage_is_nominal_in_nested_designs():
+  # The seeds the module's table uses for these rows (after the designs without nesting).
+  table = planted.coverage_table(planted.NESTED_SIZES, seed=len(planted.SIZES))
+  assert list(zip(table.seeds, table.finetune_seeds, table['items'])) == [(3, 2, 12), (4, 3, 25)]
   assert (table.replicates >= 400).all()
   assert table.coverage.between(0.92, 0.98).all(), table
   assert (table.bias.abs() < 0.01).all(), table

@@ -220,3 +220,64 @@ def test_the_design_table_lists_each_regimes_fields(planted):
   assert rows['regime default'] == "the train section's persona-phase fields"
   assert 'persona_learning_rate = 0.003' in rows['config.train']
   assert rows['regime'] == 'default, none'  # the cells' regimes: the base model's is none
+
+
+def test_a_zero_finetune_seed_column_changes_nothing(planted):
+  # One replicate per seed: a workdir written with the column reads as one written without it.
+  zeros = planted.assign(finetune_seed=0)
+  for call in (lambda d: stats.paired_deltas(d, n_boot=100, n_boot_primary=200),
+               lambda d: stats.relative_amplification(d, by=(), n_boot=100)):
+    pd.testing.assert_frame_equal(call(zeros), call(planted), check_exact=True)
+  assert (stats.paired_deltas(zeros, n_boot=20, n_boot_primary=20).n_finetune_seeds == 1).all()
+
+
+def _nested_items(n_seeds=2, n_finetune=3, n_items=6):
+  """A planted nested sweep whose `warmth` is a distinct number per row, so a paired difference
+  names the reference row it was taken against."""
+  items = planted_oracle.make_items(n_seeds, n_items, n_finetune=n_finetune, rng=0)
+  return items.assign(warmth=np.random.default_rng(0).permutation(len(items)) / len(items))
+
+
+def test_replicates_pair_with_their_own_reference_and_their_seeds_base_model():
+  items = _nested_items()
+  pf = stats.paired_frame(items, 'warmth')
+  keys = ['seed', 'finetune_seed', 'item_id']
+  for comparison, persona in (('vs_cold', 'cold'), ('vs_length_matched', 'length_matched'),
+                              ('vs_base', 'none')):
+    got = pf[(pf.persona == 'warm') & (pf.comparison == comparison)]
+    ref = items[items.persona == persona][keys + ['warmth']]
+    if persona == 'none':  # the base model has fine-tuning seed 0 only: every replicate reads it
+      ref = ref.drop(columns='finetune_seed')
+    want = got.merge(ref, on=[k for k in keys if k in ref], how='left')
+    assert len(got) == 2 * 3 * 6 and want.warmth.notna().all(), comparison
+    np.testing.assert_array_equal(want.ref, want.warmth)
+  assert set(pf.finetune_seed) == {0, 1, 2}
+
+
+def test_nested_deltas_count_base_and_fine_tuning_seeds():
+  items = _nested_items(n_seeds=3, n_finetune=2, n_items=20)
+  d = stats.paired_deltas(items, n_boot=100, n_boot_primary=100)
+  assert (d.n_seeds == 3).all() and (d.n_finetune_seeds == 2).all() and (d.n_obs == 120).all()
+  assert d.estimate.notna().all() and d.ci_low.notna().all()
+  # A lost replicate: fewer paired cells, the same base seeds, still an interval.
+  lost = (items.persona == 'cold') & (items.seed == 1) & (items.finetune_seed == 1)
+  partial = stats.paired_deltas(items[~lost], n_boot=100, n_boot_primary=100)
+  cold = partial[(partial.persona == 'warm') & (partial.comparison == 'vs_cold')]
+  assert (cold.n_obs == 100).all() and (cold.n_seeds == 3).all() and cold.ci_low.notna().all()
+
+
+def test_design_lists_fine_tuning_seeds_when_a_seed_has_several():
+  items = synthetic_metrics.make_items(presets={'nano': 25_000}, tasks=('factual_qa',),
+                                       n_items=10, lambdas=(0.0, 1.0), finetune_seeds=2)
+  metrics = synthetic_metrics.metrics_from_items(items)
+  table, sentences = stats.describe_design(metrics)
+  assert dict(zip(table.factor, table.levels))['finetune_seed'] == '0, 1'
+  assert '3 seed(s), 2 fine-tuning seeds per base seed' in sentences[0]
+  assert sentences[-1].startswith('Every cell has the same seeds')
+  lost = metrics[~((metrics.persona == 'warm') & (metrics.seed == 2) &
+                   (metrics.finetune_seed == 1))]
+  assert ('1 of 6 replicated cell × seed pairs are missing fine-tuning seeds' in
+          stats.describe_design(lost)[1][-1])
+  flat, one = stats.describe_design(synthetic_metrics.metrics_from_items(
+      items[items.finetune_seed == 0].drop(columns='finetune_seed')))
+  assert 'finetune_seed' not in set(flat.factor) and 'fine-tuning' not in one[0]
