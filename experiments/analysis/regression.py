@@ -166,7 +166,10 @@ def _mixed_rows(d, metric, label):
   exog = np.column_stack(cols)
   if np.linalg.matrix_rank(exog) < exog.shape[1]:
     return [], f'{label}: the fixed-effects design is singular, so no model was fitted.'
-  run = d.groupby(['persona', 'warmth_weight', 'warm_agreement', 'seed'], sort=False).ngroup()
+  # One intercept per trained model: fine-tuning replicates of a seed are models of their own.
+  replicate = ['finetune_seed'] if 'finetune_seed' in d else []
+  run = d.groupby(['persona', 'warmth_weight', 'warm_agreement', 'seed'] + replicate,
+                  sort=False).ngroup()
   groups = [('item', d.groupby(['task', 'item_id'], sort=False).ngroup()),
             ('seed', pd.factorize(d.seed)[0]), ('run', run)]
   vc = [_one_hot(g) for _, g in groups]
