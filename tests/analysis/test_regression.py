@@ -75,3 +75,22 @@ def test_mixed_model_degrades_with_a_message(small):
                       (small[small.task == 'capability'], 'no reliability rows')):
     table, messages = regression.mixed_model(data)
     assert table.empty and any(words in m for m in messages), (words, messages)
+
+
+def test_each_fine_tuning_replicate_gets_its_own_run_intercept(monkeypatch):
+  items = synthetic_metrics.make_items(
+      presets={'nano': 25_000}, tasks=('factual_qa',), n_items=10, lambdas=(0.0, 1.0),
+      finetune_seeds=2, rng=4)
+  seen = {}
+
+  class Capture:  # stops the fit once the random-effects design is built
+    def __init__(self, y, exog, exog_vc, ident, **kw):
+      seen['sizes'] = np.bincount(ident)
+      raise ValueError('captured')
+
+  monkeypatch.setattr(regression, 'BinomialBayesMixedGLM', Capture)
+  regression.mixed_model(items)
+  cells = items[items.warmth_weight > 0].groupby(['persona', 'seed', 'finetune_seed']).ngroups
+  # item, seed and run intercepts; the λ = 0 control is one more run per seed and replicate.
+  assert seen['sizes'][2] == cells + items[items.warmth_weight == 0].groupby(
+      ['persona', 'seed', 'finetune_seed']).ngroups
