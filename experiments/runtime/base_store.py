@@ -142,6 +142,9 @@ class BaseStore:
       with open(manifest, "rb") as f:
         raw = f.read()
     except FileNotFoundError:
+      if os.path.isdir(directory) and any(n.startswith("attempt-") for n in os.listdir(directory)):
+        logging.info("%s: %s holds no finished copy (a writer was killed, or is still at work): "
+                     "training it", label, directory)
       other = self._other_environment(key, seed)
       if other is not None:
         logging.info("%s: the stored base %s was computed with jax %s on %s, this run has jax %s "

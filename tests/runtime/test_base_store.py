@@ -101,11 +101,13 @@ def test_a_damaged_base_is_named_set_aside_and_never_used(tmp_path, caplog, dama
   assert store.fetch(KEY, 3, "nano seed 3", _target()).opt_state[0][0, 0] == 4.0
 
 
-def test_an_attempt_without_a_manifest_is_not_a_stored_base(tmp_path):
+def test_an_attempt_without_a_manifest_is_not_a_stored_base(tmp_path, caplog):
   store = base_store.BaseStore(str(tmp_path))
   _publish(store)
   os.remove(os.path.join(store.seed_dir(KEY, 3), base_store.MANIFEST))  # killed before publishing
-  assert store.fetch(KEY, 3, "nano seed 3", _target()) is None
+  with caplog.at_level("INFO"):
+    assert store.fetch(KEY, 3, "nano seed 3", _target()) is None
+  assert any("holds no finished copy" in r.getMessage() for r in caplog.records)
   entry, = store.entries()
   assert entry["status"] == "incomplete" and len(entry["leftovers"]) == 1
 
