@@ -26,6 +26,11 @@ Carried by reply length (nano length_matched − cold +16.1) rather than warm wo
 length_matched −7.2); validating false beliefs adds 9.2 points per unit ρ at nano; capping binds
 but recovers nothing; the base losses fit a Chinchilla law (α 0.78, β 0.60).
 
+Base models come from the base-model store (runtime.base_store) when a run with the same world and
+base training stored them: `:preset=nano` took 43 min 16 s with an empty store and 22 min 15 s with a
+full one, byte-identical results (README, "Base models"). `python -m experiments.tools.bases train
+--config=experiments/configs/study.py` fills the store ahead of time.
+
 `:gpu` sizes the study for one H100/H200 (nano to small in bfloat16, 10 seeds, a world twice as
 large: 200 held-out items per task × context); no GPU has run it yet, so its wall time is not
 known. `:runlocal` is a smoke test of a few minutes; `:preset=NAME` keeps one preset.
