@@ -1,7 +1,8 @@
 """One experiment: build the world, train every pack of cells, evaluate, save every cell.
 
 For each (preset, protocol) pack:
-  finetune: stage 1 trains one base model per seed (packed over seeds) on the base mixture; the
+  finetune: stage 1 gives one base model per seed, read from the base-model store or trained
+            (packed over seeds) on the base mixture (experiments/base_models.py); the
             base models are evaluated as persona=`none` cells; the extensions see them
             (after_base); stage 2 starts every persona cell from its seed's base model (common
             random numbers) with (1-λ)·L_base + λ·L_persona.
