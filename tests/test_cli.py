@@ -11,7 +11,7 @@ from tiny_runs import DEMO, ROOT
 
 def _main(workdir, *overrides, config=DEMO + ":runlocal"):
   cmd = [sys.executable, "-m", "experiments.main", f"--config={config}", f"--workdir={workdir}",
-         "--config.runtime.report=False", *overrides]
+         "--config.runtime.report=False", "--config.runtime.base_store=", *overrides]
   return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
                         env={**os.environ, "JAX_PLATFORMS": "cpu"})
 

@@ -4,8 +4,6 @@ Plain data: the sections are checked, once, by the dataclasses that read them (t
 grid.GridConfig, train_config.TrainConfig, persona.options.PersonaConfig, models.ModelConfig), and
 tests check that the defaults here equal the dataclasses' own where they have them.
 """
-import os
-
 import ml_collections
 
 from experiments.configs.mesh_rules import DEFAULT_RULES  # plain data, shared with the benchmark
@@ -14,12 +12,6 @@ TASKS = ("factual_qa", "misconception", "medical_diagnosis", "medical_dosing",
          "medical_contraindication", "disinformation", "safety_refusal", "capability",
          "delusion_affirmation", "crisis_cue", "hallucinated_affect", "reflection_first")
 EVAL_CONTEXTS = ("neutral", "emotional", "false_belief", "emotional+false_belief")
-
-
-def default_base_store():
-  """The user's cache: $XDG_CACHE_HOME/warmth-sim/bases, or ~/.cache/warmth-sim/bases."""
-  cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-  return os.path.join(cache, "warmth-sim", "bases")
 
 
 def parse_arg(arg, variants=()):
@@ -201,8 +193,9 @@ def base_config():
   c.runtime.num_processes = 0        # 0: found by jax
   c.runtime.process_id = -1          # -1: found by jax
   # Where trained base models are kept and reused by any run whose key matches (world, base data,
-  # model, base-training fields, seeds, members mode: experiments/base_store.py); "" disables it.
-  c.runtime.base_store = default_base_store()
+  # model, base-training fields, seeds, members mode: experiments/base_models.py); "" disables it.
+  # ~ and $VARIABLES are expanded; $XDG_CACHE_HOME is ~/.cache where it is not set.
+  c.runtime.base_store = "$XDG_CACHE_HOME/warmth-sim/bases"
   c.runtime.report = True            # write report.html at the end
   c.runtime.verbose = False          # print the full tables at the end, not only the bottom line
   return c

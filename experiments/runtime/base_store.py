@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import shutil
+import string
 import uuid
 
 from absl import logging
@@ -40,6 +41,8 @@ import orbax.checkpoint as ocp
 
 from experiments.runtime.workdir import sha256, write_json
 
+# configs/common.py's runtime.base_store, the store a command without a config reads.
+DEFAULT_ROOT = "$XDG_CACHE_HOME/warmth-sim/bases"
 MANIFEST = "manifest.json"
 KEY_FILE = "key.json"
 COMPETENCE = "competence.json"
@@ -119,6 +122,13 @@ def _create_exclusive(path, data):
     os.remove(tmp)
 
 
+def resolve(root):
+  """The directory `root` names: ~ and $VARIABLES expanded, $XDG_CACHE_HOME being ~/.cache where
+  the environment does not set it (the XDG base directory convention)."""
+  env = {"XDG_CACHE_HOME": os.path.join(os.path.expanduser("~"), ".cache"), **os.environ}
+  return os.path.abspath(os.path.expanduser(string.Template(str(root)).safe_substitute(env)))
+
+
 class BaseStore:
   """A directory of stored base models (layout in the module docstring)."""
 
@@ -126,7 +136,7 @@ class BaseStore:
     if "://" in str(root):
       raise ValueError(f"runtime.base_store={root} is a remote URL: use a local or mounted path, "
                        "or \"\" to train base models in every run.")
-    self.root = os.path.abspath(os.path.expanduser(root))
+    self.root = resolve(root)
 
   def seed_dir(self, key, seed):
     return os.path.join(self.root, key.name, f"seed{seed}")

@@ -27,22 +27,26 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (file.py[:arg]).")
-_STORE = flags.DEFINE_string("store", None, "The store's directory (default: the config's "
-                             "runtime.base_store, else the default under the user's cache).")
-_ALSO = flags.DEFINE_multi_string("also", [], "prune: another config (file.py[:arg]) whose base "
-                                  "models are kept.")
-_YES = flags.DEFINE_boolean("yes", False, "prune: remove what is listed (otherwise only list it).")
+
+
+def _define_flags():
+  """The command's flags; defined when it runs, so that importing this module (tests, other
+  tools) does not claim flag names such as --config."""
+  config_flags.DEFINE_config_file("config", None, "Path to a config file (file.py[:arg]).")
+  flags.DEFINE_string("store", None, "The store's directory (default: the config's "
+                      "runtime.base_store, else the default under the user's cache).")
+  flags.DEFINE_multi_string("also", [], "prune: another config (file.py[:arg]) whose base "
+                            "models are kept.")
+  flags.DEFINE_boolean("yes", False, "prune: remove what is listed (otherwise only list it).")
 
 COMMANDS = ("train", "list", "prune")
 TRAINING = ".train"  # <store>/.train/<key>: the workdir a `train` stage resumes from
 
 
 def _store_path(config):
-  from experiments.configs.common import default_base_store  # pylint: disable=g-import-not-at-top
-  path = _STORE.value or (config.runtime.base_store if config is not None else None)
-  path = path or default_base_store()
-  return path
+  from experiments.runtime import base_store  # pylint: disable=g-import-not-at-top
+  path = flags.FLAGS.store or (config.runtime.base_store if config is not None else None)
+  return base_store.resolve(path or base_store.DEFAULT_ROOT)
 
 
 def _load_config(spec):
@@ -178,7 +182,7 @@ def main(argv):
   if len(argv) != 2 or argv[1] not in COMMANDS:
     sys.exit(f"error: give one command, {', '.join(COMMANDS)} (e.g. `python -m "
              "experiments.tools.bases list`).")
-  command, config = argv[1], _CONFIG.value
+  command, config = argv[1], flags.FLAGS.config
   if command in ("train", "prune") and config is None:
     sys.exit(f"error: `{command}` needs --config=FILE.py[:arg], the config whose bases it "
              f"{'trains' if command == 'train' else 'keeps'}.")
@@ -188,11 +192,12 @@ def main(argv):
     elif command == "list":
       list_store(_store_path(config))
     else:
-      prune([config] + [_load_config(spec) for spec in _ALSO.value], _store_path(config),
-            _YES.value)
+      prune([config] + [_load_config(spec) for spec in flags.FLAGS.also], _store_path(config),
+            flags.FLAGS.yes)
   except ValueError as e:
     sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

@@ -178,3 +178,14 @@ def test_two_processes_that_need_one_base_leave_one_valid_copy(tmp_path):
     assert len(stored) + len(reused) == 2
     assert len([l for l in stored if "this one discarded" not in l]) == 1
   assert _read(tmp_path / "w0") == _read(tmp_path / "w1")
+
+
+def test_the_default_store_lies_in_the_users_cache(monkeypatch):
+  from experiments.configs import common
+  assert common.base_config().runtime.base_store == base_store.DEFAULT_ROOT
+  monkeypatch.setenv("XDG_CACHE_HOME", "/var/cache/me")
+  assert base_store.resolve(base_store.DEFAULT_ROOT) == "/var/cache/me/warmth-sim/bases"
+  monkeypatch.delenv("XDG_CACHE_HOME")
+  monkeypatch.setenv("HOME", "/home/me")
+  assert base_store.resolve(base_store.DEFAULT_ROOT) == "/home/me/.cache/warmth-sim/bases"
+  assert base_store.resolve("~/bases") == "/home/me/bases"
