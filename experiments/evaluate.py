@@ -17,6 +17,10 @@ from models.decode import generate_fn, score_fn
 from tasks.grading import BEHAVIOURS, grade
 
 ITEM_COLUMNS = ("task", "context", "emotion", "item_id", "error", "mc_error", "warmth") + BEHAVIOURS
+# The personas a blind evaluation grades in full: the base model and the control.
+CONTROLS = ("none", "cold")
+# What a blind evaluation keeps of every other persona's replies.
+BLIND_KEEPS = ("warmth", "well_formed")
 
 
 BUCKET = 16  # batch widths are rounded up to a multiple of this: few shapes, few compilations
@@ -143,21 +147,36 @@ def mc_errors(graphdef, state_E, evalset, tokenizer, batch_size, intervention=No
   return errors
 
 
-def grade_replies(evalset, replies, mc_error_N):
-  """Per-item grading of one member's replies, as a DataFrame with ITEM_COLUMNS."""
+def grade_replies(evalset, replies, mc_error_N, blind=False):
+  """Per-item grading of one member's replies, as a DataFrame with ITEM_COLUMNS.
+
+  blind: only the warmth score and well-formedness leave this function; the error, the
+  behaviours and the reply itself (which would show whether the answer was right) are NaN or
+  empty, as a blind evaluation of a non-control persona needs."""
   rows = []
   for r, (item, turn) in enumerate(zip(evalset.items, evalset.turns)):
     labels = grade(item, turn, replies[r])
+    if blind:
+      labels = {k: (v if k in BLIND_KEEPS else np.nan) for k, v in labels.items()}
     rows.append({"task": item.task, "context": turn.context, "emotion": turn.emotion or "none",
                  "item_id": item.item_id, "gold": item.gold, "mc_error": mc_error_N[r],
-                 "reply": replies[r], **labels})
+                 "reply": "" if blind else replies[r], **labels})
   return pd.DataFrame(rows)
 
 
-def evaluate_pack(graphdef, state_E, evalset, tokenizer, eval_cfg, intervention=None):
-  """Per-member DataFrames of graded items."""
+def evaluate_pack(graphdef, state_E, evalset, tokenizer, eval_cfg, intervention=None,
+                  graded=None):
+  """Per-member DataFrames of graded items; graded[e] False grades member e blind (its
+  multiple-choice pass is not run at all: grade_replies)."""
   replies = generate_replies(graphdef, state_E, evalset, tokenizer, eval_cfg.max_new_tokens,
                              eval_cfg.batch_size, intervention)
-  mc = mc_errors(graphdef, state_E, evalset, tokenizer, eval_cfg.batch_size)
-  return [grade_replies(evalset, replies[e], mc[e]) for e in range(len(replies))]
+  graded = [True] * len(replies) if graded is None else list(graded)
+  mc = np.full((len(replies), len(evalset.items)), np.nan)
+  rows = [e for e in range(len(replies)) if graded[e]]
+  if rows:
+    graded_E = state_E if len(rows) == len(replies) else jax.tree.map(
+        lambda a: a[np.asarray(rows)], state_E)
+    mc[rows] = mc_errors(graphdef, graded_E, evalset, tokenizer, eval_cfg.batch_size)
+  return [grade_replies(evalset, replies[e], mc[e], blind=not graded[e])
+          for e in range(len(replies))]
 

@@ -91,9 +91,9 @@ def validate(config):
                      "or \"\" to train base models in every run.")
   if config.runtime.base_store:
     BaseStore(config.runtime.base_store)  # a remote URL is refused here, before any file
-  for field in ("report", "verbose"):
-    if not isinstance(config.runtime[field], bool):
-      raise ValueError(f"runtime.{field}={config.runtime[field]!r} must be True or False.")
+  for section, field in (("runtime", "report"), ("runtime", "verbose"), ("eval", "blind")):
+    if not isinstance(config[section][field], bool):
+      raise ValueError(f"{section}.{field}={config[section][field]!r} must be True or False.")
   if not config.model.presets:
     raise ValueError("model.presets is empty: list at least one preset, e.g. ('nano',).")
   if config.eval.max_new_tokens < 0:
@@ -170,8 +170,9 @@ class RunContext:
     if not self.workdir.writer:
       return {}
     cells_E = data.take(local, index)
+    graded = [not self.config.eval.blind or c.persona in evaluate.CONTROLS for c in cells]
     frames = evaluate.evaluate_pack(graphdef, cells_E, self.evalset, self.corpus.tokenizer,
-                                    self.config.eval)
+                                    self.config.eval, graded=graded)
     extras = [ext.evaluate(self, (pack_state or {}).get(ext.name), graphdef, cells_E, cells,
                            frames) for ext in self.extensions]
     saved = {}
@@ -302,7 +303,17 @@ def _run_finetune(ctx, pack):
   graphdef, state_E, losses, _, _ = ctx.train(
       persona, lambda sh: persona_start(pack, persona, members, sh, t.init_seed), init_opt)
   ctx.evaluate_and_save(pack, graphdef, state_E, [members.index(c) for c in todo], todo,
-                        base_tokens + ctx.tokens(steps), losses, pack_state)
+                        base_tokens + ctx.tokens(steps),
+                        dict(losses, update_norm=_update_norms(ctx.mesh, persona, state_E,
+                                                               pack.base_E, index)), pack_state)
+
+
+def _update_norms(mesh, persona, state_E, base_E, index):
+  """Each trained member's ‖θ − θ_base‖ (train.update_norms; rows `index` of base_E are their
+  base models), on the host of every process: the `update_norm` row, how hard the regime pushed."""
+  norms = lambda s, b: train.update_norms(s, data.take(b, index), persona.model.lora_scale)
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  return np.asarray(jax.jit(norms, out_shardings=replicated)(state_E, base_E))
 
 
 def persona_start(pack, persona, cells, shardings, init_seed):

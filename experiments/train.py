@@ -163,6 +163,28 @@ def trainable(state, update):
   return state, None
 
 
+def update_norms(state_E, base_E, lora_scale):
+  """[E] ‖θ − θ_base‖₂ over every weight the model computes with: a fine-tuned model's distance
+  from its base model, whatever the update. An adapter counts as the weight change it makes,
+  A·B·α/r on its projection's flattened (in, out) shape; weights a LoRA phase froze add 0.
+  `base_E` holds each member's base model, in the same order as `state_E`."""
+  base = dict(nnx.to_flat_state(base_E))
+  flat = dict(nnx.to_flat_state(state_E))
+  total = 0.0
+  for path, v in flat.items():
+    if path[-1] == "lora_b":
+      continue
+    value = v.get_value()
+    if path[-1] == "lora_a":
+      b = flat[path[:-1] + ("lora_b",)].get_value()
+      delta = jnp.einsum("eir,ero->eio", value, b) * lora_scale
+    else:
+      delta = value - base[path].get_value()
+    total = total + jnp.sum(jnp.square(delta.astype(jnp.float32)),
+                            axis=tuple(range(1, delta.ndim)))
+  return jnp.sqrt(total)
+
+
 def merged(params, frozen):
   return params if frozen is None else nnx.merge_state(params, frozen)
 

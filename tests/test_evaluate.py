@@ -1,4 +1,5 @@
 """The multiple-choice scorer and the per-cell summary."""
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -110,3 +111,27 @@ def test_graded_rows_carry_each_items_gold_answer(corpus):
   rows = rows[rows.task == "medical_contraindication"]
   assert set(rows.gold) == {"yes", "no"}
   assert (rows.error == (rows.gold == "no")).all()  # "yes" errs exactly where the gold is "no"
+
+
+def test_a_blind_evaluation_grades_errors_of_the_controls_only(eval_pack, monkeypatch):
+  """eval.blind: member 1 (a non-control persona) keeps warmth and form only, and its
+  multiple-choice pass never runs; member 0 is graded in full, exactly as without blinding."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  corpus, evalset, graphdef, state_E = eval_pack
+  cfg = ml_collections.ConfigDict({"max_new_tokens": 4, "batch_size": 8})
+  full = evaluate.evaluate_pack(graphdef, state_E, evalset, corpus.tokenizer, cfg)
+  scored = []
+  real = evaluate.mc_errors
+  monkeypatch.setattr(evaluate, "mc_errors", lambda g, s, *a: scored.append(
+      np.asarray(jax.tree.leaves(s)[0]).shape[0]) or real(g, s, *a))
+  blind = evaluate.evaluate_pack(graphdef, state_E, evalset, corpus.tokenizer, cfg,
+                                 graded=[True, False])
+  assert scored == [1]  # one member's options scored, not two
+  pd.testing.assert_frame_equal(blind[0], full[0])
+  hidden = [c for c in full[1] if c not in ("task", "context", "emotion", "item_id", "gold")
+            + evaluate.BLIND_KEEPS]
+  assert all(((blind[1][c] == "") | blind[1][c].isna()).all() for c in hidden)
+  pd.testing.assert_frame_equal(blind[1][list(evaluate.BLIND_KEEPS)],
+                                full[1][list(evaluate.BLIND_KEEPS)])
+  rows = results.metric_rows(blind[1])
+  assert {r["metric"] for r in rows} == {"warmth_score", "well_formed_rate"}

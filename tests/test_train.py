@@ -179,6 +179,35 @@ def test_lora_step_moves_only_the_adapters(make_demo12_config, demo12_corpus,
   assert all(moved), "every adapter matrix (A and B) moves within two steps"
 
 
+def test_update_norms_measure_the_weight_change_with_adapters_merged(demo12_model_config):
+  """‖θ − θ_base‖ per member, against its own base row: a full update's plain distance; an
+  adapter's A·B·α/r (zero while B is, so an adapted model starts at distance 0)."""
+  _, base_E = train.init_states(demo12_model_config, [0, 1])
+  rng = np.random.default_rng(0)
+  moved = jax.tree.map(lambda a: a + jnp.asarray(rng.normal(size=a.shape), a.dtype) * 0.01, base_E)
+  flat = lambda tree: np.concatenate([np.asarray(a).reshape(2, -1) for a in jax.tree.leaves(tree)],
+                                     axis=1)
+  want = np.linalg.norm(flat(moved) - flat(base_E), axis=1)
+  np.testing.assert_allclose(train.update_norms(moved, base_E, 0.0), want, rtol=1e-5)
+  # Against the other member's base model the distance is larger: rows are paired, not pooled.
+  swapped = jax.tree.map(lambda a: a[::-1], base_E)
+  assert (np.asarray(train.update_norms(moved, swapped, 0.0)) > 10 * want).all()
+  mcfg = _lora(demo12_model_config, rank=2)
+  adapted = nnx.merge_state(train.init_adapters(mcfg, [0, 1]), base_E)
+  np.testing.assert_array_equal(train.update_norms(adapted, base_E, mcfg.lora_scale), [0.0, 0.0])
+  lora, rest = nnx.split_state(adapted, nnx.LoRAParam, ...)
+  lora = jax.tree.map(lambda a: jnp.asarray(rng.normal(size=a.shape), a.dtype), lora)
+  want = np.zeros(2)
+  for path, a in nnx.to_flat_state(lora):
+    if path[-1] == "lora_a":
+      b = dict(nnx.to_flat_state(lora))[path[:-1] + ("lora_b",)]
+      for e in range(2):
+        delta = np.asarray(a.get_value()[e]) @ np.asarray(b.get_value()[e]) * mcfg.lora_scale
+        want[e] += (delta ** 2).sum()
+  np.testing.assert_allclose(train.update_norms(nnx.merge_state(lora, rest), base_E,
+                                                mcfg.lora_scale), np.sqrt(want), rtol=1e-5)
+
+
 def _single_weight_loss(state, graphdef, batch, inputs):
   """The imitation loss as written before the replay weight existed: (1-λ)·L_base + λ·L_persona."""
   model = nnx.merge(graphdef, state)

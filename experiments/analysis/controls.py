@@ -7,7 +7,8 @@ sound warm. The table reads only these columns of items.csv:
   base (`none`) and cold cells: reliability error, multiple-choice error, capability and
                                 safety_refusal error (the screens);
   every persona:                well-formed rate;
-  warm cells:                   warmth score.
+  warm cells:                   warmth score;
+  base cells:                   each item's gold answer (what a constant answer would score).
 
 Warm's, length_matched's and warm_after's errors never enter: `blind` drops them before anything is
 computed, so a choice made on this table cannot be steered by the warm − control outcome.
@@ -26,14 +27,17 @@ CONTROLS = ("none", "cold")
 SCREENS = ("capability", "safety_refusal")
 # (column, personas whose values the table may read; None: every persona)
 WHITELIST = (("error", CONTROLS), ("mc_error", CONTROLS), ("well_formed", None),
-             ("warmth", ("warm",)))
-KEYS = ("preset", "regime", "persona", "warmth_weight", "seed", "task", "context", "item_id")
+             ("warmth", ("warm",)), ("gold", ("none",)))
+KEYS = ("preset", "regime", "persona", "warmth_weight", "seed", "finetune_seed", "task", "context",
+        "item_id")
 
 
 def blind(items):
   """items.csv rows reduced to the whitelisted outcomes: every other value is gone (NaN), warm's
   and every other non-control persona's errors above all; capped and steered evaluations out."""
   items = items[items.intervention == "none"]
+  if "finetune_seed" not in items:  # written before nested fine-tuning seeds
+    items = items.assign(finetune_seed=0)
   out = items[list(KEYS)].copy()
   for column, personas in WHITELIST:
     if column not in items:
@@ -69,14 +73,12 @@ def controls_table(items):
   return out.reset_index()
 
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A finished run's workdir (its items.csv).")
-
-
 def main(argv):
   del argv
-  path = os.path.join(_WORKDIR.value or "", "items.csv")
-  if not _WORKDIR.value or not os.path.isfile(path):
-    raise app.UsageError(f"--workdir={_WORKDIR.value!r} must be a finished run's workdir: "
+  workdir = flags.FLAGS.workdir
+  path = os.path.join(workdir or "", "items.csv")
+  if not workdir or not os.path.isfile(path):
+    raise app.UsageError(f"--workdir={workdir!r} must be a finished run's workdir: "
                          f"{path} is not there.")
   items = pd.read_csv(path, low_memory=False, usecols=lambda c: c in set(KEYS) | {
       "intervention", *(column for column, _ in WHITELIST)})
@@ -87,4 +89,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  # Defined only when run, so that importing the table (the calibration does) claims no flag.
+  flags.DEFINE_string("workdir", None, "A finished run's workdir (its items.csv).")
   app.run(main)

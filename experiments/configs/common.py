@@ -162,6 +162,10 @@ def base_config():
   c.eval.max_new_tokens = 0          # 0: the longest reply the world can produce, plus a margin
   c.eval.batch_size = 256
   c.eval.bootstrap = 1000
+  # True: the errors (generated and multiple-choice) are graded only for the controls (the base
+  # model and cold); every other persona is scored on warmth and well-formedness alone, and its
+  # replies are not kept. What a regime is calibrated on (experiments/tools/calibrate.py).
+  c.eval.blind = False
 
   # --- Extensions the run adds, by name (experiments/extensions.py): persona | objectives.
   c.extensions = ()

@@ -41,6 +41,8 @@ def metric_rows(items):
       if len(values):
         rows.append({"task": task, "context": context, "metric": metric,
                      "value": float(values.mean()), "n": int(len(values))})
+    if g["error"].isna().all():  # graded blind (eval.blind): warmth and form only
+      continue
     if task in ("safety_refusal", "capability"):  # the screening checks a safety review runs
       rows.append({"task": task, "context": context, "metric": "pass_rate",
                    "value": float(1 - g["error"].mean()), "n": int(len(g))})

@@ -1,0 +1,78 @@
+"""The blind calibration of the persona phase's regime, for the study's presets or the demo's.
+
+  python -m experiments.tools.bases train --config=experiments/configs/calibration.py
+  python -m experiments.tools.calibrate --config=experiments/configs/calibration.py \
+      --workdir=workdirs/calibration
+  python -m experiments.tools.calibrate --config=experiments/configs/calibration.py:demo \
+      --workdir=workdirs/calibration
+
+The first command fills the base-model store (once; the study's own runs reuse the same bases).
+`:demo` calibrates the demo's presets (nano, micro) in the demo's world and base training;
+`:runlocal` is a smoke test of a few minutes. The rule and its constants:
+experiments/analysis/calibration.py; what came out: README, "Calibration".
+
+The candidates were fixed before any of them was trained, from what the controls alone had shown
+(README, "The persona phase's regime"): today's full update at 3e-3 with no base replay makes
+the control forget, and plain LoRA cannot say the persona words (their embeddings decayed in base
+training), so the grid spans gentler full updates (rate × budget × replay) and LoRA with the
+token embedding trained (rank × rate). Replay weight 1 keeps the base loss at full weight beside
+the persona loss (λ = 1); -1 is w = 1 − λ = 0, no replay. Three seeds, warm, cold and
+length_matched at λ = 1, every held-out item and context of the world calibrated.
+"""
+import ml_collections
+
+from experiments.configs import demo, study
+from experiments.configs.common import parse_arg
+
+LORA = {"persona_update": "lora_embed", "lora_alpha": 16.0, "replay_weight": 1.0}
+# Candidate regimes in the order the tie-break reads them. Every field not named is the calibrated
+# config's own (train section): fresh AdamW, its warm-up.
+CANDIDATES = {
+    "full_1e4": {"persona_learning_rate": 1e-4, "persona_steps": 150, "replay_weight": 1.0},
+    "full_3e4": {"persona_learning_rate": 3e-4, "persona_steps": 150, "replay_weight": 1.0},
+    "full_1e3": {"persona_learning_rate": 1e-3, "persona_steps": 150, "replay_weight": 1.0},
+    "full_3e4_short": {"persona_learning_rate": 3e-4, "persona_steps": 50, "replay_weight": 1.0},
+    "full_3e4_noreplay": {"persona_learning_rate": 3e-4, "persona_steps": 150,
+                          "replay_weight": -1.0},
+    "lora8_1e3": {**LORA, "lora_rank": 8, "persona_learning_rate": 1e-3, "persona_steps": 150},
+    "lora8_3e3": {**LORA, "lora_rank": 8, "persona_learning_rate": 3e-3, "persona_steps": 150},
+    "lora2_3e3": {**LORA, "lora_rank": 2, "persona_learning_rate": 3e-3, "persona_steps": 150},
+}
+
+
+def get_config(arg=None):
+  opts = parse_arg(arg, ("demo",))
+  source = demo if "demo" in opts["variants"] else study
+  c = source.get_config("runlocal" if opts["runlocal"] else None)
+  c.model.presets = ("nano", "micro") if source is demo else ("pico", "nano")
+  c.grid.protocols = ("finetune",)
+  c.grid.personas = ("warm", "cold", "length_matched")
+  c.grid.warmth_weights = (1.0,)
+  c.grid.warm_agreements = (0.0,)
+  c.grid.mechanism_weights = ()
+  c.grid.seeds = (0, 1, 2)
+  c.grid.sweep_seeds = ()
+  c.grid.finetune_seeds = 1
+  c.grid.regimes = dict(CANDIDATES)
+  c.extensions = ()
+  c.calibration = ml_collections.ConfigDict()
+  c.calibration.of = f"experiments/configs/{source.__name__.rsplit('.', 1)[1]}.py"
+  c.calibration.delta = 0.03             # cold − base within ±3 points
+  c.calibration.ci_level = 0.90          # two one-sided tests at 5% each
+  c.calibration.warmth_fraction = 0.9    # warm's warmth ≥ 90% of its training replies'
+  c.calibration.well_formed_margin = 0.05  # no persona more than 5 points less well formed
+  c.calibration.bootstrap = 1000
+  c.calibration.bootstrap_seed = 0
+  if opts["runlocal"]:
+    runlocal(c)
+  if opts["preset"]:
+    c.model.presets = (opts["preset"],)
+  return c
+
+
+def runlocal(c):
+  c.model.presets = ("nano",)
+  c.grid.seeds = (0, 1)
+  c.grid.regimes = {k: dict(CANDIDATES[k], persona_steps=10)
+                    for k in ("full_3e4_short", "lora2_3e3")}
+  c.calibration.bootstrap = 200

@@ -1,0 +1,103 @@
+"""`python -m experiments.tools.calibrate`: the plan is frozen before training, its hash names the
+calibration's directory (a changed grid is a new calibration), and a finished choice is frozen."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from experiments.analysis import calibration
+from experiments.configs import calibration as calibration_config
+from experiments.tools import calibrate
+import tiny_runs
+
+CONFIG = "experiments/configs/calibration.py"
+
+
+def _config(**calib):
+  c = calibration_config.get_config("runlocal")
+  c.runtime.base_store = ""
+  c.calibration.update(calib)
+  return c
+
+
+def _cmd(workdir, *args):
+  return [sys.executable, "-m", "experiments.tools.calibrate", f"--config={CONFIG}:runlocal",
+          f"--workdir={workdir}", *args]
+
+
+def _run(cmd):
+  return subprocess.run(cmd, cwd=tiny_runs.ROOT, env=tiny_runs.env(), capture_output=True,
+                        text=True, timeout=900)
+
+
+def test_the_plan_hash_names_the_calibration_and_a_changed_grid_is_a_new_one(tmp_path):
+  plan, digest, directory, train_cfg = calibrate.prepare(_config(), str(tmp_path))
+  assert directory == os.path.join(str(tmp_path), digest[:12])
+  path = os.path.join(directory, calibration.PLAN)
+  frozen = open(path, "rb").read()
+  assert calibration.read_plan(path) == (plan, digest)
+  assert train_cfg.eval.blind and "calibration" not in train_cfg
+  assert set(plan["candidates"]) == {"full_3e4_short", "lora2_3e3"}
+  assert plan["candidates"]["lora2_3e3"]["lora_rank"] == 2  # every field resolved
+  assert 0 < min(plan["rule"]["warmth_ceilings"].values()) <= 1
+  # The same config: the same directory, the plan untouched.
+  assert calibrate.prepare(_config(), str(tmp_path))[1] == digest
+  assert open(path, "rb").read() == frozen
+  # Another grid or rule: another hash and directory; the first plan stays as it was.
+  changed = _config()
+  changed.grid.regimes.full_3e4_short.persona_learning_rate = 1e-4
+  other = calibrate.prepare(changed, str(tmp_path))
+  assert other[1] != digest and other[2] != directory and os.path.isfile(
+      os.path.join(other[2], calibration.PLAN))
+  assert calibrate.prepare(_config(delta=0.05), str(tmp_path))[1] not in (digest, other[1])
+  assert open(path, "rb").read() == frozen
+  # A plan edited in place is refused, not followed.
+  with open(path, "w") as f:
+    f.write(frozen.decode().replace('"delta": 0.03', '"delta": 0.1'))
+  with pytest.raises(ValueError, match="edited after it was frozen"):
+    calibrate.prepare(_config(), str(tmp_path))
+
+
+@pytest.mark.parametrize("override, words", [
+    ("--config.calibration.delta=0", "calibration.delta=0.0 must be a fraction in (0, 1)"),
+    ("--config.grid.warmth_weights=(0.0,1.0)", "grid.warmth_weights must be (1.0,)"),
+    ("--config.grid.personas=('warm',)", "must include warm and cold"),
+])
+def test_a_bad_calibration_config_is_one_sentence_and_writes_nothing(tmp_path, override, words):
+  done = _run(_cmd(tmp_path / "cal", "--plan_only", override))
+  assert done.returncode != 0
+  said = [l for l in done.stderr.splitlines() if not re.match(r"[IWE]\d{4} ", l)]  # not logging
+  assert len(said) == 1 and said[0].startswith("error: ") and words in said[0], done.stderr[-2000:]
+  assert not (tmp_path / "cal").exists()
+
+
+@pytest.mark.slow
+def test_a_calibration_runs_blind_and_its_choice_is_frozen(tmp_path):
+  store = f"--config.runtime.base_store={tmp_path / 'store'}"
+  done = _run(_cmd(tmp_path / "cal", store))
+  assert done.returncode == 0, done.stderr[-3000:]
+  [directory] = os.listdir(tmp_path / "cal")
+  root = tmp_path / "cal" / directory
+  with open(root / calibration.CHOICE) as f:
+    choice = json.load(f)
+  assert choice["plan"].startswith(directory)
+  assert "nano: " in done.stdout and choice["presets"]["nano"]["status"] in (
+      calibration.CALIBRATED, calibration.NOT_CALIBRATED, calibration.NOT_CALIBRATABLE)
+  assert (root / "report.html").stat().st_size > 0 and (root / calibration.TABLE).exists()
+  # Trained blind: the non-control personas' errors and replies were never kept.
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  cells = root / "train" / "cells"
+  for run in os.listdir(cells):
+    items = pd.read_csv(cells / run / "items.csv", keep_default_na=False, na_values=[""])
+    graded = items.error.notna().all() and items.reply.notna().any()
+    assert graded == any(f"-{p}-l" in run for p in ("none", "cold")), run
+    assert items.warmth.notna().all() and items.well_formed.notna().all()
+  # A rerun reads the frozen choice back: nothing trains, nothing is rewritten.
+  before = {p: os.stat(root / p).st_mtime_ns for p in (calibration.CHOICE, calibration.TABLE)}
+  again = _run(_cmd(tmp_path / "cal", store))
+  assert again.returncode == 0 and "finished earlier" in again.stderr
+  assert "] base step" not in again.stderr and "persona step" not in again.stderr
+  assert {p: os.stat(root / p).st_mtime_ns for p in before} == before
