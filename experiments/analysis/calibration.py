@@ -121,10 +121,11 @@ def make_plan(rule, train_cfg, warmth_ceilings):
       "finetune_seeds": train_cfg.grid.finetune_seeds,
       "personas": list(train_cfg.grid.personas),
       "candidates": {r.name: r.fields() for r in regimes_lib.of_config(train_cfg)},
+      "order": [r.name for r in regimes_lib.of_config(train_cfg)],  # JSON sorts the keys above
       "rule": {**{k: v for k, v in dataclasses.asdict(rule).items() if k != "of"},
                "warmth_ceilings": warmth_ceilings,
                "intensity": "mean over seeds of cold's update_norm (‖θ − θ_base‖, adapters merged)",
-               "tie_break": "the earlier candidate in `candidates`",
+               "tie_break": "the earlier candidate in `order`",
                "closest": "fewest failed tests, then least intense"},
       "experiment": experiment,
   }
@@ -266,7 +267,7 @@ def calibrate(items, metrics, plan):
                                "and a constant answer, so no control can show harm."}
       continue
     scored = []
-    for order, name in enumerate(plan["candidates"]):
+    for order, name in enumerate(plan["order"]):
       sub = d[d.regime.isin([name, "none"])]
       level = float(intensity.get((preset, name), np.nan))
       tests = candidate_tests(sub, tasks, personas, rule, plan["rule"]["warmth_ceilings"])
@@ -294,7 +295,7 @@ def calibrate(items, metrics, plan):
 
 # --- What a reader sees.
 
-def figure(table, choice, out_dir, rule_delta):
+def figure(table, choice, out_dir, rule):
   """Intensity on x; cold − base reliability and multiple-choice change, warmth over its
   ceiling and the worst persona's well-formed change on y; one column per calibratable preset."""
   presets = [p for p in dict.fromkeys(table.preset)]
@@ -335,13 +336,12 @@ def figure(table, choice, out_dir, rule_delta):
         ax.scatter(pick.intensity, pick.estimate * scale, s=220, facecolors="none",
                    edgecolors="black", zorder=5)
       if test in ("reliability", "multiple_choice"):
-        ax.axhspan(-100 * rule_delta, 100 * rule_delta, color="#2ca02c", alpha=0.12)
+        ax.axhspan(-100 * rule["delta"], 100 * rule["delta"], color="#2ca02c", alpha=0.12)
         ax.axhline(0, color="grey", lw=0.5)
       elif test == "learned":
-        frac = float(sub.criterion.iloc[0].split("≥ ")[1].split(" ")[0]) if len(sub) else 0.9
-        ax.axhspan(frac, max(1.05, np.nanmax(y) if len(y) else 1.05), color="#2ca02c",
-                   alpha=0.12)
+        ax.axhspan(rule["warmth_fraction"], 1.05, color="#2ca02c", alpha=0.12)
       else:
+        ax.axhspan(-100 * rule["well_formed_margin"], 0, color="#2ca02c", alpha=0.12)
         ax.axhline(0, color="grey", lw=0.5)
       if len(x) and np.all(x[np.isfinite(x)] > 0):
         ax.set_xscale("log")

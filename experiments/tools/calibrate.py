@@ -85,7 +85,7 @@ def run(config, workdir):
   not recomputed: its choice is frozen with its plan."""
   from experiments import experiment  # pylint: disable=g-import-not-at-top
   from experiments.analysis import calibration, render  # pylint: disable=g-import-not-at-top
-  from experiments.runtime.workdir import atomic_write, write_json, write_text  # pylint: disable=g-import-not-at-top
+  from experiments.runtime.workdir import atomic_write, code_version, write_json, write_text  # pylint: disable=g-import-not-at-top
   plan, digest, directory, train_cfg = prepare(config, workdir)
   choice_path = os.path.join(directory, calibration.CHOICE)
   if os.path.exists(choice_path):
@@ -101,11 +101,12 @@ def run(config, workdir):
   table, choice = calibration.calibrate(items, metrics, plan)
   atomic_write(os.path.join(directory, calibration.TABLE),
                lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"))
-  fig = calibration.figure(table, choice, directory, plan["rule"]["delta"])
+  fig = calibration.figure(table, choice, directory, plan["rule"])
   page, markdown = render.render(calibration.report_blocks(plan, digest, table, choice, fig))
   write_text(os.path.join(directory, "report.html"), page)
   write_text(os.path.join(directory, "report.md"), markdown)
-  write_json(choice_path, {"plan": digest, "presets": choice})  # last: the calibration is done
+  # Last: the calibration is done. The code that decided is recorded beside the plan's hash.
+  write_json(choice_path, {"plan": digest, "code": code_version(), "presets": choice})
   return choice, directory
 
 

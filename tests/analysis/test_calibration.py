@@ -18,6 +18,7 @@ def _plan(candidates=("gentle", "harsh"), **rule):
           "finetune_seeds": 1, "personas": list(PERSONAS),
           "candidates": {name: {"persona_learning_rate": 1e-4 * (k + 1)}
                          for k, name in enumerate(candidates)},
+          "order": list(candidates),
           "rule": {"delta": 0.03, "ci_level": 0.9, "warmth_fraction": 0.9,
                    "well_formed_margin": 0.05, "bootstrap": 400, "bootstrap_seed": 0,
                    "warmth_ceilings": CEILINGS, "intensity": "…", "tie_break": "…",
@@ -101,9 +102,11 @@ def test_the_least_intense_passing_candidate_is_chosen():
   assert choice["nano"]["status"] == calibration.CALIBRATED
   assert choice["nano"]["regime"] == "harsh"
   assert table.groupby("regime").passed.all().all()
-  # Equal intensity: the earlier candidate in the plan.
+  # Equal intensity: the earlier candidate in the plan's order (not the alphabet's).
   _, choice = _choice(items, _metrics({"gentle": 1.0, "harsh": 1.0}))
   assert choice["nano"]["regime"] == "gentle"
+  _, choice = _choice(items, _metrics({"gentle": 1.0, "harsh": 1.0}), _plan(("harsh", "gentle")))
+  assert choice["nano"]["regime"] == "harsh"
 
 
 def test_a_control_that_forgets_fails_the_equivalence_test():
@@ -213,7 +216,7 @@ def test_the_table_figure_and_section(tmp_path):
   table, choice = _choice(items, _metrics({"gentle": 2.0, "harsh": 1.0}), plan)
   assert list(table.columns) == list(calibration.TABLE_COLUMNS)
   assert len(table) == 2 * (1 + len(PERSONAS) + len(calibration.HARMLESS))
-  fig = calibration.figure(table, choice, str(tmp_path), 0.03)
+  fig = calibration.figure(table, choice, str(tmp_path), plan["rule"])
   assert fig.skipped is None and (tmp_path / "calibration.png").stat().st_size > 0
   blocks = calibration.report_blocks(plan, calibration.plan_hash(plan), table, choice, fig)
   wide = [v for kind, v in blocks if kind == "table"][1]

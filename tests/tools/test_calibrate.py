@@ -40,7 +40,7 @@ def test_the_plan_hash_names_the_calibration_and_a_changed_grid_is_a_new_one(tmp
   frozen = open(path, "rb").read()
   assert calibration.read_plan(path) == (plan, digest)
   assert train_cfg.eval.blind and "calibration" not in train_cfg
-  assert set(plan["candidates"]) == {"full_3e4_short", "lora2_3e3"}
+  assert plan["order"] == ["full_3e4_short", "lora2_3e3"]  # the config's order, kept in JSON
   assert plan["candidates"]["lora2_3e3"]["lora_rank"] == 2  # every field resolved
   assert 0 < min(plan["rule"]["warmth_ceilings"].values()) <= 1
   # The same config: the same directory, the plan untouched.
