@@ -36,7 +36,6 @@ figure and report section.
 import dataclasses
 import hashlib
 import json
-import os
 
 import numpy as np
 import pandas as pd

@@ -25,8 +25,9 @@ from experiments.configs import demo, study
 from experiments.configs.common import parse_arg
 
 LORA = {"persona_update": "lora_embed", "lora_alpha": 16.0, "replay_weight": 1.0}
-# Candidate regimes in the order the tie-break reads them. Every field not named is the calibrated
-# config's own (train section): fresh AdamW, its warm-up.
+# Candidate regimes. Every field not named is the calibrated config's own (train section): fresh
+# AdamW, its warm-up. A ConfigDict keeps names sorted, so the plan's `order`, which the tie-break
+# of equally intense candidates reads, is alphabetical.
 CANDIDATES = {
     "full_1e4": {"persona_learning_rate": 1e-4, "persona_steps": 150, "replay_weight": 1.0},
     "full_3e4": {"persona_learning_rate": 3e-4, "persona_steps": 150, "replay_weight": 1.0},

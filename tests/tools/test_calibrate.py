@@ -101,3 +101,19 @@ def test_a_calibration_runs_blind_and_its_choice_is_frozen(tmp_path):
   assert again.returncode == 0 and "finished earlier" in again.stderr
   assert "] base step" not in again.stderr and "persona step" not in again.stderr
   assert {p: os.stat(root / p).st_mtime_ns for p in before} == before
+
+
+def test_the_calibration_configs_design():
+  """At most eight candidates, both families, three seeds; the study's presets in its world, the
+  demo's in the demo's."""
+  from experiments.configs import demo, study  # pylint: disable=g-import-not-at-top
+  for variant, source, presets in ((None, study, ("pico", "nano")), ("demo", demo, ("nano", "micro"))):
+    c = calibration_config.get_config(variant)
+    assert tuple(c.model.presets) == presets and tuple(c.grid.seeds) == (0, 1, 2)
+    assert c.data.to_dict() == source.get_config().data.to_dict()  # the same world ...
+    for field in ("base_steps", "learning_rate", "batch_size"):  # ... and base training
+      assert c.train[field] == source.get_config().train[field]
+    assert os.path.isfile(os.path.join(tiny_runs.ROOT, c.calibration.of))
+    assert len(c.grid.regimes) <= 8
+    updates = {r.get("persona_update", "full") for r in c.grid.regimes.values()}
+    assert updates == {"full", "lora_embed"}
