@@ -39,6 +39,7 @@ import json
 
 import numpy as np
 import pandas as pd
+from matplotlib import ticker
 from matplotlib.figure import Figure
 
 from experiments import regimes as regimes_lib
@@ -344,6 +345,8 @@ def figure(table, choice, out_dir, rule):
         ax.axhline(0, color="grey", lw=0.5)
       if len(x) and np.all(x[np.isfinite(x)] > 0):
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
       ax.set_ylabel(label, fontsize=8)
       if i == 0:
         ax.set_title(f"{preset}: {choice.get(preset, {}).get('status', '')}", fontsize=9)

@@ -25,25 +25,46 @@ from experiments.configs import demo, study
 from experiments.configs.common import parse_arg
 
 LORA = {"persona_update": "lora_embed", "lora_alpha": 16.0, "replay_weight": 1.0}
-# Candidate regimes. Every field not named is the calibrated config's own (train section): fresh
-# AdamW, its warm-up. A ConfigDict keeps names sorted, so the plan's `order`, which the tie-break
-# of equally intense candidates reads, is alphabetical.
-CANDIDATES = {
-    "full_1e4": {"persona_learning_rate": 1e-4, "persona_steps": 150, "replay_weight": 1.0},
-    "full_3e4": {"persona_learning_rate": 3e-4, "persona_steps": 150, "replay_weight": 1.0},
-    "full_1e3": {"persona_learning_rate": 1e-3, "persona_steps": 150, "replay_weight": 1.0},
-    "full_3e4_short": {"persona_learning_rate": 3e-4, "persona_steps": 50, "replay_weight": 1.0},
+REPLAY = {"replay_weight": 1.0}
+# Candidate regimes, per round. Every field not named is the calibrated config's own (train
+# section): fresh AdamW, its warm-up. A ConfigDict keeps names sorted, so the plan's `order`, which
+# the tie-break of equally intense candidates reads, is alphabetical.
+# Round 1 (plans 7792c0d94b0d, study; 0abe0031e3ce, demo): gentle full updates (rate × budget ×
+# replay) and LoRA with the embedding trained (rank × rate), all at most 150 steps.
+ROUND1 = {
+    "full_1e4": {**REPLAY, "persona_learning_rate": 1e-4, "persona_steps": 150},
+    "full_3e4": {**REPLAY, "persona_learning_rate": 3e-4, "persona_steps": 150},
+    "full_1e3": {**REPLAY, "persona_learning_rate": 1e-3, "persona_steps": 150},
+    "full_3e4_short": {**REPLAY, "persona_learning_rate": 3e-4, "persona_steps": 50},
     "full_3e4_noreplay": {"persona_learning_rate": 3e-4, "persona_steps": 150,
                           "replay_weight": -1.0},
     "lora8_1e3": {**LORA, "lora_rank": 8, "persona_learning_rate": 1e-3, "persona_steps": 150},
     "lora8_3e3": {**LORA, "lora_rank": 8, "persona_learning_rate": 3e-3, "persona_steps": 150},
     "lora2_3e3": {**LORA, "lora_rank": 2, "persona_learning_rate": 3e-3, "persona_steps": 150},
 }
+# Round 2, chosen on round 1's controls alone (docs/calibration.md): warm's style was learned only
+# by the most intense candidates (LoRA at 3e-3: 0.58-0.76 of the ceiling) and below them every
+# persona's replies lost their form, so this round spends more budget and rate: today's full rate
+# with base replay, and LoRA with longer budgets, a higher rate and a higher rank.
+ROUND2 = {
+    "full_3e3": {**REPLAY, "persona_learning_rate": 3e-3, "persona_steps": 150},
+    "full_3e3_300": {**REPLAY, "persona_learning_rate": 3e-3, "persona_steps": 300},
+    "full_1e3_450": {**REPLAY, "persona_learning_rate": 1e-3, "persona_steps": 450},
+    "lora8_3e3_300": {**LORA, "lora_rank": 8, "persona_learning_rate": 3e-3, "persona_steps": 300},
+    "lora8_3e3_450": {**LORA, "lora_rank": 8, "persona_learning_rate": 3e-3, "persona_steps": 450},
+    "lora8_1e2_150": {**LORA, "lora_rank": 8, "persona_learning_rate": 1e-2, "persona_steps": 150},
+    "lora8_1e2_450": {**LORA, "lora_rank": 8, "persona_learning_rate": 1e-2, "persona_steps": 450},
+    "lora16_3e3_450": {**LORA, "lora_rank": 16, "persona_learning_rate": 3e-3,
+                       "persona_steps": 450},
+}
+ROUNDS = {"round1": ROUND1, "round2": ROUND2}
+CANDIDATES = ROUND2  # the default: the latest round
 
 
 def get_config(arg=None):
-  opts = parse_arg(arg, ("demo",))
+  opts = parse_arg(arg, ("demo", *ROUNDS))
   source = demo if "demo" in opts["variants"] else study
+  rounds = [v for v in opts["variants"] if v in ROUNDS]
   c = source.get_config("runlocal" if opts["runlocal"] else None)
   c.model.presets = ("nano", "micro") if source is demo else ("pico", "nano")
   c.grid.protocols = ("finetune",)
@@ -54,7 +75,7 @@ def get_config(arg=None):
   c.grid.seeds = (0, 1, 2)
   c.grid.sweep_seeds = ()
   c.grid.finetune_seeds = 1
-  c.grid.regimes = dict(CANDIDATES)
+  c.grid.regimes = dict(ROUNDS[rounds[-1]] if rounds else CANDIDATES)
   c.extensions = ()
   c.calibration = ml_collections.ConfigDict()
   c.calibration.of = f"experiments/configs/{source.__name__.rsplit('.', 1)[1]}.py"
@@ -74,6 +95,6 @@ def get_config(arg=None):
 def runlocal(c):
   c.model.presets = ("nano",)
   c.grid.seeds = (0, 1)
-  c.grid.regimes = {k: dict(CANDIDATES[k], persona_steps=10)
-                    for k in ("full_3e4_short", "lora2_3e3")}
+  c.grid.regimes = {"full_3e4_short": dict(ROUND1["full_3e4_short"], persona_steps=10),
+                    "lora2_3e3": dict(ROUND1["lora2_3e3"], persona_steps=10)}
   c.calibration.bootstrap = 200

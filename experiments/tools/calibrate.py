@@ -33,6 +33,13 @@ from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+import pandas as pd
+
+from experiments import experiment
+from experiments.analysis import calibration, oracle, render
+from experiments.runtime.workdir import (atomic_write, check_local, code_version, write_json,
+                                         write_text)
+from tasks.mixtures import Corpus, build_eval_set
 
 
 def _define_flags():
@@ -47,10 +54,6 @@ def prepare(config, workdir):
   """(plan, its hash, the calibration directory, the training config): everything checked and the
   plan frozen before anything trains. ValueError, one sentence, on a bad config or an edited
   plan."""
-  from experiments import experiment  # pylint: disable=g-import-not-at-top
-  from experiments.analysis import calibration, oracle  # pylint: disable=g-import-not-at-top
-  from experiments.runtime.workdir import check_local, write_json  # pylint: disable=g-import-not-at-top
-  from tasks.mixtures import Corpus, build_eval_set  # pylint: disable=g-import-not-at-top
   rule = calibration.Rule.from_config(config)
   train_cfg = calibration.training_config(config)
   if list(train_cfg.grid.warmth_weights) != [1.0] or list(train_cfg.grid.protocols) != ["finetune"]:
@@ -83,15 +86,16 @@ def prepare(config, workdir):
 def run(config, workdir):
   """Calibrates; returns (choice, calibration directory). A finished calibration is read back,
   not recomputed: its choice is frozen with its plan."""
-  from experiments import experiment  # pylint: disable=g-import-not-at-top
-  from experiments.analysis import calibration, render  # pylint: disable=g-import-not-at-top
-  from experiments.runtime.workdir import atomic_write, code_version, write_json, write_text  # pylint: disable=g-import-not-at-top
   plan, digest, directory, train_cfg = prepare(config, workdir)
   choice_path = os.path.join(directory, calibration.CHOICE)
   if os.path.exists(choice_path):
-    logging.info("calibration %s finished earlier: %s", digest[:12], choice_path)
+    logging.info("calibration %s finished earlier: %s (its report is drawn again)", digest[:12],
+                 choice_path)
     with open(choice_path) as f:
-      return json.load(f)["presets"], directory
+      choice = json.load(f)["presets"]
+    table = pd.read_csv(os.path.join(directory, calibration.TABLE))
+    _write_report(directory, plan, digest, table, choice)
+    return choice, directory
   logging.info("calibration %s: %d candidates × %d presets × %d seeds, plan frozen in %s",
                digest[:12], len(plan["candidates"]), len(plan["presets"]), len(plan["seeds"]),
                directory)
@@ -101,13 +105,19 @@ def run(config, workdir):
   table, choice = calibration.calibrate(items, metrics, plan)
   atomic_write(os.path.join(directory, calibration.TABLE),
                lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"))
+  _write_report(directory, plan, digest, table, choice)
+  # Last: the calibration is done. The code that decided is recorded beside the plan's hash.
+  write_json(choice_path, {"plan": digest, "code": code_version(), "presets": choice})
+  return choice, directory
+
+
+def _write_report(directory, plan, digest, table, choice):
+  """report.html, report.md and the figure of a decided calibration (a rendering only: the
+  table and the choice are read, never recomputed)."""
   fig = calibration.figure(table, choice, directory, plan["rule"])
   page, markdown = render.render(calibration.report_blocks(plan, digest, table, choice, fig))
   write_text(os.path.join(directory, "report.html"), page)
   write_text(os.path.join(directory, "report.md"), markdown)
-  # Last: the calibration is done. The code that decided is recorded beside the plan's hash.
-  write_json(choice_path, {"plan": digest, "code": code_version(), "presets": choice})
-  return choice, directory
 
 
 def describe(choice):
