@@ -67,16 +67,8 @@ def get_config(arg=None):
   rounds = [v for v in opts["variants"] if v in ROUNDS]
   c = source.get_config("runlocal" if opts["runlocal"] else None)
   c.model.presets = ("nano", "micro") if source is demo else ("pico", "nano")
-  c.grid.protocols = ("finetune",)
-  c.grid.personas = ("warm", "cold", "length_matched")
-  c.grid.warmth_weights = (1.0,)
-  c.grid.warm_agreements = (0.0,)
-  c.grid.mechanism_weights = ()
-  c.grid.seeds = (0, 1, 2)
-  c.grid.sweep_seeds = ()
-  c.grid.finetune_seeds = 1
+  controls_design(c)
   c.grid.regimes = dict(ROUNDS[rounds[-1]] if rounds else CANDIDATES)
-  c.extensions = ()
   c.calibration = ml_collections.ConfigDict()
   c.calibration.of = f"experiments/configs/{source.__name__.rsplit('.', 1)[1]}.py"
   c.calibration.delta = 0.03             # cold − base within ±3 points
@@ -90,6 +82,20 @@ def get_config(arg=None):
   if opts["preset"]:
     c.model.presets = (opts["preset"],)
   return c
+
+
+def controls_design(c):
+  """The cells a regime is judged on: the base models and warm, cold and length_matched at λ = 1,
+  ρ = 0, three seeds, each a full replicate; no extension."""
+  c.grid.protocols = ("finetune",)
+  c.grid.personas = ("warm", "cold", "length_matched")
+  c.grid.warmth_weights = (1.0,)
+  c.grid.warm_agreements = (0.0,)
+  c.grid.mechanism_weights = ()
+  c.grid.seeds = (0, 1, 2)
+  c.grid.sweep_seeds = ()
+  c.grid.finetune_seeds = 1
+  c.extensions = ()
 
 
 def runlocal(c):

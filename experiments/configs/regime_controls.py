@@ -16,19 +16,14 @@ frozen, peak rate 3e-3 and 1e-2 (low-rank updates are usually run at a higher ra
 phrases' words never occur in base training, so a frozen embedding cannot say them: README).
 `:runlocal` is a smoke test of a minute or two.
 """
-from experiments.configs import study
+from experiments.configs import calibration, study
 from experiments.configs.common import apply_arg
 
 
 def get_config(arg=None):
   c = study.get_config()
   c.model.presets = ("nano",)
-  c.grid.personas = ("warm", "cold", "length_matched")
-  c.grid.warmth_weights = (1.0,)
-  c.grid.warm_agreements = (0.0,)
-  c.grid.mechanism_weights = ()
-  c.grid.seeds = (0, 1, 2)
-  c.grid.sweep_seeds = ()
+  calibration.controls_design(c)
   c.grid.regimes = {
       "forgetting": {},
       "lora_3e3": {"persona_update": "lora", "lora_rank": 8, "lora_alpha": 16.0},
@@ -36,7 +31,6 @@ def get_config(arg=None):
                    "persona_learning_rate": 1e-2},
       "lora_embed_3e3": {"persona_update": "lora_embed", "lora_rank": 8, "lora_alpha": 16.0},
   }
-  c.extensions = ()
   return apply_arg(c, arg, runlocal)
 
 

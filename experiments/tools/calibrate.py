@@ -17,7 +17,8 @@ Each plan gets a directory of its own, `<workdir>/<first 12 of the plan's sha256
   choice.json   per preset: calibrated (the regime and its fields), not calibrated (the closest
                 candidate and the tests it failed) or not calibratable; written once, with the
                 plan's hash, and never rewritten
-  report.html   the section: plan, rule, choice and why, the table, the figure (calibration.png)
+  report.html   the section: plan, rule, choice and why, the table, the figure
+                (plots/calibration.png); report.md beside it
 
 Base models come from the base-model store (runtime.base_store): fill it first with
 `python -m experiments.tools.bases train --config=<the same config>`, and the calibration pays for
@@ -114,7 +115,7 @@ def run(config, workdir):
 def _write_report(directory, plan, digest, table, choice):
   """report.html, report.md and the figure of a decided calibration (a rendering only: the
   table and the choice are read, never recomputed)."""
-  fig = calibration.figure(table, choice, directory, plan["rule"])
+  fig = calibration.figure(table, choice, os.path.join(directory, "plots"), plan["rule"])
   page, markdown = render.render(calibration.report_blocks(plan, digest, table, choice, fig))
   write_text(os.path.join(directory, "report.html"), page)
   write_text(os.path.join(directory, "report.md"), markdown)

@@ -117,3 +117,24 @@ def test_the_calibration_configs_design():
     assert len(c.grid.regimes) <= 8
     updates = {r.get("persona_update", "full") for r in c.grid.regimes.values()}
     assert updates == {"full", "lora_embed"}
+
+
+@pytest.mark.parametrize("name", ["study", "demo"])
+def test_the_study_and_demo_configs_record_their_calibrations_choice(tmp_path, name):
+  """Each config's CALIBRATION names the plan of the calibration config as it stands (a changed
+  world, base training or grid without a new calibration fails here) and, per preset, the outcome
+  that calibration's choice.json (kept in docs/calibration/) froze."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  record = importlib.import_module(f"experiments.configs.{name}").CALIBRATION
+  plan, digest, _, _ = calibrate.prepare(
+      calibration_config.get_config("demo" if name == "demo" else None), str(tmp_path))
+  assert record["plan"] == digest
+  with open(os.path.join(tiny_runs.ROOT, "docs", "calibration", f"{digest[:12]}.choice.json")) as f:
+    frozen = json.load(f)
+  assert frozen["plan"] == digest and set(frozen["presets"]) == set(plan["presets"])
+  for preset, choice in frozen["presets"].items():
+    kept = record["presets"][preset]
+    assert (kept["status"], kept["regime"]) == (choice["status"], choice["regime"])
+    if choice["regime"]:
+      assert kept["overrides"] == calibration_config.CANDIDATES[choice["regime"]]
+      assert {**choice["fields"], **kept["overrides"]} == choice["fields"]
