@@ -74,17 +74,15 @@ class Rule:
     return from_section(cls, config.calibration, "calibration").validate()
 
   def validate(self):
-    for field in ("delta", "well_formed_margin"):
+    for field in ("delta", "ci_level", "warmth_fraction", "well_formed_margin"):
       v = getattr(self, field)
       if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
-        raise ValueError(f"calibration.{field}={v!r} must be a fraction in (0, 1), e.g. 0.03 for "
-                         "3 points.")
-    for field in ("ci_level", "warmth_fraction"):
+        raise ValueError(f"calibration.{field}={v!r} must be a fraction in (0, 1) (0.03 is 3 "
+                         "points).")
+    for field, least in (("bootstrap", 100), ("bootstrap_seed", 0)):
       v = getattr(self, field)
-      if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
-        raise ValueError(f"calibration.{field}={v!r} must lie strictly between 0 and 1.")
-    if isinstance(self.bootstrap, bool) or not isinstance(self.bootstrap, int) or self.bootstrap < 100:
-      raise ValueError(f"calibration.bootstrap={self.bootstrap!r} must be an integer >= 100.")
+      if isinstance(v, bool) or not isinstance(v, int) or v < least:
+        raise ValueError(f"calibration.{field}={v!r} must be an integer >= {least}.")
     if not isinstance(self.of, str) or not self.of:
       raise ValueError(f"calibration.of={self.of!r} must name the config it calibrates.")
     return self
@@ -357,13 +355,14 @@ def figure(table, choice, out_dir, rule):
 
 
 def _cell(row):
-  scale = 100.0
+  """`+3.7 [+1.4, +6.0] ✗`: points (a share, for `learned`), the interval, passed or not."""
   if not np.isfinite(row.estimate):
     return "n/a"
   mark = "✓" if row.passed else "✗"
   if row.test == "learned":
     return f"{row.estimate:.2f} [{row.ci_low:.2f}, {row.ci_high:.2f}] {mark}"
-  return f"{scale * row.estimate:+.1f} [{scale * row.ci_low:+.1f}, {scale * row.ci_high:+.1f}] {mark}"
+  est, lo, hi = 100 * row.estimate, 100 * row.ci_low, 100 * row.ci_high
+  return f"{est:+.1f} [{lo:+.1f}, {hi:+.1f}] {mark}"
 
 
 def wide_table(table, choice):

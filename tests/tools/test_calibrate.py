@@ -107,7 +107,8 @@ def test_the_calibration_configs_design():
   """At most eight candidates, both families, three seeds; the study's presets in its world, the
   demo's in the demo's."""
   from experiments.configs import demo, study  # pylint: disable=g-import-not-at-top
-  for variant, source, presets in ((None, study, ("pico", "nano")), ("demo", demo, ("nano", "micro"))):
+  for variant, source, presets in ((None, study, ("pico", "nano")),
+                                   ("demo", demo, ("nano", "micro"))):
     c = calibration_config.get_config(variant)
     assert tuple(c.model.presets) == presets and tuple(c.grid.seeds) == (0, 1, 2)
     assert c.data.to_dict() == source.get_config().data.to_dict()  # the same world ...
@@ -121,20 +122,24 @@ def test_the_calibration_configs_design():
 
 @pytest.mark.parametrize("name", ["study", "demo"])
 def test_the_study_and_demo_configs_record_their_calibrations_choice(tmp_path, name):
-  """Each config's CALIBRATION names the plan of the calibration config as it stands (a changed
-  world, base training or grid without a new calibration fails here) and, per preset, the outcome
-  that calibration's choice.json (kept in docs/calibration/) froze."""
+  """Each config's CALIBRATION names a calibration config (file:variant) whose plan, as the code
+  stands, has the recorded hash (a changed world, base training or grid without a new calibration
+  fails here), and per preset the outcome that calibration's choice.json (kept in
+  docs/calibration/) froze."""
   import importlib  # pylint: disable=g-import-not-at-top
   record = importlib.import_module(f"experiments.configs.{name}").CALIBRATION
-  plan, digest, _, _ = calibrate.prepare(
-      calibration_config.get_config("demo" if name == "demo" else None), str(tmp_path))
+  path, _, arg = record["config"].partition(":")
+  assert path == CONFIG
+  plan, digest, _, _ = calibrate.prepare(calibration_config.get_config(arg), str(tmp_path))
   assert record["plan"] == digest
+  assert plan["calibrates"] == f"experiments/configs/{name}.py"
   with open(os.path.join(tiny_runs.ROOT, "docs", "calibration", f"{digest[:12]}.choice.json")) as f:
     frozen = json.load(f)
-  assert frozen["plan"] == digest and set(frozen["presets"]) == set(plan["presets"])
+  assert frozen["plan"] == digest and set(frozen["presets"]) == set(record["presets"])
   for preset, choice in frozen["presets"].items():
     kept = record["presets"][preset]
     assert (kept["status"], kept["regime"]) == (choice["status"], choice["regime"])
     if choice["regime"]:
-      assert kept["overrides"] == calibration_config.CANDIDATES[choice["regime"]]
-      assert {**choice["fields"], **kept["overrides"]} == choice["fields"]
+      fields = plan["candidates"][choice["regime"]]
+      assert choice["fields"] == fields
+      assert kept["overrides"] and {k: fields[k] for k in kept["overrides"]} == kept["overrides"]
