@@ -38,6 +38,7 @@ import pandas as pd
 
 from experiments import experiment
 from experiments.analysis import calibration, oracle, render
+from experiments.runtime import distributed
 from experiments.runtime.workdir import (atomic_write, check_local, code_version, write_json,
                                          write_text)
 from tasks.mixtures import Corpus, build_eval_set
@@ -79,7 +80,7 @@ def prepare(config, workdir):
     if stored != record["hash"]:
       raise ValueError(f"{path} holds plan {stored[:12]}, not {record['hash'][:12]}: move the "
                        "directory aside.")
-  else:
+  elif distributed.is_writer():
     write_json(path, record)
   return record["plan"], record["hash"], directory, train_cfg
 
@@ -101,6 +102,8 @@ def run(config, workdir):
                digest[:12], len(plan["candidates"]), len(plan["presets"]), len(plan["seeds"]),
                directory)
   metrics, items = experiment.run(train_cfg, os.path.join(directory, "train"))
+  if not distributed.is_writer():
+    return None, directory  # process 0 decides and writes
   if items is None:
     raise ValueError("no cell finished, so there is nothing to calibrate on.")
   table, choice = calibration.calibrate(items, metrics, plan)
@@ -135,6 +138,8 @@ def main(argv):
   start = time.perf_counter()
   config, workdir = flags.FLAGS.config, flags.FLAGS.workdir
   try:
+    distributed.initialize(config.runtime)  # before any other JAX call
+    distributed.handle_sigterm()
     if flags.FLAGS.plan_only:
       _, digest, directory, _ = prepare(config, workdir)
       print(f"plan {digest} frozen in {directory}")
@@ -142,6 +147,10 @@ def main(argv):
     choice, directory = run(config, workdir)
   except ValueError as e:
     sys.exit(f"error: {e}")
+  except distributed.Preempted as e:
+    sys.exit(f"stopped: {e} Rerun the same command to resume.")
+  if choice is None:
+    return
   print(describe(choice))
   print(f"calibration: {directory} ({(time.perf_counter() - start) / 60:.1f} min)")
 
