@@ -22,7 +22,9 @@ from experiments.configs.common import apply_arg, base_config
 # preset, so the demo keeps the train section's own regime. `regime` is the closest candidate
 # (fewest failed tests, then least intense) and `overrides` its fields.
 _CLOSEST = {"status": "not calibrated", "regime": "full_3e4_short",
-            "overrides": {"persona_learning_rate": 3e-4, "persona_steps": 50, "replay_weight": 1.0}}
+            "overrides": {"persona_learning_rate": 3e-4, "persona_steps": 50, "replay_weight": 1.0},
+            "failed": ("learned", "well_formed", "reliability", "multiple_choice", "capability",
+                       "safety_refusal")}
 CALIBRATION = {
     "config": "experiments/configs/calibration.py:demo,round1",
     "plan": "0abe0031e3ce0f22b6fb2d7ff0c68117bcb19f12d52991d739dd1eaff0dd9d21",

@@ -37,6 +37,28 @@ known. `:runlocal` is a smoke test of a few minutes; `:preset=NAME` keeps one pr
 """
 from experiments.configs.common import apply_arg, base_config
 
+# The persona phase's regime for the study's presets, as the blind calibration left it
+# (docs/calibration.md; its config and plan hash below). No candidate of either round passed the
+# controls at pico or nano, so the study keeps `forgetting` and says so; `regime` is the closest
+# candidate (fewest failed tests, then least intense), `overrides` its fields, `failed` its tests.
+# femto is not calibrated: its base models answer no task, so no control can show harm.
+_LORA = {"persona_update": "lora_embed", "lora_alpha": 16.0, "replay_weight": 1.0}
+CALIBRATION = {
+    "config": "experiments/configs/calibration.py:round2",
+    "plan": "61214e451321e028b13f28b2b1506e1f1d82de61a9873ee78367e6d0728724c6",
+    "presets": {
+        "pico": {"status": "not calibrated", "regime": "lora8_1e2_450",
+                 "overrides": {**_LORA, "lora_rank": 8, "persona_learning_rate": 1e-2,
+                               "persona_steps": 450},
+                 "failed": ("well_formed", "multiple_choice", "safety_refusal")},
+        "nano": {"status": "not calibrated", "regime": "lora16_3e3_450",
+                 "overrides": {**_LORA, "lora_rank": 16, "persona_learning_rate": 3e-3,
+                               "persona_steps": 450},
+                 "failed": ("learned", "well_formed", "multiple_choice", "capability",
+                            "safety_refusal")},
+    },
+}
+
 
 def get_config(arg=None):
   c = base_config()

@@ -139,6 +139,7 @@ def test_the_study_and_demo_configs_record_their_calibrations_choice(tmp_path, n
   for preset, choice in frozen["presets"].items():
     kept = record["presets"][preset]
     assert (kept["status"], kept["regime"]) == (choice["status"], choice["regime"])
+    assert set(kept.get("failed", ())) == {t.split("[")[0] for t in choice["failed"]}
     if choice["regime"]:
       fields = plan["candidates"][choice["regime"]]
       assert choice["fields"] == fields
