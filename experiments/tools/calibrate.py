@@ -37,7 +37,7 @@ from ml_collections import config_flags
 import pandas as pd
 
 from experiments import experiment
-from experiments.analysis import calibration, oracle, render
+from experiments.analysis import calibration, calibration_report, oracle, render
 from experiments.runtime import distributed
 from experiments.runtime.workdir import (atomic_write, check_local, code_version, write_json,
                                          write_text)
@@ -118,8 +118,8 @@ def run(config, workdir):
 def _write_report(directory, plan, digest, table, choice):
   """report.html, report.md and the figure of a decided calibration (a rendering only: the
   table and the choice are read, never recomputed)."""
-  fig = calibration.figure(table, choice, os.path.join(directory, "plots"), plan["rule"])
-  page, markdown = render.render(calibration.report_blocks(plan, digest, table, choice, fig))
+  fig = calibration_report.figure(table, choice, os.path.join(directory, "plots"), plan["rule"])
+  page, markdown = render.render(calibration_report.report_blocks(plan, digest, table, choice, fig))
   write_text(os.path.join(directory, "report.html"), page)
   write_text(os.path.join(directory, "report.md"), markdown)
 

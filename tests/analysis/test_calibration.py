@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments.analysis import calibration
+from experiments.analysis import calibration, calibration_report
 
 PERSONAS = ("warm", "cold", "length_matched")
 CEILINGS = {"neutral": 0.8, "emotional": 0.6}
@@ -216,9 +216,9 @@ def test_the_table_figure_and_section(tmp_path):
   table, choice = _choice(items, _metrics({"gentle": 2.0, "harsh": 1.0}), plan)
   assert list(table.columns) == list(calibration.TABLE_COLUMNS)
   assert len(table) == 2 * (1 + len(PERSONAS) + len(calibration.HARMLESS))
-  fig = calibration.figure(table, choice, str(tmp_path), plan["rule"])
+  fig = calibration_report.figure(table, choice, str(tmp_path), plan["rule"])
   assert fig.skipped is None and (tmp_path / "calibration.png").stat().st_size > 0
-  blocks = calibration.report_blocks(plan, calibration.plan_hash(plan), table, choice, fig)
+  blocks = calibration_report.report_blocks(plan, calibration.plan_hash(plan), table, choice, fig)
   wide = [v for kind, v in blocks if kind == "table"][1]
   assert list(wide.chosen) == ["◀", ""] and list(wide.passes) == ["yes", "no"]
   assert wide.loc[1, "reliability"].endswith("✗")
