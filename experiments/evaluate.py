@@ -17,8 +17,6 @@ from models.decode import generate_fn, score_fn
 from tasks.grading import BEHAVIOURS, grade
 
 ITEM_COLUMNS = ("task", "context", "emotion", "item_id", "error", "mc_error", "warmth") + BEHAVIOURS
-# The personas a blind evaluation grades in full: the base model and the control.
-CONTROLS = ("none", "cold")
 # What a blind evaluation keeps of every other persona's replies.
 BLIND_KEEPS = ("warmth", "well_formed")
 

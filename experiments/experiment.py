@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from experiments import base_models, data, evaluate, extensions, grid, regimes, stage, train
-from experiments.analysis import stats, summary
+from experiments.analysis import controls, stats, summary
 from experiments.runtime import distributed, heartbeat, host_memory, members, results, sharding
 from experiments.runtime.base_store import BaseStore
 from experiments.runtime.tensorboard import Board
@@ -170,7 +170,7 @@ class RunContext:
     if not self.workdir.writer:
       return {}
     cells_E = data.take(local, index)
-    graded = [not self.config.eval.blind or c.persona in evaluate.CONTROLS for c in cells]
+    graded = [not self.config.eval.blind or c.persona in controls.CONTROLS for c in cells]
     frames = evaluate.evaluate_pack(graphdef, cells_E, self.evalset, self.corpus.tokenizer,
                                     self.config.eval, graded=graded)
     extras = [ext.evaluate(self, (pack_state or {}).get(ext.name), graphdef, cells_E, cells,
