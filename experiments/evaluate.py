@@ -3,6 +3,7 @@
 `error` grades the generated reply (what the user reads); `mc_error` asks which answer option
 the model finds most likely (what it knows). Both are per item, so cells can be compared paired.
 """
+import dataclasses
 import functools
 import time
 
@@ -14,6 +15,7 @@ import pandas as pd
 from experiments.runtime import distributed, heartbeat
 from experiments.runtime.members import over_members
 from models.decode import generate_fn, score_fn
+from tasks.dialogue import render_reply
 from tasks.grading import BEHAVIOURS, grade
 
 ITEM_COLUMNS = ("task", "context", "emotion", "item_id", "error", "mc_error", "warmth") + BEHAVIOURS
@@ -100,15 +102,39 @@ def decode_replies(tokens_ENN, tokenizer):
   return [[tokenizer.decode(row) for row in member] for member in tokens_ENN]
 
 
-def mc_sequences(evalset, tokenizer):
-  """One row per (eval row, option): prompt + the option's neutral answer, scored on the answer."""
-  seqs, owners, is_gold = [], [], []
-  for r, item in enumerate(evalset.items):
+# The reply styles a multiple-choice option may be scored in: (style, warm placement). Each model
+# is scored in the style it writes (`mc_pass`), so the score asks what it knows, not whether its
+# style puts the answer right after the assistant marker: scoring the bare answer there asks a warm
+# or cold model for a reply it never gives (analysis/oracle.py's multiple-choice check shows that
+# bias, and its absence here). Warm phrasing after the answer starts like the neutral reply.
+MC_STYLES = (("neutral", "before"), ("warm", "before"), ("cold", "before"),
+             ("length_matched", "before"))
+# The bare answer right after the assistant marker, in every context: how options were once
+# scored, kept so that the oracle check can show what it did to each style.
+ANSWER_ONLY = (("answer", None),)
+MC_PROBE_ITEMS = 128  # eval rows with options a model's style is read from (evenly spaced)
+
+
+def _option_reply(item, turn, style, placement):
+  if style == "answer":
+    return item.answer
+  return render_reply(item, turn, style, placement=placement)
+
+
+def mc_sequences(evalset, tokenizer, style, rows=None):
+  """One row per (eval row, option): the prompt + the reply asserting the option in `style`
+  ((style, placement) of MC_STYLES or ANSWER_ONLY) + end-of-sequence, scored on the reply; only
+  eval rows `rows` if given. Returns (tokens, mask, target, owners, options, is_gold): each row's
+  eval row and option index."""
+  seqs, owners, options, is_gold = [], [], [], []
+  for r in range(len(evalset.items)) if rows is None else rows:
+    item, turn = evalset.items[r], evalset.turns[r]
     prompt = evalset.prompts[r][evalset.prompt_mask[r] > 0].tolist()
-    for option in item.options:
-      answer = tokenizer.encode(item.answer_for(option)) + [tokenizer.eos]
-      seqs.append((prompt, answer))
+    for k, option in enumerate(item.options):
+      reply = _option_reply(dataclasses.replace(item, gold=option), turn, *style)
+      seqs.append((prompt, tokenizer.encode(reply) + [tokenizer.eos]))
       owners.append(r)
+      options.append(k)
       is_gold.append(option == item.gold)
   width = max((len(p) + len(a) for p, a in seqs), default=1)
   tokens = np.full((len(seqs), width), tokenizer.pad, np.int32)
@@ -118,31 +144,75 @@ def mc_sequences(evalset, tokenizer):
     tokens[k, :len(p) + len(a)] = p + a
     mask[k, :len(p) + len(a)] = 1
     target[k, len(p):len(p) + len(a)] = 1
-  return tokens, mask, target, np.array(owners, int), np.array(is_gold, bool)
+  return (tokens, mask, target, np.array(owners, int), np.array(options, int),
+          np.array(is_gold, bool))
 
 
-def mc_errors(graphdef, state_E, evalset, tokenizer, batch_size, intervention=None):
-  """[E, N] multiple-choice error (NaN where the item has no options)."""
-  tokens, mask, target, owners, is_gold = mc_sequences(evalset, tokenizer)
-  n_members = jax.tree.leaves(state_E)[0].shape[0]
-  errors = np.full((n_members, len(evalset.items)), np.nan)
-  if len(tokens) == 0:
-    return errors
-  score_E = jax.jit(over_members(functools.partial(score_fn, graphdef),
-                                 in_axes=(0, None, None, None)))
-  scores = np.zeros((n_members, len(tokens)), np.float32)
-  chunks = buckets(mask.sum(1), batch_size)  # right-padded: each keeps its first `width` columns
-  with Progress(f"multiple choice of {n_members} model(s), {len(tokens)} options",
-                len(chunks)) as progress:
-    for k, (rows, width) in enumerate(chunks):
-      scores[:, rows] = np.asarray(score_E(state_E, tokens[rows, :width], mask[rows, :width],
-                                           target[rows, :width]))
-      progress.done(k + 1)
+def mc_choice(scores_ES, owners, options, is_gold, n_items):
+  """[E, N] multiple-choice error from [E, S] sequence log-probabilities: an item is wrong when
+  its likeliest option is not gold (ties: the earlier option; NaN where it has no options)."""
+  errors = np.full((scores_ES.shape[0], n_items), np.nan)
   for r in np.unique(owners):
-    sel = owners == r
-    best = np.argmax(scores[:, sel], axis=1)
+    sel = np.flatnonzero(owners == r)
+    best = np.argmax(scores_ES[:, sel], axis=1)
     errors[:, r] = ~is_gold[sel][best]
   return errors
+
+
+def mc_pass(score_rows, evalset, tokenizer, n_members, styles=MC_STYLES):
+  """([E, N] multiple-choice error, [E] index into `styles` each member was scored in).
+
+  score_rows(members, tokens, mask, target, owners) gives members' [len(members), rows] reply
+  log-probabilities. A member's style is the one whose replies, every option of
+  MC_PROBE_ITEMS evenly spaced items, it finds likeliest in total: read without the gold label,
+  so the choice cannot favour the right option. Every option is then scored in that style."""
+  errors = np.full((n_members, len(evalset.items)), np.nan)
+  with_options = np.flatnonzero([len(item.options) > 0 for item in evalset.items])
+  if not len(with_options):
+    return errors, np.zeros(n_members, int)
+  everyone = np.arange(n_members)
+  style_E = np.zeros(n_members, int)
+  if len(styles) > 1:
+    probe = with_options[np.unique(np.linspace(0, len(with_options) - 1,
+                                               MC_PROBE_ITEMS).round().astype(int))]
+    totals_ES = np.stack([score_rows(everyone, *_row_inputs(evalset, tokenizer, s, probe)).sum(1)
+                          for s in styles], axis=1)
+    style_E = np.argmax(totals_ES, axis=1)
+  for s in np.unique(style_E):
+    members = np.flatnonzero(style_E == s)
+    tokens, mask, target, owners, options, is_gold = mc_sequences(evalset, tokenizer, styles[s],
+                                                                  with_options)
+    scores = score_rows(members, tokens, mask, target, owners)
+    errors[members] = mc_choice(scores, owners, options, is_gold, len(evalset.items))
+  return errors, style_E
+
+
+def _row_inputs(evalset, tokenizer, style, rows):
+  tokens, mask, target, owners, _, _ = mc_sequences(evalset, tokenizer, style, rows)
+  return tokens, mask, target, owners
+
+
+def mc_errors(graphdef, state_E, evalset, tokenizer, batch_size, styles=MC_STYLES):
+  """[E, N] multiple-choice error (NaN where the item has no options), each member scored in
+  its own style (mc_pass)."""
+  n_members = jax.tree.leaves(state_E)[0].shape[0]
+  score_E = jax.jit(over_members(functools.partial(score_fn, graphdef),
+                                 in_axes=(0, None, None, None)))
+
+  def score_rows(members, tokens, mask, target, owners):
+    del owners  # no per-row input
+    state = state_E if len(members) == n_members else jax.tree.map(lambda a: a[members], state_E)
+    scores = np.zeros((len(members), len(tokens)), np.float32)
+    chunks = buckets(mask.sum(1), batch_size)  # right-padded: each keeps its first `width` columns
+    with Progress(f"multiple choice of {len(members)} model(s), {len(tokens)} option replies",
+                  len(chunks)) as progress:
+      for k, (rows, width) in enumerate(chunks):
+        scores[:, rows] = np.asarray(score_E(state, tokens[rows, :width], mask[rows, :width],
+                                             target[rows, :width]))
+        progress.done(k + 1)
+    return scores
+
+  return mc_pass(score_rows, evalset, tokenizer, n_members, styles)[0]
 
 
 def grade_replies(evalset, replies, mc_error_N, blind=False):

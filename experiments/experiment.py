@@ -263,7 +263,8 @@ def run(config, workdir_path, tensorboard=False):
 
 def _run_finetune(ctx, pack):
   config, t = ctx.config, ctx.config.train
-  pack.seeds = sorted(int(s) for s in config.grid.seeds)  # the base checkpoint holds every seed
+  # The base checkpoint holds every seed the preset trains (grid.preset_seeds).
+  pack.seeds = sorted(int(s) for s in grid.GridConfig.from_config(config).seeds_of(pack.preset))
   # One base stage per preset, whatever the pack: every regime fine-tunes the same base models.
   continued = any(r.train.persona_optimizer == "continue" for r in ctx.regimes.values())
   pack.graphdef, pack.base_E, _, base_curve, pack.base_opt_E = base_models.train_bases(
@@ -290,7 +291,9 @@ def _run_finetune(ctx, pack):
   if len(steers) > 1:
     raise ValueError(f"extensions {list(config.extensions)} each add a training-time "
                      "intervention; at most one may.")
-  regime = ctx.regimes[members[0].regime]  # a pack holds one regime's cells (grid.Cell.pack)
+  # A pack holds one regime's cells of one preset (grid.Cell.pack), trained in its fields for
+  # that preset (regimes.Regime.at).
+  regime = ctx.regimes[members[0].regime].at(pack.preset)
   rt, steps = regime.train, regime.steps(ctx.corpus)
   persona = stage.imitation("persona", name, members, steps, rt, regime.model_config(pack.model),
                             ctx.batches.persona(members, data.STAGE2_SEED_OFFSET),

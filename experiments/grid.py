@@ -56,12 +56,15 @@ class GridConfig:
   mechanism_weights: tuple
   sweep_seeds: tuple
   regimes: dict          # name → overrides of the train section's persona-phase fields
+  # preset → the seeds of grid.seeds it trains (a preset it leaves out: every seed); optional.
+  preset_seeds: dict = dataclasses.field(default_factory=dict)
 
   @classmethod
   def from_config(cls, config):
     grid = from_section(cls, config.grid, "grid")
     regimes = {name: dict(fields or {}) for name, fields in dict(grid.regimes or {}).items()}
-    return dataclasses.replace(grid, regimes=regimes).validate()
+    preset_seeds = {p: tuple(s) for p, s in dict(grid.preset_seeds).items()}
+    return dataclasses.replace(grid, regimes=regimes, preset_seeds=preset_seeds).validate()
 
   def validate(self):
     """One sentence per bad grid value, naming the field and the allowed values."""
@@ -96,10 +99,25 @@ class GridConfig:
     if stray or len(set(self.sweep_seeds)) != len(self.sweep_seeds):
       raise ValueError(f"grid.sweep_seeds={list(self.sweep_seeds)!r} must be distinct seeds of "
                        f"grid.seeds {list(self.seeds)} (empty: every seed).")
+    for preset, seeds in self.preset_seeds.items():
+      if (preset not in PRESETS or not seeds or len(set(seeds)) != len(seeds)
+          or any(s not in self.seeds for s in seeds)):
+        raise ValueError(f"grid.preset_seeds.{preset}={list(seeds)!r} must name a preset and a "
+                         f"non-empty list of distinct seeds of grid.seeds {list(self.seeds)}.")
     if not isinstance(self.max_pack_size, int) or self.max_pack_size < 0:
       raise ValueError(f"grid.max_pack_size={self.max_pack_size!r} must be an integer >= 0 "
                        "(0: no limit).")
     return self
+
+  def seeds_of(self, preset):
+    """The seeds `preset` trains, in grid.seeds' order: its base models and their cells."""
+    chosen = self.preset_seeds.get(preset)
+    return [s for s in self.seeds if chosen is None or s in chosen]
+
+  def regime_trains(self, regime, seed):
+    """Whether seed `seed`'s persona cells train in `regime` (its `seeds` entry)."""
+    seeds = self.regimes[regime].get("seeds")
+    return seeds is None or seed in seeds
 
   def sweeps(self, seed):
     """Whether `seed` trains every cell, or only the primary ones (see `expand`)."""
@@ -123,10 +141,11 @@ def expand(config):
   when given.
 
   Finetune cells are repeated in every regime of `grid.regimes` (one base model per seed serves
-  them all), and each persona cell `grid.finetune_seeds` times (fine-tuning seeds nested in the
+  them all; a regime with `seeds` trains only those), and each persona cell `grid.finetune_seeds` times (fine-tuning seeds nested in the
   base seed); mixture cells have no persona phase, so no regime (`none`).
 
-  With `grid.sweep_seeds`, seeds outside it train only what the primary comparisons need: the
+  A preset trains the seeds `grid.preset_seeds` gives it (default: every seed). With
+  `grid.sweep_seeds`, seeds outside it train only what the primary comparisons need: the
   base model and each persona but warm_after at the largest λ, ρ = 0. Replicates are spent where
   the intervals are read first (warm − cold, warm − length_matched), and the λ sweep and the
   mechanism cells keep the sweep seeds.
@@ -137,10 +156,12 @@ def expand(config):
   top = max(grid.warmth_weights)
   for preset, protocol in itertools.product(config.model.presets, grid.protocols):
     regimes = list(grid.regimes) if protocol == "finetune" else ["none"]
-    for seed in grid.seeds:
+    for seed in grid.seeds_of(preset):
       if protocol == "finetune":
         cells.append(Cell(preset, protocol, "none", 0.0, 0.0, int(seed), "none"))
       for regime, persona, lam in itertools.product(regimes, grid.personas, grid.warmth_weights):
+        if protocol == "finetune" and not grid.regime_trains(regime, seed):
+          continue
         if lam == 0 and persona != grid.personas[0] and not grid.lambda0_per_persona:
           continue
         if not grid.sweeps(seed) and (lam != top or persona == "warm_after"):

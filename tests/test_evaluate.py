@@ -135,3 +135,30 @@ def test_a_blind_evaluation_grades_errors_of_the_controls_only(eval_pack, monkey
                                 full[1][list(evaluate.BLIND_KEEPS)])
   rows = results.metric_rows(blind[1])
   assert {r["metric"] for r in rows} == {"warmth_score", "well_formed_rate"}
+
+
+def test_each_member_is_scored_in_the_style_it_writes(corpus):
+  # Member e's scorer rewards the tokens of style e's opening, whatever the option: the pass must
+  # read each member's own style from the probe, then score every option in it.
+  evalset = build_eval_set(corpus)
+  tok = corpus.tokenizer
+  marks = {}
+  for s, (style, placement) in enumerate(evaluate.MC_STYLES):
+    item, turn = next((i, t) for i, t in zip(evalset.items, evalset.turns)
+                      if i.options and t.context == "neutral" and t.role in (None, 0))
+    marks[s] = set(tok.encode(evaluate.render_reply(item, turn, style, placement=placement)))
+  wanted = [2, 0, 1]  # cold, neutral, warm
+
+  def score_rows(members, tokens, mask, target, owners):
+    del mask, owners
+    out = np.zeros((len(members), len(tokens)), np.float32)
+    for m, e in enumerate(members):
+      mine = marks[wanted[e]] - set().union(*(marks[s] for s in marks if s != wanted[e]))
+      out[m] = [np.isin(row[t > 0], list(mine)).sum() for row, t in zip(tokens, target)]
+    return out
+
+  errors, style_E = evaluate.mc_pass(score_rows, evalset, tok, 3)
+  assert style_E.tolist() == wanted
+  assert errors.shape == (3, len(evalset.items))
+  has = np.array([len(i.options) > 0 for i in evalset.items])
+  assert np.isnan(errors[:, ~has]).all() and not np.isnan(errors[:, has]).any()

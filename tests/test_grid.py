@@ -76,3 +76,30 @@ def test_finetune_seeds_replicate_every_persona_cell_and_keep_replicate_zero_ids
 def test_bad_finetune_seeds_are_one_sentence(fields, words):
   with pytest.raises(ValueError, match=words):
     grid.expand(_config(**fields))
+
+
+def test_a_preset_trains_only_its_seeds_and_a_regime_only_its_own():
+  c = _config(seeds=(0, 1, 2), mechanism_weights=(1.0,),
+              regimes={"gentle": {}, "forgetting": {"seeds": (0,)}})
+  c.grid.preset_seeds = {"micro": (2,)}
+  c.model.presets = ("nano", "micro")
+  cells = grid.expand(c)
+  by = lambda preset, regime: sorted({x.seed for x in cells
+                                      if x.preset == preset and x.regime == regime})
+  assert by("nano", "none") == [0, 1, 2] and by("micro", "none") == [2]
+  assert by("nano", "gentle") == [0, 1, 2] and by("nano", "forgetting") == [0]
+  assert by("micro", "gentle") == [2] and by("micro", "forgetting") == []
+  # A regime restricted in seeds trains the full design on the seeds it keeps.
+  one = lambda regime: _levels([x for x in cells if x.preset == "nano" and x.regime == regime])
+  assert one("forgetting") == one("gentle")
+  assert grid.GridConfig.from_config(c).seeds_of("micro") == [2]
+
+
+@pytest.mark.parametrize("preset_seeds", [{"micro": (5,)}, {"micro": ()}, {"giga": (0,)},
+                                          {"micro": (0, 0)}])
+def test_bad_preset_seeds_are_one_sentence(preset_seeds):
+  c = _config(seeds=(0, 1))
+  c.grid.preset_seeds = preset_seeds
+  with pytest.raises(ValueError, match=r"^grid.preset_seeds.\w+=.* must name a preset and a "
+                                       r"non-empty list of distinct seeds of grid.seeds \[0, 1\]"):
+    grid.expand(c)

@@ -108,3 +108,34 @@ def test_mixture_cells_have_no_regime():
   cells = grid.expand(c)
   # Per seed: warm at λ = 0 (every persona's λ = 0 model), warm and cold at λ = 1; not per regime.
   assert {x.regime for x in cells} == {"none"} and len(cells) == 2 * 3
+
+
+def test_a_regime_takes_each_presets_own_fields_and_its_seeds():
+  c = _config(tuned={"persona_update": "lora_embed", "lora_rank": 8, "seeds": (1,),
+                     "by_preset": {"nano": {"lora_rank": 16, "persona_learning_rate": 1e-2}}})
+  tuned, = regimes.of_config(c)
+  nano, pico = tuned.at("nano"), tuned.at("pico")
+  assert (nano.train.lora_rank, nano.train.persona_learning_rate) == (16, 1e-2)
+  assert nano.train.persona_update == "lora_embed"  # the regime's own fields beneath
+  assert (pico.train.lora_rank, pico.train.persona_learning_rate) == (8, c.train.persona_learning_rate)
+  assert pico is tuned and nano.by_preset == {}
+  assert tuned.trains(1) and not tuned.trains(0)
+  assert regimes.of_config(_config(x={}))[0].trains(0)  # no `seeds`: every seed
+
+
+@pytest.mark.parametrize("spec, words", [
+    ({"by_preset": {"giga": {}}}, ["grid.regimes.x.by_preset", "'giga'", "nano"]),
+    ({"by_preset": {"nano": {"lora_rank": 0, "persona_update": "lora"}}},
+     ["grid.regimes.x.by_preset.nano.lora_rank", ">= 1"]),
+    ({"by_preset": {"nano": {"base_steps": 5}}},
+     ["grid.regimes.x.by_preset.nano.base_steps", "not a regime field"]),
+    ({"seeds": (7,)}, ["grid.regimes.x.seeds=[7]", "grid.seeds [0, 1]"]),
+    ({"seeds": ()}, ["grid.regimes.x.seeds=[]", "distinct seeds"]),
+])
+def test_bad_per_preset_fields_or_seeds_are_one_sentence(spec, words):
+  with pytest.raises(ValueError) as e:
+    regimes.of_config(_config(x=spec))
+  message = str(e.value)
+  assert message.count(". ") <= 1 and message.endswith("."), message
+  for w in words:
+    assert w in message, message

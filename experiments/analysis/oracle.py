@@ -17,6 +17,12 @@ from experiments.runtime import results
 from tasks.config import PLACEMENTS
 from tasks.dialogue import render_reply
 
+# The styles an oracle writes in (style, warm placement), as the multiple-choice check names them.
+ORACLE_STYLES = (("neutral", "before"), ("warm", "before"), ("warm", "after"), ("cold", "before"),
+                 ("length_matched", "before"))
+MC_SCORINGS = {"in the model's own style (evaluate.mc_pass)": evaluate.MC_STYLES,
+               "bare answer after the marker": evaluate.ANSWER_ONLY}
+
 ORACLE_PROTOCOL = "finetune"
 # (persona label, style, λ): the λ = 0 reference replies in the neutral style.
 ORACLE_PERSONAS = (("none", "neutral", 0.0), ("warm", "warm", 1.0), ("cold", "cold", 1.0),
@@ -73,6 +79,47 @@ def evaluate_oracles(evalset, tokenizer, max_new_tokens, cells=None):
     metrics.append(m)
     items.append(i)
   return pd.concat(metrics, ignore_index=True), pd.concat(items, ignore_index=True)
+
+
+def oracle_mc_errors(evalset, tokenizer, style, placement, scoring=evaluate.MC_STYLES):
+  """[N] multiple-choice error of an oracle that knows every answer and writes only `style`: at
+  each reply position it predicts its own gold reply's token, so a scored sequence loses one
+  unit of log-probability per position where it differs (a bare answer that its reply starts
+  with differs only at the end). Scored by the pass a trained model's goes through
+  (evaluate.mc_pass: the style read from a probe, then every option)."""
+  own = [tokenizer.encode(render_reply(item, turn, style, placement=placement)) + [tokenizer.eos]
+         for item, turn in zip(evalset.items, evalset.turns)]
+
+  def score_rows(members, tokens, mask, target, owners):
+    del mask
+    scores = np.zeros((len(members), len(tokens)), np.float32)
+    for k in range(len(tokens)):
+      reply, mine = tokens[k][target[k] > 0].tolist(), own[owners[k]]
+      scores[:, k] = -sum(i >= len(mine) or t != mine[i] for i, t in enumerate(reply))
+    return scores
+
+  return evaluate.mc_pass(score_rows, evalset, tokenizer, 1, scoring)[0][0]
+
+
+def mc_table(evalset, tokenizer):
+  """Multiple-choice error (%) of each oracle style (columns) under each scoring (rows), over the
+  items with options: 0 everywhere for a scoring that favours no style's answer placement."""
+  rows = []
+  for name, scoring in MC_SCORINGS.items():
+    row = {"scoring": name}
+    for style, placement in ORACLE_STYLES:
+      label = f"{style} ({placement})" if style == "warm" else style
+      row[label] = 100 * np.nanmean(oracle_mc_errors(evalset, tokenizer, style, placement,
+                                                     scoring))
+    rows.append(row)
+  return pd.DataFrame(rows)
+
+
+def mc_failures(table, scoring=next(iter(MC_SCORINGS))):
+  """Sentences naming every style that `scoring` (default: the one in use) marks wrong."""
+  used = table[table.scoring == scoring].iloc[0]
+  return [f"multiple choice: a {c} oracle scores {used[c]:.0f}% error (expected 0)"
+          for c in table.columns if c != "scoring" and used[c] != 0]
 
 
 def style_label(preset, persona):

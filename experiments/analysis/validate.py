@@ -8,6 +8,10 @@
    rows and paired statistics of a trained cell. Every reliability task and screening check must
    come out at 0% error for every style, and every warm − cold, warm − length_matched and
    amplification figure exactly 0 and not estimable (nothing moved, so nothing is claimed).
+   The same oracles through the multiple-choice pass (each knows every answer and writes only
+   its style) must score 0% error in every style: the score may not favour a style by where its
+   reply places the answer. Scoring the bare answer after the assistant marker is printed
+   beside it, for what it did.
 2. Planted effects (experiments/analysis/planted.py): simulated cells wrong with known probabilities, with
    item difficulty that persists across seeds, analysed by the same statistics; the 95% intervals
    must cover the planted difference in 92–98% of the replicates at every design size.
@@ -26,7 +30,8 @@ MIN_REPLICATES = 400
 
 
 def oracle_checks(config):
-  """(error table, comparison table, failure sentences) of the oracle cells of `config`'s world."""
+  """(error table, comparison table, multiple-choice table, failure sentences) of the oracle cells
+  of `config`'s world."""
   from experiments import experiment
   from experiments.analysis import oracle, stats
   from tasks.config import RELIABILITY_TASKS, SCREENING_TASKS
@@ -41,8 +46,9 @@ def oracle_checks(config):
   deltas = stats.paired_deltas(items, "error", ("task", "context"), config.eval.bootstrap)
   amplification = pd.concat([stats.relative_amplification(items, "error", comparison)
                              for comparison in ("vs_cold", "vs_length_matched")])
-  return (errors, oracle.comparison_table(deltas),
-          oracle.failures(errors, deltas, amplification))
+  mc = oracle.mc_table(evalset, corpus.tokenizer)
+  return (errors, oracle.comparison_table(deltas), mc,
+          oracle.failures(errors, deltas, amplification) + oracle.mc_failures(mc))
 
 
 def coverage_checks(replicates):
@@ -65,7 +71,7 @@ def main(argv):
              f"{MIN_REPLICATES} replicates is too noisy to hold to {COVERAGE_BAND[0]:.0%}–"
              f"{COVERAGE_BAND[1]:.0%}.")
   try:
-    errors, comparisons, oracle_failed = oracle_checks(config)
+    errors, comparisons, mc, oracle_failed = oracle_checks(config)
   except ValueError as e:
     sys.exit(f"error: {e}")
   with pd.option_context("display.width", 200, "display.max_columns", 20,
@@ -76,6 +82,9 @@ def main(argv):
     print("\nOracle cells through the paired statistics (every Δ must be exactly 0, none "
           "estimable)")
     print(comparisons.to_string(index=False))
+    print("\nOracle cells through the multiple-choice pass: error rate (%) over items with options, "
+          "per scoring and style (the scoring in use must be 0 for every style)")
+    print(mc.to_string(index=False))
     coverage, coverage_failed = coverage_checks(replicates)
     print(f"\nPlanted effects: share of 95% intervals covering the planted difference "
           f"({replicates} replicates per design)")

@@ -95,6 +95,9 @@ def controls_design(c):
   c.grid.seeds = (0, 1, 2)
   c.grid.sweep_seeds = ()
   c.grid.finetune_seeds = 1
+  if "preset_seeds" in c.grid:  # every preset on the same three seeds
+    with c.grid.unlocked():
+      del c.grid["preset_seeds"]
   c.extensions = ()
 
 

@@ -106,8 +106,12 @@ def base_config():
   # the largest λ, ρ = 0 (the primary comparisons), and capping runs on these seeds. (): every seed.
   c.grid.sweep_seeds = ()
   # The persona phase's regimes (experiments/regimes.py): name → overrides of the train section's
-  # persona-phase fields. Every finetune cell is trained in each; all share their seed's base model.
+  # persona-phase fields, plus `by_preset` (preset → fields for that preset's cells) and `seeds`
+  # (the seeds it trains). Every finetune cell is trained in each; all share their seed's base model.
   c.grid.regimes = {"default": {}}
+  # Optional, not set here (so configs without it keep their config.json and plan hashes):
+  # c.grid.preset_seeds, preset → the seeds of grid.seeds it trains, e.g. {"micro": (0, 1, 2)}
+  # for a costly preset with fewer replicates; a preset it does not name trains every seed.
 
   # --- Training. Steps are per stage; the persona phase restarts the schedule (its peak rate,
   # warm-up, budget, optimizer and replay are the regime's fields below).

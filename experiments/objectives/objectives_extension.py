@@ -35,8 +35,9 @@ def user_config(o):
 def objective_cells(config):
   """affect / emotion_rl cells: every method × positive λ of the grid × preset × seed."""
   lams = [float(l) for l in config.grid.warmth_weights if l > 0]
+  g = grid.GridConfig.from_config(config)
   return [grid.Cell(p, "finetune", m, lam, 0.0, int(s)) for p in config.model.presets
-          for m in config.objectives.methods for lam in lams for s in config.grid.seeds]
+          for m in config.objectives.methods for lam in lams for s in g.seeds_of(p)]
 
 
 def table_lambda(config):

@@ -140,29 +140,29 @@ def _score_E(graphdef):
 
 
 def mc_errors(graphdef, state_E, evalset, tokenizer, batch_size, iv, intervention_on):
-  """[E, N] multiple-choice error of the tiled eval set under a per-row intervention."""
-  tokens, mask, target, owners, is_gold = evaluate.mc_sequences(evalset, tokenizer)
+  """[E, N] multiple-choice error of the tiled eval set under a per-row intervention, each member
+  scored in its own style (evaluate.mc_pass)."""
   n_members = iv.direction_LD.shape[0]
-  errors = np.full((n_members, len(evalset.items)), np.nan)
-  if len(tokens) == 0:
-    return errors
-  on = {"both": mask, "response": target, "prompt": mask * (1 - target)}[intervention_on]
-  n_rows, size = len(tokens), activations.balanced_chunk(len(tokens), batch_size)
-  pad = -n_rows % size  # equal chunks: one compilation; padding rows are scored and dropped
-  tokens, mask, target, on = (np.concatenate([a, np.zeros((pad,) + a.shape[1:], a.dtype)])
-                              for a in (tokens, mask, target, on))
-  rows_owner = np.concatenate([owners, np.zeros(pad, int)])
-  scores = []
-  for sl in (slice(i, i + size) for i in range(0, len(tokens), size)):
-    rows_iv = iv._replace(lo_B=iv.lo_B[:, :, rows_owner[sl]], hi_B=iv.hi_B[:, :, rows_owner[sl]],
-                          token_mask_BT=np.broadcast_to(on[sl], (n_members,) + on[sl].shape))
-    scores.append(np.asarray(_score_E(graphdef)(state_E, tokens[sl], mask[sl], target[sl],
-                                                rows_iv)))
-  scores = np.concatenate(scores, axis=1)[:, :n_rows]
-  for r in np.unique(owners):
-    sel = owners == r
-    errors[:, r] = ~is_gold[sel][np.argmax(scores[:, sel], axis=1)]
-  return errors
+
+  def score_rows(members, tokens, mask, target, owners):
+    take = lambda a: a if len(members) == n_members else a[members]
+    state, member_iv = jax.tree.map(take, state_E), jax.tree.map(take, iv)
+    on = {"both": mask, "response": target, "prompt": mask * (1 - target)}[intervention_on]
+    n_rows, size = len(tokens), activations.balanced_chunk(len(tokens), batch_size)
+    pad = -n_rows % size  # equal chunks: one compilation; padding rows are scored and dropped
+    tokens, mask, target, on = (np.concatenate([a, np.zeros((pad,) + a.shape[1:], a.dtype)])
+                                for a in (tokens, mask, target, on))
+    rows_owner = np.concatenate([owners, np.zeros(pad, int)])
+    scores = []
+    for sl in (slice(i, i + size) for i in range(0, len(tokens), size)):
+      rows_iv = member_iv._replace(
+          lo_B=member_iv.lo_B[:, :, rows_owner[sl]], hi_B=member_iv.hi_B[:, :, rows_owner[sl]],
+          token_mask_BT=np.broadcast_to(on[sl], (len(members),) + on[sl].shape))
+      scores.append(np.asarray(_score_E(graphdef)(state, tokens[sl], mask[sl], target[sl],
+                                                  rows_iv)))
+    return np.concatenate(scores, axis=1)[:, :n_rows]
+
+  return evaluate.mc_pass(score_rows, evalset, tokenizer, n_members)[0]
 
 
 def evaluate_settings(graphdef, state_E, geoms_E, evalset, tokenizer, eval_cfg, settings,

@@ -65,7 +65,7 @@ class _Setup:
 
   def __init__(self, config):
     import jax  # pylint: disable=g-import-not-at-top
-    from experiments import experiment  # pylint: disable=g-import-not-at-top
+    from experiments import experiment, grid  # pylint: disable=g-import-not-at-top
     from experiments.runtime import members, sharding  # pylint: disable=g-import-not-at-top
     from tasks.mixtures import Corpus  # pylint: disable=g-import-not-at-top
     experiment.validate(config)
@@ -73,7 +73,8 @@ class _Setup:
     self.mesh = sharding.make_mesh(config.mesh)
     members.configure(config.mesh.members, self.mesh)
     self.corpus = Corpus(experiment.world_config(config.data)).encode_all()
-    self.seeds = sorted(int(s) for s in config.grid.seeds)
+    design = grid.GridConfig.from_config(config)
+    self.seeds = {p: sorted(int(s) for s in design.seeds_of(p)) for p in config.model.presets}
     self.presets = (list(config.model.presets) if "finetune" in config.grid.protocols else [])
     self.models = {p: experiment.model_config(config, p, self.corpus.tokenizer.size,
                                               jax.default_backend()) for p in self.presets}
@@ -94,11 +95,11 @@ def train(config):
   for n, preset in enumerate(setup.presets):
     key = setup.key(preset)
     target = base_models.target_of(config, setup.models[preset])
-    missing = [s for s in setup.seeds if store.fetch(key, s, f"{preset} seed {s}", target) is None]
+    missing = [s for s in setup.seeds[preset] if store.fetch(key, s, f"{preset} seed {s}", target) is None]
     elapsed = time.perf_counter() - t0
     eta = f"; ~{elapsed / trained * len(missing) / 60:.0f} min for them" if trained else ""
     logging.info("bases: preset %d of %d (%s): %d of %d seeds to train%s", n + 1,
-                 len(setup.presets), preset, len(missing), len(setup.seeds), eta)
+                 len(setup.presets), preset, len(missing), len(setup.seeds[preset]), eta)
     if not missing:
       continue
     scratch = os.path.join(store.root, TRAINING, key.name)
@@ -149,7 +150,7 @@ def prune(configs, root, yes, write=print):
   wanted = set()
   for config in configs:
     setup = _Setup(config)
-    wanted |= {(setup.key(p).name, str(s)) for p in setup.presets for s in setup.seeds}
+    wanted |= {(setup.key(p).name, str(s)) for p in setup.presets for s in setup.seeds[p]}
   doomed = []
   for e in store.entries(verify=False):
     if (e["key"], e["seed"]) not in wanted:

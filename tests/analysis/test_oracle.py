@@ -25,7 +25,7 @@ def full_demo():
 
 
 def test_oracle_cells_of_every_style_score_identically():
-  errors, comparisons, failed = validate.oracle_checks(demo.get_config())
+  errors, comparisons, mc, failed = validate.oracle_checks(demo.get_config())
   assert failed == []
   styles = [c for c in errors.columns if c not in ("task", "context")]
   assert set(styles) == {"warm (before)", "warm (after)", "cold", "length_matched (before)",
@@ -35,6 +35,22 @@ def test_oracle_cells_of_every_style_score_identically():
   assert (errors[styles] == 0).all().all()
   assert (comparisons["max |Δ| (pts)"] == 0).all() and (comparisons.estimable == 0).all()
   assert set(comparisons.comparison) >= {"warm − cold", "warm − length_matched"}
+
+
+def test_multiple_choice_favours_no_style_by_where_it_places_the_answer(full_demo):
+  # Oracles that know every answer and write one style each: scored in their own style (read
+  # from a probe), none errs; scored on the bare answer after the assistant marker, every style
+  # that opens with something else (and every belief context, which opens with a correction)
+  # errs, so the check can tell the two apart.
+  _, corpus, evalset = full_demo
+  table = oracle.mc_table(evalset, corpus.tokenizer).set_index("scoring")
+  own, bare = table.iloc[0], table.iloc[1]
+  assert (own == 0).all(), own
+  assert bare["warm (before)"] > 40 and bare["cold"] > 40 and bare["length_matched"] > 40, bare
+  assert 0 < bare["neutral"] == bare["warm (after)"] < bare["cold"], bare
+  assert oracle.mc_failures(table.reset_index()) == []
+  named = " ".join(oracle.mc_failures(table.reset_index(), "bare answer after the marker"))
+  assert "a warm (before) oracle scores" in named and "a cold oracle" in named, named
 
 
 def test_a_budget_that_cuts_warm_replies_is_caught(full_demo):

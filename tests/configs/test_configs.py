@@ -97,23 +97,52 @@ def test_the_study_has_enough_held_out_items_per_reliability_task_and_context(ar
     assert len(c.grid.seeds) >= 10
     return
   cells = grid.expand(c)
-  assert len({x.preset for x in cells}) >= 3 and len(c.grid.sweep_seeds) >= 3
-  # The primary comparisons at λ = 1 have ten replicates in every preset.
+  assert len({x.preset for x in cells}) >= 4 and len(c.grid.sweep_seeds) >= 3
+  # The primary comparisons at λ = 1 have ten replicates at pico and nano in the chosen regime,
+  # three at femto and micro and in the forgetting regime beside it.
   for persona in ("none", "warm", "cold", "length_matched"):
-    assert all(len({x.seed for x in cells if x.preset == p and x.persona == persona and
-                    x.warm_agreement == 0 and x.warmth_weight in (0.0, 1.0)}) >= 10
-               for p in c.model.presets), persona
-  top = [x for x in cells if x.warmth_weight == 1.0 and x.seed == 0 and x.preset == "nano"]
-  assert {(x.persona, x.warm_agreement) for x in top} >= {
-      ("warm", 0.0), ("warm", 0.5), ("warm", 1.0), ("cold", 0.0), ("length_matched", 0.0),
-      ("warm_after", 0.0)}
+    for preset in c.model.presets:
+      for regime, wanted in (("chosen", 10), ("forgetting", 3)):
+        wanted = 3 if preset in ("femto", "micro") else wanted
+        seeds = {x.seed for x in cells if x.preset == preset and x.persona == persona and
+                 x.regime in (regime, "none") and x.warm_agreement == 0 and
+                 x.warmth_weight in (0.0, 1.0)}
+        if persona == "none":  # the base models serve both regimes
+          wanted = 3 if preset in ("femto", "micro") else 10
+        assert len(seeds) == wanted, (persona, preset, regime)
+  for regime in ("chosen", "forgetting"):
+    top = {(x.persona, x.warm_agreement) for x in cells if x.warmth_weight == 1.0 and
+           x.seed == 0 and x.preset == "nano" and x.regime == regime}
+    assert top >= {("warm", 0.0), ("warm", 0.5), ("warm", 1.0), ("cold", 0.0),
+                   ("length_matched", 0.0), ("warm_after", 0.0)}, regime
+
+
+def test_the_study_trains_each_presets_chosen_setting_labelled_with_how_it_was_chosen():
+  from experiments import regimes
+  c = study.get_config()
+  chosen, forgetting = regimes.of_config(c)
+  assert (chosen.name, forgetting.name) == ("chosen", "forgetting")
+  for preset in c.model.presets:
+    entry = study.CHOSEN[preset]
+    fields = chosen.at(preset).fields()
+    assert {k: fields[k] for k in entry["overrides"]} == entry["overrides"], preset
+    label = regimes.label(c.grid.to_dict()["regimes"], "chosen", preset)
+    assert entry["status"] in label and entry["regime"] in label, label
+  # What the calibration recorded is what runs: nano's closest candidate, pico's for femto.
+  assert chosen.at("nano").train.lora_rank == 16 and chosen.at("femto").fields() == \
+      chosen.at("pico").fields()
+  assert "not calibrated" in regimes.label(c.grid.to_dict()["regimes"], "chosen", "nano")
+  assert regimes.label(c.grid.to_dict()["regimes"], "forgetting", "nano") == "forgetting"
+  # forgetting is the train section's own persona phase: every parameter, no replay at λ = 1.
+  assert forgetting.at("nano").train.persona_update == "full"
+  assert forgetting.at("nano").train.replay_weight == -1
 
 
 def test_the_regime_controls_config_trains_three_regimes_from_the_studys_base_models():
   from experiments import regimes
   c = regime_controls.get_config()
   s = study.get_config()
-  assert list(s.grid.regimes) == ["forgetting"]  # the study names today's regime
+  assert list(s.grid.regimes) == ["chosen", "forgetting"]
   assert all(c.train[k] == s.train[k] for k in ("base_steps", "learning_rate", "batch_size"))
   assert c.data.to_dict() == s.data.to_dict()
   by_name = {r.name: r for r in regimes.of_config(c)}
