@@ -456,8 +456,8 @@ def write_report(workdir, n_boot=None):
   n_boot: bootstrap draws of the intervals the report computes itself; None: the run's
   eval.bootstrap. Paired changes come from the run's paired_deltas.csv when it has one.
   """
-  metrics, all_items, config, notes = load_workdir(workdir)
-  metrics, items, regime_note = first_regime(metrics, all_items, config)
+  all_metrics, all_items, config, notes = load_workdir(workdir)
+  metrics, items, regime_note = first_regime(all_metrics, all_items, config)
   notes = notes + regime_note
   n_boot = n_boot or bootstrap_draws(config)
   try:
@@ -485,6 +485,9 @@ def write_report(workdir, n_boot=None):
       _stats_sections(items, shown, n_boot, doc, summary)
       stop('mechanisms')
       study_report.mechanism_section(items, metrics, n_boot, doc, summary, figs, staging)
+      stop('regimes side by side')
+      study_report.regimes_section(all_items, all_metrics, config, n_boot, doc, summary, figs,
+                                   staging)
     stop('figures and scaling')
     figs += [plots.error_vs_lambda(metrics, staging), plots.frontier(metrics, staging)]
     _scaling_sections(metrics, n_boot, doc, summary, figs, staging, items)

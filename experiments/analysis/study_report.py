@@ -9,6 +9,8 @@ import pandas as pd
 from experiments.analysis import competence
 from experiments.analysis import mechanism
 from experiments.analysis import power
+from experiments.analysis import regime_comparison as rc
+from experiments.regimes import label as regime_label
 
 CONTEXTS = ["neutral", "emotional", "false_belief", "emotional+false_belief", "all contexts"]
 
@@ -194,3 +196,75 @@ def mechanism_section(items, metrics, n_boot, doc, summary, figs, staging):
              for r in d.itertuples()]
     summary.append(f"Mechanisms ({preset}, pooled over contexts, points): " + "; ".join(parts) +
                    ".")
+
+
+def _labelled(table, config):
+  regimes_table = ((config or {}).get("grid") or {}).get("regimes")
+  return [regime_label(regimes_table, r, p) for r, p in zip(table.regime, table.preset)]
+
+
+def regimes_section(items, metrics, config, n_boot, doc, summary, figs, staging):
+  """The answer per persona-phase regime side by side (analysis/regime_comparison.py): warm −
+  cold per context, the decomposition, knows versus says, and the regime diagram; a no-op for a
+  workdir of one regime."""
+  if len(rc.regimes_of(items, config)) < 2:
+    return
+  items = with_nonembedding(items, metrics)
+  answer = rc.answer_table(items, n_boot, config)
+  if answer.empty:
+    return
+  answer = answer.assign(cell=[
+      f"{mechanism.change_text(r.estimate, r.ci_low, r.ci_high)} (MDE {pts(r.mde)})"
+      for r in answer.itertuples()], regime=_labelled(answer, config))
+  wide = answer.pivot_table(index=["n_params", "preset", "regime"], columns="context",
+                            values="cell", aggfunc="first", sort=False)
+  wide = wide[[c for c in CONTEXTS if c in wide.columns]].reset_index().sort_values(
+      "n_params", kind="stable").drop(columns="n_params").fillna("n/a")
+  decomposition = rc.decomposition_table(items, n_boot, config)
+  pooled = decomposition[decomposition.context == "all contexts"]
+  parts = mechanism.wide(pooled.assign(preset=_labelled(pooled, config)), ["all contexts"])
+  knows = rc.knows_vs_says(items, n_boot, config)
+  diagram = rc.diagram_table(items, metrics, n_boot, config)
+  doc += [("h2", "The answer per regime, side by side"),
+          ("p", "Each regime's cells against the base models every regime shares, never against "
+                "another regime's. A regime is labelled with how its setting was chosen for the "
+                "preset (the blind calibration: calibrated, or not calibrated with the closest "
+                "candidate and the tests it failed). Warm − cold at the largest λ, measurable "
+                "reliability tasks pooled, error-rate change in points [95% CI] (minimum "
+                "detectable effect at 80% power)."),
+          ("table", wide),
+          ("h3", "What carries warm − cold, per regime (all contexts pooled)"),
+          ("table", parts)]
+  if len(knows):
+    doc += [("h3", "Knows versus says"),
+            ("p", "On the measurable reliability items that have options: error of the generated "
+                  "reply and of the multiple-choice pass (each model scored in the style it "
+                  "writes), and each persona's change against its base model split item by item "
+                  "into knowledge lost (the multiple-choice change) and expression (the rest: "
+                  "the model still picks the right option but does not say it), points [95% CI]."),
+            ("table", _knows_table(knows, config))]
+  figs.append(rc.diagram_figure(diagram, staging, ((config or {}).get("grid") or {})
+                                .get("regimes")))
+  for preset, g in answer[answer.context == "all contexts"].groupby("preset", sort=False):
+    summary.append(f"Warm − cold by regime ({preset}, all contexts, points): " + "; ".join(
+        f"{r.regime} {r.cell}" for r in g.itertuples()) + ".")
+  warm = knows[knows.persona == "warm"]
+  for r in warm.itertuples():
+    summary.append(
+        f"Knows versus says ({r.preset}, {r.regime}): warm's reliability error changed by "
+        f"{mechanism.change_text(r.total, r.total_ci_low, r.total_ci_high)} points against the "
+        f"base model, knowledge {mechanism.change_text(r.knowledge, r.knowledge_ci_low, r.knowledge_ci_high)}"
+        f", expression {mechanism.change_text(r.expression, r.expression_ci_low, r.expression_ci_high)}.")
+
+
+def _knows_table(knows, config):
+  text = lambda r, k: ("" if r.persona == "none" else
+                       mechanism.change_text(getattr(r, k), getattr(r, f"{k}_ci_low"),
+                                             getattr(r, f"{k}_ci_high")))
+  return pd.DataFrame({
+      "preset": knows.preset, "regime": _labelled(knows, config), "persona": knows.persona,
+      "error %": knows.error.map(pts), "MC error %": knows.mc_error.map(pts),
+      "change vs base": [text(r, "total") for r in knows.itertuples()],
+      "knowledge (MC)": [text(r, "knowledge") for r in knows.itertuples()],
+      "expression": [text(r, "expression") for r in knows.itertuples()],
+      "items": knows.n_items, "seeds": knows.n_seeds})

@@ -149,8 +149,10 @@ def runlocal(c):
   c.grid.sweep_seeds = (0, 1)
   c.train.base_steps = 40
   c.train.persona_steps = 10
-  for fields in c.grid.regimes.chosen.by_preset.values():
-    fields.persona_steps = 10
+  for regime in c.grid.regimes.values():  # every regime's budget, per preset too
+    for fields in [regime, *(regime.by_preset.values() if "by_preset" in regime else [])]:
+      if "persona_steps" in fields:
+        fields.persona_steps = 10
   c.eval.bootstrap = 200
   c.persona.sweep = False
 

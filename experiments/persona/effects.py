@@ -17,6 +17,7 @@ import pandas as pd
 
 from experiments.analysis import crossed
 from experiments.persona.vectors import VECTORS, fisher_ci, pearson
+from experiments.runtime.results import UNTAGGED_REGIMES
 from tasks.config import RELIABILITY_TASKS
 
 TASK = "persona_geometry"
@@ -202,15 +203,17 @@ def shift_prediction_rows(items, metrics):
 
 
 def paired_with(items, select, ref_select, outcome, on):
-  """Per-item differences of `outcome`: rows `select` minus rows `ref_select`, matched on `on`."""
+  """Per-item differences of `outcome`: rows `select` minus rows `ref_select`, matched on `on`
+  (its columns that items has: an items.csv from before regimes has no `regime`)."""
+  on = [c for c in on if c in items]
   a = items[select].groupby(on + ["intervention"])[outcome].mean().rename("value").reset_index()
   b = items[ref_select].groupby(on)[outcome].mean().rename("ref")
   m = a.join(b, on=on, how="inner")
   return m.assign(diff=m.value - m.ref)
 
 
-CELL_ON = ["preset", "protocol", "persona", "warmth_weight", "warm_agreement", "seed", "task",
-           "context", "item_id"]
+CELL_ON = ["preset", "protocol", "regime", "persona", "warmth_weight", "warm_agreement", "seed",
+           "task", "context", "item_id"]
 
 
 def capped_pairs(items, outcome="error"):
@@ -231,13 +234,16 @@ def change_rows(pairs, metric, n_boot, rng, by=("task", "context")):
   rows = []
   if pairs.empty:
     return rows
-  groups = ["preset", "protocol", "persona", "warmth_weight", "warm_agreement", "intervention"]
+  groups = [c for c in ["preset", "protocol", "regime", "persona", "warmth_weight",
+                         "warm_agreement", "intervention"] if c in pairs]
   for key, g in pairs.groupby(groups + list(by), sort=True):
     k = dict(zip(groups + list(by), key))
     est, lo, hi = boot_mean(g.groupby(KEY)["diff"].mean().reset_index(), "diff", n_boot, rng)
-    run = (f"{k['preset']}-{k['protocol']}-{k['persona']}-l{k['warmth_weight']:g}"
+    regime = k.get("regime", "default")
+    tag = "" if regime in UNTAGGED_REGIMES else f"@{regime}"
+    run = (f"{k['preset']}-{k['protocol']}{tag}-{k['persona']}-l{k['warmth_weight']:g}"
            f"-r{k['warm_agreement']:g}")
-    rows.append(_row(k["preset"], k["protocol"], metric, est, len(g), run=run,
+    rows.append(_row(k["preset"], k["protocol"], metric, est, len(g), run=run, regime=regime,
                      persona=k["persona"], warmth_weight=k["warmth_weight"],
                      warm_agreement=k["warm_agreement"], intervention=k["intervention"],
                      task=k.get("task", "all"), context=k.get("context", "all"),

@@ -27,8 +27,9 @@ def capping_section(items, metrics, n_boot, doc, summary, figs, staging):
   else:
     table = tradeoff.capping_table(items, n_boot, metrics=metrics)
   if len(table):
-    table = table.sort_values(['n_params', 'protocol', 'intervention'])
-    cols = ['preset'] + (['protocol'] if table.protocol.nunique() > 1 else [])
+    table = table.sort_values(['n_params', 'protocol', 'regime', 'intervention'])
+    cols = ['preset'] + (['protocol'] if table.protocol.nunique() > 1 else []) + (
+        ['regime'] if table.regime.nunique() > 1 else [])
     doc += [('h3', 'Activation capping trade-off (warm cells at the largest λ)'),
             ('p', 'Error recovered = uncapped − capped reliability error in the warm cells at '
                   'the largest λ: positive means capping lowered error, negative that it made '
@@ -52,6 +53,7 @@ def capping_section(items, metrics, n_boot, doc, summary, figs, staging):
       binds = ('' if pd.isna(r.clamped_share) else
                f'; it clamped {r.clamped_share:.1%} of (prompt, capped layer) pairs where the '
                'reply starts')
-      summary.append(f'{r.intervention} (preset {r.preset}, λ = {r.warmth_weight:g}) '
+      summary.append(f'{r.intervention} (preset {r.preset}, regime {r.regime}, '
+                     f'λ = {r.warmth_weight:g}) '
                      f'{tradeoff.tradeoff_in_words(r)}{binds}.')
   figs.append(plots.capping_tradeoff(table, staging))

@@ -34,7 +34,7 @@ from experiments.persona import effects
 from experiments.runtime.workdir import atomic_write, code_version, write_json
 from tasks.config import RELIABILITY_TASKS
 
-COLUMNS = ["preset", "protocol", "intervention", "error_recovered", "error_recovered_ci_low",
+COLUMNS = ["preset", "protocol", "regime", "intervention", "error_recovered", "error_recovered_ci_low",
            "error_recovered_ci_high", "error_recovered_fraction", "capability_lost",
            "capability_lost_ci_low", "capability_lost_ci_high", "safety_lost", "safety_lost_ci_low",
            "safety_lost_ci_high", "base_error_change", "warmth_lost", "mc_error_change", "n_cells",
@@ -136,6 +136,11 @@ def capping_table(items, n_boot, rng=None, metrics=None):
   clamped_share (cap_clamped_share rows); without them it is NaN.
   """
   rng = np.random.default_rng(0) if rng is None else rng
+  regimes = persona_regimes(items)
+  if len(regimes) > 1:  # one table per regime, each beside the base models (regime `none`)
+    of = lambda d, r: d[d.regime.isin([r, "none"])] if d is not None and "regime" in d else d
+    return pd.concat([capping_table(of(items, r), n_boot, rng, of(metrics, r))
+                      for r in regimes], ignore_index=True)
   # An items.csv read back may lack the optional outcomes: their columns then stay empty.
   pairs = {k: effects.capped_pairs(items, k) if k in items else
            pd.DataFrame(columns=effects.CELL_ON + ["intervention", "value", "ref", "diff"])
@@ -146,7 +151,16 @@ def capping_table(items, n_boot, rng=None, metrics=None):
   scope = lambda p: (p.persona == "none") | (p.warmth_weight == p.preset.map(top))
   warm = lambda p: (p.persona == "warm") & (p.warmth_weight == p.preset.map(top))
   table = _table(pairs, items, scope, warm, n_boot, rng, metrics)
-  return table.assign(warmth_weight=table.preset.map(top).astype(float))
+  return table.assign(warmth_weight=table.preset.map(top).astype(float),
+                      regime=regimes[0] if regimes else "default")
+
+
+def persona_regimes(items):
+  """The persona-phase regimes of `items`, in order of appearance (`none`, no persona phase,
+  left out); ["default"]-like single lists for an items.csv from before regimes."""
+  if "regime" not in items:
+    return []
+  return [r for r in dict.fromkeys(items.regime.astype(str)) if r != "none"]
 
 
 def points(x):
@@ -215,12 +229,15 @@ def _percentile_in(label):
 
 
 def choose(table, max_capability_loss):
-  """{preset: the chosen row}: most error recovered within the capability and safety budget.
+  """{preset: the chosen row}: most error recovered within the capability and safety budget, in
+  the table's first regime (the primary design's) when it holds several.
 
   Only presets where the sweep tried at least two settings get a choice; where none fits the
   budget, the one with the smallest worst loss is returned, flagged.
   """
   out = {}
+  if "regime" in table and table.regime.nunique() > 1:  # defaults come from the primary regime
+    table = table[table.regime == table.regime.iloc[0]]
   for preset, g in table.groupby("preset"):
     if g.intervention.nunique() < 2:
       continue

@@ -152,3 +152,20 @@ def test_the_regime_controls_config_trains_three_regimes_from_the_studys_base_mo
   cells = grid.expand(c)
   assert len([x for x in cells if x.persona == "none"]) == 3  # one base model per seed
   assert len(cells) == 3 + 4 * 3 * 3                           # + regimes × personas × seeds
+
+
+def test_the_regime_diagram_spans_the_chosen_setting_to_forgetting_on_the_studys_bases():
+  from experiments import regimes
+  from experiments.configs import regime_diagram
+  c, s = regime_diagram.get_config(), study.get_config()
+  assert c.data.to_dict() == s.data.to_dict()
+  assert all(c.train[k] == s.train[k] for k in ("base_steps", "learning_rate", "batch_size"))
+  by_name = {r.name: r.at("nano") for r in regimes.of_config(c)}
+  assert len(by_name) >= 4
+  assert by_name["chosen"].fields() == regimes.by_name(s)["chosen"].at("nano").fields()
+  assert by_name["forgetting"].fields() == regimes.by_name(s)["forgetting"].at("nano").fields()
+  replay = sorted(r.train.replay_weight for n, r in by_name.items() if n.startswith("replay"))
+  assert replay == [0.25, 0.5, 1.0]
+  cells = grid.expand(c)
+  assert {x.seed for x in cells} == {0, 1, 2} and {x.preset for x in cells} == {"nano"}
+  assert len([x for x in cells if x.persona != "none"]) == len(by_name) * 2 * 3  # warm, cold

@@ -99,3 +99,30 @@ def test_the_console_table_says_what_its_signs_mean(tmp_path):
   assert 'reliability error in the warm cells by' in chosen
   saved = pd.read_csv(tmp_path / 'persona' / 'capping_tradeoff.csv')
   assert list(saved.columns) == tradeoff.COLUMNS
+
+
+def test_capping_is_tabled_per_regime_and_never_pairs_across_regimes():
+  # Two regimes fine-tune the same base models: in `gentle` warm errs 10 points more than cold
+  # and capping recovers most of it; in `forgetting` warm errs 30 points more. Each regime's row
+  # must read its own cells only (pairing a capped gentle cell with an uncapped forgetting one
+  # would mix the two).
+  kw = dict(presets={'nano': 25_000}, tasks=('factual_qa', 'capability'), n_items=150,
+            capping=True, lambdas=(0.0, 1.0))
+  gentle = synthetic_metrics.make_items(warm_effect=0.10, rng=1, **kw)
+  forgetting = synthetic_metrics.make_items(warm_effect=0.30, rng=1, **kw)
+  tag = lambda d, r: d.assign(regime=np.where(d.persona == 'none', 'none', r))
+  both = pd.concat([tag(gentle, 'gentle'),
+                    tag(forgetting[forgetting.persona != 'none'], 'forgetting')],
+                   ignore_index=True)
+  table = tradeoff.capping_table(both, 200)
+  assert list(dict.fromkeys(table.regime)) == ['gentle', 'forgetting']
+  alone = tradeoff.capping_table(tag(gentle, 'gentle'), 200)
+  assert alone.regime.unique().tolist() == ['gentle']
+  by = table.set_index(['regime', 'percentile'])
+  np.testing.assert_allclose(by.loc['gentle'].warm_cold_gap, alone.set_index('percentile')
+                             .warm_cold_gap)
+  assert (by.loc['forgetting'].warm_cold_gap > by.loc['gentle'].warm_cold_gap + 0.1).all()
+  assert (by.loc['forgetting'].error_recovered > by.loc['gentle'].error_recovered).all()
+  # The defaults are chosen on the primary (first) regime alone.
+  chosen = tradeoff.choose(table, 0.05)
+  assert set(chosen) == {'nano'} and chosen['nano']['regime'] == 'gentle'

@@ -1,0 +1,203 @@
+"""The answer per persona-phase regime, side by side.
+
+A workdir whose finetune cells were trained in several regimes (grid.regimes; the study's `chosen`
+and `forgetting`) answers the question once per regime. Every table here reads each regime's
+cells beside the base models they share (regime `none`), never one regime's cells against
+another's:
+
+  warm − cold      per context, pooled over the preset's measurable reliability tasks, with its
+                   95% interval and minimum detectable effect (power.pooled_by_context);
+  decomposition    warm words, length, position, agreement (mechanism.decomposition);
+  knows vs says    per persona, error of the generated reply and of the multiple-choice pass on
+                   the same items (measurable reliability tasks that have options), and each
+                   change against the base model split into knowledge (the multiple-choice
+                   change) and expression (the rest: what the model no longer says, or says
+                   wrongly, although it still picks the right option);
+  diagram          warm − cold and cold − base against the regime's intensity (cold's
+                   ‖θ − θ_base‖, the `update_norm` rows): where a trade-off appears and where
+                   forgetting that every persona shares takes over.
+
+Intervals are crossed-bootstrap 95% intervals paired by seed and item (analysis/crossed.py); a
+replicate pairs with its own seed's base model.
+"""
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from experiments import regimes as regimes_lib
+from experiments.analysis import competence
+from experiments.analysis import crossed
+from experiments.analysis import mechanism
+from experiments.analysis import plots
+from experiments.analysis import power
+from tasks.config import RELIABILITY_TASKS
+
+KEY = ["task", "context", "item_id"]
+KNOWS_COLUMNS = ["regime", "preset", "n_params", "persona", "error", "mc_error", "total",
+                 "total_ci_low", "total_ci_high", "knowledge", "knowledge_ci_low",
+                 "knowledge_ci_high", "expression", "expression_ci_low", "expression_ci_high",
+                 "n_items", "n_seeds"]
+DIAGRAM_COLUMNS = ["preset", "regime", "intensity", "comparison", "estimate", "ci_low", "ci_high"]
+
+
+def regimes_of(items, config=None):
+  """The persona-phase regimes `items` holds (not `none`), in grid.regimes' order."""
+  if items is None or "regime" not in items:
+    return []
+  held = [r for r in dict.fromkeys(items.regime.astype(str)) if r != regimes_lib.NONE]
+  named = list(((config or {}).get("grid") or {}).get("regimes") or {})
+  return [r for r in named if r in held] + [r for r in held if r not in named]
+
+
+def of_regime(frame, regime):
+  """Rows of `regime` and of the base models every regime shares."""
+  return frame[frame.regime.isin([regime, regimes_lib.NONE])]
+
+
+def _top(items):
+  """Reliability items without intervention at each preset's largest λ (ρ = 0), and the base
+  models, on the preset's measurable tasks."""
+  d = items[items.task.isin(RELIABILITY_TASKS) & (items.intervention == "none")
+            & (items.warm_agreement == 0)]
+  d = competence.measurable(d)
+  top = d[d.warmth_weight > 0].groupby("preset").warmth_weight.max()
+  return d[(d.persona == "none") | (d.warmth_weight == d.preset.map(top))]
+
+
+def answer_table(items, n_boot, config=None):
+  """Warm − cold per regime, preset and context (and all contexts), with intervals and MDEs."""
+  frames = []
+  for r in regimes_of(items, config):
+    d = of_regime(items, r)
+    frames += [power.pooled_by_context(d, n_boot).assign(regime=r),
+               power.pooled_by_context(d.assign(context="all contexts"), n_boot).assign(regime=r)]
+  return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def decomposition_table(items, n_boot, config=None):
+  """mechanism.decomposition per regime, with a `regime` column."""
+  frames = [mechanism.decomposition(of_regime(items, r), n_boot).assign(regime=r)
+            for r in regimes_of(items, config)]
+  return (pd.concat(frames, ignore_index=True) if frames else
+          pd.DataFrame(columns=mechanism.COLUMNS + ["regime"]))
+
+
+def _matrix(rows, column):
+  rows = rows.assign(finetune_seed=rows.get("finetune_seed", 0))
+  return rows.pivot_table(index=["seed", "finetune_seed"], columns=KEY, values=column,
+                          aggfunc="mean", dropna=False)
+
+
+def changes(d, persona, columns, n_boot, ref="none", seed=0):
+  """{column: (estimate, low, high)} of persona − ref on each of `columns` (item-level values of
+  d, e.g. error), drawn jointly, paired by item and by seed: a replicate pairs with its seed's
+  base model (ref `none`) or with the same replicate of another persona. NaNs where nothing
+  pairs; an interval that is the point where nothing moved."""
+  out = {c: (np.nan, np.nan, np.nan) for c in columns}
+  mats = [_matrix(d[d.persona == persona], c) for c in columns]
+  refs = [_matrix(d[d.persona == ref], c) for c in columns]
+  if not len(mats[0]) or not len(refs[0]):
+    return out
+  cols = mats[0].columns.intersection(refs[0].columns)
+  if ref == "none":
+    refs = [m.droplevel("finetune_seed").reindex(mats[0].index.get_level_values("seed"))
+            for m in refs]
+  else:
+    refs = [m.reindex(mats[0].index) for m in refs]
+  if not len(cols):
+    return out
+  values = np.stack([m[cols].to_numpy() - r[cols].to_numpy() for m, r in zip(mats, refs)])
+  clusters = crossed.entity_codes(pd.DataFrame(list(cols), columns=KEY))
+  est, draws, _, _ = crossed.crossed_draws(values, clusters, n_boot, np.random.default_rng(seed),
+                                           seeds=mats[0].index.get_level_values("seed"))
+  lo, hi, _ = crossed.summarize_draws(est, draws)
+  for k, c in enumerate(columns):
+    moved = np.isfinite(lo[k])
+    out[c] = (float(est[k]), float(lo[k]) if moved else float(est[k]),
+              float(hi[k]) if moved else float(est[k]))
+  return out
+
+
+def knows_vs_says(items, n_boot, config=None):
+  """Per regime × preset × persona (largest λ, ρ = 0; and the base model), on the measurable
+  reliability items that have options: generated and multiple-choice error, and the change
+  against the base model, total = knowledge (multiple-choice change) + expression (the rest),
+  item by item, with 95% intervals (KNOWS_COLUMNS)."""
+  if items is None or "mc_error" not in items:
+    return pd.DataFrame(columns=KNOWS_COLUMNS)
+  rows = []
+  d = _top(items)
+  d = d[d.mc_error.notna()].assign(expression=lambda f: f.error - f.mc_error)
+  for r in regimes_of(items, config):
+    for preset, g in of_regime(d, r).groupby("preset", sort=False):
+      for persona in ["none"] + [p for p in dict.fromkeys(g.persona) if p != "none"]:
+        p = g[g.persona == persona]
+        if p.empty:
+          continue
+        row = {"regime": r, "preset": preset, "n_params": p.n_params.iloc[0],
+               "persona": persona, "error": p.error.mean(), "mc_error": p.mc_error.mean(),
+               "n_items": p.groupby(KEY).ngroups, "n_seeds": p.seed.nunique()}
+        if persona != "none":
+          ch = changes(g, persona, ["error", "mc_error", "expression"], n_boot)
+          for name, column in (("total", "error"), ("knowledge", "mc_error"),
+                               ("expression", "expression")):
+            row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = ch[column]
+        rows.append(row)
+  return pd.DataFrame(rows, columns=KNOWS_COLUMNS)
+
+
+def intensities(metrics):
+  """{(preset, regime): mean over cold's cells of ‖θ − θ_base‖}: how hard the regime pushed."""
+  if metrics is None or "metric" not in metrics:
+    return {}
+  m = metrics[(metrics.metric == "update_norm") & (metrics.persona == "cold")]
+  return m.groupby(["preset", "regime"]).value.mean().to_dict()
+
+
+def diagram_table(items, metrics, n_boot, config=None):
+  """Per preset × regime: intensity, warm − cold and cold − base (reliability error pooled over
+  the measurable tasks and every context) with 95% intervals (DIAGRAM_COLUMNS)."""
+  norms = intensities(metrics)
+  rows = []
+  d = _top(items)
+  for r in regimes_of(items, config):
+    for preset, g in of_regime(d, r).groupby("preset", sort=False):
+      pairs = {"warm − cold": changes(g, "warm", ["error"], n_boot, ref="cold")["error"],
+               "cold − base": changes(g, "cold", ["error"], n_boot)["error"]}
+      for comparison, (est, lo, hi) in pairs.items():
+        rows.append({"preset": preset, "regime": r, "intensity": norms.get((preset, r), np.nan),
+                     "comparison": comparison, "estimate": est, "ci_low": lo, "ci_high": hi})
+  return pd.DataFrame(rows, columns=DIAGRAM_COLUMNS)
+
+
+def diagram_figure(table, out_dir, regimes_table=None, name="regime_diagram"):
+  """warm − cold and cold − base (points, 95% intervals) against intensity, one panel per preset
+  with at least two regimes; None when none has."""
+  table = table.dropna(subset=["intensity"])
+  presets = [p for p, g in table.groupby("preset", sort=False) if g.regime.nunique() >= 2]
+  if not presets:
+    return plots.Plot(name, "", skipped="no preset has cells in two regimes with update norms.")
+  fig = Figure(figsize=(5.2 * len(presets), 3.8))
+  axes = fig.subplots(1, len(presets), squeeze=False)[0]
+  for ax, preset in zip(axes, presets):
+    g = table[table.preset == preset]
+    for (comparison, marker), color in zip((("warm − cold", "o"), ("cold − base", "s")),
+                                           ("tab:red", "tab:blue")):
+      s = g[g.comparison == comparison].sort_values("intensity")
+      ax.errorbar(s.intensity, 100 * s.estimate,
+                  yerr=[100 * (s.estimate - s.ci_low), 100 * (s.ci_high - s.estimate)],
+                  marker=marker, color=color, capsize=3, label=comparison)
+      for r in s.itertuples():
+        if comparison == "cold − base":
+          ax.annotate(regimes_lib.label(regimes_table, r.regime, preset), (r.intensity,
+                      100 * r.estimate), textcoords="offset points", xytext=(4, -12),
+                      fontsize=7)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set(xlabel="intensity: cold's ‖θ − θ_base‖ (mean over seeds)",
+           ylabel="reliability error change, points", title=preset)
+    ax.legend(fontsize=8)
+  fig.tight_layout()
+  return plots.save(fig, out_dir, name, "Regime diagram: warm − cold and cold − base "
+                    "(reliability error, measurable tasks and every context pooled, largest λ, "
+                    "95% crossed-bootstrap CIs) against how hard each regime pushed the model "
+                    "(cold's ‖θ − θ_base‖).")
