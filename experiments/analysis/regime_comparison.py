@@ -67,8 +67,9 @@ def _top(items):
 def answer_table(items, n_boot, config=None):
   """Warm − cold per regime, preset and context (and all contexts), with intervals and MDEs."""
   frames = []
+  plain = items[items.intervention == "none"]  # capped rows are the persona extension's
   for r in regimes_of(items, config):
-    d = of_regime(items, r)
+    d = of_regime(plain, r)
     frames += [power.pooled_by_context(d, n_boot).assign(regime=r),
                power.pooled_by_context(d.assign(context="all contexts"), n_boot).assign(regime=r)]
   return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -469,7 +469,7 @@ def write_report(workdir, n_boot=None):
   try:
     beat.__enter__()
     figs, doc, summary = [], [], []
-    design, sentences = stats.describe_design(metrics, config)
+    design, sentences = stats.describe_design(all_metrics, config)
     summary += sentences + notes
     deltas, computed = None, False
     def stop(next_part):  # SIGTERM stops the report between its parts; each part is logged

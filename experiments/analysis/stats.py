@@ -6,10 +6,12 @@ fine-tuning seeds nested in them, × entity clusters of items); model-based esti
 experiments/analysis/regression.py.
 """
 
+import ml_collections
 import numpy as np
 import pandas as pd
 from statsmodels.stats.multitest import multipletests
 
+from experiments import grid
 from experiments.analysis import competence
 from experiments.analysis import crossed
 from experiments.analysis.crossed import entity_codes, summarize_draws, t_p_value
@@ -365,6 +367,17 @@ def _configured_levels(config):
           if isinstance(v, list) and (k in factors or k[:-1] in factors)}
 
 
+def _designed_runs(config):
+  """The run ids of every cell config.json's grid trains (experiments.grid.expand), or None
+  when the config cannot say (absent, or from an older layout)."""
+  if not config or 'grid' not in config or 'model' not in config:
+    return None
+  try:
+    return {c.run for c in grid.expand(ml_collections.ConfigDict(config))}
+  except (KeyError, AttributeError, TypeError, ValueError):
+    return None
+
+
 def describe_design(metrics, config=None):
   """The sweep's design from metrics.csv (and config.json): factor levels, replication, balance.
 
@@ -408,7 +421,13 @@ def describe_design(metrics, config=None):
     gone = [str(x) for x in levels if _level(x) not in have]
     if gone:
       partial.append(f'configured {col} level(s) {", ".join(gone)} have no rows')
-  if cells.min() < cells.max():
+  designed = _designed_runs(config)
+  if designed is not None:  # the config's own design: some cells train fewer seeds on purpose
+    gone = designed - set(measured.run)
+    if gone:
+      partial.append(f'{len(gone)} of {len(designed)} cells of the configured design have no '
+                     f'rows (e.g. {sorted(gone)[0]})')
+  elif cells.min() < cells.max():
     partial.append(f'{(cells < cells.max()).sum()} of {len(cells)} cells are missing seeds '
                    f'(between {cells.min()} and {cells.max()} seeds per cell)')
   replicated = replicates[replicates.groupby(level=CELL).transform('max') > 1]
@@ -422,6 +441,8 @@ def describe_design(metrics, config=None):
   if (per_run < full).any():
     partial.append(f'{(per_run < full).sum()} of {len(per_run)} runs lack some of the {full} '
                    'task × context evaluations')
-  sentences.append('The sweep is partial: ' + '; '.join(partial) + '.' if partial else
-                   'Every cell has the same seeds and every task × context evaluation.')
+  complete = ('Every cell of the configured design has rows and every task × context '
+              'evaluation.' if designed is not None else
+              'Every cell has the same seeds and every task × context evaluation.')
+  sentences.append('The sweep is partial: ' + '; '.join(partial) + '.' if partial else complete)
   return pd.DataFrame(rows, columns=['factor', 'levels']), sentences

@@ -243,8 +243,9 @@ def regimes_section(items, metrics, config, n_boot, doc, summary, figs, staging)
                   "into knowledge lost (the multiple-choice change) and expression (the rest: "
                   "the model still picks the right option but does not say it), points [95% CI]."),
             ("table", _knows_table(knows, config))]
-  figs.append(rc.diagram_figure(diagram, staging, ((config or {}).get("grid") or {})
-                                .get("regimes")))
+  drawn = rc.diagram_figure(diagram, staging, ((config or {}).get("grid") or {}).get("regimes"))
+  if not drawn.skipped:
+    figs.append(drawn)
   for preset, g in answer[answer.context == "all contexts"].groupby("preset", sort=False):
     summary.append(f"Warm − cold by regime ({preset}, all contexts, points): " + "; ".join(
         f"{r.regime} {r.cell}" for r in g.itertuples()) + ".")

@@ -25,7 +25,13 @@ rows (acknowledgement rate and reward early and late in RL), WORKDIR/objectives/
 nano-finetune-<method>-episodes.csv, and a report section with the tables and the frontier.
 `:runlocal` shrinks it to a smoke test of about two minutes.
 """
+from experiments.configs import demo, study
 from experiments.configs.common import apply_arg, base_config, objectives_section
+
+# The persona phase's regime for the comparison's `chosen` cells: the demo calibration's setting for
+# nano (its world and preset; its base training was shorter), not calibrated: every parameter at
+# 3e-3 for 300 steps with the base loss replayed at weight 1 beside each method's own objective.
+CHOSEN = demo.CALIBRATION["presets"]["nano"]
 
 
 def get_config(arg=None):
@@ -49,6 +55,12 @@ def get_config(arg=None):
   c.train.learning_rate = 1e-2
   c.train.persona_learning_rate = 3e-3
   c.train.log_every = 50
+  # Two regimes from the same base models: `chosen` (above) and `forgetting`, the train section's
+  # own persona phase (no replay at λ = 1), in which the comparison was first made.
+  c.grid.regimes = {"chosen": {**CHOSEN["overrides"],
+                               "labels": {"nano": f"{study.chosen_label(CHOSEN)} (demo's "
+                                                  "calibration)"}},
+                    "forgetting": {}}
   c.eval.bootstrap = 500
   # Mitigations on the warm cell: the preset's default capping, and a preventatively steered twin.
   c.extensions = ("persona", "objectives")
@@ -67,5 +79,6 @@ def runlocal(c):
   c.data.eval_items = 3
   c.train.base_steps = 30
   c.train.persona_steps = 6
+  c.grid.regimes.chosen.persona_steps = 6
   c.objectives.rl_warmup_steps = 2
   c.train.log_every = 3

@@ -102,9 +102,10 @@ def get_config(arg=None):
   c.data.n_diseases = 34
   c.data.n_drugs = 68
   c.data.eval_items = 100
-  # Two decades of size: 1.6k to ~150k non-embedding parameters. femto knows nothing and micro
-  # costs the most, so they keep three seeds (every cell); pico and nano the ten replicates the
-  # power targets need.
+  # Two decades of size: 1.6k to ~150k non-embedding parameters. pico and nano have the ten
+  # replicates the power targets need; femto (which knows nothing) three, the sweep seeds, so it
+  # trains every cell; micro, the costliest, three outside the sweep seeds (3, 4, 5), so it trains
+  # the primary cells only (base, warm, cold and length_matched at λ = 1) in both regimes.
   c.model.presets = ("femto", "pico", "nano", "micro")
   c.grid.personas = ("warm", "cold", "length_matched", "warm_after")
   c.grid.warmth_weights = (0.0, 0.25, 0.5, 1.0)
@@ -114,19 +115,20 @@ def get_config(arg=None):
   # the λ sweep, the mechanism cells and capping on the first three.
   c.grid.seeds = tuple(range(10))
   c.grid.sweep_seeds = (0, 1, 2)
-  c.grid.preset_seeds = {"femto": (0, 1, 2), "micro": (0, 1, 2)}
+  c.grid.preset_seeds = {"femto": (0, 1, 2), "micro": (3, 4, 5)}
   c.train.batch_size = 32
   c.train.base_steps = 3000
   c.train.persona_steps = 150
   c.train.learning_rate = 1e-2
   c.train.persona_learning_rate = 3e-3
   # Two persona-phase regimes fine-tune the same base models. `chosen` (the primary design): each
-  # preset's setting from the blind calibration (CHOSEN). `forgetting`, beside it on the sweep
-  # seeds: every parameter, re-warmed to 3e-3, a fresh AdamW, no base replay at λ = 1, the regime
-  # in which every persona, cold included, makes the model forget (docs/calibration.md).
+  # preset's setting from the blind calibration (CHOSEN). `forgetting`, beside it on seeds 0-5
+  # (the sweep seeds, and micro's): every parameter, re-warmed to 3e-3, a fresh AdamW, no base
+  # replay at λ = 1, the regime in which every persona, cold included, makes the model forget
+  # (docs/calibration.md).
   c.grid.regimes = {"chosen": {"by_preset": {p: dict(v["overrides"]) for p, v in CHOSEN.items()},
                                "labels": {p: chosen_label(v) for p, v in CHOSEN.items()}},
-                    "forgetting": {"seeds": (0, 1, 2)}}
+                    "forgetting": {"seeds": tuple(range(6))}}
   c.train.log_every = 200
   c.train.checkpoint_every = 1000
   # Capping on the base and λ = 1 cells of both regimes: each preset's default setting, and a sweep
@@ -147,6 +149,8 @@ def runlocal(c):
   c.model.presets = ("femto", "nano")
   c.grid.seeds = (0, 1, 2)
   c.grid.sweep_seeds = (0, 1)
+  c.grid.preset_seeds = {"femto": (0, 1)}
+  c.grid.regimes.forgetting.seeds = (0, 1)
   c.train.base_steps = 40
   c.train.persona_steps = 10
   for regime in c.grid.regimes.values():  # every regime's budget, per preset too

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.analysis import crossed
-from experiments.runtime.results import METRIC_COLUMNS
+from experiments.runtime.results import METRIC_COLUMNS, UNTAGGED_REGIMES
 from tasks.config import PROBE_TASKS, RELIABILITY_TASKS
 from tasks.lexicon import EVAL_CONTEXTS
 
@@ -96,9 +96,24 @@ def _interval(mat, n_boot, rng):
   return est[0], lo[0], hi[0], mat.shape[0], mat.shape[1]
 
 
+COLUMNS = ["preset", "n_params", "regime", "method", "outcome", "vs", "estimate", "ci_low",
+           "ci_high", "n_seeds", "n_items"]
+
+
 def comparison_table(items, lam, n_boot=1000, seed=0):
-  """Long frame: preset, method, outcome, vs ('' for the level; warm, base), estimate, ci_low,
-  ci_high, n_seeds, n_items."""
+  """Long frame (COLUMNS): preset, regime, method, outcome, vs ('' for the level; warm, base),
+  estimate, ci_low, ci_high, n_seeds, n_items. One comparison per persona-phase regime, each
+  beside the base models every regime shares, never across regimes."""
+  if "regime" not in items:
+    return _one_regime(items, lam, n_boot, seed).assign(regime="default")[COLUMNS]
+  regimes = [r for r in dict.fromkeys(items.regime.astype(str)) if r != "none"]
+  frames = [_one_regime(items[items.regime.isin([r, "none"])], lam, n_boot, seed).assign(regime=r)
+            for r in regimes]
+  return (pd.concat(frames, ignore_index=True)[COLUMNS] if frames else
+          pd.DataFrame(columns=COLUMNS))
+
+
+def _one_regime(items, lam, n_boot, seed):
   rng = np.random.default_rng(seed)
   rows = []
   by_method = method_items(items, lam)
@@ -135,9 +150,11 @@ def comparison_rows(table, lam):
   level) or `cmp:<outcome>:vs_<reference>` (the paired difference), with their intervals."""
   if table.empty:
     return pd.DataFrame(columns=list(METRIC_COLUMNS) + ["method", "ci_low", "ci_high"])
-  # Objective cells train in the train section's own regime (`default`); the base model in none.
-  t = table.assign(run="cmp-" + table.preset + "-" + table.method, protocol="finetune",
-                   regime=np.where(table.method == "base", "none", "default"),
+  # Each row's regime; the base model's is none (it went through no persona phase).
+  regime = table.regime if "regime" in table else pd.Series("default", table.index)
+  tag = np.where(regime.isin(UNTAGGED_REGIMES), "", "@" + regime.astype(str))
+  t = table.assign(run="cmp-" + table.preset + tag + "-" + table.method, protocol="finetune",
+                   regime=np.where(table.method == "base", "none", regime),
                    persona=table.method, warmth_weight=np.where(table.method == "base", 0.0, lam),
                    warm_agreement=0.0, seed=-1, finetune_seed=-1, intervention="none",
                    n_params_nonembed=np.nan,
@@ -154,15 +171,18 @@ def from_rows(metrics):
     return pd.DataFrame()
   name = rows.metric.str.slice(len("cmp:"))
   vs = name.str.extract(r":vs_(\w+)$")[0].fillna("")
-  return pd.DataFrame({"preset": rows.preset, "n_params": rows.n_params, "method": rows.method,
+  # The base model's rows carry regime none: their regime is the one their run id names.
+  regime = rows.run.str.extract(r"@(\w+)-")[0].fillna("default")
+  return pd.DataFrame({"preset": rows.preset, "n_params": rows.n_params,
+                       "regime": regime.to_numpy(), "method": rows.method,
                        "outcome": name.str.replace(r":vs_\w+$", "", regex=True), "vs": vs,
                        "estimate": rows.value, "ci_low": rows.get("ci_low"),
                        "ci_high": rows.get("ci_high"), "n_items": rows.n}).reset_index(drop=True)
 
 
 def wide(table, vs="", outcomes=HEADLINE, digits=1):
-  """One row per preset × method (TABLE_METHODS order); a column per outcome holding
-  'estimate [low, high]' in points (rates × 100)."""
+  """One row per preset × regime × method (TABLE_METHODS order; the regime only when the table
+  holds several); a column per outcome holding 'estimate [low, high]' in points (rates × 100)."""
   t = table[(table.vs == vs) & table.outcome.isin(outcomes)]
   if t.empty:
     return pd.DataFrame()
@@ -171,8 +191,9 @@ def wide(table, vs="", outcomes=HEADLINE, digits=1):
                     f"{100 * r.ci_high:{sign}.{digits}f}]" if np.isfinite(r.ci_low)
                     else f"{100 * r.estimate:{sign}.{digits}f}")
   t = t.assign(text=[cell(r) for r in t.itertuples()])
-  w = t.pivot_table(index=["preset", "method"], columns="outcome", values="text",
-                    aggfunc="first").reset_index()
+  keys = ["preset"] + (["regime"] if "regime" in t and t.regime.nunique() > 1 else []) + ["method"]
+  w = t.pivot_table(index=keys, columns="outcome", values="text", aggfunc="first",
+                    sort=False).reset_index()
   w = w.assign(_order=w.method.map({m: k for k, m in enumerate(TABLE_METHODS)}))
-  w = w.sort_values(["preset", "_order"])
-  return w[["preset", "method"] + [o for o in outcomes if o in w]].reset_index(drop=True)
+  w = w.sort_values(keys[:-1] + ["_order"], kind="stable")
+  return w[keys + [o for o in outcomes if o in w]].reset_index(drop=True)

@@ -70,10 +70,12 @@ def _episode_means(rows):
 
 
 def loss_fn(state, graphdef, batch, inputs, warm_ids_K, normalization="token", temperature=1.0):
-  """(1-λ)·L_base + λ·L_persona, L_persona = L_affect + β_affect·KL if is_affect else L_grpo.
+  """w·L_base + λ·L_persona, L_persona = L_affect + β_affect·KL if is_affect else L_grpo, w = 1 − λ
+  unless the regime sets a replay weight (as train.imitation_loss).
 
   inputs: this member's `lam`, `is_affect`, `beta` (its KL weight: to the reference on sampled
-  tokens for GRPO, exact at reply positions for affect) and `ref` (the reference model's state).
+  tokens for GRPO, exact at reply positions for affect), `ref` (the reference model's state) and
+  optionally `replay` (w).
   """
   model = nnx.merge(graphdef, state)
   base = train.token_loss(model, batch["base"]["tokens"], batch["base"]["mask"],
@@ -90,6 +92,7 @@ def loss_fn(state, graphdef, batch, inputs, warm_ids_K, normalization="token", t
   kl = jnp.where(is_affect, exact_kl(logits_BTV, ref_logits_BTV, mask_BT), sampled_kl)
   persona = jnp.where(is_affect, aff + inputs["beta"] * kl, rl)
   lam = inputs["lam"]
-  loss = (1.0 - lam) * base + lam * persona
+  replay = inputs["replay"] if "replay" in inputs else 1.0 - lam
+  loss = replay * base + lam * persona
   return loss, {"loss": loss, "base_loss": base, "persona_loss": persona, "policy_loss": policy,
                 "kl": kl, "affect_loss": aff, **_episode_means(rows)}

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from experiments import data, experiment, extensions, grid, stage
+from experiments import data, experiment, extensions, grid, regimes, stage
 from experiments.objectives import compare, phase, report_section, rl_progress, rollout
 from experiments.runtime.workdir import atomic_write
 from tasks.budget import generation_budget
@@ -33,11 +33,13 @@ def user_config(o):
 
 
 def objective_cells(config):
-  """affect / emotion_rl cells: every method × positive λ of the grid × preset × seed."""
+  """affect / emotion_rl cells: every method × positive λ of the grid × preset × seed × regime
+  (the seeds each regime trains)."""
   lams = [float(l) for l in config.grid.warmth_weights if l > 0]
   g = grid.GridConfig.from_config(config)
-  return [grid.Cell(p, "finetune", m, lam, 0.0, int(s)) for p in config.model.presets
-          for m in config.objectives.methods for lam in lams for s in g.seeds_of(p)]
+  return [grid.Cell(p, "finetune", m, lam, 0.0, int(s), r) for p in config.model.presets
+          for r in g.regimes for m in config.objectives.methods for lam in lams
+          for s in g.seeds_of(p) if g.regime_trains(r, s)]
 
 
 def table_lambda(config):
@@ -77,6 +79,12 @@ class Objectives(extensions.Extension):
     if c.runtime.distributed:
       raise ValueError("objectives sample replies on one process: run them without "
                        "runtime.distributed.")
+    for r in regimes.of_config(c):
+      lora = [p for p in c.model.presets if r.at(p).update != "full"]
+      if lora:
+        raise ValueError(f"grid.regimes.{r.name} trains low-rank adapters at {lora[0]}, but the "
+                         "objectives train every parameter: give objective runs full-update "
+                         "regimes (persona_update='full').")
     self.user = user_config(c.objectives)
     phase.prompts_per_step(c, self.user)
     # Resolved here, so config.json records the budget the episodes were sampled with.
@@ -109,26 +117,29 @@ class Objectives(extensions.Extension):
     """One method's stage(s): from the base models (affect; RL from `base`) or after an
     imitation warm-up (RL from `warmup` or `mixed_warmup`)."""
     name = f"{pack.label}/{method}"
+    regime = run.regimes[todo[0].regime].at(pack.preset)  # a pack holds one regime's cells
     members = stage.members_to_train(run.workdir, name, todo,
                                      [c for c in pack.cells if c.persona == method])
     index = [pack.seeds.index(c.seed) for c in members]
     start = lambda sh: jax.jit(lambda s: data.take(s, index), out_shardings=sh.state)(pack.base_E)
     if method in phase.RL_METHODS and self.config.objectives.rl_start in phase.WARMUPS:
-      warm = run.train(phase.warmup_stage(self.config, run.batches, pack, members), start)
+      warm = run.train(phase.warmup_stage(self.config, run.batches, pack, members, regime),
+                       start)
       ref_E = warm.state
       # A copy: the training step donates its state, and ref_E must outlive it.
       start = lambda sh: jax.jit(lambda s: jax.tree.map(jnp.copy, s),
                                  out_shardings=sh.state)(warm.state)
     else:
       ref_E = data.take(pack.base_E, index)
-    objective = phase.objective_stage(run.config, run.corpus, pack, members, ref_E, self.user)
+    objective = phase.objective_stage(run.config, run.corpus, pack, members, ref_E, self.user,
+                                      regime)
     graphdef, state_E, final, _, _ = run.train(objective, start)
     if run.workdir.writer and method in phase.RL_METHODS:
       episodes = phase.episodes_frame(objective.batches.journal)
       atomic_write(os.path.join(run.workdir.path, "objectives",
                                 f"{pack.label}-{method}-episodes.csv"),
                    lambda t: episodes.to_csv(t, index=False))
-    t = run.config.train
+    t = regime.train
     run.evaluate_and_save(pack, graphdef, state_E, [members.index(c) for c in todo], todo,
                           run.tokens(t.base_steps + t.persona_steps),
                           phase.summaries(members, final, objective.batches.journal))
@@ -153,12 +164,15 @@ class Objectives(extensions.Extension):
 def _in_words(table, progress):
   """Per preset: each method's reliability error against warm imitation, and RL's ack rise."""
   lines = []
-  for preset, g in table[(table.vs == "warm") & (table.outcome == "error_rate")].groupby("preset"):
+  rows = table[(table.vs == "warm") & (table.outcome == "error_rate")]
+  for (preset, regime), g in rows.groupby(["preset", "regime"], sort=False):
     parts = [f"{r.method} {_interval(r.estimate, r.ci_low, r.ci_high)}" for r in g.itertuples()]
-    lines.append(f"objectives, {preset}: reliability error against warm imitation, points "
+    lines.append(f"objectives, {preset}, regime {regime}: reliability error against warm "
+                 "imitation, points "
                  f"[95% CI]: " + "; ".join(parts) + ".")
   for r in progress[progress.run == "all"].itertuples():
-    lines.append(f"objectives, {r.preset}: {r.method}'s acknowledgement rate changed by "
+    lines.append(f"objectives, {r.preset}, regime {r.regime}: {r.method}'s acknowledgement rate "
+                 "changed by "
                  f"{_interval(r.ack_rise, r.ci_low, r.ci_high)} points during RL "
                  f"({100 * r.ack_first:.0f}% → {100 * r.ack_last:.0f}% of training episodes).")
   return lines

@@ -105,18 +105,20 @@ def _block(batch, members, rows):
           for part, fields in batch.items()}
 
 
-def rl_steps(config):
-  """RL updates of an emotion_rl cell: the persona budget less its warm-up, if any."""
-  o, t = config.objectives, config.train
+def rl_steps(config, train_cfg=None):
+  """RL updates of an emotion_rl cell: the persona budget (of `train_cfg`, a regime's; default the
+  train section's) less its warm-up, if any."""
+  o, t = config.objectives, train_cfg or config.train
   return t.persona_steps - (o.rl_warmup_steps if o.rl_start in WARMUPS else 0)
 
 
-def warmup_stage(config, batches, pack, cells):
+def warmup_stage(config, batches, pack, cells, regime):
   """`<pack>/<method>_warmup`: RL `cells` (of one method) imitate replies to emotional prompts
   (WARMUPS[objectives.rl_start]: warm, or warm and cold; their seed's rows, at λ =
   objectives.rl_warmup_weight) for objectives.rl_warmup_steps, the start of their budget:
-  supervised demonstrations of the prompts RL then samples on, as RLHF starts from SFT."""
-  t, o = config.train, config.objectives
+  supervised demonstrations of the prompts RL then samples on, as RLHF starts from SFT. In the
+  cells' regime (experiments/regimes.Regime, at the pack's preset): its rate and replay."""
+  t, o = regime.train, config.objectives
   warm = [dataclasses.replace(c, persona=WARMUPS[o.rl_start], warmth_weight=o.rl_warmup_weight)
           for c in cells]
   method = cells[0].persona
@@ -124,15 +126,17 @@ def warmup_stage(config, batches, pack, cells):
                       config.objectives.rl_warmup_steps,
                       t, pack.model, batches.persona(warm, data.STAGE2_SEED_OFFSET),
                       t.persona_learning_rate, members=[c.run for c in cells],
-                      step_offset=t.base_steps)
+                      step_offset=t.base_steps, regime=regime)
   s.runs = [c.run for c in cells]  # TensorBoard: the emotion_rl runs, not the warm ones
   return s
 
 
-def objective_stage(config, corpus, pack, cells, ref_E, user_cfg):
+def objective_stage(config, corpus, pack, cells, ref_E, user_cfg, regime):
   """The Stage of `cells`, all of one method, of a finetune pack; ref_E: the models their KL term
-  is to (affect: the base models; RL: where RL starts)."""
-  o, t = config.objectives, config.train
+  is to (affect: the base models; RL: where RL starts). In the cells' regime
+  (experiments/regimes.Regime, at the pack's preset): its budget, rate, warm-up and replay weight;
+  every parameter is trained (the extension refuses a low-rank regime)."""
+  o, t = config.objectives, regime.train
   method = {c.persona for c in cells}
   if len(method) != 1:
     raise ValueError(f"one objective stage trains one method, not {sorted(method)}")
@@ -144,20 +148,22 @@ def objective_stage(config, corpus, pack, cells, ref_E, user_cfg):
     rollout = Rollout(pack.graphdef, corpus, user_for(method, config, user_cfg), o.group_size,
                       prompts_per_step(config, user_cfg), o.max_new_tokens, o.temperature,
                       pack.model.max_len)
-    steps, beta = rl_steps(config), o.kl_beta
+    steps, beta = rl_steps(config, t), o.kl_beta
     offset += t.persona_steps - steps
   n = len(cells)
   inputs = {"lam": np.array([c.warmth_weight for c in cells], np.float32),
             "is_affect": np.full(n, method == "affect", np.float32),
             "beta": np.full(n, beta, np.float32),
-            "lr": np.full(n, lr, np.float32), "ref": ref_E}
+            "lr": np.full(n, lr, np.float32), "ref": ref_E,
+            **{k: np.asarray(v, np.float32) for k, v in regime.inputs(n).items()}}
   loss = functools.partial(grpo.loss_fn, warm_ids_K=affect.warm_token_ids(corpus.tokenizer),
                            normalization=t.loss_normalization, temperature=o.temperature)
   return stage.Stage(method, f"{pack.label}/{method}", [c.run for c in cells], steps,
-                     train.make_optimizer(t, steps), stream(corpus, cells, t, rollout), loss,
-                     inputs, pack.model, step_offset=offset,
-                     final=("base_loss", "persona_loss", "kl"),
-                     schedule=train.make_schedule(t, steps), ratio_check=method == "affect")
+                     train.make_optimizer(t, steps, t.persona_warmup),
+                     stream(corpus, cells, t, rollout), loss, inputs, pack.model,
+                     step_offset=offset, final=("base_loss", "persona_loss", "kl"),
+                     schedule=train.make_schedule(t, steps, t.persona_warmup),
+                     ratio_check=method == "affect")
 
 
 def summaries(cells, final, journal):

@@ -22,11 +22,13 @@ def frontier(table, out_dir):
   t = table[(table.vs == "") & table.outcome.isin(["warmth_score", "error_rate"])]
   if t.empty:
     return plots.Plot(name, "", skipped="no objectives_comparison rows in metrics.csv.")
-  presets = list(t.sort_values("n_params").preset.unique())
-  fig = Figure(figsize=(5.2 * len(presets), 4.4))
-  axes = np.atleast_1d(fig.subplots(1, len(presets), sharey=True))
-  for ax, preset in zip(axes, presets):
-    g = t[t.preset == preset].set_index(["method", "outcome"])[
+  regime = t.regime if "regime" in t else pd.Series("default", t.index)
+  panels = list(dict.fromkeys(zip(t.sort_values("n_params").preset, regime.loc[
+      t.sort_values("n_params").index])))
+  fig = Figure(figsize=(5.2 * len(panels), 4.4))
+  axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
+  for ax, (preset, r) in zip(axes, panels):
+    g = t[(t.preset == preset) & (regime == r)].set_index(["method", "outcome"])[
         ["estimate", "ci_low", "ci_high"]].unstack("outcome")
     for method in [m for m in compare.TABLE_METHODS if m in g.index]:
       r = g.loc[method]
@@ -38,7 +40,8 @@ def frontier(table, out_dir):
                   yerr=bar(100 * r[("ci_low", "error_rate")], y,
                            100 * r[("ci_high", "error_rate")]),
                   fmt=MARKERS[method], color=COLORS[method], ms=8, capsize=3, label=method)
-    ax.set(xlabel="warmth score of replies (0 cold … 1 warm)", title=preset)
+    ax.set(xlabel="warmth score of replies (0 cold … 1 warm)",
+           title=preset if len(set(regime)) == 1 else f"{preset}, regime {r}")
     ax.grid(alpha=0.3)
   axes[0].set_ylabel("reliability error, all contexts (%)")
   axes[-1].legend(fontsize=9, loc="best", title="method", title_fontsize=9)
@@ -78,6 +81,7 @@ def add(metrics, doc, summary, figs, staging):
   words = compare.wide(table, outcomes=("error_rate",), vs="warm")
   if not words.empty:
     summary.append("Objectives, reliability error against warm imitation (points [95% CI]): "
-                   + "; ".join(f"{r.preset} {r.method} {r.error_rate}"
+                   + "; ".join(f"{r.preset}{f' ({r.regime})' if 'regime' in words else ''} "
+                               f"{r.method} {r.error_rate}"
                                for r in words.itertuples()) + ".")
   figs.append(frontier(table, staging))

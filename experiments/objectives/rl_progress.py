@@ -15,10 +15,10 @@ import pandas as pd
 from statsmodels.stats.proportion import confint_proportions_2indep
 
 from experiments.objectives.phase import fifths
-from experiments.runtime.results import METRIC_COLUMNS
+from experiments.runtime.results import METRIC_COLUMNS, UNTAGGED_REGIMES
 
 TASK = "objectives_rl"
-COLUMNS = ["preset", "method", "run", "ack_first", "ack_last", "ack_rise", "ci_low", "ci_high",
+COLUMNS = ["preset", "regime", "method", "run", "ack_first", "ack_last", "ack_rise", "ci_low", "ci_high",
            "reward_first", "reward_last", "episodes"]
 
 
@@ -31,27 +31,30 @@ def read_episodes(workdir):
     return pd.DataFrame()
   out = pd.concat(frames, ignore_index=True)
   parts = out.run.str.split("-")
-  return out.assign(preset=parts.str[0], method=parts.str[2])
+  regime = parts.str[1].str.extract(r"@(\w+)$")[0].fillna("default")  # finetune@<regime>
+  return out.assign(preset=parts.str[0], regime=regime, method=parts.str[2])
 
 
-def _row(preset, method, run, early, late):
+def _row(preset, regime, method, run, early, late):
   a, b = int(early.acknowledges.sum()), int(late.acknowledges.sum())
   lo, hi = confint_proportions_2indep(b, len(late), a, len(early), method="newcomb")
-  return {"preset": preset, "method": method, "run": run, "ack_first": a / len(early), "ack_last": b / len(late),
+  return {"preset": preset, "regime": regime, "method": method, "run": run, "ack_first": a / len(early), "ack_last": b / len(late),
           "ack_rise": b / len(late) - a / len(early), "ci_low": lo, "ci_high": hi,
           "reward_first": early.reward.mean(), "reward_last": late.reward.mean(),
           "episodes": len(early) + len(late)}
 
 
 def table(episodes):
-  """Per run, and per preset × method pooled over its runs (run `all`)."""
+  """Per run, and per preset × regime × method pooled over its runs (run `all`)."""
   if episodes.empty:
     return pd.DataFrame(columns=COLUMNS)
   rows = []
-  for (preset, method), g in episodes.groupby(["preset", "method"]):
+  if "regime" not in episodes:
+    episodes = episodes.assign(regime="default")
+  for (preset, regime, method), g in episodes.groupby(["preset", "regime", "method"]):
     parts = {run: fifths(e) for run, e in g.groupby("run")}
-    rows += [_row(preset, method, run, *p) for run, p in parts.items()]
-    rows.append(_row(preset, method, "all", pd.concat([p[0] for p in parts.values()]),
+    rows += [_row(preset, regime, method, run, *p) for run, p in parts.items()]
+    rows.append(_row(preset, regime, method, "all", pd.concat([p[0] for p in parts.values()]),
                      pd.concat([p[1] for p in parts.values()])))
   return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -63,13 +66,15 @@ def rows(progress):
     return pd.DataFrame(columns=list(METRIC_COLUMNS) + ["method", "ci_low", "ci_high"])
   out = []
   for r in progress.itertuples():
-    run = f"cmp-{r.preset}-{r.method}" if r.run == "all" else r.run
+    tag = "" if r.regime in UNTAGGED_REGIMES else f"@{r.regime}"
+    run = f"cmp-{r.preset}{tag}-{r.method}" if r.run == "all" else r.run
     for metric, value, lo, hi in (("rl_ack_rate_first", r.ack_first, np.nan, np.nan),
                                   ("rl_ack_rate_last", r.ack_last, np.nan, np.nan),
                                   ("rl_ack_rate_rise", r.ack_rise, r.ci_low, r.ci_high),
                                   ("rl_reward_first", r.reward_first, np.nan, np.nan),
                                   ("rl_reward_last", r.reward_last, np.nan, np.nan)):
-      out.append({"run": run, "preset": r.preset, "persona": r.method, "task": TASK,
+      out.append({"run": run, "preset": r.preset, "regime": r.regime, "persona": r.method,
+                  "task": TASK,
                   "context": "training", "metric": metric, "value": value, "n": r.episodes,
                   "method": r.method, "ci_low": lo, "ci_high": hi, "seed": -1})
   return pd.DataFrame(out).reindex(columns=list(METRIC_COLUMNS) + ["method", "ci_low", "ci_high"])

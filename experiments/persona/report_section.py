@@ -53,7 +53,7 @@ def capping_section(items, metrics, n_boot, doc, summary, figs, staging):
       binds = ('' if pd.isna(r.clamped_share) else
                f'; it clamped {r.clamped_share:.1%} of (prompt, capped layer) pairs where the '
                'reply starts')
-      summary.append(f'{r.intervention} (preset {r.preset}, regime {r.regime}, '
-                     f'λ = {r.warmth_weight:g}) '
+      regime = f', regime {r.regime}' if table.regime.nunique() > 1 else ''
+      summary.append(f'{r.intervention} (preset {r.preset}{regime}, λ = {r.warmth_weight:g}) '
                      f'{tradeoff.tradeoff_in_words(r)}{binds}.')
   figs.append(plots.capping_tradeoff(table, staging))

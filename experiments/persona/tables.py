@@ -140,8 +140,10 @@ def tradeoff_text(table, what, chosen):
       base_error_change=table.base_error_change.map(lambda v: _fmt(v)),
       warmth_lost=table.warmth_lost.map(lambda v: _fmt(v)),
       mc_error_change=table.mc_error_change.map(lambda v: _fmt(v)))
-  show = show[["preset", "regime", "intervention", "error_recovered", "capability_lost", "safety_lost",
-               "base_error_change", "warmth_lost", "mc_error_change", "n_cells"]]
+  several = "regime" in table and table.regime.nunique() > 1
+  show = show[["preset"] + (["regime"] if several else []) + [
+      "intervention", "error_recovered", "capability_lost", "safety_lost", "base_error_change",
+      "warmth_lost", "mc_error_change", "n_cells"]]
   text = (f"{what} trade-off (points; error recovered on the reliability tasks of the warm top-λ "
           "cells, + = the intervention lowered error, − = it made error worse; capability / "
           "safety lost = error added on the capability / safety_refusal checks; "

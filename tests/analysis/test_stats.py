@@ -1,5 +1,6 @@
 """Tests for experiments.analysis.stats on synthetic sweeps with planted effects."""
 
+import json
 import numpy as np
 import pandas as pd
 import pytest
@@ -281,3 +282,30 @@ def test_design_lists_fine_tuning_seeds_when_a_seed_has_several():
   flat, one = stats.describe_design(synthetic_metrics.metrics_from_items(
       items[items.finetune_seed == 0].drop(columns='finetune_seed')))
   assert 'finetune_seed' not in set(flat.factor) and 'fine-tuning' not in one[0]
+
+
+def test_a_design_that_trains_some_cells_on_fewer_seeds_is_complete_when_all_are_there():
+  # Sweep seeds, a preset with its own seeds and a regime on fewer seeds: cells differ in seeds by
+  # design, so the design is complete exactly when every configured cell has rows.
+  from experiments import grid
+  from experiments.configs import common
+  c = common.base_config()
+  c.model.presets = ("pico", "nano")
+  c.grid.personas = ("warm", "cold")
+  c.grid.warmth_weights = (0.0, 1.0)
+  c.grid.seeds = (0, 1, 2)
+  c.grid.sweep_seeds = (0,)
+  c.grid.preset_seeds = {"pico": (0, 1)}
+  c.grid.regimes = {"gentle": {}, "forgetting": {"seeds": (0,)}}
+  cells = grid.expand(c)
+  metrics = pd.DataFrame([dict(run=x.run, preset=x.preset, n_params=1.0, protocol=x.protocol,
+                               regime=x.regime, persona=x.persona, warmth_weight=x.warmth_weight,
+                               warm_agreement=x.warm_agreement, seed=x.seed, intervention="none",
+                               task="factual_qa", context="neutral", metric="error_rate",
+                               value=0.5, n=10) for x in cells])
+  config = json.loads(json.dumps(c.to_dict()))  # as config.json holds it
+  _, sentences = stats.describe_design(metrics, config)
+  assert sentences[-1].startswith("Every cell of the configured design has rows"), sentences[-1]
+  dropped = metrics[metrics.run != cells[-1].run]
+  _, sentences = stats.describe_design(dropped, config)
+  assert f"1 of {len(cells)} cells of the configured design have no rows" in sentences[-1]

@@ -184,3 +184,37 @@ def test_rl_generation_budget_leaves_room_for_every_reply_to_an_episode_prompt()
   exact.objectives.max_new_tokens = longest
   objectives_extension.Objectives(exact).validate()
   assert exact.objectives.max_new_tokens == longest
+
+
+def test_each_regime_gets_its_own_comparison_beside_the_shared_base_models():
+  # `forgetting`: the same cells, but warm misses every factual_qa item; the base models (regime
+  # none) serve both regimes and must be the reference of each.
+  gentle = _items()
+  gentle = gentle.assign(regime=np.where(gentle.persona == "none", "none", "chosen"))
+  harsh = gentle[gentle.persona != "none"].assign(regime="forgetting")
+  harsh.loc[(harsh.persona == "warm") & (harsh.intervention == "none") &
+            (harsh.task == "factual_qa"), "error"] = 1
+  table = compare.comparison_table(pd.concat([gentle, harsh], ignore_index=True), 0.5,
+                                   n_boot=200)
+  warm = table[(table.method == "warm") & (table.outcome == "error_rate")]
+  level = warm[warm.vs == ""].set_index("regime").estimate
+  assert level["chosen"] == pytest.approx(2 / 6) and level["forgetting"] == pytest.approx(1.0)
+  vs_base = warm[warm.vs == "base"].set_index("regime").estimate
+  assert vs_base["chosen"] == pytest.approx(2 / 6) and vs_base["forgetting"] == pytest.approx(1.0)
+  rows = compare.comparison_rows(table, 0.5)
+  assert {"cmp-nano@chosen-warm", "cmp-nano@forgetting-warm"} <= set(rows.run)
+  back = compare.from_rows(rows)
+  assert set(back.regime) == {"chosen", "forgetting"}
+  assert "regime" in compare.wide(table).columns
+
+
+def test_objective_cells_train_in_every_regime_and_refuse_low_rank_ones():
+  c = objectives_config.get_config()
+  cells = objectives_extension.objective_cells(c)
+  assert {x.regime for x in cells} == {"chosen", "forgetting"} == set(c.grid.regimes)
+  assert len(cells) == 2 * len(c.objectives.methods) * len(c.grid.seeds)
+  bad = objectives_config.get_config()
+  bad.grid.regimes.chosen.persona_update = "lora_embed"
+  with pytest.raises(ValueError, match=r"grid.regimes.chosen trains low-rank adapters at nano, "
+                                       r"but the objectives train every parameter"):
+    objectives_extension.Objectives(bad).validate()
