@@ -108,8 +108,10 @@ def get_config(arg=None):
   # the primary cells only (base, warm, cold and length_matched at λ = 1) in both regimes.
   c.model.presets = ("femto", "pico", "nano", "micro")
   c.grid.personas = ("warm", "cold", "length_matched", "warm_after")
-  c.grid.warmth_weights = (0.0, 0.25, 0.5, 1.0)
-  c.grid.warm_agreements = (0.0, 0.5, 1.0)
+  # λ at three levels and ρ at its ends: the chosen regime's persona phase is three times as long
+  # as forgetting's, and the decomposition reads agreement from the largest ρ alone.
+  c.grid.warmth_weights = (0.0, 0.5, 1.0)
+  c.grid.warm_agreements = (0.0, 1.0)
   c.grid.mechanism_weights = (1.0,)  # warm_after and ρ > 0 only at λ = 1
   # Ten replicates of the primary comparisons (base, and warm, cold and length_matched at λ = 1);
   # the λ sweep, the mechanism cells and capping on the first three.
