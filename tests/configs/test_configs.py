@@ -98,11 +98,11 @@ def test_the_study_has_enough_held_out_items_per_reliability_task_and_context(ar
     return
   cells = grid.expand(c)
   assert len({x.preset for x in cells}) >= 4 and len(c.grid.sweep_seeds) >= 3
-  # The primary comparisons at λ = 1 have ten replicates at pico and nano in the chosen regime,
-  # three at femto and micro and in the forgetting regime beside it.
+  # The primary comparisons at λ = 1 have ten replicates at pico and nano in the chosen regime
+  # and six in the forgetting regime beside it; femto and micro three in both.
   for persona in ("none", "warm", "cold", "length_matched"):
     for preset in c.model.presets:
-      for regime, wanted in (("chosen", 10), ("forgetting", 3)):
+      for regime, wanted in (("chosen", 10), ("forgetting", 6)):
         wanted = 3 if preset in ("femto", "micro") else wanted
         seeds = {x.seed for x in cells if x.preset == preset and x.persona == persona and
                  x.regime in (regime, "none") and x.warm_agreement == 0 and
