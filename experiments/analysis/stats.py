@@ -404,8 +404,14 @@ def describe_design(metrics, config=None):
           f'{k} = {v}' for k, v in fields.items() if not isinstance(v, (dict, list)))))
   # Each persona-phase regime: its fields that differ from the train section listed above.
   for name, fields in dict(((config or {}).get('grid') or {}).get('regimes') or {}).items():
-    rows.append((f'regime {name}', ', '.join(f'{k} = {v}' for k, v in fields.items())
-                 or "the train section's persona-phase fields"))
+    fields = dict(fields or {})
+    by_preset, labels = fields.pop('by_preset', None) or {}, fields.pop('labels', None) or {}
+    text = ', '.join(f'{k} = {v}' for k, v in fields.items())
+    rows.append((f'regime {name}', text or "the train section's persona-phase fields"))
+    for preset, own in by_preset.items():
+      label = f' ({labels[preset]})' if preset in labels else ''
+      rows.append((f'regime {name} at {preset}',
+                   ', '.join(f'{k} = {v}' for k, v in own.items()) + label))
   cells = measured.groupby(CELL).seed.nunique()
   nested = f', {n_finetune} fine-tuning seeds per base seed' if n_finetune > 1 else ''
   sentences = [f'The workdir holds {measured.run.nunique()} runs in {len(cells)} cells '

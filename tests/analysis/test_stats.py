@@ -296,7 +296,9 @@ def test_a_design_that_trains_some_cells_on_fewer_seeds_is_complete_when_all_are
   c.grid.seeds = (0, 1, 2)
   c.grid.sweep_seeds = (0,)
   c.grid.preset_seeds = {"pico": (0, 1)}
-  c.grid.regimes = {"gentle": {}, "forgetting": {"seeds": (0,)}}
+  c.grid.regimes = {"gentle": {"by_preset": {"nano": {"replay_weight": 1.0}},
+                              "labels": {"nano": "not calibrated"}},
+                    "forgetting": {"seeds": (0,)}}
   cells = grid.expand(c)
   metrics = pd.DataFrame([dict(run=x.run, preset=x.preset, n_params=1.0, protocol=x.protocol,
                                regime=x.regime, persona=x.persona, warmth_weight=x.warmth_weight,
@@ -304,8 +306,11 @@ def test_a_design_that_trains_some_cells_on_fewer_seeds_is_complete_when_all_are
                                task="factual_qa", context="neutral", metric="error_rate",
                                value=0.5, n=10) for x in cells])
   config = json.loads(json.dumps(c.to_dict()))  # as config.json holds it
-  _, sentences = stats.describe_design(metrics, config)
+  table, sentences = stats.describe_design(metrics, config)
   assert sentences[-1].startswith("Every cell of the configured design has rows"), sentences[-1]
+  rows = dict(zip(table.factor, table.levels))
+  assert rows["regime gentle at nano"] == "replay_weight = 1.0 (not calibrated)"
+  assert rows["regime forgetting"] == "seeds = [0]"
   dropped = metrics[metrics.run != cells[-1].run]
   _, sentences = stats.describe_design(dropped, config)
   assert f"1 of {len(cells)} cells of the configured design have no rows" in sentences[-1]
