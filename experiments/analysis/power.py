@@ -58,11 +58,14 @@ def _top_cells(items):
                                      d.persona.isin(['warm', 'cold', 'length_matched']))]
 
 
-def pooled_by_context(items, n_boot, seed=0):
+def pooled_by_context(items, n_boot, seed=0, by=('context',)):
   """Per preset and context: warm − cold at the largest λ, pooled over the preset's measurable
-  reliability tasks, with its 95% interval, half-width and MDE."""
+  reliability tasks, with its 95% interval, half-width and MDE; by=() pools the contexts too
+  (context 'all contexts')."""
   rel = _top_cells(competence.measurable(items[items.task.isin(RELIABILITY_TASKS)]))
-  d = stats.paired_deltas(rel, 'error', ('context',), n_boot, seed=seed, primary=())
+  d = stats.paired_deltas(rel, 'error', tuple(by), n_boot, seed=seed, primary=())
+  if 'context' not in by:
+    d = d.assign(context='all contexts')
   d = d[(d.persona == 'warm') & (d.comparison == 'vs_cold')]
   return with_power(d)
 

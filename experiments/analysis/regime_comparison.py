@@ -71,7 +71,7 @@ def answer_table(items, n_boot, config=None):
   for r in regimes_of(items, config):
     d = of_regime(plain, r)
     frames += [power.pooled_by_context(d, n_boot).assign(regime=r),
-               power.pooled_by_context(d.assign(context="all contexts"), n_boot).assign(regime=r)]
+               power.pooled_by_context(d, n_boot, by=()).assign(regime=r)]
   return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -173,26 +173,32 @@ def diagram_table(items, metrics, n_boot, config=None):
 
 def diagram_figure(table, out_dir, regimes_table=None, name="regime_diagram"):
   """warm − cold and cold − base (points, 95% intervals) against intensity, one panel per preset
-  with at least two regimes; None when none has."""
+  with at least two regimes, each point named by its regime (labels in the caption); a skipped
+  Plot when no preset has."""
   table = table.dropna(subset=["intensity"])
   presets = [p for p, g in table.groupby("preset", sort=False) if g.regime.nunique() >= 2]
   if not presets:
     return plots.Plot(name, "", skipped="no preset has cells in two regimes with update norms.")
-  fig = Figure(figsize=(5.2 * len(presets), 3.8))
+  fig = Figure(figsize=(5.6 * len(presets), 4.2))
   axes = fig.subplots(1, len(presets), squeeze=False)[0]
+  labels = []
   for ax, preset in zip(axes, presets):
     g = table[table.preset == preset]
-    for (comparison, marker), color in zip((("warm − cold", "o"), ("cold − base", "s")),
-                                           ("tab:red", "tab:blue")):
-      s = g[g.comparison == comparison].sort_values("intensity")
-      ax.errorbar(s.intensity, 100 * s.estimate,
+    span = max(g.intensity.max() - g.intensity.min(), 1e-9)
+    for (comparison, marker, color, shift) in (("warm − cold", "o", "tab:red", -0.006),
+                                               ("cold − base", "s", "tab:blue", 0.006)):
+      # Regimes are separate settings, not a path: points with intervals, no connecting line.
+      s = g[g.comparison == comparison]
+      x = s.intensity + shift * span
+      ax.errorbar(x, 100 * s.estimate,
                   yerr=[100 * (s.estimate - s.ci_low), 100 * (s.ci_high - s.estimate)],
-                  marker=marker, color=color, capsize=3, label=comparison)
-      for r in s.itertuples():
-        if comparison == "cold − base":
-          ax.annotate(regimes_lib.label(regimes_table, r.regime, preset), (r.intensity,
-                      100 * r.estimate), textcoords="offset points", xytext=(4, -12),
-                      fontsize=7)
+                  fmt=marker, color=color, capsize=3, label=comparison)
+    for r in g[g.comparison == "cold − base"].itertuples():
+      ax.annotate(r.regime, (r.intensity, 100 * r.ci_low), textcoords="offset points",
+                  xytext=(0, -12), ha="center", fontsize=7)
+      label = regimes_lib.label(regimes_table, r.regime, preset)
+      if label != r.regime:
+        labels.append(f"{preset} {label}")
     ax.axhline(0, color="grey", lw=0.8)
     ax.set(xlabel="intensity: cold's ‖θ − θ_base‖ (mean over seeds)",
            ylabel="reliability error change, points", title=preset)
@@ -201,4 +207,4 @@ def diagram_figure(table, out_dir, regimes_table=None, name="regime_diagram"):
   return plots.save(fig, out_dir, name, "Regime diagram: warm − cold and cold − base "
                     "(reliability error, measurable tasks and every context pooled, largest λ, "
                     "95% crossed-bootstrap CIs) against how hard each regime pushed the model "
-                    "(cold's ‖θ − θ_base‖).")
+                    "(cold's ‖θ − θ_base‖)." + "".join(f" {l}." for l in labels))

@@ -222,7 +222,10 @@ def regimes_section(items, metrics, config, n_boot, doc, summary, figs, staging)
       "n_params", kind="stable").drop(columns="n_params").fillna("n/a")
   decomposition = rc.decomposition_table(items, n_boot, config)
   pooled = decomposition[decomposition.context == "all contexts"]
-  parts = mechanism.wide(pooled.assign(preset=_labelled(pooled, config)), ["all contexts"])
+  parts = mechanism.wide(pooled.assign(preset=pooled.preset + " · " +
+                                       pd.Series(_labelled(pooled, config), pooled.index)),
+                         ["all contexts"]).drop(columns="context").rename(
+                             columns={"preset": "preset · regime"})
   knows = rc.knows_vs_says(items, n_boot, config)
   diagram = rc.diagram_table(items, metrics, n_boot, config)
   doc += [("h2", "The answer per regime, side by side"),
