@@ -118,7 +118,15 @@ class PowerLawFit:
     if not self.supported:
       return f'No power law is reported for the warmth effect against {self.x}: {self.reason}'
     return (f'Across {len(self.points)} presets the warmth effect scales as a·{self.x}^b with '
-            f'b = {self.b:.2f} (95% CI {self.b_ci[0]:.2f} to {self.b_ci[1]:.2f}).')
+            f'b = {self.b:.2f} (95% CI {self.b_ci[0]:.2f} to {self.b_ci[1]:.2f}); '
+            f'{self.descriptive()}.')
+
+  def descriptive(self):
+    """How much the fit can say: two parameters through k points leave k − 2 degrees of
+    freedom, so a fit over few presets describes them rather than tests a law."""
+    k = len(self.points)
+    return (f'a descriptive fit: two parameters through {k} presets leave {k - 2} degree'
+            f'{"s" if k - 2 != 1 else ""} of freedom')
 
 
 def _loglog(x, y):

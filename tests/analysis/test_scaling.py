@@ -29,6 +29,10 @@ def test_planted_power_law_is_recovered():
   assert fit.a * 1e5 ** fit.b == pytest.approx(0.02, rel=0.1)
   assert fit.b_ci[0] <= 0.25 <= fit.b_ci[1]
   assert fit.draws.shape[1] == 2
+  assert fit.statement().endswith('two parameters through 4 presets leave 2 degrees of '
+                                  'freedom.')
+  three = scaling.fit_power_law(fx[fx.n_params < 1e8], n_boot=200)
+  assert 'through 3 presets leave 1 degree of freedom' in three.statement(), three.statement()
 
 
 def test_planted_power_law_through_metrics_csv():
