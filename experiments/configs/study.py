@@ -4,22 +4,27 @@ the primary comparisons.
 
   python -m experiments.main --config=experiments/configs/study.py --workdir=workdirs/study
 
-Design: presets femto, pico and nano (1.6k, 6.2k and 25k non-embedding parameters, a 16× span);
-10 seeds of the primary cells (base, and warm, cold and length_matched at λ = 1, ρ = 0) and 3 of
-the rest (`grid.sweep_seeds`): those personas at λ ∈ {0, 0.25, 0.5}, the mechanism cells at λ = 1
-(warm_after: warm phrasing after the answer; warm at ρ = 0.5 and 1), capping on the base and λ = 1
-cells with a sweep of axis floors on the base and warm λ = 1 cells; every context. A world of 200
-people, 34 diseases and 68 drugs, so every reliability task has 100 held-out items in each
-context (3,364 eval prompts per cell, 210 cells).
+Design: presets femto, pico, nano and micro (1.6k, 6.2k, 25k and ~150k non-embedding parameters,
+two decades), in two persona-phase regimes from the same base models (docs/regimes.md): `chosen`,
+each preset's setting from the blind calibration (CHOSEN below; "not calibrated" where no
+candidate passed, with the tests it failed), and `forgetting`, every parameter with no base replay.
+In `chosen`, 10 seeds of the primary cells (base, and warm, cold and length_matched at λ = 1, ρ = 0)
+at pico and nano, and on the sweep seeds 0-2 the rest: those personas at λ ∈ {0, 0.5}, the
+mechanism cells at λ = 1 (warm_after: warm phrasing after the answer; warm at ρ = 1); femto trains
+every cell on seeds 0-2, micro the primary cells on seeds 3-5. `forgetting` trains the same cells
+on seeds 0-5. Capping on the base and λ = 1 cells of both regimes, with a sweep of axis floors;
+every context. A world of 200 people, 34 diseases and 68 drugs, so every reliability task has
+100 held-out items in each context (3,364 eval prompts per cell, 266 cells).
 
 Base-model settings (world size, steps, batch, learning rate) were chosen by a sweep of *base*
 training alone, never looking at warmth results (README, "The study").
 
-Measured on the 2-core CPU (matmul peak 2.07e11 FLOP/s) at c8941c7, nothing else running: 80 min
-30 s with the report (members looped, `mesh.members`). Found: nano's base model answers 80% of
-held-out factual questions and every reliability task but medical_contraindication (at chance:
-no preset beats always answering "yes") lies between 15% and 75% error; femto knows no task, pico
-three. Warm − cold at λ = 1, pooled over each preset's measurable tasks: nano +8.0 to +9.8 points
+The earlier design (femto, pico and nano in `forgetting` alone, λ ∈ {0, 0.25, 0.5, 1}, 210 cells,
+multiple choice scored on the bare answer) was measured on the 2-core CPU (matmul peak 2.07e11
+FLOP/s) at c8941c7, nothing else running: 80 min 30 s with the report (members looped,
+`mesh.members`). Found: nano's base model answers 80% of held-out factual questions and every
+reliability task but medical_contraindication (at chance: no preset beats always answering "yes")
+lies between 15% and 75% error; femto knows no task, pico three. Warm − cold at λ = 1, pooled over each preset's measurable tasks: nano +8.0 to +9.8 points
 per context (±1.8 to ±2.9), pico +3.0 to +4.8 (±1.2 to ±1.7); every measurable task × context
 within ±8 (nano's widest ±7.9), so the power targets hold wherever there is something to measure.
 Carried by reply length (nano length_matched − cold +16.1) rather than warm words (warm −
@@ -32,17 +37,17 @@ full one, byte-identical results (README, "Base models"). `python -m experiments
 --config=experiments/configs/study.py` fills the store ahead of time.
 
 `:gpu` sizes the study for one H100/H200 (nano to small in bfloat16, 10 seeds, a world twice as
-large: 200 held-out items per task × context); no GPU has run it yet, so its wall time is not
+large: 200 held-out items per task × context; the same two regimes, mini and small taking micro's
+setting; the same store); no GPU has run it yet, so its wall time is not
 known. `:runlocal` is a smoke test of a few minutes; `:preset=NAME` keeps one preset.
 """
 from experiments.configs import demo
 from experiments.configs.common import apply_arg, base_config
 
-# The persona phase's regime for the study's presets, as the blind calibration left it
-# (docs/calibration.md; its config and plan hash below). No candidate of either round passed the
-# controls at pico or nano, so the study keeps `forgetting` and says so; `regime` is the closest
-# candidate (fewest failed tests, then least intense), `overrides` its fields, `failed` its tests.
-# femto is not calibrated: its base models answer no task, so no control can show harm.
+# The blind calibration of the study's presets as it came out (docs/calibration.md; its config and
+# plan hash below). No candidate of either round passed the controls at pico or nano; `regime` is
+# the closest candidate (fewest failed tests, then least intense), `overrides` its fields, `failed`
+# its tests. femto is not calibrated: its base models answer no task, so no control can show harm.
 _LORA = {"persona_update": "lora_embed", "lora_alpha": 16.0, "replay_weight": 1.0}
 CALIBRATION = {
     "config": "experiments/configs/calibration.py:round2",
