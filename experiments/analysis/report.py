@@ -446,8 +446,9 @@ def first_regime(metrics, items, config):
   keep = lambda d: d[d.regime.isin([first, 'none']) | d.regime.isna()]
   return keep(metrics), keep(items), [
       f'This workdir holds {len(held)} persona-phase regimes ({", ".join(sorted(held))}); the '
-      f'sections below read regime {first} beside the base models, the bottom line gives every '
-      'regime, and metrics.csv, items.csv and paired_deltas.csv hold every cell.']
+      f'statistics and scaling sections read regime {first} beside the base models; the bottom '
+      'line, the answer per regime, capping and the objectives give every regime, and '
+      'metrics.csv, items.csv and paired_deltas.csv hold every cell.']
 
 
 def write_report(workdir, n_boot=None):
@@ -493,7 +494,8 @@ def write_report(workdir, n_boot=None):
     _scaling_sections(metrics, n_boot, doc, summary, figs, staging, items)
     for add_section in _extension_reports(config):  # each a no-op without its rows
       stop('extension sections')
-      add_section(metrics, doc, summary, figs, staging, items=items, n_boot=n_boot)
+      # Every regime: the extensions' tables (capping, objectives) are per regime themselves.
+      add_section(all_metrics, doc, summary, figs, staging, items=all_items, n_boot=n_boot)
     stop('bottom line')
     answer = (answer_lines(all_items, n_boot) if items is not None else
               ['items.csv is absent: no paired answer.'])
