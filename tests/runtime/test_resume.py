@@ -142,12 +142,13 @@ def test_sigterm_during_evaluation_stops_at_a_batch_and_the_rerun_matches(tmp_pa
 
 
 def _objectives_cmd(workdir):
-  """The objectives config, small: affect trains 8 steps, emotion_rl 2 of warm-up then 6 of RL,
-  saving every 2."""
+  """The objectives config, small: in each regime affect trains 8 steps, emotion_rl 2 of warm-up
+  then 6 of RL, saving every 2."""
   config = os.path.join(tiny_runs.ROOT, "experiments", "configs", "objectives.py")
   return [sys.executable, "-m", "experiments.main", f"--config={config}:runlocal",
           f"--workdir={workdir}", "--config.extensions=('objectives',)",
           "--config.data.eval_items=1", "--config.train.persona_steps=8",
+          "--config.grid.regimes.chosen.persona_steps=8",
           "--config.objectives.rl_warmup_steps=2", "--config.grid.seeds=(0,)",
           "--config.objectives.methods=('affect', 'emotion_rl')",
           "--config.train.checkpoint_every=2", "--config.train.log_every=1",
@@ -161,18 +162,22 @@ def test_an_objectives_run_killed_mid_phase_resumes_to_the_same_results(tmp_path
   ref, killed = tmp_path / "ref", tmp_path / "killed"
   _run(ref, _objectives_cmd(ref))
   step = random.Random().randint(3, 5)
-  saved = killed / "checkpoints" / "nano-finetune" / "emotion_rl"
+  # The config's first regime, `chosen`, trains first: the kill lands in its emotion_rl stage,
+  # and the rerun then trains `forgetting` as the uninterrupted run did.
+  pack = "nano-finetune@chosen"
+  saved = killed / "checkpoints" / pack / "emotion_rl"
   has_save = lambda: saved.is_dir() and any(d.name.isdigit() for d in saved.iterdir())
   code, _ = _stop_at(killed, "emotion_rl", step, signal.SIGKILL, _objectives_cmd(killed),
                      ready=has_save)
   assert code == -signal.SIGKILL, f"the run ended before emotion_rl step {step}"
   rerun = _run(killed, _objectives_cmd(killed))
-  assert re.search(r"nano-finetune/emotion_rl: (resuming at step|finished earlier)",
+  assert re.search(rf"{pack}/emotion_rl: (resuming at step|finished earlier)",
                    rerun.stderr), rerun.stderr[-3000:]
-  assert "nano-finetune/emotion_rl_warmup: finished earlier" in rerun.stderr
-  for f in ("metrics.csv", "items.csv", "objectives/nano-finetune-emotion_rl-episodes.csv"):
+  assert f"{pack}/emotion_rl_warmup: finished earlier" in rerun.stderr
+  for f in ("metrics.csv", "items.csv", f"objectives/{pack}-emotion_rl-episodes.csv",
+            "objectives/nano-finetune@forgetting-emotion_rl-episodes.csv"):
     assert (ref / f).read_bytes() == (killed / f).read_bytes(), f
-  episodes = (ref / "objectives" / "nano-finetune-emotion_rl-episodes.csv").read_text().splitlines()
+  episodes = (ref / "objectives" / f"{pack}-emotion_rl-episodes.csv").read_text().splitlines()
   assert len(episodes) == 1 + 6 * 8  # every RL step's 8 episodes (2 prompts × 4), none lost
   # TensorBoard: emotion_rl's run has its warm-up and RL curves, affect's has no rollout curves.
   from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
@@ -180,11 +185,11 @@ def test_an_objectives_run_killed_mid_phase_resumes_to_the_same_results(tmp_path
     acc = event_accumulator.EventAccumulator(str(ref / "tb" / run))
     acc.Reload()
     return acc, set(acc.Tags()["scalars"])
-  rl, rl_tags = tags("nano-finetune-emotion_rl-l1-r0-s0")
+  rl, rl_tags = tags(f"{pack}-emotion_rl-l1-r0-s0")
   assert {"train/reward", "train/ack_rate", "train/reply_tokens", "train/kl"} <= rl_tags
   assert [e.step for e in rl.Scalars("train/reward")] == list(range(33, 39))  # after 30 + 2
   assert [e.step for e in rl.Scalars("train/loss")][:2] == [31, 32]  # the warm-up's steps
-  _, affect_tags = tags("nano-finetune-affect-l1-r0-s0")
+  _, affect_tags = tags(f"{pack}-affect-l1-r0-s0")
   assert "train/kl" in affect_tags and "train/reward" not in affect_tags
 
 
