@@ -140,6 +140,16 @@ def by_name(config):
   return {r.name: r for r in of_config(config)}
 
 
+def held(frame, named=()):
+  """The persona-phase regimes a results frame (items or metrics) holds, `none` left out: those
+  of `named` (grid.regimes' order) first, then the others in order of appearance; [] for a frame
+  from before regimes."""
+  if frame is None or "regime" not in frame:
+    return []
+  found = [r for r in dict.fromkeys(frame["regime"].astype(str)) if r != NONE]
+  return [r for r in named if r in found] + [r for r in found if r not in named]
+
+
 def label(regimes_table, regime, preset):
   """`regime` as a table names it for `preset`: with its label (how its setting was chosen) when
   grid.regimes (config.json's, a plain dict) gives one, e.g. "chosen (not calibrated: failed

@@ -42,11 +42,7 @@ DIAGRAM_COLUMNS = ["preset", "regime", "intensity", "comparison", "estimate", "c
 
 def regimes_of(items, config=None):
   """The persona-phase regimes `items` holds (not `none`), in grid.regimes' order."""
-  if items is None or "regime" not in items:
-    return []
-  held = [r for r in dict.fromkeys(items.regime.astype(str)) if r != regimes_lib.NONE]
-  named = list(((config or {}).get("grid") or {}).get("regimes") or {})
-  return [r for r in named if r in held] + [r for r in held if r not in named]
+  return regimes_lib.held(items, list(((config or {}).get("grid") or {}).get("regimes") or {}))
 
 
 def of_regime(frame, regime):

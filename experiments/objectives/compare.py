@@ -15,6 +15,7 @@ the world's grammar).
 import numpy as np
 import pandas as pd
 
+from experiments import regimes as regimes_lib
 from experiments.analysis import crossed
 from experiments.runtime.results import METRIC_COLUMNS, UNTAGGED_REGIMES
 from tasks.config import PROBE_TASKS, RELIABILITY_TASKS
@@ -106,9 +107,8 @@ def comparison_table(items, lam, n_boot=1000, seed=0):
   beside the base models every regime shares, never across regimes."""
   if "regime" not in items:
     return _one_regime(items, lam, n_boot, seed).assign(regime="default")[COLUMNS]
-  regimes = [r for r in dict.fromkeys(items.regime.astype(str)) if r != "none"]
   frames = [_one_regime(items[items.regime.isin([r, "none"])], lam, n_boot, seed).assign(regime=r)
-            for r in regimes]
+            for r in regimes_lib.held(items)]
   return (pd.concat(frames, ignore_index=True)[COLUMNS] if frames else
           pd.DataFrame(columns=COLUMNS))
 

@@ -30,6 +30,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from experiments import regimes as regimes_lib
 from experiments.persona import effects
 from experiments.runtime.workdir import atomic_write, code_version, write_json
 from tasks.config import RELIABILITY_TASKS
@@ -136,7 +137,7 @@ def capping_table(items, n_boot, rng=None, metrics=None):
   clamped_share (cap_clamped_share rows); without them it is NaN.
   """
   rng = np.random.default_rng(0) if rng is None else rng
-  regimes = persona_regimes(items)
+  regimes = regimes_lib.held(items)
   if len(regimes) > 1:  # one table per regime, each beside the base models (regime `none`)
     of = lambda d, r: d[d.regime.isin([r, "none"])] if d is not None and "regime" in d else d
     return pd.concat([capping_table(of(items, r), n_boot, rng, of(metrics, r))
@@ -155,12 +156,6 @@ def capping_table(items, n_boot, rng=None, metrics=None):
                       regime=regimes[0] if regimes else "default")
 
 
-def persona_regimes(items):
-  """The persona-phase regimes of `items`, in order of appearance (`none`, no persona phase,
-  left out); ["default"]-like single lists for an items.csv from before regimes."""
-  if "regime" not in items:
-    return []
-  return [r for r in dict.fromkeys(items.regime.astype(str)) if r != "none"]
 
 
 def points(x):
