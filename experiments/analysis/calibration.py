@@ -174,20 +174,14 @@ def _interval(values, clusters, seeds, rule):
   return float(est[0]), float(lo[0]), float(hi[0])
 
 
-def _matrix(rows, column, key):
-  """Replicates × items of `column`, indexed by (seed, finetune_seed), items by `key`."""
-  rows = rows.assign(finetune_seed=rows.get("finetune_seed", 0))
-  return rows.pivot_table(index=["seed", "finetune_seed"], columns=key, values=column,
-                          aggfunc="mean", dropna=False)
-
-
 def paired_change(d, persona, column, rule, mask=None):
   """(estimate, low, high) of persona − base on `column`, paired by seed and item; `mask`
   selects rows (e.g. measurable tasks). A replicate of seed s pairs with seed s's base model."""
   key = ["task", "context", "item_id"]
   d = d if mask is None else d[mask]
-  x = _matrix(d[d.persona == persona], column, key)
-  base = _matrix(d[d.persona == "none"], column, key).droplevel("finetune_seed")
+  x = crossed.replicate_matrix(d[d.persona == persona], column, key)
+  base = crossed.replicate_matrix(d[d.persona == "none"], column, key)
+  base = base.droplevel("finetune_seed")
   cols = x.columns.intersection(base.columns)
   if not len(cols) or not len(x):
     return np.nan, np.nan, np.nan
@@ -203,7 +197,7 @@ def warmth_ratio(d, rule, warmth_ceilings):
   if w.empty:
     return np.nan, np.nan, np.nan
   ceiling = float(w.context.map(warmth_ceilings).mean())
-  x = _matrix(w, "warmth", ["task", "context", "item_id"])
+  x = crossed.replicate_matrix(w, "warmth", ["task", "context", "item_id"])
   items = pd.DataFrame(list(x.columns), columns=["task", "context", "item_id"])
   est, lo, hi = _interval(x.to_numpy(), crossed.entity_codes(items),
                           x.index.get_level_values("seed"), rule)

@@ -233,6 +233,14 @@ def _nested_weights(w, seed_of, rng):
   return out
 
 
+def replicate_matrix(rows, column, key):
+  """Replicates × items of `column`: rows indexed by (seed, finetune_seed) (0 where the frame has
+  no fine-tuning seeds), columns by the item `key`; NaN where a replicate lacks an item."""
+  rows = rows.assign(finetune_seed=rows.get("finetune_seed", 0))
+  return rows.pivot_table(index=["seed", "finetune_seed"], columns=key, values=column,
+                          aggfunc="mean", dropna=False)
+
+
 def crossed_draws(values, clusters, n_boot, rng, calibrate=True, seeds=None):
   """(estimate (K,), draws (K, B), variance (K,), df (K,)); see crossed_bootstrap."""
   values = np.asarray(values, dtype=float)

@@ -79,20 +79,14 @@ def decomposition_table(items, n_boot, config=None):
           pd.DataFrame(columns=mechanism.COLUMNS + ["regime"]))
 
 
-def _matrix(rows, column):
-  rows = rows.assign(finetune_seed=rows.get("finetune_seed", 0))
-  return rows.pivot_table(index=["seed", "finetune_seed"], columns=KEY, values=column,
-                          aggfunc="mean", dropna=False)
-
-
 def changes(d, persona, columns, n_boot, ref="none", seed=0):
   """{column: (estimate, low, high)} of persona − ref on each of `columns` (item-level values of
   d, e.g. error), drawn jointly, paired by item and by seed: a replicate pairs with its seed's
   base model (ref `none`) or with the same replicate of another persona. NaNs where nothing
   pairs; an interval that is the point where nothing moved."""
   out = {c: (np.nan, np.nan, np.nan) for c in columns}
-  mats = [_matrix(d[d.persona == persona], c) for c in columns]
-  refs = [_matrix(d[d.persona == ref], c) for c in columns]
+  mats = [crossed.replicate_matrix(d[d.persona == persona], c, KEY) for c in columns]
+  refs = [crossed.replicate_matrix(d[d.persona == ref], c, KEY) for c in columns]
   if not len(mats[0]) or not len(refs[0]):
     return out
   cols = mats[0].columns.intersection(refs[0].columns)
