@@ -98,18 +98,19 @@ def test_the_study_has_enough_held_out_items_per_reliability_task_and_context(ar
     return
   cells = grid.expand(c)
   assert len({x.preset for x in cells}) >= 4 and len(c.grid.sweep_seeds) >= 3
-  # The primary comparisons at λ = 1 have ten replicates at pico and nano in the chosen regime
-  # and six in the forgetting regime beside it; femto and micro three in both.
+  # The primary comparisons at λ = 1 have ten replicates at pico and nano in the chosen regime and
+  # three in the forgetting regime beside it; femto and micro three, in the chosen regime alone.
   for persona in ("none", "warm", "cold", "length_matched"):
     for preset in c.model.presets:
-      for regime, wanted in (("chosen", 10), ("forgetting", 6)):
-        wanted = 3 if preset in ("femto", "micro") else wanted
+      small_or_costly = preset in ("femto", "micro")
+      for regime, wanted in (("chosen", 3 if small_or_costly else 10),
+                             ("forgetting", 0 if small_or_costly else 3)):
         seeds = {x.seed for x in cells if x.preset == preset and x.persona == persona and
-                 x.regime in (regime, "none") and x.warm_agreement == 0 and
-                 x.warmth_weight in (0.0, 1.0)}
+                 x.regime == regime and x.warm_agreement == 0 and x.warmth_weight == 1.0}
         if persona == "none":  # the base models serve both regimes
-          wanted = 3 if preset in ("femto", "micro") else 10
-        assert len(seeds) == wanted, (persona, preset, regime)
+          seeds = {x.seed for x in cells if x.preset == preset and x.persona == "none"}
+          wanted = 3 if small_or_costly else 10
+        assert len(seeds) == wanted, (persona, preset, regime, sorted(seeds))
   for regime in ("chosen", "forgetting"):
     top = {(x.persona, x.warm_agreement) for x in cells if x.warmth_weight == 1.0 and
            x.seed == 0 and x.preset == "nano" and x.regime == regime}
