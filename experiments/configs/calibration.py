@@ -9,10 +9,10 @@
 The first command fills the base-model store (once; the study's own runs reuse the same bases).
 `:demo` calibrates the demo's presets (nano, micro) in the demo's world and base training;
 `:runlocal` is a smoke test of a few minutes. The rule and its constants:
-experiments/analysis/calibration.py; what came out: README, "Calibration".
+experiments/analysis/calibration.py; what came out: docs/calibration.md.
 
 The candidates were fixed before any of them was trained, from what the controls alone had shown
-(README, "The persona phase's regime"): today's full update at 3e-3 with no base replay makes
+(docs/persona_phase.md): today's full update at 3e-3 with no base replay makes
 the control forget, and plain LoRA cannot say the persona words (their embeddings decayed in base
 training), so the grid spans gentler full updates (rate × budget × replay) and LoRA with the
 token embedding trained (rank × rate). Replay weight 1 keeps the base loss at full weight beside

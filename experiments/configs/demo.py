@@ -4,7 +4,7 @@ world of 100 people.
   python -m experiments.main --config=experiments/configs/demo.py --workdir=/tmp/demo
 
 Hardware: a 2-core CPU. Wall time: about 6 minutes with cells looped (6 min 7 s measured; 9 min
-38 s on a slower machine of the same kind with vmapped cells: README).
+38 s on a slower machine of the same kind with vmapped cells: docs/demo.md).
 Expected: a bottom line per preset (warm − cold at λ = 1, pooled over the reliability tasks its
 base model answers better than the floor and a constant answer, per context, with
 crossed-bootstrap intervals in words: mostly "inconclusive" at this size), and report.html with

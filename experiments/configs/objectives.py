@@ -11,14 +11,14 @@ simulated user's final valence with a KL to that start); emotion_rl_heard (the s
 who pays for an acknowledgement whatever the answer: the planted check that the optimiser raises
 what its reward favours); warm + capping; warm + preventative steering.
 
-Measured on the 2-core CPU at 766c772: 17 min 56 s (9 min of it the base models). Found (README,
-"Warmth objectives"): warm imitation +29.8 points of reliability error against base and +4.7
+Measured on the 2-core CPU at 766c772: 17 min 56 s (9 min of it the base models). Found
+(docs/objectives.md): warm imitation +29.8 points of reliability error against base and +4.7
 against cold (+3 to +6 per context, no amplification by the user's state measurable); emotion_rl
 learned to acknowledge (+45.7 [+41.0, +50.1] points during RL; the planted emotion_rl_heard +49.6)
 and errs as much as warm imitation (+0.1 [-8.6, +8.8]); no method but steering loses capability
 measurably (base models: 10%, 0%, 10% neutral error); capping -0.0 and steering +9.7 against warm
 (neither mitigates); affect learns no warm word (warmth 0). GRPO's start and rate were chosen on
-RL's own training episodes (README table), never on the evaluation.
+RL's own training episodes (docs/objectives.md, its table), never on the evaluation.
 Expected files: WORKDIR/metrics.csv with `objectives_comparison` rows (per method × outcome, the
 level and the paired differences against warm and base, with ci_low/ci_high) and `objectives_rl`
 rows (acknowledgement rate and reward early and late in RL), WORKDIR/objectives/
@@ -37,7 +37,7 @@ CHOSEN = demo.CALIBRATION["presets"]["nano"]
 def get_config(arg=None):
   c = base_config()
   # The demo's 100-person world: nano's base model answers what it was trained to (base sweep in
-  # the README); 30 held-out items per task.
+  # docs/study.md); 30 held-out items per task.
   c.data.n_people = 100
   c.data.eval_items = 30
   c.model.presets = ("nano",)
@@ -69,8 +69,8 @@ def get_config(arg=None):
   c.objectives = objectives_section()
   c.objectives.group_size = 4       # × 2 turns × 2 prompts = the 16 persona rows of a step
   c.objectives.rl_warmup_steps = 150  # of 300, imitating warm and cold replies (mixed_warmup)
-  # GRPO's peak rate, chosen on the reward of RL's own last training episodes (README table, with
-  # the section's KL weight 0.1 and temperature 0.5): at 1e-3 the reward fell.
+  # GRPO's peak rate, chosen on the reward of RL's own last training episodes (docs/objectives.md,
+  # with the section's KL weight 0.1 and temperature 0.5): at 1e-3 the reward fell.
   c.objectives.rl_learning_rate = 1e-4
   return apply_arg(c, arg, runlocal)
 

@@ -13,8 +13,8 @@ with warm, cold and length_matched replies. `forgetting`: every parameter, peak 
 fresh AdamW. `lora_3e3` and `lora_1e2`: rank-8 adapters (α 16) on every projection, the base
 frozen, peak rate 3e-3 and 1e-2 (low-rank updates are usually run at a higher rate than full ones).
 `lora_embed_3e3`: the same adapters at 3e-3 with the token embedding trained too (the persona
-phrases' words never occur in base training, so a frozen embedding cannot say them: README).
-`:runlocal` is a smoke test of a minute or two.
+phrases' words never occur in base training, so a frozen embedding cannot say them:
+docs/persona_phase.md). `:runlocal` is a smoke test of a minute or two.
 """
 from experiments.configs import calibration, study
 from experiments.configs.common import apply_arg

@@ -19,7 +19,7 @@ every-cell-everywhere were made on cost alone, from a timed probe, before any of
 results existed (docs/regimes.md, "The study").
 
 Base-model settings (world size, steps, batch, learning rate) were chosen by a sweep of *base*
-training alone, never looking at warmth results (README, "The study").
+training alone, never looking at warmth results (docs/study.md).
 
 The earlier design (femto, pico and nano in `forgetting` alone, λ ∈ {0, 0.25, 0.5, 1}, 210 cells,
 multiple choice scored on the bare answer) was measured on the 2-core CPU (matmul peak 2.07e11
@@ -35,7 +35,7 @@ but recovers nothing; the base losses fit a Chinchilla law (α 0.78, β 0.60).
 
 Base models come from the base-model store (runtime.base_store) when a run with the same world and
 base training stored them: `:preset=nano` took 43 min 16 s with an empty store and 22 min 15 s with a
-full one, byte-identical results (README, "Base models"). `python -m experiments.tools.bases train
+full one, byte-identical results (docs/base_models.md). `python -m experiments.tools.bases train
 --config=experiments/configs/study.py` fills the store ahead of time.
 
 `:gpu` sizes the study for one H100/H200 (nano to small in bfloat16, 10 seeds, a world twice as
