@@ -25,11 +25,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from experiments import extensions, grid, train
+from experiments import evaluate, experiment, extensions, grid, train
 from experiments.runtime import checkpoints
+from experiments.runtime import workdir as workdir_lib
 from models.config import ModelConfig
-
-MODEL_FILE = "model.json"  # the ModelConfig of a stage, beside its step directories
+from models.decode import generate_fn
+from tasks.dialogue import render_prompt
+from tasks.mixtures import Corpus, eval_turns
 
 
 @dataclasses.dataclass
@@ -59,8 +61,6 @@ class LoadedRun:
 
   def eval_prompts(self):
     """[(item_id, context, rendered prompt)] of the world's held-out evaluation, in order."""
-    from tasks.dialogue import render_prompt  # pylint: disable=g-import-not-at-top
-    from tasks.mixtures import eval_turns  # pylint: disable=g-import-not-at-top
     return [(i.item_id, t.context, render_prompt(i, t)) for i, t in eval_turns(self.world)]
 
   def encode(self, text):
@@ -69,8 +69,6 @@ class LoadedRun:
 
   def reply(self, prompt, max_new_tokens=None):
     """The greedy reply to a rendered prompt, decoded exactly as the evaluation decodes it."""
-    from experiments import evaluate  # pylint: disable=g-import-not-at-top
-    from models.decode import generate_fn  # pylint: disable=g-import-not-at-top
     prompt_1T = self.encode(prompt)
     tokens, _ = generate_fn(self.graphdef, self.state, prompt_1T, jnp.ones_like(prompt_1T), None,
                             None, max_new_tokens=max_new_tokens or self.config.eval.max_new_tokens,
@@ -78,17 +76,8 @@ class LoadedRun:
     return evaluate.decode_replies(np.asarray(tokens)[None], self.tokenizer)[0][0]
 
 
-def save_model_config(workdir, name, model_cfg):
-  """Writes the stage's ModelConfig beside its checkpoints (once; it never changes)."""
-  from experiments.runtime.workdir import write_json  # pylint: disable=g-import-not-at-top
-  path = os.path.join(workdir.path, "checkpoints", name, MODEL_FILE)
-  if workdir.writer and not os.path.exists(path):
-    write_json(path, dataclasses.asdict(model_cfg))
-
-
 def read_config(workdir):
   """The ConfigDict a workdir's config.json records."""
-  from experiments.runtime import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   path = os.path.join(workdir, "config.json")
   if not os.path.isfile(path):
     raise ValueError(f"{path} not found: load_run needs a workdir written by experiments.main.")
@@ -125,8 +114,6 @@ def load_run(workdir, run, stage=None):
   """LoadedRun of `run` (a cell id) from `workdir`; `stage` (e.g. 'nano-finetune/base') picks a
   checkpoint by name instead of the one that trained the run. ValueError, one sentence, if the
   run or its checkpoint is not there or the stage is unfinished."""
-  from tasks.mixtures import Corpus  # pylint: disable=g-import-not-at-top
-  from experiments import experiment  # pylint: disable=g-import-not-at-top
   config = read_config(workdir)
   cells = {c.run: c for c in _cells(config)}
   if run not in cells:
@@ -145,7 +132,7 @@ def load_run(workdir, run, stage=None):
     if member not in members:
       raise ValueError(f"checkpoints/{name} does not hold {member!r} (it holds {members}).")
     corpus = Corpus(experiment.world_config(config.data))
-    model_path = os.path.join(workdir, "checkpoints", name, MODEL_FILE)
+    model_path = os.path.join(workdir, "checkpoints", name, checkpoints.MODEL_FILE)
     if os.path.exists(model_path):
       with open(model_path) as f:
         mcfg = ModelConfig(**json.load(f))

@@ -16,7 +16,7 @@ from absl import logging
 import jax
 import numpy as np
 
-from experiments import runs, train
+from experiments import train
 from experiments.runtime import checkpoints, distributed, sharding
 
 
@@ -153,7 +153,7 @@ def run(config, workdir, mesh, stage, init, board=None, init_opt=None):
                     len(stage.members), mesh.shape["ensemble"])
   target = sh.abstract(abstract, sh.state)
   journal = stage.batches.journal
-  runs.save_model_config(workdir, stage.name, stage.model)  # what load_run rebuilds it from
+  checkpoints.save_model_config(workdir, stage.name, stage.model)  # what load_run rebuilds it from
   with checkpoints.StageCheckpoints(workdir, stage.name, t.checkpoint_every, t.checkpoints_to_keep,
                                     t.async_checkpoints) as ckpt:
     latest, start, opt_state, logged = ckpt.latest(), 0, None, []

@@ -10,6 +10,7 @@ orbax writes each step to a temporary directory and renames it once every proces
 a save cut short by a kill is never listed, and a rerun resumes from the latest complete step.
 Arrays are restored onto whatever mesh the rerun has (another device count included).
 """
+import dataclasses
 import logging
 import os
 import shutil
@@ -20,6 +21,9 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from experiments.runtime import distributed
+from experiments.runtime.workdir import write_json
+
+MODEL_FILE = "model.json"  # a stage's ModelConfig, beside its step directories (load_run reads it)
 
 
 class _OrbaxWarningsOnly(logging.Filter):
@@ -30,6 +34,13 @@ class _OrbaxWarningsOnly(logging.Filter):
 
 
 logging.getLogger("absl").addFilter(_OrbaxWarningsOnly())
+
+
+def save_model_config(workdir, name, model_cfg):
+  """Writes a stage's ModelConfig beside its checkpoints (once; it never changes)."""
+  path = os.path.join(workdir.path, "checkpoints", name, MODEL_FILE)
+  if workdir.writer and not os.path.exists(path):
+    write_json(path, dataclasses.asdict(model_cfg))
 
 
 def _path(workdir, name):
