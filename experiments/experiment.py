@@ -22,94 +22,14 @@ from flax import nnx
 import jax
 import numpy as np
 
-from experiments import base_models, data, evaluate, extensions, grid, regimes, stage, train
+from experiments import (base_models, data, evaluate, extensions, grid, regimes, resolve, stage,
+                         train)
 from experiments.analysis import controls, stats, summary
 from experiments.runtime import distributed, heartbeat, host_memory, members, results, sharding
 from experiments.runtime.base_store import BaseStore
 from experiments.runtime.tensorboard import Board
 from experiments.runtime.workdir import Workdir
-from experiments.train_config import TrainConfig
-from models import get_config
-from models.config import resolve_attention_impl
-from tasks.budget import generation_budget
-from tasks.config import WorldConfig
 from tasks.mixtures import Corpus, build_eval_set
-from tasks.world import World
-
-
-def world_config(data_section):
-  fields = {f: data_section[f] for f in WorldConfig.__dataclass_fields__}
-  fields["tasks"] = tuple(fields["tasks"])
-  fields["eval_contexts"] = tuple(fields["eval_contexts"])
-  return WorldConfig(**fields).validate()
-
-
-def model_config(config, preset, vocab_size, backend=None):
-  """The preset's ModelConfig for this data; `backend` (jax.default_backend()) resolves `auto`."""
-  overrides = {"compute_dtype": config.model.compute_dtype, "positional": config.model.positional,
-               "tied_embeddings": config.model.tied_embeddings}
-  for field in ("n_heads", "d_model"):
-    if config.model[field]:
-      overrides[field] = config.model[field]
-  cfg = get_config(preset, vocab_size, config.data.seq_len + config.eval.max_new_tokens, **overrides)
-  impl = resolve_attention_impl(config.model.attention_impl, cfg.compute_dtype, cfg.head_dim,
-                                backend)
-  cfg = get_config(preset, vocab_size, cfg.max_len, attention_impl=impl, **overrides)
-  cfg.validate()
-  return cfg
-
-
-def model_sizes(mcfg):
-  """(total, non-embedding) parameters, as the metrics rows record them."""
-  return mcfg.n_params(non_embedding=False), mcfg.n_params(non_embedding=True)
-
-
-# Fewer resamples cannot place a 95% interval's ends (2.5% of 20 draws is half a draw).
-MIN_BOOTSTRAP = 20
-
-
-def _check_ints(config, fields):
-  """Each `section.field` must be an integer >= its least value; ValueError naming the first not."""
-  for name, least in fields:
-    section, field = name.split(".")
-    value = config[section][field]
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-      raise ValueError(f"{name}={value!r} must be an integer >= {least}.")
-
-
-def validate(config):
-  """Everything that can be checked before any file is written: (world, extensions); ValueError.
-
-  Also resolves the one derived field, `eval.max_new_tokens = 0`, to the world's generation budget
-  (tasks/budget.py), so config.json records the budget the run evaluated with.
-  """
-  world = world_config(config.data)
-  _check_ints(config, (("eval.batch_size", 1), ("eval.bootstrap", MIN_BOOTSTRAP),
-                       ("runtime.num_processes", 0), ("runtime.process_id", -1)))
-  if not isinstance(config.runtime.base_store, str):
-    raise ValueError(f"runtime.base_store={config.runtime.base_store!r} must be a directory path, "
-                     "or \"\" to train base models in every run.")
-  if config.runtime.base_store:
-    BaseStore(config.runtime.base_store)  # a remote URL is refused here, before any file
-  for section, field in (("runtime", "report"), ("runtime", "verbose"), ("eval", "blind")):
-    if not isinstance(config[section][field], bool):
-      raise ValueError(f"{section}.{field}={config[section][field]!r} must be True or False.")
-  if not config.model.presets:
-    raise ValueError("model.presets is empty: list at least one preset, e.g. ('nano',).")
-  if config.eval.max_new_tokens < 0:
-    raise ValueError(f"eval.max_new_tokens={config.eval.max_new_tokens} must be 0 (derived from "
-                     "the world) or a positive number of tokens.")
-  config.eval.max_new_tokens = generation_budget(World(world), config.eval.max_new_tokens)
-  regimes.of_config(config, TrainConfig.from_config(config))
-  grid.GridConfig.from_config(config)
-  grid.validate_presets(config.model.presets)
-  for preset in config.model.presets:
-    model_config(config, preset, vocab_size=64)
-  if config.data.source not in ("memory", "tfds"):
-    raise ValueError(f"data.source={config.data.source!r} is not allowed: choose memory or tfds.")
-  sharding.validate(config.mesh)
-  members.validate(config.mesh.members)
-  return world, extensions.load(config)
 
 
 @dataclasses.dataclass
@@ -177,7 +97,7 @@ class RunContext:
                            frames) for ext in self.extensions]
     saved = {}
     for e, cell in enumerate(cells):
-      metrics, items = results.cell_frames(cell, frames[e], model_sizes(pack.model), tokens,
+      metrics, items = results.cell_frames(cell, frames[e], resolve.model_sizes(pack.model), tokens,
                                            {k: np.asarray(v)[index[e]] for k, v in losses.items()})
       for extra in extras:
         if extra:
@@ -201,7 +121,7 @@ def run(config, workdir_path, tensorboard=False):
   under tb/ when `tensorboard`), so a refused run leaves the workdir as it was. Processes other
   than process 0 (multi-host runs) train and evaluate alike but return (None, None).
   """
-  world, exts = validate(config)
+  world, exts = resolve.validate(config)
   mesh = sharding.make_mesh(config.mesh)  # a mesh that does not fit fails before any file exists
   members.configure(config.mesh.members, mesh)
   if jax.default_backend() == "cpu":
@@ -240,12 +160,12 @@ def run(config, workdir_path, tensorboard=False):
       logging.info("pack %s: all %d cells finished earlier", label, len(cells_of_pack))
       cells_left -= len(cells_of_pack)
       continue
-    mcfg = model_config(config, cells_of_pack[0].preset, corpus.tokenizer.size,
+    mcfg = resolve.model_config(config, cells_of_pack[0].preset, corpus.tokenizer.size,
                         jax.default_backend())
     elapsed = time.perf_counter() - t0
     eta = f", run ETA ~{elapsed / cells_done * cells_left / 60:.0f} min" if cells_done else ""
     logging.info("pack %s: %d of %d cells to do, %d parameters (%d non-embedding); %.0f min "
-                 "so far%s", label, len(todo), len(cells_of_pack), *model_sizes(mcfg),
+                 "so far%s", label, len(todo), len(cells_of_pack), *resolve.model_sizes(mcfg),
                  elapsed / 60, eta)
     pack = Pack(label, cells_of_pack, todo, mcfg)
     runner = _run_finetune if cells_of_pack[0].protocol == "finetune" else _run_mixture

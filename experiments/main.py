@@ -25,12 +25,12 @@ def main(argv):
     sys.exit(f"Unexpected arguments: {' '.join(argv[1:])}")
   # Imported here so that flag errors are reported before JAX starts.
   start = time.perf_counter()
-  from experiments import experiment, train  # pylint: disable=g-import-not-at-top
+  from experiments import experiment, resolve, train  # pylint: disable=g-import-not-at-top
   from experiments.analysis import summary  # pylint: disable=g-import-not-at-top
   from experiments.runtime import distributed, workdir  # pylint: disable=g-import-not-at-top
   config, path = _CONFIG.value, _WORKDIR.value
   try:
-    experiment.validate(config)
+    resolve.validate(config)
     workdir.check_local(path)
     distributed.initialize(config.runtime)  # before anything else touches a device
     distributed.handle_sigterm()

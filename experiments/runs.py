@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from experiments import evaluate, experiment, extensions, grid, train
+from experiments import evaluate, extensions, grid, resolve, train
 from experiments.runtime import checkpoints
 from experiments.runtime import workdir as workdir_lib
 from models.config import ModelConfig
@@ -131,13 +131,13 @@ def load_run(workdir, run, stage=None):
     members = list(meta["members"])
     if member not in members:
       raise ValueError(f"checkpoints/{name} does not hold {member!r} (it holds {members}).")
-    corpus = Corpus(experiment.world_config(config.data))
+    corpus = Corpus(resolve.world_config(config.data))
     model_path = os.path.join(workdir, "checkpoints", name, checkpoints.MODEL_FILE)
     if os.path.exists(model_path):
       with open(model_path) as f:
         mcfg = ModelConfig(**json.load(f))
     else:  # a checkpoint written before model configs were kept beside it
-      mcfg = experiment.model_config(config, cells[run].preset, corpus.tokenizer.size,
+      mcfg = resolve.model_config(config, cells[run].preset, corpus.tokenizer.size,
                                      jax.default_backend())
     graphdef, abstract = train.abstract_states(mcfg, len(members))
     state_E = ckpt.restore(step, abstract)[0]

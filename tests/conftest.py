@@ -111,14 +111,14 @@ def _demo12_config():
 
 
 def _corpus_of(make_config):
-  from experiments import experiment
+  from experiments import resolve
   from tasks.mixtures import Corpus
-  return Corpus(experiment.world_config(make_config().data))
+  return Corpus(resolve.world_config(make_config().data))
 
 
 def _model_config_of(make_config, corpus):
-  from experiments import experiment
-  return experiment.model_config(make_config(), 'nano', corpus.tokenizer.size)
+  from experiments import resolve
+  return resolve.model_config(make_config(), 'nano', corpus.tokenizer.size)
 
 
 @pytest.fixture(scope='session')

@@ -23,7 +23,7 @@ import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 from experiments.runtime import checkpoints, sharding
-from experiments import data, experiment, grid, regimes, stage, train
+from experiments import data, grid, regimes, resolve, stage, train
 from experiments.configs import demo
 from experiments.runtime.workdir import Workdir
 from tasks.mixtures import Corpus
@@ -64,7 +64,7 @@ def _describe(state_E):
 def _pieces(c, corpus, update):
   c.train.persona_update, c.train.lora_rank = update, 4
   regime = regimes.of_config(c)[0]
-  mcfg = regime.model_config(experiment.model_config(c, "nano", corpus.tokenizer.size))
+  mcfg = regime.model_config(resolve.model_config(c, "nano", corpus.tokenizer.size))
   st = stage.imitation("persona", "pack/stage", CELLS, STEPS, c.train, mcfg,
                        data.Batches(corpus, c.train.data_seed, c.train.batch_size).persona(CELLS, 0),
                        1e-2, regime=regime)
@@ -86,7 +86,7 @@ def _save(out, c, state_E):
 
 def cmd_train(out, *meshes, update="full"):
   c = config()
-  corpus = Corpus(experiment.world_config(c.data))
+  corpus = Corpus(resolve.world_config(c.data))
   mcfg, st, abstract, abstract_opt = _pieces(c, corpus, update)
   for spec in meshes:
     mesh = _mesh(spec)
@@ -102,7 +102,7 @@ def cmd_train(out, *meshes, update="full"):
 
 def cmd_restore(out, src, spec, update="full"):
   c = config()
-  corpus = Corpus(experiment.world_config(c.data))
+  corpus = Corpus(resolve.world_config(c.data))
   _, st, abstract, abstract_opt = _pieces(c, corpus, update)
   sh = sharding.PackShardings(_mesh(spec), sharding.rules_of(c.mesh), abstract, abstract_opt,
                               st.batches.shapes)

@@ -107,7 +107,7 @@ def ceilings(warm_items):
 
 def make_plan(rule, train_cfg, warmth_ceilings):
   """The pre-registered plan: every candidate's resolved fields, the design, the rule. `train_cfg`
-  is training_config(...) after experiment.validate (its generation budget resolved); its runtime
+  is training_config(...) after resolve.validate (its generation budget resolved); its runtime
   section (paths, process counts) is left out: it does not change what is trained."""
   experiment = {k: v for k, v in train_cfg.to_dict().items() if k != "runtime"}
   return {

@@ -32,11 +32,11 @@ MIN_REPLICATES = 400
 def oracle_checks(config):
   """(error table, comparison table, multiple-choice table, failure sentences) of the oracle cells
   of `config`'s world."""
-  from experiments import experiment
+  from experiments import resolve
   from experiments.analysis import oracle, stats
   from tasks.config import RELIABILITY_TASKS, SCREENING_TASKS
   from tasks.mixtures import Corpus, build_eval_set
-  world = experiment.validate(config)[0]
+  world = resolve.validate(config)[0]
   corpus = Corpus(world)
   evalset = build_eval_set(corpus)
   metrics, items = oracle.evaluate_oracles(evalset, corpus.tokenizer, config.eval.max_new_tokens)

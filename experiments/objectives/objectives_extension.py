@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from experiments import data, experiment, extensions, grid, regimes, stage
+from experiments import data, extensions, grid, regimes, resolve, stage
 from experiments.objectives import compare, phase, report_section, rl_progress, rollout
 from experiments.runtime.workdir import atomic_write
 from tasks.budget import generation_budget
@@ -88,7 +88,7 @@ class Objectives(extensions.Extension):
     self.user = user_config(c.objectives)
     phase.prompts_per_step(c, self.user)
     # Resolved here, so config.json records the budget the episodes were sampled with.
-    world = World(experiment.world_config(c.data))
+    world = World(resolve.world_config(c.data))
     o.max_new_tokens = generation_budget(world, o.max_new_tokens, "objectives.max_new_tokens",
                                          rollout.user_turns(world, self.user))
 

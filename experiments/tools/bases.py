@@ -65,18 +65,18 @@ class _Setup:
 
   def __init__(self, config):
     import jax  # pylint: disable=g-import-not-at-top
-    from experiments import experiment, grid  # pylint: disable=g-import-not-at-top
+    from experiments import grid, resolve  # pylint: disable=g-import-not-at-top
     from experiments.runtime import members, sharding  # pylint: disable=g-import-not-at-top
     from tasks.mixtures import Corpus  # pylint: disable=g-import-not-at-top
-    experiment.validate(config)
+    resolve.validate(config)
     self.config = config
     self.mesh = sharding.make_mesh(config.mesh)
     members.configure(config.mesh.members, self.mesh)
-    self.corpus = Corpus(experiment.world_config(config.data)).encode_all()
+    self.corpus = Corpus(resolve.world_config(config.data)).encode_all()
     design = grid.GridConfig.from_config(config)
     self.seeds = {p: sorted(int(s) for s in design.seeds_of(p)) for p in config.model.presets}
     self.presets = (list(config.model.presets) if "finetune" in config.grid.protocols else [])
-    self.models = {p: experiment.model_config(config, p, self.corpus.tokenizer.size,
+    self.models = {p: resolve.model_config(config, p, self.corpus.tokenizer.size,
                                               jax.default_backend()) for p in self.presets}
 
   def key(self, preset):

@@ -36,7 +36,7 @@ from absl import logging
 from ml_collections import config_flags
 import pandas as pd
 
-from experiments import experiment
+from experiments import experiment, resolve
 from experiments.analysis import calibration, calibration_report, oracle, render
 from experiments.runtime import distributed
 from experiments.runtime.workdir import (atomic_write, check_local, code_version, write_json,
@@ -65,7 +65,7 @@ def prepare(config, workdir):
     raise ValueError(f"grid.personas={list(train_cfg.grid.personas)} must include warm and cold "
                      "(the manipulation check and the control).")
   check_local(workdir)
-  world, _ = experiment.validate(train_cfg)
+  world, _ = resolve.validate(train_cfg)
   corpus = Corpus(world).encode_all()
   evalset = build_eval_set(corpus)
   warm = oracle.OracleCell("ceiling", "warm", "warm", 1.0, world.warm_placement, 0)

@@ -73,11 +73,11 @@ def stage_batch(config, corpus, stage, seed, step, persona="warm", rho=0.0, fine
 
 def show(config, stage, seed, step, persona="warm", rho=0.0, mixture="", rows=0, write=print,
          finetune_seed=0):
-  from experiments import experiment  # pylint: disable=g-import-not-at-top
+  from experiments import resolve  # pylint: disable=g-import-not-at-top
   from tasks.mixtures import PERSONAS, Corpus  # pylint: disable=g-import-not-at-top
   if stage != "base" and persona not in PERSONAS:
     raise ValueError(f"--persona={persona!r} must be one of {', '.join(PERSONAS)}.")
-  corpus = Corpus(experiment.validate(config)[0])
+  corpus = Corpus(resolve.validate(config)[0])
   tok = corpus.tokenizer
   if mixture:
     data_seed = config.train.data_seed + seed

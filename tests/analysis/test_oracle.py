@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import tiny_runs
-from experiments import experiment
+from experiments import resolve
 from experiments.analysis import oracle, report, stats, validate
 from experiments.configs import demo
 from tasks import budget
@@ -19,7 +19,7 @@ from tasks.mixtures import Corpus, build_eval_set
 def full_demo():
   """The full demo config, its world's corpus and eval set."""
   config = demo.get_config()
-  world = experiment.validate(config)[0]
+  world = resolve.validate(config)[0]
   corpus = Corpus(world)
   return config, corpus, build_eval_set(corpus)
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from experiments import experiment, grid
+from experiments import grid, resolve
 from experiments.train_config import TrainConfig
 from experiments.configs import common, demo, objectives, regime_controls, study, sweep
 from tasks.config import WorldConfig
@@ -79,7 +79,7 @@ def test_an_unknown_extension_is_refused_before_anything_runs():
   c = demo.get_config("runlocal")
   c.extensions = ("persona", "astrology")
   with pytest.raises(ValueError, match="extensions contains 'astrology': allowed are persona"):
-    experiment.validate(c)
+    resolve.validate(c)
 
 
 @pytest.mark.parametrize("arg,n_items", [(None, 100), ("gpu", 200)])
@@ -88,7 +88,7 @@ def test_the_study_has_enough_held_out_items_per_reliability_task_and_context(ar
   from tasks.config import RELIABILITY_TASKS
   from tasks.mixtures import Corpus, build_eval_set
   c = study.get_config(arg)
-  evalset = build_eval_set(Corpus(experiment.world_config(c.data)))
+  evalset = build_eval_set(Corpus(resolve.world_config(c.data)))
   counts = collections.Counter((i.task, t.context) for i, t in zip(evalset.items, evalset.turns))
   for task in RELIABILITY_TASKS:
     for context in c.data.eval_contexts:

@@ -158,14 +158,14 @@ def test_objectives_config_refuses_bad_rl_settings(field, value, words):
 
 def test_rl_generation_budget_leaves_room_for_every_reply_to_an_episode_prompt():
   """A budget under the longest warm reply would score, and train on, cut replies."""
-  from experiments import experiment
+  from experiments import resolve
   from experiments.objectives import rollout
   from tasks import budget
   from tasks.world import World
   c = objectives_config.get_config()
   ext = objectives_extension.Objectives(c)
   ext.validate()
-  world = World(experiment.world_config(c.data))
+  world = World(resolve.world_config(c.data))
   turns = rollout.user_turns(world, ext.user)
   longest = budget.longest_reply(world, turns)
   assert c.objectives.max_new_tokens == longest + budget.MARGIN

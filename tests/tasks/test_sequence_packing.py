@@ -74,8 +74,8 @@ def test_rho_swaps_in_the_validating_reply_per_example(demo12_corpus):
 
 def test_a_packed_batch_is_a_pure_function_of_seed_and_step(demo12_corpus, make_demo12_config):
   from tasks.mixtures import Corpus
-  from experiments import experiment
-  fresh = Corpus(experiment.world_config(make_demo12_config().data))
+  from experiments import resolve
+  fresh = Corpus(resolve.world_config(make_demo12_config().data))
   fresh.packed_batch("base", 4, 40, 8)  # later steps first: earlier epochs are packed on demand
   for step in (0, 40):
     a, b = demo12_corpus.packed_batch("base", 4, step, 8), fresh.packed_batch("base", 4, step, 8)
