@@ -198,7 +198,8 @@ def effect_scaling(fit, out_dir):
   if fit.supported:
     ax.set_yscale('log')
     grid = np.geomspace(pts[fit.x].min(), pts[fit.x].max(), 50)
-    ax.plot(grid, 100 * fit.a * grid ** fit.b, color='k', label=f'fit: b = {fit.b:.2f}')
+    ax.plot(grid, 100 * fit.a * grid ** fit.b, color='k',
+            label=f'descriptive fit: b = {fit.b:+.2f} [{fit.b_ci[0]:+.2f}, {fit.b_ci[1]:+.2f}]')
     if fit.draws is not None and len(fit.draws):
       band = np.exp(fit.draws[:, :1] + fit.draws[:, 1:] * np.log(grid))
       lo, hi = np.percentile(band, [2.5, 97.5], axis=0)
@@ -211,7 +212,7 @@ def effect_scaling(fit, out_dir):
   return save(fig, out_dir, name, f'Warmth effect (warm − cold error at the largest λ, mean '
                f'over '
                f'reliability tasks) against {fit.x}' +
-               (f'; power law b = {fit.b:.2f}.' if fit.supported else '; no power law fitted.'))
+               (f'; {fit.statement()}' if fit.supported else '; no power law fitted.'))
 
 
 def capping_tradeoff(table, out_dir):

@@ -121,6 +121,8 @@ def knows_vs_says(items, n_boot, config=None):
   d = d[d.mc_error.notna()].assign(expression=lambda f: f.error - f.mc_error)
   for r in regimes_of(items, config):
     for preset, g in of_regime(d, r).groupby("preset", sort=False):
+      if set(g.persona) == {"none"}:
+        continue  # the regime trains no cell at this preset: its base row would stand alone
       for persona in ["none"] + [p for p in dict.fromkeys(g.persona) if p != "none"]:
         p = g[g.persona == persona]
         if p.empty:

@@ -102,7 +102,8 @@ def preset_effects(seed_fx, n_boot=1000, seed=0, alpha=0.05):
 
 @dataclasses.dataclass
 class PowerLawFit:
-  """effect = a·x^b fitted in log space; `supported` says whether the data back it."""
+  """effect = a·x^b fitted in log space. `supported`: the fit can be drawn (three or more presets,
+  each with a positive effect over several seeds); `trend`: its exponent's CI excludes zero."""
   x: str
   supported: bool
   reason: str
@@ -112,14 +113,17 @@ class PowerLawFit:
   a_ci: tuple = (np.nan, np.nan)
   b_ci: tuple = (np.nan, np.nan)
   draws: np.ndarray = None  # (B, 2) bootstrap (log a, b), for bands in plots.
+  trend: bool = False
 
   def statement(self):
     """One sentence: the fit with its CI, or why there is none."""
     if not self.supported:
       return f'No power law is reported for the warmth effect against {self.x}: {self.reason}'
+    ci = f'95% CI {self.b_ci[0]:+.2f} to {self.b_ci[1]:+.2f}'
+    if not self.trend:
+      ci += f', which spans zero: no detectable trend with {self.x}'
     return (f'Across {len(self.points)} presets the warmth effect scales as a·{self.x}^b with '
-            f'b = {self.b:.2f} (95% CI {self.b_ci[0]:.2f} to {self.b_ci[1]:.2f}); '
-            f'{self.descriptive()}.')
+            f'b = {self.b:+.2f} ({ci}); {self.descriptive()}.')
 
   def descriptive(self):
     """How much the fit can say: two parameters through k points leave k − 2 degrees of
@@ -168,10 +172,7 @@ def fit_power_law(seed_fx, x='n_params', n_boot=1000, seed=0, alpha=0.05):
   q = [100 * alpha / 2, 100 * (1 - alpha / 2)]
   fit.a_ci = tuple(np.exp(np.percentile(la, q)))
   fit.b_ci = tuple(np.percentile(bb, q))
-  if fit.b_ci[0] <= 0 <= fit.b_ci[1]:
-    fit.supported, fit.reason = False, (
-        f'the exponent\'s {100 * (1 - alpha):.0f}% CI ({fit.b_ci[0]:+.2f} to '
-        f'{fit.b_ci[1]:+.2f}) spans zero: no detectable trend with {x}.')
+  fit.trend = not fit.b_ci[0] <= 0 <= fit.b_ci[1]
   return fit
 
 

@@ -126,23 +126,28 @@ def _projection(items, doc, summary):
           ("p", "The widest measurable task × context of each preset:"),
           ("table", pd.concat([widest[["preset"]], points(widest)], axis=1))]
   _variance_sources(pooled.reset_index(drop=True), doc, summary)
+  for preset, pooled_p in pooled.groupby("preset", sort=False):
+    summary.append(_power_verdict(preset, pooled_p, per_task[per_task.preset == preset], seeds,
+                                  factors))
+
+
+def _power_verdict(preset, pooled, per_task, seeds, factors):
+  """One sentence per preset: the power targets met, or the smallest projected design that meets
+  them, or none up to the largest one projected."""
+  targets = (f"(±{100 * power.POOLED_TARGET:.0f} pooled, ±{100 * power.TASK_TARGET:.0f} per "
+             "measurable task × context)")
+  if (pooled.half_width <= power.POOLED_TARGET).all() and (
+      per_task.half_width <= power.TASK_TARGET).all():
+    return (f"Power targets {targets} met at {preset}: widest pooled half-width "
+            f"±{100 * pooled.half_width.max():.1f}, widest task × context "
+            f"±{100 * per_task.half_width.max():.1f} points.")
   design = power.smallest_design(pooled, per_task, seeds, factors)
-  now = (pooled.half_width <= power.POOLED_TARGET).all() and (
-      per_task.half_width <= power.TASK_TARGET).all()
-  if now:
-    summary.append("Power targets met: every pooled half-width is within "
-                   f"±{100 * power.POOLED_TARGET:.0f} and every measurable task × context within "
-                   f"±{100 * power.TASK_TARGET:.0f} points.")
-  elif design:
-    summary.append(f"Power targets (±{100 * power.POOLED_TARGET:.0f} pooled, "
-                   f"±{100 * power.TASK_TARGET:.0f} per measurable task × context) are not met by "
-                   f"this run's {int(pooled.n_seeds.min())} seeds; at its variance components "
-                   f"they would be with {design[0]} seeds and {design[1]}× the items.")
-  else:
-    summary.append(f"Power targets (±{100 * power.POOLED_TARGET:.0f} pooled, "
-                   f"±{100 * power.TASK_TARGET:.0f} per measurable task × context) are not met, "
-                   f"nor by any projected design up to {seeds[-1]} seeds and "
-                   f"{factors[-1]}× the items.")
+  if design:
+    return (f"Power targets {targets} are not met at {preset} by this run's "
+            f"{int(pooled.n_seeds.min())} seeds; at its variance components they would be with "
+            f"{design[0]} seeds and {design[1]}× the items.")
+  return (f"Power targets {targets} are not met at {preset}, nor by any projected design up to "
+          f"{seeds[-1]} seeds and {factors[-1]}× the items.")
 
 
 def _variance_sources(pooled, doc, summary):

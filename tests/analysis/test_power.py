@@ -67,3 +67,24 @@ def test_the_power_section_shows_the_split_and_what_to_add(finetune_seeds):
   else:
     assert table['fine-tuning seeds'].str.endswith('%').all()
     assert len(advice) == 1 and '3 base seeds with 3 fine-tuning seeds each' in advice[0]
+
+
+def test_the_power_verdict_is_given_per_preset():
+  import pandas as pd
+  columns = lambda hw, far: {'half_width': hw, 'n_seeds': 3, power.hw_column(5, 1): far,
+                             power.hw_column(5, 2): far, power.hw_column(20, 1): far,
+                             power.hw_column(20, 2): hw / 4}
+  pooled = pd.DataFrame([dict(preset='nano', **columns(0.02, 0.02)),
+                         dict(preset='micro', **columns(0.10, 0.09))])
+  per_task = pd.DataFrame([dict(preset='nano', **columns(0.05, 0.05)),
+                           dict(preset='micro', **columns(0.24, 0.20))])
+  verdicts = [study_report._power_verdict(p, pooled[pooled.preset == p],
+                                          per_task[per_task.preset == p], (5, 20), (1, 2))
+              for p in ('nano', 'micro')]
+  assert verdicts[0].startswith('Power targets') and 'met at nano' in verdicts[0]
+  assert '±2.0' in verdicts[0] and '±5.0' in verdicts[0]
+  assert 'not met at micro' in verdicts[1] and 'with 20 seeds and 2× the items' in verdicts[1]
+  per_task.loc[1, power.hw_column(20, 2)] = 0.5  # no projected design meets the task target
+  assert 'nor by any projected design up to 20 seeds' in study_report._power_verdict(
+      'micro', pooled[pooled.preset == 'micro'], per_task[per_task.preset == 'micro'], (5, 20),
+      (1, 2))

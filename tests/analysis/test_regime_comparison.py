@@ -74,6 +74,11 @@ def test_knows_versus_says_splits_each_change_item_by_item(items):
     if r.Index[1] != "none":
       assert r.total == pytest.approx(r.knowledge + r.expression)
   assert np.isnan(knows.loc[("gentle", "none")].total)  # the base model is the reference
+  # A regime that trains no cell at a preset gets no row there, its base model's included.
+  micro = items[items.persona == "none"].assign(preset="micro", n_params=148_000)
+  knows = rc.knows_vs_says(pd.concat([items, micro]), 50, CONFIG)
+  assert set(knows[knows.preset == "micro"].regime) == set()
+  assert set(knows[knows.preset == "nano"].regime) == {"gentle", "forgetting"}
 
 
 def test_the_diagram_places_each_regime_at_its_intensity(items, metrics):
