@@ -8,6 +8,9 @@ another's:
   warm − cold      per context, pooled over the preset's measurable reliability tasks, with its
                    95% interval and minimum detectable effect (power.pooled_by_context);
   decomposition    warm words, length, position, agreement (mechanism.decomposition);
+  amplification    warm − cold under each context against neutral, excess and ratio
+                   (stats.relative_amplification): whether the user's state or belief widens
+                   the gap;
   knows vs says    per persona, error of the generated reply and of the multiple-choice pass on
                    the same items (measurable reliability tasks that have options), and each
                    change against the base model split into knowledge (the multiple-choice
@@ -30,6 +33,7 @@ from experiments.analysis import crossed
 from experiments.analysis import mechanism
 from experiments.analysis import plots
 from experiments.analysis import power
+from experiments.analysis import stats
 from tasks.config import RELIABILITY_TASKS
 
 KEY = ["task", "context", "item_id"]
@@ -77,6 +81,21 @@ def decomposition_table(items, n_boot, config=None):
             for r in regimes_of(items, config)]
   return (pd.concat(frames, ignore_index=True) if frames else
           pd.DataFrame(columns=mechanism.COLUMNS + ["regime"]))
+
+
+def amplification_table(items, n_boot, config=None):
+  """Per regime × preset: warm − cold under each non-neutral context against neutral, on the
+  preset's measurable reliability tasks at its largest λ (ρ = 0): stats.relative_amplification's
+  rows with a `regime` column."""
+  frames = []
+  for r in regimes_of(items, config):
+    for preset, g in of_regime(_top(items), r).groupby("preset", sort=False):
+      if set(g.persona) == {"none"}:
+        continue
+      amp = stats.relative_amplification(g, "error", "vs_cold", (), n_boot,
+                                         tasks=sorted(set(g.task)))
+      frames.append(amp[amp.persona == "warm"].assign(regime=r))
+  return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def changes(d, persona, columns, n_boot, ref="none", seed=0):

@@ -231,6 +231,7 @@ def regimes_section(items, metrics, config, n_boot, doc, summary, figs, staging)
                                        pd.Series(_labelled(pooled, config), pooled.index)),
                          ["all contexts"]).drop(columns="context").rename(
                              columns={"preset": "preset · regime"})
+  amplification = rc.amplification_table(items, n_boot, config)
   knows = rc.knows_vs_says(items, n_boot, config)
   diagram = rc.diagram_table(items, metrics, n_boot, config)
   doc += [("h2", "The answer per regime, side by side"),
@@ -243,6 +244,12 @@ def regimes_section(items, metrics, config, n_boot, doc, summary, figs, staging)
           ("table", wide),
           ("h3", "What carries warm − cold, per regime (all contexts pooled)"),
           ("table", parts)]
+  if len(amplification):
+    doc += [("h3", "Amplification by context, per regime"),
+            ("p", "Warm − cold under each context against its neutral size, on the same items "
+                  "(measurable reliability tasks, largest λ): the excess in points and the ratio, "
+                  "95% crossed-bootstrap intervals."),
+            ("table", _amplification_table(amplification, config))]
   if len(knows):
     doc += [("h3", "Knows versus says"),
             ("p", "On the measurable reliability items that have options: error of the generated "
@@ -257,6 +264,10 @@ def regimes_section(items, metrics, config, n_boot, doc, summary, figs, staging)
   for preset, g in answer[answer.context == "all contexts"].groupby("preset", sort=False):
     summary.append(f"Warm − cold by regime ({preset}, all contexts, points): " + "; ".join(
         f"{r.regime} {r.cell}" for r in g.itertuples()) + ".")
+  for (preset, regime), g in amplification.groupby(["preset", "regime"], sort=False):
+    summary.append(f"Amplification ({preset}, {regime}): warm − cold beyond its neutral size, "
+                   + "; ".join(f"{r.context} {mechanism.change_text(r.excess, r.excess_ci_low, r.excess_ci_high)}"
+                               for r in g.itertuples()) + " points.")
   warm = knows[knows.persona == "warm"]
   for r in warm.itertuples():
     summary.append(
@@ -264,6 +275,17 @@ def regimes_section(items, metrics, config, n_boot, doc, summary, figs, staging)
         f"{mechanism.change_text(r.total, r.total_ci_low, r.total_ci_high)} points against the "
         f"base model, knowledge {mechanism.change_text(r.knowledge, r.knowledge_ci_low, r.knowledge_ci_high)}"
         f", expression {mechanism.change_text(r.expression, r.expression_ci_low, r.expression_ci_high)}.")
+
+
+def _amplification_table(amp, config):
+  amp = amp.assign(regime=_labelled(amp, config))
+  return pd.DataFrame({
+      "preset": amp.preset, "regime": amp.regime, "context": amp.context,
+      "neutral": amp.neutral_effect.map(pts), "in context": amp.context_effect.map(pts),
+      "excess [95% CI]": [mechanism.change_text(*v) for v in
+                          zip(amp.excess, amp.excess_ci_low, amp.excess_ci_high)],
+      "ratio [95% CI]": [f"{r:.2f} [{a:.2f} to {b:.2f}]" for r, a, b in
+                         zip(amp.ratio, amp.ratio_ci_low, amp.ratio_ci_high)]})
 
 
 def _knows_table(knows, config):

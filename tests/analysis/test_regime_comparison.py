@@ -102,8 +102,30 @@ def test_the_report_section_labels_each_regime_and_draws_the_diagram(items, metr
   assert figs and figs[0].png and figs[0].png.endswith("regime_diagram.png")
   assert any(s.startswith("Warm − cold by regime (nano") for s in summary)
   assert any("Knows versus says (nano, forgetting)" in s for s in summary)
+  amplification = next(t for t in tables if "excess [95% CI]" in t.columns)
+  assert set(amplification.context) == {"emotional", "false_belief", "emotional+false_belief"}
+  assert any(s.startswith("Amplification (nano, gentle)") for s in summary)
   # A workdir of one regime gets no such section.
   doc, summary, figs = [], [], []
   study_report.regimes_section(rc.of_regime(items, "gentle"), metrics, CONFIG, 200, doc, summary,
                                figs, str(tmp_path))
   assert doc == [] and figs == []
+
+
+def test_amplification_is_read_per_regime():
+  """The emotional context doubles warm − cold in `gentle` and leaves it alone in `forgetting`."""
+  amplified = dict(KW, n_items=300, context_mult={"emotional": 2.0, "false_belief": 1.0,
+                                                  "emotional+false_belief": 1.0})
+  gentle = synthetic_metrics.make_items(warm_effect=0.10, rng=11, **amplified)
+  flat = synthetic_metrics.make_items(warm_effect=0.10, rng=11, **dict(KW, n_items=300))
+  base = gentle[gentle.persona == "none"]
+  items = pd.concat([base, gentle[gentle.persona != "none"].assign(regime="gentle"),
+                     flat[flat.persona != "none"].assign(regime="forgetting")], ignore_index=True)
+  amp = rc.amplification_table(items, 200, CONFIG).set_index(["regime", "context"])
+  assert list(dict.fromkeys(amp.index.get_level_values("regime"))) == ["gentle", "forgetting"]
+  gentle_emotional = amp.loc[("gentle", "emotional")]
+  assert gentle_emotional.excess_ci_low < 0.10 < gentle_emotional.excess_ci_high
+  assert gentle_emotional.excess_ci_low > 0
+  for regime, context in (("forgetting", "emotional"), ("gentle", "false_belief")):
+    r = amp.loc[(regime, context)]
+    assert r.excess_ci_low < 0 < r.excess_ci_high, (regime, context)
