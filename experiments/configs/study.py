@@ -16,27 +16,37 @@ sweep seeds. Capping on the base and λ = 1 cells of both regimes, with a sweep 
 every context. A world of 200 people, 34 diseases and 68 drugs, so every reliability task has
 100 held-out items in each context (3,364 eval prompts per cell, 194 cells). The cuts from
 every-cell-everywhere were made on cost alone, from a timed probe, before any of this design's
-results existed (docs/regimes.md, "The study").
+results existed (docs/study.md).
 
 Base-model settings (world size, steps, batch, learning rate) were chosen by a sweep of *base*
 training alone, never looking at warmth results (docs/study.md).
 
+Measured on the 2-core CPU (matmul peak 2.09e11 FLOP/s) at cf07efb: filling the base-model store
+from empty (`python -m experiments.tools.bases train --config=experiments/configs/study.py`)
+FILL_TIME; the blind calibration that chose the regimes (calibration.py:round2) 39 min 3 s; this
+study with a full store 78 min 14 s. Found (docs/study.md, "What it found in both regimes"; points,
+95% crossed-bootstrap CIs, measurable reliability tasks pooled, λ = 1):
+- the control: cold − base in `chosen` +1.4 [-0.1, +2.8] at pico, -0.5 [-2.3, +1.4] at nano, +1.2
+  [-1.7, +4.1] at micro; in `forgetting` +4.8 [+0.6, +9.1] at pico, +28.0 [+19.0, +36.9] at nano;
+- warm − cold in `chosen`: pico +1.2 to +2.6 per context (+1.8 [+0.6, +3.1] pooled), nano +4.7 to
+  +8.0 (+6.4 [+4.9, +7.9]), micro +4.0 [-3.3, +11.3] (3 seeds: not measurable, MDE 9.6); femto
+  knows no task. In `forgetting` (3 seeds): pico +2.4 [+0.6, +4.3], nano +12.4 [-0.1, +25.0];
+- power targets met at pico and nano in `chosen` (pooled within ±2.0, task × context within ±7.4);
+  micro would need 20 seeds and twice the items;
+- the emotional context amplifies warm − cold at nano in `chosen` (+2.9 [+1.5, +4.2] beyond
+  neutral), not at pico nor in `forgetting`;
+- carried by reply length (nano `chosen`: length_matched − cold +10.1, warm − length_matched
+  -3.7), warm words after the answer cost less than before it (-7.1), agreement +18.6 per unit ρ;
+- knows vs says (nano `chosen`, warm against base +5.9): knowledge +3.2 [+1.8, +4.7], expression
+  +2.7 [+1.0, +4.3]; in `forgetting` +40.4 = +18.6 + +21.8;
+- capping binds and recovers nothing in either regime.
+
 The earlier design (femto, pico and nano in `forgetting` alone, λ ∈ {0, 0.25, 0.5, 1}, 210 cells,
-multiple choice scored on the bare answer) was measured on the 2-core CPU (matmul peak 2.07e11
-FLOP/s) at c8941c7, nothing else running: 80 min 30 s with the report (members looped,
-`mesh.members`). Found: nano's base model answers 80% of held-out factual questions and every
-reliability task but medical_contraindication (at chance: no preset beats always answering "yes")
-lies between 15% and 75% error; femto knows no task, pico three. Warm − cold at λ = 1, pooled over each preset's measurable tasks: nano +8.0 to +9.8 points
-per context (±1.8 to ±2.9), pico +3.0 to +4.8 (±1.2 to ±1.7); every measurable task × context
-within ±8 (nano's widest ±7.9), so the power targets hold wherever there is something to measure.
-Carried by reply length (nano length_matched − cold +16.1) rather than warm words (warm −
-length_matched −7.2); validating false beliefs adds 9.2 points per unit ρ at nano; capping binds
-but recovers nothing; the base losses fit a Chinchilla law (α 0.78, β 0.60).
+multiple choice scored on the bare answer) took 80 min 30 s at c8941c7; its results are kept in
+docs/study.md.
 
 Base models come from the base-model store (runtime.base_store) when a run with the same world and
-base training stored them: `:preset=nano` took 43 min 16 s with an empty store and 22 min 15 s with a
-full one, byte-identical results (docs/base_models.md). `python -m experiments.tools.bases train
---config=experiments/configs/study.py` fills the store ahead of time.
+base training stored them (docs/base_models.md).
 
 `:gpu` sizes the study for one H100/H200 (nano to small in bfloat16, 10 seeds, a world twice as
 large: 200 held-out items per task × context; the same two regimes, mini and small taking micro's
