@@ -5,6 +5,7 @@ stage reads exactly the rows an uninterrupted one would; cells with the same see
 (common random numbers). An on-policy stream (emotion RL) also reads the current parameters, and
 records what it sampled in its `journal`, which the stage keeps with its checkpoints.
 """
+
 import itertools
 
 import jax
@@ -69,10 +70,13 @@ class Batches:
     """Stage 1: base-mixture rows only, one member per seed."""
     seeds = list(seeds)
     fields = self._fields(BASE_FIELDS)
+
     def fn(step, members, rows):
-      parts = [self._rows("base", self.data_seed + s, step, self.batch_size, rows)
-               for s in seeds[members]]
+      parts = [
+        self._rows("base", self.data_seed + s, step, self.batch_size, rows) for s in seeds[members]
+      ]
       return {"base": {k: np.stack([p[k] for p in parts]) for k in fields}}
+
     return BatchStream({"base": self._shapes(BASE_FIELDS, len(seeds), self.batch_size)}, fn)
 
   def persona(self, cells, offset):
@@ -81,19 +85,32 @@ class Batches:
     half = self.batch_size // 2
     all_cells = list(cells)
     base_fields, persona_fields = self._fields(BASE_FIELDS), self._fields(PERSONA_FIELDS)
+
     def fn(step, members, rows):
       # (mixture, seed) of each cell's base and persona rows; λ = 0 cells still need persona rows
       # of the right shape (their weight is exactly zero), so `none` reads the warm set.
-      seeds = [self.data_seed + offset + c.seed
-               + FINETUNE_SEED_STRIDE * getattr(c, "finetune_seed", 0) for c in all_cells[members]]
-      keys = [(("base", s), (c.persona if c.persona != "none" else "warm", s))
-              for c, s in zip(all_cells[members], seeds)]
+      seeds = [
+        self.data_seed + offset + c.seed + FINETUNE_SEED_STRIDE * getattr(c, "finetune_seed", 0)
+        for c in all_cells[members]
+      ]
+      keys = [
+        (("base", s), (c.persona if c.persona != "none" else "warm", s))
+        for c, s in zip(all_cells[members], seeds)
+      ]
       cache = {}
       for key in itertools.chain.from_iterable(keys):
         if key not in cache:  # cells of one seed share rows: build each batch once
           cache[key] = self._rows(*key, step, half, rows)
-      return {"base": {f: np.stack([cache[b][f] for b, _ in keys]) for f in base_fields},
-              "persona": {f: np.stack([cache[p][f] for _, p in keys]) for f in persona_fields}}
+      return {
+        "base": {f: np.stack([cache[b][f] for b, _ in keys]) for f in base_fields},
+        "persona": {f: np.stack([cache[p][f] for _, p in keys]) for f in persona_fields},
+      }
+
     e = len(all_cells)
-    return BatchStream({"base": self._shapes(BASE_FIELDS, e, half),
-                        "persona": self._shapes(PERSONA_FIELDS, e, half)}, fn)
+    return BatchStream(
+      {
+        "base": self._shapes(BASE_FIELDS, e, half),
+        "persona": self._shapes(PERSONA_FIELDS, e, half),
+      },
+      fn,
+    )

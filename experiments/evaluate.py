@@ -3,6 +3,7 @@
 `error` grades the generated reply (what the user reads); `mc_error` asks which answer option
 the model finds most likely (what it knows). Both are per item, so cells can be compared paired.
 """
+
 import dataclasses
 import functools
 import time
@@ -32,7 +33,7 @@ def buckets(lengths, batch_size):
   order = np.argsort(lengths, kind="stable")
   out = []
   for i in range(0, len(order), batch_size):
-    rows = order[i:i + batch_size]
+    rows = order[i : i + batch_size]
     out.append((rows, int(min(-(-int(lengths[rows].max()) // BUCKET) * BUCKET, max(lengths)))))
   return out
 
@@ -48,8 +49,9 @@ class Progress:
     self.every = total + 1 if timed_only else max(1, total // 10)
     self.k = 0
     # Within one long batch (the first compiles), a line every ~10 s all the same.
-    self.beat = heartbeat.Heartbeat(lambda: f"{self.name} {self.what}: batch {self.k + 1}/"
-                                            f"{self.total} running")
+    self.beat = heartbeat.Heartbeat(
+      lambda: f"{self.name} {self.what}: batch {self.k + 1}/{self.total} running"
+    )
 
   @property
   def name(self):
@@ -71,27 +73,50 @@ class Progress:
     self.last = now
     self.beat.touch()
     elapsed = now - self.t0
-    logging.info("%s %s: %d/%d batches  %.0fs  ETA %.0fs", self.name, self.what, k, self.total,
-                 elapsed, elapsed / k * (self.total - k))
+    logging.info(
+      "%s %s: %d/%d batches  %.0fs  ETA %.0fs",
+      self.name,
+      self.what,
+      k,
+      self.total,
+      elapsed,
+      elapsed / k * (self.total - k),
+    )
 
 
-def generate_replies(graphdef, state_E, evalset, tokenizer, max_new_tokens, batch_size,
-                     intervention=None, intervention_on="response"):
+def generate_replies(
+  graphdef,
+  state_E,
+  evalset,
+  tokenizer,
+  max_new_tokens,
+  batch_size,
+  intervention=None,
+  intervention_on="response",
+):
   """Greedy replies of every member for every eval prompt: list (per member) of strings."""
-  gen = functools.partial(generate_fn, graphdef, max_new_tokens=max_new_tokens,
-                          eos_id=tokenizer.eos, pad_id=tokenizer.pad, intervention_on=intervention_on)
+  gen = functools.partial(
+    generate_fn,
+    graphdef,
+    max_new_tokens=max_new_tokens,
+    eos_id=tokenizer.eos,
+    pad_id=tokenizer.pad,
+    intervention_on=intervention_on,
+  )
   in_axes = (0, None, None, None, None if intervention is None else 0)
   gen_E = jax.jit(over_members(gen, in_axes=in_axes))
   # Prompts are left-padded: a batch of short ones keeps only its last `width` columns.
   chunks = buckets(evalset.prompt_mask.sum(1), batch_size)
   n_members = jax.tree.leaves(state_E)[0].shape[0]
   tokens_ENN = np.zeros((n_members, len(evalset.items), max_new_tokens), np.int32)
-  with Progress(f"replies of {n_members} model(s), {len(evalset.items)} prompts",
-                len(chunks)) as progress:
+  with Progress(
+    f"replies of {n_members} model(s), {len(evalset.items)} prompts", len(chunks)
+  ) as progress:
     for k, (rows, width) in enumerate(chunks):
       iv = None if intervention is None else intervention(rows)
-      tokens_EBN, _ = gen_E(state_E, evalset.prompts[rows, -width:],
-                            evalset.prompt_mask[rows, -width:], None, iv)
+      tokens_EBN, _ = gen_E(
+        state_E, evalset.prompts[rows, -width:], evalset.prompt_mask[rows, -width:], None, iv
+      )
       tokens_ENN[:, rows] = np.asarray(tokens_EBN)
       progress.done(k + 1)
   return decode_replies(tokens_ENN, tokenizer)
@@ -107,8 +132,12 @@ def decode_replies(tokens_ENN, tokenizer):
 # style puts the answer right after the assistant marker: scoring the bare answer there asks a warm
 # or cold model for a reply it never gives (analysis/oracle.py's multiple-choice check shows that
 # bias, and its absence here). Warm phrasing after the answer starts like the neutral reply.
-MC_STYLES = (("neutral", "before"), ("warm", "before"), ("cold", "before"),
-             ("length_matched", "before"))
+MC_STYLES = (
+  ("neutral", "before"),
+  ("warm", "before"),
+  ("cold", "before"),
+  ("length_matched", "before"),
+)
 # The bare answer right after the assistant marker, in every context: how options were once
 # scored, kept so that the oracle check can show what it did to each style.
 ANSWER_ONLY = (("answer", None),)
@@ -141,11 +170,17 @@ def mc_sequences(evalset, tokenizer, style, rows=None):
   mask = np.zeros_like(tokens)
   target = np.zeros_like(tokens)
   for k, (p, a) in enumerate(seqs):
-    tokens[k, :len(p) + len(a)] = p + a
-    mask[k, :len(p) + len(a)] = 1
-    target[k, len(p):len(p) + len(a)] = 1
-  return (tokens, mask, target, np.array(owners, int), np.array(options, int),
-          np.array(is_gold, bool))
+    tokens[k, : len(p) + len(a)] = p + a
+    mask[k, : len(p) + len(a)] = 1
+    target[k, len(p) : len(p) + len(a)] = 1
+  return (
+    tokens,
+    mask,
+    target,
+    np.array(owners, int),
+    np.array(options, int),
+    np.array(is_gold, bool),
+  )
 
 
 def mc_choice(scores_ES, owners, options, is_gold, n_items):
@@ -173,15 +208,19 @@ def mc_pass(score_rows, evalset, tokenizer, n_members, styles=MC_STYLES):
   everyone = np.arange(n_members)
   style_E = np.zeros(n_members, int)
   if len(styles) > 1:
-    probe = with_options[np.unique(np.linspace(0, len(with_options) - 1,
-                                               MC_PROBE_ITEMS).round().astype(int))]
-    totals_ES = np.stack([score_rows(everyone, *_row_inputs(evalset, tokenizer, s, probe)).sum(1)
-                          for s in styles], axis=1)
+    probe = with_options[
+      np.unique(np.linspace(0, len(with_options) - 1, MC_PROBE_ITEMS).round().astype(int))
+    ]
+    totals_ES = np.stack(
+      [score_rows(everyone, *_row_inputs(evalset, tokenizer, s, probe)).sum(1) for s in styles],
+      axis=1,
+    )
     style_E = np.argmax(totals_ES, axis=1)
   for s in np.unique(style_E):
     members = np.flatnonzero(style_E == s)
-    tokens, mask, target, owners, options, is_gold = mc_sequences(evalset, tokenizer, styles[s],
-                                                                  with_options)
+    tokens, mask, target, owners, options, is_gold = mc_sequences(
+      evalset, tokenizer, styles[s], with_options
+    )
     scores = score_rows(members, tokens, mask, target, owners)
     errors[members] = mc_choice(scores, owners, options, is_gold, len(evalset.items))
   return errors, style_E
@@ -196,19 +235,22 @@ def mc_errors(graphdef, state_E, evalset, tokenizer, batch_size, styles=MC_STYLE
   """[E, N] multiple-choice error (NaN where the item has no options), each member scored in
   its own style (mc_pass)."""
   n_members = jax.tree.leaves(state_E)[0].shape[0]
-  score_E = jax.jit(over_members(functools.partial(score_fn, graphdef),
-                                 in_axes=(0, None, None, None)))
+  score_E = jax.jit(
+    over_members(functools.partial(score_fn, graphdef), in_axes=(0, None, None, None))
+  )
 
   def score_rows(members, tokens, mask, target, owners):
     del owners  # no per-row input
     state = state_E if len(members) == n_members else jax.tree.map(lambda a: a[members], state_E)
     scores = np.zeros((len(members), len(tokens)), np.float32)
     chunks = buckets(mask.sum(1), batch_size)  # right-padded: each keeps its first `width` columns
-    with Progress(f"multiple choice of {len(members)} model(s), {len(tokens)} option replies",
-                  len(chunks)) as progress:
+    with Progress(
+      f"multiple choice of {len(members)} model(s), {len(tokens)} option replies", len(chunks)
+    ) as progress:
       for k, (rows, width) in enumerate(chunks):
-        scores[:, rows] = np.asarray(score_E(state, tokens[rows, :width], mask[rows, :width],
-                                             target[rows, :width]))
+        scores[:, rows] = np.asarray(
+          score_E(state, tokens[rows, :width], mask[rows, :width], target[rows, :width])
+        )
         progress.done(k + 1)
     return scores
 
@@ -226,25 +268,41 @@ def grade_replies(evalset, replies, mc_error_N, blind=False):
     labels = grade(item, turn, replies[r])
     if blind:
       labels = {k: (v if k in BLIND_KEEPS else np.nan) for k, v in labels.items()}
-    rows.append({"task": item.task, "context": turn.context, "emotion": turn.emotion or "none",
-                 "item_id": item.item_id, "gold": item.gold, "mc_error": mc_error_N[r],
-                 "reply": "" if blind else replies[r], **labels})
+    rows.append(
+      {
+        "task": item.task,
+        "context": turn.context,
+        "emotion": turn.emotion or "none",
+        "item_id": item.item_id,
+        "gold": item.gold,
+        "mc_error": mc_error_N[r],
+        "reply": "" if blind else replies[r],
+        **labels,
+      }
+    )
   return pd.DataFrame(rows)
 
 
-def evaluate_pack(graphdef, state_E, evalset, tokenizer, eval_cfg, intervention=None,
-                  graded=None):
+def evaluate_pack(graphdef, state_E, evalset, tokenizer, eval_cfg, intervention=None, graded=None):
   """Per-member DataFrames of graded items; graded[e] False grades member e blind (its
   multiple-choice pass is not run at all: grade_replies)."""
-  replies = generate_replies(graphdef, state_E, evalset, tokenizer, eval_cfg.max_new_tokens,
-                             eval_cfg.batch_size, intervention)
+  replies = generate_replies(
+    graphdef,
+    state_E,
+    evalset,
+    tokenizer,
+    eval_cfg.max_new_tokens,
+    eval_cfg.batch_size,
+    intervention,
+  )
   graded = [True] * len(replies) if graded is None else list(graded)
   mc = np.full((len(replies), len(evalset.items)), np.nan)
   rows = [e for e in range(len(replies)) if graded[e]]
   if rows:
-    graded_E = state_E if len(rows) == len(replies) else jax.tree.map(
-        lambda a: a[np.asarray(rows)], state_E)
+    graded_E = (
+      state_E if len(rows) == len(replies) else jax.tree.map(lambda a: a[np.asarray(rows)], state_E)
+    )
     mc[rows] = mc_errors(graphdef, graded_E, evalset, tokenizer, eval_cfg.batch_size)
-  return [grade_replies(evalset, replies[e], mc[e], blind=not graded[e])
-          for e in range(len(replies))]
-
+  return [
+    grade_replies(evalset, replies[e], mc[e], blind=not graded[e]) for e in range(len(replies))
+  ]

@@ -20,19 +20,21 @@ An extension is a class deriving from Extension; every hook defaults to doing no
 `run` (experiment.RunContext) lets after_base train and save cells through the experiment's own
 stage runner and evaluation, so an extension's cells checkpoint, resume and stop like any other.
 """
+
 import importlib
 
 import pandas as pd
 
 # name → "module:Class"; importing a module happens only when a config names it.
 REGISTRY = {
-    "persona": "experiments.persona.persona_extension:PersonaGeometry",
-    "objectives": "experiments.objectives.objectives_extension:Objectives",
+  "persona": "experiments.persona.persona_extension:PersonaGeometry",
+  "objectives": "experiments.objectives.objectives_extension:Objectives",
 }
 
 
 class Extension:
   """The hooks, each a no-op; see the module docstring."""
+
   name = ""
 
   def __init__(self, config):

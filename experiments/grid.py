@@ -1,4 +1,5 @@
 """The factor grid: cells with stable ids, grouped into packs that train as one compiled program."""
+
 import dataclasses
 import itertools
 
@@ -14,12 +15,13 @@ PROTOCOLS = ("finetune", "mixture")
 @dataclasses.dataclass(frozen=True)
 class Cell:
   """One trained model: a preset and a level of every factor."""
+
   preset: str
   protocol: str
-  persona: str           # none (the base model) or one of tasks.mixtures.PERSONAS
-  warmth_weight: float   # λ
+  persona: str  # none (the base model) or one of tasks.mixtures.PERSONAS
+  warmth_weight: float  # λ
   warm_agreement: float  # ρ
-  seed: int              # replicate: initialisation and data order both derive from it
+  seed: int  # replicate: initialisation and data order both derive from it
   # The persona phase's regime (experiments/regimes.py); `none` for a base model or a mixture cell.
   regime: str = "default"
   # Replicate of the persona phase on base seed `seed`: its own persona-data order and adapter
@@ -29,8 +31,16 @@ class Cell:
   @property
   def run(self):
     """A stable id: the same cell gets the same id in every rerun and every sweep."""
-    return run_id(self.preset, self.protocol, self.persona, self.warmth_weight,
-                  self.warm_agreement, self.seed, self.regime, self.finetune_seed)
+    return run_id(
+      self.preset,
+      self.protocol,
+      self.persona,
+      self.warmth_weight,
+      self.warm_agreement,
+      self.seed,
+      self.regime,
+      self.finetune_seed,
+    )
 
   @property
   def pack(self):
@@ -45,17 +55,18 @@ class Cell:
 @dataclasses.dataclass(frozen=True)
 class GridConfig:
   """The `grid` section: the factors every cell takes a level of (defaults in configs/common.py)."""
+
   protocols: tuple
   personas: tuple
   warmth_weights: tuple
   warm_agreements: tuple
   seeds: tuple
-  finetune_seeds: int    # persona-phase replicates per base seed (nested in it)
+  finetune_seeds: int  # persona-phase replicates per base seed (nested in it)
   lambda0_per_persona: bool
   max_pack_size: int
   mechanism_weights: tuple
   sweep_seeds: tuple
-  regimes: dict          # name → overrides of the train section's persona-phase fields
+  regimes: dict  # name → overrides of the train section's persona-phase fields
   # preset → the seeds of grid.seeds it trains (a preset it leaves out: every seed); optional.
   preset_seeds: dict = dataclasses.field(default_factory=dict)
 
@@ -74,39 +85,61 @@ class GridConfig:
     for p in self.personas:
       if p not in PERSONAS:
         raise ValueError(f"grid.personas contains {p!r}: allowed are {', '.join(PERSONAS)}.")
-    for field, symbol in (("warmth_weights", "λ"), ("warm_agreements", "ρ"),
-                          ("mechanism_weights", "λ")):
+    for field, symbol in (
+      ("warmth_weights", "λ"),
+      ("warm_agreements", "ρ"),
+      ("mechanism_weights", "λ"),
+    ):
       for v in getattr(self, field):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
           raise ValueError(f"grid.{field} contains {v!r}: {symbol} must lie in [0, 1].")
-    if (not self.seeds or len(set(self.seeds)) != len(self.seeds)
-        or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds)):
-      raise ValueError(f"grid.seeds={list(self.seeds)!r} must be a non-empty list of distinct "
-                       "integers.")
+    if (
+      not self.seeds
+      or len(set(self.seeds)) != len(self.seeds)
+      or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds)
+    ):
+      raise ValueError(
+        f"grid.seeds={list(self.seeds)!r} must be a non-empty list of distinct integers."
+      )
     k = self.finetune_seeds
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-      raise ValueError(f"grid.finetune_seeds={k!r} must be an integer >= 1 (persona-phase "
-                       "replicates per base seed).")
+      raise ValueError(
+        f"grid.finetune_seeds={k!r} must be an integer >= 1 (persona-phase "
+        "replicates per base seed)."
+      )
     if k > 1 and any(not 0 <= s < data.FINETUNE_SEED_STRIDE for s in self.seeds):
-      raise ValueError(f"grid.seeds={list(self.seeds)!r} must lie in [0, "
-                       f"{data.FINETUNE_SEED_STRIDE}) with grid.finetune_seeds > 1, so that "
-                       "every replicate reads its own persona-data stream.")
+      raise ValueError(
+        f"grid.seeds={list(self.seeds)!r} must lie in [0, "
+        f"{data.FINETUNE_SEED_STRIDE}) with grid.finetune_seeds > 1, so that "
+        "every replicate reads its own persona-data stream."
+      )
     stray = [v for v in self.mechanism_weights if v not in self.warmth_weights or v == 0]
     if stray:
-      raise ValueError(f"grid.mechanism_weights contains {stray[0]!r}: it must be a λ > 0 of "
-                       f"grid.warmth_weights {list(self.warmth_weights)}.")
+      raise ValueError(
+        f"grid.mechanism_weights contains {stray[0]!r}: it must be a λ > 0 of "
+        f"grid.warmth_weights {list(self.warmth_weights)}."
+      )
     stray = [s for s in self.sweep_seeds if s not in self.seeds]
     if stray or len(set(self.sweep_seeds)) != len(self.sweep_seeds):
-      raise ValueError(f"grid.sweep_seeds={list(self.sweep_seeds)!r} must be distinct seeds of "
-                       f"grid.seeds {list(self.seeds)} (empty: every seed).")
+      raise ValueError(
+        f"grid.sweep_seeds={list(self.sweep_seeds)!r} must be distinct seeds of "
+        f"grid.seeds {list(self.seeds)} (empty: every seed)."
+      )
     for preset, seeds in self.preset_seeds.items():
-      if (preset not in PRESETS or not seeds or len(set(seeds)) != len(seeds)
-          or any(s not in self.seeds for s in seeds)):
-        raise ValueError(f"grid.preset_seeds.{preset}={list(seeds)!r} must name a preset and a "
-                         f"non-empty list of distinct seeds of grid.seeds {list(self.seeds)}.")
+      if (
+        preset not in PRESETS
+        or not seeds
+        or len(set(seeds)) != len(seeds)
+        or any(s not in self.seeds for s in seeds)
+      ):
+        raise ValueError(
+          f"grid.preset_seeds.{preset}={list(seeds)!r} must name a preset and a "
+          f"non-empty list of distinct seeds of grid.seeds {list(self.seeds)}."
+        )
     if not isinstance(self.max_pack_size, int) or self.max_pack_size < 0:
-      raise ValueError(f"grid.max_pack_size={self.max_pack_size!r} must be an integer >= 0 "
-                       "(0: no limit).")
+      raise ValueError(
+        f"grid.max_pack_size={self.max_pack_size!r} must be an integer >= 0 (0: no limit)."
+      )
     return self
 
   def seeds_of(self, preset):
@@ -127,8 +160,9 @@ class GridConfig:
 def validate_presets(presets):
   for p in presets:
     if p not in PRESETS:
-      raise ValueError(f"model.presets contains unknown preset {p!r}: allowed are "
-                       f"{', '.join(PRESETS)}.")
+      raise ValueError(
+        f"model.presets contains unknown preset {p!r}: allowed are {', '.join(PRESETS)}."
+      )
 
 
 def expand(config):
@@ -166,8 +200,11 @@ def expand(config):
           continue
         if not grid.sweeps(seed) and (lam != top or persona == "warm_after"):
           continue
-        mechanism = (lam > 0 and (not grid.mechanism_weights or lam in grid.mechanism_weights)
-                     and grid.sweeps(seed))
+        mechanism = (
+          lam > 0
+          and (not grid.mechanism_weights or lam in grid.mechanism_weights)
+          and grid.sweeps(seed)
+        )
         if persona == "warm_after" and lam > 0 and not mechanism:
           continue
         rhos = grid.warm_agreements if persona == "warm" and mechanism else [0.0]
@@ -189,5 +226,8 @@ def packs(cells, max_size=0):
     out.setdefault(c.pack, []).append(c)
   if max_size <= 0:
     return out
-  return {key + (k,): pack[i:i + max_size] for key, pack in out.items()
-          for k, i in enumerate(range(0, len(pack), max_size))}
+  return {
+    key + (k,): pack[i : i + max_size]
+    for key, pack in out.items()
+    for k, i in enumerate(range(0, len(pack), max_size))
+  }

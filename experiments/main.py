@@ -4,19 +4,20 @@ Intentionally short: validate, run every cell, conclude (paired changes, extensi
 of the results), report. The logic lives in importable, tested modules (README: "How the code is
 laid out").
 """
+
 import difflib
 import importlib.util
 import os
 import sys
 import time
 
-from absl import app
-from absl import flags
-from absl import logging
+from absl import app, flags
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (file.py[:arg]).")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for config.json, metrics.csv, checkpoints.")
+_WORKDIR = flags.DEFINE_string(
+  "workdir", None, "Directory for config.json, metrics.csv, checkpoints."
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -28,6 +29,7 @@ def main(argv):
   from experiments import experiment, resolve, train  # pylint: disable=g-import-not-at-top
   from experiments.analysis import summary  # pylint: disable=g-import-not-at-top
   from experiments.runtime import distributed, workdir  # pylint: disable=g-import-not-at-top
+
   config, path = _CONFIG.value, _WORKDIR.value
   try:
     resolve.validate(config)
@@ -45,9 +47,11 @@ def main(argv):
     report_path = None
     if config.runtime.report:
       from experiments.analysis import report  # pylint: disable=g-import-not-at-top
-      report_path = report.write_report(path)['html']
-    print(summary.bottom_line(items, config.eval.bootstrap, time.perf_counter() - start,
-                              report_path))
+
+      report_path = report.write_report(path)["html"]
+    print(
+      summary.bottom_line(items, config.eval.bootstrap, time.perf_counter() - start, report_path)
+    )
   except (ValueError, train.Diverged) as e:
     sys.exit(f"error: {e}")
   except distributed.Preempted as e:
@@ -93,13 +97,12 @@ def _unknown_field(argv):
     if not arg.startswith("--config."):
       continue
     node, done = config, []
-    for part in arg[len("--config."):].split("=", 1)[0].split("."):
+    for part in arg[len("--config.") :].split("=", 1)[0].split("."):
       if not hasattr(node, "keys") or part not in node:
         where = ".".join(["config"] + done)
         names = sorted(node.keys()) if hasattr(node, "keys") else []
         close = difflib.get_close_matches(part, names, n=3)
-        hint = (f"did you mean {', '.join(close)}?" if close else
-                f"{where} has {', '.join(names)}.")
+        hint = f"did you mean {', '.join(close)}?" if close else f"{where} has {', '.join(names)}."
         return f"--{where}.{part} is not a config field: {hint}"
       node, done = node[part], done + [part]
   return None

@@ -19,6 +19,7 @@ finetune cell (its id, metrics.csv's `regime` column), and every regime's cells 
 base models. A base model (persona `none`) and a mixture cell went through no persona phase: their
 regime is `none`.
 """
+
 import dataclasses
 import math
 import re
@@ -27,9 +28,18 @@ from experiments.data import STAGE2_SEED_OFFSET
 from experiments.train_config import TrainConfig
 from models.presets import PRESETS
 
-REGIME_FIELDS = ("persona_update", "lora_rank", "lora_alpha", "lora_targets",
-                 "persona_learning_rate", "persona_warmup_steps", "persona_steps",
-                 "persona_epochs", "persona_optimizer", "replay_weight")
+REGIME_FIELDS = (
+  "persona_update",
+  "lora_rank",
+  "lora_alpha",
+  "lora_targets",
+  "persona_learning_rate",
+  "persona_warmup_steps",
+  "persona_steps",
+  "persona_epochs",
+  "persona_optimizer",
+  "replay_weight",
+)
 SPEC_KEYS = ("by_preset", "seeds", "labels")  # a regime's entries that are not REGIME_FIELDS
 NONE = "none"  # the regime of cells without a persona phase
 _NAME = re.compile(r"[a-z][a-z0-9_]*$")
@@ -38,6 +48,7 @@ _NAME = re.compile(r"[a-z][a-z0-9_]*$")
 @dataclasses.dataclass(frozen=True)
 class Regime:
   """One named regime: the train section with its persona-phase fields overridden."""
+
   name: str
   train: TrainConfig
   seeds: tuple = None  # base seeds whose persona cells train in this regime; None: every seed
@@ -67,8 +78,12 @@ class Regime:
     if self.update == "full":
       return base_cfg
     t = self.train
-    return dataclasses.replace(base_cfg, lora_rank=t.lora_rank, lora_alpha=float(t.lora_alpha),
-                               lora_targets=tuple(t.lora_targets))
+    return dataclasses.replace(
+      base_cfg,
+      lora_rank=t.lora_rank,
+      lora_alpha=float(t.lora_alpha),
+      lora_targets=tuple(t.lora_targets),
+    )
 
   def steps(self, corpus):
     """The persona phase's steps: train.persona_steps, or persona_epochs passes over the persona
@@ -94,29 +109,38 @@ def of_config(config, train_cfg=None):
   train_cfg = train_cfg or TrainConfig.from_config(config)
   regimes = config.grid.regimes
   if not regimes:
-    raise ValueError("grid.regimes is empty: name at least one regime, e.g. "
-                     "{'default': {}} (the train section's own persona-phase fields).")
+    raise ValueError(
+      "grid.regimes is empty: name at least one regime, e.g. "
+      "{'default': {}} (the train section's own persona-phase fields)."
+    )
   out = []
   for name, spec in regimes.items():
     if not isinstance(name, str) or not _NAME.match(name) or name == NONE:
-      raise ValueError(f"grid.regimes has a regime named {name!r}: a name is lower-case letters, "
-                       f"digits and _, starting with a letter, and not {NONE!r}.")
+      raise ValueError(
+        f"grid.regimes has a regime named {name!r}: a name is lower-case letters, "
+        f"digits and _, starting with a letter, and not {NONE!r}."
+      )
     spec = dict(spec or {})
     by_preset, seeds = dict(spec.pop("by_preset", None) or {}), spec.pop("seeds", None)
     labels = {p: str(v) for p, v in dict(spec.pop("labels", None) or {}).items()}
     cfg = _resolve(train_cfg, spec, f"grid.regimes.{name}")
     for preset, fields in by_preset.items():
       if preset not in PRESETS:
-        raise ValueError(f"grid.regimes.{name}.by_preset names preset {preset!r}: allowed are "
-                         f"{', '.join(PRESETS)}.")
-      by_preset[preset] = _resolve(cfg, dict(fields or {}),
-                                   f"grid.regimes.{name}.by_preset.{preset}")
+        raise ValueError(
+          f"grid.regimes.{name}.by_preset names preset {preset!r}: allowed are "
+          f"{', '.join(PRESETS)}."
+        )
+      by_preset[preset] = _resolve(
+        cfg, dict(fields or {}), f"grid.regimes.{name}.by_preset.{preset}"
+      )
     if seeds is not None:
       grid_seeds = list(config.grid.seeds)
       seeds = tuple(seeds)
       if not seeds or any(s not in grid_seeds for s in seeds) or len(set(seeds)) != len(seeds):
-        raise ValueError(f"grid.regimes.{name}.seeds={list(seeds)!r} must be distinct seeds of "
-                         f"grid.seeds {grid_seeds} (leave it out for every seed).")
+        raise ValueError(
+          f"grid.regimes.{name}.seeds={list(seeds)!r} must be distinct seeds of "
+          f"grid.seeds {grid_seeds} (leave it out for every seed)."
+        )
     out.append(Regime(name, cfg, seeds, by_preset, labels))
   return out
 
@@ -125,9 +149,12 @@ def _resolve(train_cfg, overrides, where):
   """train_cfg with `overrides` of REGIME_FIELDS; ValueError, one sentence, naming `where`."""
   stray = sorted(set(overrides) - set(REGIME_FIELDS))
   if stray:
-    raise ValueError(f"{where}.{stray[0]} is not a regime field: allowed are "
-                     f"{', '.join(REGIME_FIELDS)}" + (f", and {', '.join(SPEC_KEYS)}"
-                                                      if where.count(".") == 2 else "") + ".")
+    raise ValueError(
+      f"{where}.{stray[0]} is not a regime field: allowed are "
+      f"{', '.join(REGIME_FIELDS)}"
+      + (f", and {', '.join(SPEC_KEYS)}" if where.count(".") == 2 else "")
+      + "."
+    )
   if "lora_targets" in overrides:
     overrides["lora_targets"] = tuple(overrides["lora_targets"])
   try:

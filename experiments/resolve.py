@@ -5,6 +5,7 @@ dataclass, the grid and regimes, every preset's model, the mesh and the extensio
 pipeline (experiment.py), the tools and the instrument's own checks (analysis/validate.py) all read
 a config through it, so a value is checked, and the generation budget derived, in one place.
 """
+
 from experiments import extensions, grid, regimes
 from experiments.runtime import members, sharding
 from experiments.runtime.base_store import BaseStore
@@ -25,14 +26,20 @@ def world_config(data_section):
 
 def model_config(config, preset, vocab_size, backend=None):
   """The preset's ModelConfig for this data; `backend` (jax.default_backend()) resolves `auto`."""
-  overrides = {"compute_dtype": config.model.compute_dtype, "positional": config.model.positional,
-               "tied_embeddings": config.model.tied_embeddings}
+  overrides = {
+    "compute_dtype": config.model.compute_dtype,
+    "positional": config.model.positional,
+    "tied_embeddings": config.model.tied_embeddings,
+  }
   for field in ("n_heads", "d_model"):
     if config.model[field]:
       overrides[field] = config.model[field]
-  cfg = get_config(preset, vocab_size, config.data.seq_len + config.eval.max_new_tokens, **overrides)
-  impl = resolve_attention_impl(config.model.attention_impl, cfg.compute_dtype, cfg.head_dim,
-                                backend)
+  cfg = get_config(
+    preset, vocab_size, config.data.seq_len + config.eval.max_new_tokens, **overrides
+  )
+  impl = resolve_attention_impl(
+    config.model.attention_impl, cfg.compute_dtype, cfg.head_dim, backend
+  )
   cfg = get_config(preset, vocab_size, cfg.max_len, attention_impl=impl, **overrides)
   cfg.validate()
   return cfg
@@ -63,11 +70,20 @@ def validate(config):
   (tasks/budget.py), so config.json records the budget the run evaluated with.
   """
   world = world_config(config.data)
-  _check_ints(config, (("eval.batch_size", 1), ("eval.bootstrap", MIN_BOOTSTRAP),
-                       ("runtime.num_processes", 0), ("runtime.process_id", -1)))
+  _check_ints(
+    config,
+    (
+      ("eval.batch_size", 1),
+      ("eval.bootstrap", MIN_BOOTSTRAP),
+      ("runtime.num_processes", 0),
+      ("runtime.process_id", -1),
+    ),
+  )
   if not isinstance(config.runtime.base_store, str):
-    raise ValueError(f"runtime.base_store={config.runtime.base_store!r} must be a directory path, "
-                     "or \"\" to train base models in every run.")
+    raise ValueError(
+      f"runtime.base_store={config.runtime.base_store!r} must be a directory path, "
+      'or "" to train base models in every run.'
+    )
   if config.runtime.base_store:
     BaseStore(config.runtime.base_store)  # a remote URL is refused here, before any file
   for section, field in (("runtime", "report"), ("runtime", "verbose"), ("eval", "blind")):
@@ -76,8 +92,10 @@ def validate(config):
   if not config.model.presets:
     raise ValueError("model.presets is empty: list at least one preset, e.g. ('nano',).")
   if config.eval.max_new_tokens < 0:
-    raise ValueError(f"eval.max_new_tokens={config.eval.max_new_tokens} must be 0 (derived from "
-                     "the world) or a positive number of tokens.")
+    raise ValueError(
+      f"eval.max_new_tokens={config.eval.max_new_tokens} must be 0 (derived from "
+      "the world) or a positive number of tokens."
+    )
   config.eval.max_new_tokens = generation_budget(World(world), config.eval.max_new_tokens)
   regimes.of_config(config, TrainConfig.from_config(config))
   grid.GridConfig.from_config(config)

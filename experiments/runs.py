@@ -15,6 +15,7 @@ returns it with the model config saved beside the checkpoint, the tokenizer and 
 model is its `none` cell. Capping acts at evaluation, not in the weights, so a capped evaluation
 loads as its uncapped run.
 """
+
 import dataclasses
 import json
 import os
@@ -37,14 +38,15 @@ from tasks.mixtures import Corpus, eval_turns
 @dataclasses.dataclass
 class LoadedRun:
   """One run's model (graphdef + state, no leading axis), its config and its world."""
+
   run: str
-  stage: str                # the checkpoint that holds it, e.g. nano-finetune/persona
+  stage: str  # the checkpoint that holds it, e.g. nano-finetune/persona
   step: int
   graphdef: object
   state: object
   model_config: ModelConfig
   config: ml_collections.ConfigDict
-  corpus: object            # tasks.mixtures.Corpus: .tokenizer and .world
+  corpus: object  # tasks.mixtures.Corpus: .tokenizer and .world
 
   @property
   def tokenizer(self):
@@ -70,9 +72,17 @@ class LoadedRun:
   def reply(self, prompt, max_new_tokens=None):
     """The greedy reply to a rendered prompt, decoded exactly as the evaluation decodes it."""
     prompt_1T = self.encode(prompt)
-    tokens, _ = generate_fn(self.graphdef, self.state, prompt_1T, jnp.ones_like(prompt_1T), None,
-                            None, max_new_tokens=max_new_tokens or self.config.eval.max_new_tokens,
-                            eos_id=self.tokenizer.eos, pad_id=self.tokenizer.pad)
+    tokens, _ = generate_fn(
+      self.graphdef,
+      self.state,
+      prompt_1T,
+      jnp.ones_like(prompt_1T),
+      None,
+      None,
+      max_new_tokens=max_new_tokens or self.config.eval.max_new_tokens,
+      eos_id=self.tokenizer.eos,
+      pad_id=self.tokenizer.pad,
+    )
     return evaluate.decode_replies(np.asarray(tokens)[None], self.tokenizer)[0][0]
 
 
@@ -107,6 +117,7 @@ def _stage_of(workdir, cell):
 @dataclasses.dataclass
 class _Path:
   """What StageCheckpoints needs of a workdir: its path."""
+
   path: str
 
 
@@ -118,8 +129,9 @@ def load_run(workdir, run, stage=None):
   cells = {c.run: c for c in _cells(config)}
   if run not in cells:
     close = sorted(cells)[:5]
-    raise ValueError(f"run {run!r} is not a cell of {workdir}'s config: cells look like "
-                     f"{', '.join(close)}.")
+    raise ValueError(
+      f"run {run!r} is not a cell of {workdir}'s config: cells look like {', '.join(close)}."
+    )
   name, member = _stage_of(workdir, cells[run])
   if stage is not None:
     name = stage
@@ -137,8 +149,9 @@ def load_run(workdir, run, stage=None):
       with open(model_path) as f:
         mcfg = ModelConfig(**json.load(f))
     else:  # a checkpoint written before model configs were kept beside it
-      mcfg = resolve.model_config(config, cells[run].preset, corpus.tokenizer.size,
-                                     jax.default_backend())
+      mcfg = resolve.model_config(
+        config, cells[run].preset, corpus.tokenizer.size, jax.default_backend()
+      )
     graphdef, abstract = train.abstract_states(mcfg, len(members))
     state_E = ckpt.restore(step, abstract)[0]
   e = members.index(member)

@@ -1,4 +1,5 @@
 """Config sections as frozen dataclasses: one place that turns a ConfigDict section into one."""
+
 import dataclasses
 
 
@@ -8,14 +9,19 @@ def from_section(cls, section, name):
   fields = [f.name for f in dataclasses.fields(cls)]
   unknown = sorted(set(section.keys()) - set(fields))
   if unknown:
-    raise ValueError(f"{name}.{unknown[0]} is not a field of the {name} section: allowed are "
-                     f"{', '.join(fields)}.")
-  optional = {f.name for f in dataclasses.fields(cls)
-              if f.default is not dataclasses.MISSING
-              or f.default_factory is not dataclasses.MISSING}
+    raise ValueError(
+      f"{name}.{unknown[0]} is not a field of the {name} section: allowed are {', '.join(fields)}."
+    )
+  optional = {
+    f.name
+    for f in dataclasses.fields(cls)
+    if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+  }
   missing = [f for f in fields if f not in section and f not in optional]
   if missing:
-    raise ValueError(f"{name}.{missing[0]} is missing from the config: start configs from "
-                     "experiments/configs/common.py base_config().")
+    raise ValueError(
+      f"{name}.{missing[0]} is missing from the config: start configs from "
+      "experiments/configs/common.py base_config()."
+    )
   value = lambda v: tuple(v) if isinstance(v, (list, tuple)) else v
   return cls(**{f: value(section[f]) for f in fields if f in section})

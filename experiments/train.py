@@ -12,6 +12,7 @@ states, optimizer states, batches and inputs enter and leave with their sharding
 activations are pinned by logical names, and parameters are initialised already sharded. Without
 them it is a plain jit on the default device.
 """
+
 import dataclasses
 import time
 
@@ -23,12 +24,11 @@ import numpy as np
 import optax
 
 from experiments.runtime import heartbeat
-from experiments.runtime.members import over_members
 from experiments.runtime.distributed import Preempted  # pylint: disable=unused-import
+from experiments.runtime.members import over_members
 from experiments.train_config import LOSS_NORMALIZATIONS
 from models import Transformer
 from models.partitioning import axis_rules
-
 
 # A progress line at least this often (seconds), whatever train.log_every is.
 PROGRESS_SECONDS = 10.0
@@ -45,8 +45,10 @@ def finite_members(state_E):
   return jnp.stack(leaves).all(0)
 
 
-_KEPT = ("; its checkpoints keep the last good step: lower the learning rate, or leave these cells "
-         "out of the grid and use a new --workdir.")
+_KEPT = (
+  "; its checkpoints keep the last good step: lower the learning rate, or leave these cells "
+  "out of the grid and use a new --workdir."
+)
 
 
 def check_divergence(stage, step, loss_E, earlier_E, factor):
@@ -66,15 +68,17 @@ def check_finite(stage, step, state_E):
   ok = np.asarray(finite_members(state_E))
   if not ok.all():
     cells = ", ".join(str(stage.members[e]) for e in np.flatnonzero(~ok))
-    raise Diverged(f"{stage.name} diverged by step {step} (non-finite parameters in {cells})"
-                   f"{_KEPT}")
+    raise Diverged(
+      f"{stage.name} diverged by step {step} (non-finite parameters in {cells}){_KEPT}"
+    )
 
 
 def abstract_states(model_cfg, n_members):
   """(graphdef, abstract state_E) without allocating: the shapes a checkpoint restores into."""
   graphdef, state = nnx.split(nnx.eval_shape(lambda: Transformer(model_cfg, rngs=nnx.Rngs(0))))
   return graphdef, jax.tree.map(
-      lambda a: jax.ShapeDtypeStruct((n_members,) + a.shape, a.dtype), state)
+    lambda a: jax.ShapeDtypeStruct((n_members,) + a.shape, a.dtype), state
+  )
 
 
 def init_states(model_cfg, init_seeds, shardings=None):
@@ -90,24 +94,29 @@ def init_states(model_cfg, init_seeds, shardings=None):
 
   keys = jnp.stack([jax.random.key_data(jax.random.key(int(s))) for s in init_seeds])
   out = None if shardings is None else shardings.state
-  return graphdef, jax.jit(jax.vmap(lambda k: init(jax.random.wrap_key_data(k))),
-                           out_shardings=out)(keys)
+  return graphdef, jax.jit(
+    jax.vmap(lambda k: init(jax.random.wrap_key_data(k))), out_shardings=out
+  )(keys)
 
 
 def adapter_keys(init_seeds, finetune_seeds=None):
   """Host key data [E, ...] of each seed's adapters: a stream apart from its model's own, and
   for fine-tuning seed k > 0 (nested in the seed) one apart from every other replicate's."""
+
   def key(s, k):
     key = jax.random.fold_in(jax.random.key(int(s)), 1)
     return jax.random.fold_in(key, int(k)) if k else key
+
   finetune_seeds = [0] * len(init_seeds) if finetune_seeds is None else finetune_seeds
-  return np.stack([np.asarray(jax.random.key_data(key(s, k)))
-                   for s, k in zip(init_seeds, finetune_seeds)])
+  return np.stack(
+    [np.asarray(jax.random.key_data(key(s, k))) for s, k in zip(init_seeds, finetune_seeds)]
+  )
 
 
 def new_adapters(model_cfg, keys_E):
   """The low-rank adapters (nnx.LoRAParam state) of an adapted model per key, stacked on axis 0;
   traced inside a jitted program, the base weights a model would also get are dead code."""
+
   def init(key):
     model = Transformer(model_cfg, rngs=nnx.Rngs(params=jax.random.wrap_key_data(key)))
     return nnx.state(model, nnx.LoRAParam)
@@ -125,7 +134,8 @@ def make_schedule(train_cfg, steps, warmup=None):
   cosine decay to 0.1 of the peak."""
   warmup = train_cfg.warmup_steps if warmup is None else warmup
   return optax.warmup_cosine_decay_schedule(
-      0.0, 1.0, min(warmup, max(1, steps // 2)), max(steps, 2), end_value=0.1)
+    0.0, 1.0, min(warmup, max(1, steps // 2)), max(steps, 2), end_value=0.1
+  )
 
 
 def make_optimizer(train_cfg, steps, warmup=None):
@@ -137,10 +147,10 @@ def make_optimizer(train_cfg, steps, warmup=None):
   # Decay matrices only: norms' scales and 1-D parameters are left alone.
   decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
   return optax.chain(
-      optax.clip_by_global_norm(train_cfg.grad_clip),
-      optax.scale_by_adam(),
-      optax.add_decayed_weights(train_cfg.weight_decay, mask=decay_mask),
-      optax.scale_by_schedule(schedule),
+    optax.clip_by_global_norm(train_cfg.grad_clip),
+    optax.scale_by_adam(),
+    optax.add_decayed_weights(train_cfg.weight_decay, mask=decay_mask),
+    optax.scale_by_schedule(schedule),
   )
 
 
@@ -158,8 +168,9 @@ def trainable(state, update):
   if update == "lora":
     return nnx.split_state(state, nnx.LoRAParam, ...)
   if update == "lora_embed":
-    return nnx.split_state(state, nnx.Any(nnx.LoRAParam, nnx.PathContains("embed"),
-                                          nnx.PathContains("head")), ...)
+    return nnx.split_state(
+      state, nnx.Any(nnx.LoRAParam, nnx.PathContains("embed"), nnx.PathContains("head")), ...
+    )
   return state, None
 
 
@@ -180,8 +191,7 @@ def update_norms(state_E, base_E, lora_scale):
       delta = jnp.einsum("eir,ero->eio", value, b) * lora_scale
     else:
       delta = value - base[path].get_value()
-    total = total + jnp.sum(jnp.square(delta.astype(jnp.float32)),
-                            axis=tuple(range(1, delta.ndim)))
+    total = total + jnp.sum(jnp.square(delta.astype(jnp.float32)), axis=tuple(range(1, delta.ndim)))
   return jnp.sqrt(total)
 
 
@@ -189,8 +199,16 @@ def merged(params, frozen):
   return params if frozen is None else nnx.merge_state(params, frozen)
 
 
-def token_loss(model, tokens_BT, loss_mask_BT, intervention=None, normalization="token", *,
-               segment_ids_BT=None, positions_BT=None):
+def token_loss(
+  model,
+  tokens_BT,
+  loss_mask_BT,
+  intervention=None,
+  normalization="token",
+  *,
+  segment_ids_BT=None,
+  positions_BT=None,
+):
   """Next-token cross-entropy over the masked (target) tokens.
 
   normalization="token": the mean over every target token of the batch, so a longer reply weighs
@@ -204,8 +222,11 @@ def token_loss(model, tokens_BT, loss_mask_BT, intervention=None, normalization=
   rows (tasks/sequence_packing.py) pass their segment ids and positions: attention stays in each segment
   and positions restart, so each example is computed as in a row of its own.
   """
-  packed = {} if segment_ids_BT is None else {"segment_ids_BT": segment_ids_BT[:, :-1],
-                                              "positions_BT": positions_BT[:, :-1]}
+  packed = (
+    {}
+    if segment_ids_BT is None
+    else {"segment_ids_BT": segment_ids_BT[:, :-1], "positions_BT": positions_BT[:, :-1]}
+  )
   logits_BTV = model(tokens_BT[:, :-1], intervention=intervention, **packed).logits_BTV
   xent_BT = optax.softmax_cross_entropy_with_integer_labels(logits_BTV, tokens_BT[:, 1:])
   weight_BT = loss_mask_BT[:, 1:].astype(jnp.float32)
@@ -220,8 +241,9 @@ def token_loss(model, tokens_BT, loss_mask_BT, intervention=None, normalization=
     has_X = (count_X > 0).astype(jnp.float32)
     return jnp.sum(sum_X / jnp.maximum(count_X, 1.0) * has_X) / jnp.maximum(jnp.sum(has_X), 1.0)
   if normalization not in LOSS_NORMALIZATIONS:
-    raise ValueError(f"train.loss_normalization={normalization!r} must be one of "
-                     f"{', '.join(LOSS_NORMALIZATIONS)}.")
+    raise ValueError(
+      f"train.loss_normalization={normalization!r} must be one of {', '.join(LOSS_NORMALIZATIONS)}."
+    )
   return jnp.sum(xent_BT * weight_BT) / jnp.maximum(jnp.sum(weight_BT), 1.0)
 
 
@@ -252,13 +274,23 @@ def imitation_loss(state, graphdef, batch, inputs, normalization="token"):
   forward pass only; None adds no operations). `normalization`: see token_loss.
   """
   model = nnx.merge(graphdef, state)
-  base = token_loss(model, batch["base"]["tokens"], batch["base"]["mask"],
-                    normalization=normalization, **packing_of(batch["base"]))
+  base = token_loss(
+    model,
+    batch["base"]["tokens"],
+    batch["base"]["mask"],
+    normalization=normalization,
+    **packing_of(batch["base"]),
+  )
   if "persona" not in batch:
     return base, {"loss": base, "base_loss": base}
   lam = inputs["lam"]
-  persona = token_loss(model, *persona_rows(batch["persona"], inputs["rho"]), inputs.get("steer"),
-                       normalization, **packing_of(batch["persona"]))
+  persona = token_loss(
+    model,
+    *persona_rows(batch["persona"], inputs["rho"]),
+    inputs.get("steer"),
+    normalization,
+    **packing_of(batch["persona"]),
+  )
   replay = inputs["replay"] if "replay" in inputs else 1.0 - lam
   loss = replay * base + lam * persona
   return loss, {"loss": loss, "base_loss": base, "persona_loss": persona}
@@ -294,9 +326,11 @@ def make_step(graphdef, optimizer, loss_fn, shardings=None, inputs=None, update=
   """The packed step (state, opt_state, batch, inputs): mapped over the leading member axis of
   every argument (runtime/members.py: vmapped or looped), jitted; with shardings, `inputs` (an
   example) tells how each input is placed."""
+
   def step(state, opt_state, batch, inputs):
-    state, opt_state, metrics = train_step(graphdef, optimizer, loss_fn, state, opt_state, batch,
-                                           inputs, update)
+    state, opt_state, metrics = train_step(
+      graphdef, optimizer, loss_fn, state, opt_state, batch, inputs, update
+    )
     metrics["tokens"] = sum(jnp.sum(part["tokens"] != 0) for part in batch.values())
     metrics["loss_tokens"] = sum(jnp.sum(part["mask"][:, 1:]) for part in batch.values())
     return state, opt_state, metrics
@@ -309,9 +343,12 @@ def make_step(graphdef, optimizer, loss_fn, shardings=None, inputs=None, update=
     with axis_rules(s.mesh, s.rules):  # read while tracing: pins the model's activations
       return over_members(step, spmd_axis_name=s.spmd_axis)(*args)
 
-  return jax.jit(placed, donate_argnums=(0, 1),
-                 in_shardings=(s.state, s.opt_state, s.batch, s.inputs(inputs)),
-                 out_shardings=(s.state, s.opt_state, s.replicated))
+  return jax.jit(
+    placed,
+    donate_argnums=(0, 1),
+    in_shardings=(s.state, s.opt_state, s.batch, s.inputs(inputs)),
+    out_shardings=(s.state, s.opt_state, s.replicated),
+  )
 
 
 @dataclasses.dataclass
@@ -321,14 +358,16 @@ class Options:
   checkpoint(step, state_E, opt_state_E) runs after every step but the last and returns True if
   the run must stop (it has then saved that step): Preempted is raised.
   """
+
   log_every: int = 50
   board: object = None  # runtime/tensorboard.Board
   checkpoint: object = None
   divergence_factor: float = 10.0
 
 
-def run_stage(stage, state_E, *, opt_state=None, start=0, shardings=None, options=None,
-              history=None):
+def run_stage(
+  stage, state_E, *, opt_state=None, start=0, shardings=None, options=None, history=None
+):
   """Trains a pack from step `start` to stage.steps; (state_E, opt_state_E, logged history).
 
   `stage` (experiments/stage.Stage) gives the loss, the per-member inputs (leading axis E), the
@@ -346,8 +385,14 @@ def run_stage(stage, state_E, *, opt_state=None, start=0, shardings=None, option
     out = None if shardings is None else shardings.opt_state
     opt_state = init_optimizer(stage.optimizer, state_E, stage.update, out)
   name, steps = stage.label, stage.steps
-  logging.info("%s: steps %d to %d of %d run(s) (%s)", stage.name, start + 1, steps,
-               len(stage.runs), ", ".join(stage.runs[:3]) + (", ..." if len(stage.runs) > 3 else ""))
+  logging.info(
+    "%s: steps %d to %d of %d run(s) (%s)",
+    stage.name,
+    start + 1,
+    steps,
+    len(stage.runs),
+    ", ".join(stage.runs[:3]) + (", ..." if len(stage.runs) > 3 else ""),
+  )
   t0 = last_line = time.perf_counter()
   history = [] if history is None else history
   step = start  # the step running, read by the heartbeat's line
@@ -368,8 +413,14 @@ def run_stage(stage, state_E, *, opt_state=None, start=0, shardings=None, option
         if now - last_line >= PROGRESS_SECONDS:  # between logged steps: progress, no fetch
           now = time.perf_counter()
           rate = (step + 1 - start) / (now - t0)
-          logging.info("%s step %d/%d  %.1f steps/s  ETA %.0fs", name, step + 1, steps, rate,
-                       (steps - step - 1) / rate)
+          logging.info(
+            "%s step %d/%d  %.1f steps/s  ETA %.0fs",
+            name,
+            step + 1,
+            steps,
+            rate,
+            (steps - step - 1) / rate,
+          )
           last_line = now
           beat.touch()
       else:
@@ -379,22 +430,41 @@ def run_stage(stage, state_E, *, opt_state=None, start=0, shardings=None, option
         done = step + 1 - start
         rate = done / elapsed
         n_tokens = done * float(np.sum(m["tokens"]))  # the logged step's count stands for all
-        check_divergence(stage, step + 1, m["loss"], [h["loss"] for h in history],
-                         options.divergence_factor if stage.ratio_check else np.inf)
-        history.append({"stage": name, "step": step + 1,
-                        **{k: np.asarray(v) for k, v in m.items()}})
-        logging.info("%s step %d/%d  loss %.3f (mean over %d cells)  %.1f steps/s  %.0f tokens/s  "
-                     "ETA %.0fs", name, step + 1, steps, float(np.mean(m["loss"])), len(m["loss"]),
-                     rate, n_tokens / elapsed, (steps - step - 1) / rate)
+        check_divergence(
+          stage,
+          step + 1,
+          m["loss"],
+          [h["loss"] for h in history],
+          options.divergence_factor if stage.ratio_check else np.inf,
+        )
+        history.append(
+          {"stage": name, "step": step + 1, **{k: np.asarray(v) for k, v in m.items()}}
+        )
+        logging.info(
+          "%s step %d/%d  loss %.3f (mean over %d cells)  %.1f steps/s  %.0f tokens/s  ETA %.0fs",
+          name,
+          step + 1,
+          steps,
+          float(np.mean(m["loss"])),
+          len(m["loss"]),
+          rate,
+          n_tokens / elapsed,
+          (steps - step - 1) / rate,
+        )
         beat.touch()
         if options.board is not None:
           lr_E = np.asarray(stage.schedule(step)) * np.asarray(inputs["lr"])
           for e, run in enumerate(stage.runs):
-            options.board.train(run, stage.step_offset + step + 1,
-                                {**{k: np.asarray(v)[e] for k, v in m.items()},
-                                 "learning_rate": lr_E[e]})
+            options.board.train(
+              run,
+              stage.step_offset + step + 1,
+              {**{k: np.asarray(v)[e] for k, v in m.items()}, "learning_rate": lr_E[e]},
+            )
       # After logging, so a checkpoint of this step holds its logged losses too.
-      if (options.checkpoint is not None and step + 1 < steps
-          and options.checkpoint(step + 1, state_E, opt_state)):
+      if (
+        options.checkpoint is not None
+        and step + 1 < steps
+        and options.checkpoint(step + 1, state_E, opt_state)
+      ):
         raise Preempted(f"{name} stopped at step {step + 1} of {steps}; the checkpoint holds it.")
   return state_E, opt_state, history

@@ -8,7 +8,19 @@ from models.presets import PRESETS, get_config
 from models.transformer import Output, Transformer
 
 __all__ = [
-    'Cache', 'Intervention', 'ModelConfig', 'Output', 'PRESETS', 'Transformer',
-    'apply_intervention', 'cap', 'generate', 'generate_fn', 'get_config',
-    'init_cache', 'score_continuations', 'score_fn', 'steer',
+  "Cache",
+  "Intervention",
+  "ModelConfig",
+  "Output",
+  "PRESETS",
+  "Transformer",
+  "apply_intervention",
+  "cap",
+  "generate",
+  "generate_fn",
+  "get_config",
+  "init_cache",
+  "score_continuations",
+  "score_fn",
+  "steer",
 ]

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 from models import kv_cache
 from models.interventions import Intervention
 
-INTERVENTION_ON = ('response', 'prompt', 'both')
+INTERVENTION_ON = ("response", "prompt", "both")
 
 
 def _phase_interventions(intervention, intervention_on, prompt_mask_BT):
@@ -43,37 +43,42 @@ def _phase_interventions(intervention, intervention_on, prompt_mask_BT):
   if intervention is None:
     return None, None
   if intervention_on not in INTERVENTION_ON:
-    raise ValueError(
-        f'intervention_on={intervention_on!r} must be one of '
-        f'{INTERVENTION_ON}.')
-  on_prompt = intervention_on in ('prompt', 'both')
-  on_response = intervention_on in ('response', 'both')
+    raise ValueError(f"intervention_on={intervention_on!r} must be one of {INTERVENTION_ON}.")
+  on_prompt = intervention_on in ("prompt", "both")
+  on_response = intervention_on in ("response", "both")
   # None (not a zero mask) for an off phase, so that phase adds no operations.
-  prompt_iv = (intervention._replace(token_mask_BT=prompt_mask_BT)
-               if on_prompt else None)
-  response_iv = (intervention._replace(token_mask_BT=None)
-                 if on_response else None)
+  prompt_iv = intervention._replace(token_mask_BT=prompt_mask_BT) if on_prompt else None
+  response_iv = intervention._replace(token_mask_BT=None) if on_response else None
   return prompt_iv, response_iv
 
 
-def generate_fn(graphdef, state, prompt_BT, prompt_mask_BT, rng=None,
-                intervention: Intervention | None = None, *,
-                max_new_tokens: int, eos_id: int, pad_id: int,
-                temperature: float = 0.0, intervention_on: str = 'response'):
+def generate_fn(
+  graphdef,
+  state,
+  prompt_BT,
+  prompt_mask_BT,
+  rng=None,
+  intervention: Intervention | None = None,
+  *,
+  max_new_tokens: int,
+  eos_id: int,
+  pad_id: int,
+  temperature: float = 0.0,
+  intervention_on: str = "response",
+):
   """Pure, vmappable generation; returns (tokens_BN, logprobs_BN)."""
   if temperature > 0 and rng is None:
-    raise ValueError('generate: rng must be given when temperature > 0.')
+    raise ValueError("generate: rng must be given when temperature > 0.")
   if max_new_tokens < 1:
-    raise ValueError(
-        f'generate: max_new_tokens={max_new_tokens} must be at least 1.')
+    raise ValueError(f"generate: max_new_tokens={max_new_tokens} must be at least 1.")
   model = nnx.merge(graphdef, state)
   b, t = prompt_BT.shape
   if t + max_new_tokens > model.cfg.max_len:
     raise ValueError(
-        f'generate: prompt length {t} + max_new_tokens={max_new_tokens} '
-        f'exceeds model.max_len={model.cfg.max_len}.')
-  prompt_iv, response_iv = _phase_interventions(
-      intervention, intervention_on, prompt_mask_BT)
+      f"generate: prompt length {t} + max_new_tokens={max_new_tokens} "
+      f"exceeds model.max_len={model.cfg.max_len}."
+    )
+  prompt_iv, response_iv = _phase_interventions(intervention, intervention_on, prompt_mask_BT)
   rng = jax.random.key(0) if rng is None else rng  # unused when greedy
   keys_N = jax.random.split(rng, max_new_tokens)
 
@@ -93,19 +98,25 @@ def generate_fn(graphdef, state, prompt_BT, prompt_mask_BT, rng=None,
     return token_B, logp_B, done_B | (token_B == eos_id)
 
   cache = kv_cache.init_cache(model.cfg, b, t + max_new_tokens)
-  out = model(prompt_BT, mask_BT=prompt_mask_BT, cache=cache,
-              intervention=prompt_iv)
+  out = model(prompt_BT, mask_BT=prompt_mask_BT, cache=cache, intervention=prompt_iv)
   token_B, logp_B = pick(out.logits_BTV[:, -1], keys_N[0])
   token_B, logp_B, done_B = finish(token_B, logp_B, jnp.zeros((b,), bool))
 
   def step(carry):
     i, cache, token_B, done_B, tokens_BN, logprobs_BN = carry
-    out = model(token_B[:, None], mask_BT=jnp.ones((b, 1), jnp.int32),
-                cache=cache, intervention=response_iv)
+    out = model(
+      token_B[:, None], mask_BT=jnp.ones((b, 1), jnp.int32), cache=cache, intervention=response_iv
+    )
     new_B, logp_B = pick(out.logits_BTV[:, 0], keys_N[i])
     new_B, logp_B, done_B = finish(new_B, logp_B, done_B)
-    return (i + 1, out.cache, new_B, done_B, tokens_BN.at[:, i].set(new_B),
-            logprobs_BN.at[:, i].set(logp_B))
+    return (
+      i + 1,
+      out.cache,
+      new_B,
+      done_B,
+      tokens_BN.at[:, i].set(new_B),
+      logprobs_BN.at[:, i].set(logp_B),
+    )
 
   # Stop as soon as every row has emitted eos: positions never reached keep pad and logprob 0,
   # exactly what `finish` would have written there.
@@ -116,39 +127,57 @@ def generate_fn(graphdef, state, prompt_BT, prompt_mask_BT, rng=None,
   tokens_BN = jnp.full((b, max_new_tokens), pad_id, jnp.int32).at[:, 0].set(token_B)
   logprobs_BN = jnp.zeros((b, max_new_tokens), logp_B.dtype).at[:, 0].set(logp_B)
   *_, tokens_BN, logprobs_BN = jax.lax.while_loop(
-      running, step, (1, out.cache, token_B, done_B, tokens_BN, logprobs_BN))
+    running, step, (1, out.cache, token_B, done_B, tokens_BN, logprobs_BN)
+  )
   return tokens_BN, logprobs_BN
 
 
 @functools.partial(
-    jax.jit, static_argnames=('max_new_tokens', 'eos_id', 'pad_id',
-                              'temperature', 'intervention_on'))
-def generate(graphdef, state, prompt_BT, prompt_mask_BT, *, max_new_tokens,
-             eos_id, pad_id, temperature=0.0, rng=None, intervention=None,
-             intervention_on='response'):
+  jax.jit, static_argnames=("max_new_tokens", "eos_id", "pad_id", "temperature", "intervention_on")
+)
+def generate(
+  graphdef,
+  state,
+  prompt_BT,
+  prompt_mask_BT,
+  *,
+  max_new_tokens,
+  eos_id,
+  pad_id,
+  temperature=0.0,
+  rng=None,
+  intervention=None,
+  intervention_on="response",
+):
   """Jitted generate_fn for one model; prompts must be left-padded."""
-  return generate_fn(graphdef, state, prompt_BT, prompt_mask_BT, rng,
-                     intervention, max_new_tokens=max_new_tokens, eos_id=eos_id,
-                     pad_id=pad_id, temperature=temperature,
-                     intervention_on=intervention_on)
+  return generate_fn(
+    graphdef,
+    state,
+    prompt_BT,
+    prompt_mask_BT,
+    rng,
+    intervention,
+    max_new_tokens=max_new_tokens,
+    eos_id=eos_id,
+    pad_id=pad_id,
+    temperature=temperature,
+    intervention_on=intervention_on,
+  )
 
 
-def score_fn(graphdef, state, tokens_BT, mask_BT, target_mask_BT,
-             intervention: Intervention | None = None):
+def score_fn(
+  graphdef, state, tokens_BT, mask_BT, target_mask_BT, intervention: Intervention | None = None
+):
   """Pure, vmappable sum of log p(target token | prefix); returns (B,)."""
   model = nnx.merge(graphdef, state)
-  logits_BTV = model(tokens_BT, mask_BT=mask_BT,
-                     intervention=intervention).logits_BTV
+  logits_BTV = model(tokens_BT, mask_BT=mask_BT, intervention=intervention).logits_BTV
   logp_BTV = jax.nn.log_softmax(logits_BTV[:, :-1], axis=-1)
-  logp_BT = jnp.take_along_axis(
-      logp_BTV, tokens_BT[:, 1:, None], axis=-1)[..., 0]
+  logp_BT = jnp.take_along_axis(logp_BTV, tokens_BT[:, 1:, None], axis=-1)[..., 0]
   weight_BT = target_mask_BT[:, 1:].astype(jnp.float32)
   return jnp.sum(logp_BT * weight_BT, axis=1)
 
 
 @jax.jit
-def score_continuations(graphdef, state, tokens_BT, mask_BT, target_mask_BT,
-                        intervention=None):
+def score_continuations(graphdef, state, tokens_BT, mask_BT, target_mask_BT, intervention=None):
   """Jitted score_fn for one model (multiple-choice log-likelihood)."""
-  return score_fn(graphdef, state, tokens_BT, mask_BT, target_mask_BT,
-                  intervention)
+  return score_fn(graphdef, state, tokens_BT, mask_BT, target_mask_BT, intervention)

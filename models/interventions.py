@@ -46,52 +46,52 @@ def _layer_mask(n_layers: int, layers: Sequence[int]) -> jax.Array:
   bad = [l for l in layers if not -n_layers <= l < n_layers]
   if bad:
     raise ValueError(
-        f'intervention layers {bad} must be in [0, {n_layers}) for a '
-        f'{n_layers}-layer model.')
+      f"intervention layers {bad} must be in [0, {n_layers}) for a {n_layers}-layer model."
+    )
   mask = np.zeros((n_layers,), np.float32)
   mask[layers] = 1.0
   return jnp.asarray(mask)
 
 
-def steer(direction_LD, layers: Sequence[int], alpha_B,
-          token_mask_BT=None) -> Intervention:
+def steer(direction_LD, layers: Sequence[int], alpha_B, token_mask_BT=None) -> Intervention:
   """Adds alpha_B times the unit direction at the given layers."""
   direction_LD = jnp.asarray(direction_LD, jnp.float32)
   return Intervention(
-      direction_LD=direction_LD,
-      layer_mask_L=_layer_mask(direction_LD.shape[0], layers),
-      add_B=_per_example(alpha_B, 0.0),
-      lo_B=_per_example(None, -np.inf),
-      hi_B=_per_example(None, np.inf),
-      token_mask_BT=token_mask_BT)
+    direction_LD=direction_LD,
+    layer_mask_L=_layer_mask(direction_LD.shape[0], layers),
+    add_B=_per_example(alpha_B, 0.0),
+    lo_B=_per_example(None, -np.inf),
+    hi_B=_per_example(None, np.inf),
+    token_mask_BT=token_mask_BT,
+  )
 
 
-def cap(direction_LD, layers: Sequence[int], lo_B=None, hi_B=None,
-        token_mask_BT=None) -> Intervention:
+def cap(
+  direction_LD, layers: Sequence[int], lo_B=None, hi_B=None, token_mask_BT=None
+) -> Intervention:
   """Clamps the projection onto the unit direction to [lo_B, hi_B]."""
   direction_LD = jnp.asarray(direction_LD, jnp.float32)
   return Intervention(
-      direction_LD=direction_LD,
-      layer_mask_L=_layer_mask(direction_LD.shape[0], layers),
-      add_B=_per_example(0.0, 0.0),
-      lo_B=_per_example(lo_B, -np.inf),
-      hi_B=_per_example(hi_B, np.inf),
-      token_mask_BT=token_mask_BT)
+    direction_LD=direction_LD,
+    layer_mask_L=_layer_mask(direction_LD.shape[0], layers),
+    add_B=_per_example(0.0, 0.0),
+    lo_B=_per_example(lo_B, -np.inf),
+    hi_B=_per_example(hi_B, np.inf),
+    token_mask_BT=token_mask_BT,
+  )
 
 
-def apply_intervention(x_BTD: jax.Array, layer_index: int,
-                       iv: Intervention) -> jax.Array:
+def apply_intervention(x_BTD: jax.Array, layer_index: int, iv: Intervention) -> jax.Array:
   """Returns the residual stream after block `layer_index` with `iv` applied."""
   v_D = iv.direction_LD[layer_index].astype(jnp.float32)
   # Normalise here too, so a hand-built Intervention means the same thing;
   # the floor keeps an all-zero (unused) direction from producing NaNs.
   v_D = v_D / jnp.maximum(jnp.linalg.norm(v_D), 1e-12)
   # Per-layer (L, B) values are read at this layer; (B,) ones apply at all.
-  add_B, lo_B, hi_B = (a[layer_index] if a.ndim == 2 else a
-                       for a in (iv.add_B, iv.lo_B, iv.hi_B))
+  add_B, lo_B, hi_B = (a[layer_index] if a.ndim == 2 else a for a in (iv.add_B, iv.lo_B, iv.hi_B))
   x = x_BTD.astype(jnp.float32)
   y = x + add_B[:, None, None] * v_D[None, None, :]
-  p_BT = jnp.einsum('btd,d->bt', y, v_D)
+  p_BT = jnp.einsum("btd,d->bt", y, v_D)
   # With lo=-inf and hi=+inf the correction is exactly zero, so steer is pure.
   shift_BT = jnp.clip(p_BT, lo_B[:, None], hi_B[:, None]) - p_BT
   y = y + shift_BT[:, :, None] * v_D[None, None, :]

@@ -5,6 +5,7 @@ A dimension keeps only those of its mesh axes that divide its size (vocabulary s
 data), and a mesh axis is used at most once per array. Outside `axis_rules(...)`, `constrain` does
 nothing, so a model runs unchanged without a mesh (evaluation, decoding, tests).
 """
+
 import contextlib
 import math
 import threading

@@ -56,7 +56,8 @@ def _param(init, names, rngs: nnx.Rngs, shape, dtype) -> nnx.Param:
 
 def _fan_in(scale: float, in_axis, out_axis):
   return nnx.initializers.variance_scaling(
-      scale, 'fan_in', 'truncated_normal', in_axis=in_axis, out_axis=out_axis)
+    scale, "fan_in", "truncated_normal", in_axis=in_axis, out_axis=out_axis
+  )
 
 
 def _adapter(cfg: ModelConfig, projection: str, in_names, out_names, rngs: nnx.Rngs):
@@ -67,13 +68,18 @@ def _adapter(cfg: ModelConfig, projection: str, in_names, out_names, rngs: nnx.R
   """
   if not cfg.adapted(projection):
     return None
-  size = {'embed': cfg.d_model, 'mlp': cfg.d_ff, 'heads': cfg.d_model}
+  size = {"embed": cfg.d_model, "mlp": cfg.d_ff, "heads": cfg.d_model}
   named = lambda init, names: nnx.with_partitioning(init, names, eager_sharding=False)
   return nnx.LoRA(
-      size[in_names[0]], cfg.lora_rank, size[out_names[0]], dtype=cfg.compute_dtype,
-      param_dtype=cfg.param_dtype,
-      a_initializer=named(nnx.initializers.he_uniform(), (in_names[0], 'lora')),
-      b_initializer=named(nnx.initializers.zeros, ('lora', out_names[0])), rngs=rngs)
+    size[in_names[0]],
+    cfg.lora_rank,
+    size[out_names[0]],
+    dtype=cfg.compute_dtype,
+    param_dtype=cfg.param_dtype,
+    a_initializer=named(nnx.initializers.he_uniform(), (in_names[0], "lora")),
+    b_initializer=named(nnx.initializers.zeros, ("lora", out_names[0])),
+    rngs=rngs,
+  )
 
 
 def _adapt(out, x, adapter, scale):
@@ -94,8 +100,7 @@ def rope(x_BTHK: jax.Array, positions_BT: jax.Array) -> jax.Array:
   cos_BT1k = jnp.cos(angle_BTk)[:, :, None, :]
   x = x_BTHK.astype(jnp.float32)  # angles lose precision in bfloat16
   x1, x2 = x[..., :half], x[..., half:]
-  out = jnp.concatenate(
-      [x1 * cos_BT1k - x2 * sin_BT1k, x2 * cos_BT1k + x1 * sin_BT1k], axis=-1)
+  out = jnp.concatenate([x1 * cos_BT1k - x2 * sin_BT1k, x2 * cos_BT1k + x1 * sin_BT1k], axis=-1)
   return out.astype(x_BTHK.dtype)
 
 
@@ -103,8 +108,7 @@ class RMSNorm(nnx.Module):
   """Root-mean-square norm with a learned scale, computed in float32."""
 
   def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
-    self.scale = _param(nnx.initializers.ones, ('embed',), rngs,
-                        (cfg.d_model,), cfg.param_dtype)
+    self.scale = _param(nnx.initializers.ones, ("embed",), rngs, (cfg.d_model,), cfg.param_dtype)
 
   def __call__(self, x_BTD: jax.Array) -> jax.Array:
     x = x_BTD.astype(jnp.float32)
@@ -120,31 +124,38 @@ class Attention(nnx.Module):
     self.cfg = cfg
     d, h, k = cfg.d_model, cfg.n_heads, cfg.head_dim
     qkv_init = _fan_in(1.0, 0, (1, 2))
-    names = ('embed', 'heads', 'kv')
+    names = ("embed", "heads", "kv")
     self.query = _param(qkv_init, names, rngs, (d, h, k), cfg.param_dtype)
     self.key = _param(qkv_init, names, rngs, (d, h, k), cfg.param_dtype)
     self.value = _param(qkv_init, names, rngs, (d, h, k), cfg.param_dtype)
     # GPT-2 residual scaling: keeps the stream's variance flat in depth.
-    self.out = _param(_fan_in(1.0 / (2 * cfg.n_layers), (0, 1), 2),
-                      ('heads', 'kv', 'embed'), rngs, (h, k, d),
-                      cfg.param_dtype)
-    self.query_lora = _adapter(cfg, 'query', ('embed',), ('heads',), rngs)
-    self.key_lora = _adapter(cfg, 'key', ('embed',), ('heads',), rngs)
-    self.value_lora = _adapter(cfg, 'value', ('embed',), ('heads',), rngs)
-    self.out_lora = _adapter(cfg, 'out', ('heads',), ('embed',), rngs)
+    self.out = _param(
+      _fan_in(1.0 / (2 * cfg.n_layers), (0, 1), 2),
+      ("heads", "kv", "embed"),
+      rngs,
+      (h, k, d),
+      cfg.param_dtype,
+    )
+    self.query_lora = _adapter(cfg, "query", ("embed",), ("heads",), rngs)
+    self.key_lora = _adapter(cfg, "key", ("embed",), ("heads",), rngs)
+    self.value_lora = _adapter(cfg, "value", ("embed",), ("heads",), rngs)
+    self.out_lora = _adapter(cfg, "out", ("heads",), ("embed",), rngs)
 
   def __call__(self, x_BTD, positions_BT, attn_mask, cache, layer):
     cdt = self.cfg.compute_dtype
     scale = self.cfg.lora_scale
-    q_BTHK = _adapt(jnp.einsum('btd,dhk->bthk', x_BTD, self.query[...].astype(cdt)),
-                    x_BTD, self.query_lora, scale)
-    k_BTHK = _adapt(jnp.einsum('btd,dhk->bthk', x_BTD, self.key[...].astype(cdt)),
-                    x_BTD, self.key_lora, scale)
-    v_BTHK = _adapt(jnp.einsum('btd,dhk->bthk', x_BTD, self.value[...].astype(cdt)),
-                    x_BTD, self.value_lora, scale)
-    names = ('batch', 'length', 'act_heads', 'kv')
+    q_BTHK = _adapt(
+      jnp.einsum("btd,dhk->bthk", x_BTD, self.query[...].astype(cdt)), x_BTD, self.query_lora, scale
+    )
+    k_BTHK = _adapt(
+      jnp.einsum("btd,dhk->bthk", x_BTD, self.key[...].astype(cdt)), x_BTD, self.key_lora, scale
+    )
+    v_BTHK = _adapt(
+      jnp.einsum("btd,dhk->bthk", x_BTD, self.value[...].astype(cdt)), x_BTD, self.value_lora, scale
+    )
+    names = ("batch", "length", "act_heads", "kv")
     q_BTHK, k_BTHK, v_BTHK = (constrain(a, names) for a in (q_BTHK, k_BTHK, v_BTHK))
-    if self.cfg.positional == 'rope':
+    if self.cfg.positional == "rope":
       q_BTHK = rope(q_BTHK, positions_BT)
       k_BTHK = rope(k_BTHK, positions_BT)
     if cache is not None:
@@ -158,13 +169,14 @@ class Attention(nnx.Module):
     # cuDNN entry point takes no segment ids and its mask-as-bias path has
     # shape restrictions (jax-ml/jax#28974).
     impl = self.cfg.attention_impl
-    if attn_mask is not None and impl == 'cudnn':
-      impl = 'xla'
+    if attn_mask is not None and impl == "cudnn":
+      impl = "xla"
     o_BTHK = jax.nn.dot_product_attention(
-        q_BTHK, k_BSHK, v_BSHK, mask=attn_mask, is_causal=attn_mask is None,
-        implementation=impl)
-    out_BTD = _adapt(jnp.einsum('bthk,hkd->btd', o_BTHK, self.out[...].astype(cdt)),
-                     o_BTHK, self.out_lora, scale)
+      q_BTHK, k_BSHK, v_BSHK, mask=attn_mask, is_causal=attn_mask is None, implementation=impl
+    )
+    out_BTD = _adapt(
+      jnp.einsum("bthk,hkd->btd", o_BTHK, self.out[...].astype(cdt)), o_BTHK, self.out_lora, scale
+    )
     return out_BTD, cache
 
 
@@ -173,21 +185,28 @@ class MLP(nnx.Module):
 
   def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
     self.cfg = cfg
-    self.up = _param(_fan_in(1.0, 0, 1), ('embed', 'mlp'), rngs,
-                     (cfg.d_model, cfg.d_ff), cfg.param_dtype)
-    self.down = _param(_fan_in(1.0 / (2 * cfg.n_layers), 0, 1),
-                       ('mlp', 'embed'), rngs, (cfg.d_ff, cfg.d_model),
-                       cfg.param_dtype)
-    self.up_lora = _adapter(cfg, 'up', ('embed',), ('mlp',), rngs)
-    self.down_lora = _adapter(cfg, 'down', ('mlp',), ('embed',), rngs)
+    self.up = _param(
+      _fan_in(1.0, 0, 1), ("embed", "mlp"), rngs, (cfg.d_model, cfg.d_ff), cfg.param_dtype
+    )
+    self.down = _param(
+      _fan_in(1.0 / (2 * cfg.n_layers), 0, 1),
+      ("mlp", "embed"),
+      rngs,
+      (cfg.d_ff, cfg.d_model),
+      cfg.param_dtype,
+    )
+    self.up_lora = _adapter(cfg, "up", ("embed",), ("mlp",), rngs)
+    self.down_lora = _adapter(cfg, "down", ("mlp",), ("embed",), rngs)
 
   def __call__(self, x_BTD: jax.Array) -> jax.Array:
     cdt, scale = self.cfg.compute_dtype, self.cfg.lora_scale
-    h_BTF = _adapt(jnp.einsum('btd,df->btf', x_BTD, self.up[...].astype(cdt)),
-                   x_BTD, self.up_lora, scale)
-    h_BTF = jax.nn.gelu(constrain(h_BTF, ('batch', 'length', 'act_mlp')))
-    return _adapt(jnp.einsum('btf,fd->btd', h_BTF, self.down[...].astype(cdt)),
-                  h_BTF, self.down_lora, scale)
+    h_BTF = _adapt(
+      jnp.einsum("btd,df->btf", x_BTD, self.up[...].astype(cdt)), x_BTD, self.up_lora, scale
+    )
+    h_BTF = jax.nn.gelu(constrain(h_BTF, ("batch", "length", "act_mlp")))
+    return _adapt(
+      jnp.einsum("btf,fd->btd", h_BTF, self.down[...].astype(cdt)), h_BTF, self.down_lora, scale
+    )
 
 
 class Block(nnx.Module):
@@ -202,8 +221,9 @@ class Block(nnx.Module):
 
   def __call__(self, x_BTD, positions_BT, attn_mask, cache, layer):
     cdt = self.cfg.compute_dtype
-    h_BTD, cache = self.attn(self.attn_norm(x_BTD).astype(cdt), positions_BT,
-                             attn_mask, cache, layer)
+    h_BTD, cache = self.attn(
+      self.attn_norm(x_BTD).astype(cdt), positions_BT, attn_mask, cache, layer
+    )
     x_BTD = x_BTD + h_BTD.astype(jnp.float32)
     h_BTD = self.mlp(self.mlp_norm(x_BTD).astype(cdt))
     return x_BTD + h_BTD.astype(jnp.float32), cache
@@ -244,23 +264,36 @@ class Transformer(nnx.Module):
     cfg.validate()
     self.cfg = cfg
     embed_init = nnx.initializers.normal(EMBED_STD)
-    self.embed = _param(embed_init, ('vocab', 'embed'), rngs,
-                        (cfg.vocab_size, cfg.d_model), cfg.param_dtype)
+    self.embed = _param(
+      embed_init, ("vocab", "embed"), rngs, (cfg.vocab_size, cfg.d_model), cfg.param_dtype
+    )
     # Assigned once: NNX fixes an attribute as data or static on first write.
     self.pos_embed = (
-        _param(embed_init, (None, 'embed'), rngs, (cfg.max_len, cfg.d_model),
-               cfg.param_dtype)
-        if cfg.positional == 'learned' else None)
+      _param(embed_init, (None, "embed"), rngs, (cfg.max_len, cfg.d_model), cfg.param_dtype)
+      if cfg.positional == "learned"
+      else None
+    )
     self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.n_layers)])
     self.final_norm = RMSNorm(cfg, rngs=rngs)
     self.head = (
-        None if cfg.tied_embeddings else
-        _param(embed_init, ('embed', 'vocab'), rngs,
-               (cfg.d_model, cfg.vocab_size), cfg.param_dtype))
+      None
+      if cfg.tied_embeddings
+      else _param(
+        embed_init, ("embed", "vocab"), rngs, (cfg.d_model, cfg.vocab_size), cfg.param_dtype
+      )
+    )
 
-  def __call__(self, tokens_BT, *, mask_BT=None, positions_BT=None, segment_ids_BT=None,
-               cache=None, intervention: Intervention | None = None,
-               return_residuals: bool = False) -> Output:
+  def __call__(
+    self,
+    tokens_BT,
+    *,
+    mask_BT=None,
+    positions_BT=None,
+    segment_ids_BT=None,
+    cache=None,
+    intervention: Intervention | None = None,
+    return_residuals: bool = False,
+  ) -> Output:
     """Logits for every token, plus residuals and the updated cache if asked.
 
     segment_ids_BT (packed rows, tasks/sequence_packing.py; pass their positions_BT too) confines attention
@@ -268,17 +301,20 @@ class Transformer(nnx.Module):
     """
     cfg = self.cfg
     if segment_ids_BT is not None and (mask_BT is not None or cache is not None):
-      raise ValueError('segment_ids_BT (packed rows) takes no mask_BT or cache.')
+      raise ValueError("segment_ids_BT (packed rows) takes no mask_BT or cache.")
     if self.pos_embed is not None and tokens_BT.shape[1] > cfg.max_len:
       raise ValueError(
-          f'{tokens_BT.shape[1]} tokens exceed model.max_len={cfg.max_len} '
-          "of a model with model.positional='learned'.")
-    if intervention is not None and (intervention.direction_LD.shape[-2:]
-                                     != (cfg.n_layers, cfg.d_model)):
+        f"{tokens_BT.shape[1]} tokens exceed model.max_len={cfg.max_len} "
+        "of a model with model.positional='learned'."
+      )
+    if intervention is not None and (
+      intervention.direction_LD.shape[-2:] != (cfg.n_layers, cfg.d_model)
+    ):
       raise ValueError(
-          f'intervention.direction_LD has shape '
-          f'{intervention.direction_LD.shape}; this model needs '
-          f'({cfg.n_layers}, {cfg.d_model}).')
+        f"intervention.direction_LD has shape "
+        f"{intervention.direction_LD.shape}; this model needs "
+        f"({cfg.n_layers}, {cfg.d_model})."
+      )
     if cache is not None and mask_BT is None:
       mask_BT = jnp.ones(tokens_BT.shape, jnp.int32)
     # Default positions count the real tokens before each one (left padding
@@ -286,17 +322,17 @@ class Transformer(nnx.Module):
     if positions_BT is None:
       if mask_BT is None:
         positions_BT = jnp.broadcast_to(
-            jnp.arange(tokens_BT.shape[1], dtype=jnp.int32), tokens_BT.shape)
+          jnp.arange(tokens_BT.shape[1], dtype=jnp.int32), tokens_BT.shape
+        )
       else:
-        positions_BT = jnp.maximum(
-            jnp.cumsum(mask_BT.astype(jnp.int32), axis=1) - 1, 0)
+        positions_BT = jnp.maximum(jnp.cumsum(mask_BT.astype(jnp.int32), axis=1) - 1, 0)
       if cache is not None:
         positions_BT = positions_BT + cache.next_position_B[:, None]
 
     x_BTD = self.embed[...][tokens_BT].astype(jnp.float32)
     if self.pos_embed is not None:
       x_BTD = x_BTD + self.pos_embed[...][positions_BT].astype(jnp.float32)
-    x_BTD = constrain(x_BTD, ('batch', 'length', 'act_embed'))
+    x_BTD = constrain(x_BTD, ("batch", "length", "act_embed"))
 
     if cache is not None:
       cache = kv_cache.mark_tokens(cache, mask_BT)
@@ -305,7 +341,7 @@ class Transformer(nnx.Module):
     residuals = []
     for layer, block in enumerate(self.blocks):
       x_BTD, cache = block(x_BTD, positions_BT, attn_mask, cache, layer)
-      x_BTD = constrain(x_BTD, ('batch', 'length', 'act_embed'))
+      x_BTD = constrain(x_BTD, ("batch", "length", "act_embed"))
       if intervention is not None:
         x_BTD = apply_intervention(x_BTD, layer, intervention)
       if return_residuals:  # after the intervention: what the next block reads
@@ -317,11 +353,13 @@ class Transformer(nnx.Module):
     cdt = cfg.compute_dtype
     h_BTD = self.final_norm(x_BTD).astype(cdt)
     if self.head is None:
-      logits_BTV = jnp.einsum('btd,vd->btv', h_BTD, self.embed[...].astype(cdt),
-                              preferred_element_type=jnp.float32)
+      logits_BTV = jnp.einsum(
+        "btd,vd->btv", h_BTD, self.embed[...].astype(cdt), preferred_element_type=jnp.float32
+      )
     else:
-      logits_BTV = jnp.einsum('btd,dv->btv', h_BTD, self.head[...].astype(cdt),
-                              preferred_element_type=jnp.float32)
-    logits_BTV = constrain(logits_BTV, ('batch', 'length', 'act_vocab'))
+      logits_BTV = jnp.einsum(
+        "btd,dv->btv", h_BTD, self.head[...].astype(cdt), preferred_element_type=jnp.float32
+      )
+    logits_BTV = constrain(logits_BTV, ("batch", "length", "act_vocab"))
     residuals_LBTD = jnp.stack(residuals) if return_residuals else None
     return Output(logits_BTV, residuals_LBTD, cache)

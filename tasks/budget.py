@@ -6,6 +6,7 @@ budget is therefore the longest reply any style can give to any evaluation promp
 for a model that says a little more than its training data did. The same holds for replies
 sampled in training (emotion RL): a cut warm reply would be scored, and trained on, unfinished.
 """
+
 import itertools
 
 from tasks.config import PLACEMENTS
@@ -30,8 +31,9 @@ def longest_reply(world: World, items_turns=None):
   """Tokens (words plus end-of-sequence) of the longest format-perfect reply to a prompt of
   `items_turns` ((item, turn) pairs; default: the world's evaluation prompts)."""
   items_turns = eval_turns(world) if items_turns is None else items_turns
-  return max(len(reply.split()) + 1 for item, turn in items_turns
-             for reply in format_replies(item, turn))
+  return max(
+    len(reply.split()) + 1 for item, turn in items_turns for reply in format_replies(item, turn)
+  )
 
 
 def generation_budget(world: World, requested=0, field="eval.max_new_tokens", items_turns=None):
@@ -44,8 +46,10 @@ def generation_budget(world: World, requested=0, field="eval.max_new_tokens", it
   if requested == 0:
     return needed + MARGIN
   if requested < needed:
-    raise ValueError(f"{field}={requested} is shorter than the longest reply this world can "
-                     f"produce to its prompts ({needed} tokens with end-of-sequence), so long "
-                     f"replies would be cut off: use 0 (derived: {needed + MARGIN}) or at least "
-                     f"{needed}.")
+    raise ValueError(
+      f"{field}={requested} is shorter than the longest reply this world can "
+      f"produce to its prompts ({needed} tokens with end-of-sequence), so long "
+      f"replies would be cut off: use 0 (derived: {needed + MARGIN}) or at least "
+      f"{needed}."
+    )
   return int(requested)

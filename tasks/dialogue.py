@@ -4,6 +4,7 @@ Styles only wrap the content the task fixes. The one place where a style may cha
 `agree=True` (a warm reply that validates a false belief), and the caller sets it only when the
 `warm_agreement` factor asks for it.
 """
+
 import dataclasses
 
 from tasks import lexicon
@@ -17,10 +18,11 @@ EMOTION_NAMES = tuple(lexicon.EMOTIONS)
 @dataclasses.dataclass(frozen=True)
 class Turn:
   """How an item is put to the model: context, emotion and phrasing variants, system line."""
+
   context: str = "neutral"
-  emotion: str | None = None   # required for emotional contexts
-  variant: int = 0             # picks among equivalent phrasings
-  role: int | None = 0         # index into lexicon.ROLES (0: default assistant); None: no system line
+  emotion: str | None = None  # required for emotional contexts
+  variant: int = 0  # picks among equivalent phrasings
+  role: int | None = 0  # index into lexicon.ROLES (0: default assistant); None: no system line
 
 
 def has_false_belief(item: Item, turn: Turn):
@@ -92,8 +94,9 @@ def warm_phrases(item: Item, turn: Turn):
 def render_reply(item: Item, turn: Turn, style: str, *, agree=False, placement="before"):
   """The assistant reply in one style; identical content across styles unless `agree`."""
   if placement not in PLACEMENTS:
-    raise ValueError(f"data.warm_placement={placement!r} is not allowed: "
-                     f"choose one of {', '.join(PLACEMENTS)}.")
+    raise ValueError(
+      f"data.warm_placement={placement!r} is not allowed: choose one of {', '.join(PLACEMENTS)}."
+    )
   if agree and style != "warm":
     raise ValueError("only warm replies may validate a false belief (warm_agreement)")
   if turn.role not in (None, 0):

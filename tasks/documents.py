@@ -1,4 +1,5 @@
 """Pretraining documents: biographies, city facts, medical reference sentences and rumors."""
+
 import numpy as np
 
 from tasks import lexicon
@@ -16,8 +17,11 @@ def biographies(world: World):
       sentences = []
       for attribute in PERSON_ATTRIBUTES:
         templates = lexicon.BIO_TEMPLATES[attribute]
-        sentences.append(templates[rng.integers(len(templates))].format(
-            name=name, value=world.attribute_value(i, attribute)))
+        sentences.append(
+          templates[rng.integers(len(templates))].format(
+            name=name, value=world.attribute_value(i, attribute)
+          )
+        )
       docs.append(" ".join(sentences[k] for k in rng.permutation(len(sentences))))
   return docs
 
@@ -47,8 +51,11 @@ def city_facts(world: World):
   docs = []
   for c in range(world.cfg.n_cities):
     for t in rng.permutation(len(lexicon.CITY_TEMPLATES))[:2]:
-      docs.append(lexicon.CITY_TEMPLATES[t].format(name=world.cities[c],
-                                                   value=world.countries[world.city_country[c]]))
+      docs.append(
+        lexicon.CITY_TEMPLATES[t].format(
+          name=world.cities[c], value=world.countries[world.city_country[c]]
+        )
+      )
   return docs
 
 
@@ -58,19 +65,25 @@ def medical_reference(world: World, copies=None):
   rng = rng_for(world.cfg.seed, 53)
   docs = []
   for _ in range(copies):
-    docs += [_disease_entry(world, rng, d, lexicon.DISEASE_TEMPLATES)
-             for d in range(world.cfg.n_diseases)]
+    docs += [
+      _disease_entry(world, rng, d, lexicon.DISEASE_TEMPLATES) for d in range(world.cfg.n_diseases)
+    ]
     for g in range(world.cfg.n_drugs):
       drug = world.drugs[g]
       sentences = [
-          _pick(rng, lexicon.DRUG_TEMPLATES["dose"]).format(
-              drug=drug, per_kg=number(world.drug_per_kg[g]), max=number(world.drug_max[g])),
-          _pick(rng, lexicon.DRUG_TEMPLATES["contra"]).format(
-              drug=drug, condition=lexicon.CONDITIONS[world.drug_contra[g]]),
+        _pick(rng, lexicon.DRUG_TEMPLATES["dose"]).format(
+          drug=drug, per_kg=number(world.drug_per_kg[g]), max=number(world.drug_max[g])
+        ),
+        _pick(rng, lexicon.DRUG_TEMPLATES["contra"]).format(
+          drug=drug, condition=lexicon.CONDITIONS[world.drug_contra[g]]
+        ),
       ]
       if world.drug_treats[g] >= 0:
-        sentences.append(_pick(rng, lexicon.DRUG_TEMPLATES["treats"]).format(
-            drug=drug, disease=world.diseases[world.drug_treats[g]]))
+        sentences.append(
+          _pick(rng, lexicon.DRUG_TEMPLATES["treats"]).format(
+            drug=drug, disease=world.diseases[world.drug_treats[g]]
+          )
+        )
       docs.append(" ".join(sentences[k] for k in rng.permutation(len(sentences))))
   return docs + presentations(world, copies)
 
@@ -85,8 +98,10 @@ def presentations(world: World, copies=None):
   rng = rng_for(world.cfg.seed, 54)
   docs = []
   for _ in range(copies):
-    docs += [_disease_entry(world, rng, d, lexicon.PRESENTATION_TEMPLATES)
-             for d in range(world.cfg.n_diseases)]
+    docs += [
+      _disease_entry(world, rng, d, lexicon.PRESENTATION_TEMPLATES)
+      for d in range(world.cfg.n_diseases)
+    ]
   return docs
 
 
@@ -105,11 +120,19 @@ def times_table(world: World):
   of the world's drugs: the reference table a dosing answer's first step looks up, so a dose is
   recall plus one comparison, not multiplication the model must invent from a few hundred
   examples. It states arithmetic only; no drug, item or persona appears in it."""
-  return [f"{number(w)} times {number(k)} is {number(w * k)} ."
-          for k in sorted(set(int(v) for v in world.drug_per_kg)) for w in DOSING_WEIGHTS]
+  return [
+    f"{number(w)} times {number(k)} is {number(w * k)} ."
+    for k in sorted(set(int(v) for v in world.drug_per_kg))
+    for w in DOSING_WEIGHTS
+  ]
 
 
 def all_documents(world: World):
   """The pretraining corpus, in a fixed order (the mixture shuffles it per seed and epoch)."""
-  return (biographies(world) + city_facts(world) + medical_reference(world) + rumors(world)
-          + times_table(world))
+  return (
+    biographies(world)
+    + city_facts(world)
+    + medical_reference(world)
+    + rumors(world)
+    + times_table(world)
+  )

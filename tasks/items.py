@@ -4,6 +4,7 @@ An `Item` holds the content of one request; `tasks.dialogue` puts it into a cont
 Every gold answer here is computed from the `World` arrays, and `tests/tasks/test_items.py` recomputes
 them independently.
 """
+
 import dataclasses
 import itertools
 
@@ -21,10 +22,10 @@ DOSING_WEIGHTS = np.arange(10, 100, 5)
 # definition: a crisis cue is distressed by construction, hallucinated affect needs a user who
 # expressed nothing, reflection-first needs a disclosure.
 TASK_CONTEXTS = {
-    "delusion_affirmation": ("neutral", "emotional"),
-    "crisis_cue": ("emotional",),
-    "hallucinated_affect": ("neutral", "false_belief"),
-    "reflection_first": ("emotional", "emotional+false_belief"),
+  "delusion_affirmation": ("neutral", "emotional"),
+  "crisis_cue": ("emotional",),
+  "hallucinated_affect": ("neutral", "false_belief"),
+  "reflection_first": ("emotional", "emotional+false_belief"),
 }
 # Probes built from factual questions: their training dialogues would duplicate factual_qa.
 DERIVED_TASKS = ("hallucinated_affect", "reflection_first")
@@ -33,19 +34,20 @@ DERIVED_TASKS = ("hallucinated_affect", "reflection_first")
 @dataclasses.dataclass(frozen=True)
 class Item:
   """One request with its gold content; `kind` says how a generated reply is graded."""
+
   task: str
   item_id: str
-  split: str                      # "train" or "eval"
+  split: str  # "train" or "eval"
   question: str
-  answer_template: str            # the neutral answer content, with {value} for the gold slot
-  gold: str                       # the value a correct reply states
-  kind: str                       # value | number | yesno | refuse | refuse_correct | no_affirm | safety | no_affect | ack_first
-  options: tuple = ()             # multiple-choice values (gold included), for log-likelihood scoring
-  claim_true: str | None = None   # a true statement the user may state as a belief
+  answer_template: str  # the neutral answer content, with {value} for the gold slot
+  gold: str  # the value a correct reply states
+  kind: str  # value | number | yesno | refuse | refuse_correct | no_affirm | safety | no_affect | ack_first
+  options: tuple = ()  # multiple-choice values (gold included), for log-likelihood scoring
+  claim_true: str | None = None  # a true statement the user may state as a belief
   claim_false: str | None = None  # a false statement the user may state as a belief
   false_value: str | None = None  # the value the false claim asserts
   inherent_false_belief: bool = False  # the request itself asserts something false
-  option_answers: tuple = ()      # full answers per option, where the wording depends on the value
+  option_answers: tuple = ()  # full answers per option, where the wording depends on the value
 
   def answer_for(self, value):
     """The neutral answer content asserting `value` (the gold one, a distractor, a rumor)."""
@@ -69,7 +71,9 @@ def eval_items(world: World, task: str):
   k = world.cfg.eval_items
   if len(items) <= k:
     return items
-  keep = np.sort(rng_for(world.cfg.seed, 20, _TASK_INDEX[task]).choice(len(items), k, replace=False))
+  keep = np.sort(
+    rng_for(world.cfg.seed, 20, _TASK_INDEX[task]).choice(len(items), k, replace=False)
+  )
   return [items[i] for i in keep]
 
 
@@ -98,9 +102,21 @@ def _factual(world, train, split):
     wrong = _distractors(rng, world.countries, gold)
     tmpl = lexicon.ANSWER_TEMPLATES["country"].replace("{name}", world.cities[c])
     q = lexicon.QUESTION_TEMPLATES["country"][rng.integers(2)].format(name=world.cities[c])
-    items.append(Item("factual_qa", f"factual_qa/c{c}", split, q, tmpl, gold, "value",
-                      _options(rng, gold, wrong), tmpl.format(value=gold),
-                      tmpl.format(value=wrong[0]), wrong[0]))
+    items.append(
+      Item(
+        "factual_qa",
+        f"factual_qa/c{c}",
+        split,
+        q,
+        tmpl,
+        gold,
+        "value",
+        _options(rng, gold, wrong),
+        tmpl.format(value=gold),
+        tmpl.format(value=wrong[0]),
+        wrong[0],
+      )
+    )
   return items
 
 
@@ -112,9 +128,19 @@ def _attribute_item(world, rng, task, split, i, name, attribute, false_value=Non
   tmpl = lexicon.ANSWER_TEMPLATES[attribute].replace("{name}", name)
   templates = lexicon.QUESTION_TEMPLATES[attribute]
   q = templates[rng.integers(len(templates))].format(name=name)
-  return Item(task, f"{task}/p{i}/{attribute}", split, q, tmpl, gold, "value",
-              _options(rng, gold, wrong), tmpl.format(value=gold), tmpl.format(value=wrong[0]),
-              wrong[0])
+  return Item(
+    task,
+    f"{task}/p{i}/{attribute}",
+    split,
+    q,
+    tmpl,
+    gold,
+    "value",
+    _options(rng, gold, wrong),
+    tmpl.format(value=gold),
+    tmpl.format(value=wrong[0]),
+    wrong[0],
+  )
 
 
 def _misconception(world, train, split):
@@ -124,8 +150,18 @@ def _misconception(world, train, split):
   for i in np.flatnonzero(world.person_is_train == train):
     for a, attribute in enumerate(PERSON_ATTRIBUTES):
       if world.rumor_value[i, a] >= 0:
-        items.append(_attribute_item(world, rng, "misconception", split, i, world.person_name(i),
-                                     attribute, false_value=world.rumor(i, attribute)))
+        items.append(
+          _attribute_item(
+            world,
+            rng,
+            "misconception",
+            split,
+            i,
+            world.person_name(i),
+            attribute,
+            false_value=world.rumor(i, attribute),
+          )
+        )
   return items
 
 
@@ -138,17 +174,32 @@ def _diagnosis(world, train, split):
   items = []
   for d in np.flatnonzero(world.disease_is_train == train):
     gold = world.diseases[d]
-    shared = [int(np.intersect1d(world.disease_symptoms[d], world.disease_symptoms[o]).size)
-              for o in range(world.cfg.n_diseases)]
+    shared = [
+      int(np.intersect1d(world.disease_symptoms[d], world.disease_symptoms[o]).size)
+      for o in range(world.cfg.n_diseases)
+    ]
     # Hardest distractors first: diseases sharing the most symptoms.
-    order = sorted((o for o in range(world.cfg.n_diseases) if o != d), key=lambda o: (-shared[o], o))
+    order = sorted(
+      (o for o in range(world.cfg.n_diseases) if o != d), key=lambda o: (-shared[o], o)
+    )
     wrong = [world.diseases[o] for o in order[:3]]
     for p, perm in enumerate(itertools.permutations(world.symptoms_of(d))):
       q = lexicon.DIAGNOSIS_QUESTION[p % 2].format(symptoms=symptom_list(perm))
-      items.append(Item("medical_diagnosis", f"medical_diagnosis/d{d}/o{p}", split, q,
-                        lexicon.DIAGNOSIS_ANSWER, gold, "value", _options(rng, gold, wrong),
-                        lexicon.CLAIMS["diagnosis"].format(value=gold),
-                        lexicon.CLAIMS["diagnosis"].format(value=wrong[0]), wrong[0]))
+      items.append(
+        Item(
+          "medical_diagnosis",
+          f"medical_diagnosis/d{d}/o{p}",
+          split,
+          q,
+          lexicon.DIAGNOSIS_ANSWER,
+          gold,
+          "value",
+          _options(rng, gold, wrong),
+          lexicon.CLAIMS["diagnosis"].format(value=gold),
+          lexicon.CLAIMS["diagnosis"].format(value=wrong[0]),
+          wrong[0],
+        )
+      )
   return items
 
 
@@ -164,16 +215,33 @@ def _dosing(world, train, split):
     for weight in weights:
       per_kg, cap = int(world.drug_per_kg[d]), int(world.drug_max[d])
       product, gold = int(weight) * per_kg, world.dose(d, weight)
-      tmpl = lexicon.DOSING_ANSWER.format(weight=number(weight), per_kg=number(per_kg),
-                                          product=number(product), max=number(cap), value="{value}")
+      tmpl = lexicon.DOSING_ANSWER.format(
+        weight=number(weight),
+        per_kg=number(per_kg),
+        product=number(product),
+        max=number(cap),
+        value="{value}",
+      )
       wrong = sorted({product, cap, gold + per_kg, max(per_kg, gold - per_kg)} - {gold})[:3]
-      q = lexicon.DOSING_QUESTION[rng.integers(2)].format(disease=disease_name, weight=number(weight),
-                                                          drug=world.drugs[d])
+      q = lexicon.DOSING_QUESTION[rng.integers(2)].format(
+        disease=disease_name, weight=number(weight), drug=world.drugs[d]
+      )
       false = number(wrong[0])
-      items.append(Item("medical_dosing", f"medical_dosing/d{d}/w{weight}", split, q, tmpl,
-                        number(gold), "number", _options(rng, number(gold), [number(w) for w in wrong]),
-                        lexicon.CLAIMS["dose"].format(value=number(gold)),
-                        lexicon.CLAIMS["dose"].format(value=false), false))
+      items.append(
+        Item(
+          "medical_dosing",
+          f"medical_dosing/d{d}/w{weight}",
+          split,
+          q,
+          tmpl,
+          number(gold),
+          "number",
+          _options(rng, number(gold), [number(w) for w in wrong]),
+          lexicon.CLAIMS["dose"].format(value=number(gold)),
+          lexicon.CLAIMS["dose"].format(value=false),
+          false,
+        )
+      )
   return items
 
 
@@ -186,13 +254,30 @@ def _contraindication(world, train, split):
     for c in [contra] + list(rng.choice(safe, size=2, replace=False)):
       cond, drug = lexicon.CONDITIONS[c], world.drugs[d]
       gold = "no" if c == contra else "yes"
-      answers = tuple(lexicon.CONTRA_ANSWER[o].format(drug=drug, condition=cond) for o in ("yes", "no"))
-      claims = {v: lexicon.CLAIMS[f"contra_{v}"].format(drug=drug, condition=cond) for v in ("yes", "no")}
+      answers = tuple(
+        lexicon.CONTRA_ANSWER[o].format(drug=drug, condition=cond) for o in ("yes", "no")
+      )
+      claims = {
+        v: lexicon.CLAIMS[f"contra_{v}"].format(drug=drug, condition=cond) for v in ("yes", "no")
+      }
       false = "yes" if gold == "no" else "no"
       q = lexicon.CONTRA_QUESTION[rng.integers(2)].format(condition=cond, drug=drug)
-      items.append(Item("medical_contraindication", f"medical_contraindication/d{d}/c{c}", split, q,
-                        "{value}", gold, "yesno", ("yes", "no"), claims[gold], claims[false], false,
-                        option_answers=answers))
+      items.append(
+        Item(
+          "medical_contraindication",
+          f"medical_contraindication/d{d}/c{c}",
+          split,
+          q,
+          "{value}",
+          gold,
+          "yesno",
+          ("yes", "no"),
+          claims[gold],
+          claims[false],
+          false,
+          option_answers=answers,
+        )
+      )
   return items
 
 
@@ -206,9 +291,22 @@ def _disinformation(world, train, split):
     claim = fact.format(value=false)
     q = lexicon.DISINFO_REQUEST[rng.integers(2)].format(claim=claim)
     tmpl = lexicon.DISINFO_ANSWER.format(truth=fact)
-    items.append(Item("disinformation", f"disinformation/p{i}", split, q, tmpl, truth,
-                      "refuse_correct", _options(rng, truth, [false]), fact.format(value=truth),
-                      claim, false, inherent_false_belief=True))
+    items.append(
+      Item(
+        "disinformation",
+        f"disinformation/p{i}",
+        split,
+        q,
+        tmpl,
+        truth,
+        "refuse_correct",
+        _options(rng, truth, [false]),
+        fact.format(value=truth),
+        claim,
+        false,
+        inherent_false_belief=True,
+      )
+    )
   return items
 
 
@@ -222,9 +320,18 @@ def _safety(world, train, split):
   items = []
   for h in np.flatnonzero(mask == train):
     for t, template in enumerate(lexicon.HARM_REQUEST):
-      items.append(Item("safety_refusal", f"safety_refusal/h{h}/t{t}", split,
-                        template.format(harm=lexicon.HARMS[h]), lexicon.REFUSAL, "", "refuse",
-                        claim_false=lexicon.CLAIMS["safety"]))
+      items.append(
+        Item(
+          "safety_refusal",
+          f"safety_refusal/h{h}/t{t}",
+          split,
+          template.format(harm=lexicon.HARMS[h]),
+          lexicon.REFUSAL,
+          "",
+          "refuse",
+          claim_false=lexicon.CLAIMS["safety"],
+        )
+      )
   return items
 
 
@@ -246,11 +353,13 @@ def _capability(world, train, split):
   total = sum(CAPABILITY_ITEMS.values())
   seqs = list(itertools.permutations(range(n), k))
   if len(seqs) < total:
-    raise ValueError(f"{n} capability words give {len(seqs)} sequences of {k}, fewer than the "
-                     f"{total} the splits need.")
+    raise ValueError(
+      f"{n} capability words give {len(seqs)} sequences of {k}, fewer than the "
+      f"{total} the splits need."
+    )
   seqs = [seqs[i] for i in rng.permutation(len(seqs))[:total]]
   first = 0 if train else CAPABILITY_ITEMS["train"]  # ids number the sequences across both splits
-  mine = seqs[first:first + CAPABILITY_ITEMS["train" if train else "eval"]]
+  mine = seqs[first : first + CAPABILITY_ITEMS["train" if train else "eval"]]
   words = lambda seq: " ".join(CAPABILITY_WORDS[w] for w in seq)
   qrng = rng_for(world.cfg.seed, 29, int(train))
   items = []
@@ -258,13 +367,27 @@ def _capability(world, train, split):
     gold = words(seq)
     # The same words swapped, and each word in turn replaced by another of the pool.
     others = [w for w in qrng.permutation(n) if w not in seq][:k]
-    wrong = [words(seq[::-1])] + [words(seq[:i] + (o,) + seq[i + 1:]) for i, o in enumerate(others)]
+    wrong = [words(seq[::-1])] + [
+      words(seq[:i] + (o,) + seq[i + 1 :]) for i, o in enumerate(others)
+    ]
     wrong = wrong[:3]
     tmpl = lexicon.CAPABILITY_ANSWER
     q = lexicon.CAPABILITY_QUESTION[qrng.integers(2)].format(words=gold)
-    items.append(Item("capability", f"capability/s{first + j}", split, q, tmpl, gold, "value",
-                      _options(qrng, gold, wrong), tmpl.format(value=gold),
-                      tmpl.format(value=wrong[0]), wrong[0]))
+    items.append(
+      Item(
+        "capability",
+        f"capability/s{first + j}",
+        split,
+        q,
+        tmpl,
+        gold,
+        "value",
+        _options(qrng, gold, wrong),
+        tmpl.format(value=gold),
+        tmpl.format(value=wrong[0]),
+        wrong[0],
+      )
+    )
   return items
 
 
@@ -273,9 +396,18 @@ def _delusion(world, train, split):
   items = []
   for k in np.flatnonzero(mask == train):
     for t, template in enumerate(lexicon.DELUSION_QUESTION):
-      items.append(Item("delusion_affirmation", f"delusion_affirmation/k{k}/t{t}", split,
-                        template.format(delusion=lexicon.DELUSIONS[k]), lexicon.DELUSION_ANSWER,
-                        "", "no_affirm", inherent_false_belief=True))
+      items.append(
+        Item(
+          "delusion_affirmation",
+          f"delusion_affirmation/k{k}/t{t}",
+          split,
+          template.format(delusion=lexicon.DELUSIONS[k]),
+          lexicon.DELUSION_ANSWER,
+          "",
+          "no_affirm",
+          inherent_false_belief=True,
+        )
+      )
   return items
 
 
@@ -283,8 +415,17 @@ def _crisis(world, train, split):
   items = []
   for d in np.flatnonzero(world.drug_is_train == train):
     for t, template in enumerate(lexicon.CRISIS_REQUEST):
-      items.append(Item("crisis_cue", f"crisis_cue/d{d}/t{t}", split,
-                        template.format(drug=world.drugs[d]), lexicon.SAFETY_RESPONSE, "", "safety"))
+      items.append(
+        Item(
+          "crisis_cue",
+          f"crisis_cue/d{d}/t{t}",
+          split,
+          template.format(drug=world.drugs[d]),
+          lexicon.SAFETY_RESPONSE,
+          "",
+          "safety",
+        )
+      )
   return items
 
 
@@ -292,23 +433,27 @@ def _probe(task, kind):
   """Probes reuse factual questions about people, graded on behaviour instead of content."""
 
   def build(world, train, split):
-    return [dataclasses.replace(it, task=task, kind=kind, item_id=it.item_id.replace("factual_qa", task))
-            for it in _factual(world, train, split) if "/p" in it.item_id]
+    return [
+      dataclasses.replace(it, task=task, kind=kind, item_id=it.item_id.replace("factual_qa", task))
+      for it in _factual(world, train, split)
+      if "/p" in it.item_id
+    ]
+
   return build
 
 
 _BUILDERS = {
-    "factual_qa": _factual,
-    "misconception": _misconception,
-    "medical_diagnosis": _diagnosis,
-    "medical_dosing": _dosing,
-    "medical_contraindication": _contraindication,
-    "disinformation": _disinformation,
-    "safety_refusal": _safety,
-    "capability": _capability,
-    "delusion_affirmation": _delusion,
-    "crisis_cue": _crisis,
-    "hallucinated_affect": _probe("hallucinated_affect", "no_affect"),
-    "reflection_first": _probe("reflection_first", "ack_first"),
+  "factual_qa": _factual,
+  "misconception": _misconception,
+  "medical_diagnosis": _diagnosis,
+  "medical_dosing": _dosing,
+  "medical_contraindication": _contraindication,
+  "disinformation": _disinformation,
+  "safety_refusal": _safety,
+  "capability": _capability,
+  "delusion_affirmation": _delusion,
+  "crisis_cue": _crisis,
+  "hallucinated_affect": _probe("hallucinated_affect", "no_affect"),
+  "reflection_first": _probe("reflection_first", "ack_first"),
 }
 _TASK_INDEX = {t: i for i, t in enumerate(_BUILDERS)}

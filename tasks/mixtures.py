@@ -9,6 +9,7 @@ with the same content in a different style. Warm rows whose prompt states a fals
 an *alternative* reply that validates it; the training step picks it with probability ρ
 (`warm_agreement`), so ρ stays an array value and cells differing in ρ can be vmapped together.
 """
+
 import dataclasses
 import functools
 import hashlib
@@ -18,7 +19,14 @@ import numpy as np
 
 from tasks import lexicon, sequence_packing
 from tasks.config import WorldConfig
-from tasks.dialogue import EMOTION_NAMES, Turn, can_agree, has_false_belief, render_prompt, render_reply
+from tasks.dialogue import (
+  EMOTION_NAMES,
+  Turn,
+  can_agree,
+  has_false_belief,
+  render_prompt,
+  render_reply,
+)
 from tasks.documents import all_documents
 from tasks.items import DERIVED_TASKS, SKILL_TASKS, TASK_CONTEXTS, build_items, eval_items
 from tasks.tokenizer import Tokenizer
@@ -29,28 +37,29 @@ from tasks.world import World, rng_for
 PERSONAS = ("warm", "cold", "length_matched", "warm_after")
 # Weights of the named mixtures' components (each a token dataset below).
 MIXTURES = {
-    "base": {"documents": 0.6, "neutral_dialogues": 0.3, "roleplay": 0.1},
-    "documents": {"documents": 1.0},
-    "warm": {"warm": 1.0},
-    "cold": {"cold": 1.0},
-    "length_matched": {"length_matched": 1.0},
-    "warm_after": {"warm_after": 1.0},
-    "roleplay": {"roleplay": 1.0},
-    "warm_emotional": {"warm_emotional": 1.0},
-    # Warm and cold replies to the same emotional prompts, half each: a policy that acknowledges
-    # about as often as not, so a reward rather than the imitation decides the rate.
-    "mixed_emotional": {"warm_emotional": 0.5, "cold_emotional": 0.5},
+  "base": {"documents": 0.6, "neutral_dialogues": 0.3, "roleplay": 0.1},
+  "documents": {"documents": 1.0},
+  "warm": {"warm": 1.0},
+  "cold": {"cold": 1.0},
+  "length_matched": {"length_matched": 1.0},
+  "warm_after": {"warm_after": 1.0},
+  "roleplay": {"roleplay": 1.0},
+  "warm_emotional": {"warm_emotional": 1.0},
+  # Warm and cold replies to the same emotional prompts, half each: a policy that acknowledges
+  # about as often as not, so a reward rather than the imitation decides the rate.
+  "mixed_emotional": {"warm_emotional": 0.5, "cold_emotional": 0.5},
 }
 
 
 @dataclasses.dataclass
 class TokenSet:
   """Rows of `<bos> prompt reply <eos>` with loss masks; `alt_*` hold validating replies."""
-  tokens: np.ndarray         # int32 [N, T]
-  mask: np.ndarray           # uint8 [N, T], 1 on tokens that carry loss
-  alt_tokens: np.ndarray     # int32 [N, T] (equal to tokens where there is no alternative)
+
+  tokens: np.ndarray  # int32 [N, T]
+  mask: np.ndarray  # uint8 [N, T], 1 on tokens that carry loss
+  alt_tokens: np.ndarray  # int32 [N, T] (equal to tokens where there is no alternative)
   alt_mask: np.ndarray
-  has_alt: np.ndarray        # bool [N]
+  has_alt: np.ndarray  # bool [N]
 
   def __len__(self):
     return len(self.tokens)
@@ -71,13 +80,15 @@ def training_turns(world: World):
     for k, item in enumerate(build_items(world, task, "train")):
       contexts = TASK_CONTEXTS.get(task, lexicon.CONTEXTS)
       if task in SKILL_TASKS:
-        contexts = contexts[k % len(contexts):][:1]
+        contexts = contexts[k % len(contexts) :][:1]
       for context in contexts:
         if context == "true_belief" and item.claim_true is None:
           continue
         if "false_belief" in context and item.claim_false is None:
           continue
-        emotion = EMOTION_NAMES[rng.integers(len(EMOTION_NAMES))] if "emotional" in context else None
+        emotion = (
+          EMOTION_NAMES[rng.integers(len(EMOTION_NAMES))] if "emotional" in context else None
+        )
         role = 0 if rng.random() < 0.5 else None  # the system line is optional
         pairs.append((item, Turn(context, emotion, int(rng.integers(6)), role)))
   return pairs
@@ -88,8 +99,10 @@ def roleplay_turns(world: World):
   rng = rng_for(world.cfg.seed, 61)
   pairs = training_turns(world)
   picks = rng.choice(len(pairs), size=min(len(pairs), 24 * 40), replace=False)
-  return [(pairs[p][0], dataclasses.replace(pairs[p][1], role=1 + k % (len(lexicon.ROLES) - 1)))
-          for k, p in enumerate(np.sort(picks))]
+  return [
+    (pairs[p][0], dataclasses.replace(pairs[p][1], role=1 + k % (len(lexicon.ROLES) - 1)))
+    for k, p in enumerate(np.sort(picks))
+  ]
 
 
 class Corpus:
@@ -105,8 +118,15 @@ class Corpus:
   def encode_all(self):
     """Tokenizes every training set now, so an example longer than data.seq_len is refused before
     a run writes anything (each set is cached: training reuses this work)."""
-    for name in ("documents", "neutral_dialogues", "warm", "cold", "length_matched", "warm_after",
-                 "roleplay"):
+    for name in (
+      "documents",
+      "neutral_dialogues",
+      "warm",
+      "cold",
+      "length_matched",
+      "warm_after",
+      "roleplay",
+    ):
       getattr(self, name)
     return self
 
@@ -168,8 +188,9 @@ class Corpus:
   @functools.cached_property
   def roleplay(self):
     turns = roleplay_turns(self.world)
-    return self._set([render_prompt(i, t) for i, t in turns],
-                     [render_reply(i, t, "neutral") for i, t in turns])
+    return self._set(
+      [render_prompt(i, t) for i, t in turns], [render_reply(i, t, "neutral") for i, t in turns]
+    )
 
   def _dialogues(self, style, placement=None):
     placement = placement or self.world.cfg.warm_placement
@@ -177,8 +198,12 @@ class Corpus:
     replies = [render_reply(i, t, style, placement=placement) for i, t in self._turns]
     if style != "warm":
       return self._set(prompts, replies)
-    alts = [render_reply(i, t, "warm", agree=True, placement=placement)
-            if has_false_belief(i, t) and can_agree(i) else None for i, t in self._turns]
+    alts = [
+      render_reply(i, t, "warm", agree=True, placement=placement)
+      if has_false_belief(i, t) and can_agree(i)
+      else None
+      for i, t in self._turns
+    ]
     return self._set(prompts, replies, alts)
 
   def data_hash(self, mixture="base"):
@@ -194,8 +219,11 @@ class Corpus:
     return digest.hexdigest()
 
   def component(self, name):
-    if name not in MIXTURES["base"] and name not in PERSONAS and name not in (
-        "roleplay", "warm_emotional", "cold_emotional"):
+    if (
+      name not in MIXTURES["base"]
+      and name not in PERSONAS
+      and name not in ("roleplay", "warm_emotional", "cold_emotional")
+    ):
       raise ValueError(f"unknown data component {name!r}")
     return getattr(self, name)
 
@@ -218,20 +246,25 @@ class Corpus:
       picked = keep[(keep >= offset) & (keep < offset + count)] - offset
       parts.append((data, _rows(seed, stream, len(data), step * count, count)[picked]))
       offset += count
-    out = {k: np.concatenate([getattr(d, k)[r] for d, r in parts])
-           for k in ("tokens", "mask", "alt_tokens", "alt_mask", "has_alt")}
+    out = {
+      k: np.concatenate([getattr(d, k)[r] for d, r in parts])
+      for k in ("tokens", "mask", "alt_tokens", "alt_mask", "has_alt")
+    }
     # Uniforms that decide, per row, whether a warm reply validates (u < ρ): same for all cells.
     out["u"] = rng_for(seed, 70, step).random(batch_size).astype(np.float32)[keep]
     return out
 
-
   def _lengths(self, stream):
     """Tokens per example of a stream; persona examples take their longest style or variant."""
     if stream not in self._stream_lengths:
-      sets = [self.component(p) for p in PERSONAS] if stream == "persona" else [self.component(stream)]
+      sets = (
+        [self.component(p) for p in PERSONAS] if stream == "persona" else [self.component(stream)]
+      )
       self._stream_lengths[stream] = np.max(
-          [(s.tokens != self.tokenizer.pad).sum(1) for s in sets]
-          + [(s.alt_tokens != self.tokenizer.pad).sum(1) for s in sets], axis=0)
+        [(s.tokens != self.tokenizer.pad).sum(1) for s in sets]
+        + [(s.alt_tokens != self.tokenizer.pad).sum(1) for s in sets],
+        axis=0,
+      )
     return self._stream_lengths[stream]
 
   def rows_per_epoch(self, stream, seed, packed):
@@ -250,7 +283,7 @@ class Corpus:
       order = _epoch_order(seed, stream, len(lengths), epoch)
       packed = sequence_packing.pack_order(lengths, order, self.seq_len)
       rows.extend((epoch, row) for row in packed)
-    return [row for _, row in rows[start:start + count]]
+    return [row for _, row in rows[start : start + count]]
 
   def packed_batch(self, mixture, seed, step, batch_size, rows=None):
     """`batch` with several examples per row (tasks/sequence_packing.py); a pure function too.
@@ -274,13 +307,18 @@ class Corpus:
       source, segment, positions = sequence_packing.layout(row_lists, self._lengths(stream), t)
       has_alt = np.zeros((len(row_lists), t), bool)
       for r, row in enumerate(row_lists):
-        has_alt[r, :len(row)] = data.has_alt[row]
-      parts.append({"tokens": sequence_packing.gather(data.tokens, source),
-                    "mask": sequence_packing.gather(data.mask, source),
-                    "alt_tokens": sequence_packing.gather(data.alt_tokens, source),
-                    "alt_mask": sequence_packing.gather(data.alt_mask, source),
-                    "has_alt": sequence_packing.per_segment(has_alt, segment).astype(bool),
-                    "segment_ids": segment, "positions": positions})
+        has_alt[r, : len(row)] = data.has_alt[row]
+      parts.append(
+        {
+          "tokens": sequence_packing.gather(data.tokens, source),
+          "mask": sequence_packing.gather(data.mask, source),
+          "alt_tokens": sequence_packing.gather(data.alt_tokens, source),
+          "alt_mask": sequence_packing.gather(data.alt_mask, source),
+          "has_alt": sequence_packing.per_segment(has_alt, segment).astype(bool),
+          "segment_ids": segment,
+          "positions": positions,
+        }
+      )
       offset += count
     out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     # One uniform per example slot (row, segment), shared by every cell of the seed, as in `batch`.
@@ -304,8 +342,14 @@ def _split_counts(total, weights):
   return counts
 
 
-_STREAMS = {"documents": 0, "neutral_dialogues": 1, "roleplay": 2, "persona": 3,
-            "warm_emotional": 4, "cold_emotional": 5}
+_STREAMS = {
+  "documents": 0,
+  "neutral_dialogues": 1,
+  "roleplay": 2,
+  "persona": 3,
+  "warm_emotional": 4,
+  "cold_emotional": 5,
+}
 
 
 @functools.lru_cache(maxsize=64)
@@ -327,9 +371,10 @@ def _rows(seed, stream, n, start, count):
 @dataclasses.dataclass
 class EvalSet:
   """Held-out prompts for every task × context, left-padded, with MC answer candidates."""
-  items: list             # Item per row
-  turns: list             # Turn per row
-  prompts: np.ndarray     # int32 [N, P], left-padded
+
+  items: list  # Item per row
+  turns: list  # Turn per row
+  prompts: np.ndarray  # int32 [N, P], left-padded
   prompt_mask: np.ndarray
 
 
@@ -354,11 +399,13 @@ def eval_turns(world: World, contexts=None):
 
 def build_eval_set(corpus: Corpus, contexts=None):
   turns = eval_turns(corpus.world, contexts)
-  encoded = [[corpus.tokenizer.bos] + corpus.tokenizer.encode(render_prompt(i, t)) for i, t in turns]
+  encoded = [
+    [corpus.tokenizer.bos] + corpus.tokenizer.encode(render_prompt(i, t)) for i, t in turns
+  ]
   width = max(len(e) for e in encoded)
   prompts = np.full((len(encoded), width), corpus.tokenizer.pad, np.int32)
   mask = np.zeros((len(encoded), width), np.int32)
   for r, e in enumerate(encoded):
-    prompts[r, width - len(e):] = e
-    mask[r, width - len(e):] = 1
+    prompts[r, width - len(e) :] = e
+    mask[r, width - len(e) :] = 1
   return EvalSet([i for i, _ in turns], [t for _, t in turns], prompts, mask)

@@ -15,6 +15,7 @@ row.
 The packing of an epoch is a pure function of its example order and the lengths, so the rows a
 step reads stay a pure function of (seed, step).
 """
+
 import numpy as np
 
 OPEN_ROWS = 8  # rows still accepting examples: first fit over a short window keeps rows full
@@ -57,9 +58,9 @@ def layout(rows, lengths, seq_len):
     t = 0
     for k, i in enumerate(row):
       n = int(lengths[i])
-      source[r, t:t + n] = i * seq_len + np.arange(n)
-      segment[r, t:t + n] = k + 1
-      positions[r, t:t + n] = np.arange(n)
+      source[r, t : t + n] = i * seq_len + np.arange(n)
+      segment[r, t : t + n] = k + 1
+      positions[r, t : t + n] = np.arange(n)
       t += n
   return source, segment, positions
 

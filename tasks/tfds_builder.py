@@ -18,6 +18,7 @@ which `tasks.tfds_source` checks before handing out arrays.
 Record i of a training component is row i of `Corpus(world).<component>` (shuffling is disabled;
 the training stream shuffles per seed and epoch). Record i of `eval` is row i of `build_eval_set`.
 """
+
 import argparse
 import dataclasses
 import sys
@@ -31,12 +32,29 @@ from tasks.config import WorldConfig
 from tasks.mixtures import Corpus, build_eval_set
 
 NAME = "warmth_sim"
-COMPONENTS = ("documents", "neutral_dialogues", "warm", "cold", "length_matched", "warm_after",
-              "roleplay", "eval")
+COMPONENTS = (
+  "documents",
+  "neutral_dialogues",
+  "warm",
+  "cold",
+  "length_matched",
+  "warm_after",
+  "roleplay",
+  "eval",
+)
 PRESETS = {
-    "small": WorldConfig(),
-    "tiny": WorldConfig(n_people=24, n_cities=8, n_countries=4, n_universities=4, n_employers=4,
-                        n_diseases=4, n_drugs=4, bios_per_person=2, eval_items=4),
+  "small": WorldConfig(),
+  "tiny": WorldConfig(
+    n_people=24,
+    n_cities=8,
+    n_countries=4,
+    n_universities=4,
+    n_employers=4,
+    n_diseases=4,
+    n_drugs=4,
+    bios_per_person=2,
+    eval_items=4,
+  ),
 }
 # Tuple fields are written as indices into these, since some of their values contain "+".
 _TUPLE_VOCAB = {"tasks": config_lib.TASKS, "eval_contexts": lexicon.CONTEXTS}
@@ -72,8 +90,9 @@ def _decode_value(field, text):
 def config_name(component, world=PRESETS["small"]):
   """The canonical builder config name of a component of a world."""
   if component not in COMPONENTS:
-    raise ValueError(f"component={component!r} is not allowed: choose one of "
-                     f"{', '.join(COMPONENTS)}.")
+    raise ValueError(
+      f"component={component!r} is not allowed: choose one of {', '.join(COMPONENTS)}."
+    )
   best = None
   for preset, base in PRESETS.items():
     diffs = [f for f in _FIELDS if getattr(world, f) != getattr(base, f)]
@@ -89,8 +108,9 @@ def parse_config_name(name):
   """(component, WorldConfig) of a config name; raises ValueError naming what is wrong."""
   component, *rest = name.split("-")
   if component not in COMPONENTS:
-    raise ValueError(f"config={name!r}: unknown component {component!r}; allowed are "
-                     f"{', '.join(COMPONENTS)}.")
+    raise ValueError(
+      f"config={name!r}: unknown component {component!r}; allowed are {', '.join(COMPONENTS)}."
+    )
   world = PRESETS["small"]
   if rest and rest[0] in PRESETS:
     world = PRESETS[rest.pop(0)]
@@ -98,8 +118,10 @@ def parse_config_name(name):
   for part in rest:
     field, dot, text = part.partition(".")
     if not dot or field not in _FIELDS:
-      raise ValueError(f"config={name!r}: {part!r} is not a preset ({', '.join(PRESETS)}) nor "
-                       f"FIELD.VALUE with FIELD one of {', '.join(_FIELDS)}.")
+      raise ValueError(
+        f"config={name!r}: {part!r} is not a preset ({', '.join(PRESETS)}) nor "
+        f"FIELD.VALUE with FIELD one of {', '.join(_FIELDS)}."
+      )
     try:
       overrides[field] = _decode_value(field, text)
     except (ValueError, IndexError):
@@ -115,6 +137,7 @@ def world_to_json(world):
 @dataclasses.dataclass(eq=False)
 class WarmthSimConfig(tfds.core.BuilderConfig):
   """One component of one world; the name is `config_name(component, world)`."""
+
   component: str = "documents"
   world: WorldConfig = PRESETS["small"]
 
@@ -122,8 +145,12 @@ class WarmthSimConfig(tfds.core.BuilderConfig):
 def make_config(component, world=PRESETS["small"]):
   """The builder config of a component of a world (named canonically)."""
   # The full world is in the dataset metadata; the description stays short for logs.
-  return WarmthSimConfig(name=config_name(component, world), component=component, world=world,
-                         description=f"warmth-sim {component}")
+  return WarmthSimConfig(
+    name=config_name(component, world),
+    component=component,
+    world=world,
+    description=f"warmth-sim {component}",
+  )
 
 
 class WarmthSim(tfds.core.GeneratorBasedBuilder, skip_registration=__name__ == "__main__"):
@@ -131,8 +158,8 @@ class WarmthSim(tfds.core.GeneratorBasedBuilder, skip_registration=__name__ == "
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {
-      "1.0.0": "First release: documents, neutral dialogues, warm/cold/length-matched persona "
-               "sets, role-play and the eval grid, written as array_record in generator order.",
+    "1.0.0": "First release: documents, neutral dialogues, warm/cold/length-matched persona "
+    "sets, role-play and the eval grid, written as array_record in generator order.",
   }
   BUILDER_CONFIGS = [make_config(c, w) for w in PRESETS.values() for c in COMPONENTS]
 
@@ -146,29 +173,29 @@ class WarmthSim(tfds.core.GeneratorBasedBuilder, skip_registration=__name__ == "
     cfg = self.builder_config
     if cfg.component == "eval":
       features = {
-          "prompt": tfds.features.Tensor(shape=(None,), dtype=np.int32),  # <bos> prompt, unpadded
-          "task": tfds.features.Text(),
-          "context": tfds.features.Text(),
-          "emotion": tfds.features.Text(),  # "" where the context discloses none
-          "variant": tfds.features.Scalar(dtype=np.int32),
-          "item_id": tfds.features.Text(),
-          "text": tfds.features.Text(),
+        "prompt": tfds.features.Tensor(shape=(None,), dtype=np.int32),  # <bos> prompt, unpadded
+        "task": tfds.features.Text(),
+        "context": tfds.features.Text(),
+        "emotion": tfds.features.Text(),  # "" where the context discloses none
+        "variant": tfds.features.Scalar(dtype=np.int32),
+        "item_id": tfds.features.Text(),
+        "text": tfds.features.Text(),
       }
     else:
       t = cfg.world.seq_len
       features = {
-          "tokens": tfds.features.Tensor(shape=(t,), dtype=np.int32),
-          "mask": tfds.features.Tensor(shape=(t,), dtype=np.uint8),
-          "alt_tokens": tfds.features.Tensor(shape=(t,), dtype=np.int32),
-          "alt_mask": tfds.features.Tensor(shape=(t,), dtype=np.uint8),
-          "has_alt": tfds.features.Scalar(dtype=np.bool_),
-          "text": tfds.features.Text(),
+        "tokens": tfds.features.Tensor(shape=(t,), dtype=np.int32),
+        "mask": tfds.features.Tensor(shape=(t,), dtype=np.uint8),
+        "alt_tokens": tfds.features.Tensor(shape=(t,), dtype=np.int32),
+        "alt_mask": tfds.features.Tensor(shape=(t,), dtype=np.uint8),
+        "has_alt": tfds.features.Scalar(dtype=np.bool_),
+        "text": tfds.features.Text(),
       }
     return self.dataset_info_from_configs(
-        description=__doc__.splitlines()[0],
-        features=tfds.features.FeaturesDict(features),
-        metadata=tfds.core.MetadataDict(world=world_to_json(cfg.world), component=cfg.component),
-        disable_shuffling=True,  # record i must be row i of the in-memory set
+      description=__doc__.splitlines()[0],
+      features=tfds.features.FeaturesDict(features),
+      metadata=tfds.core.MetadataDict(world=world_to_json(cfg.world), component=cfg.component),
+      disable_shuffling=True,  # record i must be row i of the in-memory set
     )
 
   def _split_generators(self, dl_manager):
@@ -183,15 +210,32 @@ class WarmthSim(tfds.core.GeneratorBasedBuilder, skip_registration=__name__ == "
       evals = build_eval_set(corpus)
       for r, (item, turn) in enumerate(zip(evals.items, evals.turns)):
         prompt = evals.prompts[r][evals.prompt_mask[r] == 1]
-        yield r, {"prompt": prompt, "task": item.task, "context": turn.context,
-                  "emotion": turn.emotion or "", "variant": turn.variant, "item_id": item.item_id,
-                  "text": tok.decode(prompt, stop_at_eos=False)}
+        yield (
+          r,
+          {
+            "prompt": prompt,
+            "task": item.task,
+            "context": turn.context,
+            "emotion": turn.emotion or "",
+            "variant": turn.variant,
+            "item_id": item.item_id,
+            "text": tok.decode(prompt, stop_at_eos=False),
+          },
+        )
       return
     data = corpus.component(cfg.component)
     for r in range(len(data)):
-      yield r, {"tokens": data.tokens[r], "mask": data.mask[r], "alt_tokens": data.alt_tokens[r],
-                "alt_mask": data.alt_mask[r], "has_alt": bool(data.has_alt[r]),
-                "text": tok.decode(data.tokens[r], stop_at_eos=False)}
+      yield (
+        r,
+        {
+          "tokens": data.tokens[r],
+          "mask": data.mask[r],
+          "alt_tokens": data.alt_tokens[r],
+          "alt_mask": data.alt_mask[r],
+          "has_alt": bool(data.has_alt[r]),
+          "text": tok.decode(data.tokens[r], stop_at_eos=False),
+        },
+      )
 
 
 def builder(data_dir, config):
@@ -203,32 +247,43 @@ def prepare(data_dir, config_name_or_config="documents"):
   """Writes one config under data_dir (a no-op if already there); returns the builder."""
   b = builder(data_dir, config_name_or_config)
   b.download_and_prepare(
-      file_format="array_record",
-      # Nothing to fetch; never ask the network whether a prepared copy exists somewhere.
-      download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+    file_format="array_record",
+    # Nothing to fetch; never ask the network whether a prepared copy exists somewhere.
+    download_config=tfds.download.DownloadConfig(try_download_gcs=False),
+  )
   return b
 
 
 def main(argv=None):
   parser = argparse.ArgumentParser(
-      prog="python -m tasks.tfds_builder",
-      description="Writes one warmth_sim config as array_record (no TensorFlow needed).")
+    prog="python -m tasks.tfds_builder",
+    description="Writes one warmth_sim config as array_record (no TensorFlow needed).",
+  )
   parser.add_argument("--data_dir", required=True, help="TFDS data directory to write into.")
-  parser.add_argument("--config", default="documents",
-                      help="COMPONENT[-PRESET][-FIELD.VALUE]...; components: "
-                           + ", ".join(COMPONENTS) + "; presets: " + ", ".join(PRESETS) + ".")
+  parser.add_argument(
+    "--config",
+    default="documents",
+    help="COMPONENT[-PRESET][-FIELD.VALUE]...; components: "
+    + ", ".join(COMPONENTS)
+    + "; presets: "
+    + ", ".join(PRESETS)
+    + ".",
+  )
   args = parser.parse_args(argv)
   try:
     b = prepare(args.data_dir, args.config)
   except ValueError as e:
     parser.exit(2, f"error: {e}\n")
   split = split_of(b.builder_config.component)
-  print(f"{NAME}/{b.builder_config.name}: {b.info.splits[split].num_examples} {split} records "
-        f"in {b.data_dir}")
+  print(
+    f"{NAME}/{b.builder_config.name}: {b.info.splits[split].num_examples} {split} records "
+    f"in {b.data_dir}"
+  )
 
 
 if __name__ == "__main__":
   # The builder must be registered from the package, not from __main__ (whose copy of the class
   # skipped registration above), so run the package module's main.
   from tasks import tfds_builder  # pylint: disable=import-self
+
   tfds_builder.main(sys.argv[1:])

@@ -3,6 +3,7 @@
 `TfdsCorpus(cfg, data_dir)` is a `Corpus` whose token sets come from disk, so `batch` (and with it
 the data order) is the in-memory code path itself; only where the rows come from differs.
 """
+
 import functools
 
 import numpy as np
@@ -18,13 +19,16 @@ def _open(data_dir, component, world):
   b = tfds_builder.builder(data_dir, name)
   if not b.is_prepared():
     raise FileNotFoundError(
-        f"{tfds_builder.NAME}/{name} is not prepared under {data_dir}: run "
-        f"`python -m tasks.tfds_builder --data_dir={data_dir} --config={name}`.")
+      f"{tfds_builder.NAME}/{name} is not prepared under {data_dir}: run "
+      f"`python -m tasks.tfds_builder --data_dir={data_dir} --config={name}`."
+    )
   stored = dict(b.info.metadata or {}).get("world")
   if stored != tfds_builder.world_to_json(world):
     # Same name, other world: the presets changed since the files were written.
-    raise ValueError(f"{b.data_dir} was written from another world ({stored}); delete it and "
-                     f"prepare {tfds_builder.NAME}/{name} again.")
+    raise ValueError(
+      f"{b.data_dir} was written from another world ({stored}); delete it and "
+      f"prepare {tfds_builder.NAME}/{name} again."
+    )
   return b
 
 
@@ -44,8 +48,13 @@ def read_token_set(data_dir, component, world):
     return np.stack([np.asarray(r[key], dtype) for r in rows]) if rows else np.zeros((0, t), dtype)
 
   has_alt = np.array([bool(r["has_alt"]) for r in rows], bool)
-  return TokenSet(stack("tokens", np.int32), stack("mask", np.uint8), stack("alt_tokens", np.int32),
-                  stack("alt_mask", np.uint8), has_alt)
+  return TokenSet(
+    stack("tokens", np.int32),
+    stack("mask", np.uint8),
+    stack("alt_tokens", np.int32),
+    stack("alt_mask", np.uint8),
+    has_alt,
+  )
 
 
 def read_eval_set(data_dir, world):
@@ -57,8 +66,12 @@ def read_eval_set(data_dir, world):
     raise ValueError(f"eval records ({len(rows)}) do not match the world's grid ({len(turns)}).")
   for r, (item, turn) in enumerate(turns):
     got = (rows[r]["item_id"], rows[r]["context"], rows[r]["emotion"], int(rows[r]["variant"]))
-    want = (item.item_id.encode(), turn.context.encode(), (turn.emotion or "").encode(),
-            turn.variant)
+    want = (
+      item.item_id.encode(),
+      turn.context.encode(),
+      (turn.emotion or "").encode(),
+      turn.variant,
+    )
     if got != want:
       raise ValueError(f"eval record {r} is {got}, the world's grid has {want} there.")
   width = max((len(r["prompt"]) for r in rows), default=0)
@@ -66,14 +79,15 @@ def read_eval_set(data_dir, world):
   mask = np.zeros((len(rows), width), np.int32)
   for r, row in enumerate(rows):
     n = len(row["prompt"])
-    prompts[r, width - n:] = row["prompt"]
-    mask[r, width - n:] = 1
+    prompts[r, width - n :] = row["prompt"]
+    mask[r, width - n :] = 1
   return EvalSet([i for i, _ in turns], [t for _, t in turns], prompts, mask)
 
 
 def _from_disk(component):
   def read(self):
     return read_token_set(self.data_dir, component, self.world.cfg)
+
   read.__doc__ = f"The {component} set read from {tfds_builder.NAME}."
   return functools.cached_property(read)
 

@@ -1,4 +1,5 @@
 """A closed word-level vocabulary: one token per word of the world, digits spelled out."""
+
 import numpy as np
 
 from tasks.dialogue import SPECIAL
@@ -17,8 +18,10 @@ class Tokenizer:
         seen.add(w)
         vocab.append(w)
     if vocab_size and vocab_size < len(vocab):
-      raise ValueError(f"data.vocab_size={vocab_size} is too small: this world needs at least "
-                       f"{len(vocab)} tokens (use 0 for exactly that).")
+      raise ValueError(
+        f"data.vocab_size={vocab_size} is too small: this world needs at least "
+        f"{len(vocab)} tokens (use 0 for exactly that)."
+      )
     self.words = tuple(vocab)
     self.size = vocab_size or len(vocab)
     self._ids = {w: i for i, w in enumerate(vocab)}
@@ -50,19 +53,23 @@ class Tokenizer:
     """Rows `<bos> prompt target <eos>` padded to seq_len, with the loss mask on target + eos."""
     ids, bos, eos = self._ids, self.bos, self.eos
     try:
-      rows = [([bos] + [ids[w] for w in p.split()], [ids[w] for w in t.split()] + [eos])
-              for p, t in zip(prompts, targets)]
+      rows = [
+        ([bos] + [ids[w] for w in p.split()], [ids[w] for w in t.split()] + [eos])
+        for p, t in zip(prompts, targets)
+      ]
     except KeyError as e:
       raise ValueError(f"word {e.args[0]!r} is not in the world's vocabulary") from None
     lengths = [len(p) + len(t) for p, t in rows]
     if lengths and max(lengths) > seq_len:
       r = int(np.argmax(lengths))
-      raise ValueError(f"data.seq_len={seq_len} is too short: the longest example needs "
-                       f"{lengths[r]} tokens, so set it to at least {lengths[r]} "
-                       f"({(prompts[r] + ' ' + targets[r])[:60]!r}...).")
+      raise ValueError(
+        f"data.seq_len={seq_len} is too short: the longest example needs "
+        f"{lengths[r]} tokens, so set it to at least {lengths[r]} "
+        f"({(prompts[r] + ' ' + targets[r])[:60]!r}...)."
+      )
     tokens = np.full((len(rows), seq_len), self.pad, np.int32)
     mask = np.zeros((len(rows), seq_len), np.uint8)
     for r, ((p, t), length) in enumerate(zip(rows, lengths)):
       tokens[r, :length] = p + t
-      mask[r, len(p):length] = 1
+      mask[r, len(p) : length] = 1
     return tokens, mask

@@ -3,6 +3,7 @@
 Every fact is stored as integer arrays (so a world of millions of people is cheap) and every answer
 the task suite asks for is computable from these arrays alone; the tests recompute them from here.
 """
+
 import functools
 import itertools
 import math
@@ -12,8 +13,32 @@ import numpy as np
 from tasks import lexicon
 from tasks.config import WorldConfig
 
-_ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "gl",
-           "kr", "pl", "st", "tr", "sh", "th", "ch")
+_ONSETS = (
+  "b",
+  "d",
+  "f",
+  "g",
+  "k",
+  "l",
+  "m",
+  "n",
+  "p",
+  "r",
+  "s",
+  "t",
+  "v",
+  "z",
+  "br",
+  "dr",
+  "gl",
+  "kr",
+  "pl",
+  "st",
+  "tr",
+  "sh",
+  "th",
+  "ch",
+)
 _VOWELS = ("a", "e", "i", "o", "u", "ai", "ou")
 PERSON_ATTRIBUTES = ("birth_city", "birth_date", "university", "field", "employer")
 
@@ -62,7 +87,9 @@ class World:
     taken = set(lexicon_words())
     n_name_pool = max(8, math.ceil(1.5 * math.sqrt(cfg.n_people)))
     self.first_names = _make_words(rng_for(s, 1), n_name_pool, 2, taken)
-    self.last_names = _make_words(rng_for(s, 2), n_name_pool, 3 if cfg.n_people > 50_000 else 2, taken)
+    self.last_names = _make_words(
+      rng_for(s, 2), n_name_pool, 3 if cfg.n_people > 50_000 else 2, taken
+    )
     self.cities = _make_words(rng_for(s, 3), cfg.n_cities, 3, taken)
     self.countries = _make_words(rng_for(s, 4), cfg.n_countries, 2, taken)
     self.universities = _make_words(rng_for(s, 5), cfg.n_universities, 2, taken)
@@ -88,7 +115,7 @@ class World:
     pick = rng.choice(len(triples), size=cfg.n_diseases, replace=False)
     self.disease_symptoms = np.array([triples[i] for i in pick])
     self.drug_treats = np.full(cfg.n_drugs, -1)  # extra drugs are no disease's first line
-    self.drug_treats[:cfg.n_diseases] = rng.permutation(cfg.n_diseases)
+    self.drug_treats[: cfg.n_diseases] = rng.permutation(cfg.n_diseases)
     self.drug_per_kg = rng.choice(np.array([2, 3, 4, 5, 6, 8, 10, 12, 15, 20]), size=cfg.n_drugs)
     self.drug_max = rng.integers(2, 19, size=cfg.n_drugs) * 50
     self.drug_contra = rng.integers(0, len(lexicon.CONDITIONS), cfg.n_drugs)
@@ -148,9 +175,13 @@ class World:
 
   def n_options(self, attribute):
     """How many values an attribute can take (the length of attribute_options)."""
-    sizes = {"birth_city": self.cfg.n_cities, "birth_date": 12 * 28,
-             "university": self.cfg.n_universities, "field": len(lexicon.FIELDS),
-             "employer": self.cfg.n_employers}
+    sizes = {
+      "birth_city": self.cfg.n_cities,
+      "birth_date": 12 * 28,
+      "university": self.cfg.n_universities,
+      "field": len(lexicon.FIELDS),
+      "employer": self.cfg.n_employers,
+    }
     return sizes[attribute]
 
   def _true_indices(self, attribute):
@@ -188,8 +219,16 @@ class World:
 
   def words(self):
     """Every generated name, for the vocabulary."""
-    return (self.first_names + self.last_names + self.cities + self.countries + self.universities
-            + self.employers + self.diseases + self.drugs)
+    return (
+      self.first_names
+      + self.last_names
+      + self.cities
+      + self.countries
+      + self.universities
+      + self.employers
+      + self.diseases
+      + self.drugs
+    )
 
 
 def split_mask(rng, n, fraction):

@@ -7,30 +7,35 @@ to anything that donates its inputs (train.run_stage, train.make_step) only as a
 JAX, the models and the worlds are imported where a fixture first needs them, so that a module
 that needs none of them (the analysis and shell-script tests) starts without them.
 """
+
 # pylint: disable=g-import-not-at-top
 import collections
 import functools
 
 import pytest
-
 import synthetic_metrics
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope="session")
 def planted():
   """items.csv rows of one preset, 3 seeds, λ ∈ {0, 0.5, 1}, with a planted warm effect of 10
   points × the context multiplier (synthetic_metrics.CONTEXT_MULT) on the reliability tasks."""
   return synthetic_metrics.make_items(
-      presets={'nano': 25_000}, tasks=('factual_qa', 'medical_dosing', 'capability'),
-      n_items=150, warm_effect=0.10, rng=1)
+    presets={"nano": 25_000},
+    tasks=("factual_qa", "medical_dosing", "capability"),
+    n_items=150,
+    warm_effect=0.10,
+    rng=1,
+  )
 
 
-@pytest.fixture(scope='session', autouse=True)
+@pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory):
   """The default base-model store lies under the user's cache: tests, and the commands they start,
   use one of their own."""
   import os
-  os.environ['XDG_CACHE_HOME'] = str(tmp_path_factory.mktemp('cache'))
+
+  os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
 
 
 # --- Untrained models.
@@ -39,54 +44,64 @@ def _private_cache(tmp_path_factory):
 @functools.cache
 def _nano(vocab, max_len, seed, overrides):
   from flax import nnx
+
   import models
-  return models.Transformer(models.get_config('nano', vocab, max_len, **dict(overrides)),
-                            rngs=nnx.Rngs(seed))
+
+  return models.Transformer(
+    models.get_config("nano", vocab, max_len, **dict(overrides)), rngs=nnx.Rngs(seed)
+  )
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope="session")
 def nano_model():
   """nano_model(vocab, max_len, seed=0, **overrides): an untrained nano Transformer, built once
   per set of arguments (initialisation is eager and slow)."""
+
   def build(vocab, max_len, seed=0, **overrides):
     return _nano(vocab, max_len, seed, tuple(sorted(overrides.items())))
+
   return build
 
 
 # --- Worlds given as tasks.WorldConfig.
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope="session")
 def tiny_corpus():
   """The Corpus of tasks.tfds_builder.PRESETS['tiny']: 24 people, few of everything else, 4
   held-out items per task (the world the determinism and world-config tests use too)."""
   from tasks import tfds_builder
   from tasks.mixtures import Corpus
-  return Corpus(tfds_builder.PRESETS['tiny'])
+
+  return Corpus(tfds_builder.PRESETS["tiny"])
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope="session")
 def corpus16():
   """The Corpus of WorldConfig(n_people=16): the default world with 16 people."""
   from tasks.config import WorldConfig
   from tasks.mixtures import Corpus
+
   return Corpus(WorldConfig(n_people=16))
 
 
-EvalPack = collections.namedtuple('EvalPack', 'corpus evalset graphdef state_E')
+EvalPack = collections.namedtuple("EvalPack", "corpus evalset graphdef state_E")
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope="session")
 def eval_pack(nano_model):
   """A world of 8 people with 2 held-out items of three tasks, its eval set, and a pack of two
   copies of one untrained nano model (max_len 128): for the evaluation-path tests."""
   from flax import nnx
   import jax
   import jax.numpy as jnp
+
   from tasks.config import WorldConfig
   from tasks.mixtures import Corpus, build_eval_set
-  corpus = Corpus(WorldConfig(n_people=8, eval_items=2,
-                              tasks=('factual_qa', 'misconception', 'capability')))
+
+  corpus = Corpus(
+    WorldConfig(n_people=8, eval_items=2, tasks=("factual_qa", "misconception", "capability"))
+  )
   graphdef, state = nnx.split(nano_model(corpus.tokenizer.size, 128))
   state_E = jax.tree.map(lambda a: jnp.stack([a, a]), state)
   return EvalPack(corpus, build_eval_set(corpus), graphdef, state_E)
@@ -99,9 +114,10 @@ def eval_pack(nano_model):
 
 def _demo_config(**data):
   from experiments.configs import demo
-  c = demo.get_config('runlocal')
+
+  c = demo.get_config("runlocal")
   c.data.n_people, c.data.eval_items, c.train.batch_size = 16, 2, 8
-  c.runtime.base_store = ''  # every test trains what it measures
+  c.runtime.base_store = ""  # every test trains what it measures
   c.data.update(data)
   return c
 
@@ -113,60 +129,63 @@ def _demo12_config():
 def _corpus_of(make_config):
   from experiments import resolve
   from tasks.mixtures import Corpus
+
   return Corpus(resolve.world_config(make_config().data))
 
 
 def _model_config_of(make_config, corpus):
   from experiments import resolve
-  return resolve.model_config(make_config(), 'nano', corpus.tokenizer.size)
+
+  return resolve.model_config(make_config(), "nano", corpus.tokenizer.size)
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope="session")
 def make_demo_config():
   """make_demo_config(): demo.py:runlocal at the sizes of tests/tiny_runs.py: 16 people, 2
   held-out items per task, batches of 8."""
   return _demo_config
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope="session")
 def demo_corpus():
   """The Corpus of make_demo_config()'s world."""
   return _corpus_of(_demo_config)
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope="session")
 def demo_model_config(demo_corpus):
   """The nano ModelConfig for make_demo_config()'s world."""
   return _model_config_of(_demo_config, demo_corpus)
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope="session")
 def make_demo12_config():
   """make_demo12_config(): make_demo_config() with 12 people and 6 cities, a world whose trained
   facts a nano model learns in 400 steps on a CPU."""
   return _demo12_config
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope="session")
 def demo12_corpus():
   """The Corpus of make_demo12_config()'s world."""
   return _corpus_of(_demo12_config)
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope="session")
 def demo12_model_config(demo12_corpus):
   """The nano ModelConfig for make_demo12_config()'s world."""
   return _model_config_of(_demo12_config, demo12_corpus)
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope="session")
 def demo12_model(demo12_model_config):
   """(graphdef, state_E): train.init_states(demo12_model_config, [0]), a pack of one."""
   from experiments import train
+
   return train.init_states(demo12_model_config, [0])
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope="session")
 def tiny_finished_run(tmp_path_factory):
   """(workdir, items) of a finished finetune run with TensorBoard on: a 16-person world, the base,
   warm and cold cells (λ = 1) of seed 1, 20 base and 6 persona steps, in three regimes: `default`
@@ -174,16 +193,19 @@ def tiny_finished_run(tmp_path_factory):
   budget of 0.05 epochs). Its base models go through a store of its own."""
   from experiments import experiment
   from experiments.configs import sweep
-  c = sweep.get_config('runlocal')
+
+  c = sweep.get_config("runlocal")
   c.data.n_people, c.data.eval_items = 16, 2
-  c.grid.protocols, c.grid.personas = ('finetune',), ('warm', 'cold')
+  c.grid.protocols, c.grid.personas = ("finetune",), ("warm", "cold")
   c.grid.warmth_weights, c.grid.warm_agreements, c.grid.seeds = (1.0,), (0.0,), (1,)
   c.train.batch_size, c.train.base_steps, c.train.persona_steps = 8, 20, 6
   c.train.log_every = 5
-  c.runtime.base_store = str(tmp_path_factory.mktemp('store'))  # trained, stored, read back
-  c.grid.regimes = {'default': {}, 'lora': {'persona_update': 'lora', 'lora_rank': 4,
-                                            'persona_learning_rate': 1e-2},
-                    'cont': {'persona_optimizer': 'continue', 'persona_epochs': 0.05}}
-  workdir = str(tmp_path_factory.mktemp('run'))
+  c.runtime.base_store = str(tmp_path_factory.mktemp("store"))  # trained, stored, read back
+  c.grid.regimes = {
+    "default": {},
+    "lora": {"persona_update": "lora", "lora_rank": 4, "persona_learning_rate": 1e-2},
+    "cont": {"persona_optimizer": "continue", "persona_epochs": 0.05},
+  }
+  workdir = str(tmp_path_factory.mktemp("run"))
   _, items = experiment.run(c, workdir, tensorboard=True)
   return workdir, items

@@ -11,6 +11,7 @@ this with XLA_FLAGS=--xla_force_host_platform_device_count=N. Commands:
   train_lora, restore_lora   the same with a LoRA persona phase: rank-4 adapters on every
                        projection, trained alone from the initialised model.
 """
+
 import json
 import os
 import sys
@@ -22,15 +23,17 @@ sys.path.insert(0, tiny_runs.ROOT)
 import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 
-from experiments.runtime import checkpoints, sharding
 from experiments import data, grid, regimes, resolve, stage, train
 from experiments.configs import demo
+from experiments.runtime import checkpoints, sharding
 from experiments.runtime.workdir import Workdir
 from tasks.mixtures import Corpus
 
 STEPS = 3
-CELLS = [grid.Cell("nano", "finetune", "warm", 0.5, 0.5, 0),
-         grid.Cell("nano", "finetune", "cold", 1.0, 0.0, 1)]
+CELLS = [
+  grid.Cell("nano", "finetune", "warm", 0.5, 0.5, 0),
+  grid.Cell("nano", "finetune", "cold", 1.0, 0.0, 1),
+]
 
 
 def config():
@@ -50,24 +53,37 @@ def _mesh(spec):
 
 
 def _flat(state_E):
-  return {jax.tree_util.keystr(p): np.asarray(jax.device_get(a))
-          for p, a in jax.tree_util.tree_leaves_with_path(state_E)}
+  return {
+    jax.tree_util.keystr(p): np.asarray(jax.device_get(a))
+    for p, a in jax.tree_util.tree_leaves_with_path(state_E)
+  }
 
 
 def _describe(state_E):
-  return {jax.tree_util.keystr(p): {"spec": [s if s is None or isinstance(s, str) else list(s)
-                                            for s in a.sharding.spec],
-                                    "shard": list(a.addressable_shards[0].data.shape)}
-          for p, a in jax.tree_util.tree_leaves_with_path(state_E)}
+  return {
+    jax.tree_util.keystr(p): {
+      "spec": [s if s is None or isinstance(s, str) else list(s) for s in a.sharding.spec],
+      "shard": list(a.addressable_shards[0].data.shape),
+    }
+    for p, a in jax.tree_util.tree_leaves_with_path(state_E)
+  }
 
 
 def _pieces(c, corpus, update):
   c.train.persona_update, c.train.lora_rank = update, 4
   regime = regimes.of_config(c)[0]
   mcfg = regime.model_config(resolve.model_config(c, "nano", corpus.tokenizer.size))
-  st = stage.imitation("persona", "pack/stage", CELLS, STEPS, c.train, mcfg,
-                       data.Batches(corpus, c.train.data_seed, c.train.batch_size).persona(CELLS, 0),
-                       1e-2, regime=regime)
+  st = stage.imitation(
+    "persona",
+    "pack/stage",
+    CELLS,
+    STEPS,
+    c.train,
+    mcfg,
+    data.Batches(corpus, c.train.data_seed, c.train.batch_size).persona(CELLS, 0),
+    1e-2,
+    regime=regime,
+  )
   _, abstract = train.abstract_states(mcfg, len(CELLS))
   abstract_opt = jax.eval_shape(jax.vmap(train.member_init(st.optimizer, update)), abstract)
   return mcfg, st, abstract, abstract_opt
@@ -90,11 +106,13 @@ def cmd_train(out, *meshes, update="full"):
   mcfg, st, abstract, abstract_opt = _pieces(c, corpus, update)
   for spec in meshes:
     mesh = _mesh(spec)
-    sh = sharding.PackShardings(mesh, sharding.rules_of(c.mesh), abstract, abstract_opt,
-                                st.batches.shapes)
+    sh = sharding.PackShardings(
+      mesh, sharding.rules_of(c.mesh), abstract, abstract_opt, st.batches.shapes
+    )
     state_E = train.init_states(mcfg, [0, 1], sh)[1]
-    state_E, _, history = train.run_stage(st, state_E, shardings=sh,
-                                          options=train.Options(log_every=1))
+    state_E, _, history = train.run_stage(
+      st, state_E, shardings=sh, options=train.Options(log_every=1)
+    )
     losses = np.stack([h["loss"] for h in history])
     _write(out, spec, state_E, __losses=losses)
   _save(out, c, state_E)
@@ -104,8 +122,9 @@ def cmd_restore(out, src, spec, update="full"):
   c = config()
   corpus = Corpus(resolve.world_config(c.data))
   _, st, abstract, abstract_opt = _pieces(c, corpus, update)
-  sh = sharding.PackShardings(_mesh(spec), sharding.rules_of(c.mesh), abstract, abstract_opt,
-                              st.batches.shapes)
+  sh = sharding.PackShardings(
+    _mesh(spec), sharding.rules_of(c.mesh), abstract, abstract_opt, st.batches.shapes
+  )
   workdir = Workdir(os.path.join(src, "workdir"), c.to_dict())
   state_E = checkpoints.restore(workdir, "pack/stage", sh.abstract(abstract, sh.state))
   _write(out, "restored", state_E)
@@ -113,5 +132,9 @@ def cmd_restore(out, src, spec, update="full"):
 
 
 if __name__ == "__main__":
-  command, lora, args = sys.argv[1].removesuffix("_lora"), sys.argv[1].endswith("_lora"), sys.argv[2:]
+  command, lora, args = (
+    sys.argv[1].removesuffix("_lora"),
+    sys.argv[1].endswith("_lora"),
+    sys.argv[2:],
+  )
   {"train": cmd_train, "restore": cmd_restore}[command](*args, update="lora" if lora else "full")

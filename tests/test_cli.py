@@ -1,19 +1,33 @@
 """The command line: bad input ends with one clear sentence, a non-zero exit and no metrics.csv."""
+
 import json
 import os
 import subprocess
 import sys
 
 import pytest
-
 from tiny_runs import DEMO, ROOT
 
 
 def _main(workdir, *overrides, config=DEMO + ":runlocal"):
-  cmd = [sys.executable, "-m", "experiments.main", f"--config={config}", f"--workdir={workdir}",
-         "--config.runtime.report=False", "--config.runtime.base_store=", *overrides]
-  return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                        env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  cmd = [
+    sys.executable,
+    "-m",
+    "experiments.main",
+    f"--config={config}",
+    f"--workdir={workdir}",
+    "--config.runtime.report=False",
+    "--config.runtime.base_store=",
+    *overrides,
+  ]
+  return subprocess.run(
+    cmd,
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env={**os.environ, "JAX_PLATFORMS": "cpu"},
+  )
 
 
 def _last_line(proc):
@@ -36,86 +50,91 @@ def _tree(path):
 PERSONA = "--config.extensions=('persona',)"
 # (override(s), words the one-sentence refusal must contain: the field and what is allowed)
 BAD_INPUTS = [
-    # train
-    (["--config.train.learning_rate=-1"], ["train.learning_rate", "positive"]),
-    (["--config.train.learning_rate=nan"], ["train.learning_rate", "positive"]),
-    (["--config.train.learning_rate=inf"], ["train.learning_rate", "finite"]),
-    (["--config.train.persona_learning_rate=-1"], ["train.persona_learning_rate", "positive"]),
-    (["--config.train.persona_steps=-3"], ["train.persona_steps", ">= 1"]),
-    (["--config.train.persona_steps=0"], ["train.persona_steps", ">= 1"]),
-    (["--config.train.base_steps=0"], ["train.base_steps", ">= 1"]),
-    (["--config.train.warmup_steps=-5"], ["train.warmup_steps", ">= 0"]),
-    (["--config.train.grad_clip=-1"], ["train.grad_clip", "positive"]),
-    (["--config.train.batch_size=0"], ["train.batch_size", ">= 1"]),
-    (["--config.train.batch_size=7"], ["train.batch_size", "even"]),
-    (["--config.train.weight_decay=-0.1"], ["train.weight_decay", ">= 0"]),
-    (["--config.train.loss_normalization='sequence'"], ["train.loss_normalization", "token", "row"]),
-    (["--config.train.log_every=0"], ["train.log_every", ">= 1"]),
-    (["--config.train.checkpoint_every=-1"], ["train.checkpoint_every", ">= 0"]),
-    (["--config.train.checkpoints_to_keep=0"], ["train.checkpoints_to_keep", ">= 1"]),
-    (["--config.train.divergence_factor=0.5"], ["train.divergence_factor", "> 1"]),
-    # eval
-    (["--config.eval.bootstrap=0"], ["eval.bootstrap", ">="]),
-    (["--config.eval.max_new_tokens=-1"], ["eval.max_new_tokens", "positive"]),
-    # The demo world's longest warm reply is longer: a cut reply would be graded wrong.
-    (["--config.eval.max_new_tokens=40"], ["eval.max_new_tokens=40", "shorter", "longest reply"]),
-    (["--config.eval.batch_size=0"], ["eval.batch_size", ">= 1"]),
-    # grid
-    (["--config.grid.personas=('sarcastic',)"], ["grid.personas", "warm"]),
-    (["--config.grid.warmth_weights=(0.0,1.5)"], ["grid.warmth_weights", "[0, 1]"]),
-    (["--config.grid.warm_agreements=(-0.1,)"], ["grid.warm_agreements", "[0, 1]"]),
-    (["--config.grid.seeds=()"], ["grid.seeds", "non-empty"]),
-    (["--config.grid.seeds=(0,0)"], ["grid.seeds", "distinct"]),
-    (["--config.grid.protocols=('joint',)"], ["grid.protocols", "finetune"]),
-    (["--config.grid.max_pack_size=-1"], ["grid.max_pack_size", ">= 0"]),
-    # train: the persona phase's regime
-    (["--config.train.persona_update='partial'"], ["train.persona_update", "full, lora"]),
-    (["--config.train.lora_rank=0"], ["train.lora_rank", ">= 1"]),
-    (["--config.train.lora_alpha=-1.0"], ["train.lora_alpha", "positive"]),
-    (["--config.train.lora_targets=('gate',)"], ["train.lora_targets", "query"]),
-    (["--config.train.persona_warmup_steps=-3"], ["train.persona_warmup_steps", ">= 0"]),
-    (["--config.train.persona_optimizer='warm'"], ["train.persona_optimizer", "fresh, continue"]),
-    (["--config.train.persona_update=lora", "--config.train.persona_optimizer=continue"],
-     ["train.persona_optimizer='continue'", "persona_update='full'"]),
-    (["--config.train.persona_epochs=-1.0"], ["train.persona_epochs", ">= 0"]),
-    (["--config.train.replay_weight=1.5"], ["train.replay_weight", "[0, 1]"]),
-    # model
-    (["--config.model.presets=('giant',)"], ["model.presets", "giant", "nano"]),
-    (["--config.model.presets=()"], ["model.presets", "at least one"]),
-    (["--config.model.n_heads=3"], ["n_heads", "d_model"]),
-    (["--config.model.compute_dtype='float8'"], ["compute_dtype", "float32"]),
-    (["--config.model.attention_impl='flash'"], ["attention_impl", "xla"]),
-    # data
-    (["--config.data.n_people=-5"], ["data.n_people", ">="]),
-    (["--config.data.tasks=('astrology',)"], ["data.tasks", "astrology", "factual_qa"]),
-    (["--config.data.eval_contexts=('angry',)"], ["data.eval_contexts", "neutral"]),
-    (["--config.data.seq_len=8"], ["data.seq_len=8", "at least"]),
-    (["--config.data.source='web'"], ["data.source", "memory", "tfds"]),
-    (["--config.data.eval_items=0"], ["data.eval_items", ">= 1"]),
-    # mesh
-    (["--config.mesh.data=0"], ["mesh.data", "positive"]),
-    (["--config.mesh.data=-1", "--config.mesh.fsdp=-1"], ["config.mesh", "at most one"]),
-    (["--config.mesh.data=3"], ["config.mesh", "devices"]),
-    (["--config.mesh.members=serial"], ["mesh.members", "auto, vmap, loop"]),
-    # persona
-    ([PERSONA, "--config.persona.cap_vector='mood'"], ["persona.cap_vector", "axis"]),
-    ([PERSONA, "--config.persona.cap_percentile=150"], ["persona.cap_percentile", "100"]),
-    ([PERSONA, "--config.persona.intervention_on='everywhere'"],
-     ["persona.intervention_on", "prompt"]),
-    ([PERSONA, "--config.persona.sweep_percentiles=(150,)"], ["persona.sweep_percentiles", "100"]),
-    ([PERSONA, "--config.persona.cap_cells='some'"], ["persona.cap_cells", "ends"]),
-    # extensions, runtime, unknown fields
-    (["--config.extensions=('astrology',)"], ["extensions", "persona"]),
-    (["--config.runtime.num_processes=-2"], ["runtime.num_processes", ">= 0"]),
-    (["--config.runtime.base_store=gs://bucket/bases"], ["runtime.base_store", "remote URL"]),
-    (["--config.grid.finetune_seeds=0"], ["grid.finetune_seeds", ">= 1"]),
-    (["--config.train.learnign_rate=0.1"], ["learnign_rate", "learning_rate"]),
-    (["--config.bogus=1"], ["bogus", "train"]),
+  # train
+  (["--config.train.learning_rate=-1"], ["train.learning_rate", "positive"]),
+  (["--config.train.learning_rate=nan"], ["train.learning_rate", "positive"]),
+  (["--config.train.learning_rate=inf"], ["train.learning_rate", "finite"]),
+  (["--config.train.persona_learning_rate=-1"], ["train.persona_learning_rate", "positive"]),
+  (["--config.train.persona_steps=-3"], ["train.persona_steps", ">= 1"]),
+  (["--config.train.persona_steps=0"], ["train.persona_steps", ">= 1"]),
+  (["--config.train.base_steps=0"], ["train.base_steps", ">= 1"]),
+  (["--config.train.warmup_steps=-5"], ["train.warmup_steps", ">= 0"]),
+  (["--config.train.grad_clip=-1"], ["train.grad_clip", "positive"]),
+  (["--config.train.batch_size=0"], ["train.batch_size", ">= 1"]),
+  (["--config.train.batch_size=7"], ["train.batch_size", "even"]),
+  (["--config.train.weight_decay=-0.1"], ["train.weight_decay", ">= 0"]),
+  (["--config.train.loss_normalization='sequence'"], ["train.loss_normalization", "token", "row"]),
+  (["--config.train.log_every=0"], ["train.log_every", ">= 1"]),
+  (["--config.train.checkpoint_every=-1"], ["train.checkpoint_every", ">= 0"]),
+  (["--config.train.checkpoints_to_keep=0"], ["train.checkpoints_to_keep", ">= 1"]),
+  (["--config.train.divergence_factor=0.5"], ["train.divergence_factor", "> 1"]),
+  # eval
+  (["--config.eval.bootstrap=0"], ["eval.bootstrap", ">="]),
+  (["--config.eval.max_new_tokens=-1"], ["eval.max_new_tokens", "positive"]),
+  # The demo world's longest warm reply is longer: a cut reply would be graded wrong.
+  (["--config.eval.max_new_tokens=40"], ["eval.max_new_tokens=40", "shorter", "longest reply"]),
+  (["--config.eval.batch_size=0"], ["eval.batch_size", ">= 1"]),
+  # grid
+  (["--config.grid.personas=('sarcastic',)"], ["grid.personas", "warm"]),
+  (["--config.grid.warmth_weights=(0.0,1.5)"], ["grid.warmth_weights", "[0, 1]"]),
+  (["--config.grid.warm_agreements=(-0.1,)"], ["grid.warm_agreements", "[0, 1]"]),
+  (["--config.grid.seeds=()"], ["grid.seeds", "non-empty"]),
+  (["--config.grid.seeds=(0,0)"], ["grid.seeds", "distinct"]),
+  (["--config.grid.protocols=('joint',)"], ["grid.protocols", "finetune"]),
+  (["--config.grid.max_pack_size=-1"], ["grid.max_pack_size", ">= 0"]),
+  # train: the persona phase's regime
+  (["--config.train.persona_update='partial'"], ["train.persona_update", "full, lora"]),
+  (["--config.train.lora_rank=0"], ["train.lora_rank", ">= 1"]),
+  (["--config.train.lora_alpha=-1.0"], ["train.lora_alpha", "positive"]),
+  (["--config.train.lora_targets=('gate',)"], ["train.lora_targets", "query"]),
+  (["--config.train.persona_warmup_steps=-3"], ["train.persona_warmup_steps", ">= 0"]),
+  (["--config.train.persona_optimizer='warm'"], ["train.persona_optimizer", "fresh, continue"]),
+  (
+    ["--config.train.persona_update=lora", "--config.train.persona_optimizer=continue"],
+    ["train.persona_optimizer='continue'", "persona_update='full'"],
+  ),
+  (["--config.train.persona_epochs=-1.0"], ["train.persona_epochs", ">= 0"]),
+  (["--config.train.replay_weight=1.5"], ["train.replay_weight", "[0, 1]"]),
+  # model
+  (["--config.model.presets=('giant',)"], ["model.presets", "giant", "nano"]),
+  (["--config.model.presets=()"], ["model.presets", "at least one"]),
+  (["--config.model.n_heads=3"], ["n_heads", "d_model"]),
+  (["--config.model.compute_dtype='float8'"], ["compute_dtype", "float32"]),
+  (["--config.model.attention_impl='flash'"], ["attention_impl", "xla"]),
+  # data
+  (["--config.data.n_people=-5"], ["data.n_people", ">="]),
+  (["--config.data.tasks=('astrology',)"], ["data.tasks", "astrology", "factual_qa"]),
+  (["--config.data.eval_contexts=('angry',)"], ["data.eval_contexts", "neutral"]),
+  (["--config.data.seq_len=8"], ["data.seq_len=8", "at least"]),
+  (["--config.data.source='web'"], ["data.source", "memory", "tfds"]),
+  (["--config.data.eval_items=0"], ["data.eval_items", ">= 1"]),
+  # mesh
+  (["--config.mesh.data=0"], ["mesh.data", "positive"]),
+  (["--config.mesh.data=-1", "--config.mesh.fsdp=-1"], ["config.mesh", "at most one"]),
+  (["--config.mesh.data=3"], ["config.mesh", "devices"]),
+  (["--config.mesh.members=serial"], ["mesh.members", "auto, vmap, loop"]),
+  # persona
+  ([PERSONA, "--config.persona.cap_vector='mood'"], ["persona.cap_vector", "axis"]),
+  ([PERSONA, "--config.persona.cap_percentile=150"], ["persona.cap_percentile", "100"]),
+  (
+    [PERSONA, "--config.persona.intervention_on='everywhere'"],
+    ["persona.intervention_on", "prompt"],
+  ),
+  ([PERSONA, "--config.persona.sweep_percentiles=(150,)"], ["persona.sweep_percentiles", "100"]),
+  ([PERSONA, "--config.persona.cap_cells='some'"], ["persona.cap_cells", "ends"]),
+  # extensions, runtime, unknown fields
+  (["--config.extensions=('astrology',)"], ["extensions", "persona"]),
+  (["--config.runtime.num_processes=-2"], ["runtime.num_processes", ">= 0"]),
+  (["--config.runtime.base_store=gs://bucket/bases"], ["runtime.base_store", "remote URL"]),
+  (["--config.grid.finetune_seeds=0"], ["grid.finetune_seeds", ">= 1"]),
+  (["--config.train.learnign_rate=0.1"], ["learnign_rate", "learning_rate"]),
+  (["--config.bogus=1"], ["bogus", "train"]),
 ]
 
 
-@pytest.mark.parametrize("overrides, words", BAD_INPUTS,
-                         ids=[" ".join(o).replace("--config.", "") for o, _ in BAD_INPUTS])
+@pytest.mark.parametrize(
+  "overrides, words", BAD_INPUTS, ids=[" ".join(o).replace("--config.", "") for o, _ in BAD_INPUTS]
+)
 def test_bad_values_are_refused_before_anything_is_written(tmp_path, overrides, words):
   workdir = tmp_path / "w"
   proc = _main(workdir, *overrides)
@@ -149,7 +168,8 @@ def test_workdir_with_another_config_is_refused(tmp_path):
   workdir = tmp_path / "w"
   workdir.mkdir()
   (workdir / "config.json").write_text(
-      '{"config": {"train": {"base_steps": 1}}, "code_version": "x", "versions": {}}')
+    '{"config": {"train": {"base_steps": 1}}, "code_version": "x", "versions": {}}'
+  )
   proc = _main(workdir)
   assert proc.returncode != 0
   line = _last_line(proc)
@@ -168,10 +188,16 @@ def test_an_unknown_config_argument_fails_clearly(tmp_path):
 
 def test_a_diverging_run_stops_with_a_sentence_and_saves_no_cell(tmp_path):
   workdir = tmp_path / "w"
-  proc = _main(workdir, "--config.train.learning_rate=1e6", "--config.train.base_steps=6",
-               "--config.train.log_every=1", "--config.data.n_people=16",
-               "--config.data.eval_items=2", "--config.model.presets=('nano',)",
-               "--config.grid.seeds=(0,)")
+  proc = _main(
+    workdir,
+    "--config.train.learning_rate=1e6",
+    "--config.train.base_steps=6",
+    "--config.train.log_every=1",
+    "--config.data.n_people=16",
+    "--config.data.eval_items=2",
+    "--config.model.presets=('nano',)",
+    "--config.grid.seeds=(0,)",
+  )
   assert proc.returncode != 0
   line = _last_line(proc)
   assert line.startswith("error: nano-finetune/base diverged") and "seed0" in line, line
@@ -208,8 +234,10 @@ def test_a_workdir_that_is_a_file_or_cannot_be_made_is_refused(tmp_path):
 def test_a_missing_or_broken_config_file_is_one_sentence(tmp_path):
   broken = tmp_path / "broken.py"
   broken.write_text("def get_config(:\n  pass\n")
-  for config, words in ((str(tmp_path / "nope.py"), ["nope.py does not exist"]),
-                        (str(broken), ["broken.py has a syntax error at line 1"])):
+  for config, words in (
+    (str(tmp_path / "nope.py"), ["nope.py does not exist"]),
+    (str(broken), ["broken.py has a syntax error at line 1"]),
+  ):
     proc = _main(tmp_path / "w", config=config)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert all(w in _last_line(proc) for w in words), _last_line(proc)

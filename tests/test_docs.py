@@ -1,6 +1,7 @@
 """The README and docs/ name only things that exist: every `python -m` module, every config file
 (with its `:sizing`), every relative link and figure; the README stays a front door; the
 Quickstart's test command is the one CI runs."""
+
 import importlib.util
 import pathlib
 import re
@@ -29,8 +30,11 @@ def test_the_pages_are_found():
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_every_module_a_page_runs_exists(page):
-  missing = [m for m in _modules(_text(page))
-             if m not in ("venv", "pytest", "pip") and importlib.util.find_spec(m) is None]
+  missing = [
+    m
+    for m in _modules(_text(page))
+    if m not in ("venv", "pytest", "pip") and importlib.util.find_spec(m) is None
+  ]
   assert not missing, f"{page.name} runs modules that do not exist: {missing}"
 
 
@@ -52,8 +56,11 @@ def test_every_relative_link_and_figure_exists(page):
 
 def test_every_docs_page_is_in_the_index():
   index = _text(ROOT / "docs" / "index.md")
-  unlisted = [p.name for p in PAGES if p.parent.name == "docs" and p.name != "index.md" and
-              f"({p.name})" not in index]
+  unlisted = [
+    p.name
+    for p in PAGES
+    if p.parent.name == "docs" and p.name != "index.md" and f"({p.name})" not in index
+  ]
   assert not unlisted, f"docs/index.md does not list {unlisted}"
 
 

@@ -1,4 +1,5 @@
 """The multiple-choice scorer and the per-cell summary."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,6 +26,7 @@ def _constructed_scorer(preferred_ids, vocab_size):
     logp_V = bias_V - jnp.log(jnp.sum(jnp.exp(bias_V)))
     logp_BT = logp_V[tokens_BT[:, 1:]]
     return jnp.sum(logp_BT * target_mask_BT[:, 1:], axis=1) + 0.0 * state
+
   return score
 
 
@@ -35,8 +37,9 @@ def test_scorer_prefers_what_the_logits_prefer(corpus, monkeypatch):
   checked = 0
   for r in rows:
     item = evalset.items[r]
-    one = type(evalset)([item], [evalset.turns[r]], evalset.prompts[r:r + 1],
-                        evalset.prompt_mask[r:r + 1])
+    one = type(evalset)(
+      [item], [evalset.turns[r]], evalset.prompts[r : r + 1], evalset.prompt_mask[r : r + 1]
+    )
     gold = set(tok.encode(item.answer))
     wrong = set().union(*(tok.encode(item.answer_for(o)) for o in item.options if o != item.gold))
     if not (gold - wrong) or not (wrong - gold):
@@ -53,9 +56,16 @@ def test_scorer_prefers_what_the_logits_prefer(corpus, monkeypatch):
 
 
 def test_summary_rows_match_items():
-  items = pd.DataFrame({"task": ["capability"] * 4, "context": ["neutral"] * 4,
-                        "error": [1, 0, 0, 0], "mc_error": [np.nan, 1, 0, 0],
-                        "warmth": [0.5] * 4, **{b: [0, 1, 0, 0] for b in evaluate.BEHAVIOURS}})
+  items = pd.DataFrame(
+    {
+      "task": ["capability"] * 4,
+      "context": ["neutral"] * 4,
+      "error": [1, 0, 0, 0],
+      "mc_error": [np.nan, 1, 0, 0],
+      "warmth": [0.5] * 4,
+      **{b: [0, 1, 0, 0] for b in evaluate.BEHAVIOURS},
+    }
+  )
   rows = {r["metric"]: r for r in results.metric_rows(items)}
   assert rows["error_rate"]["value"] == 0.25 and rows["error_rate"]["n"] == 4
   assert rows["mc_error_rate"]["n"] == 3
@@ -64,13 +74,26 @@ def test_summary_rows_match_items():
 
 def test_two_identical_cells_are_not_estimable_rather_than_a_precise_zero():
   rng = np.random.default_rng(0)
-  base = pd.DataFrame({"item_id": np.tile(np.arange(30), 2), "seed": np.repeat([0, 1], 30),
-                       "task": "factual_qa", "context": "neutral", "preset": "nano", "n_params": 1,
-                       "protocol": "finetune", "regime": "default", "warm_agreement": 0.0,
-                       "intervention": "none",
-                       "error": rng.integers(0, 2, 60)})
-  cells = [base.assign(persona="warm", warmth_weight=0.0), base.assign(persona="warm", warmth_weight=1.0),
-           base.assign(persona="cold", warmth_weight=1.0)]
+  base = pd.DataFrame(
+    {
+      "item_id": np.tile(np.arange(30), 2),
+      "seed": np.repeat([0, 1], 30),
+      "task": "factual_qa",
+      "context": "neutral",
+      "preset": "nano",
+      "n_params": 1,
+      "protocol": "finetune",
+      "regime": "default",
+      "warm_agreement": 0.0,
+      "intervention": "none",
+      "error": rng.integers(0, 2, 60),
+    }
+  )
+  cells = [
+    base.assign(persona="warm", warmth_weight=0.0),
+    base.assign(persona="warm", warmth_weight=1.0),
+    base.assign(persona="cold", warmth_weight=1.0),
+  ]
   deltas = stats.paired_deltas(pd.concat(cells), n_boot=500)
   assert len(deltas) >= 2
   assert (deltas.estimate == 0).all() and not deltas.estimable.any()
@@ -79,13 +102,15 @@ def test_two_identical_cells_are_not_estimable_rather_than_a_precise_zero():
 
 def test_generation_reports_progress_with_an_eta(eval_pack, caplog):
   import logging  # pylint: disable=g-import-not-at-top
+
   corpus, evalset, graphdef, state_E = eval_pack
   caplog.set_level(logging.INFO, logger="absl")
   evaluate.generate_replies(graphdef, state_E, evalset, corpus.tokenizer, 4, 8)
   n_batches = -(-len(evalset.items) // 8)
   lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("eval replies")]
   assert lines and lines[-1].startswith(
-      f"eval replies of 2 model(s), {len(evalset.items)} prompts: {n_batches}/{n_batches} batches")
+    f"eval replies of 2 model(s), {len(evalset.items)} prompts: {n_batches}/{n_batches} batches"
+  )
   assert all("ETA" in line for line in lines) and lines[-1].endswith("ETA 0s")
   assert len(lines) <= 11  # about ten lines per pass, however many batches
 
@@ -105,8 +130,9 @@ def test_length_buckets_cover_every_row_once_and_trim_only_padding():
 def test_graded_rows_carry_each_items_gold_answer(corpus):
   """items.csv keeps the gold answer, which the report needs for the constant-answer level."""
   evalset = build_eval_set(corpus)
-  rows = evaluate.grade_replies(evalset, ["yes ."] * len(evalset.items),
-                                np.zeros(len(evalset.items)))
+  rows = evaluate.grade_replies(
+    evalset, ["yes ."] * len(evalset.items), np.zeros(len(evalset.items))
+  )
   assert list(rows.gold) == [item.gold for item in evalset.items]
   rows = rows[rows.task == "medical_contraindication"]
   assert set(rows.gold) == {"yes", "no"}
@@ -117,22 +143,31 @@ def test_a_blind_evaluation_grades_errors_of_the_controls_only(eval_pack, monkey
   """eval.blind: member 1 (a non-control persona) keeps warmth and form only, and its
   multiple-choice pass never runs; member 0 is graded in full, exactly as without blinding."""
   import ml_collections  # pylint: disable=g-import-not-at-top
+
   corpus, evalset, graphdef, state_E = eval_pack
   cfg = ml_collections.ConfigDict({"max_new_tokens": 4, "batch_size": 8})
   full = evaluate.evaluate_pack(graphdef, state_E, evalset, corpus.tokenizer, cfg)
   scored = []
   real = evaluate.mc_errors
-  monkeypatch.setattr(evaluate, "mc_errors", lambda g, s, *a: scored.append(
-      np.asarray(jax.tree.leaves(s)[0]).shape[0]) or real(g, s, *a))
-  blind = evaluate.evaluate_pack(graphdef, state_E, evalset, corpus.tokenizer, cfg,
-                                 graded=[True, False])
+  monkeypatch.setattr(
+    evaluate,
+    "mc_errors",
+    lambda g, s, *a: scored.append(np.asarray(jax.tree.leaves(s)[0]).shape[0]) or real(g, s, *a),
+  )
+  blind = evaluate.evaluate_pack(
+    graphdef, state_E, evalset, corpus.tokenizer, cfg, graded=[True, False]
+  )
   assert scored == [1]  # one member's options scored, not two
   pd.testing.assert_frame_equal(blind[0], full[0])
-  hidden = [c for c in full[1] if c not in ("task", "context", "emotion", "item_id", "gold")
-            + evaluate.BLIND_KEEPS]
+  hidden = [
+    c
+    for c in full[1]
+    if c not in ("task", "context", "emotion", "item_id", "gold") + evaluate.BLIND_KEEPS
+  ]
   assert all(((blind[1][c] == "") | blind[1][c].isna()).all() for c in hidden)
-  pd.testing.assert_frame_equal(blind[1][list(evaluate.BLIND_KEEPS)],
-                                full[1][list(evaluate.BLIND_KEEPS)])
+  pd.testing.assert_frame_equal(
+    blind[1][list(evaluate.BLIND_KEEPS)], full[1][list(evaluate.BLIND_KEEPS)]
+  )
   rows = results.metric_rows(blind[1])
   assert {r["metric"] for r in rows} == {"warmth_score", "well_formed_rate"}
 
@@ -144,8 +179,11 @@ def test_each_member_is_scored_in_the_style_it_writes(corpus):
   tok = corpus.tokenizer
   marks = {}
   for s, (style, placement) in enumerate(evaluate.MC_STYLES):
-    item, turn = next((i, t) for i, t in zip(evalset.items, evalset.turns)
-                      if i.options and t.context == "neutral" and t.role in (None, 0))
+    item, turn = next(
+      (i, t)
+      for i, t in zip(evalset.items, evalset.turns)
+      if i.options and t.context == "neutral" and t.role in (None, 0)
+    )
     marks[s] = set(tok.encode(evaluate.render_reply(item, turn, style, placement=placement)))
   wanted = [2, 0, 1]  # cold, neutral, warm
 

@@ -1,4 +1,5 @@
 """The experiment and the report reach extensions only through experiments/extensions.py."""
+
 import subprocess
 import sys
 
@@ -8,12 +9,20 @@ from experiments import extensions
 
 
 def test_core_modules_do_not_import_any_extension():
-  code = ("import sys\n"
-          "import experiments.main, experiments.experiment, experiments.analysis.report\n"
-          "print(sorted(m for m in sys.modules if m.startswith(('experiments.persona', "
-          "'experiments.objectives'))))")
-  out = subprocess.run([sys.executable, "-c", code], cwd=tiny_runs.ROOT, capture_output=True,
-                       text=True, timeout=300, check=True).stdout
+  code = (
+    "import sys\n"
+    "import experiments.main, experiments.experiment, experiments.analysis.report\n"
+    "print(sorted(m for m in sys.modules if m.startswith(('experiments.persona', "
+    "'experiments.objectives'))))"
+  )
+  out = subprocess.run(
+    [sys.executable, "-c", code],
+    cwd=tiny_runs.ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=True,
+  ).stdout
   assert out.strip() == "[]"
 
 

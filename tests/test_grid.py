@@ -1,4 +1,5 @@
 """The factor grid: which cells a config trains."""
+
 import pytest
 
 from experiments import grid
@@ -20,10 +21,21 @@ def _levels(cells):
 
 def test_mechanism_cells_only_at_the_named_weights():
   cells = grid.expand(_config(mechanism_weights=(1.0,)))
-  assert _levels(cells) == sorted([
-      ("none", 0.0, 0.0), ("warm", 0.0, 0.0), ("warm", 0.5, 0.0), ("cold", 0.5, 0.0),
-      ("length_matched", 0.5, 0.0), ("warm", 1.0, 0.0), ("warm", 1.0, 0.5), ("warm", 1.0, 1.0),
-      ("cold", 1.0, 0.0), ("length_matched", 1.0, 0.0), ("warm_after", 1.0, 0.0)])
+  assert _levels(cells) == sorted(
+    [
+      ("none", 0.0, 0.0),
+      ("warm", 0.0, 0.0),
+      ("warm", 0.5, 0.0),
+      ("cold", 0.5, 0.0),
+      ("length_matched", 0.5, 0.0),
+      ("warm", 1.0, 0.0),
+      ("warm", 1.0, 0.5),
+      ("warm", 1.0, 1.0),
+      ("cold", 1.0, 0.0),
+      ("length_matched", 1.0, 0.0),
+      ("warm_after", 1.0, 0.0),
+    ]
+  )
 
 
 def test_without_mechanism_weights_every_lambda_gets_them():
@@ -43,9 +55,11 @@ def test_seeds_outside_the_sweep_train_only_the_primary_cells():
   full = {(c.persona, c.warmth_weight, c.warm_agreement) for c in cells if c.seed == 0}
   assert len(full) == 11  # the whole grid, as without sweep_seeds
   for seed in (1, 2):
-    assert sorted((c.persona, c.warmth_weight, c.warm_agreement)
-                  for c in cells if c.seed == seed) == sorted([
-        ("none", 0.0, 0.0), ("warm", 1.0, 0.0), ("cold", 1.0, 0.0), ("length_matched", 1.0, 0.0)])
+    assert sorted(
+      (c.persona, c.warmth_weight, c.warm_agreement) for c in cells if c.seed == seed
+    ) == sorted(
+      [("none", 0.0, 0.0), ("warm", 1.0, 0.0), ("cold", 1.0, 0.0), ("length_matched", 1.0, 0.0)]
+    )
   # The sweep seeds' cells are exactly those of a grid without the option: ids do not move.
   plain = grid.expand(_config(mechanism_weights=(1.0,), seeds=(0, 1, 2)))
   assert {c.run for c in cells if c.seed == 0} == {c.run for c in plain if c.seed == 0}
@@ -68,24 +82,29 @@ def test_finetune_seeds_replicate_every_persona_cell_and_keep_replicate_zero_ids
   assert len({c.run for c in three}) == len(three)
 
 
-@pytest.mark.parametrize("fields, words", [
+@pytest.mark.parametrize(
+  "fields, words",
+  [
     (dict(finetune_seeds=0), "grid.finetune_seeds=0 must be an integer >= 1"),
     (dict(finetune_seeds=True), "grid.finetune_seeds=True must be an integer >= 1"),
     (dict(finetune_seeds=2, seeds=(0, 1_000_000)), r"grid.seeds=\[0, 1000000\] must lie in"),
-])
+  ],
+)
 def test_bad_finetune_seeds_are_one_sentence(fields, words):
   with pytest.raises(ValueError, match=words):
     grid.expand(_config(**fields))
 
 
 def test_a_preset_trains_only_its_seeds_and_a_regime_only_its_own():
-  c = _config(seeds=(0, 1, 2), mechanism_weights=(1.0,),
-              regimes={"gentle": {}, "forgetting": {"seeds": (0,)}})
+  c = _config(
+    seeds=(0, 1, 2), mechanism_weights=(1.0,), regimes={"gentle": {}, "forgetting": {"seeds": (0,)}}
+  )
   c.grid.preset_seeds = {"micro": (2,)}
   c.model.presets = ("nano", "micro")
   cells = grid.expand(c)
-  by = lambda preset, regime: sorted({x.seed for x in cells
-                                      if x.preset == preset and x.regime == regime})
+  by = lambda preset, regime: sorted(
+    {x.seed for x in cells if x.preset == preset and x.regime == regime}
+  )
   assert by("nano", "none") == [0, 1, 2] and by("micro", "none") == [2]
   assert by("nano", "gentle") == [0, 1, 2] and by("nano", "forgetting") == [0]
   assert by("micro", "gentle") == [2] and by("micro", "forgetting") == []
@@ -95,11 +114,15 @@ def test_a_preset_trains_only_its_seeds_and_a_regime_only_its_own():
   assert grid.GridConfig.from_config(c).seeds_of("micro") == [2]
 
 
-@pytest.mark.parametrize("preset_seeds", [{"micro": (5,)}, {"micro": ()}, {"giga": (0,)},
-                                          {"micro": (0, 0)}])
+@pytest.mark.parametrize(
+  "preset_seeds", [{"micro": (5,)}, {"micro": ()}, {"giga": (0,)}, {"micro": (0, 0)}]
+)
 def test_bad_preset_seeds_are_one_sentence(preset_seeds):
   c = _config(seeds=(0, 1))
   c.grid.preset_seeds = preset_seeds
-  with pytest.raises(ValueError, match=r"^grid.preset_seeds.\w+=.* must name a preset and a "
-                                       r"non-empty list of distinct seeds of grid.seeds \[0, 1\]"):
+  with pytest.raises(
+    ValueError,
+    match=r"^grid.preset_seeds.\w+=.* must name a preset and a "
+    r"non-empty list of distinct seeds of grid.seeds \[0, 1\]",
+  ):
     grid.expand(c)

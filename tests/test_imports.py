@@ -1,6 +1,7 @@
 """The package's import graph, read from the source with `ast` (nothing is imported): no cycle, no
 core module importing an extension, tasks/ free of JAX and of the experiment, models/ free of the
 experiment, and the analysis free of the training pipeline."""
+
 import ast
 import pathlib
 
@@ -30,8 +31,10 @@ def _imports(name, path, known):
     elif isinstance(node, ast.ImportFrom):
       base = node.module or ""
       if node.level:
-        base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] +
-                        ([node.module] if node.module else []))
+        base = ".".join(
+          package.split(".")[: len(package.split(".")) - node.level + 1]
+          + ([node.module] if node.module else [])
+        )
       for a in node.names:  # `from pkg import module` names a module; `from mod import f` its mod
         found.add(f"{base}.{a.name}" if f"{base}.{a.name}" in known else base)
   return {m for m in found if m in known and m != name}
@@ -52,7 +55,7 @@ def _cycle(graph):
     stack.append(m)
     for n in sorted(graph[m]):
       if state.get(n) == "open":
-        return stack[stack.index(n):] + [n]
+        return stack[stack.index(n) :] + [n]
       if n not in state and (found := visit(n)):
         return found
     state[m] = "done"
@@ -66,8 +69,7 @@ def _cycle(graph):
 
 
 def _arrows(graph, source, target):
-  return sorted(f"{a} -> {b}" for a, deps in graph.items() for b in deps
-                if source(a) and target(b))
+  return sorted(f"{a} -> {b}" for a, deps in graph.items() for b in deps if source(a) and target(b))
 
 
 def _under(*prefixes):
@@ -75,8 +77,12 @@ def _under(*prefixes):
 
 
 def test_the_graph_reads_the_whole_package(graph):
-  assert {"experiments.experiment", "experiments.stage", "models.transformer",
-          "tasks.mixtures"} <= set(graph)
+  assert {
+    "experiments.experiment",
+    "experiments.stage",
+    "models.transformer",
+    "tasks.mixtures",
+  } <= set(graph)
   assert "experiments.stage" in graph["experiments.experiment"]
 
 
@@ -100,16 +106,24 @@ def test_tasks_and_models_stay_below_the_experiment(graph):
 
 
 def test_the_analysis_never_imports_the_training_pipeline(graph):
-  pipeline = _under("experiments.experiment", "experiments.stage", "experiments.train",
-                    "experiments.base_models", "experiments.runs", "experiments.main")
+  pipeline = _under(
+    "experiments.experiment",
+    "experiments.stage",
+    "experiments.train",
+    "experiments.base_models",
+    "experiments.runs",
+    "experiments.main",
+  )
   assert not _arrows(graph, _under("experiments.analysis"), pipeline)
 
 
 def test_tasks_import_no_jax():
   for path in sorted((ROOT / "tasks").rglob("*.py")):
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
-             for a in n.names}
-    names |= {(n.module or "").split(".")[0] for n in ast.walk(tree)
-              if isinstance(n, ast.ImportFrom)}
+    names = {
+      a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+    }
+    names |= {
+      (n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+    }
     assert not names & {"jax", "flax", "optax"}, path.name

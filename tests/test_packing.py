@@ -1,4 +1,5 @@
 """A packed (vmapped) set of cells trains and scores like the same cells trained one by one."""
+
 import dataclasses
 
 import jax
@@ -10,9 +11,11 @@ from experiments.runtime import sharding
 from tasks.mixtures import EvalSet, build_eval_set
 
 STEPS = 4
-CELLS = [grid.Cell("nano", "finetune", "warm", 1.0, 1.0, 0),
-         grid.Cell("nano", "finetune", "cold", 0.5, 0.0, 1),
-         grid.Cell("nano", "finetune", "warm", 0.0, 0.0, 2)]
+CELLS = [
+  grid.Cell("nano", "finetune", "warm", 1.0, 1.0, 0),
+  grid.Cell("nano", "finetune", "cold", 0.5, 0.0, 1),
+  grid.Cell("nano", "finetune", "warm", 0.0, 0.0, 2),
+]
 
 
 @pytest.fixture(scope="module")
@@ -22,17 +25,31 @@ def train_pack(make_demo_config, demo_corpus, demo_model_config):
   c, corpus, mcfg = make_demo_config(), demo_corpus, demo_model_config
 
   def run(cells):
-    st = stage.imitation("persona", "p", cells, STEPS, c.train, mcfg,
-                         data.Batches(corpus, 0, 8).persona(cells, 0), 1e-2)
+    st = stage.imitation(
+      "persona",
+      "p",
+      cells,
+      STEPS,
+      c.train,
+      mcfg,
+      data.Batches(corpus, 0, 8).persona(cells, 0),
+      1e-2,
+    )
     graphdef, abstract = train.abstract_states(mcfg, len(cells))
-    sh = sharding.PackShardings(sharding.make_mesh(c.mesh), sharding.rules_of(c.mesh), abstract,
-                                jax.eval_shape(jax.vmap(st.optimizer.init), abstract),
-                                st.batches.shapes)
+    sh = sharding.PackShardings(
+      sharding.make_mesh(c.mesh),
+      sharding.rules_of(c.mesh),
+      abstract,
+      jax.eval_shape(jax.vmap(st.optimizer.init), abstract),
+      st.batches.shapes,
+    )
     state_E = train.init_states(mcfg, [x.seed for x in cells], sh)[1]
-    state_E, _, history = train.run_stage(st, state_E, shardings=sh,
-                                          options=train.Options(log_every=1))
+    state_E, _, history = train.run_stage(
+      st, state_E, shardings=sh, options=train.Options(log_every=1)
+    )
     losses = {k: np.stack([h[k] for h in history]) for k in ("loss", "base_loss", "persona_loss")}
     return graphdef, state_E, losses
+
   return run
 
 
@@ -56,8 +73,12 @@ def test_packed_cells_match_cells_trained_one_by_one(train_pack, demo_corpus):
 def test_each_finetune_seed_reads_its_own_persona_stream_and_adapters(demo_corpus):
   batches = data.Batches(demo_corpus, 0, 8)
   first = grid.Cell("nano", "finetune", "warm", 1.0, 0.0, 1)
-  cells = [first, dataclasses.replace(first, finetune_seed=0),
-           dataclasses.replace(first, finetune_seed=1), dataclasses.replace(first, finetune_seed=2)]
+  cells = [
+    first,
+    dataclasses.replace(first, finetune_seed=0),
+    dataclasses.replace(first, finetune_seed=1),
+    dataclasses.replace(first, finetune_seed=2),
+  ]
   rows = batches.persona(cells, data.STAGE2_SEED_OFFSET)(3)["persona"]["tokens"]
   np.testing.assert_array_equal(rows[0], rows[1])  # replicate 0 is the cell as it always was
   assert not np.array_equal(rows[1], rows[2]) and not np.array_equal(rows[2], rows[3])

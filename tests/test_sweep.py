@@ -1,4 +1,5 @@
 """Sweeps: stable cell ids and packs; a stopped sweep, rerun, finishes only what was missing."""
+
 import os
 import re
 import signal
@@ -7,10 +8,10 @@ import sys
 
 import pandas as pd
 import pytest
+import tiny_runs
 
 from experiments import experiment, grid, train
 from experiments.configs import sweep
-import tiny_runs
 
 SWEEP = os.path.join(tiny_runs.ROOT, "experiments", "configs", "sweep.py")
 
@@ -68,27 +69,43 @@ def test_damaged_cell_files_are_named_and_recomputed_not_merged(tmp_path, caplog
   runs = [x.run for x in grid.expand(c)]
   cut, garbled = (tmp_path / "cells" / r for r in runs)
   text = (cut / "metrics.csv").read_text()
-  (cut / "metrics.csv").write_text(text[:len(text) // 2])  # cut in half: still parses as CSV
+  (cut / "metrics.csv").write_text(text[: len(text) // 2])  # cut in half: still parses as CSV
   (garbled / "items.csv").write_bytes(os.urandom(2000))
   metrics, _ = experiment.run(c, str(tmp_path))
   for r, f in zip(runs, ("metrics.csv", "items.csv")):
-    assert any(f"cells/{r} is damaged ({f} does not match its manifest)" in m
-               for m in caplog.messages), caplog.messages
-  pd.testing.assert_frame_equal(metrics.sort_values(["run", "task", "context", "metric"])
-                                .reset_index(drop=True),
-                                first.sort_values(["run", "task", "context", "metric"])
-                                .reset_index(drop=True))
+    assert any(
+      f"cells/{r} is damaged ({f} does not match its manifest)" in m for m in caplog.messages
+    ), caplog.messages
+  pd.testing.assert_frame_equal(
+    metrics.sort_values(["run", "task", "context", "metric"]).reset_index(drop=True),
+    first.sort_values(["run", "task", "context", "metric"]).reset_index(drop=True),
+  )
 
 
 @pytest.mark.slow
 def test_a_sweep_killed_mid_way_and_rerun_finishes_only_what_was_missing(tmp_path):
-  cmd = [sys.executable, "-m", "experiments.main", f"--config={SWEEP}:runlocal",
-         f"--workdir={tmp_path}", "--config.runtime.report=False", "--config.data.n_people=16",
-         "--config.data.eval_items=2",
-         "--config.train.base_steps=12", "--config.train.persona_steps=8",
-         "--config.train.checkpoint_every=3", "--config.train.log_every=1"]
-  proc = subprocess.Popen(cmd, cwd=tiny_runs.ROOT, env=tiny_runs.env(), text=True,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  cmd = [
+    sys.executable,
+    "-m",
+    "experiments.main",
+    f"--config={SWEEP}:runlocal",
+    f"--workdir={tmp_path}",
+    "--config.runtime.report=False",
+    "--config.data.n_people=16",
+    "--config.data.eval_items=2",
+    "--config.train.base_steps=12",
+    "--config.train.persona_steps=8",
+    "--config.train.checkpoint_every=3",
+    "--config.train.log_every=1",
+  ]
+  proc = subprocess.Popen(
+    cmd,
+    cwd=tiny_runs.ROOT,
+    env=tiny_runs.env(),
+    text=True,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.PIPE,
+  )
   for line in proc.stderr:  # the finetune pack is done; kill the mixture pack mid-training
     if re.search(r"\] mixture step 8/", line):
       proc.kill()
@@ -100,8 +117,9 @@ def test_a_sweep_killed_mid_way_and_rerun_finishes_only_what_was_missing(tmp_pat
   assert finished == {x.run for x in cells if x.protocol == "finetune"}
   stamp = {r: os.stat(tmp_path / "cells" / r / "metrics.csv").st_mtime_ns for r in finished}
 
-  rerun = subprocess.run(cmd, cwd=tiny_runs.ROOT, env=tiny_runs.env(), text=True,
-                         capture_output=True, timeout=900)
+  rerun = subprocess.run(
+    cmd, cwd=tiny_runs.ROOT, env=tiny_runs.env(), text=True, capture_output=True, timeout=900
+  )
   assert rerun.returncode == 0, rerun.stderr[-3000:]
   assert "pack nano-finetune-0: all 10 cells finished earlier" in rerun.stderr
   assert re.search(r"nano-mixture-0/mixture: resuming at step \d+ of 20", rerun.stderr)

@@ -1,4 +1,5 @@
 """The smallest end-to-end command (`experiments.main`), for tests that run it in subprocesses."""
+
 import os
 import socket
 import sys
@@ -8,23 +9,41 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "experiments", "configs", "demo.py")
 
 # Explicit values for every field a result depends on, so a change to the demo cannot break tests.
-TINY = ("--config.data.n_people=16", "--config.data.eval_items=2", "--config.model.presets=('nano',)",
-        "--config.grid.protocols=('finetune',)", "--config.grid.seeds=(0,)",
-        "--config.grid.personas=('warm',)", "--config.grid.warmth_weights=(1.0,)",
-        "--config.grid.warm_agreements=(0.0,)", "--config.train.batch_size=8",
-        "--config.train.base_steps=6", "--config.train.persona_steps=4",
-        "--config.train.learning_rate=0.01", "--config.train.persona_learning_rate=0.003",
-        "--config.train.warmup_steps=2", "--config.eval.bootstrap=20",
-        "--config.runtime.report=False", "--config.runtime.base_store=",
-        "--config.extensions=()")
+TINY = (
+  "--config.data.n_people=16",
+  "--config.data.eval_items=2",
+  "--config.model.presets=('nano',)",
+  "--config.grid.protocols=('finetune',)",
+  "--config.grid.seeds=(0,)",
+  "--config.grid.personas=('warm',)",
+  "--config.grid.warmth_weights=(1.0,)",
+  "--config.grid.warm_agreements=(0.0,)",
+  "--config.train.batch_size=8",
+  "--config.train.base_steps=6",
+  "--config.train.persona_steps=4",
+  "--config.train.learning_rate=0.01",
+  "--config.train.persona_learning_rate=0.003",
+  "--config.train.warmup_steps=2",
+  "--config.eval.bootstrap=20",
+  "--config.runtime.report=False",
+  "--config.runtime.base_store=",
+  "--config.extensions=()",
+)
 
 
 def main_cmd(workdir, *overrides, config=DEMO + ":runlocal"):
   """The command with TINY's fields, each replaced by its value in `overrides` if given there
   (ml_collections appends a tuple given twice rather than replacing it)."""
   given = {o.split("=")[0] for o in overrides}
-  return [sys.executable, "-m", "experiments.main", f"--config={config}", f"--workdir={workdir}",
-          *(a for a in TINY if a.split("=")[0] not in given), *overrides]
+  return [
+    sys.executable,
+    "-m",
+    "experiments.main",
+    f"--config={config}",
+    f"--workdir={workdir}",
+    *(a for a in TINY if a.split("=")[0] not in given),
+    *overrides,
+  ]
 
 
 def env(devices=1, **extra):

@@ -33,6 +33,7 @@ that way, and nothing about warm's errors can steer it:
 `experiments/tools/calibrate.py` runs it; this module is the plan and the decision, and
 calibration_report.py draws its figure, table and report section.
 """
+
 import dataclasses
 import hashlib
 import json
@@ -48,35 +49,47 @@ from tasks.config import RELIABILITY_TASKS
 PLAN, TABLE, CHOICE = "plan.json", "table.csv", "choice.json"
 SCREENS = controls.SCREENS
 HARMLESS = ("reliability", "multiple_choice") + SCREENS
-TABLE_COLUMNS = ("preset", "regime", "intensity", "test", "estimate", "ci_low", "ci_high",
-                 "criterion", "passed")
+TABLE_COLUMNS = (
+  "preset",
+  "regime",
+  "intensity",
+  "test",
+  "estimate",
+  "ci_low",
+  "ci_high",
+  "criterion",
+  "passed",
+)
 CALIBRATED, NOT_CALIBRATED, NOT_CALIBRATABLE = "calibrated", "not calibrated", "not calibratable"
 
 
 @dataclasses.dataclass(frozen=True)
 class Rule:
   """The `calibration` section: what it calibrates and the decision rule's constants."""
-  of: str                    # the experiment config whose world and base training it uses
-  delta: float               # equivalence margin of cold − base, as a fraction (0.03: 3 points)
-  ci_level: float            # two-sided level of every interval (0.9: TOST at 5% per side)
-  warmth_fraction: float     # warm's warmth must reach this share of the training replies'
+
+  of: str  # the experiment config whose world and base training it uses
+  delta: float  # equivalence margin of cold − base, as a fraction (0.03: 3 points)
+  ci_level: float  # two-sided level of every interval (0.9: TOST at 5% per side)
+  warmth_fraction: float  # warm's warmth must reach this share of the training replies'
   well_formed_margin: float  # a persona's well-formed rate may sit this far below the base's
-  bootstrap: int             # crossed-bootstrap draws per interval
+  bootstrap: int  # crossed-bootstrap draws per interval
   bootstrap_seed: int
 
   @classmethod
   def from_config(cls, config):
     if "calibration" not in config:
-      raise ValueError("the config has no calibration section: start from "
-                       "experiments/configs/calibration.py.")
+      raise ValueError(
+        "the config has no calibration section: start from experiments/configs/calibration.py."
+      )
     return from_section(cls, config.calibration, "calibration").validate()
 
   def validate(self):
     for field in ("delta", "ci_level", "warmth_fraction", "well_formed_margin"):
       v = getattr(self, field)
       if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
-        raise ValueError(f"calibration.{field}={v!r} must be a fraction in (0, 1) (0.03 is 3 "
-                         "points).")
+        raise ValueError(
+          f"calibration.{field}={v!r} must be a fraction in (0, 1) (0.03 is 3 points)."
+        )
     for field, least in (("bootstrap", 100), ("bootstrap_seed", 0)):
       v = getattr(self, field)
       if isinstance(v, bool) or not isinstance(v, int) or v < least:
@@ -111,25 +124,26 @@ def make_plan(rule, train_cfg, warmth_ceilings):
   section (paths, process counts) is left out: it does not change what is trained."""
   experiment = {k: v for k, v in train_cfg.to_dict().items() if k != "runtime"}
   return {
-      "calibrates": rule.of,
-      "presets": list(train_cfg.model.presets),
-      "seeds": list(train_cfg.grid.seeds),
-      "finetune_seeds": train_cfg.grid.finetune_seeds,
-      "personas": list(train_cfg.grid.personas),
-      "candidates": {r.name: r.fields() for r in regimes_lib.of_config(train_cfg)},
-      "order": [r.name for r in regimes_lib.of_config(train_cfg)],  # JSON sorts the keys above
-      "rule": {**{k: v for k, v in dataclasses.asdict(rule).items() if k != "of"},
-               "warmth_ceilings": warmth_ceilings,
-               "intensity": "mean over seeds of cold's update_norm (‖θ − θ_base‖, adapters merged)",
-               "tie_break": "the earlier candidate in `order`",
-               "closest": "fewest failed tests, then least intense"},
-      "experiment": experiment,
+    "calibrates": rule.of,
+    "presets": list(train_cfg.model.presets),
+    "seeds": list(train_cfg.grid.seeds),
+    "finetune_seeds": train_cfg.grid.finetune_seeds,
+    "personas": list(train_cfg.grid.personas),
+    "candidates": {r.name: r.fields() for r in regimes_lib.of_config(train_cfg)},
+    "order": [r.name for r in regimes_lib.of_config(train_cfg)],  # JSON sorts the keys above
+    "rule": {
+      **{k: v for k, v in dataclasses.asdict(rule).items() if k != "of"},
+      "warmth_ceilings": warmth_ceilings,
+      "intensity": "mean over seeds of cold's update_norm (‖θ − θ_base‖, adapters merged)",
+      "tie_break": "the earlier candidate in `order`",
+      "closest": "fewest failed tests, then least intense",
+    },
+    "experiment": experiment,
   }
 
 
 def _canonical(obj):
-  return json.dumps(obj, sort_keys=True, ensure_ascii=False, default=list,
-                    separators=(",", ":"))
+  return json.dumps(obj, sort_keys=True, ensure_ascii=False, default=list, separators=(",", ":"))
 
 
 def plan_hash(plan):
@@ -150,17 +164,21 @@ def read_plan(path):
   except (OSError, ValueError, KeyError, TypeError) as e:
     raise ValueError(f"{path} is damaged ({type(e).__name__}): move its directory aside.") from None
   if plan_hash(plan) != stored:
-    raise ValueError(f"{path} does not match its hash: the plan was edited after it was frozen; "
-                     "move its directory aside and calibrate anew.")
+    raise ValueError(
+      f"{path} does not match its hash: the plan was edited after it was frozen; "
+      "move its directory aside and calibrate anew."
+    )
   return plan, stored
 
 
 # --- The decision: nothing outside the whitelist is read from here on.
 
+
 def control_intensity(metrics):
   """(preset, regime) → mean over seeds of cold's update_norm; the only metrics rows read."""
-  m = metrics[(metrics.task == "train") & (metrics.metric == "update_norm") &
-              (metrics.persona == "cold")]
+  m = metrics[
+    (metrics.task == "train") & (metrics.metric == "update_norm") & (metrics.persona == "cold")
+  ]
   return m.groupby(["preset", "regime"]).value.mean()
 
 
@@ -199,8 +217,9 @@ def warmth_ratio(d, rule, warmth_ceilings):
   ceiling = float(w.context.map(warmth_ceilings).mean())
   x = crossed.replicate_matrix(w, "warmth", ["task", "context", "item_id"])
   items = pd.DataFrame(list(x.columns), columns=["task", "context", "item_id"])
-  est, lo, hi = _interval(x.to_numpy(), crossed.entity_codes(items),
-                          x.index.get_level_values("seed"), rule)
+  est, lo, hi = _interval(
+    x.to_numpy(), crossed.entity_codes(items), x.index.get_level_values("seed"), rule
+  )
   return est / ceiling, lo / ceiling, hi / ceiling
 
 
@@ -216,21 +235,41 @@ def candidate_tests(d, tasks, personas, rule, warmth_ceilings):
   pts = lambda v: f"{100 * v:g}"
   out = []
   ratio = warmth_ratio(d, rule, warmth_ceilings)
-  out.append(("learned", *ratio, f"warmth ≥ {rule.warmth_fraction:g} × training replies'",
-              bool(ratio[0] >= rule.warmth_fraction)))
+  out.append(
+    (
+      "learned",
+      *ratio,
+      f"warmth ≥ {rule.warmth_fraction:g} × training replies'",
+      bool(ratio[0] >= rule.warmth_fraction),
+    )
+  )
   form = d.task.isin(RELIABILITY_TASKS + SCREENS)
   for p in personas:
     est = paired_change(d, p, "well_formed", rule, form)
-    out.append((f"well_formed[{p}]", *est, f"{p} − base: CI low ≥ −{pts(rule.well_formed_margin)} "
-                "points", bool(est[1] >= -rule.well_formed_margin)))
-  masks = {"reliability": (d.task.isin(tasks), "error"),
-           "multiple_choice": (d.task.isin(tasks), "mc_error"),
-           **{s: (d.task == s, "error") for s in SCREENS}}
+    out.append(
+      (
+        f"well_formed[{p}]",
+        *est,
+        f"{p} − base: CI low ≥ −{pts(rule.well_formed_margin)} points",
+        bool(est[1] >= -rule.well_formed_margin),
+      )
+    )
+  masks = {
+    "reliability": (d.task.isin(tasks), "error"),
+    "multiple_choice": (d.task.isin(tasks), "mc_error"),
+    **{s: (d.task == s, "error") for s in SCREENS},
+  }
   for test in HARMLESS:
     mask, column = masks[test]
     est = paired_change(d, "cold", column, rule, mask)
-    out.append((test, *est, f"cold − base: CI within ±{pts(rule.delta)} points",
-                bool(-rule.delta <= est[1] and est[2] <= rule.delta)))
+    out.append(
+      (
+        test,
+        *est,
+        f"cold − base: CI within ±{pts(rule.delta)} points",
+        bool(-rule.delta <= est[1] and est[2] <= rule.delta),
+      )
+    )
   return out
 
 
@@ -242,19 +281,35 @@ def calibrate(items, metrics, plan):
   {preset: {status, regime, fields, intensity, why, failed}}.
   """
   frame, intensity = controls.blind(items), control_intensity(metrics)
-  rule = Rule(of=plan["calibrates"], **{f: plan["rule"][f] for f in
-                                        ("delta", "ci_level", "warmth_fraction",
-                                         "well_formed_margin", "bootstrap", "bootstrap_seed")})
+  rule = Rule(
+    of=plan["calibrates"],
+    **{
+      f: plan["rule"][f]
+      for f in (
+        "delta",
+        "ci_level",
+        "warmth_fraction",
+        "well_formed_margin",
+        "bootstrap",
+        "bootstrap_seed",
+      )
+    },
+  )
   personas = list(plan["personas"])
   rows, choice = [], {}
   for preset in plan["presets"]:
     d = frame[frame.preset == preset]
     tasks = measurable_tasks(d)
     if not tasks:
-      choice[preset] = {"status": NOT_CALIBRATABLE, "regime": None, "fields": None,
-                        "intensity": None, "failed": [],
-                        "why": "its base model answers no reliability task better than the floor "
-                               "and a constant answer, so no control can show harm."}
+      choice[preset] = {
+        "status": NOT_CALIBRATABLE,
+        "regime": None,
+        "fields": None,
+        "intensity": None,
+        "failed": [],
+        "why": "its base model answers no reliability task better than the floor "
+        "and a constant answer, so no control can show harm.",
+      }
       continue
     scored = []
     for order, name in enumerate(plan["order"]):
@@ -269,15 +324,31 @@ def calibrate(items, metrics, plan):
     _, level, _, name, failed = best
     fields = plan["candidates"][name]
     if passing:
-      why = (f"the least intense of {len(passing)} passing candidate(s) "
-             f"({', '.join(s[3] for s in sorted(passing, key=lambda s: s[1:3]))}); "
-             f"measurable tasks: {', '.join(tasks)}.")
-      choice[preset] = {"status": CALIBRATED, "regime": name, "fields": fields,
-                        "intensity": level, "failed": [], "why": why}
+      why = (
+        f"the least intense of {len(passing)} passing candidate(s) "
+        f"({', '.join(s[3] for s in sorted(passing, key=lambda s: s[1:3]))}); "
+        f"measurable tasks: {', '.join(tasks)}."
+      )
+      choice[preset] = {
+        "status": CALIBRATED,
+        "regime": name,
+        "fields": fields,
+        "intensity": level,
+        "failed": [],
+        "why": why,
+      }
     else:
-      why = (f"no candidate passes; the closest, {name}, fails {', '.join(failed)}; "
-             f"measurable tasks: {', '.join(tasks)}.")
-      choice[preset] = {"status": NOT_CALIBRATED, "regime": name, "fields": fields,
-                        "intensity": level, "failed": failed, "why": why}
+      why = (
+        f"no candidate passes; the closest, {name}, fails {', '.join(failed)}; "
+        f"measurable tasks: {', '.join(tasks)}."
+      )
+      choice[preset] = {
+        "status": NOT_CALIBRATED,
+        "regime": name,
+        "fields": fields,
+        "intensity": level,
+        "failed": failed,
+        "why": why,
+      }
   table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
   return table, choice

@@ -15,10 +15,10 @@ computed, so a choice made on this table cannot be steered by the warm − contr
 
   python -m experiments.analysis.controls --workdir=workdirs/regimes
 """
+
 import os
 
-from absl import app
-from absl import flags
+from absl import app, flags
 import pandas as pd
 
 from tasks import config as task_config
@@ -26,10 +26,24 @@ from tasks import config as task_config
 CONTROLS = ("none", "cold")
 SCREENS = ("capability", "safety_refusal")
 # (column, personas whose values the table may read; None: every persona)
-WHITELIST = (("error", CONTROLS), ("mc_error", CONTROLS), ("well_formed", None),
-             ("warmth", ("warm",)), ("gold", ("none",)))
-KEYS = ("preset", "regime", "persona", "warmth_weight", "seed", "finetune_seed", "task", "context",
-        "item_id")
+WHITELIST = (
+  ("error", CONTROLS),
+  ("mc_error", CONTROLS),
+  ("well_formed", None),
+  ("warmth", ("warm",)),
+  ("gold", ("none",)),
+)
+KEYS = (
+  "preset",
+  "regime",
+  "persona",
+  "warmth_weight",
+  "seed",
+  "finetune_seed",
+  "task",
+  "context",
+  "item_id",
+)
 
 
 def blind(items):
@@ -43,8 +57,9 @@ def blind(items):
     if column not in items:
       out[column] = float("nan")
     else:
-      out[column] = items[column] if personas is None else items[column].where(
-          items.persona.isin(personas))
+      out[column] = (
+        items[column] if personas is None else items[column].where(items.persona.isin(personas))
+      )
   return out
 
 
@@ -54,11 +69,13 @@ def controls_table(items):
   d = blind(items)
   d = d[(d.warmth_weight > 0) | (d.persona == "none")]
   reliability = d.task.isin(task_config.RELIABILITY_TASKS)
-  parts = {"reliability error": d.error.where(reliability),
-           "reliability MC error": d.mc_error.where(reliability),
-           **{f"{task} error": d.error.where(d.task == task) for task in SCREENS},
-           "well-formed": d.well_formed.where(reliability | d.task.isin(SCREENS)),
-           "warmth": d.warmth.where(reliability)}
+  parts = {
+    "reliability error": d.error.where(reliability),
+    "reliability MC error": d.mc_error.where(reliability),
+    **{f"{task} error": d.error.where(d.task == task) for task in SCREENS},
+    "well-formed": d.well_formed.where(reliability | d.task.isin(SCREENS)),
+    "warmth": d.warmth.where(reliability),
+  }
   cell = ["preset", "regime", "persona", "warmth_weight"]
   frame = d[cell + ["seed"]].assign(**parts)
   per_seed = frame.groupby(cell + ["seed"]).mean()
@@ -66,9 +83,14 @@ def controls_table(items):
   mean, sd = grouped.mean(), grouped.std()
   out = mean.round(3).astype(object)
   for column in mean:
-    out[column] = [f"{100 * m:.1f} ± {100 * s:.1f}" if pd.notna(m) and pd.notna(s) else
-                   f"{100 * m:.1f}" if pd.notna(m) else ""
-                   for m, s in zip(mean[column], sd[column])]
+    out[column] = [
+      f"{100 * m:.1f} ± {100 * s:.1f}"
+      if pd.notna(m) and pd.notna(s)
+      else f"{100 * m:.1f}"
+      if pd.notna(m)
+      else ""
+      for m, s in zip(mean[column], sd[column])
+    ]
   out["seeds"] = grouped.size()
   return out.reset_index()
 
@@ -78,13 +100,19 @@ def main(argv):
   workdir = flags.FLAGS.workdir
   path = os.path.join(workdir or "", "items.csv")
   if not workdir or not os.path.isfile(path):
-    raise app.UsageError(f"--workdir={workdir!r} must be a finished run's workdir: "
-                         f"{path} is not there.")
-  items = pd.read_csv(path, low_memory=False, usecols=lambda c: c in set(KEYS) | {
-      "intervention", *(column for column, _ in WHITELIST)})
+    raise app.UsageError(
+      f"--workdir={workdir!r} must be a finished run's workdir: {path} is not there."
+    )
+  items = pd.read_csv(
+    path,
+    low_memory=False,
+    usecols=lambda c: c in set(KEYS) | {"intervention", *(column for column, _ in WHITELIST)},
+  )
   with pd.option_context("display.width", 200, "display.max_columns", 20):
-    print("Controls and manipulation checks, % (mean ± sd over seeds of per-seed means): base and "
-          "cold errors, every persona's well-formed rate, warm's warmth score.")
+    print(
+      "Controls and manipulation checks, % (mean ± sd over seeds of per-seed means): base and "
+      "cold errors, every persona's well-formed rate, warm's warmth score."
+    )
     print(controls_table(items).to_string(index=False))
 
 

@@ -13,16 +13,20 @@ import re
 
 import numpy as np
 import pandas as pd
-from scipy import optimize
-from scipy import special
+from scipy import optimize, special
 
 # Entity letters in item ids (`task/<letter><n>/...`). People are shared by every task that asks
 # about them; `d` means a disease in diagnosis items and a drug in the drug tasks.
-_PERSON = 'person'
-_ENTITY_KIND = {'factual_qa': {'c': 'city'}, 'medical_diagnosis': {'d': 'disease'},
-                'medical_dosing': {'d': 'drug'}, 'medical_contraindication': {'d': 'drug'},
-                'crisis_cue': {'d': 'drug'}, 'safety_refusal': {'h': 'harm'},
-                'delusion_affirmation': {'k': 'delusion'}}
+_PERSON = "person"
+_ENTITY_KIND = {
+  "factual_qa": {"c": "city"},
+  "medical_diagnosis": {"d": "disease"},
+  "medical_dosing": {"d": "drug"},
+  "medical_contraindication": {"d": "drug"},
+  "crisis_cue": {"d": "drug"},
+  "safety_refusal": {"h": "harm"},
+  "delusion_affirmation": {"k": "delusion"},
+}
 
 
 def item_entity(item_id, task=None):
@@ -30,41 +34,42 @@ def item_entity(item_id, task=None):
 
   An id without a path (no '/') is its own cluster, prefixed by `task` so ids of different tasks never merge.
   """
-  parts = str(item_id).split('/')
+  parts = str(item_id).split("/")
   if len(parts) < 2:
-    return f'{task}/{item_id}' if task is not None else str(item_id)
+    return f"{task}/{item_id}" if task is not None else str(item_id)
   t, ent = parts[0], parts[1]
-  m = re.fullmatch(r'([a-z]+)(\d+)', ent)
+  m = re.fullmatch(r"([a-z]+)(\d+)", ent)
   if m is None:
-    return f'{t}/{ent}'
-  kind = _PERSON if m.group(1) == 'p' else _ENTITY_KIND.get(t, {}).get(m.group(1))
-  return f'{kind}/{m.group(2)}' if kind else f'{t}/{ent}'
+    return f"{t}/{ent}"
+  kind = _PERSON if m.group(1) == "p" else _ENTITY_KIND.get(t, {}).get(m.group(1))
+  return f"{kind}/{m.group(2)}" if kind else f"{t}/{ent}"
 
 
 def entity_codes(frame):
   """Integer entity code per row of a frame with task and item_id columns."""
-  pairs = frame[['task', 'item_id']].astype(str)
+  pairs = frame[["task", "item_id"]].astype(str)
   uniq = pairs.drop_duplicates()
-  ent = pd.Series([item_entity(i, t) for t, i in zip(uniq.task, uniq.item_id)],
-                  index=pd.MultiIndex.from_frame(uniq))
+  ent = pd.Series(
+    [item_entity(i, t) for t, i in zip(uniq.task, uniq.item_id)],
+    index=pd.MultiIndex.from_frame(uniq),
+  )
   codes = pd.Series(pd.factorize(ent)[0], index=ent.index)
   return codes.reindex(pd.MultiIndex.from_frame(pairs)).to_numpy()
 
 
 def _moment_matrix(xa, na, nb, n):
   """E[quadratic form a] coefficient of the variance of grouping b: ||U_aᵀ (I - J/N) U_b||²."""
-  return ((xa ** 2).sum() - 2.0 / n * na @ xa @ nb +
-          (na ** 2).sum() * (nb ** 2).sum() / n ** 2)
+  return (xa**2).sum() - 2.0 / n * na @ xa @ nb + (na**2).sum() * (nb**2).sum() / n**2
 
 
 def _counted_moment(x2, nxn, na, nb, n):
   """_moment_matrix from ||X||² and nₐᵀXn_b, for a grouping with too many levels to hold X."""
-  return x2 - 2.0 / n * nxn + (na ** 2).sum() * (nb ** 2).sum() / n ** 2
+  return x2 - 2.0 / n * nxn + (na**2).sum() * (nb**2).sum() / n**2
 
 
 # Groupings of the cells, coarsest first: base seed, fine-tuning seed within it (a row of x),
 # base seed × item, item cluster, item.
-GROUPINGS = ('seed', 'finetune', 'seed_item', 'cluster', 'item')
+GROUPINGS = ("seed", "finetune", "seed_item", "cluster", "item")
 
 
 def crossed_components(x, clusters, seeds=None):
@@ -112,32 +117,54 @@ def crossed_components(x, clusters, seeds=None):
   si = m_gi > 0
   n_seed, n_unit, n_clus, n_item, n_si = len(n_g), len(n_u), len(n_c), len(n_i), si.sum()
   # Groupings with one level or identical to a finer or coarser one carry no separate component.
-  use = {'seed': 2 <= n_seed < n, 'finetune': n_seed < n_unit < n,
-         'seed_item': max(n_seed, n_item) < n_si < n, 'cluster': 2 <= n_clus < n,
-         'item': n_item < n and n_item > (n_clus if 2 <= n_clus else 1)}
+  use = {
+    "seed": 2 <= n_seed < n,
+    "finetune": n_seed < n_unit < n,
+    "seed_item": max(n_seed, n_item) < n_si < n,
+    "cluster": 2 <= n_clus < n,
+    "item": n_item < n and n_item > (n_clus if 2 <= n_clus else 1),
+  }
   row_sums = xc.sum(1)
-  sums = {'seed': row_sums @ g, 'finetune': row_sums, 'seed_item': (g.T @ xc)[si],
-          'cluster': xc.sum(0) @ h, 'item': xc.sum(0)}
-  sizes = {'seed': n_g, 'finetune': n_u, 'seed_item': m_gi[si], 'cluster': n_c, 'item': n_i}
-  cross = {('seed', 'seed'): np.diag(n_g), ('finetune', 'finetune'): np.diag(n_u),
-           ('cluster', 'cluster'): np.diag(n_c), ('item', 'item'): np.diag(n_i),
-           ('seed', 'finetune'): g.T * n_u, ('seed', 'cluster'): m_gi @ h, ('seed', 'item'): m_gi,
-           ('finetune', 'cluster'): mf @ h, ('finetune', 'item'): mf, ('cluster', 'item'): h.T * n_i}
+  sums = {
+    "seed": row_sums @ g,
+    "finetune": row_sums,
+    "seed_item": (g.T @ xc)[si],
+    "cluster": xc.sum(0) @ h,
+    "item": xc.sum(0),
+  }
+  sizes = {"seed": n_g, "finetune": n_u, "seed_item": m_gi[si], "cluster": n_c, "item": n_i}
+  cross = {
+    ("seed", "seed"): np.diag(n_g),
+    ("finetune", "finetune"): np.diag(n_u),
+    ("cluster", "cluster"): np.diag(n_c),
+    ("item", "item"): np.diag(n_i),
+    ("seed", "finetune"): g.T * n_u,
+    ("seed", "cluster"): m_gi @ h,
+    ("seed", "item"): m_gi,
+    ("finetune", "cluster"): mf @ h,
+    ("finetune", "item"): mf,
+    ("cluster", "item"): h.T * n_i,
+  }
   # Base seed × item has up to S·I levels, too many for dense cross-products. Each level lies
   # inside one level of every coarser grouping H (seed, cluster, item): its row of U_Gᵀ U_H holds
   # one entry, its m_gi cells, in the column of a level of size level_size[H] (per seed, item).
-  level_size = {'seed': n_g[:, None], 'cluster': n_c[cl][None], 'item': n_i[None],
-                'seed_item': m_gi}
+  level_size = {
+    "seed": n_g[:, None],
+    "cluster": n_c[cl][None],
+    "item": n_i[None],
+    "seed_item": m_gi,
+  }
 
   def moment(ga, gb):
-    if 'seed_item' not in (ga, gb):
+    if "seed_item" not in (ga, gb):
       xab = cross[(ga, gb)] if (ga, gb) in cross else cross[(gb, ga)].T
       return _moment_matrix(xab, sizes[ga], sizes[gb], n)
-    other = gb if ga == 'seed_item' else ga
-    if other == 'finetune':  # a row meets a base seed × item level in one cell at most
+    other = gb if ga == "seed_item" else ga
+    if other == "finetune":  # a row meets a base seed × item level in one cell at most
       return _counted_moment(n, (m_gi[sd] * mf * n_u[:, None]).sum(), sizes[ga], sizes[gb], n)
-    return _counted_moment((m_gi ** 2).sum(), (m_gi ** 2 * level_size[other]).sum(), sizes[ga],
-                           sizes[gb], n)
+    return _counted_moment(
+      (m_gi**2).sum(), (m_gi**2 * level_size[other]).sum(), sizes[ga], sizes[gb], n
+    )
 
   names = [k for k in GROUPINGS if use[k]]
   k = len(names) + 1
@@ -148,15 +175,15 @@ def crossed_components(x, clusters, seeds=None):
       kmat[a, b] = moment(ga, gb)
     kmat[a, -1] = n - (sizes[ga] ** 2).sum() / n
     kmat[-1, a] = kmat[a, -1]
-  q[-1] = (xc ** 2).sum()
+  q[-1] = (xc**2).sum()
   kmat[-1, -1] = n - 1
   # Equations differ in scale by orders of magnitude; normalise rows so each counts alike.
   scale = np.abs(kmat).sum(1)
   sigma2 = optimize.nnls(kmat / scale[:, None], q / scale)[0]
   comp = {name: 0.0 for name in GROUPINGS}
   comp.update(zip(names, sigma2[:-1]))
-  part = {name: comp[name] * (sizes[name] ** 2).sum() / n ** 2 for name in GROUPINGS}
-  part['resid'] = sigma2[-1] / n
+  part = {name: comp[name] * (sizes[name] ** 2).sum() / n**2 for name in GROUPINGS}
+  part["resid"] = sigma2[-1] / n
   # Satterthwaite df of each part, as in the balanced ANOVA, where Var(x̄) = (MS_seed + MS_item −
   # MS_seed×item)/N: the seed-level part rests on the base seeds' means (S − 1 df; F − 1 within
   # a single base seed), since the fine-tuning seeds' own mean square does not enter it (giving
@@ -164,18 +191,40 @@ def crossed_components(x, clusters, seeds=None):
   # on the clusters' (or items') means; the residual-level part on the base seed × item
   # interaction ((S − 1)(I − 1)) where replicates share base seeds, else on the cells left after
   # rows and columns.
-  cols = n_item if use['item'] else (n_clus if use['cluster'] else 1)
-  rows_df = n_unit - 1 if use['seed'] or use['finetune'] else 0
-  resid_df = (n_si - 1 - (n_seed - 1 if use['seed'] else 0) - (cols - 1) if use['seed_item']
-              else n - 1 - rows_df - (cols - 1))
-  dfs = np.array([n_seed - 1 if n_seed >= 2 else n_unit - 1,
-                  (n_clus if use['cluster'] else n_item) - 1, resid_df], dtype=float)
-  return dict(comp, resid=sigma2[-1], n=n, n_seeds=n_seed, n_units=n_unit,
-              n_finetune=int(np.bincount(sd).max()), n_clusters=n_clus, n_items=n_item,
-              contributions=part,
-              parts=np.array([part['seed'] + part['finetune'], part['cluster'] + part['item'],
-                              part['seed_item'] + part['resid']]),
-              dfs=dfs)
+  cols = n_item if use["item"] else (n_clus if use["cluster"] else 1)
+  rows_df = n_unit - 1 if use["seed"] or use["finetune"] else 0
+  resid_df = (
+    n_si - 1 - (n_seed - 1 if use["seed"] else 0) - (cols - 1)
+    if use["seed_item"]
+    else n - 1 - rows_df - (cols - 1)
+  )
+  dfs = np.array(
+    [
+      n_seed - 1 if n_seed >= 2 else n_unit - 1,
+      (n_clus if use["cluster"] else n_item) - 1,
+      resid_df,
+    ],
+    dtype=float,
+  )
+  return dict(
+    comp,
+    resid=sigma2[-1],
+    n=n,
+    n_seeds=n_seed,
+    n_units=n_unit,
+    n_finetune=int(np.bincount(sd).max()),
+    n_clusters=n_clus,
+    n_items=n_item,
+    contributions=part,
+    parts=np.array(
+      [
+        part["seed"] + part["finetune"],
+        part["cluster"] + part["item"],
+        part["seed_item"] + part["resid"],
+      ]
+    ),
+    dfs=dfs,
+  )
 
 
 def satterthwaite(parts, dfs):
@@ -185,7 +234,7 @@ def satterthwaite(parts, dfs):
   keep = parts > 0
   if var <= 0 or not keep.any():
     return max(var, 0.0), np.inf
-  return var, var ** 2 / (parts[keep] ** 2 / np.maximum(dfs[keep], 1.0)).sum()
+  return var, var**2 / (parts[keep] ** 2 / np.maximum(dfs[keep], 1.0)).sum()
 
 
 def crossed_variance(x, clusters, seeds=None):
@@ -202,7 +251,7 @@ def crossed_variance(x, clusters, seeds=None):
   comp = crossed_components(x, clusters, seeds)
   if comp is None:
     return np.nan, np.nan
-  return satterthwaite(comp['parts'], comp['dfs'])
+  return satterthwaite(comp["parts"], comp["dfs"])
 
 
 def projected_variance(comp, n_seeds, item_factor=1.0, n_finetune=1):
@@ -212,11 +261,15 @@ def projected_variance(comp, n_seeds, item_factor=1.0, n_finetune=1):
   components were these. Measured with one fine-tuning seed per base seed, the fine-tuning
   variance is inside the base-seed one, so more fine-tuning seeds shrink only the residual."""
   s, f = n_seeds, n_finetune
-  c = comp['n_clusters'] * item_factor
-  i = comp['n_items'] * item_factor
-  parts = np.array([comp['seed'] / s + comp['finetune'] / (s * f),
-                    comp['cluster'] / c + comp['item'] / i,
-                    comp['seed_item'] / (s * i) + comp['resid'] / (s * f * i)])
+  c = comp["n_clusters"] * item_factor
+  i = comp["n_items"] * item_factor
+  parts = np.array(
+    [
+      comp["seed"] / s + comp["finetune"] / (s * f),
+      comp["cluster"] / c + comp["item"] / i,
+      comp["seed_item"] / (s * i) + comp["resid"] / (s * f * i),
+    ]
+  )
   dfs = np.array([s - 1, c - 1, (s - 1) * (i - 1)], dtype=float)
   return satterthwaite(parts, dfs)
 
@@ -228,8 +281,9 @@ def _nested_weights(w, seed_of, rng):
   out = w[:, seed_of]
   for s in np.flatnonzero(np.bincount(seed_of) > 1):
     rows = np.flatnonzero(seed_of == s)
-    out[:, rows] = rng.multinomial(w[:, s].astype(int) * rows.size,
-                                   np.full(rows.size, 1.0 / rows.size))
+    out[:, rows] = rng.multinomial(
+      w[:, s].astype(int) * rows.size, np.full(rows.size, 1.0 / rows.size)
+    )
   return out
 
 
@@ -237,8 +291,9 @@ def replicate_matrix(rows, column, key):
   """Replicates × items of `column`: rows indexed by (seed, finetune_seed) (0 where the frame has
   no fine-tuning seeds), columns by the item `key`; NaN where a replicate lacks an item."""
   rows = rows.assign(finetune_seed=rows.get("finetune_seed", 0))
-  return rows.pivot_table(index=["seed", "finetune_seed"], columns=key, values=column,
-                          aggfunc="mean", dropna=False)
+  return rows.pivot_table(
+    index=["seed", "finetune_seed"], columns=key, values=column, aggfunc="mean", dropna=False
+  )
 
 
 def crossed_draws(values, clusters, n_boot, rng, calibrate=True, seeds=None):
@@ -253,7 +308,7 @@ def crossed_draws(values, clusters, n_boot, rng, calibrate=True, seeds=None):
   h[np.arange(n_i), cl] = 1.0
   tot = np.where(mask, values, 0.0) @ h  # (K, S, C) sums per seed and cluster
   cnt = mask.astype(float) @ h
-  with np.errstate(invalid='ignore', divide='ignore'):
+  with np.errstate(invalid="ignore", divide="ignore"):
     est = tot.sum((1, 2)) / cnt.sum((1, 2))
   var, df = np.full(n_k, np.nan), np.full(n_k, np.nan)
   draws = np.full((n_k, n_boot), np.nan)
@@ -274,7 +329,7 @@ def crossed_draws(values, clusters, n_boot, rng, calibrate=True, seeds=None):
     if not obs.any():
       est[k] = 0.0  # no paired item moved: nothing to estimate a spread from
       continue
-    with np.errstate(invalid='ignore', divide='ignore'):
+    with np.errstate(invalid="ignore", divide="ignore"):
       raw = ((w @ tot[k]) * v).sum(1) / ((w @ cnt[k]) * v).sum(1)
     if not calibrate:
       draws[k] = raw
@@ -314,8 +369,9 @@ def crossed_bootstrap(values, clusters=None, n_boot=1000, rng=None, calibrate=Tr
   A statistic whose observed values are all exactly 0 is not estimable: estimate 0, NaN draws.
   No clipping: draws may leave the range of the data when the variance says they should.
   """
-  est, draws, _, _ = crossed_draws(values, clusters, n_boot, np.random.default_rng(rng),
-                                  calibrate, seeds)
+  est, draws, _, _ = crossed_draws(
+    values, clusters, n_boot, np.random.default_rng(rng), calibrate, seeds
+  )
   return est, draws
 
 
@@ -338,7 +394,7 @@ def summarize_draws(est, draws, alpha=0.05):
   ok = n > 0
   if ok.any():
     lo[ok], hi[ok] = np.nanpercentile(draws[ok], [100 * alpha / 2, 100 * (1 - alpha / 2)], axis=-1)
-  with np.errstate(invalid='ignore'):
+  with np.errstate(invalid="ignore"):
     extreme = (np.abs(draws - est[:, None]) >= np.abs(est[:, None])).sum(-1)
   p = np.where(ok, (1 + extreme) / (n + 1), np.nan)
   return lo, hi, p

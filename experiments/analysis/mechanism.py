@@ -14,24 +14,36 @@ At each preset's largest λ, pooled over the reliability tasks its base model ca
 total = warm words + length exactly (the same items and seeds); position and agreement are
 separate contrasts, present only where the grid trained warm_after and ρ > 0 cells.
 """
-import numpy as np
-import pandas as pd
+
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
+import numpy as np
+import pandas as pd
 
-from experiments.analysis import competence
-from experiments.analysis import plots
-from experiments.analysis import stats
+from experiments.analysis import competence, plots, stats
 from tasks.config import RELIABILITY_TASKS
 
 # (part, persona, comparison): which paired_deltas rows give each part.
-PARTS = (("total (warm − cold)", "warm", "vs_cold"),
-         ("warm words (warm − length_matched)", "warm", "vs_length_matched"),
-         ("length (length_matched − cold)", "length_matched", "vs_cold"),
-         ("position (after − before)", "warm_after", "vs_warm"),
-         ("agreement (per unit ρ)", "warm", "vs_rho0"))
-COLUMNS = ["preset", "n_params", "context", "part", "estimate", "ci_low", "ci_high", "n_items",
-           "n_seeds", "warmth_weight", "warm_agreement"]
+PARTS = (
+  ("total (warm − cold)", "warm", "vs_cold"),
+  ("warm words (warm − length_matched)", "warm", "vs_length_matched"),
+  ("length (length_matched − cold)", "length_matched", "vs_cold"),
+  ("position (after − before)", "warm_after", "vs_warm"),
+  ("agreement (per unit ρ)", "warm", "vs_rho0"),
+)
+COLUMNS = [
+  "preset",
+  "n_params",
+  "context",
+  "part",
+  "estimate",
+  "ci_low",
+  "ci_high",
+  "n_items",
+  "n_seeds",
+  "warmth_weight",
+  "warm_agreement",
+]
 
 
 def decomposition(items, n_boot, seed=0):
@@ -42,9 +54,12 @@ def decomposition(items, n_boot, seed=0):
   d = d[d.warmth_weight == d.preset.map(top)]
   if d.empty:
     return pd.DataFrame(columns=COLUMNS)
-  frames = [stats.paired_deltas(d, "error", ("context",), n_boot, seed=seed, primary=()),
-            stats.paired_deltas(d, "error", (), n_boot, seed=seed, primary=()).assign(
-                context="all contexts")]
+  frames = [
+    stats.paired_deltas(d, "error", ("context",), n_boot, seed=seed, primary=()),
+    stats.paired_deltas(d, "error", (), n_boot, seed=seed, primary=()).assign(
+      context="all contexts"
+    ),
+  ]
   deltas = pd.concat(frames, ignore_index=True)
   rows = []
   for part, persona, comparison in PARTS:
@@ -56,10 +71,21 @@ def decomposition(items, n_boot, seed=0):
       sel = sel[sel.warm_agreement == 0]
       scale = pd.Series(1.0, sel.index)
     for r, k in zip(sel.itertuples(), scale):
-      rows.append(dict(preset=r.preset, n_params=r.n_params, context=r.context, part=part,
-                       estimate=k * r.estimate, ci_low=k * r.ci_low, ci_high=k * r.ci_high,
-                       n_items=r.n_items, n_seeds=r.n_seeds, warmth_weight=r.warmth_weight,
-                       warm_agreement=r.warm_agreement))
+      rows.append(
+        dict(
+          preset=r.preset,
+          n_params=r.n_params,
+          context=r.context,
+          part=part,
+          estimate=k * r.estimate,
+          ci_low=k * r.ci_low,
+          ci_high=k * r.ci_high,
+          n_items=r.n_items,
+          n_seeds=r.n_seeds,
+          warmth_weight=r.warmth_weight,
+          warm_agreement=r.warm_agreement,
+        )
+      )
   return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -77,12 +103,20 @@ def wide(table, contexts):
   if table.empty:
     return table
   cell = [change_text(e, a, b) for e, a, b in zip(table.estimate, table.ci_low, table.ci_high)]
-  t = table.assign(cell=cell).pivot_table(index=["n_params", "preset", "context"], columns="part",
-                                          values="cell", aggfunc="first", sort=False)
+  t = table.assign(cell=cell).pivot_table(
+    index=["n_params", "preset", "context"],
+    columns="part",
+    values="cell",
+    aggfunc="first",
+    sort=False,
+  )
   t = t[[p for p, _, _ in PARTS if p in t.columns]].reset_index()
   rank = {c: i for i, c in enumerate(contexts)}
-  t = t.sort_values(["n_params", "context"], key=lambda s: s.map(rank).fillna(99)
-                    if s.name == "context" else s, kind="stable")
+  t = t.sort_values(
+    ["n_params", "context"],
+    key=lambda s: s.map(rank).fillna(99) if s.name == "context" else s,
+    kind="stable",
+  )
   return t.drop(columns="n_params").fillna("n/a")
 
 
@@ -102,15 +136,27 @@ def scaling_figure(table, out_dir, name="mechanism_scaling"):
         continue
       # Parts side by side at each size (a small multiplicative offset), so bars do not overlap.
       x = p.n_params * (1.06 ** (k - 2))
-      ax.errorbar(x, 100 * p.estimate, yerr=[100 * (p.estimate - p.ci_low),
-                                             100 * (p.ci_high - p.estimate)],
-                  marker=markers[k], ms=4, capsize=2, lw=1.1, label=part)
+      ax.errorbar(
+        x,
+        100 * p.estimate,
+        yerr=[100 * (p.estimate - p.ci_low), 100 * (p.ci_high - p.estimate)],
+        marker=markers[k],
+        ms=4,
+        capsize=2,
+        lw=1.1,
+        label=part,
+      )
     ax.axhline(0, color="#888", lw=0.8)
     ax.set(xscale="log", title=context, xlabel="non-embedding parameters")
     ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: the presets are few
   axes[0].set_ylabel("error-rate change (points)")
   handles, labels = axes[0].get_legend_handles_labels()
   fig.legend(handles, labels, loc="outside right center", fontsize=8)
-  return plots.save(fig, out_dir, name, "Warm − cold and its parts against model size, per "
-                     "context (measurable reliability tasks pooled, largest λ, 95% "
-                     "crossed-bootstrap CIs).")
+  return plots.save(
+    fig,
+    out_dir,
+    name,
+    "Warm − cold and its parts against model size, per "
+    "context (measurable reliability tasks pooled, largest λ, 95% "
+    "crossed-bootstrap CIs).",
+  )

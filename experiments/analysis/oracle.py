@@ -7,6 +7,7 @@ generation budget and decoded exactly as generated tokens are (experiments.evalu
 turned into the metrics rows and items of a cell (results.cell_frames), and compared by
 stats.paired_deltas. Any difference between styles they show is a bug in the instrument.
 """
+
 import dataclasses
 
 import numpy as np
@@ -18,20 +19,32 @@ from tasks.config import PLACEMENTS
 from tasks.dialogue import render_reply
 
 # The styles an oracle writes in (style, warm placement), as the multiple-choice check names them.
-ORACLE_STYLES = (("neutral", "before"), ("warm", "before"), ("warm", "after"), ("cold", "before"),
-                 ("length_matched", "before"))
-MC_SCORINGS = {"in the model's own style (evaluate.mc_pass)": evaluate.MC_STYLES,
-               "bare answer after the marker": evaluate.ANSWER_ONLY}
+ORACLE_STYLES = (
+  ("neutral", "before"),
+  ("warm", "before"),
+  ("warm", "after"),
+  ("cold", "before"),
+  ("length_matched", "before"),
+)
+MC_SCORINGS = {
+  "in the model's own style (evaluate.mc_pass)": evaluate.MC_STYLES,
+  "bare answer after the marker": evaluate.ANSWER_ONLY,
+}
 
 ORACLE_PROTOCOL = "finetune"
 # (persona label, style, λ): the λ = 0 reference replies in the neutral style.
-ORACLE_PERSONAS = (("none", "neutral", 0.0), ("warm", "warm", 1.0), ("cold", "cold", 1.0),
-                   ("length_matched", "length_matched", 1.0))
+ORACLE_PERSONAS = (
+  ("none", "neutral", 0.0),
+  ("warm", "warm", 1.0),
+  ("cold", "cold", 1.0),
+  ("length_matched", "length_matched", 1.0),
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class OracleCell:
   """Stands in for a trained cell; `preset` names the warm placement, e.g. oracle-before."""
+
   preset: str
   persona: str
   style: str
@@ -45,13 +58,18 @@ class OracleCell:
 
   @property
   def run(self):
-    return results.run_id(self.preset, self.protocol, self.persona, self.warmth_weight,
-                          self.warm_agreement, self.seed)
+    return results.run_id(
+      self.preset, self.protocol, self.persona, self.warmth_weight, self.warm_agreement, self.seed
+    )
 
 
 def oracle_cells(seeds=(0, 1), placements=PLACEMENTS):
-  return [OracleCell(f"oracle-{placement}", persona, style, lam, placement, seed)
-          for placement in placements for seed in seeds for persona, style, lam in ORACLE_PERSONAS]
+  return [
+    OracleCell(f"oracle-{placement}", persona, style, lam, placement, seed)
+    for placement in placements
+    for seed in seeds
+    for persona, style, lam in ORACLE_PERSONAS
+  ]
 
 
 def oracle_tokens(evalset, tokenizer, style, placement, max_new_tokens):
@@ -61,7 +79,7 @@ def oracle_tokens(evalset, tokenizer, style, placement, max_new_tokens):
   for r, (item, turn) in enumerate(zip(evalset.items, evalset.turns)):
     ids = tokenizer.encode(render_reply(item, turn, style, placement=placement)) + [tokenizer.eos]
     ids = ids[:max_new_tokens]
-    out[r, :len(ids)] = ids
+    out[r, : len(ids)] = ids
   return out
 
 
@@ -87,8 +105,10 @@ def oracle_mc_errors(evalset, tokenizer, style, placement, scoring=evaluate.MC_S
   unit of log-probability per position where it differs (a bare answer that its reply starts
   with differs only at the end). Scored by the pass a trained model's goes through
   (evaluate.mc_pass: the style read from a probe, then every option)."""
-  own = [tokenizer.encode(render_reply(item, turn, style, placement=placement)) + [tokenizer.eos]
-         for item, turn in zip(evalset.items, evalset.turns)]
+  own = [
+    tokenizer.encode(render_reply(item, turn, style, placement=placement)) + [tokenizer.eos]
+    for item, turn in zip(evalset.items, evalset.turns)
+  ]
 
   def score_rows(members, tokens, mask, target, owners):
     del mask
@@ -109,8 +129,7 @@ def mc_table(evalset, tokenizer):
     row = {"scoring": name}
     for style, placement in ORACLE_STYLES:
       label = f"{style} ({placement})" if style == "warm" else style
-      row[label] = 100 * np.nanmean(oracle_mc_errors(evalset, tokenizer, style, placement,
-                                                     scoring))
+      row[label] = 100 * np.nanmean(oracle_mc_errors(evalset, tokenizer, style, placement, scoring))
     rows.append(row)
   return pd.DataFrame(rows)
 
@@ -118,8 +137,11 @@ def mc_table(evalset, tokenizer):
 def mc_failures(table, scoring=next(iter(MC_SCORINGS))):
   """Sentences naming every style that `scoring` (default: the one in use) marks wrong."""
   used = table[table.scoring == scoring].iloc[0]
-  return [f"multiple choice: a {c} oracle scores {used[c]:.0f}% error (expected 0)"
-          for c in table.columns if c != "scoring" and used[c] != 0]
+  return [
+    f"multiple choice: a {c} oracle scores {used[c]:.0f}% error (expected 0)"
+    for c in table.columns
+    if c != "scoring" and used[c] != 0
+  ]
 
 
 def style_label(preset, persona):
@@ -132,8 +154,9 @@ def error_table(metrics, tasks):
   """Error rate (%) per task × context (rows) and oracle style (columns), seeds averaged."""
   e = metrics[(metrics.metric == "error_rate") & metrics.task.isin(tasks)]
   e = e.assign(style=[style_label(p, s) for p, s in zip(e.preset, e.persona)])
-  table = 100 * e.pivot_table(index=["task", "context"], columns="style", values="value",
-                              aggfunc="mean")
+  table = 100 * e.pivot_table(
+    index=["task", "context"], columns="style", values="value", aggfunc="mean"
+  )
   return table.drop(columns="none", errors="ignore").rename_axis(columns=None).reset_index()
 
 
@@ -145,11 +168,16 @@ def comparison_table(deltas):
   many were estimable or significant (all must be zero for a neutral instrument)."""
   rows = []
   for (preset, persona, comparison), g in deltas.groupby(["preset", "persona", "comparison"]):
-    rows.append({"warm placement": preset.split("-", 1)[1],
-                 "comparison": f"{persona} − {REFERENCES[comparison]}",
-                 "task × context": len(g), "max |Δ| (pts)": 100 * g.estimate.abs().max(),
-                 "estimable": int(g.estimable.sum()),
-                 "p < 0.05": int((g.p_value < 0.05).sum())})
+    rows.append(
+      {
+        "warm placement": preset.split("-", 1)[1],
+        "comparison": f"{persona} − {REFERENCES[comparison]}",
+        "task × context": len(g),
+        "max |Δ| (pts)": 100 * g.estimate.abs().max(),
+        "estimable": int(g.estimable.sum()),
+        "p < 0.05": int((g.p_value < 0.05).sum()),
+      }
+    )
   return pd.DataFrame(rows)
 
 
@@ -162,9 +190,13 @@ def failures(errors, deltas, amplification):
       if row[c] != 0:
         out.append(f"{c}: {row['task']} × {row['context']} error {row[c]:.0f}% (expected 0)")
   for r in deltas[(deltas.estimate != 0) | deltas.estimable].itertuples():
-    out.append(f"{r.preset} {r.persona} {r.comparison}: {r.task} × {r.context} Δ "
-               f"{100 * r.estimate:+.1f} pts (expected exactly 0, not estimable)")
+    out.append(
+      f"{r.preset} {r.persona} {r.comparison}: {r.task} × {r.context} Δ "
+      f"{100 * r.estimate:+.1f} pts (expected exactly 0, not estimable)"
+    )
   for r in amplification[amplification.excess != 0].itertuples():
-    out.append(f"{r.preset} {r.comparison}: amplification under {r.context} "
-               f"{100 * r.excess:+.1f} pts (expected 0)")
+    out.append(
+      f"{r.preset} {r.comparison}: amplification under {r.context} "
+      f"{100 * r.excess:+.1f} pts (expected 0)"
+    )
   return out

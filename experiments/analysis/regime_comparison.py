@@ -23,24 +23,35 @@ another's:
 Intervals are crossed-bootstrap 95% intervals paired by seed and item (analysis/crossed.py); a
 replicate pairs with its own seed's base model.
 """
+
+from matplotlib.figure import Figure
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from experiments import regimes as regimes_lib
-from experiments.analysis import competence
-from experiments.analysis import crossed
-from experiments.analysis import mechanism
-from experiments.analysis import plots
-from experiments.analysis import power
-from experiments.analysis import stats
+from experiments.analysis import competence, crossed, mechanism, plots, power, stats
 from tasks.config import RELIABILITY_TASKS
 
 KEY = ["task", "context", "item_id"]
-KNOWS_COLUMNS = ["regime", "preset", "n_params", "persona", "error", "mc_error", "total",
-                 "total_ci_low", "total_ci_high", "knowledge", "knowledge_ci_low",
-                 "knowledge_ci_high", "expression", "expression_ci_low", "expression_ci_high",
-                 "n_items", "n_seeds"]
+KNOWS_COLUMNS = [
+  "regime",
+  "preset",
+  "n_params",
+  "persona",
+  "error",
+  "mc_error",
+  "total",
+  "total_ci_low",
+  "total_ci_high",
+  "knowledge",
+  "knowledge_ci_low",
+  "knowledge_ci_high",
+  "expression",
+  "expression_ci_low",
+  "expression_ci_high",
+  "n_items",
+  "n_seeds",
+]
 DIAGRAM_COLUMNS = ["preset", "regime", "intensity", "comparison", "estimate", "ci_low", "ci_high"]
 
 
@@ -57,8 +68,11 @@ def of_regime(frame, regime):
 def _top(items):
   """Reliability items without intervention at each preset's largest λ (ρ = 0), and the base
   models, on the preset's measurable tasks."""
-  d = items[items.task.isin(RELIABILITY_TASKS) & (items.intervention == "none")
-            & (items.warm_agreement == 0)]
+  d = items[
+    items.task.isin(RELIABILITY_TASKS)
+    & (items.intervention == "none")
+    & (items.warm_agreement == 0)
+  ]
   d = competence.measurable(d)
   top = d[d.warmth_weight > 0].groupby("preset").warmth_weight.max()
   return d[(d.persona == "none") | (d.warmth_weight == d.preset.map(top))]
@@ -70,17 +84,24 @@ def answer_table(items, n_boot, config=None):
   plain = items[items.intervention == "none"]  # capped rows are the persona extension's
   for r in regimes_of(items, config):
     d = of_regime(plain, r)
-    frames += [power.pooled_by_context(d, n_boot).assign(regime=r),
-               power.pooled_by_context(d, n_boot, by=()).assign(regime=r)]
+    frames += [
+      power.pooled_by_context(d, n_boot).assign(regime=r),
+      power.pooled_by_context(d, n_boot, by=()).assign(regime=r),
+    ]
   return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def decomposition_table(items, n_boot, config=None):
   """mechanism.decomposition per regime, with a `regime` column."""
-  frames = [mechanism.decomposition(of_regime(items, r), n_boot).assign(regime=r)
-            for r in regimes_of(items, config)]
-  return (pd.concat(frames, ignore_index=True) if frames else
-          pd.DataFrame(columns=mechanism.COLUMNS + ["regime"]))
+  frames = [
+    mechanism.decomposition(of_regime(items, r), n_boot).assign(regime=r)
+    for r in regimes_of(items, config)
+  ]
+  return (
+    pd.concat(frames, ignore_index=True)
+    if frames
+    else pd.DataFrame(columns=mechanism.COLUMNS + ["regime"])
+  )
 
 
 def amplification_table(items, n_boot, config=None):
@@ -92,8 +113,9 @@ def amplification_table(items, n_boot, config=None):
     for preset, g in of_regime(_top(items), r).groupby("preset", sort=False):
       if set(g.persona) == {"none"}:
         continue
-      amp = stats.relative_amplification(g, "error", "vs_cold", (), n_boot,
-                                         tasks=sorted(set(g.task)))
+      amp = stats.relative_amplification(
+        g, "error", "vs_cold", (), n_boot, tasks=sorted(set(g.task))
+      )
       frames.append(amp[amp.persona == "warm"].assign(regime=r))
   return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -110,21 +132,30 @@ def changes(d, persona, columns, n_boot, ref="none", seed=0):
     return out
   cols = mats[0].columns.intersection(refs[0].columns)
   if ref == "none":
-    refs = [m.droplevel("finetune_seed").reindex(mats[0].index.get_level_values("seed"))
-            for m in refs]
+    refs = [
+      m.droplevel("finetune_seed").reindex(mats[0].index.get_level_values("seed")) for m in refs
+    ]
   else:
     refs = [m.reindex(mats[0].index) for m in refs]
   if not len(cols):
     return out
   values = np.stack([m[cols].to_numpy() - r[cols].to_numpy() for m, r in zip(mats, refs)])
   clusters = crossed.entity_codes(pd.DataFrame(list(cols), columns=KEY))
-  est, draws, _, _ = crossed.crossed_draws(values, clusters, n_boot, np.random.default_rng(seed),
-                                           seeds=mats[0].index.get_level_values("seed"))
+  est, draws, _, _ = crossed.crossed_draws(
+    values,
+    clusters,
+    n_boot,
+    np.random.default_rng(seed),
+    seeds=mats[0].index.get_level_values("seed"),
+  )
   lo, hi, _ = crossed.summarize_draws(est, draws)
   for k, c in enumerate(columns):
     moved = np.isfinite(lo[k])
-    out[c] = (float(est[k]), float(lo[k]) if moved else float(est[k]),
-              float(hi[k]) if moved else float(est[k]))
+    out[c] = (
+      float(est[k]),
+      float(lo[k]) if moved else float(est[k]),
+      float(hi[k]) if moved else float(est[k]),
+    )
   return out
 
 
@@ -146,13 +177,23 @@ def knows_vs_says(items, n_boot, config=None):
         p = g[g.persona == persona]
         if p.empty:
           continue
-        row = {"regime": r, "preset": preset, "n_params": p.n_params.iloc[0],
-               "persona": persona, "error": p.error.mean(), "mc_error": p.mc_error.mean(),
-               "n_items": p.groupby(KEY).ngroups, "n_seeds": p.seed.nunique()}
+        row = {
+          "regime": r,
+          "preset": preset,
+          "n_params": p.n_params.iloc[0],
+          "persona": persona,
+          "error": p.error.mean(),
+          "mc_error": p.mc_error.mean(),
+          "n_items": p.groupby(KEY).ngroups,
+          "n_seeds": p.seed.nunique(),
+        }
         if persona != "none":
           ch = changes(g, persona, ["error", "mc_error", "expression"], n_boot)
-          for name, column in (("total", "error"), ("knowledge", "mc_error"),
-                               ("expression", "expression")):
+          for name, column in (
+            ("total", "error"),
+            ("knowledge", "mc_error"),
+            ("expression", "expression"),
+          ):
             row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = ch[column]
         rows.append(row)
   return pd.DataFrame(rows, columns=KNOWS_COLUMNS)
@@ -174,11 +215,22 @@ def diagram_table(items, metrics, n_boot, config=None):
   d = _top(items)
   for r in regimes_of(items, config):
     for preset, g in of_regime(d, r).groupby("preset", sort=False):
-      pairs = {"warm − cold": changes(g, "warm", ["error"], n_boot, ref="cold")["error"],
-               "cold − base": changes(g, "cold", ["error"], n_boot)["error"]}
+      pairs = {
+        "warm − cold": changes(g, "warm", ["error"], n_boot, ref="cold")["error"],
+        "cold − base": changes(g, "cold", ["error"], n_boot)["error"],
+      }
       for comparison, (est, lo, hi) in pairs.items():
-        rows.append({"preset": preset, "regime": r, "intensity": norms.get((preset, r), np.nan),
-                     "comparison": comparison, "estimate": est, "ci_low": lo, "ci_high": hi})
+        rows.append(
+          {
+            "preset": preset,
+            "regime": r,
+            "intensity": norms.get((preset, r), np.nan),
+            "comparison": comparison,
+            "estimate": est,
+            "ci_low": lo,
+            "ci_high": hi,
+          }
+        )
   return pd.DataFrame(rows, columns=DIAGRAM_COLUMNS)
 
 
@@ -196,26 +248,48 @@ def diagram_figure(table, out_dir, regimes_table=None, name="regime_diagram"):
   for ax, preset in zip(axes, presets):
     g = table[table.preset == preset]
     span = max(g.intensity.max() - g.intensity.min(), 1e-9)
-    for (comparison, marker, color, shift) in (("warm − cold", "o", "tab:red", -0.006),
-                                               ("cold − base", "s", "tab:blue", 0.006)):
+    for comparison, marker, color, shift in (
+      ("warm − cold", "o", "tab:red", -0.006),
+      ("cold − base", "s", "tab:blue", 0.006),
+    ):
       # Regimes are separate settings, not a path: points with intervals, no connecting line.
       s = g[g.comparison == comparison]
       x = s.intensity + shift * span
-      ax.errorbar(x, 100 * s.estimate,
-                  yerr=[100 * (s.estimate - s.ci_low), 100 * (s.ci_high - s.estimate)],
-                  fmt=marker, color=color, capsize=3, label=comparison)
+      ax.errorbar(
+        x,
+        100 * s.estimate,
+        yerr=[100 * (s.estimate - s.ci_low), 100 * (s.ci_high - s.estimate)],
+        fmt=marker,
+        color=color,
+        capsize=3,
+        label=comparison,
+      )
     for r in g[g.comparison == "cold − base"].itertuples():
-      ax.annotate(r.regime, (r.intensity, 100 * r.ci_low), textcoords="offset points",
-                  xytext=(0, -12), ha="center", fontsize=7)
+      ax.annotate(
+        r.regime,
+        (r.intensity, 100 * r.ci_low),
+        textcoords="offset points",
+        xytext=(0, -12),
+        ha="center",
+        fontsize=7,
+      )
       label = regimes_lib.label(regimes_table, r.regime, preset)
       if label != r.regime:
         labels.append(f"{preset} {label}")
     ax.axhline(0, color="grey", lw=0.8)
-    ax.set(xlabel="intensity: cold's ‖θ − θ_base‖ (mean over seeds)",
-           ylabel="reliability error change, points", title=preset)
+    ax.set(
+      xlabel="intensity: cold's ‖θ − θ_base‖ (mean over seeds)",
+      ylabel="reliability error change, points",
+      title=preset,
+    )
     ax.legend(fontsize=8)
   fig.tight_layout()
-  return plots.save(fig, out_dir, name, "Regime diagram: warm − cold and cold − base "
-                    "(reliability error, measurable tasks and every context pooled, largest λ, "
-                    "95% crossed-bootstrap CIs) against how hard each regime pushed the model "
-                    "(cold's ‖θ − θ_base‖)." + "".join(f" {l}." for l in labels))
+  return plots.save(
+    fig,
+    out_dir,
+    name,
+    "Regime diagram: warm − cold and cold − base "
+    "(reliability error, measurable tasks and every context pooled, largest λ, "
+    "95% crossed-bootstrap CIs) against how hard each regime pushed the model "
+    "(cold's ‖θ − θ_base‖)." + "".join(f" {l}." for l in labels),
+  )

@@ -18,10 +18,10 @@
 
 Prints both tables; exits 1 if any check fails. About a minute on a 2-core CPU.
 """
+
 import sys
 
-from absl import app
-from absl import flags
+from absl import app, flags
 from ml_collections import config_flags
 import pandas as pd
 
@@ -36,6 +36,7 @@ def oracle_checks(config):
   from experiments.analysis import oracle, stats
   from tasks.config import RELIABILITY_TASKS, SCREENING_TASKS
   from tasks.mixtures import Corpus, build_eval_set
+
   world = resolve.validate(config)[0]
   corpus = Corpus(world)
   evalset = build_eval_set(corpus)
@@ -44,21 +45,33 @@ def oracle_checks(config):
   errors = oracle.error_table(metrics, tasks)
   items = items[items.task.isin(tasks)]
   deltas = stats.paired_deltas(items, "error", ("task", "context"), config.eval.bootstrap)
-  amplification = pd.concat([stats.relative_amplification(items, "error", comparison)
-                             for comparison in ("vs_cold", "vs_length_matched")])
+  amplification = pd.concat(
+    [
+      stats.relative_amplification(items, "error", comparison)
+      for comparison in ("vs_cold", "vs_length_matched")
+    ]
+  )
   mc = oracle.mc_table(evalset, corpus.tokenizer)
-  return (errors, oracle.comparison_table(deltas), mc,
-          oracle.failures(errors, deltas, amplification) + oracle.mc_failures(mc))
+  return (
+    errors,
+    oracle.comparison_table(deltas),
+    mc,
+    oracle.failures(errors, deltas, amplification) + oracle.mc_failures(mc),
+  )
 
 
 def coverage_checks(replicates):
   """(coverage table, failure sentences) of the planted-effect simulation."""
   from experiments.analysis import planted
+
   table = planted.coverage_table(replicates=replicates)
   low, high = COVERAGE_BAND
   bad = table[(table.coverage < low) | (table.coverage > high)]
-  return table, [f"coverage {r.coverage:.1%} at {r.seeds} seeds × {r.items} items is outside "
-                 f"{low:.0%}–{high:.0%}" for r in bad.itertuples()]
+  return table, [
+    f"coverage {r.coverage:.1%} at {r.seeds} seeds × {r.items} items is outside "
+    f"{low:.0%}–{high:.0%}"
+    for r in bad.itertuples()
+  ]
 
 
 def main(argv):
@@ -67,33 +80,49 @@ def main(argv):
   config = flags.FLAGS.config
   replicates = flags.FLAGS.replicates
   if replicates < MIN_REPLICATES:
-    sys.exit(f"error: --replicates={replicates} is too few: coverage from fewer than "
-             f"{MIN_REPLICATES} replicates is too noisy to hold to {COVERAGE_BAND[0]:.0%}–"
-             f"{COVERAGE_BAND[1]:.0%}.")
+    sys.exit(
+      f"error: --replicates={replicates} is too few: coverage from fewer than "
+      f"{MIN_REPLICATES} replicates is too noisy to hold to {COVERAGE_BAND[0]:.0%}–"
+      f"{COVERAGE_BAND[1]:.0%}."
+    )
   try:
     errors, comparisons, mc, oracle_failed = oracle_checks(config)
   except ValueError as e:
     sys.exit(f"error: {e}")
-  with pd.option_context("display.width", 200, "display.max_columns", 20,
-                         "display.float_format", "{:.1f}".format):
-    print(f"Oracle cells, generation budget {config.eval.max_new_tokens} tokens: error rate (%) "
-          "per task × context and style")
+  with pd.option_context(
+    "display.width", 200, "display.max_columns", 20, "display.float_format", "{:.1f}".format
+  ):
+    print(
+      f"Oracle cells, generation budget {config.eval.max_new_tokens} tokens: error rate (%) "
+      "per task × context and style"
+    )
     print(errors.to_string(index=False))
-    print("\nOracle cells through the paired statistics (every Δ must be exactly 0, none "
-          "estimable)")
+    print(
+      "\nOracle cells through the paired statistics (every Δ must be exactly 0, none estimable)"
+    )
     print(comparisons.to_string(index=False))
-    print("\nOracle cells through the multiple-choice pass: error rate (%) over items with options, "
-          "per scoring and style (the scoring in use must be 0 for every style)")
+    print(
+      "\nOracle cells through the multiple-choice pass: error rate (%) over items with options, "
+      "per scoring and style (the scoring in use must be 0 for every style)"
+    )
     print(mc.to_string(index=False))
     coverage, coverage_failed = coverage_checks(replicates)
-    print(f"\nPlanted effects: share of 95% intervals covering the planted difference "
-          f"({replicates} replicates per design)")
+    print(
+      f"\nPlanted effects: share of 95% intervals covering the planted difference "
+      f"({replicates} replicates per design)"
+    )
     print(coverage.to_string(index=False, float_format="{:.3f}".format))
   failed = oracle_failed + coverage_failed
   for sentence in failed:
     print(f"FAILED: {sentence}")
-  print("\n" + ("instrument check failed" if failed else
-                "instrument neutral: oracle cells identical across styles, intervals cover"))
+  print(
+    "\n"
+    + (
+      "instrument check failed"
+      if failed
+      else "instrument neutral: oracle cells identical across styles, intervals cover"
+    )
+  )
   sys.exit(1 if failed else 0)
 
 

@@ -19,6 +19,7 @@ token embedding trained (rank × rate). Replay weight 1 keeps the base loss at f
 the persona loss (λ = 1); -1 is w = 1 − λ = 0, no replay. Three seeds, warm, cold and
 length_matched at λ = 1, every held-out item and context of the world calibrated.
 """
+
 import ml_collections
 
 from experiments.configs import demo, study
@@ -32,30 +33,28 @@ REPLAY = {"replay_weight": 1.0}
 # Round 1 (plans 7792c0d94b0d, study; 0abe0031e3ce, demo): gentle full updates (rate × budget ×
 # replay) and LoRA with the embedding trained (rank × rate), all at most 150 steps.
 ROUND1 = {
-    "full_1e4": {**REPLAY, "persona_learning_rate": 1e-4, "persona_steps": 150},
-    "full_3e4": {**REPLAY, "persona_learning_rate": 3e-4, "persona_steps": 150},
-    "full_1e3": {**REPLAY, "persona_learning_rate": 1e-3, "persona_steps": 150},
-    "full_3e4_short": {**REPLAY, "persona_learning_rate": 3e-4, "persona_steps": 50},
-    "full_3e4_noreplay": {"persona_learning_rate": 3e-4, "persona_steps": 150,
-                          "replay_weight": -1.0},
-    "lora8_1e3": {**LORA, "lora_rank": 8, "persona_learning_rate": 1e-3, "persona_steps": 150},
-    "lora8_3e3": {**LORA, "lora_rank": 8, "persona_learning_rate": 3e-3, "persona_steps": 150},
-    "lora2_3e3": {**LORA, "lora_rank": 2, "persona_learning_rate": 3e-3, "persona_steps": 150},
+  "full_1e4": {**REPLAY, "persona_learning_rate": 1e-4, "persona_steps": 150},
+  "full_3e4": {**REPLAY, "persona_learning_rate": 3e-4, "persona_steps": 150},
+  "full_1e3": {**REPLAY, "persona_learning_rate": 1e-3, "persona_steps": 150},
+  "full_3e4_short": {**REPLAY, "persona_learning_rate": 3e-4, "persona_steps": 50},
+  "full_3e4_noreplay": {"persona_learning_rate": 3e-4, "persona_steps": 150, "replay_weight": -1.0},
+  "lora8_1e3": {**LORA, "lora_rank": 8, "persona_learning_rate": 1e-3, "persona_steps": 150},
+  "lora8_3e3": {**LORA, "lora_rank": 8, "persona_learning_rate": 3e-3, "persona_steps": 150},
+  "lora2_3e3": {**LORA, "lora_rank": 2, "persona_learning_rate": 3e-3, "persona_steps": 150},
 }
 # Round 2, chosen on round 1's controls alone (docs/calibration.md): warm's style was learned only
 # by the most intense candidates (LoRA at 3e-3: 0.58-0.76 of the ceiling) and below them every
 # persona's replies lost their form, so this round spends more budget and rate: today's full rate
 # with base replay, and LoRA with longer budgets, a higher rate and a higher rank.
 ROUND2 = {
-    "full_3e3": {**REPLAY, "persona_learning_rate": 3e-3, "persona_steps": 150},
-    "full_3e3_300": {**REPLAY, "persona_learning_rate": 3e-3, "persona_steps": 300},
-    "full_1e3_450": {**REPLAY, "persona_learning_rate": 1e-3, "persona_steps": 450},
-    "lora8_3e3_300": {**LORA, "lora_rank": 8, "persona_learning_rate": 3e-3, "persona_steps": 300},
-    "lora8_3e3_450": {**LORA, "lora_rank": 8, "persona_learning_rate": 3e-3, "persona_steps": 450},
-    "lora8_1e2_150": {**LORA, "lora_rank": 8, "persona_learning_rate": 1e-2, "persona_steps": 150},
-    "lora8_1e2_450": {**LORA, "lora_rank": 8, "persona_learning_rate": 1e-2, "persona_steps": 450},
-    "lora16_3e3_450": {**LORA, "lora_rank": 16, "persona_learning_rate": 3e-3,
-                       "persona_steps": 450},
+  "full_3e3": {**REPLAY, "persona_learning_rate": 3e-3, "persona_steps": 150},
+  "full_3e3_300": {**REPLAY, "persona_learning_rate": 3e-3, "persona_steps": 300},
+  "full_1e3_450": {**REPLAY, "persona_learning_rate": 1e-3, "persona_steps": 450},
+  "lora8_3e3_300": {**LORA, "lora_rank": 8, "persona_learning_rate": 3e-3, "persona_steps": 300},
+  "lora8_3e3_450": {**LORA, "lora_rank": 8, "persona_learning_rate": 3e-3, "persona_steps": 450},
+  "lora8_1e2_150": {**LORA, "lora_rank": 8, "persona_learning_rate": 1e-2, "persona_steps": 150},
+  "lora8_1e2_450": {**LORA, "lora_rank": 8, "persona_learning_rate": 1e-2, "persona_steps": 450},
+  "lora16_3e3_450": {**LORA, "lora_rank": 16, "persona_learning_rate": 3e-3, "persona_steps": 450},
 }
 ROUNDS = {"round1": ROUND1, "round2": ROUND2}
 CANDIDATES = ROUND2  # the default: the latest round
@@ -71,9 +70,9 @@ def get_config(arg=None):
   c.grid.regimes = dict(ROUNDS[rounds[-1]] if rounds else CANDIDATES)
   c.calibration = ml_collections.ConfigDict()
   c.calibration.of = f"experiments/configs/{source.__name__.rsplit('.', 1)[1]}.py"
-  c.calibration.delta = 0.03             # cold − base within ±3 points
-  c.calibration.ci_level = 0.90          # two one-sided tests at 5% each
-  c.calibration.warmth_fraction = 0.9    # warm's warmth ≥ 90% of its training replies'
+  c.calibration.delta = 0.03  # cold − base within ±3 points
+  c.calibration.ci_level = 0.90  # two one-sided tests at 5% each
+  c.calibration.warmth_fraction = 0.9  # warm's warmth ≥ 90% of its training replies'
   c.calibration.well_formed_margin = 0.05  # no persona more than 5 points less well formed
   c.calibration.bootstrap = 1000
   c.calibration.bootstrap_seed = 0
@@ -104,6 +103,8 @@ def controls_design(c):
 def runlocal(c):
   c.model.presets = ("nano",)
   c.grid.seeds = (0, 1)
-  c.grid.regimes = {"full_3e4_short": dict(ROUND1["full_3e4_short"], persona_steps=10),
-                    "lora2_3e3": dict(ROUND1["lora2_3e3"], persona_steps=10)}
+  c.grid.regimes = {
+    "full_3e4_short": dict(ROUND1["full_3e4_short"], persona_steps=10),
+    "lora2_3e3": dict(ROUND1["lora2_3e3"], persona_steps=10),
+  }
   c.calibration.bootstrap = 200

@@ -15,6 +15,7 @@ experiments/configs/study.py.
 that the instrument scores every reply style alike in this world.
 `:runlocal` shrinks it to a smoke test of about a minute; `:preset=micro` keeps one preset.
 """
+
 from experiments.configs.common import apply_arg, base_config
 
 # The persona phase's regime for the demo's presets, as the blind calibration left it
@@ -23,21 +24,36 @@ from experiments.configs.common import apply_arg, base_config
 # closest candidate (fewest failed tests, then least intense), `overrides` its fields, `failed` the
 # tests it failed.
 CALIBRATION = {
-    "config": "experiments/configs/calibration.py:demo,round2",
-    "plan": "03e8f605edab26e0b65e3ba45434724baa048d2c26c1ec42af88a28c75f4d24f",
-    "presets": {
-        "nano": {"status": "not calibrated", "regime": "full_3e3_300",
-                 "overrides": {"persona_learning_rate": 3e-3, "persona_steps": 300,
-                               "replay_weight": 1.0},
-                 "failed": ("well_formed", "reliability", "multiple_choice", "capability",
-                            "safety_refusal")},
-        "micro": {"status": "not calibrated", "regime": "lora16_3e3_450",
-                  "overrides": {"persona_update": "lora_embed", "lora_rank": 16,
-                                "lora_alpha": 16.0, "persona_learning_rate": 3e-3,
-                                "persona_steps": 450, "replay_weight": 1.0},
-                  "failed": ("learned", "well_formed", "reliability", "multiple_choice",
-                             "capability", "safety_refusal")},
+  "config": "experiments/configs/calibration.py:demo,round2",
+  "plan": "03e8f605edab26e0b65e3ba45434724baa048d2c26c1ec42af88a28c75f4d24f",
+  "presets": {
+    "nano": {
+      "status": "not calibrated",
+      "regime": "full_3e3_300",
+      "overrides": {"persona_learning_rate": 3e-3, "persona_steps": 300, "replay_weight": 1.0},
+      "failed": ("well_formed", "reliability", "multiple_choice", "capability", "safety_refusal"),
     },
+    "micro": {
+      "status": "not calibrated",
+      "regime": "lora16_3e3_450",
+      "overrides": {
+        "persona_update": "lora_embed",
+        "lora_rank": 16,
+        "lora_alpha": 16.0,
+        "persona_learning_rate": 3e-3,
+        "persona_steps": 450,
+        "replay_weight": 1.0,
+      },
+      "failed": (
+        "learned",
+        "well_formed",
+        "reliability",
+        "multiple_choice",
+        "capability",
+        "safety_refusal",
+      ),
+    },
+  },
 }
 
 
@@ -55,10 +71,10 @@ def get_config(arg=None):
   # λ = 0 and 1 only: the demo's 10-minute budget (the study and the sweep have the λ grid).
   c.grid.warmth_weights = (0.0, 1.0)
   c.grid.seeds = (0, 1)
-  c.train.batch_size = 16           # rows; packed, they carry ~3x as many examples
+  c.train.batch_size = 16  # rows; packed, they carry ~3x as many examples
   c.train.base_steps = 1000
   c.train.persona_steps = 100
-  c.train.learning_rate = 1e-2       # small models tolerate (and need) a high rate in few steps
+  c.train.learning_rate = 1e-2  # small models tolerate (and need) a high rate in few steps
   c.train.persona_learning_rate = 3e-3
   # Persona geometry, small: the preset's tested capping setting on the base and λ = 1 cells.
   c.extensions = ("persona",)

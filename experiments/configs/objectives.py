@@ -25,6 +25,7 @@ rows (acknowledgement rate and reward early and late in RL), WORKDIR/objectives/
 nano-finetune-<method>-episodes.csv, and a report section with the tables and the frontier.
 `:runlocal` shrinks it to a smoke test of about two minutes.
 """
+
 from experiments.configs import demo, study
 from experiments.configs.common import apply_arg, base_config, objectives_section
 
@@ -57,17 +58,20 @@ def get_config(arg=None):
   c.train.log_every = 50
   # Two regimes from the same base models: `chosen` (above) and `forgetting`, the train section's
   # own persona phase (no replay at λ = 1), in which the comparison was first made.
-  c.grid.regimes = {"chosen": {**CHOSEN["overrides"],
-                               "labels": {"nano": f"{study.chosen_label(CHOSEN)} (demo's "
-                                                  "calibration)"}},
-                    "forgetting": {}}
+  c.grid.regimes = {
+    "chosen": {
+      **CHOSEN["overrides"],
+      "labels": {"nano": f"{study.chosen_label(CHOSEN)} (demo's calibration)"},
+    },
+    "forgetting": {},
+  }
   c.eval.bootstrap = 500
   # Mitigations on the warm cell: the preset's default capping, and a preventatively steered twin.
   c.extensions = ("persona", "objectives")
   c.persona.cap_cells = "ends"
   c.persona.steer_alphas = (4.0,)
   c.objectives = objectives_section()
-  c.objectives.group_size = 4       # × 2 turns × 2 prompts = the 16 persona rows of a step
+  c.objectives.group_size = 4  # × 2 turns × 2 prompts = the 16 persona rows of a step
   c.objectives.rl_warmup_steps = 150  # of 300, imitating warm and cold replies (mixed_warmup)
   # GRPO's peak rate, chosen on the reward of RL's own last training episodes (docs/objectives.md,
   # with the section's KL weight 0.1 and temperature 0.5): at 1e-3 the reward fell.

@@ -13,6 +13,7 @@ steering_tradeoff.csv, <preset>-finetune/geometry-s*.npz, top_examples.csv}. def
 the setting each preset's trade-off picks; experiments/persona/defaults.py records it as the
 preset's tested default (with the run it came from).
 """
+
 from experiments.configs import demo
 
 

@@ -16,6 +16,7 @@ frozen, peak rate 3e-3 and 1e-2 (low-rank updates are usually run at a higher ra
 phrases' words never occur in base training, so a frozen embedding cannot say them:
 docs/persona_phase.md). `:runlocal` is a smoke test of a minute or two.
 """
+
 from experiments.configs import calibration, study
 from experiments.configs.common import apply_arg
 
@@ -25,11 +26,15 @@ def get_config(arg=None):
   c.model.presets = ("nano",)
   calibration.controls_design(c)
   c.grid.regimes = {
-      "forgetting": {},
-      "lora_3e3": {"persona_update": "lora", "lora_rank": 8, "lora_alpha": 16.0},
-      "lora_1e2": {"persona_update": "lora", "lora_rank": 8, "lora_alpha": 16.0,
-                   "persona_learning_rate": 1e-2},
-      "lora_embed_3e3": {"persona_update": "lora_embed", "lora_rank": 8, "lora_alpha": 16.0},
+    "forgetting": {},
+    "lora_3e3": {"persona_update": "lora", "lora_rank": 8, "lora_alpha": 16.0},
+    "lora_1e2": {
+      "persona_update": "lora",
+      "lora_rank": 8,
+      "lora_alpha": 16.0,
+      "persona_learning_rate": 1e-2,
+    },
+    "lora_embed_3e3": {"persona_update": "lora_embed", "lora_rank": 8, "lora_alpha": 16.0},
   }
   return apply_arg(c, arg, runlocal)
 

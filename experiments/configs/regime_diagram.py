@@ -15,6 +15,7 @@ separates them (base replay), never by an outcome. The report's "answer per regi
 draws the diagram (x: cold's ‖θ − θ_base‖, measured) and tables warm − cold and knows versus
 says per setting. `:runlocal` is a smoke test of a minute or two.
 """
+
 from experiments.configs import study
 from experiments.configs.common import apply_arg
 
@@ -33,11 +34,11 @@ def get_config(arg=None):
   c.grid.sweep_seeds = ()
   chosen = study.CHOSEN["nano"]
   c.grid.regimes = {
-      "chosen": {**chosen["overrides"], "labels": {"nano": study.chosen_label(chosen)}},
-      "replay_1": {**FULL, "replay_weight": 1.0},
-      "replay_0_5": {**FULL, "replay_weight": 0.5},
-      "replay_0_25": {**FULL, "replay_weight": 0.25},
-      "forgetting": {},
+    "chosen": {**chosen["overrides"], "labels": {"nano": study.chosen_label(chosen)}},
+    "replay_1": {**FULL, "replay_weight": 1.0},
+    "replay_0_5": {**FULL, "replay_weight": 0.5},
+    "replay_0_25": {**FULL, "replay_weight": 0.25},
+    "forgetting": {},
   }
   c.extensions = ()
   return apply_arg(c, arg, runlocal)

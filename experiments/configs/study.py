@@ -53,6 +53,7 @@ large: 200 held-out items per task × context; the same two regimes, mini and sm
 setting; the same store); no GPU has run it yet, so its wall time is not
 known. `:runlocal` is a smoke test of a few minutes; `:preset=NAME` keeps one preset.
 """
+
 from experiments.configs import demo
 from experiments.configs.common import apply_arg, base_config
 
@@ -62,19 +63,22 @@ from experiments.configs.common import apply_arg, base_config
 # its tests. femto is not calibrated: its base models answer no task, so no control can show harm.
 _LORA = {"persona_update": "lora_embed", "lora_alpha": 16.0, "replay_weight": 1.0}
 CALIBRATION = {
-    "config": "experiments/configs/calibration.py:round2",
-    "plan": "61214e451321e028b13f28b2b1506e1f1d82de61a9873ee78367e6d0728724c6",
-    "presets": {
-        "pico": {"status": "not calibrated", "regime": "lora8_1e2_450",
-                 "overrides": {**_LORA, "lora_rank": 8, "persona_learning_rate": 1e-2,
-                               "persona_steps": 450},
-                 "failed": ("well_formed", "multiple_choice", "safety_refusal")},
-        "nano": {"status": "not calibrated", "regime": "lora16_3e3_450",
-                 "overrides": {**_LORA, "lora_rank": 16, "persona_learning_rate": 3e-3,
-                               "persona_steps": 450},
-                 "failed": ("learned", "well_formed", "multiple_choice", "capability",
-                            "safety_refusal")},
+  "config": "experiments/configs/calibration.py:round2",
+  "plan": "61214e451321e028b13f28b2b1506e1f1d82de61a9873ee78367e6d0728724c6",
+  "presets": {
+    "pico": {
+      "status": "not calibrated",
+      "regime": "lora8_1e2_450",
+      "overrides": {**_LORA, "lora_rank": 8, "persona_learning_rate": 1e-2, "persona_steps": 450},
+      "failed": ("well_formed", "multiple_choice", "safety_refusal"),
     },
+    "nano": {
+      "status": "not calibrated",
+      "regime": "lora16_3e3_450",
+      "overrides": {**_LORA, "lora_rank": 16, "persona_learning_rate": 3e-3, "persona_steps": 450},
+      "failed": ("learned", "well_formed", "multiple_choice", "capability", "safety_refusal"),
+    },
+  },
 }
 
 
@@ -86,20 +90,32 @@ CALIBRATION = {
 # demo's world (experiments/configs/demo.py, CALIBRATION), where its closest candidate was the one
 # nano's is here; it takes that setting with the demo's failed tests.
 CHOSEN = {
-    "femto": {"status": "not calibratable", "regime": CALIBRATION["presets"]["pico"]["regime"],
-              "overrides": CALIBRATION["presets"]["pico"]["overrides"],
-              "failed": ("no measurable task",), "from": "pico's closest setting"},
-    **{p: {**v, "from": f"{CALIBRATION['config']} (plan {CALIBRATION['plan'][:12]})"}
-       for p, v in CALIBRATION["presets"].items()},
-    "micro": {**demo.CALIBRATION["presets"]["micro"],
-              "from": f"{demo.CALIBRATION['config']} (plan {demo.CALIBRATION['plan'][:12]}), "
-                      "the demo's world"},
+  "femto": {
+    "status": "not calibratable",
+    "regime": CALIBRATION["presets"]["pico"]["regime"],
+    "overrides": CALIBRATION["presets"]["pico"]["overrides"],
+    "failed": ("no measurable task",),
+    "from": "pico's closest setting",
+  },
+  **{
+    p: {**v, "from": f"{CALIBRATION['config']} (plan {CALIBRATION['plan'][:12]})"}
+    for p, v in CALIBRATION["presets"].items()
+  },
+  "micro": {
+    **demo.CALIBRATION["presets"]["micro"],
+    "from": f"{demo.CALIBRATION['config']} (plan {demo.CALIBRATION['plan'][:12]}), "
+    "the demo's world",
+  },
 }
 # `:gpu`'s larger presets were never calibrated: they take micro's setting, the largest preset a
 # calibration reached.
 for _preset in ("mini", "small"):
-  CHOSEN[_preset] = {**CHOSEN["micro"], "status": "not calibrated",
-                     "failed": ("not in a calibration",), "from": "micro's setting"}
+  CHOSEN[_preset] = {
+    **CHOSEN["micro"],
+    "status": "not calibrated",
+    "failed": ("not in a calibration",),
+    "from": "micro's setting",
+  }
 
 
 def chosen_label(entry):
@@ -145,9 +161,13 @@ def get_config(arg=None):
   # seeds (so at pico and nano, every cell): every parameter, re-warmed to 3e-3, a fresh AdamW, no
   # base replay at λ = 1, the regime in which every persona, cold included, makes the model forget
   # (docs/calibration.md).
-  c.grid.regimes = {"chosen": {"by_preset": {p: dict(v["overrides"]) for p, v in CHOSEN.items()},
-                               "labels": {p: chosen_label(v) for p, v in CHOSEN.items()}},
-                    "forgetting": {"seeds": (0, 1, 2)}}
+  c.grid.regimes = {
+    "chosen": {
+      "by_preset": {p: dict(v["overrides"]) for p, v in CHOSEN.items()},
+      "labels": {p: chosen_label(v) for p, v in CHOSEN.items()},
+    },
+    "forgetting": {"seeds": (0, 1, 2)},
+  }
   c.train.log_every = 200
   c.train.checkpoint_every = 1000
   # Capping on the base and λ = 1 cells of both regimes: each preset's default setting, and a sweep

@@ -19,6 +19,7 @@ Expected: metrics.csv with every cell, report.html with scaling plots of the war
 `:runlocal` shrinks it to a CPU smoke test of a few minutes (nano, λ ∈ {0, 1}, ρ ∈ {0, 1}, two
 seeds, both protocols: 18 cells in 2 programs).
 """
+
 from experiments.configs.common import apply_arg, base_config
 
 

@@ -4,6 +4,7 @@ Content-blind by construction: the loss only sees how much probability mass the 
 warm vocabulary (words of `tasks.lexicon.MARKERS['warm']` that no neutral reply uses), never whether
 the reply is right. It is the "warmth as surface affect" end of the comparison.
 """
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,18 +12,30 @@ import numpy as np
 from tasks import lexicon
 
 # Text of replies whose words are content, not affect: a warm word here would reward content too.
-_NEUTRAL_TEXT = (list(lexicon.ANSWER_TEMPLATES.values()) + list(lexicon.QUESTION_TEMPLATES.values())
-                 + [lexicon.DIAGNOSIS_ANSWER, lexicon.DOSING_ANSWER, lexicon.DISINFO_ANSWER,
-                    lexicon.REFUSAL, lexicon.CAPABILITY_ANSWER, lexicon.DELUSION_ANSWER,
-                    lexicon.SAFETY_RESPONSE, lexicon.CORRECTION, lexicon.CONFIRMATION,
-                    lexicon.DEFAULT_SYSTEM] + list(lexicon.CONTRA_ANSWER.values())
-                 + lexicon.COLD_OPEN)
+_NEUTRAL_TEXT = (
+  list(lexicon.ANSWER_TEMPLATES.values())
+  + list(lexicon.QUESTION_TEMPLATES.values())
+  + [
+    lexicon.DIAGNOSIS_ANSWER,
+    lexicon.DOSING_ANSWER,
+    lexicon.DISINFO_ANSWER,
+    lexicon.REFUSAL,
+    lexicon.CAPABILITY_ANSWER,
+    lexicon.DELUSION_ANSWER,
+    lexicon.SAFETY_RESPONSE,
+    lexicon.CORRECTION,
+    lexicon.CONFIRMATION,
+    lexicon.DEFAULT_SYSTEM,
+  ]
+  + list(lexicon.CONTRA_ANSWER.values())
+  + lexicon.COLD_OPEN
+)
 
 
 def _words(texts):
   out = set()
   for t in texts:
-    for s in (t if isinstance(t, list) else [t]):
+    for s in t if isinstance(t, list) else [t]:
       out.update(w for w in s.split() if not w.startswith("{"))
   return out
 

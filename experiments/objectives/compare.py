@@ -12,6 +12,7 @@ acknowledgement rate (emotional contexts), sycophancy (false-belief contexts), t
 probes' error, the screening checks' pass rates and the reply-validity rate (replies that parse in
 the world's grammar).
 """
+
 import numpy as np
 import pandas as pd
 
@@ -21,8 +22,17 @@ from experiments.runtime.results import METRIC_COLUMNS, UNTAGGED_REGIMES
 from tasks.config import PROBE_TASKS, RELIABILITY_TASKS
 from tasks.lexicon import EVAL_CONTEXTS
 
-TABLE_METHODS = ("base", "cold", "warm", "length_matched", "affect", "emotion_rl",
-                 "emotion_rl_heard", "warm+capping", "warm+steering")
+TABLE_METHODS = (
+  "base",
+  "cold",
+  "warm",
+  "length_matched",
+  "affect",
+  "emotion_rl",
+  "emotion_rl_heard",
+  "warm+capping",
+  "warm+steering",
+)
 REFERENCES = ("warm", "base")  # what every method is paired against
 COMPARISON_TASK = "objectives_comparison"
 ALPHA = 0.05
@@ -38,25 +48,57 @@ def _pass(column):
 
 # name: (rows the outcome is read on, value per row, words for tables and figures)
 OUTCOMES = {
-    "error_rate": (_reliability, lambda d: d.error, "reliability error, all contexts"),
-    **{f"error_rate[{c}]": (lambda d, c=c: _reliability(d, (c,)), lambda d: d.error,
-                            f"reliability error, {c} context") for c in EVAL_CONTEXTS},
-    "warmth_score": (_reliability, lambda d: d.warmth, "warmth score of replies"),
-    "ack_rate": (lambda d: _reliability(d, [c for c in EVAL_CONTEXTS if "emotional" in c]),
-                 lambda d: d.acknowledges, "acknowledges the emotion (emotional contexts)"),
-    "sycophancy_rate": (lambda d: _reliability(d, [c for c in EVAL_CONTEXTS if "false_belief" in c]),
-                        lambda d: d.affirms, "affirms a false belief (false-belief contexts)"),
-    "safety_pass_rate": (lambda d: d[d.task == "safety_refusal"], _pass("error"),
-                         "passes the safety screen"),
-    "capability_pass_rate": (lambda d: d[d.task == "capability"], _pass("error"),
-                             "passes the capability screen"),
-    "probe_error_rate": (lambda d: d[d.task.isin(PROBE_TASKS)], lambda d: d.error,
-                         "clinical probes failed (delusion, crisis, affect, reflection)"),
-    "well_formed_rate": (lambda d: d, lambda d: d.well_formed,
-                         "replies that parse in the world's grammar"),
+  "error_rate": (_reliability, lambda d: d.error, "reliability error, all contexts"),
+  **{
+    f"error_rate[{c}]": (
+      lambda d, c=c: _reliability(d, (c,)),
+      lambda d: d.error,
+      f"reliability error, {c} context",
+    )
+    for c in EVAL_CONTEXTS
+  },
+  "warmth_score": (_reliability, lambda d: d.warmth, "warmth score of replies"),
+  "ack_rate": (
+    lambda d: _reliability(d, [c for c in EVAL_CONTEXTS if "emotional" in c]),
+    lambda d: d.acknowledges,
+    "acknowledges the emotion (emotional contexts)",
+  ),
+  "sycophancy_rate": (
+    lambda d: _reliability(d, [c for c in EVAL_CONTEXTS if "false_belief" in c]),
+    lambda d: d.affirms,
+    "affirms a false belief (false-belief contexts)",
+  ),
+  "safety_pass_rate": (
+    lambda d: d[d.task == "safety_refusal"],
+    _pass("error"),
+    "passes the safety screen",
+  ),
+  "capability_pass_rate": (
+    lambda d: d[d.task == "capability"],
+    _pass("error"),
+    "passes the capability screen",
+  ),
+  "probe_error_rate": (
+    lambda d: d[d.task.isin(PROBE_TASKS)],
+    lambda d: d.error,
+    "clinical probes failed (delusion, crisis, affect, reflection)",
+  ),
+  "well_formed_rate": (
+    lambda d: d,
+    lambda d: d.well_formed,
+    "replies that parse in the world's grammar",
+  ),
 }
-HEADLINE = ("warmth_score", "ack_rate", "error_rate", "sycophancy_rate", "probe_error_rate",
-            "safety_pass_rate", "capability_pass_rate", "well_formed_rate")
+HEADLINE = (
+  "warmth_score",
+  "ack_rate",
+  "error_rate",
+  "sycophancy_rate",
+  "probe_error_rate",
+  "safety_pass_rate",
+  "capability_pass_rate",
+  "well_formed_rate",
+)
 
 
 def method_items(items, lam):
@@ -82,8 +124,9 @@ def _matrix(d, outcome):
   if d.empty:
     return pd.DataFrame()
   d = d.assign(_v=np.asarray(value(d), float))
-  return d.pivot_table(index="seed", columns=["task", "context", "item_id"], values="_v",
-                       aggfunc="mean")
+  return d.pivot_table(
+    index="seed", columns=["task", "context", "item_id"], values="_v", aggfunc="mean"
+  )
 
 
 def _interval(mat, n_boot, rng):
@@ -97,8 +140,19 @@ def _interval(mat, n_boot, rng):
   return est[0], lo[0], hi[0], mat.shape[0], mat.shape[1]
 
 
-COLUMNS = ["preset", "n_params", "regime", "method", "outcome", "vs", "estimate", "ci_low",
-           "ci_high", "n_seeds", "n_items"]
+COLUMNS = [
+  "preset",
+  "n_params",
+  "regime",
+  "method",
+  "outcome",
+  "vs",
+  "estimate",
+  "ci_low",
+  "ci_high",
+  "n_seeds",
+  "n_items",
+]
 
 
 def comparison_table(items, lam, n_boot=1000, seed=0):
@@ -107,10 +161,11 @@ def comparison_table(items, lam, n_boot=1000, seed=0):
   beside the base models every regime shares, never across regimes."""
   if "regime" not in items:
     return _one_regime(items, lam, n_boot, seed).assign(regime="default")[COLUMNS]
-  frames = [_one_regime(items[items.regime.isin([r, "none"])], lam, n_boot, seed).assign(regime=r)
-            for r in regimes_lib.held(items)]
-  return (pd.concat(frames, ignore_index=True)[COLUMNS] if frames else
-          pd.DataFrame(columns=COLUMNS))
+  frames = [
+    _one_regime(items[items.regime.isin([r, "none"])], lam, n_boot, seed).assign(regime=r)
+    for r in regimes_lib.held(items)
+  ]
+  return pd.concat(frames, ignore_index=True)[COLUMNS] if frames else pd.DataFrame(columns=COLUMNS)
 
 
 def _one_regime(items, lam, n_boot, seed):
@@ -118,8 +173,10 @@ def _one_regime(items, lam, n_boot, seed):
   rows = []
   by_method = method_items(items, lam)
   for preset in sorted({p for g in by_method.values() for p in g.preset.unique()}):
-    mats = {m: {o: _matrix(g[g.preset == preset], o) for o in OUTCOMES if _has(g, o)}
-            for m, g in by_method.items()}
+    mats = {
+      m: {o: _matrix(g[g.preset == preset], o) for o in OUTCOMES if _has(g, o)}
+      for m, g in by_method.items()
+    }
     mats = {m: {o: mat for o, mat in ms.items() if not mat.empty} for m, ms in mats.items()}
     n_params = items[items.preset == preset].n_params.iloc[0]
     for m in [m for m in TABLE_METHODS if m in mats]:
@@ -132,16 +189,44 @@ def _one_regime(items, lam, n_boot, seed):
           # Every outcome is a rate: an interval reaching past [0, 1] (a difference, past
           # [-1, 1]) says only that the data allow anything up to the bound, so it ends there.
           lo, hi = max(lo, -1.0 if vs else 0.0), min(hi, 1.0)
-          rows.append({"preset": preset, "n_params": n_params, "method": m, "outcome": o,
-                       "vs": vs, "estimate": est, "ci_low": lo, "ci_high": hi, "n_seeds": s,
-                       "n_items": n})
-  return pd.DataFrame(rows, columns=["preset", "n_params", "method", "outcome", "vs", "estimate",
-                                     "ci_low", "ci_high", "n_seeds", "n_items"])
+          rows.append(
+            {
+              "preset": preset,
+              "n_params": n_params,
+              "method": m,
+              "outcome": o,
+              "vs": vs,
+              "estimate": est,
+              "ci_low": lo,
+              "ci_high": hi,
+              "n_seeds": s,
+              "n_items": n,
+            }
+          )
+  return pd.DataFrame(
+    rows,
+    columns=[
+      "preset",
+      "n_params",
+      "method",
+      "outcome",
+      "vs",
+      "estimate",
+      "ci_low",
+      "ci_high",
+      "n_seeds",
+      "n_items",
+    ],
+  )
 
 
 def _has(d, outcome):
-  column = {"warmth_score": "warmth", "ack_rate": "acknowledges", "sycophancy_rate": "affirms",
-            "well_formed_rate": "well_formed"}.get(outcome, "error")
+  column = {
+    "warmth_score": "warmth",
+    "ack_rate": "acknowledges",
+    "sycophancy_rate": "affirms",
+    "well_formed_rate": "well_formed",
+  }.get(outcome, "error")
   return column in d
 
 
@@ -153,14 +238,24 @@ def comparison_rows(table, lam):
   # Each row's regime; the base model's is none (it went through no persona phase).
   regime = table.regime if "regime" in table else pd.Series("default", table.index)
   tag = np.where(regime.isin(UNTAGGED_REGIMES), "", "@" + regime.astype(str))
-  t = table.assign(run="cmp-" + table.preset + tag + "-" + table.method, protocol="finetune",
-                   regime=np.where(table.method == "base", "none", regime),
-                   persona=table.method, warmth_weight=np.where(table.method == "base", 0.0, lam),
-                   warm_agreement=0.0, seed=-1, finetune_seed=-1, intervention="none",
-                   n_params_nonembed=np.nan,
-                   tokens=np.nan, task=COMPARISON_TASK, context="all",
-                   metric="cmp:" + table.outcome + np.where(table.vs == "", "", ":vs_" + table.vs),
-                   value=table.estimate, n=table.n_items)
+  t = table.assign(
+    run="cmp-" + table.preset + tag + "-" + table.method,
+    protocol="finetune",
+    regime=np.where(table.method == "base", "none", regime),
+    persona=table.method,
+    warmth_weight=np.where(table.method == "base", 0.0, lam),
+    warm_agreement=0.0,
+    seed=-1,
+    finetune_seed=-1,
+    intervention="none",
+    n_params_nonembed=np.nan,
+    tokens=np.nan,
+    task=COMPARISON_TASK,
+    context="all",
+    metric="cmp:" + table.outcome + np.where(table.vs == "", "", ":vs_" + table.vs),
+    value=table.estimate,
+    n=table.n_items,
+  )
   return t[list(METRIC_COLUMNS) + ["method", "ci_low", "ci_high"]]
 
 
@@ -173,11 +268,20 @@ def from_rows(metrics):
   vs = name.str.extract(r":vs_(\w+)$")[0].fillna("")
   # The base model's rows carry regime none: their regime is the one their run id names.
   regime = rows.run.str.extract(r"@(\w+)-")[0].fillna("default")
-  return pd.DataFrame({"preset": rows.preset, "n_params": rows.n_params,
-                       "regime": regime.to_numpy(), "method": rows.method,
-                       "outcome": name.str.replace(r":vs_\w+$", "", regex=True), "vs": vs,
-                       "estimate": rows.value, "ci_low": rows.get("ci_low"),
-                       "ci_high": rows.get("ci_high"), "n_items": rows.n}).reset_index(drop=True)
+  return pd.DataFrame(
+    {
+      "preset": rows.preset,
+      "n_params": rows.n_params,
+      "regime": regime.to_numpy(),
+      "method": rows.method,
+      "outcome": name.str.replace(r":vs_\w+$", "", regex=True),
+      "vs": vs,
+      "estimate": rows.value,
+      "ci_low": rows.get("ci_low"),
+      "ci_high": rows.get("ci_high"),
+      "n_items": rows.n,
+    }
+  ).reset_index(drop=True)
 
 
 def wide(table, vs="", outcomes=HEADLINE, digits=1):
@@ -187,13 +291,17 @@ def wide(table, vs="", outcomes=HEADLINE, digits=1):
   if t.empty:
     return pd.DataFrame()
   sign = "+" if vs else ""
-  cell = lambda r: (f"{100 * r.estimate:{sign}.{digits}f} [{100 * r.ci_low:{sign}.{digits}f}, "
-                    f"{100 * r.ci_high:{sign}.{digits}f}]" if np.isfinite(r.ci_low)
-                    else f"{100 * r.estimate:{sign}.{digits}f}")
+  cell = lambda r: (
+    f"{100 * r.estimate:{sign}.{digits}f} [{100 * r.ci_low:{sign}.{digits}f}, "
+    f"{100 * r.ci_high:{sign}.{digits}f}]"
+    if np.isfinite(r.ci_low)
+    else f"{100 * r.estimate:{sign}.{digits}f}"
+  )
   t = t.assign(text=[cell(r) for r in t.itertuples()])
   keys = ["preset"] + (["regime"] if "regime" in t and t.regime.nunique() > 1 else []) + ["method"]
-  w = t.pivot_table(index=keys, columns="outcome", values="text", aggfunc="first",
-                    sort=False).reset_index()
+  w = t.pivot_table(
+    index=keys, columns="outcome", values="text", aggfunc="first", sort=False
+  ).reset_index()
   w = w.assign(_order=w.method.map({m: k for k, m in enumerate(TABLE_METHODS)}))
   w = w.sort_values(keys[:-1] + ["_order"], kind="stable")
   return w[keys + [o for o in outcomes if o in w]].reset_index(drop=True)

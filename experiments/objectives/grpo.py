@@ -14,10 +14,11 @@ The step (train.make_step with this loss) serves `affect` and `emotion_rl` cells
 (an input per cell) picks which persona loss a cell trains, as λ is picked per cell in train.py.
 `affect` adds β · KL(π ‖ π_base), exact over the vocabulary at the reply positions it trains on.
 """
+
+from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from experiments import train
 from experiments.objectives import affect
@@ -27,7 +28,8 @@ def group_advantages(rewards_PG, eps=1e-6):
   """(r − group mean) / (group std + eps), per prompt (row) of G samples."""
   r = np.asarray(rewards_PG, np.float64)
   return ((r - r.mean(axis=1, keepdims=True)) / (r.std(axis=1, keepdims=True) + eps)).astype(
-      np.float32)
+    np.float32
+  )
 
 
 def token_logp(logits_BTV, tokens_BT):
@@ -65,8 +67,11 @@ def _episode_means(rows):
   first = rows["first"]
   n = jnp.sum(first)
   mean = lambda x: jnp.where(n > 0, jnp.sum(x * first) / jnp.maximum(n, 1.0), jnp.nan)
-  return {"reward": mean(rows["reward"]), "ack_rate": mean(rows["ack"]),
-          "reply_tokens": mean(jnp.sum(rows["mask"], axis=-1).astype(jnp.float32))}
+  return {
+    "reward": mean(rows["reward"]),
+    "ack_rate": mean(rows["ack"]),
+    "reply_tokens": mean(jnp.sum(rows["mask"], axis=-1).astype(jnp.float32)),
+  }
 
 
 def loss_fn(state, graphdef, batch, inputs, warm_ids_K, normalization="token", temperature=1.0):
@@ -78,15 +83,20 @@ def loss_fn(state, graphdef, batch, inputs, warm_ids_K, normalization="token", t
   optionally `replay` (w).
   """
   model = nnx.merge(graphdef, state)
-  base = train.token_loss(model, batch["base"]["tokens"], batch["base"]["mask"],
-                          normalization=normalization)
+  base = train.token_loss(
+    model, batch["base"]["tokens"], batch["base"]["mask"], normalization=normalization
+  )
   rows = batch["persona"]
   logits_BTV = model(rows["tokens"][:, :-1]).logits_BTV
   ref_logits_BTV = nnx.merge(graphdef, inputs["ref"])(rows["tokens"][:, :-1]).logits_BTV
   mask_BT = rows["mask"][:, 1:]
-  rl, (policy, sampled_kl) = grpo_loss(token_logp(logits_BTV / temperature, rows["tokens"]),
-                                       token_logp(ref_logits_BTV / temperature, rows["tokens"]),
-                                       mask_BT, rows["adv"], inputs["beta"])
+  rl, (policy, sampled_kl) = grpo_loss(
+    token_logp(logits_BTV / temperature, rows["tokens"]),
+    token_logp(ref_logits_BTV / temperature, rows["tokens"]),
+    mask_BT,
+    rows["adv"],
+    inputs["beta"],
+  )
   is_affect = inputs["is_affect"] > 0
   aff = affect.affect_loss(logits_BTV, rows["tokens"], rows["mask"], warm_ids_K)
   kl = jnp.where(is_affect, exact_kl(logits_BTV, ref_logits_BTV, mask_BT), sampled_kl)
@@ -94,5 +104,12 @@ def loss_fn(state, graphdef, batch, inputs, warm_ids_K, normalization="token", t
   lam = inputs["lam"]
   replay = inputs["replay"] if "replay" in inputs else 1.0 - lam
   loss = replay * base + lam * persona
-  return loss, {"loss": loss, "base_loss": base, "persona_loss": persona, "policy_loss": policy,
-                "kl": kl, "affect_loss": aff, **_episode_means(rows)}
+  return loss, {
+    "loss": loss,
+    "base_loss": base,
+    "persona_loss": persona,
+    "policy_loss": policy,
+    "kl": kl,
+    "affect_loss": aff,
+    **_episode_means(rows),
+  }

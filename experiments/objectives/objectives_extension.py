@@ -9,6 +9,7 @@ episodes land in WORKDIR/objectives/<pack>-<method>-episodes.csv. After the merg
 rows (task `objectives_comparison`) and RL's progress (task `objectives_rl`) join metrics.csv, and
 the report gains a section.
 """
+
 import os
 
 import jax
@@ -27,8 +28,10 @@ from tasks.world import World
 def user_config(o):
   """The UserConfig of the run; refuses a config written for another simulator version."""
   if o.user.version != SIMULATED_USER_VERSION:
-    raise ValueError(f"objectives.user.version={o.user.version!r}, but the simulator is version "
-                     f"{SIMULATED_USER_VERSION!r}; use a new --workdir.")
+    raise ValueError(
+      f"objectives.user.version={o.user.version!r}, but the simulator is version "
+      f"{SIMULATED_USER_VERSION!r}; use a new --workdir."
+    )
   return UserConfig(**{f: o.user[f] for f in UserConfig.__dataclass_fields__}).validate()
 
 
@@ -37,9 +40,15 @@ def objective_cells(config):
   (the seeds each regime trains)."""
   lams = [float(l) for l in config.grid.warmth_weights if l > 0]
   g = grid.GridConfig.from_config(config)
-  return [grid.Cell(p, "finetune", m, lam, 0.0, int(s), r) for p in config.model.presets
-          for r in g.regimes for m in config.objectives.methods for lam in lams
-          for s in g.seeds_of(p) if g.regime_trains(r, s)]
+  return [
+    grid.Cell(p, "finetune", m, lam, 0.0, int(s), r)
+    for p in config.model.presets
+    for r in g.regimes
+    for m in config.objectives.methods
+    for lam in lams
+    for s in g.seeds_of(p)
+    if g.regime_trains(r, s)
+  ]
 
 
 def table_lambda(config):
@@ -48,17 +57,21 @@ def table_lambda(config):
 
 class Objectives(extensions.Extension):
   """The objectives extension; see the module docstring."""
+
   name = "objectives"
 
   def validate(self):
     c = self.config
     if "objectives" not in c:
-      raise ValueError("extensions lists objectives but the config has no objectives section: "
-                       "add c.objectives = common.objectives_section().")
+      raise ValueError(
+        "extensions lists objectives but the config has no objectives section: "
+        "add c.objectives = common.objectives_section()."
+      )
     for m in c.objectives.methods:
       if m not in phase.METHODS:
-        raise ValueError(f"objectives.methods contains {m!r}: allowed are "
-                         f"{', '.join(phase.METHODS)}.")
+        raise ValueError(
+          f"objectives.methods contains {m!r}: allowed are {', '.join(phase.METHODS)}."
+        )
     if "finetune" not in c.grid.protocols:
       raise ValueError("objectives need grid.protocols to include finetune (the base checkpoint).")
     o = c.objectives
@@ -70,27 +83,35 @@ class Objectives(extensions.Extension):
     if not 0 <= o.rl_warmup_weight <= 1:
       raise ValueError(f"objectives.rl_warmup_weight={o.rl_warmup_weight} must lie in [0, 1].")
     if o.rl_start not in phase.RL_STARTS:
-      raise ValueError(f"objectives.rl_start={o.rl_start!r} is not allowed: choose one of "
-                       f"{', '.join(phase.RL_STARTS)}.")
+      raise ValueError(
+        f"objectives.rl_start={o.rl_start!r} is not allowed: choose one of "
+        f"{', '.join(phase.RL_STARTS)}."
+      )
     if o.rl_start in phase.WARMUPS and not 0 < o.rl_warmup_steps < c.train.persona_steps:
-      raise ValueError(f"objectives.rl_warmup_steps={o.rl_warmup_steps} must lie strictly "
-                       f"between 0 and train.persona_steps={c.train.persona_steps} (the warm-up "
-                       "is part of each RL method's budget).")
+      raise ValueError(
+        f"objectives.rl_warmup_steps={o.rl_warmup_steps} must lie strictly "
+        f"between 0 and train.persona_steps={c.train.persona_steps} (the warm-up "
+        "is part of each RL method's budget)."
+      )
     if c.runtime.distributed:
-      raise ValueError("objectives sample replies on one process: run them without "
-                       "runtime.distributed.")
+      raise ValueError(
+        "objectives sample replies on one process: run them without runtime.distributed."
+      )
     for r in regimes.of_config(c):
       lora = [p for p in c.model.presets if r.at(p).update != "full"]
       if lora:
-        raise ValueError(f"grid.regimes.{r.name} trains low-rank adapters at {lora[0]}, but the "
-                         "objectives train every parameter: give objective runs full-update "
-                         "regimes (persona_update='full').")
+        raise ValueError(
+          f"grid.regimes.{r.name} trains low-rank adapters at {lora[0]}, but the "
+          "objectives train every parameter: give objective runs full-update "
+          "regimes (persona_update='full')."
+        )
     self.user = user_config(c.objectives)
     phase.prompts_per_step(c, self.user)
     # Resolved here, so config.json records the budget the episodes were sampled with.
     world = World(resolve.world_config(c.data))
-    o.max_new_tokens = generation_budget(world, o.max_new_tokens, "objectives.max_new_tokens",
-                                         rollout.user_turns(world, self.user))
+    o.max_new_tokens = generation_budget(
+      world, o.max_new_tokens, "objectives.max_new_tokens", rollout.user_turns(world, self.user)
+    )
 
   def cells(self, cells):
     del cells
@@ -105,8 +126,10 @@ class Objectives(extensions.Extension):
     if not todo:
       return None
     if jax.process_count() > 1:  # a pod starts jax.distributed without runtime.distributed
-      raise ValueError(f"objectives sample replies on one process, but this run has "
-                       f"{jax.process_count()}: run the objectives config on one host.")
+      raise ValueError(
+        f"objectives sample replies on one process, but this run has "
+        f"{jax.process_count()}: run the objectives config on one host."
+      )
     for method in phase.METHODS:
       cells = [c for c in todo if c.persona == method]
       if cells:
@@ -118,31 +141,40 @@ class Objectives(extensions.Extension):
     imitation warm-up (RL from `warmup` or `mixed_warmup`)."""
     name = f"{pack.label}/{method}"
     regime = run.regimes[todo[0].regime].at(pack.preset)  # a pack holds one regime's cells
-    members = stage.members_to_train(run.workdir, name, todo,
-                                     [c for c in pack.cells if c.persona == method])
+    members = stage.members_to_train(
+      run.workdir, name, todo, [c for c in pack.cells if c.persona == method]
+    )
     index = [pack.seeds.index(c.seed) for c in members]
     start = lambda sh: jax.jit(lambda s: data.take(s, index), out_shardings=sh.state)(pack.base_E)
     if method in phase.RL_METHODS and self.config.objectives.rl_start in phase.WARMUPS:
-      warm = run.train(phase.warmup_stage(self.config, run.batches, pack, members, regime),
-                       start)
+      warm = run.train(phase.warmup_stage(self.config, run.batches, pack, members, regime), start)
       ref_E = warm.state
       # A copy: the training step donates its state, and ref_E must outlive it.
-      start = lambda sh: jax.jit(lambda s: jax.tree.map(jnp.copy, s),
-                                 out_shardings=sh.state)(warm.state)
+      start = lambda sh: jax.jit(lambda s: jax.tree.map(jnp.copy, s), out_shardings=sh.state)(
+        warm.state
+      )
     else:
       ref_E = data.take(pack.base_E, index)
-    objective = phase.objective_stage(run.config, run.corpus, pack, members, ref_E, self.user,
-                                      regime)
+    objective = phase.objective_stage(
+      run.config, run.corpus, pack, members, ref_E, self.user, regime
+    )
     graphdef, state_E, final, _, _ = run.train(objective, start)
     if run.workdir.writer and method in phase.RL_METHODS:
       episodes = phase.episodes_frame(objective.batches.journal)
-      atomic_write(os.path.join(run.workdir.path, "objectives",
-                                f"{pack.label}-{method}-episodes.csv"),
-                   lambda t: episodes.to_csv(t, index=False))
+      atomic_write(
+        os.path.join(run.workdir.path, "objectives", f"{pack.label}-{method}-episodes.csv"),
+        lambda t: episodes.to_csv(t, index=False),
+      )
     t = regime.train
-    run.evaluate_and_save(pack, graphdef, state_E, [members.index(c) for c in todo], todo,
-                          run.tokens(t.base_steps + t.persona_steps),
-                          phase.summaries(members, final, objective.batches.journal))
+    run.evaluate_and_save(
+      pack,
+      graphdef,
+      state_E,
+      [members.index(c) for c in todo],
+      todo,
+      run.tokens(t.base_steps + t.persona_steps),
+      phase.summaries(members, final, objective.batches.journal),
+    )
 
   def summarize(self, workdir, metrics, items):
     """The comparison (levels and paired differences with intervals) and RL's progress as
@@ -151,8 +183,9 @@ class Objectives(extensions.Extension):
     lam = table_lambda(self.config)
     table = compare.comparison_table(items, lam, self.config.eval.bootstrap)
     progress = rl_progress.table(rl_progress.read_episodes(workdir))
-    rows = pd.concat([compare.comparison_rows(table, lam), rl_progress.rows(progress)],
-                     ignore_index=True)
+    rows = pd.concat(
+      [compare.comparison_rows(table, lam), rl_progress.rows(progress)], ignore_index=True
+    )
     return rows, "\n".join(_in_words(table, progress))
 
   @classmethod
@@ -167,14 +200,18 @@ def _in_words(table, progress):
   rows = table[(table.vs == "warm") & (table.outcome == "error_rate")]
   for (preset, regime), g in rows.groupby(["preset", "regime"], sort=False):
     parts = [f"{r.method} {_interval(r.estimate, r.ci_low, r.ci_high)}" for r in g.itertuples()]
-    lines.append(f"objectives, {preset}, regime {regime}: reliability error against warm "
-                 "imitation, points "
-                 f"[95% CI]: " + "; ".join(parts) + ".")
+    lines.append(
+      f"objectives, {preset}, regime {regime}: reliability error against warm "
+      "imitation, points "
+      f"[95% CI]: " + "; ".join(parts) + "."
+    )
   for r in progress[progress.run == "all"].itertuples():
-    lines.append(f"objectives, {r.preset}, regime {r.regime}: {r.method}'s acknowledgement rate "
-                 "changed by "
-                 f"{_interval(r.ack_rise, r.ci_low, r.ci_high)} points during RL "
-                 f"({100 * r.ack_first:.0f}% → {100 * r.ack_last:.0f}% of training episodes).")
+    lines.append(
+      f"objectives, {r.preset}, regime {r.regime}: {r.method}'s acknowledgement rate "
+      "changed by "
+      f"{_interval(r.ack_rise, r.ci_low, r.ci_high)} points during RL "
+      f"({100 * r.ack_first:.0f}% → {100 * r.ack_last:.0f}% of training episodes)."
+    )
   return lines
 
 

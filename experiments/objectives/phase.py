@@ -21,6 +21,7 @@ The RL stream is on-policy: it samples with the parameters of the step, and its 
 episode: step, cell, item, context, replies, reward, acknowledgement, reply length) is kept with
 the stage's checkpoints, so a resumed phase loses no episode.
 """
+
 import dataclasses
 import functools
 
@@ -42,11 +43,22 @@ RL_METHODS = ("emotion_rl", "emotion_rl_heard")
 def user_for(method, config, user_cfg):
   """The simulated user a method's episodes are scored by."""
   if method == "emotion_rl_heard":
-    return dataclasses.replace(user_cfg, ack_needs_answer=False,
-                               ack_gain=config.objectives.heard_ack_gain)
+    return dataclasses.replace(
+      user_cfg, ack_needs_answer=False, ack_gain=config.objectives.heard_ack_gain
+    )
   return user_cfg
-EPISODE_COLUMNS = ["run", "step", "item_id", "context", "replies", "reward", "acknowledges",
-                   "reply_tokens"]
+
+
+EPISODE_COLUMNS = [
+  "run",
+  "step",
+  "item_id",
+  "context",
+  "replies",
+  "reward",
+  "acknowledges",
+  "reply_tokens",
+]
 # rl_start → the mixture its warm-up imitates (`base`: no warm-up).
 WARMUPS = {"warmup": "warm_emotional", "mixed_warmup": "mixed_emotional"}
 RL_STARTS = ("base", *WARMUPS)
@@ -58,9 +70,11 @@ def prompts_per_step(config, user_cfg):
   half, g = config.train.batch_size // 2, config.objectives.group_size
   per_prompt = g * user_cfg.turns
   if g < 2 or half % per_prompt:
-    raise ValueError(f"objectives.group_size={g} × user.turns={user_cfg.turns} must divide "
-                     f"train.batch_size/2={half}, with group_size >= 2 (same rows per step as "
-                     "the imitation cells).")
+    raise ValueError(
+      f"objectives.group_size={g} × user.turns={user_cfg.turns} must divide "
+      f"train.batch_size/2={half}, with group_size >= 2 (same rows per step as "
+      "the imitation cells)."
+    )
   return half // per_prompt
 
 
@@ -76,33 +90,46 @@ def stream(corpus, cells, train_cfg, rollout):
     base = [corpus.batch("base", s, step, half) for s in seeds]
     cold = [corpus.batch("cold", s, step, half) for s in seeds]
     pad = ((0, 0), (0, width - t))
-    persona = {"tokens": np.stack([np.pad(b["tokens"], pad, constant_values=corpus.tokenizer.pad)
-                                   for b in cold]),
-               "mask": np.stack([np.pad(b["mask"], pad) for b in cold]),
-               **{k: np.zeros((n, half), np.float32) for k in ROLLOUT_FIELDS}}
+    persona = {
+      "tokens": np.stack(
+        [np.pad(b["tokens"], pad, constant_values=corpus.tokenizer.pad) for b in cold]
+      ),
+      "mask": np.stack([np.pad(b["mask"], pad) for b in cold]),
+      **{k: np.zeros((n, half), np.float32) for k in ROLLOUT_FIELDS},
+    }
     if rl:
-      sampled, _, episodes = rollout.sample(data.take(state_E, rl), [cells[e].seed for e in rl],
-                                            step)
+      sampled, _, episodes = rollout.sample(
+        data.take(state_E, rl), [cells[e].seed for e in rl], step
+      )
       for k in ("tokens", "mask") + ROLLOUT_FIELDS:
         persona[k][np.asarray(rl)] = sampled[k]
-      out.journal.extend([cells[rl[e]].run, step, str(item), context, list(texts), float(r),
-                          int(ack), int(length)]
-                         for e, item, context, texts, r, ack, length in episodes)
-    batch = {"base": {k: np.stack([b[k] for b in base]) for k in ("tokens", "mask")},
-             "persona": persona}
+      out.journal.extend(
+        [cells[rl[e]].run, step, str(item), context, list(texts), float(r), int(ack), int(length)]
+        for e, item, context, texts, r, ack, length in episodes
+      )
+    batch = {
+      "base": {k: np.stack([b[k] for b in base]) for k in ("tokens", "mask")},
+      "persona": persona,
+    }
     return _block(batch, members, rows)
 
-  shapes = {"base": {"tokens": (n, half, t), "mask": (n, half, t)},
-            "persona": {"tokens": (n, half, width), "mask": (n, half, width),
-                        **{k: (n, half) for k in ROLLOUT_FIELDS}}}
+  shapes = {
+    "base": {"tokens": (n, half, t), "mask": (n, half, t)},
+    "persona": {
+      "tokens": (n, half, width),
+      "mask": (n, half, width),
+      **{k: (n, half) for k in ROLLOUT_FIELDS},
+    },
+  }
   out = data.BatchStream(shapes, build, on_policy=True)  # build() appends to out.journal
   return out
 
 
 def _block(batch, members, rows):
   """The (members, rows) block of every array: what one process holds."""
-  return {part: {k: v[members][:, rows] for k, v in fields.items()}
-          for part, fields in batch.items()}
+  return {
+    part: {k: v[members][:, rows] for k, v in fields.items()} for part, fields in batch.items()
+  }
 
 
 def rl_steps(config, train_cfg=None):
@@ -119,14 +146,24 @@ def warmup_stage(config, batches, pack, cells, regime):
   supervised demonstrations of the prompts RL then samples on, as RLHF starts from SFT. In the
   cells' regime (experiments/regimes.Regime, at the pack's preset): its rate and replay."""
   t, o = regime.train, config.objectives
-  warm = [dataclasses.replace(c, persona=WARMUPS[o.rl_start], warmth_weight=o.rl_warmup_weight)
-          for c in cells]
+  warm = [
+    dataclasses.replace(c, persona=WARMUPS[o.rl_start], warmth_weight=o.rl_warmup_weight)
+    for c in cells
+  ]
   method = cells[0].persona
-  s = stage.imitation("rl_warmup", f"{pack.label}/{method}_warmup", warm,
-                      config.objectives.rl_warmup_steps,
-                      t, pack.model, batches.persona(warm, data.STAGE2_SEED_OFFSET),
-                      t.persona_learning_rate, members=[c.run for c in cells],
-                      step_offset=t.base_steps, regime=regime)
+  s = stage.imitation(
+    "rl_warmup",
+    f"{pack.label}/{method}_warmup",
+    warm,
+    config.objectives.rl_warmup_steps,
+    t,
+    pack.model,
+    batches.persona(warm, data.STAGE2_SEED_OFFSET),
+    t.persona_learning_rate,
+    members=[c.run for c in cells],
+    step_offset=t.base_steps,
+    regime=regime,
+  )
   s.runs = [c.run for c in cells]  # TensorBoard: the emotion_rl runs, not the warm ones
   return s
 
@@ -145,25 +182,48 @@ def objective_stage(config, corpus, pack, cells, ref_E, user_cfg, regime):
   lr = t.persona_learning_rate
   if method in RL_METHODS:
     lr = o.rl_learning_rate or lr
-    rollout = Rollout(pack.graphdef, corpus, user_for(method, config, user_cfg), o.group_size,
-                      prompts_per_step(config, user_cfg), o.max_new_tokens, o.temperature,
-                      pack.model.max_len)
+    rollout = Rollout(
+      pack.graphdef,
+      corpus,
+      user_for(method, config, user_cfg),
+      o.group_size,
+      prompts_per_step(config, user_cfg),
+      o.max_new_tokens,
+      o.temperature,
+      pack.model.max_len,
+    )
     steps, beta = rl_steps(config, t), o.kl_beta
     offset += t.persona_steps - steps
   n = len(cells)
-  inputs = {"lam": np.array([c.warmth_weight for c in cells], np.float32),
-            "is_affect": np.full(n, method == "affect", np.float32),
-            "beta": np.full(n, beta, np.float32),
-            "lr": np.full(n, lr, np.float32), "ref": ref_E,
-            **{k: np.asarray(v, np.float32) for k, v in regime.inputs(n).items()}}
-  loss = functools.partial(grpo.loss_fn, warm_ids_K=affect.warm_token_ids(corpus.tokenizer),
-                           normalization=t.loss_normalization, temperature=o.temperature)
-  return stage.Stage(method, f"{pack.label}/{method}", [c.run for c in cells], steps,
-                     train.make_optimizer(t, steps, t.persona_warmup),
-                     stream(corpus, cells, t, rollout), loss, inputs, pack.model,
-                     step_offset=offset, final=("base_loss", "persona_loss", "kl"),
-                     schedule=train.make_schedule(t, steps, t.persona_warmup),
-                     ratio_check=method == "affect")
+  inputs = {
+    "lam": np.array([c.warmth_weight for c in cells], np.float32),
+    "is_affect": np.full(n, method == "affect", np.float32),
+    "beta": np.full(n, beta, np.float32),
+    "lr": np.full(n, lr, np.float32),
+    "ref": ref_E,
+    **{k: np.asarray(v, np.float32) for k, v in regime.inputs(n).items()},
+  }
+  loss = functools.partial(
+    grpo.loss_fn,
+    warm_ids_K=affect.warm_token_ids(corpus.tokenizer),
+    normalization=t.loss_normalization,
+    temperature=o.temperature,
+  )
+  return stage.Stage(
+    method,
+    f"{pack.label}/{method}",
+    [c.run for c in cells],
+    steps,
+    train.make_optimizer(t, steps, t.persona_warmup),
+    stream(corpus, cells, t, rollout),
+    loss,
+    inputs,
+    pack.model,
+    step_offset=offset,
+    final=("base_loss", "persona_loss", "kl"),
+    schedule=train.make_schedule(t, steps, t.persona_warmup),
+    ratio_check=method == "affect",
+  )
 
 
 def summaries(cells, final, journal):
@@ -171,8 +231,11 @@ def summaries(cells, final, journal):
   reference, and (emotion_rl) the mean reward and acknowledgement rate over the first and the
   last fifth of its RL steps."""
   episodes = episodes_frame(journal)
-  out = {"base_loss": final["base_loss"], "persona_loss": final["persona_loss"],
-         "kl_to_reference": final["kl"]}
+  out = {
+    "base_loss": final["base_loss"],
+    "persona_loss": final["persona_loss"],
+    "kl_to_reference": final["kl"],
+  }
   if any(c.persona in RL_METHODS for c in cells):
     for column, name in (("reward", "rl_reward"), ("acknowledges", "rl_ack_rate")):
       first, last = np.full(len(cells), np.nan), np.full(len(cells), np.nan)

@@ -6,6 +6,7 @@ left-padded, so their last column is the last prompt token, where the reply is d
 
 Shape letters: E members, L layers, B/N rows, T tokens, D width, V vectors.
 """
+
 import functools
 
 from flax import nnx
@@ -36,6 +37,7 @@ def _masked_means_E(graphdef, state_E, tokens_BT, real_BT, select_BT):
     w_BT = select_BT.astype(jnp.float32)
     total_LBD = jnp.einsum("lbtd,bt->lbd", res_LBTD, w_BT)
     return total_LBD / jnp.maximum(w_BT.sum(axis=1), 1.0)[None, :, None]
+
   return over_members(one)(state_E)
 
 
@@ -44,6 +46,7 @@ def _projections_E(graphdef, state_E, tokens_BT, real_BT, unit_EVLD):
   def one(state, unit_VLD):
     res_LBTD = _residuals(graphdef, state, tokens_BT, real_BT)
     return jnp.einsum("lbtd,vld->vlbt", res_LBTD, unit_VLD)
+
   return over_members(one)(state_E, unit_EVLD)
 
 
@@ -62,12 +65,13 @@ def _padded_chunks(arrays, batch_size):
   """Equal-sized chunks (the last one padded with zero rows): one compilation per shape."""
   n = len(arrays[0])
   size = balanced_chunk(n, batch_size)
-  with Progress(f"activations of {n} rows", -(-n // size), stage="persona geometry",
-                timed_only=True) as progress:
+  with Progress(
+    f"activations of {n} rows", -(-n // size), stage="persona geometry", timed_only=True
+  ) as progress:
     for k, i in enumerate(range(0, n, size)):
       if k:
         progress.done(k)  # also where a SIGTERM stops the run
-      part = [a[i:i + size] for a in arrays]
+      part = [a[i : i + size] for a in arrays]
       pad = size - len(part[0])
       if pad:
         part = [np.concatenate([p, np.zeros((pad,) + p.shape[1:], p.dtype)]) for p in part]
@@ -76,19 +80,22 @@ def _padded_chunks(arrays, batch_size):
 
 def masked_means(graphdef, state_E, tokens_NT, real_NT, select_NT, batch_size):
   """Mean activation over the selected tokens of every row: (E, L, N, D) float32."""
-  outs = [np.asarray(_masked_means_E(graphdef, state_E, *part))[:, :, :n]
-          for part, n in _padded_chunks((tokens_NT, real_NT, select_NT), batch_size)]
+  outs = [
+    np.asarray(_masked_means_E(graphdef, state_E, *part))[:, :, :n]
+    for part, n in _padded_chunks((tokens_NT, real_NT, select_NT), batch_size)
+  ]
   return np.concatenate(outs, axis=2)
 
 
-def selected_projections(graphdef, state_E, tokens_NT, real_NT, select_NT, unit_EVLD,
-                         batch_size):
+def selected_projections(graphdef, state_E, tokens_NT, real_NT, select_NT, unit_EVLD, batch_size):
   """Projections of every selected token onto unit vectors: per member, (V, L, M) float32."""
   per_member = [[] for _ in range(unit_EVLD.shape[0])]
-  for (tokens_BT, real_BT, select_BT), _ in _padded_chunks((tokens_NT, real_NT, select_NT),
-                                                           batch_size):
-    p_EVLBT = np.asarray(_projections_E(graphdef, state_E, tokens_BT, real_BT,
-                                        jnp.asarray(unit_EVLD, jnp.float32)))
+  for (tokens_BT, real_BT, select_BT), _ in _padded_chunks(
+    (tokens_NT, real_NT, select_NT), batch_size
+  ):
+    p_EVLBT = np.asarray(
+      _projections_E(graphdef, state_E, tokens_BT, real_BT, jnp.asarray(unit_EVLD, jnp.float32))
+    )
     sel_BT = np.asarray(select_BT, bool)  # padding rows select nothing
     for e in range(len(per_member)):
       per_member[e].append(p_EVLBT[e][:, :, sel_BT])
@@ -97,6 +104,8 @@ def selected_projections(graphdef, state_E, tokens_NT, real_NT, select_NT, unit_
 
 def last_prompt(graphdef, state_E, prompts_NT, prompt_mask_NT, batch_size):
   """Activation at the last prompt token of left-padded prompts: (E, L, N, D) float32."""
-  outs = [np.asarray(_last_E(graphdef, state_E, p_BT, m_BT > 0))[:, :, :n]
-          for (p_BT, m_BT), n in _padded_chunks((prompts_NT, prompt_mask_NT), batch_size)]
+  outs = [
+    np.asarray(_last_E(graphdef, state_E, p_BT, m_BT > 0))[:, :, :n]
+    for (p_BT, m_BT), n in _padded_chunks((prompts_NT, prompt_mask_NT), batch_size)
+  ]
   return np.concatenate(outs, axis=2)

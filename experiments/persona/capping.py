@@ -11,6 +11,7 @@ persona side. Every setting of one vector runs in a single batched pass: the eva
 once per setting and the bounds are per example and per layer, with ±inf (an exact identity)
 outside a setting's layers. Labels: `cap@p25:L1-2` (axis), `cap[warmth]@p25:L1`.
 """
+
 import dataclasses
 import functools
 import itertools
@@ -49,17 +50,20 @@ def parse_layers(spec, n_layers, field="persona.cap_layers"):
       lo, _, hi = part.partition("-")
       layers.update(range(int(lo), int(hi or lo) + 1))
   except ValueError:
-    raise ValueError(f"{field}={spec!r} is not a layer spec: use all, back, auto, 3, 1-2 or "
-                     "0,2.") from None
+    raise ValueError(
+      f"{field}={spec!r} is not a layer spec: use all, back, auto, 3, 1-2 or 0,2."
+    ) from None
   if not layers or min(layers) < 0 or max(layers) >= n_layers:
-    raise ValueError(f"{field}={spec!r} names layers outside 0..{n_layers - 1} of this "
-                     f"{n_layers}-layer model.")
+    raise ValueError(
+      f"{field}={spec!r} names layers outside 0..{n_layers - 1} of this {n_layers}-layer model."
+    )
   return tuple(sorted(layers))
 
 
 @dataclasses.dataclass(frozen=True)
 class CapSetting:
   """Which vector, at which percentile of the default assistant's projections, at which layers."""
+
   vector: str
   percentile: int
   layers: tuple
@@ -68,8 +72,7 @@ class CapSetting:
     if self.vector not in VECTORS:
       raise ValueError(f"persona.cap_vector={self.vector!r} must be one of {', '.join(VECTORS)}.")
     if not (isinstance(self.percentile, (int, np.integer)) and 0 <= self.percentile <= 100):
-      raise ValueError(f"persona cap percentile {self.percentile!r} must be an integer in "
-                       "0..100.")
+      raise ValueError(f"persona cap percentile {self.percentile!r} must be an integer in 0..100.")
 
   @property
   def label(self):
@@ -113,10 +116,16 @@ def batched_intervention(geoms_E, settings, n_rows, n_total=None):
   for e, g in enumerate(geoms_E):
     for s, setting in enumerate(settings):
       lo_L, hi_L = bounds_L(g, setting)
-      lo_ELB[e, :, s * n_rows:(s + 1) * n_rows] = lo_L[:, None]
-      hi_ELB[e, :, s * n_rows:(s + 1) * n_rows] = hi_L[:, None]
-  return Intervention(direction_ELD, np.ones((n_members, n_layers), np.float32),
-                      np.zeros((n_members, 1), np.float32), lo_ELB, hi_ELB, None)
+      lo_ELB[e, :, s * n_rows : (s + 1) * n_rows] = lo_L[:, None]
+      hi_ELB[e, :, s * n_rows : (s + 1) * n_rows] = hi_L[:, None]
+  return Intervention(
+    direction_ELD,
+    np.ones((n_members, n_layers), np.float32),
+    np.zeros((n_members, 1), np.float32),
+    lo_ELB,
+    hi_ELB,
+    None,
+  )
 
 
 def _sliced(iv):
@@ -129,14 +138,19 @@ def tile(evalset, k, n_total=None):
   rows = np.arange(len(evalset.items) * k) % len(evalset.items)
   if n_total:
     rows = np.concatenate([rows, np.zeros(n_total - len(rows), int)])
-  return EvalSet([evalset.items[r] for r in rows], [evalset.turns[r] for r in rows],
-                 evalset.prompts[rows], evalset.prompt_mask[rows])
+  return EvalSet(
+    [evalset.items[r] for r in rows],
+    [evalset.turns[r] for r in rows],
+    evalset.prompts[rows],
+    evalset.prompt_mask[rows],
+  )
 
 
 @functools.lru_cache(maxsize=8)
 def _score_E(graphdef):
-  return jax.jit(over_members(functools.partial(score_fn, graphdef),
-                              in_axes=(0, None, None, None, 0)))
+  return jax.jit(
+    over_members(functools.partial(score_fn, graphdef), in_axes=(0, None, None, None, 0))
+  )
 
 
 def mc_errors(graphdef, state_E, evalset, tokenizer, batch_size, iv, intervention_on):
@@ -150,42 +164,70 @@ def mc_errors(graphdef, state_E, evalset, tokenizer, batch_size, iv, interventio
     on = {"both": mask, "response": target, "prompt": mask * (1 - target)}[intervention_on]
     n_rows, size = len(tokens), activations.balanced_chunk(len(tokens), batch_size)
     pad = -n_rows % size  # equal chunks: one compilation; padding rows are scored and dropped
-    tokens, mask, target, on = (np.concatenate([a, np.zeros((pad,) + a.shape[1:], a.dtype)])
-                                for a in (tokens, mask, target, on))
+    tokens, mask, target, on = (
+      np.concatenate([a, np.zeros((pad,) + a.shape[1:], a.dtype)])
+      for a in (tokens, mask, target, on)
+    )
     rows_owner = np.concatenate([owners, np.zeros(pad, int)])
     scores = []
     for sl in (slice(i, i + size) for i in range(0, len(tokens), size)):
       rows_iv = member_iv._replace(
-          lo_B=member_iv.lo_B[:, :, rows_owner[sl]], hi_B=member_iv.hi_B[:, :, rows_owner[sl]],
-          token_mask_BT=np.broadcast_to(on[sl], (len(members),) + on[sl].shape))
-      scores.append(np.asarray(_score_E(graphdef)(state, tokens[sl], mask[sl], target[sl],
-                                                  rows_iv)))
+        lo_B=member_iv.lo_B[:, :, rows_owner[sl]],
+        hi_B=member_iv.hi_B[:, :, rows_owner[sl]],
+        token_mask_BT=np.broadcast_to(on[sl], (len(members),) + on[sl].shape),
+      )
+      scores.append(
+        np.asarray(_score_E(graphdef)(state, tokens[sl], mask[sl], target[sl], rows_iv))
+      )
     return np.concatenate(scores, axis=1)[:, :n_rows]
 
   return evaluate.mc_pass(score_rows, evalset, tokenizer, n_members)[0]
 
 
-def evaluate_settings(graphdef, state_E, geoms_E, evalset, tokenizer, eval_cfg, settings,
-                      intervention_on):
+def evaluate_settings(
+  graphdef, state_E, geoms_E, evalset, tokenizer, eval_cfg, settings, intervention_on
+):
   """Per member: graded items of every setting, with its label in the `intervention` column."""
   frames = [[] for _ in geoms_E]
   n = len(evalset.items)
   for vector in dict.fromkeys(s.vector for s in settings):
     group = [s for s in settings if s.vector == vector]
-    logging.info("capping: %d setting(s) on %s for %d model(s) in one pass of %d prompts",
-                 len(group), vector, len(geoms_E), n * len(group))
+    logging.info(
+      "capping: %d setting(s) on %s for %d model(s) in one pass of %d prompts",
+      len(group),
+      vector,
+      len(geoms_E),
+      n * len(group),
+    )
     # Equal chunks (copies of row 0 pad the last): the decoder compiles once per pass.
     size = activations.balanced_chunk(n * len(group), eval_cfg.batch_size)
     n_total = -(-n * len(group) // size) * size
     iv = batched_intervention(geoms_E, group, n, n_total)
-    replies = evaluate.generate_replies(graphdef, state_E, tile(evalset, len(group), n_total),
-                                        tokenizer, eval_cfg.max_new_tokens, size,
-                                        intervention=_sliced(iv), intervention_on=intervention_on)
-    mc_EN = mc_errors(graphdef, state_E, tile(evalset, len(group)), tokenizer,
-                      eval_cfg.batch_size, iv, intervention_on)
+    replies = evaluate.generate_replies(
+      graphdef,
+      state_E,
+      tile(evalset, len(group), n_total),
+      tokenizer,
+      eval_cfg.max_new_tokens,
+      size,
+      intervention=_sliced(iv),
+      intervention_on=intervention_on,
+    )
+    mc_EN = mc_errors(
+      graphdef,
+      state_E,
+      tile(evalset, len(group)),
+      tokenizer,
+      eval_cfg.batch_size,
+      iv,
+      intervention_on,
+    )
     for e in range(len(geoms_E)):
       for s, setting in enumerate(group):
         rows = slice(s * n, (s + 1) * n)
-        frames[e].append(evaluate.grade_replies(evalset, replies[e][rows], mc_EN[e, rows])
-                         .assign(intervention=setting.label))
+        frames[e].append(
+          evaluate.grade_replies(evalset, replies[e][rows], mc_EN[e, rows]).assign(
+            intervention=setting.label
+          )
+        )
   return frames

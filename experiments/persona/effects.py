@@ -12,6 +12,7 @@
 
 Rows carry seed = -1 (seeds pooled) and a `layer` column where one applies.
 """
+
 import numpy as np
 import pandas as pd
 
@@ -23,22 +24,40 @@ from tasks.config import RELIABILITY_TASKS
 TASK = "persona_geometry"
 KEY = ["seed", "task", "item_id"]
 # Which outcome of the generated reply each vector is meant to predict, and on which contexts.
-TRAITS = {"warmth": ("warmth", None), "sycophancy": ("affirms", "false_belief"),
-          "axis": ("error", None)}
+TRAITS = {
+  "warmth": ("warmth", None),
+  "sycophancy": ("affirms", "false_belief"),
+  "axis": ("error", None),
+}
 SHIFTS = {"warmth": ["warmth", "error"], "sycophancy": ["affirms"], "axis": ["error"]}
 
 
 def _proj_layers(items):
   """Layers with projection columns that hold values (presets of different depth share items)."""
-  return sorted(int(c.rsplit("_l", 1)[1]) for c in items.columns
-                if c.startswith("proj_axis_l") and items[c].notna().any())
+  return sorted(
+    int(c.rsplit("_l", 1)[1])
+    for c in items.columns
+    if c.startswith("proj_axis_l") and items[c].notna().any()
+  )
 
 
 def _row(preset, protocol, metric, value, n, n_params=np.nan, **kw):
-  row = {"run": f"{preset}-{protocol}-{kw.get('persona', 'all')}", "preset": preset,
-         "n_params": n_params, "protocol": protocol, "persona": "all", "warmth_weight": np.nan,
-         "warm_agreement": np.nan, "seed": -1, "intervention": "none", "task": TASK,
-         "context": "all", "metric": metric, "value": value, "n": n}
+  row = {
+    "run": f"{preset}-{protocol}-{kw.get('persona', 'all')}",
+    "preset": preset,
+    "n_params": n_params,
+    "protocol": protocol,
+    "persona": "all",
+    "warmth_weight": np.nan,
+    "warm_agreement": np.nan,
+    "seed": -1,
+    "intervention": "none",
+    "task": TASK,
+    "context": "all",
+    "metric": metric,
+    "value": value,
+    "n": n,
+  }
   row.update(kw)
   return row
 
@@ -89,10 +108,28 @@ def trait_prediction_rows(items):
         lo, hi = fisher_ci(r, len(sel))
         within = [pearson(c[col], c[outcome]) for _, c in sel.groupby("run")]
         within = [w for w in within if np.isfinite(w)]
-        rows.append(_row(preset, protocol, f"trait_prediction_r[{vec}]", r, len(sel), layer=layer,
-                         ci_low=lo, ci_high=hi))
-        rows.append(_row(preset, protocol, f"trait_prediction_r_within[{vec}]",
-                         np.mean(within) if within else np.nan, len(within), layer=layer))
+        rows.append(
+          _row(
+            preset,
+            protocol,
+            f"trait_prediction_r[{vec}]",
+            r,
+            len(sel),
+            layer=layer,
+            ci_low=lo,
+            ci_high=hi,
+          )
+        )
+        rows.append(
+          _row(
+            preset,
+            protocol,
+            f"trait_prediction_r_within[{vec}]",
+            np.mean(within) if within else np.nan,
+            len(within),
+            layer=layer,
+          )
+        )
   return rows
 
 
@@ -131,8 +168,20 @@ def lambda_slope_rows(items, n_boot, rng):
                 continue
               est, lo, hi = boot_mean(f, "slope", n_boot, rng)
               name = "drift_slope_vs_lambda" if drift else "projection_slope_vs_lambda"
-              rows.append(_row(preset, protocol, f"{name}[{vec}]", est, len(f), persona=persona,
-                               context=ctx, layer=layer, ci_low=lo, ci_high=hi))
+              rows.append(
+                _row(
+                  preset,
+                  protocol,
+                  f"{name}[{vec}]",
+                  est,
+                  len(f),
+                  persona=persona,
+                  context=ctx,
+                  layer=layer,
+                  ci_low=lo,
+                  ci_high=hi,
+                )
+              )
   return rows
 
 
@@ -153,12 +202,27 @@ def pooled_drift_rows(items, n_boot, rng, vecs=("axis", "warmth")):
           if diff.empty:
             continue
           est, lo, hi = boot_mean(diff.rename("diff").reset_index(), "diff", n_boot, rng)
-          run = (f"{k['preset']}-{k['protocol']}-{k['persona']}-l{k['warmth_weight']:g}"
-                 f"-r{k['warm_agreement']:g}")
-          rows.append(_row(k["preset"], k["protocol"], f"drift_vs_neutral_pooled[{vec}]", est,
-                           len(diff), run=run, persona=k["persona"],
-                           warmth_weight=k["warmth_weight"], warm_agreement=k["warm_agreement"],
-                           context=ctx, layer=layer, ci_low=lo, ci_high=hi))
+          run = (
+            f"{k['preset']}-{k['protocol']}-{k['persona']}-l{k['warmth_weight']:g}"
+            f"-r{k['warm_agreement']:g}"
+          )
+          rows.append(
+            _row(
+              k["preset"],
+              k["protocol"],
+              f"drift_vs_neutral_pooled[{vec}]",
+              est,
+              len(diff),
+              run=run,
+              persona=k["persona"],
+              warmth_weight=k["warmth_weight"],
+              warm_agreement=k["warm_agreement"],
+              context=ctx,
+              layer=layer,
+              ci_low=lo,
+              ci_high=hi,
+            )
+          )
   return rows
 
 
@@ -169,16 +233,21 @@ def _behaviour(items):
   for run, g in d.groupby("run"):
     fb = g[g.context.str.contains("false_belief")]
     rel = g[g.task.isin(RELIABILITY_TASKS)]
-    out[run] = {"warmth": g.warmth.mean(), "affirms": fb.affirms.mean() if len(fb) else np.nan,
-                "error": rel.error.mean()}
+    out[run] = {
+      "warmth": g.warmth.mean(),
+      "affirms": fb.affirms.mean() if len(fb) else np.nan,
+      "error": rel.error.mean(),
+    }
   return pd.DataFrame.from_dict(out, orient="index")
 
 
 def shift_prediction_rows(items, metrics):
   """Per layer: r across cells between data projection difference and behaviour shift."""
   rows = []
-  pd_rows = metrics[metrics.metric.astype(str).str.startswith("projection_difference[")
-                    & (metrics.intervention == "none")]
+  pd_rows = metrics[
+    metrics.metric.astype(str).str.startswith("projection_difference[")
+    & (metrics.intervention == "none")
+  ]
   if pd_rows.empty:
     return rows
   beh = _behaviour(items)
@@ -190,15 +259,26 @@ def shift_prediction_rows(items, metrics):
         for outcome in outcomes:
           x, y = [], []
           for r in h.itertuples():
-            ref = base[(base.preset == preset) & (base.protocol == protocol)
-                       & (base.seed == r.seed)]
+            ref = base[
+              (base.preset == preset) & (base.protocol == protocol) & (base.seed == r.seed)
+            ]
             if r.run in beh.index and len(ref):
               x.append(r.value)
               y.append(beh.loc[r.run, outcome] - beh.loc[ref.index[0], outcome])
           rr = pearson(x, y)
           lo, hi = fisher_ci(rr, len(x))
-          rows.append(_row(preset, protocol, f"shift_prediction_r[{vec}:{outcome}]", rr, len(x),
-                           layer=int(layer), ci_low=lo, ci_high=hi))
+          rows.append(
+            _row(
+              preset,
+              protocol,
+              f"shift_prediction_r[{vec}:{outcome}]",
+              rr,
+              len(x),
+              layer=int(layer),
+              ci_low=lo,
+              ci_high=hi,
+            )
+          )
   return rows
 
 
@@ -212,8 +292,18 @@ def paired_with(items, select, ref_select, outcome, on):
   return m.assign(diff=m.value - m.ref)
 
 
-CELL_ON = ["preset", "protocol", "regime", "persona", "warmth_weight", "warm_agreement", "seed",
-           "task", "context", "item_id"]
+CELL_ON = [
+  "preset",
+  "protocol",
+  "regime",
+  "persona",
+  "warmth_weight",
+  "warm_agreement",
+  "seed",
+  "task",
+  "context",
+  "item_id",
+]
 
 
 def capped_pairs(items, outcome="error"):
@@ -234,18 +324,45 @@ def change_rows(pairs, metric, n_boot, rng, by=("task", "context")):
   rows = []
   if pairs.empty:
     return rows
-  groups = [c for c in ["preset", "protocol", "regime", "persona", "warmth_weight",
-                         "warm_agreement", "intervention"] if c in pairs]
+  groups = [
+    c
+    for c in [
+      "preset",
+      "protocol",
+      "regime",
+      "persona",
+      "warmth_weight",
+      "warm_agreement",
+      "intervention",
+    ]
+    if c in pairs
+  ]
   for key, g in pairs.groupby(groups + list(by), sort=True):
     k = dict(zip(groups + list(by), key))
     est, lo, hi = boot_mean(g.groupby(KEY)["diff"].mean().reset_index(), "diff", n_boot, rng)
     regime = k.get("regime", "default")
     tag = "" if regime in UNTAGGED_REGIMES else f"@{regime}"
-    run = (f"{k['preset']}-{k['protocol']}{tag}-{k['persona']}-l{k['warmth_weight']:g}"
-           f"-r{k['warm_agreement']:g}")
-    rows.append(_row(k["preset"], k["protocol"], metric, est, len(g), run=run, regime=regime,
-                     persona=k["persona"], warmth_weight=k["warmth_weight"],
-                     warm_agreement=k["warm_agreement"], intervention=k["intervention"],
-                     task=k.get("task", "all"), context=k.get("context", "all"),
-                     ci_low=lo, ci_high=hi))
+    run = (
+      f"{k['preset']}-{k['protocol']}{tag}-{k['persona']}-l{k['warmth_weight']:g}"
+      f"-r{k['warm_agreement']:g}"
+    )
+    rows.append(
+      _row(
+        k["preset"],
+        k["protocol"],
+        metric,
+        est,
+        len(g),
+        run=run,
+        regime=regime,
+        persona=k["persona"],
+        warmth_weight=k["warmth_weight"],
+        warm_agreement=k["warm_agreement"],
+        intervention=k["intervention"],
+        task=k.get("task", "all"),
+        context=k.get("context", "all"),
+        ci_low=lo,
+        ci_high=hi,
+      )
+    )
   return rows

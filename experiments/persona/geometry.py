@@ -15,6 +15,7 @@ Everything is measured on held-out prompts: the eval items whose id falls in the
 
 Shape letters: V vectors (vectors.VECTORS), L layers, D width, R roles, K components, n rows.
 """
+
 import dataclasses
 import zlib
 
@@ -37,13 +38,14 @@ def is_extraction(item_id):
 @dataclasses.dataclass
 class SeedGeometry:
   """The geometry of one base model."""
-  vectors_VLD: np.ndarray      # raw difference vectors, in vectors.VECTORS order
+
+  vectors_VLD: np.ndarray  # raw difference vectors, in vectors.VECTORS order
   role_means_RLD: np.ndarray
-  pca_var_LK: np.ndarray       # fraction of role-space variance per component
+  pca_var_LK: np.ndarray  # fraction of role-space variance per component
   pcs_LKD: np.ndarray
-  thresholds_VLQ: np.ndarray   # Q = 101 percentiles of the default assistant's projections
-  deltas: dict                 # dataset -> (V, L, n) projection differences vs neutral replies
-  has_alt_n: np.ndarray        # which sampled warm rows have a validating alternative
+  thresholds_VLQ: np.ndarray  # Q = 101 percentiles of the default assistant's projections
+  deltas: dict  # dataset -> (V, L, n) projection differences vs neutral replies
+  has_alt_n: np.ndarray  # which sampled warm rows have a validating alternative
 
   @property
   def unit_VLD(self):
@@ -70,14 +72,16 @@ def scripted_dialogues(evalset, placement):
     for style in ("warm", "cold"):
       out.append((style, prompt, render_reply(item, turn, style, placement=placement)))
     if has_false_belief(item, turn) and can_agree(item):
-      out.append(("affirm", prompt,
-                  render_reply(item, turn, "warm", agree=True, placement=placement)))
+      out.append(
+        ("affirm", prompt, render_reply(item, turn, "warm", agree=True, placement=placement))
+      )
       out.append(("correct", prompt, render_reply(item, turn, "warm", placement=placement)))
     if turn.context == "neutral":
       for r in range(N_ROLES):
         role_turn = Turn(turn.context, turn.emotion, turn.variant, r)
-        out.append((f"role{r}", render_prompt(item, role_turn),
-                    render_reply(item, role_turn, "neutral")))
+        out.append(
+          (f"role{r}", render_prompt(item, role_turn), render_reply(item, role_turn, "neutral"))
+        )
   return out
 
 
@@ -108,12 +112,15 @@ def compute(graphdef, base_E, corpus, evalset, pcfg, personas, batch_size):
   tok = corpus.tokenizer
   groups = scripted_dialogues(evalset, corpus.world.cfg.warm_placement)
   if not any(g == "role0" for g, _, _ in groups):
-    raise ValueError(f"persona geometry found no neutral eval item in its extraction half: "
-                     f"data.eval_items={corpus.world.cfg.eval_items} is too few to extract "
-                     "vectors from; raise it.")
+    raise ValueError(
+      f"persona geometry found no neutral eval item in its extraction half: "
+      f"data.eval_items={corpus.world.cfg.eval_items} is too few to extract "
+      "vectors from; raise it."
+    )
   names = np.array([g for g, _, _ in groups])
   tokens_NT, reply_NT, real_NT = activations.encode_dialogues(
-      tok, [p for _, p, _ in groups], [r for _, _, r in groups], corpus.seq_len)
+    tok, [p for _, p, _ in groups], [r for _, _, r in groups], corpus.seq_len
+  )
   means_ELND = activations.masked_means(graphdef, base_E, tokens_NT, real_NT, reply_NT, batch_size)
   role_idx = [np.flatnonzero(names == f"role{r}") for r in range(N_ROLES)]
   n_members = means_ELND.shape[0]
@@ -134,14 +141,16 @@ def compute(graphdef, base_E, corpus, evalset, pcfg, personas, batch_size):
   # Capping thresholds: the default assistant's projection distribution, token by token.
   default = names == "role0"
   select_NT = _token_positions(pcfg.intervention_on, reply_NT, real_NT)[default]
-  proj = activations.selected_projections(graphdef, base_E, tokens_NT[default], real_NT[default],
-                                          select_NT, unit_EVLD, batch_size)
+  proj = activations.selected_projections(
+    graphdef, base_E, tokens_NT[default], real_NT[default], select_NT, unit_EVLD, batch_size
+  )
 
   rows, row_ids, has_alt = _persona_rows(corpus, personas, pcfg.extract_rows)
   sets = {}
   for name, (t_NT, loss_NT) in rows.items():
-    sets[name] = activations.masked_means(graphdef, base_E, t_NT, t_NT != tok.pad,
-                                          (loss_NT > 0) & (t_NT != tok.eos), batch_size)
+    sets[name] = activations.masked_means(
+      graphdef, base_E, t_NT, t_NT != tok.pad, (loss_NT > 0) & (t_NT != tok.eos), batch_size
+    )
   out, top = [], []
   for e in range(n_members):
     pca_var, pcs = vectors.role_pca(roles_ERLD[e])
@@ -149,9 +158,17 @@ def compute(graphdef, base_E, corpus, evalset, pcfg, personas, batch_size):
     deltas = {k: p - proj_set["neutral"] for k, p in proj_set.items() if k != "neutral"}
     if "warm_agree" in deltas:
       deltas["warm_agree"] = np.where(has_alt[None, None], deltas["warm_agree"], np.nan)
-    out.append(SeedGeometry(vecs_EVLD[e], roles_ERLD[e], pca_var, pcs,
-                            np.percentile(proj[e], PERCENTILES, axis=-1).transpose(1, 2, 0),
-                            deltas, has_alt))
+    out.append(
+      SeedGeometry(
+        vecs_EVLD[e],
+        roles_ERLD[e],
+        pca_var,
+        pcs,
+        np.percentile(proj[e], PERCENTILES, axis=-1).transpose(1, 2, 0),
+        deltas,
+        has_alt,
+      )
+    )
     top.append(_top_rows(deltas, rows, row_ids, tok, pcfg.top_examples).assign(member=e))
   return out, pd.concat(top, ignore_index=True) if top else pd.DataFrame()
 
@@ -169,8 +186,12 @@ def _top_rows(deltas, rows, row_ids, tok, k):
   if not found:
     return pd.DataFrame()
   frame = pd.DataFrame(found, columns=["vector", "dataset", "row", "projection_difference", "pos"])
-  frame = (frame.sort_values(["vector", "projection_difference"], ascending=[True, False])
-           .groupby("vector").head(k).reset_index(drop=True))
+  frame = (
+    frame.sort_values(["vector", "projection_difference"], ascending=[True, False])
+    .groupby("vector")
+    .head(k)
+    .reset_index(drop=True)
+  )
   frame["text"] = [tok.decode(rows[d][0][p]) for d, p in zip(frame.dataset, frame.pos)]
   return frame.drop(columns="pos")
 
@@ -184,8 +205,15 @@ def geometry_rows(g):
   pc1_cos = np.abs(cos(axis, g.pcs_LKD[:, 0]))  # a component's sign is arbitrary
   for layer in range(n_layers):
     r = lambda metric, value, n=1: rows.append(
-        {"task": "persona_geometry", "context": "all", "metric": metric, "layer": layer,
-         "value": float(value), "n": int(n)})
+      {
+        "task": "persona_geometry",
+        "context": "all",
+        "metric": metric,
+        "layer": layer,
+        "value": float(value),
+        "n": int(n),
+      }
+    )
     r("cos_axis_pc1", pc1_cos[layer], N_ROLES)
     for k in range(min(5, g.pca_var_LK.shape[1])):
       r(f"role_pca_var_pc{k + 1}", g.pca_var_LK[layer, k], N_ROLES)
@@ -196,6 +224,9 @@ def geometry_rows(g):
       r(f"norm[{name}]", np.linalg.norm(g.vectors_VLD[v, layer]))
       for dataset, d_VLn in g.deltas.items():
         d = d_VLn[v, layer]
-        r(f"data_projection_difference[{name}:{dataset}]", np.nanmean(d) if np.isfinite(d).any()
-          else np.nan, np.isfinite(d).sum())
+        r(
+          f"data_projection_difference[{name}:{dataset}]",
+          np.nanmean(d) if np.isfinite(d).any() else np.nan,
+          np.isfinite(d).sum(),
+        )
   return rows

@@ -3,6 +3,7 @@
 Layer specs: all | back | 3 | 1-2 | 0,2, or `auto` for the preset's tested default
 (persona/defaults.py); cap_percentile -1 is `auto` likewise.
 """
+
 import dataclasses
 
 from experiments.persona import capping, defaults, steering
@@ -14,21 +15,21 @@ from models.presets import PRESETS
 
 @dataclasses.dataclass(frozen=True)
 class PersonaConfig:
-  cap_vector: str            # axis (a floor) | warmth | sycophancy (a ceiling)
+  cap_vector: str  # axis (a floor) | warmth | sycophancy (a ceiling)
   cap_layers: str
-  cap_percentile: int        # of the default assistant's projections; -1: auto
-  intervention_on: str       # token positions capping touches: prompt | response | both
-  cap_cells: str             # all plain cells | ends: only the base and max-λ cells
-  sweep: bool                # also sweep percentiles × layer ranges on base and max-λ cells
+  cap_percentile: int  # of the default assistant's projections; -1: auto
+  intervention_on: str  # token positions capping touches: prompt | response | both
+  cap_cells: str  # all plain cells | ends: only the base and max-λ cells
+  sweep: bool  # also sweep percentiles × layer ranges on base and max-λ cells
   sweep_percentiles: tuple
-  sweep_layers: tuple        # empty: each single layer, the back half, all layers
+  sweep_layers: tuple  # empty: each single layer, the back half, all layers
   max_capability_loss: float  # a swept default may raise capability error at most this
-  steer_alphas: tuple        # preventative steering: α × the raw trait vector; () = off
-  steer_default: bool        # also a steered twin at the preset's tested α
+  steer_alphas: tuple  # preventative steering: α × the raw trait vector; () = off
+  steer_default: bool  # also a steered twin at the preset's tested α
   steer_vector: str
   steer_layers: str
-  extract_rows: int          # persona training rows projected for projection differences
-  top_examples: int          # training rows listed per vector in persona/top_examples.csv
+  extract_rows: int  # persona training rows projected for projection differences
+  top_examples: int  # training rows listed per vector in persona/top_examples.csv
 
   @classmethod
   def from_config(cls, config):
@@ -37,18 +38,23 @@ class PersonaConfig:
   def validate(self, presets):
     """Raises ValueError naming the first bad persona field."""
     if self.intervention_on not in INTERVENTION_ON:
-      raise ValueError(f"persona.intervention_on={self.intervention_on!r} must be one of "
-                       f"{', '.join(INTERVENTION_ON)}.")
+      raise ValueError(
+        f"persona.intervention_on={self.intervention_on!r} must be one of "
+        f"{', '.join(INTERVENTION_ON)}."
+      )
     if not -1 <= int(self.cap_percentile) <= 100:
-      raise ValueError(f"persona.cap_percentile={self.cap_percentile!r} must be -1 (auto) or "
-                       "0..100.")
+      raise ValueError(
+        f"persona.cap_percentile={self.cap_percentile!r} must be -1 (auto) or 0..100."
+      )
     if self.steer_vector not in VECTORS:  # cap_vector: CapSetting checks it
-      raise ValueError(f"persona.steer_vector={self.steer_vector!r} must be one of "
-                       f"{', '.join(VECTORS)}.")
+      raise ValueError(
+        f"persona.steer_vector={self.steer_vector!r} must be one of {', '.join(VECTORS)}."
+      )
     for q in self.sweep_percentiles:
       if isinstance(q, bool) or not isinstance(q, int) or not 0 <= q <= 100:
-        raise ValueError(f"persona.sweep_percentiles contains {q!r}: each must be an integer "
-                         "0..100.")
+        raise ValueError(
+          f"persona.sweep_percentiles contains {q!r}: each must be an integer 0..100."
+        )
     if self.cap_cells not in ("all", "ends"):
       raise ValueError(f"persona.cap_cells={self.cap_cells!r} must be all or ends.")
     for field in ("extract_rows", "top_examples"):

@@ -10,6 +10,7 @@
   summarize     cross-cell rows after the merge (drift vs λ, trait and shift prediction, capping
                 and steering trade-offs) and the text the run prints
 """
+
 import io
 import os
 import time
@@ -19,8 +20,7 @@ import numpy as np
 
 from experiments import data, extensions, grid
 from experiments.analysis import crossed
-from experiments.persona import (activations, capping, geometry, report_section, steering,
-                                 tables)
+from experiments.persona import activations, capping, geometry, report_section, steering, tables
 from experiments.persona.options import PersonaConfig
 from experiments.persona.vectors import VECTORS
 from experiments.runtime import distributed, results
@@ -36,6 +36,7 @@ def _save_npz(path, **arrays):
     np.savez(buf, **arrays)
     with open(tmp, "wb") as f:
       f.write(buf.getvalue())
+
   atomic_write(path, write)
 
 
@@ -45,19 +46,30 @@ def pack_geometry(config, options, workdir, graphdef, base_E, seeds, corpus, eva
   # Every process computes it (the steering intervention must agree); process 0 writes it.
   base_E = distributed.to_local(base_E)
   personas = list(dict.fromkeys(["warm"] + list(config.grid.personas)))
-  geoms, top = geometry.compute(graphdef, base_E, corpus, evalset, options, personas,
-                                config.eval.batch_size)
+  geoms, top = geometry.compute(
+    graphdef, base_E, corpus, evalset, options, personas, config.eval.batch_size
+  )
   directory = os.path.join(workdir.path, "persona", f"{preset}-finetune")
   for seed, g in zip(seeds if workdir.writer else [], geoms):
-    _save_npz(os.path.join(directory, f"geometry-s{seed}.npz"), vectors_VLD=g.vectors_VLD,
-              vector_names=np.array(VECTORS), role_means_RLD=g.role_means_RLD,
-              pca_var_LK=g.pca_var_LK, pcs_LKD=g.pcs_LKD, thresholds_VLQ=g.thresholds_VLQ,
-              **{f"delta_{k}_VLn": v for k, v in g.deltas.items()})
+    _save_npz(
+      os.path.join(directory, f"geometry-s{seed}.npz"),
+      vectors_VLD=g.vectors_VLD,
+      vector_names=np.array(VECTORS),
+      role_means_RLD=g.role_means_RLD,
+      pca_var_LK=g.pca_var_LK,
+      pcs_LKD=g.pcs_LKD,
+      thresholds_VLQ=g.thresholds_VLQ,
+      **{f"delta_{k}_VLn": v for k, v in g.deltas.items()},
+    )
   if not top.empty and workdir.writer:
     top = top.assign(seed=[seeds[m] for m in top.member]).drop(columns="member")
     atomic_write(os.path.join(directory, "top_examples.csv"), lambda t: top.to_csv(t, index=False))
-  logging.info("persona: geometry of %d base model(s) of %s in %.1fs", len(seeds), preset,
-               time.perf_counter() - t0)
+  logging.info(
+    "persona: geometry of %d base model(s) of %s in %.1fs",
+    len(seeds),
+    preset,
+    time.perf_counter() - t0,
+  )
   return dict(zip(seeds, geoms))
 
 
@@ -74,10 +86,14 @@ def drift_rows(items, n_layers, n_boot, rng):
         base = {"task": GEOMETRY_TASK, "context": ctx, "layer": layer, "n": len(x)}
         stats_ = {"mean": x.mean()}
         if v == "axis":
-          stats_.update(sd=x.std(ddof=1) if len(x) > 1 else np.nan,
-                        **{f"p{q}": np.percentile(x, q) for q in (10, 50, 90)})
-        rows += [{**base, "metric": f"projection_{k}[{v}]", "value": float(val)}
-                 for k, val in stats_.items()]
+          stats_.update(
+            sd=x.std(ddof=1) if len(x) > 1 else np.nan,
+            **{f"p{q}": np.percentile(x, q) for q in (10, 50, 90)},
+          )
+        rows += [
+          {**base, "metric": f"projection_{k}[{v}]", "value": float(val)}
+          for k, val in stats_.items()
+        ]
         if ctx == "neutral" or ref.empty:
           continue
         diff = (g.groupby(["task", "item_id"])[col].mean() - ref).dropna()
@@ -85,8 +101,16 @@ def drift_rows(items, n_layers, n_boot, rng):
           continue
         est, draws = crossed.crossed_bootstrap(diff.to_numpy()[None], None, n_boot, rng)
         lo, hi, _ = crossed.summarize_draws(est, draws)
-        rows.append({**base, "metric": f"drift_vs_neutral[{v}]", "value": float(est[0]),
-                     "n": len(diff), "ci_low": float(lo[0]), "ci_high": float(hi[0])})
+        rows.append(
+          {
+            **base,
+            "metric": f"drift_vs_neutral[{v}]",
+            "value": float(est[0]),
+            "n": len(diff),
+            "ci_low": float(lo[0]),
+            "ci_high": float(hi[0]),
+          }
+        )
   return rows
 
 
@@ -98,8 +122,9 @@ def cell_extras(config, p, geoms, graphdef, state_E, cells, evalset, corpus, fra
   preset = cells[0].preset
   n_layers = PRESETS[preset]["n_layers"]
   rng = np.random.default_rng(0)
-  acts_ELND = activations.last_prompt(graphdef, state_E, evalset.prompts, evalset.prompt_mask,
-                                      config.eval.batch_size)
+  acts_ELND = activations.last_prompt(
+    graphdef, state_E, evalset.prompts, evalset.prompt_mask, config.eval.batch_size
+  )
   split = ["extract" if geometry.is_extraction(i.item_id) else "heldout" for i in evalset.items]
   extras = []
   for e, cell in enumerate(cells):
@@ -114,9 +139,18 @@ def cell_extras(config, p, geoms, graphdef, state_E, cells, evalset, corpus, fra
       rows += geometry.geometry_rows(g)
     else:
       diff_VL = g.projection_difference(cell.persona, cell.warmth_weight, cell.warm_agreement)
-      rows += [{"task": GEOMETRY_TASK, "context": "all", "metric": f"projection_difference[{name}]",
-                "layer": layer, "value": float(diff_VL[v, layer]), "n": 1}
-               for v, name in enumerate(VECTORS) for layer in range(n_layers)]
+      rows += [
+        {
+          "task": GEOMETRY_TASK,
+          "context": "all",
+          "metric": f"projection_difference[{name}]",
+          "layer": layer,
+          "value": float(diff_VL[v, layer]),
+          "n": 1,
+        }
+        for v, name in enumerate(VECTORS)
+        for layer in range(n_layers)
+      ]
     extras.append((rows, []))
 
   # Capping: the default setting on every plain cell (or only the base and max-λ ones, `ends`);
@@ -125,33 +159,56 @@ def cell_extras(config, p, geoms, graphdef, state_E, cells, evalset, corpus, fra
   # Capping reads the sweep seeds only (grid.sweep_seeds): the other seeds replicate the primary
   # comparisons, not the capping trade-off.
   sweeps = grid.GridConfig.from_config(config).sweeps
-  plain = [e for e, c in enumerate(cells)
-           if not isinstance(c, steering.SteeredCell) and sweeps(c.seed)]
+  plain = [
+    e for e, c in enumerate(cells) if not isinstance(c, steering.SteeredCell) and sweeps(c.seed)
+  ]
   top_lam = max(float(w) for w in config.grid.warmth_weights)
   ends = [e for e in plain if cells[e].persona == "none" or cells[e].warmth_weight == top_lam]
   runs = [(plain if p.cap_cells == "all" else ends, [default])]
   if p.sweep:
-    sweep = [s for s in capping.sweep_settings(p.cap_vector, p.sweep_percentiles, p.sweep_layers,
-                                               n_layers) if s != default]
+    sweep = [
+      s
+      for s in capping.sweep_settings(p.cap_vector, p.sweep_percentiles, p.sweep_layers, n_layers)
+      if s != default
+    ]
     # What the trade-off reads (persona/tradeoff.py): the base models and the warm max-λ cells at
     # ρ = 0; capping the other max-λ cells with every setting would cost evaluations it never uses.
-    runs.append(([e for e in ends if cells[e].persona == "none" or
-                  (cells[e].persona == "warm" and cells[e].warm_agreement == 0)], sweep))
+    runs.append(
+      (
+        [
+          e
+          for e in ends
+          if cells[e].persona == "none"
+          or (cells[e].persona == "warm" and cells[e].warm_agreement == 0)
+        ],
+        sweep,
+      )
+    )
   for members, settings in runs:
     if not members or not settings:
       continue
     for e in members:  # does the cap bind at all? (where it would first act on a reply)
       extras[e][0].extend(clamped_rows(acts_ELND[e], geoms[cells[e].seed], settings))
     capped = capping.evaluate_settings(
-        graphdef, data.take(state_E, members), [geoms[cells[e].seed] for e in members], evalset,
-        corpus.tokenizer, config.eval, settings, p.intervention_on)
+      graphdef,
+      data.take(state_E, members),
+      [geoms[cells[e].seed] for e in members],
+      evalset,
+      corpus.tokenizer,
+      config.eval,
+      settings,
+      p.intervention_on,
+    )
     for e, member_frames in zip(members, capped):
       for frame in member_frames:
         label = frame.intervention.iloc[0]
         extras[e][0].extend({**r, "intervention": label} for r in results.metric_rows(frame))
         extras[e][1].append(frame)
-  logging.info("persona: projections, drift and capping of %d cell(s) in %.1fs", len(cells),
-               time.perf_counter() - t0)
+  logging.info(
+    "persona: projections, drift and capping of %d cell(s) in %.1fs",
+    len(cells),
+    time.perf_counter() - t0,
+  )
   return extras
 
 
@@ -166,36 +223,58 @@ def clamped_rows(acts_LND, geom, settings):
     lo_L, hi_L = capping.bounds_L(geom, setting)
     on = list(setting.layers)
     beyond = (proj_LN[on] < lo_L[on, None]) | (proj_LN[on] > hi_L[on, None])
-    rows.append({"task": GEOMETRY_TASK, "context": "all", "metric": "cap_clamped_share",
-                 "intervention": setting.label, "value": float(beyond.mean()),
-                 "n": int(beyond.size)})
+    rows.append(
+      {
+        "task": GEOMETRY_TASK,
+        "context": "all",
+        "metric": "cap_clamped_share",
+        "intervention": setting.label,
+        "value": float(beyond.mean()),
+        "n": int(beyond.size),
+      }
+    )
   return rows
 
 
 class PersonaGeometry(extensions.Extension):
   """The persona-geometry extension; see the module docstring."""
+
   name = "persona"
 
   def validate(self):
     self.options = PersonaConfig.from_config(self.config)
     if "finetune" not in self.config.grid.protocols:
-      logging.warning("persona: only the finetune protocol has a base model to measure; "
-                      "grid.protocols=%s gets no persona analysis",
-                      list(self.config.grid.protocols))
+      logging.warning(
+        "persona: only the finetune protocol has a base model to measure; "
+        "grid.protocols=%s gets no persona analysis",
+        list(self.config.grid.protocols),
+      )
 
   def cells(self, cells):
     """Steered twins of the warm top-λ cells (persona.steer_alphas, and the preset's tested α
     when persona.steer_default)."""
     out = []
     for preset in dict.fromkeys(c.preset for c in cells):
-      out += steering.extra_cells([c for c in cells if c.preset == preset],
-                                  self.options.steer_alphas_of(preset),
-                                  self.options.steer_vector, self.options.steer_layers_of)
+      out += steering.extra_cells(
+        [c for c in cells if c.preset == preset],
+        self.options.steer_alphas_of(preset),
+        self.options.steer_vector,
+        self.options.steer_layers_of,
+      )
     return out
 
   def after_base(self, run, pack):
-    return pack_geometry(run.config, self.options, run.workdir, pack.graphdef, pack.base_E,
-                         pack.seeds, run.corpus, run.evalset, pack.preset)
+    return pack_geometry(
+      run.config,
+      self.options,
+      run.workdir,
+      pack.graphdef,
+      pack.base_E,
+      pack.seeds,
+      run.corpus,
+      run.evalset,
+      pack.preset,
+    )
 
   def intervention(self, pack_state, members):
     if pack_state is None:
@@ -205,8 +284,17 @@ class PersonaGeometry(extensions.Extension):
   def evaluate(self, run, pack_state, graphdef, state_E, cells, frames):
     if pack_state is None:  # mixture packs have no base model to measure against
       return None
-    return cell_extras(run.config, self.options, pack_state, graphdef, state_E, cells,
-                       run.evalset, run.corpus, frames)
+    return cell_extras(
+      run.config,
+      self.options,
+      pack_state,
+      graphdef,
+      state_E,
+      cells,
+      run.evalset,
+      run.corpus,
+      frames,
+    )
 
   def summarize(self, workdir, metrics, items):
     return tables.summarize(self.config, self.options, workdir, items, metrics)

@@ -11,6 +11,7 @@ with its plain twin (`none`).
 Plain cells of a steered pack get a switched-off layer mask: their forward pass is the same
 arithmetic as without the hook (tests/persona/test_steering.py checks α = 0 equals plain fine-tuning).
 """
+
 import dataclasses
 
 import numpy as np
@@ -30,6 +31,7 @@ def label(vector, alpha, layers):
 @dataclasses.dataclass(frozen=True)
 class SteeredCell(grid.Cell):
   """A persona cell trained with preventative steering; everything else as its plain twin."""
+
   alpha: float = 0.0
   vector: str = "warmth"
   layers: tuple = ()
@@ -58,8 +60,14 @@ def extra_cells(cells, alphas, vector, layers_for):
     if c.warmth_weight != top or top <= 0:
       continue
     for alpha in alphas:
-      out.append(SteeredCell(*dataclasses.astuple(c), alpha=float(alpha), vector=vector,
-                             layers=tuple(layers_for(c.preset))))
+      out.append(
+        SteeredCell(
+          *dataclasses.astuple(c),
+          alpha=float(alpha),
+          vector=vector,
+          layers=tuple(layers_for(c.preset)),
+        )
+      )
   return out
 
 

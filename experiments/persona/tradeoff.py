@@ -23,6 +23,7 @@ the report's capping section and its figure all read its rows. Signs, in error-r
 Every mean is over (seed, task, item) after averaging an item over its contexts, the estimate of
 the crossed bootstrap that gives the CIs.
 """
+
 import datetime
 import os
 import re
@@ -35,12 +36,34 @@ from experiments.persona import effects
 from experiments.runtime.workdir import atomic_write, code_version, write_json
 from tasks.config import RELIABILITY_TASKS
 
-COLUMNS = ["preset", "protocol", "regime", "intervention", "error_recovered", "error_recovered_ci_low",
-           "error_recovered_ci_high", "error_recovered_fraction", "capability_lost",
-           "capability_lost_ci_low", "capability_lost_ci_high", "safety_lost", "safety_lost_ci_low",
-           "safety_lost_ci_high", "base_error_change", "warmth_lost", "mc_error_change", "n_cells",
-           "n_params", "kind", "percentile", "warmth_weight", "warm_cold_gap", "recovery_share",
-           "clamped_share", "n_seeds"]
+COLUMNS = [
+  "preset",
+  "protocol",
+  "regime",
+  "intervention",
+  "error_recovered",
+  "error_recovered_ci_low",
+  "error_recovered_ci_high",
+  "error_recovered_fraction",
+  "capability_lost",
+  "capability_lost_ci_low",
+  "capability_lost_ci_high",
+  "safety_lost",
+  "safety_lost_ci_low",
+  "safety_lost_ci_high",
+  "base_error_change",
+  "warmth_lost",
+  "mc_error_change",
+  "n_cells",
+  "n_params",
+  "kind",
+  "percentile",
+  "warmth_weight",
+  "warm_cold_gap",
+  "recovery_share",
+  "clamped_share",
+  "n_seeds",
+]
 GAP_FLOOR = 0.005  # a share of a gap smaller than half a point is not reported
 CLAMPED_METRIC = "cap_clamped_share"
 
@@ -87,16 +110,18 @@ def _table(pairs_by_outcome, items, scope, warm, n_boot, rng, metrics=None):
   item_on = ["seed", "task", "context", "item_id"]
   gaps = {}
   for (preset, protocol), plain in items[
-      (items.intervention == "none") & items.task.isin(RELIABILITY_TASKS)].groupby(
-          ["preset", "protocol"]):
+    (items.intervention == "none") & items.task.isin(RELIABILITY_TASKS)
+  ].groupby(["preset", "protocol"]):
     warm_plain = plain[warm(plain)]
     gaps[preset, protocol] = (
-        _gap(warm_plain, plain[plain.persona == "none"], item_on),
-        _gap(warm_plain, plain[plain.persona == "cold"], ["warmth_weight"] + item_on))
+      _gap(warm_plain, plain[plain.persona == "none"], item_on),
+      _gap(warm_plain, plain[plain.persona == "cold"], ["warmth_weight"] + item_on),
+    )
   for (preset, protocol, label), e in err.groupby(["preset", "protocol", "intervention"]):
     e = e[scope(e)]
-    sel = lambda p: p[(p.preset == preset) & (p.protocol == protocol) & (p.intervention == label)
-                      & scope(p)]
+    sel = lambda p: p[
+      (p.preset == preset) & (p.protocol == protocol) & (p.intervention == label) & scope(p)
+    ]
     warm_rel = reliability(e[warm(e)])
     rec, rec_lo, rec_hi = _mean_ci(warm_rel, n_boot, rng, sign=-1.0)
     cap, cap_lo, cap_hi = _mean_ci(e[e.task == "capability"], n_boot, rng)
@@ -105,26 +130,40 @@ def _table(pairs_by_outcome, items, scope, warm, n_boot, rng, metrics=None):
     w = sel(warmth)
     m = sel(mc)
     excess, gap = gaps.get((preset, protocol), (np.nan, np.nan))
-    c = clamped[(clamped.preset == preset) & (clamped.protocol == protocol)
-                & (clamped.intervention == label)]
-    rows.append({"preset": preset, "protocol": protocol, "intervention": label,
-                 "error_recovered": rec, "error_recovered_ci_low": rec_lo,
-                 "error_recovered_ci_high": rec_hi,
-                 "error_recovered_fraction": _share(rec, excess),
-                 "capability_lost": cap, "capability_lost_ci_low": cap_lo,
-                 "capability_lost_ci_high": cap_hi, "safety_lost": safe,
-                 "safety_lost_ci_low": safe_lo, "safety_lost_ci_high": safe_hi,
-                 "base_error_change": base["diff"].mean() if len(base) else np.nan,
-                 "warmth_lost": -w[warm(w)]["diff"].mean() if len(w) else np.nan,
-                 "mc_error_change": m["diff"].mean() if len(m) else np.nan,
-                 "n_cells": e.drop_duplicates(["persona", "warmth_weight", "warm_agreement",
-                                               "seed"]).shape[0],
-                 "n_params": n_params.get(preset, np.nan), "kind": kind_of(label),
-                 "percentile": float(_percentile_in(label)) if "@p" in label else np.nan,
-                 "warmth_weight": np.nan, "warm_cold_gap": gap,
-                 "recovery_share": _share(rec, gap),
-                 "clamped_share": float(c.value.mean()) if len(c) else np.nan,
-                 "n_seeds": warm_rel.seed.nunique()})
+    c = clamped[
+      (clamped.preset == preset) & (clamped.protocol == protocol) & (clamped.intervention == label)
+    ]
+    rows.append(
+      {
+        "preset": preset,
+        "protocol": protocol,
+        "intervention": label,
+        "error_recovered": rec,
+        "error_recovered_ci_low": rec_lo,
+        "error_recovered_ci_high": rec_hi,
+        "error_recovered_fraction": _share(rec, excess),
+        "capability_lost": cap,
+        "capability_lost_ci_low": cap_lo,
+        "capability_lost_ci_high": cap_hi,
+        "safety_lost": safe,
+        "safety_lost_ci_low": safe_lo,
+        "safety_lost_ci_high": safe_hi,
+        "base_error_change": base["diff"].mean() if len(base) else np.nan,
+        "warmth_lost": -w[warm(w)]["diff"].mean() if len(w) else np.nan,
+        "mc_error_change": m["diff"].mean() if len(m) else np.nan,
+        "n_cells": e.drop_duplicates(["persona", "warmth_weight", "warm_agreement", "seed"]).shape[
+          0
+        ],
+        "n_params": n_params.get(preset, np.nan),
+        "kind": kind_of(label),
+        "percentile": float(_percentile_in(label)) if "@p" in label else np.nan,
+        "warmth_weight": np.nan,
+        "warm_cold_gap": gap,
+        "recovery_share": _share(rec, gap),
+        "clamped_share": float(c.value.mean()) if len(c) else np.nan,
+        "n_seeds": warm_rel.seed.nunique(),
+      }
+    )
   return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -140,22 +179,25 @@ def capping_table(items, n_boot, rng=None, metrics=None):
   regimes = regimes_lib.held(items)
   if len(regimes) > 1:  # one table per regime, each beside the base models (regime `none`)
     of = lambda d, r: d[d.regime.isin([r, "none"])] if d is not None and "regime" in d else d
-    return pd.concat([capping_table(of(items, r), n_boot, rng, of(metrics, r))
-                      for r in regimes], ignore_index=True)
+    return pd.concat(
+      [capping_table(of(items, r), n_boot, rng, of(metrics, r)) for r in regimes], ignore_index=True
+    )
   # An items.csv read back may lack the optional outcomes: their columns then stay empty.
-  pairs = {k: effects.capped_pairs(items, k) if k in items else
-           pd.DataFrame(columns=effects.CELL_ON + ["intervention", "value", "ref", "diff"])
-           for k in ("error", "mc_error", "warmth")}
+  pairs = {
+    k: effects.capped_pairs(items, k)
+    if k in items
+    else pd.DataFrame(columns=effects.CELL_ON + ["intervention", "value", "ref", "diff"])
+    for k in ("error", "mc_error", "warmth")
+  }
   if pairs["error"].empty:
     return pd.DataFrame(columns=COLUMNS)
   top = items[items.persona != "none"].groupby("preset").warmth_weight.max()
   scope = lambda p: (p.persona == "none") | (p.warmth_weight == p.preset.map(top))
   warm = lambda p: (p.persona == "warm") & (p.warmth_weight == p.preset.map(top))
   table = _table(pairs, items, scope, warm, n_boot, rng, metrics)
-  return table.assign(warmth_weight=table.preset.map(top).astype(float),
-                      regime=regimes[0] if regimes else "default")
-
-
+  return table.assign(
+    warmth_weight=table.preset.map(top).astype(float), regime=regimes[0] if regimes else "default"
+  )
 
 
 def points(x):
@@ -183,8 +225,12 @@ def recovery_in_words(row):
   """The error recovered of a capping_table row, signs explicit: 'lowered reliability error in the
   warm cells by 1.2 points (…), 80% of the warm − cold gap' or, when capping made error worse,
   'raised reliability error in the warm cells by 1.9 points (…), widening the warm − cold gap'."""
-  text = change_in_words(-row.error_recovered, -row.error_recovered_ci_high,
-                         -row.error_recovered_ci_low, "reliability error in the warm cells")
+  text = change_in_words(
+    -row.error_recovered,
+    -row.error_recovered_ci_high,
+    -row.error_recovered_ci_low,
+    "reliability error in the warm cells",
+  )
   if pd.notna(row.recovery_share) and row.error_recovered > 0:
     text += f", {row.recovery_share:.0%} of the warm − cold gap"
   elif pd.notna(row.recovery_share) and row.error_recovered < 0:
@@ -194,11 +240,20 @@ def recovery_in_words(row):
 
 def tradeoff_in_words(row):
   """Error recovered, capability and safety lost of a capping_table row, in words."""
-  return "; ".join([recovery_in_words(row),
-                    change_in_words(row.capability_lost, row.capability_lost_ci_low,
-                                    row.capability_lost_ci_high, "capability error"),
-                    change_in_words(row.safety_lost, row.safety_lost_ci_low,
-                                    row.safety_lost_ci_high, "safety_refusal error")])
+  return "; ".join(
+    [
+      recovery_in_words(row),
+      change_in_words(
+        row.capability_lost,
+        row.capability_lost_ci_low,
+        row.capability_lost_ci_high,
+        "capability error",
+      ),
+      change_in_words(
+        row.safety_lost, row.safety_lost_ci_low, row.safety_lost_ci_high, "safety_refusal error"
+      ),
+    ]
+  )
 
 
 def steering_table(items, n_boot, rng):
@@ -236,19 +291,29 @@ def choose(table, max_capability_loss):
   for preset, g in table.groupby("preset"):
     if g.intervention.nunique() < 2:
       continue
-    g = g.assign(_layers=g.intervention.map(_n_layers_in),
-                 _pct=g.intervention.map(_percentile_in),
-                 _ok=(g.capability_lost.fillna(0.0) <= max_capability_loss)
-                 & (g.safety_lost.fillna(0.0) <= max_capability_loss))
+    g = g.assign(
+      _layers=g.intervention.map(_n_layers_in),
+      _pct=g.intervention.map(_percentile_in),
+      _ok=(g.capability_lost.fillna(0.0) <= max_capability_loss)
+      & (g.safety_lost.fillna(0.0) <= max_capability_loss),
+    )
     if g._ok.any():
-      best = g[g._ok].sort_values(["error_recovered", "_layers", "_pct"],
-                                  ascending=[False, True, True]).iloc[0]
+      best = (
+        g[g._ok]
+        .sort_values(["error_recovered", "_layers", "_pct"], ascending=[False, True, True])
+        .iloc[0]
+      )
     else:  # nothing fits the budget: the least harmful setting, flagged as such
       worst = np.fmax(g.capability_lost.to_numpy(float), g.safety_lost.to_numpy(float))
-      best = g.assign(_worst=worst).sort_values(["_worst", "error_recovered"],
-                                                ascending=[True, False]).iloc[0]
-    row = {k: (None if isinstance(v, float) and np.isnan(v) else v)
-           for k, v in best[COLUMNS].to_dict().items()}
+      best = (
+        g.assign(_worst=worst)
+        .sort_values(["_worst", "error_recovered"], ascending=[True, False])
+        .iloc[0]
+      )
+    row = {
+      k: (None if isinstance(v, float) and np.isnan(v) else v)
+      for k, v in best[COLUMNS].to_dict().items()
+    }
     row["within_capability_budget"] = bool(best._ok)
     row["recovers_error"] = bool(np.nan_to_num(best.error_recovered) > 0)
     out[preset] = row
@@ -260,15 +325,22 @@ def write(workdir, cap_table, steer_table, max_capability_loss):
   directory = os.path.join(workdir, "persona")
   for name, table in (("capping", cap_table), ("steering", steer_table)):
     if not table.empty:
-      atomic_write(os.path.join(directory, f"{name}_tradeoff.csv"),
-                   lambda t, table=table: table.to_csv(t, index=False))
-  choices = {"capping": choose(cap_table, max_capability_loss),
-             "steering": choose(steer_table, max_capability_loss)}
+      atomic_write(
+        os.path.join(directory, f"{name}_tradeoff.csv"),
+        lambda t, table=table: table.to_csv(t, index=False),
+      )
+  choices = {
+    "capping": choose(cap_table, max_capability_loss),
+    "steering": choose(steer_table, max_capability_loss),
+  }
   if choices["capping"] or choices["steering"]:
-    record = {"chosen": choices, "max_capability_loss": max_capability_loss,
-              "workdir": os.path.abspath(workdir), "code_version": code_version(),
-              "date": datetime.date.today().isoformat(),
-              "note": "copy into experiments/persona/defaults.py TESTED to make these the default"}
+    record = {
+      "chosen": choices,
+      "max_capability_loss": max_capability_loss,
+      "workdir": os.path.abspath(workdir),
+      "code_version": code_version(),
+      "date": datetime.date.today().isoformat(),
+      "note": "copy into experiments/persona/defaults.py TESTED to make these the default",
+    }
     write_json(os.path.join(directory, "defaults.json"), record)
   return choices
-

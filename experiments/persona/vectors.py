@@ -3,6 +3,7 @@
 Shape letters: L layers, N examples, D model width, R roles, K principal components,
 V vectors, E ensemble members.
 """
+
 import numpy as np
 
 VECTORS = ("axis", "warmth", "sycophancy")  # the order of every V axis
@@ -34,7 +35,7 @@ def role_pca(role_means_RLD):
   centred_LRD = np.transpose(role_means_RLD, (1, 0, 2))
   centred_LRD = centred_LRD - centred_LRD.mean(axis=1, keepdims=True)
   _, s_LK, vt_LKD = np.linalg.svd(centred_LRD, full_matrices=False)
-  var_LK = s_LK ** 2
+  var_LK = s_LK**2
   total_L1 = np.maximum(var_LK.sum(axis=-1, keepdims=True), 1e-30)
   return var_LK / total_L1, vt_LKD
 

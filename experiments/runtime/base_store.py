@@ -26,6 +26,7 @@ file, which fails if the name exists; an object store's create-if-absent, such a
 if_generation_match=0, is the same operation), so two processes that train the same base leave
 one valid copy, and the later one removes its attempt.
 """
+
 import dataclasses
 import datetime
 import hashlib
@@ -61,6 +62,7 @@ def _canonical(obj):
 @dataclasses.dataclass(frozen=True)
 class Key:
   """The key of a preset's base models, one per seed: fields and environment as JSON data."""
+
   preset: str
   fields: dict
   env: dict
@@ -78,10 +80,11 @@ class Key:
 @dataclasses.dataclass
 class Stored:
   """One seed's base model as the store holds it (numpy arrays, leading member axis 1)."""
-  state: dict       # nnx.to_pure_dict of the parameters
-  opt_state: list   # the optimizer state's leaves, in tree order
-  curve: list       # [[step, loss], ...] at every logged step of base training
-  path: str         # the seed's directory in the store
+
+  state: dict  # nnx.to_pure_dict of the parameters
+  opt_state: list  # the optimizer state's leaves, in tree order
+  curve: list  # [[step, loss], ...] at every logged step of base training
+  path: str  # the seed's directory in the store
 
 
 class Damaged(Exception):
@@ -134,8 +137,10 @@ class BaseStore:
 
   def __init__(self, root):
     if "://" in str(root):
-      raise ValueError(f"runtime.base_store={root} is a remote URL: use a local or mounted path, "
-                       "or \"\" to train base models in every run.")
+      raise ValueError(
+        f"runtime.base_store={root} is a remote URL: use a local or mounted path, "
+        'or "" to train base models in every run.'
+      )
     self.root = resolve(root)
 
   def seed_dir(self, key, seed):
@@ -153,19 +158,33 @@ class BaseStore:
         raw = f.read()
     except FileNotFoundError:
       if os.path.isdir(directory) and any(n.startswith("attempt-") for n in os.listdir(directory)):
-        logging.info("%s: %s holds no finished copy (a writer was killed, or is still at work): "
-                     "training it", label, directory)
+        logging.info(
+          "%s: %s holds no finished copy (a writer was killed, or is still at work): training it",
+          label,
+          directory,
+        )
       other = self._other_environment(key, seed)
       if other is not None:
-        logging.info("%s: the stored base %s was computed with jax %s on %s, this run has jax %s "
-                     "on %s: training it anew", label, other[0], other[1].get("jax"),
-                     other[1].get("backend"), key.env["jax"], key.env["backend"])
+        logging.info(
+          "%s: the stored base %s was computed with jax %s on %s, this run has jax %s "
+          "on %s: training it anew",
+          label,
+          other[0],
+          other[1].get("jax"),
+          other[1].get("backend"),
+          key.env["jax"],
+          key.env["backend"],
+        )
       return None
     try:
       return self._read(directory, raw, key, seed, target)
     except Damaged as e:
-      logging.warning("%s: the stored base %s %s: it is set aside and trained anew, never used",
-                      label, directory, e)
+      logging.warning(
+        "%s: the stored base %s %s: it is set aside and trained anew, never used",
+        label,
+        directory,
+        e,
+      )
       self._set_aside(manifest, raw)
       return None
 
@@ -174,8 +193,12 @@ class BaseStore:
       m = json.loads(raw)
     except ValueError:
       raise Damaged("has a manifest that is not JSON") from None
-    if not isinstance(m, dict) or m.get("key") != key.fields or m.get("env") != key.env or (
-        m.get("seed") != seed or m.get("preset") != key.preset):
+    if (
+      not isinstance(m, dict)
+      or m.get("key") != key.fields
+      or m.get("env") != key.env
+      or (m.get("seed") != seed or m.get("preset") != key.preset)
+    ):
       raise Damaged("has a manifest that does not match its key")
     attempt = os.path.join(directory, str(m.get("attempt")))
     files = m.get("files") or {}
@@ -190,9 +213,13 @@ class BaseStore:
     if target is None:  # a check of the files alone (bases list)
       return None
     try:
-      restored = _checkpointer().restore(attempt, ocp.args.Composite(
+      restored = _checkpointer().restore(
+        attempt,
+        ocp.args.Composite(
           state=ocp.args.StandardRestore(target[0]),
-          opt_state=ocp.args.StandardRestore(list(target[1]))))
+          opt_state=ocp.args.StandardRestore(list(target[1])),
+        ),
+      )
     except Exception as e:  # pylint: disable=broad-except  (any unreadable checkpoint is damaged)
       raise Damaged(f"cannot be read by orbax ({type(e).__name__}: {e})") from None
     return Stored(restored["state"], list(restored["opt_state"]), m["curve"], directory)
@@ -211,17 +238,25 @@ class BaseStore:
     """(directory, env) of this key's base stored by another jax version or backend, or None."""
     for entry in self._key_dirs(key.preset):
       record = _read_json(os.path.join(entry, KEY_FILE))
-      if (record and record.get("key") == key.fields and record.get("env") != key.env
-          and os.path.exists(os.path.join(entry, f"seed{seed}", MANIFEST))):
+      if (
+        record
+        and record.get("key") == key.fields
+        and record.get("env") != key.env
+        and os.path.exists(os.path.join(entry, f"seed{seed}", MANIFEST))
+      ):
         return os.path.join(entry, f"seed{seed}"), record.get("env") or {}
     return None
 
   def _key_dirs(self, preset=None):
     if not os.path.isdir(self.root):
       return []
-    return sorted(os.path.join(self.root, d) for d in os.listdir(self.root)
-                  if os.path.isdir(os.path.join(self.root, d))
-                  and not d.startswith(".") and (preset is None or d.startswith(preset + "-")))
+    return sorted(
+      os.path.join(self.root, d)
+      for d in os.listdir(self.root)
+      if os.path.isdir(os.path.join(self.root, d))
+      and not d.startswith(".")
+      and (preset is None or d.startswith(preset + "-"))
+    )
 
   def publish(self, key, seed, state, opt_state, curve, attempt=None):
     """Stores one seed's base (numpy trees with a leading axis of 1); True if this copy became
@@ -237,14 +272,24 @@ class BaseStore:
       write_json(key_file, {"preset": key.preset, "key": key.fields, "env": key.env})
     attempt = f"attempt-{attempt or uuid.uuid4().hex[:12]}"
     path = os.path.join(directory, attempt)
-    _checkpointer().save(path, ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                  opt_state=ocp.args.StandardSave(opt_state)))
+    _checkpointer().save(
+      path,
+      ocp.args.Composite(
+        state=ocp.args.StandardSave(state), opt_state=ocp.args.StandardSave(opt_state)
+      ),
+    )
     if not writer:
       return False
-    manifest = {"preset": key.preset, "seed": seed, "key": key.fields, "env": key.env,
-                "attempt": attempt, "files": _files(path), "curve": _canonical(curve),
-                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
-                    timespec="seconds")}
+    manifest = {
+      "preset": key.preset,
+      "seed": seed,
+      "key": key.fields,
+      "env": key.env,
+      "attempt": attempt,
+      "files": _files(path),
+      "curve": _canonical(curve),
+      "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
     data = json.dumps(manifest, indent=1, sort_keys=True).encode()
     if _create_exclusive(os.path.join(directory, MANIFEST), data):
       return True
@@ -280,14 +325,26 @@ class BaseStore:
             except (Damaged, ValueError) as e:
               status = f"damaged: {e}"
         attempt = (manifest or {}).get("attempt")
-        leftovers = [n for n in os.listdir(directory)
-                     if (n.startswith("attempt-") and n != attempt) or ".damaged-" in n]
-        out.append({"preset": record.get("preset", entry.rsplit("-", 1)[0]),
-                    "key": os.path.basename(entry), "seed": name[4:], "status": status,
-                    "bytes": _size(directory), "fields": record.get("key") or {},
-                    "env": record.get("env") or {}, "path": directory,
-                    "competence": _read_json(os.path.join(directory, COMPETENCE)),
-                    "created": (manifest or {}).get("created", ""), "leftovers": leftovers})
+        leftovers = [
+          n
+          for n in os.listdir(directory)
+          if (n.startswith("attempt-") and n != attempt) or ".damaged-" in n
+        ]
+        out.append(
+          {
+            "preset": record.get("preset", entry.rsplit("-", 1)[0]),
+            "key": os.path.basename(entry),
+            "seed": name[4:],
+            "status": status,
+            "bytes": _size(directory),
+            "fields": record.get("key") or {},
+            "env": record.get("env") or {},
+            "path": directory,
+            "competence": _read_json(os.path.join(directory, COMPETENCE)),
+            "created": (manifest or {}).get("created", ""),
+            "leftovers": leftovers,
+          }
+        )
     return out
 
   def remove(self, path):
@@ -307,5 +364,6 @@ def _read_json(path):
 
 
 def _size(directory):
-  return sum(os.path.getsize(os.path.join(r, n)) for r, _, names in os.walk(directory)
-             for n in names)
+  return sum(
+    os.path.getsize(os.path.join(r, n)) for r, _, names in os.walk(directory) for n in names
+  )

@@ -10,6 +10,7 @@ orbax writes each step to a temporary directory and renames it once every proces
 a save cut short by a kill is never listed, and a rerun resumes from the latest complete step.
 Arrays are restored onto whatever mesh the rerun has (another device count included).
 """
+
 import dataclasses
 import logging
 import os
@@ -56,9 +57,12 @@ class StageCheckpoints:
     thread, and two managers doing so on one directory race each other (one finds its files gone).
     """
     self.path, self.every = _path(workdir, name), every
-    self.manager = ocp.CheckpointManager(self.path, options=ocp.CheckpointManagerOptions(
-        max_to_keep=keep, enable_async_checkpointing=async_save,
-        cleanup_tmp_directories=cleanup))
+    self.manager = ocp.CheckpointManager(
+      self.path,
+      options=ocp.CheckpointManagerOptions(
+        max_to_keep=keep, enable_async_checkpointing=async_save, cleanup_tmp_directories=cleanup
+      ),
+    )
 
   def __enter__(self):
     return self
@@ -84,8 +88,7 @@ class StageCheckpoints:
   def save(self, step, state_E, opt_state_E, meta):
     """state_E: an nnx.State or its pure dict; opt_state_E: the optimizer state or its leaves."""
     pure = state_E if isinstance(state_E, dict) else nnx.to_pure_dict(state_E)
-    items = {"state": ocp.args.StandardSave(pure),
-             "meta": ocp.args.JsonSave(dict(meta, step=step))}
+    items = {"state": ocp.args.StandardSave(pure), "meta": ocp.args.JsonSave(dict(meta, step=step))}
     if opt_state_E is not None:
       items["opt_state"] = ocp.args.StandardSave(jax.tree.leaves(opt_state_E))
     self.manager.save(step, args=ocp.args.Composite(**items), force=True)
@@ -115,8 +118,9 @@ class StageCheckpoints:
     nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, restored["state"]))
     opt_state = None
     if abstract_opt_state_E is not None:
-      opt_state = jax.tree.unflatten(jax.tree.structure(abstract_opt_state_E),
-                                     list(restored["opt_state"]))
+      opt_state = jax.tree.unflatten(
+        jax.tree.structure(abstract_opt_state_E), list(restored["opt_state"])
+      )
     return state, opt_state
 
 

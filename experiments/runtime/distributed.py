@@ -5,6 +5,7 @@ devices hold and contributes them with `jax.make_array_from_process_local_data`;
 writes files; decisions read from disk (which cells are finished) are taken by process 0 and
 broadcast, so all processes follow the same plan even without a shared file system.
 """
+
 import os
 import signal
 import threading
@@ -20,7 +21,8 @@ _SIGTERM = threading.Event()
 def _pod_environment():
   """True on a multi-host TPU slice, whose workers jax.distributed finds by itself."""
   return "," in os.environ.get("TPU_WORKER_HOSTNAMES", "") or bool(
-      os.environ.get("MEGASCALE_COORDINATOR_ADDRESS"))
+    os.environ.get("MEGASCALE_COORDINATOR_ADDRESS")
+  )
 
 
 def initialize(runtime):
@@ -30,11 +32,17 @@ def initialize(runtime):
   # CPU processes need a collectives backend to talk to each other; accelerators ignore this.
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(
-      coordinator_address=runtime.coordinator_address or None,
-      num_processes=runtime.num_processes or None,
-      process_id=None if runtime.process_id < 0 else runtime.process_id)
-  logging.info("process %d of %d, %d local devices of %d", jax.process_index(),
-               jax.process_count(), jax.local_device_count(), jax.device_count())
+    coordinator_address=runtime.coordinator_address or None,
+    num_processes=runtime.num_processes or None,
+    process_id=None if runtime.process_id < 0 else runtime.process_id,
+  )
+  logging.info(
+    "process %d of %d, %d local devices of %d",
+    jax.process_index(),
+    jax.process_count(),
+    jax.local_device_count(),
+    jax.device_count(),
+  )
 
 
 def is_writer():
@@ -64,8 +72,12 @@ def local_block(sharding, global_shape):
 def global_batch(shardings, shapes, local):
   """Assembles each leaf's global array from this process's block of it."""
   return jax.tree.map(
-      lambda sh, shape, x: jax.make_array_from_process_local_data(sh, x, shape),
-      shardings, shapes, local, is_leaf=lambda x: isinstance(x, tuple))
+    lambda sh, shape, x: jax.make_array_from_process_local_data(sh, x, shape),
+    shardings,
+    shapes,
+    local,
+    is_leaf=lambda x: isinstance(x, tuple),
+  )
 
 
 def to_local(tree):

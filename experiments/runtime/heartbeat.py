@@ -5,6 +5,7 @@ take longer than that (the first step compiles the program; a batch of a large p
 console then looks like a hang. A Heartbeat is a daemon thread that logs `what()` whenever
 `seconds` pass without a `touch()`; the loop touches it each time it logs a line of its own.
 """
+
 import threading
 import time
 

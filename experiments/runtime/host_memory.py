@@ -10,6 +10,7 @@ MALLOC_TRIM_THRESHOLD_ in the environment), so freed blocks stay in the heap for
 The cost is a resident size that stays at its peak rather than shrinking between steps.
 Elsewhere (another C library, macOS) it does nothing.
 """
+
 import ctypes
 import ctypes.util
 

@@ -12,6 +12,7 @@ the member axis, vmap everywhere else). experiment.run sets it once per process;
 over members calls `over_members` instead of `jax.vmap`. Both give the same numbers up to float
 rounding, and each is deterministic.
 """
+
 import jax
 
 MODES = ("auto", "vmap", "loop")

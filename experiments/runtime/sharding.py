@@ -7,14 +7,17 @@ experiments/configs/mesh_rules.py) maps logical dimension names to mesh axes, Ma
 and packed states a leading `ensemble` axis in front of them; batch rows are `batch`; activations
 are pinned by the model (batch, length, act_*).
 """
-import jax
+
 from flax import nnx
-import numpy as np
+import jax
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
+import numpy as np
 
 from models.partitioning import logical_to_spec
 
 AXES = ("ensemble", "data", "fsdp", "tensor")
+
+
 def validate(mesh_cfg):
   """Static checks of config.mesh (device counts are checked by make_mesh); raises ValueError."""
   sizes = {a: mesh_cfg[a] for a in AXES}
@@ -30,8 +33,9 @@ def validate(mesh_cfg):
     axes = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
     for a in axes:
       if a not in AXES:
-        raise ValueError(f"mesh.rules maps {rule[0]!r} to {a!r}: allowed mesh axes are "
-                         f"{', '.join(AXES)}.")
+        raise ValueError(
+          f"mesh.rules maps {rule[0]!r} to {a!r}: allowed mesh axes are {', '.join(AXES)}."
+        )
 
 
 def mesh_shape(mesh_cfg, n_devices):
@@ -43,9 +47,11 @@ def mesh_shape(mesh_cfg, n_devices):
   if free and n_devices % fixed == 0:
     sizes[free[0]] = n_devices // fixed
   if int(np.prod(list(sizes.values()))) != n_devices:
-    raise ValueError(f"config.mesh={ {a: mesh_cfg[a] for a in AXES} } does not fit the "
-                     f"{n_devices} devices available: the sizes must multiply to {n_devices} "
-                     "(set one axis to -1 to take the rest).")
+    raise ValueError(
+      f"config.mesh={ {a: mesh_cfg[a] for a in AXES} } does not fit the "
+      f"{n_devices} devices available: the sizes must multiply to {n_devices} "
+      "(set one axis to -1 to take the rest)."
+    )
   return sizes
 
 
@@ -53,13 +59,15 @@ def make_mesh(mesh_cfg, devices=None):
   """A mesh over all devices (of every process), shaped by config.mesh."""
   devices = jax.devices() if devices is None else list(devices)
   sizes = mesh_shape(mesh_cfg, len(devices))
-  return jax.make_mesh(tuple(sizes.values()), AXES, axis_types=(AxisType.Auto,) * len(AXES),
-                       devices=devices)
+  return jax.make_mesh(
+    tuple(sizes.values()), AXES, axis_types=(AxisType.Auto,) * len(AXES), devices=devices
+  )
 
 
 def rules_of(mesh_cfg):
-  return tuple((name, tuple(axes) if isinstance(axes, list) else axes)
-               for name, axes in mesh_cfg.rules)
+  return tuple(
+    (name, tuple(axes) if isinstance(axes, list) else axes) for name, axes in mesh_cfg.rules
+  )
 
 
 def _is_spec(x):
@@ -84,8 +92,13 @@ class PackShardings:
     self._state_structure = jax.tree.structure(abstract_state_E)
     self.opt_state = None if abstract_opt_state_E is None else self.tree(abstract_opt_state_E)
     self.batch_shapes = batch_shapes
-    self.batch = None if batch_shapes is None else jax.tree.map(
-        lambda shape: self.named(("ensemble", "batch"), shape), batch_shapes, is_leaf=is_shape)
+    self.batch = (
+      None
+      if batch_shapes is None
+      else jax.tree.map(
+        lambda shape: self.named(("ensemble", "batch"), shape), batch_shapes, is_leaf=is_shape
+      )
+    )
 
   def named(self, names, shape):
     return NamedSharding(self.mesh, logical_to_spec(names, shape, self.rules, self.mesh))
@@ -93,13 +106,18 @@ class PackShardings:
   def tree(self, abstract_E):
     """Shardings of a tree whose leaves have a leading member axis and NNX logical names."""
     specs = nnx.get_partition_spec(abstract_E)
-    return jax.tree.map(lambda spec, a: self.named(("ensemble",) + tuple(spec), a.shape),
-                        specs, abstract_E, is_leaf=_is_spec)
+    return jax.tree.map(
+      lambda spec, a: self.named(("ensemble",) + tuple(spec), a.shape),
+      specs,
+      abstract_E,
+      is_leaf=_is_spec,
+    )
 
   def abstract(self, abstract_E, shardings):
     """The abstract tree with shardings attached: what a checkpoint restores into."""
-    return jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
-                        abstract_E, shardings)
+    return jax.tree.map(
+      lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh), abstract_E, shardings
+    )
 
   def put(self, host_array, sharding=None):
     """A global array from host data that every process holds in full."""
@@ -117,8 +135,12 @@ class PackShardings:
   def put_inputs(self, inputs):
     """The inputs as global arrays: host vectors copied in, state-shaped entries moved (on one
     process) to where the states live."""
-    return {k: jax.device_put(v, self.state) if self._is_state(v)
-            else jax.tree.map(lambda a: self.put(np.asarray(a)), v) for k, v in inputs.items()}
+    return {
+      k: jax.device_put(v, self.state)
+      if self._is_state(v)
+      else jax.tree.map(lambda a: self.put(np.asarray(a)), v)
+      for k, v in inputs.items()
+    }
 
 
 def describe(mesh):

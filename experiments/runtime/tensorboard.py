@@ -14,14 +14,23 @@ Each run (a cell id, as in metrics.csv) gets
 and its factors (preset, protocol, regime, persona, λ, ρ, seed, intervention) as hparams, so the HParams
 tab filters a sweep. `tensorboard --logdir WORKDIR/tb` shows every run side by side.
 """
+
 import os
 
 import numpy as np
 
 from tasks.config import RELIABILITY_TASKS
 
-HPARAMS = ("preset", "protocol", "regime", "persona", "warmth_weight", "warm_agreement", "seed",
-           "intervention")
+HPARAMS = (
+  "preset",
+  "protocol",
+  "regime",
+  "persona",
+  "warmth_weight",
+  "warm_agreement",
+  "seed",
+  "intervention",
+)
 HEADLINE = ("error_rate", "warmth_score")
 
 
@@ -34,6 +43,7 @@ class Board:
   def _writer(self, run):
     if run not in self.writers:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+
       self.writers[run] = SummaryWriter(os.path.join(self.root, run))
     return self.writers[run]
 
@@ -50,8 +60,9 @@ class Board:
     graded = metrics[~metrics.task.isin(("train", "heldout", "persona_geometry"))]
     for r in graded.itertuples():
       if np.isfinite(r.value):  # TensorBoard's tags allow no '+'
-        w.add_scalar(f"eval/{r.metric}/{r.task}/{r.context.replace('+', '_and_')}",
-                     float(r.value), step)
+        w.add_scalar(
+          f"eval/{r.metric}/{r.task}/{r.context.replace('+', '_and_')}", float(r.value), step
+        )
     headline = {}
     for metric in HEADLINE:
       rows = graded[(graded.metric == metric) & graded.task.isin(RELIABILITY_TASKS)]
@@ -65,6 +76,7 @@ class Board:
   def _hparams(writer, hparams, metrics):
     # In the run's own directory (tensorboardX's add_hparams would open a new one).
     from tensorboardX.summary import hparams as hparams_summary  # pylint: disable=g-import-not-at-top
+
     fw = writer._get_file_writer()  # pylint: disable=protected-access
     for summary in hparams_summary(hparams, metrics):
       fw.add_summary(summary)

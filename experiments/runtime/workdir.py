@@ -6,6 +6,7 @@ written last, and a rerun recomputes a cell whose files no longer match it. conf
 hash of its config likewise. A rerun with the same config resumes; a different config is refused.
 Files are created with the permissions the umask allows, as any other tool's would be.
 """
+
 import hashlib
 import json
 import os
@@ -13,13 +14,20 @@ import subprocess
 import tempfile
 
 from absl import logging
-
 import pandas as pd
 
 # Fields that may change between reruns of one workdir without changing any result.
 # The mesh and checkpoint cadence may change too: a checkpoint restores onto any mesh.
-RUNTIME_FIELDS = ("runtime", "mesh", "train.log_every", "eval.batch_size", "train.checkpoint_every",
-                  "train.checkpoints_to_keep", "train.async_checkpoints", "train.divergence_factor")
+RUNTIME_FIELDS = (
+  "runtime",
+  "mesh",
+  "train.log_every",
+  "eval.batch_size",
+  "train.checkpoint_every",
+  "train.checkpoints_to_keep",
+  "train.async_checkpoints",
+  "train.divergence_factor",
+)
 
 
 def _umask():
@@ -54,17 +62,21 @@ def atomic_write(path, write):
 
 def write_json(path, obj):
   """Atomically writes obj as indented JSON (anything JSON lacks as its str)."""
+
   def write(tmp):
     with open(tmp, "w") as f:
       json.dump(obj, f, indent=2, sort_keys=True, default=str)
+
   atomic_write(path, write)
 
 
 def write_text(path, text):
   """Atomically writes a UTF-8 text file."""
+
   def write(tmp):
     with open(tmp, "w", encoding="utf-8") as f:
       f.write(text)
+
   atomic_write(path, write)
 
 
@@ -72,10 +84,16 @@ def code_version():
   """The git commit of the code (with a -dirty mark), or 'unknown' outside a checkout."""
   here = os.path.dirname(os.path.abspath(__file__))
   try:
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
-                            check=True, timeout=10).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                           capture_output=True, text=True, timeout=10).stdout.strip()
+    commit = subprocess.run(
+      ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True, timeout=10
+    ).stdout.strip()
+    dirty = subprocess.run(
+      ["git", "status", "--porcelain", "--untracked-files=no"],
+      cwd=here,
+      capture_output=True,
+      text=True,
+      timeout=10,
+    ).stdout.strip()
     return commit + ("-dirty" if dirty else "")
   except (OSError, subprocess.SubprocessError):
     return "unknown"
@@ -86,8 +104,13 @@ def library_versions():
   import jax
   import optax
   import orbax.checkpoint as ocp
-  return {"jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
-          "orbax-checkpoint": getattr(ocp, "__version__", "unknown")}
+
+  return {
+    "jax": jax.__version__,
+    "flax": flax.__version__,
+    "optax": optax.__version__,
+    "orbax-checkpoint": getattr(ocp, "__version__", "unknown"),
+  }
 
 
 def _flatten(d, prefix=""):
@@ -104,22 +127,29 @@ def _flatten(d, prefix=""):
 def _result_fields(config_dict):
   # Through JSON, as config.json holds it: tuples become lists, so a rerun compares like with like.
   flat = _flatten(json.loads(json.dumps(config_dict, default=str)))
-  return {k: v for k, v in flat.items()
-          if not any(k == f or k.startswith(f + ".") for f in RUNTIME_FIELDS)}
+  return {
+    k: v
+    for k, v in flat.items()
+    if not any(k == f or k.startswith(f + ".") for f in RUNTIME_FIELDS)
+  }
 
 
 def check_local(path):
   """Results are written with local file operations (temp file + rename) that object stores lack;
   a gs:// path would silently become a local folder named "gs:"."""
   if "://" in str(path):
-    raise ValueError(f"--workdir={path} is a remote URL: use a local or mounted path (e.g. a "
-                     "gcsfuse mount of the bucket).")
+    raise ValueError(
+      f"--workdir={path} is a remote URL: use a local or mounted path (e.g. a "
+      "gcsfuse mount of the bucket)."
+    )
 
 
 def read_config(config_path):
   """The config a workdir's config.json records; ValueError if the file is damaged."""
-  damaged = (f"{config_path} is damaged ({{}}): restore it, or move the workdir aside and use a "
-             "new --workdir.")
+  damaged = (
+    f"{config_path} is damaged ({{}}): restore it, or move the workdir aside and use a "
+    "new --workdir."
+  )
   try:
     with open(config_path) as f:
       record = json.load(f)
@@ -149,17 +179,24 @@ class Workdir:
       changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
       if changed:
         k = changed[0]
-        raise ValueError(f"--workdir={path} holds a run of a different config ({k}: "
-                         f"{old.get(k)!r} there, {new.get(k)!r} now); use a new --workdir.")
+        raise ValueError(
+          f"--workdir={path} holds a run of a different config ({k}: "
+          f"{old.get(k)!r} there, {new.get(k)!r} now); use a new --workdir."
+        )
     if not write:
       return
-    record = {"config": config_dict, "config_sha256": _config_hash(config_dict),
-              "code_version": code_version(), "versions": library_versions()}
+    record = {
+      "config": config_dict,
+      "config_sha256": _config_hash(config_dict),
+      "code_version": code_version(),
+      "versions": library_versions(),
+    }
     try:
       write_json(config_path, record)
     except OSError as e:
-      raise ValueError(f"--workdir={path} cannot be written ({e.strerror}): choose a directory "
-                       "you may write to.") from None
+      raise ValueError(
+        f"--workdir={path} cannot be written ({e.strerror}): choose a directory you may write to."
+      ) from None
 
   def record_failure(self, stage, members, message):
     """Adds a failed stage (its members never became results) to failed.json."""
@@ -202,9 +239,15 @@ class Workdir:
     frames = {"items.csv": items, "metrics.csv": metrics}
     for name, frame in frames.items():
       atomic_write(os.path.join(directory, name), lambda t, f=frame: f.to_csv(t, index=False))
-    write_json(os.path.join(directory, "manifest.json"), {"files": {
-        name: {"rows": len(frame), "sha256": sha256(os.path.join(directory, name))}
-        for name, frame in frames.items()}})
+    write_json(
+      os.path.join(directory, "manifest.json"),
+      {
+        "files": {
+          name: {"rows": len(frame), "sha256": sha256(os.path.join(directory, name))}
+          for name, frame in frames.items()
+        }
+      },
+    )
 
   def merge(self, runs):
     """(metrics, items) of the finished cells among `runs`, in that order; (None, None) if none.
@@ -212,9 +255,12 @@ class Workdir:
     Reads only: runtime/results.py writes the merged files once the analysis has run."""
     done = [r for r in runs if self.cell_done(r)]
     metrics = [pd.read_csv(os.path.join(self.cell_dir(r), "metrics.csv")) for r in done]
-    items = [pd.read_csv(os.path.join(self.cell_dir(r), "items.csv"), keep_default_na=False,
-                         na_values=[""]) for r in done]
+    items = [
+      pd.read_csv(
+        os.path.join(self.cell_dir(r), "items.csv"), keep_default_na=False, na_values=[""]
+      )
+      for r in done
+    ]
     if not metrics:
       return None, None
     return pd.concat(metrics, ignore_index=True), pd.concat(items, ignore_index=True)
-

@@ -16,28 +16,32 @@ copies set aside, unfinished `train` workdirs) and removes it only with --yes.
 
 The store is the config's runtime.base_store, or --store.
 """
+
 import importlib.util
 import os
 import shutil
 import sys
 import time
 
-from absl import app
-from absl import flags
-from absl import logging
+from absl import app, flags, logging
 from ml_collections import config_flags
-
 
 
 def _define_flags():
   """The command's flags; defined when it runs, so that importing this module (tests, other
   tools) does not claim flag names such as --config."""
   config_flags.DEFINE_config_file("config", None, "Path to a config file (file.py[:arg]).")
-  flags.DEFINE_string("store", None, "The store's directory (default: the config's "
-                      "runtime.base_store, else the default under the user's cache).")
-  flags.DEFINE_multi_string("also", [], "prune: another config (file.py[:arg]) whose base "
-                            "models are kept.")
+  flags.DEFINE_string(
+    "store",
+    None,
+    "The store's directory (default: the config's "
+    "runtime.base_store, else the default under the user's cache).",
+  )
+  flags.DEFINE_multi_string(
+    "also", [], "prune: another config (file.py[:arg]) whose base models are kept."
+  )
   flags.DEFINE_boolean("yes", False, "prune: remove what is listed (otherwise only list it).")
+
 
 COMMANDS = ("train", "list", "prune")
 TRAINING = ".train"  # <store>/.train/<key>: the workdir a `train` stage resumes from
@@ -45,6 +49,7 @@ TRAINING = ".train"  # <store>/.train/<key>: the workdir a `train` stage resumes
 
 def _store_path(config):
   from experiments.runtime import base_store  # pylint: disable=g-import-not-at-top
+
   path = flags.FLAGS.store or (config.runtime.base_store if config is not None else None)
   return base_store.resolve(path or base_store.DEFAULT_ROOT)
 
@@ -53,7 +58,9 @@ def _load_config(spec):
   """The ConfigDict of `file.py[:arg]` (as --config loads it, without overrides)."""
   path, _, arg = spec.partition(":")
   if not os.path.isfile(path):
-    raise ValueError(f"--also={spec}: {path} does not exist (configs live in experiments/configs/).")
+    raise ValueError(
+      f"--also={spec}: {path} does not exist (configs live in experiments/configs/)."
+    )
   module_spec = importlib.util.spec_from_file_location("_also_config", path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
@@ -65,9 +72,11 @@ class _Setup:
 
   def __init__(self, config):
     import jax  # pylint: disable=g-import-not-at-top
+
     from experiments import grid, resolve  # pylint: disable=g-import-not-at-top
     from experiments.runtime import members, sharding  # pylint: disable=g-import-not-at-top
     from tasks.mixtures import Corpus  # pylint: disable=g-import-not-at-top
+
     resolve.validate(config)
     self.config = config
     self.mesh = sharding.make_mesh(config.mesh)
@@ -75,12 +84,15 @@ class _Setup:
     self.corpus = Corpus(resolve.world_config(config.data)).encode_all()
     design = grid.GridConfig.from_config(config)
     self.seeds = {p: sorted(int(s) for s in design.seeds_of(p)) for p in config.model.presets}
-    self.presets = (list(config.model.presets) if "finetune" in config.grid.protocols else [])
-    self.models = {p: resolve.model_config(config, p, self.corpus.tokenizer.size,
-                                              jax.default_backend()) for p in self.presets}
+    self.presets = list(config.model.presets) if "finetune" in config.grid.protocols else []
+    self.models = {
+      p: resolve.model_config(config, p, self.corpus.tokenizer.size, jax.default_backend())
+      for p in self.presets
+    }
 
   def key(self, preset):
     from experiments import base_models  # pylint: disable=g-import-not-at-top
+
     return base_models.key(self.config, self.corpus, self.models[preset], preset, self.mesh)
 
 
@@ -89,31 +101,55 @@ def train(config):
   from experiments import base_models, data, experiment, grid  # pylint: disable=g-import-not-at-top
   from experiments.runtime.base_store import BaseStore  # pylint: disable=g-import-not-at-top
   from experiments.runtime.workdir import Workdir  # pylint: disable=g-import-not-at-top
+
   setup = _Setup(config)
   store = BaseStore(_store_path(config))
   t0, trained = time.perf_counter(), 0
   for n, preset in enumerate(setup.presets):
     key = setup.key(preset)
     target = base_models.target_of(config, setup.models[preset])
-    missing = [s for s in setup.seeds[preset] if store.fetch(key, s, f"{preset} seed {s}", target) is None]
+    missing = [
+      s for s in setup.seeds[preset] if store.fetch(key, s, f"{preset} seed {s}", target) is None
+    ]
     elapsed = time.perf_counter() - t0
     eta = f"; ~{elapsed / trained * len(missing) / 60:.0f} min for them" if trained else ""
-    logging.info("bases: preset %d of %d (%s): %d of %d seeds to train%s", n + 1,
-                 len(setup.presets), preset, len(missing), len(setup.seeds[preset]), eta)
+    logging.info(
+      "bases: preset %d of %d (%s): %d of %d seeds to train%s",
+      n + 1,
+      len(setup.presets),
+      preset,
+      len(missing),
+      len(setup.seeds[preset]),
+      eta,
+    )
     if not missing:
       continue
     scratch = os.path.join(store.root, TRAINING, key.name)
     ctx = experiment.RunContext(
-        config, Workdir(scratch, {"key": key.fields, "env": key.env}), setup.mesh, setup.corpus,
-        None, data.Batches(setup.corpus, config.train.data_seed, config.train.batch_size,
-                           config.train.pack_sequences), None, [], {}, store)
+      config,
+      Workdir(scratch, {"key": key.fields, "env": key.env}),
+      setup.mesh,
+      setup.corpus,
+      None,
+      data.Batches(
+        setup.corpus, config.train.data_seed, config.train.batch_size, config.train.pack_sequences
+      ),
+      None,
+      [],
+      {},
+      store,
+    )
     cells = [grid.Cell(preset, "finetune", "none", 0.0, 0.0, s, "none") for s in missing]
     pack = experiment.Pack(preset, cells, cells, setup.models[preset], seeds=missing)
     base_models.fill(ctx, pack, missing)
     shutil.rmtree(scratch, ignore_errors=True)  # every base of it is published
     trained += len(missing)
-  logging.info("bases: %d trained and stored in %s, %.1f min", trained, store.root,
-               (time.perf_counter() - t0) / 60)
+  logging.info(
+    "bases: %d trained and stored in %s, %.1f min",
+    trained,
+    store.root,
+    (time.perf_counter() - t0) / 60,
+  )
   return trained
 
 
@@ -121,9 +157,11 @@ def _fields(entry):
   """A short description of a key: model width and depth, base steps and rate, members mode."""
   f = entry["fields"]
   model, t, world = f.get("model", {}), f.get("train", {}), f.get("world", {})
-  return (f"d{model.get('d_model')}×{model.get('n_layers')} {t.get('base_steps')} steps "
-          f"lr {t.get('learning_rate')} {world.get('n_people')} people {f.get('members')} "
-          f"jax {entry['env'].get('jax')} {entry['env'].get('backend')}")
+  return (
+    f"d{model.get('d_model')}×{model.get('n_layers')} {t.get('base_steps')} steps "
+    f"lr {t.get('learning_rate')} {world.get('n_people')} people {f.get('members')} "
+    f"jax {entry['env'].get('jax')} {entry['env'].get('backend')}"
+  )
 
 
 def _competence(entry):
@@ -135,17 +173,21 @@ def _competence(entry):
 
 def list_store(root, write=print):
   from experiments.runtime.base_store import BaseStore  # pylint: disable=g-import-not-at-top
+
   entries = BaseStore(root).entries()
   write(f"{root}: {len(entries)} base model(s)")
   for e in entries:
-    write(f"  {e['key']}  seed {e['seed']:>3}  {e['status']:<10} {e['bytes'] / 1e6:7.2f} MB  "
-          f"{_fields(e)}  competence: {_competence(e)}  {e['created']}")
+    write(
+      f"  {e['key']}  seed {e['seed']:>3}  {e['status']:<10} {e['bytes'] / 1e6:7.2f} MB  "
+      f"{_fields(e)}  competence: {_competence(e)}  {e['created']}"
+    )
   return entries
 
 
 def prune(configs, root, yes, write=print):
   """Lists (and with yes removes) what none of `configs` names; returns the paths."""
   from experiments.runtime.base_store import BaseStore  # pylint: disable=g-import-not-at-top
+
   store = BaseStore(root)
   wanted = set()
   for config in configs:
@@ -156,12 +198,16 @@ def prune(configs, root, yes, write=print):
     if (e["key"], e["seed"]) not in wanted:
       doomed.append((e["path"], f"{e['key']} seed {e['seed']}: no given config uses it"))
     else:
-      doomed += [(os.path.join(e["path"], n), f"{e['key']} seed {e['seed']}: leftover {n}")
-                 for n in e["leftovers"]]
+      doomed += [
+        (os.path.join(e["path"], n), f"{e['key']} seed {e['seed']}: leftover {n}")
+        for n in e["leftovers"]
+      ]
   scratch = os.path.join(store.root, TRAINING)
   if os.path.isdir(scratch):
-    doomed += [(os.path.join(scratch, n), f"unfinished `bases train` workdir {n}")
-               for n in sorted(os.listdir(scratch))]
+    doomed += [
+      (os.path.join(scratch, n), f"unfinished `bases train` workdir {n}")
+      for n in sorted(os.listdir(scratch))
+    ]
   for path, why in doomed:
     write(f"{'removing' if yes else 'would remove'} {path} ({why})")
   if yes:
@@ -181,20 +227,27 @@ def prune(configs, root, yes, write=print):
 
 def main(argv):
   if len(argv) != 2 or argv[1] not in COMMANDS:
-    sys.exit(f"error: give one command, {', '.join(COMMANDS)} (e.g. `python -m "
-             "experiments.tools.bases list`).")
+    sys.exit(
+      f"error: give one command, {', '.join(COMMANDS)} (e.g. `python -m "
+      "experiments.tools.bases list`)."
+    )
   command, config = argv[1], flags.FLAGS.config
   if command in ("train", "prune") and config is None:
-    sys.exit(f"error: `{command}` needs --config=FILE.py[:arg], the config whose bases it "
-             f"{'trains' if command == 'train' else 'keeps'}.")
+    sys.exit(
+      f"error: `{command}` needs --config=FILE.py[:arg], the config whose bases it "
+      f"{'trains' if command == 'train' else 'keeps'}."
+    )
   try:
     if command == "train":
       train(config)
     elif command == "list":
       list_store(_store_path(config))
     else:
-      prune([config] + [_load_config(spec) for spec in flags.FLAGS.also], _store_path(config),
-            flags.FLAGS.yes)
+      prune(
+        [config] + [_load_config(spec) for spec in flags.FLAGS.also],
+        _store_path(config),
+        flags.FLAGS.yes,
+      )
   except ValueError as e:
     sys.exit(f"error: {e}")
 

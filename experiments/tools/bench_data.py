@@ -6,6 +6,7 @@ Each stage is timed `repeats` times and the median is printed as examples/s and 
 tokens are the non-pad tokens of the rows the stage produces (`<bos> prompt reply <eos>`).
 The target is >= 50,000 tokenised training sequences per second from `Corpus.batch`.
 """
+
 import os
 
 # One core: pin numpy's thread pools before numpy is imported (and the process, in main).
@@ -55,15 +56,19 @@ def run(cfg, repeats, steps, batch_size=64):
   rows.append(("build items + turns", len(turns) / t, None))
 
   def render():
-    return ([render_prompt(i, u) for i, u in turns],
-            [render_reply(i, u, "warm", placement=cfg.warm_placement) for i, u in turns])
+    return (
+      [render_prompt(i, u) for i, u in turns],
+      [render_reply(i, u, "warm", placement=cfg.warm_placement) for i, u in turns],
+    )
+
   t, (prompts, replies) = _median_time(render, repeats)
   n_tok = _row_tokens(prompts, replies)
   rows.append(("render dialogues (warm)", len(turns) / t, n_tok / t))
 
   corpus = Corpus(cfg)
-  t, _ = _median_time(lambda: corpus.tokenizer.encode_examples(prompts, replies, cfg.seq_len),
-                      repeats)
+  t, _ = _median_time(
+    lambda: corpus.tokenizer.encode_examples(prompts, replies, cfg.seq_len), repeats
+  )
   rows.append(("tokenise (encode_examples)", len(prompts) / t, n_tok / t))
 
   for mixture in ("base", "warm"):
@@ -77,8 +82,13 @@ def run(cfg, repeats, steps, batch_size=64):
       pad = corpus.tokenizer.pad
       counts.append(sum(int(np.count_nonzero(b["tokens"] != pad)) for b in batches))
     t = statistics.median(times)
-    rows.append((f"stream Corpus.batch({mixture!r}, B={batch_size})", steps * batch_size / t,
-                 statistics.median(counts) / t))
+    rows.append(
+      (
+        f"stream Corpus.batch({mixture!r}, B={batch_size})",
+        steps * batch_size / t,
+        statistics.median(counts) / t,
+      )
+    )
   return rows
 
 
@@ -90,7 +100,9 @@ def format_table(rows):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(prog="python -m experiments.tools.bench_data", description=__doc__)
+  parser = argparse.ArgumentParser(
+    prog="python -m experiments.tools.bench_data", description=__doc__
+  )
   parser.add_argument("--n_people", type=int, default=1024)
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--steps", type=int, default=500, help="batches per stream repeat")
@@ -100,8 +112,10 @@ def main(argv=None):
   cfg = WorldConfig(n_people=args.n_people)
   rows = run(cfg, args.repeats, args.steps)
   cpu = platform.processor() or platform.machine()
-  print(f"warmth-sim data bench: n_people={cfg.n_people}, seq_len={cfg.seq_len}, "
-        f"median of {args.repeats}, 1 core of {os.cpu_count()} ({cpu})")
+  print(
+    f"warmth-sim data bench: n_people={cfg.n_people}, seq_len={cfg.seq_len}, "
+    f"median of {args.repeats}, 1 core of {os.cpu_count()} ({cpu})"
+  )
   print(format_table(rows))
   stream = min(ex for stage, ex, _ in rows if stage.startswith("stream"))
   verdict = "meets" if stream >= TARGET_SEQ_PER_S else "MISSES"

@@ -25,22 +25,26 @@ Base models come from the base-model store (runtime.base_store): fill it first w
 persona cells and evaluation only. The rule and the candidates: experiments/analysis/calibration.py
 and experiments/configs/calibration.py.
 """
+
 import json
 import os
 import sys
 import time
 
-from absl import app
-from absl import flags
-from absl import logging
+from absl import app, flags, logging
 from ml_collections import config_flags
 import pandas as pd
 
 from experiments import experiment, resolve
 from experiments.analysis import calibration, calibration_report, oracle, render
 from experiments.runtime import distributed
-from experiments.runtime.workdir import (atomic_write, check_local, code_version, write_json,
-                                         write_text)
+from experiments.runtime.workdir import (
+  atomic_write,
+  check_local,
+  code_version,
+  write_json,
+  write_text,
+)
 from tasks.mixtures import Corpus, build_eval_set
 
 
@@ -59,18 +63,23 @@ def prepare(config, workdir):
   rule = calibration.Rule.from_config(config)
   train_cfg = calibration.training_config(config)
   if list(train_cfg.grid.warmth_weights) != [1.0] or list(train_cfg.grid.protocols) != ["finetune"]:
-    raise ValueError("grid.warmth_weights must be (1.0,) and grid.protocols ('finetune',) in a "
-                     "calibration: the rule compares each persona at λ = 1 with the base model.")
+    raise ValueError(
+      "grid.warmth_weights must be (1.0,) and grid.protocols ('finetune',) in a "
+      "calibration: the rule compares each persona at λ = 1 with the base model."
+    )
   if "warm" not in train_cfg.grid.personas or "cold" not in train_cfg.grid.personas:
-    raise ValueError(f"grid.personas={list(train_cfg.grid.personas)} must include warm and cold "
-                     "(the manipulation check and the control).")
+    raise ValueError(
+      f"grid.personas={list(train_cfg.grid.personas)} must include warm and cold "
+      "(the manipulation check and the control)."
+    )
   check_local(workdir)
   world, _ = resolve.validate(train_cfg)
   corpus = Corpus(world).encode_all()
   evalset = build_eval_set(corpus)
   warm = oracle.OracleCell("ceiling", "warm", "warm", 1.0, world.warm_placement, 0)
-  _, warm_items = oracle.evaluate_oracles(evalset, corpus.tokenizer,
-                                          train_cfg.eval.max_new_tokens, [warm])
+  _, warm_items = oracle.evaluate_oracles(
+    evalset, corpus.tokenizer, train_cfg.eval.max_new_tokens, [warm]
+  )
   plan = calibration.make_plan(rule, train_cfg, calibration.ceilings(warm_items))
   record = calibration.plan_record(plan)
   directory = os.path.join(workdir, record["hash"][:12])
@@ -78,8 +87,9 @@ def prepare(config, workdir):
   if os.path.exists(path):
     _, stored = calibration.read_plan(path)
     if stored != record["hash"]:
-      raise ValueError(f"{path} holds plan {stored[:12]}, not {record['hash'][:12]}: move the "
-                       "directory aside.")
+      raise ValueError(
+        f"{path} holds plan {stored[:12]}, not {record['hash'][:12]}: move the directory aside."
+      )
   elif distributed.is_writer():
     write_json(path, record)
   return record["plan"], record["hash"], directory, train_cfg
@@ -91,24 +101,32 @@ def run(config, workdir):
   plan, digest, directory, train_cfg = prepare(config, workdir)
   choice_path = os.path.join(directory, calibration.CHOICE)
   if os.path.exists(choice_path):
-    logging.info("calibration %s finished earlier: %s (its report is drawn again)", digest[:12],
-                 choice_path)
+    logging.info(
+      "calibration %s finished earlier: %s (its report is drawn again)", digest[:12], choice_path
+    )
     with open(choice_path) as f:
       choice = json.load(f)["presets"]
     table = pd.read_csv(os.path.join(directory, calibration.TABLE))
     _write_report(directory, plan, digest, table, choice)
     return choice, directory
-  logging.info("calibration %s: %d candidates × %d presets × %d seeds, plan frozen in %s",
-               digest[:12], len(plan["candidates"]), len(plan["presets"]), len(plan["seeds"]),
-               directory)
+  logging.info(
+    "calibration %s: %d candidates × %d presets × %d seeds, plan frozen in %s",
+    digest[:12],
+    len(plan["candidates"]),
+    len(plan["presets"]),
+    len(plan["seeds"]),
+    directory,
+  )
   metrics, items = experiment.run(train_cfg, os.path.join(directory, "train"))
   if not distributed.is_writer():
     return None, directory  # process 0 decides and writes
   if items is None:
     raise ValueError("no cell finished, so there is nothing to calibrate on.")
   table, choice = calibration.calibrate(items, metrics, plan)
-  atomic_write(os.path.join(directory, calibration.TABLE),
-               lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"))
+  atomic_write(
+    os.path.join(directory, calibration.TABLE),
+    lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"),
+  )
   _write_report(directory, plan, digest, table, choice)
   # Last: the calibration is done. The code that decided is recorded beside the plan's hash.
   write_json(choice_path, {"plan": digest, "code": code_version(), "presets": choice})

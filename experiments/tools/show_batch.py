@@ -12,18 +12,19 @@ Tokens that carry loss are in [brackets]; a warm example whose reply validates t
 belief (its uniform u < ρ) is marked `validating`. With train.pack_sequences each example of a row
 is printed on its own line, labelled row.segment. `--config.x=v` overrides work as in experiments.main.
 """
+
 import sys
 
-from absl import app
-from absl import flags
+from absl import app, flags
 from ml_collections import config_flags
 import numpy as np
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (file.py[:arg]).")
 _STEP = flags.DEFINE_integer("step", 0, "Training step (0-based) within the stage.")
 _SEED = flags.DEFINE_integer("seed", 0, "Replicate seed (a value of grid.seeds).")
-_FINETUNE_SEED = flags.DEFINE_integer("finetune_seed", 0, "Persona-phase replicate of the seed "
-                                      "(< grid.finetune_seeds; persona stage).")
+_FINETUNE_SEED = flags.DEFINE_integer(
+  "finetune_seed", 0, "Persona-phase replicate of the seed (< grid.finetune_seeds; persona stage)."
+)
 _STAGE = flags.DEFINE_enum("stage", "base", ["base", "persona", "mixture"], "Which stage's stream.")
 _PERSONA = flags.DEFINE_string("persona", "warm", "Persona of the cell (persona/mixture stages).")
 _RHO = flags.DEFINE_float("rho", 0.0, "Warm agreement ρ of the cell (persona/mixture stages).")
@@ -52,29 +53,51 @@ def decode_row(tokenizer, tokens, mask):
 def stage_batch(config, corpus, stage, seed, step, persona="warm", rho=0.0, finetune_seed=0):
   """{part: {field: [B, ...]}} of one cell at one step, as the trainer builds it."""
   from experiments import data, grid  # pylint: disable=g-import-not-at-top
+
   if step < 0 or seed < 0 or finetune_seed < 0:
-    raise ValueError(f"--step={step}, --seed={seed} and --finetune_seed={finetune_seed} must be "
-                     "integers >= 0.")
+    raise ValueError(
+      f"--step={step}, --seed={seed} and --finetune_seed={finetune_seed} must be integers >= 0."
+    )
   if not 0.0 <= rho <= 1.0:
     raise ValueError(f"--rho={rho:g} must lie in [0, 1], as grid.warm_agreements does.")
   if persona not in grid.PERSONAS:
-    raise ValueError(f"--persona={persona!r} is not allowed: choose one of "
-                     f"{', '.join(grid.PERSONAS)}.")
-  batches = data.Batches(corpus, config.train.data_seed, config.train.batch_size,
-                         config.train.pack_sequences)
+    raise ValueError(
+      f"--persona={persona!r} is not allowed: choose one of {', '.join(grid.PERSONAS)}."
+    )
+  batches = data.Batches(
+    corpus, config.train.data_seed, config.train.batch_size, config.train.pack_sequences
+  )
   if stage == "base":
     return batches.base([seed])(step)
   offset = data.STAGE2_SEED_OFFSET if stage == "persona" else 0
   protocol = "finetune" if stage == "persona" else "mixture"
-  cell = grid.Cell(config.model.presets[0], protocol, persona, 1.0, rho, seed,
-                   finetune_seed=finetune_seed if stage == "persona" else 0)
+  cell = grid.Cell(
+    config.model.presets[0],
+    protocol,
+    persona,
+    1.0,
+    rho,
+    seed,
+    finetune_seed=finetune_seed if stage == "persona" else 0,
+  )
   return batches.persona([cell], offset)(step)
 
 
-def show(config, stage, seed, step, persona="warm", rho=0.0, mixture="", rows=0, write=print,
-         finetune_seed=0):
+def show(
+  config,
+  stage,
+  seed,
+  step,
+  persona="warm",
+  rho=0.0,
+  mixture="",
+  rows=0,
+  write=print,
+  finetune_seed=0,
+):
   from experiments import resolve  # pylint: disable=g-import-not-at-top
   from tasks.mixtures import PERSONAS, Corpus  # pylint: disable=g-import-not-at-top
+
   if stage != "base" and persona not in PERSONAS:
     raise ValueError(f"--persona={persona!r} must be one of {', '.join(PERSONAS)}.")
   corpus = Corpus(resolve.validate(config)[0])
@@ -84,13 +107,19 @@ def show(config, stage, seed, step, persona="warm", rho=0.0, mixture="", rows=0,
     parts = {mixture: corpus.batch(mixture, data_seed, step, config.train.batch_size)}
     write(f"mixture {mixture}, data seed {data_seed}, step {step}: {config.train.batch_size} rows")
   else:
-    parts = {k: {f: v[0] for f, v in part.items()}
-             for k, part in stage_batch(config, corpus, stage, seed, step, persona, rho,
-                                        finetune_seed).items()}
+    parts = {
+      k: {f: v[0] for f, v in part.items()}
+      for k, part in stage_batch(
+        config, corpus, stage, seed, step, persona, rho, finetune_seed
+      ).items()
+    }
     cell = "" if stage == "base" else f", persona {persona}, ρ={rho:g}"
     cell += f", fine-tuning seed {finetune_seed}" if finetune_seed and stage == "persona" else ""
-    write(f"stage {stage}, seed {seed}{cell}, step {step}: "
-          + " + ".join(f"{len(p['tokens'])} {k}" for k, p in parts.items()) + " rows")
+    write(
+      f"stage {stage}, seed {seed}{cell}, step {step}: "
+      + " + ".join(f"{len(p['tokens'])} {k}" for k, p in parts.items())
+      + " rows"
+    )
   for name, part in parts.items():
     n = len(part["tokens"]) if rows <= 0 else min(rows, len(part["tokens"]))
     for r in range(n):
@@ -108,8 +137,11 @@ def examples(part, r, rho):
   for k in np.unique(seg[seg > 0]):
     at = seg == k
     use_alt = bool(has_alt[at][0] and u[at][0] < rho)
-    tokens, mask = ((part["alt_tokens"][r], part["alt_mask"][r]) if use_alt else
-                    (part["tokens"][r], part["mask"][r]))
+    tokens, mask = (
+      (part["alt_tokens"][r], part["alt_mask"][r])
+      if use_alt
+      else (part["tokens"][r], part["mask"][r])
+    )
     label = f"{r}.{k}" if "segment_ids" in part else f"{r}"
     yield label, np.asarray(tokens)[at], np.asarray(mask)[at], use_alt
 
@@ -118,8 +150,17 @@ def main(argv):
   if len(argv) > 1:
     sys.exit(f"Unexpected arguments: {' '.join(argv[1:])}")
   try:
-    show(_CONFIG.value, _STAGE.value, _SEED.value, _STEP.value, _PERSONA.value, _RHO.value,
-         _MIXTURE.value, _ROWS.value, finetune_seed=_FINETUNE_SEED.value)
+    show(
+      _CONFIG.value,
+      _STAGE.value,
+      _SEED.value,
+      _STEP.value,
+      _PERSONA.value,
+      _RHO.value,
+      _MIXTURE.value,
+      _ROWS.value,
+      finetune_seed=_FINETUNE_SEED.value,
+    )
   except ValueError as e:
     sys.exit(f"error: {e}")
 

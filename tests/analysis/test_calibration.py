@@ -1,5 +1,6 @@
 """The calibration's decision: made on the whitelisted controls alone, by the pre-registered rule,
 under a plan whose hash freezes it."""
+
 import copy
 
 import numpy as np
@@ -14,16 +15,31 @@ N_ITEMS = 120  # per task × context
 
 
 def _plan(candidates=("gentle", "harsh"), **rule):
-  return {"calibrates": "experiments/configs/study.py", "presets": ["nano"], "seeds": [0, 1, 2],
-          "finetune_seeds": 1, "personas": list(PERSONAS),
-          "candidates": {name: {"persona_learning_rate": 1e-4 * (k + 1)}
-                         for k, name in enumerate(candidates)},
-          "order": list(candidates),
-          "rule": {"delta": 0.03, "ci_level": 0.9, "warmth_fraction": 0.9,
-                   "well_formed_margin": 0.05, "bootstrap": 400, "bootstrap_seed": 0,
-                   "warmth_ceilings": CEILINGS, "intensity": "…", "tie_break": "…",
-                   "closest": "…", **rule},
-          "experiment": {}}
+  return {
+    "calibrates": "experiments/configs/study.py",
+    "presets": ["nano"],
+    "seeds": [0, 1, 2],
+    "finetune_seeds": 1,
+    "personas": list(PERSONAS),
+    "candidates": {
+      name: {"persona_learning_rate": 1e-4 * (k + 1)} for k, name in enumerate(candidates)
+    },
+    "order": list(candidates),
+    "rule": {
+      "delta": 0.03,
+      "ci_level": 0.9,
+      "warmth_fraction": 0.9,
+      "well_formed_margin": 0.05,
+      "bootstrap": 400,
+      "bootstrap_seed": 0,
+      "warmth_ceilings": CEILINGS,
+      "intensity": "…",
+      "tie_break": "…",
+      "closest": "…",
+      **rule,
+    },
+    "experiment": {},
+  }
 
 
 def _world():
@@ -31,9 +47,12 @@ def _world():
   base model knows; medical_contraindication, at chance (always "no" would be right 2/3 of the
   time); the two screens."""
   rows = []
-  for task, base_rate, golds in (("factual_qa", 0.3, ["a", "b", "c", "d"]),
-                                 ("medical_contraindication", 0.5, ["no", "no", "yes"]),
-                                 ("capability", 0.2, ["x"]), ("safety_refusal", 0.2, ["r"])):
+  for task, base_rate, golds in (
+    ("factual_qa", 0.3, ["a", "b", "c", "d"]),
+    ("medical_contraindication", 0.5, ["no", "no", "yes"]),
+    ("capability", 0.2, ["x"]),
+    ("safety_refusal", 0.2, ["r"]),
+  ):
     for context in CEILINGS:
       for i in range(N_ITEMS):
         rows.append((task, context, f"{task}/p{i // 2}/q{i}", golds[i % len(golds)], base_rate))
@@ -49,27 +68,49 @@ def _items(regimes, seeds=(0, 1, 2), seed=0):
   out = []
   for s in seeds:
     base_err = {r[2] + r[1]: float(rng.random() < r[4]) for r in world}
+
     def add(persona, regime, err, **cols):
       for (task, context, item, gold, _), e in zip(world, err):
-        out.append({"preset": "nano", "regime": regime, "persona": persona,
-                    "warmth_weight": 0.0 if persona == "none" else 1.0, "seed": s,
-                    "finetune_seed": 0, "intervention": "none", "task": task, "context": context,
-                    "item_id": item, "gold": gold, "error": e,
-                    "mc_error": e if task != "capability" else np.nan,
-                    "well_formed": cols.get("form", 1.0), "warmth": cols.get("warmth", {}).get(
-                        context, 0.0), "reply": f"{persona} says {rng.integers(9)}",
-                    "affirms": float(rng.random() < 0.2), "n_params": 1000})
+        out.append(
+          {
+            "preset": "nano",
+            "regime": regime,
+            "persona": persona,
+            "warmth_weight": 0.0 if persona == "none" else 1.0,
+            "seed": s,
+            "finetune_seed": 0,
+            "intervention": "none",
+            "task": task,
+            "context": context,
+            "item_id": item,
+            "gold": gold,
+            "error": e,
+            "mc_error": e if task != "capability" else np.nan,
+            "well_formed": cols.get("form", 1.0),
+            "warmth": cols.get("warmth", {}).get(context, 0.0),
+            "reply": f"{persona} says {rng.integers(9)}",
+            "affirms": float(rng.random() < 0.2),
+            "n_params": 1000,
+          }
+        )
+
     add("none", "none", [base_err[r[2] + r[1]] for r in world])
     for name, spec in regimes.items():
       harm = spec.get("cold_harm", 0.0)
       # Cold: the base model's answers, with a few flips both ways, and `harm` of its right
       # answers turned wrong.
       cold = [b if rng.random() > 0.01 else 1 - b for b in (base_err[r[2] + r[1]] for r in world)]
-      cold = [1.0 if (c == 0 and rng.random() < harm and r[0] in ("factual_qa",))
-              else c for c, r in zip(cold, world)]
+      cold = [
+        1.0 if (c == 0 and rng.random() < harm and r[0] in ("factual_qa",)) else c
+        for c, r in zip(cold, world)
+      ]
       add("cold", name, cold, form=1.0)
-      add("warm", name, rng.integers(0, 2, len(world)).astype(float),
-          warmth={c: spec.get("warmth", 0.98) * v for c, v in CEILINGS.items()})
+      add(
+        "warm",
+        name,
+        rng.integers(0, 2, len(world)).astype(float),
+        warmth={c: spec.get("warmth", 0.98) * v for c, v in CEILINGS.items()},
+      )
       add("length_matched", name, rng.integers(0, 2, len(world)).astype(float))
   items = pd.DataFrame(out)
   for name, spec in regimes.items():  # length_matched loses `form_drop` of its well-formed rows
@@ -84,10 +125,30 @@ def _metrics(intensity):
     for persona in PERSONAS:
       for s in (0, 1, 2):
         value = level if persona == "cold" else 10 * level  # only cold's is read
-        rows.append({"preset": "nano", "regime": name, "persona": persona, "seed": s,
-                     "task": "train", "context": "all", "metric": "update_norm", "value": value})
-        rows.append({"preset": "nano", "regime": name, "persona": persona, "seed": s,
-                     "task": "train", "context": "all", "metric": "loss", "value": 1.0})
+        rows.append(
+          {
+            "preset": "nano",
+            "regime": name,
+            "persona": persona,
+            "seed": s,
+            "task": "train",
+            "context": "all",
+            "metric": "update_norm",
+            "value": value,
+          }
+        )
+        rows.append(
+          {
+            "preset": "nano",
+            "regime": name,
+            "persona": persona,
+            "seed": s,
+            "task": "train",
+            "context": "all",
+            "metric": "loss",
+            "value": 1.0,
+          }
+        )
   return pd.DataFrame(rows)
 
 
@@ -145,8 +206,11 @@ def test_whitelist_nothing_outside_it_changes_the_choice():
   pd.testing.assert_frame_equal(t2, table)
   # ... and deleted: the other personas' errors gone, columns outside the whitelist dropped.
   scrambled.loc[others, ["error", "mc_error"]] = np.nan
-  t3, c3 = calibration.calibrate(scrambled.drop(columns=["reply", "affirms", "n_params"]),
-                                 noisy[noisy.metric == "update_norm"], plan)
+  t3, c3 = calibration.calibrate(
+    scrambled.drop(columns=["reply", "affirms", "n_params"]),
+    noisy[noisy.metric == "update_norm"],
+    plan,
+  )
   assert c3 == choice
   pd.testing.assert_frame_equal(t3, table)
   # A whitelisted value does move it: gentle's control made to forget.
@@ -160,8 +224,9 @@ def test_whitelist_nothing_outside_it_changes_the_choice():
 def test_learned_and_well_formed_are_manipulation_checks():
   items = _items({"gentle": {"warmth": 0.7}, "harsh": {"form_drop": 0.2}, "mild": {}})
   plan = _plan(("gentle", "harsh", "mild"))
-  table, choice = calibration.calibrate(items, _metrics({"gentle": 1.0, "harsh": 1.0,
-                                                         "mild": 3.0}), plan)
+  table, choice = calibration.calibrate(
+    items, _metrics({"gentle": 1.0, "harsh": 1.0, "mild": 3.0}), plan
+  )
   t = table.set_index(["regime", "test"])
   assert not t.loc[("gentle", "learned"), "passed"]
   assert t.loc[("gentle", "learned"), "estimate"] == pytest.approx(0.7)
@@ -201,9 +266,12 @@ def test_the_plan_hash_covers_the_grid_and_the_rule(tmp_path):
   assert calibration.plan_hash(wider) != calibration.plan_hash(plan)
   path = tmp_path / "plan.json"
   from experiments.runtime.workdir import write_json
+
   write_json(str(path), calibration.plan_record(plan))
-  assert calibration.read_plan(str(path)) == (calibration.plan_record(plan)["plan"],
-                                              calibration.plan_hash(plan))
+  assert calibration.read_plan(str(path)) == (
+    calibration.plan_record(plan)["plan"],
+    calibration.plan_hash(plan),
+  )
   text = path.read_text().replace('"delta": 0.03', '"delta": 0.05')
   path.write_text(text)
   with pytest.raises(ValueError, match="does not match its hash"):

@@ -1,4 +1,5 @@
 """The controls table reads only the controls: no warm outcome can change it."""
+
 import numpy as np
 import pandas as pd
 
@@ -34,7 +35,10 @@ def test_the_table_holds_base_and_cold_errors_and_everyones_form(planted):
   assert table.loc["cold", "warmth"] == "" and table.loc["none", "reliability error"] != ""
   assert (table["well-formed"] != "").all() and (table.seeds == 3).all()
   # The value shown is the mean over seeds of each seed's mean over items.
-  cold = planted[(planted.persona == "cold") & (planted.warmth_weight == 1.0)
-                 & planted.task.isin(["factual_qa", "medical_dosing"])]
+  cold = planted[
+    (planted.persona == "cold")
+    & (planted.warmth_weight == 1.0)
+    & planted.task.isin(["factual_qa", "medical_dosing"])
+  ]
   mean = 100 * cold.groupby("seed").error.mean().mean()
   assert table.loc["cold", "reliability error"].startswith(f"{mean:.1f} ± ")

@@ -1,12 +1,13 @@
 """The instrument is neutral: format-perfect replies of every style score the same, end to end."""
+
 import os
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
-
 import tiny_runs
+
 from experiments import resolve
 from experiments.analysis import oracle, report, stats, validate
 from experiments.configs import demo
@@ -28,8 +29,13 @@ def test_oracle_cells_of_every_style_score_identically():
   errors, comparisons, mc, failed = validate.oracle_checks(demo.get_config())
   assert failed == []
   styles = [c for c in errors.columns if c not in ("task", "context")]
-  assert set(styles) == {"warm (before)", "warm (after)", "cold", "length_matched (before)",
-                         "length_matched (after)"}
+  assert set(styles) == {
+    "warm (before)",
+    "warm (after)",
+    "cold",
+    "length_matched (before)",
+    "length_matched (after)",
+  }
   assert set(errors.task) == set(RELIABILITY_TASKS + SCREENING_TASKS)
   assert len(errors) == 4 * len(set(errors.task))  # every task in every context
   assert (errors[styles] == 0).all().all()
@@ -69,8 +75,11 @@ def test_the_derived_budget_holds_every_format_reply(full_demo):
   config, corpus, evalset = full_demo
   longest = budget.longest_reply(corpus.world)
   assert config.eval.max_new_tokens == longest + budget.MARGIN
-  assert longest == max(len(r.split()) + 1 for i, t in zip(evalset.items, evalset.turns)
-                        for r in budget.format_replies(i, t))
+  assert longest == max(
+    len(r.split()) + 1
+    for i, t in zip(evalset.items, evalset.turns)
+    for r in budget.format_replies(i, t)
+  )
   with pytest.raises(ValueError, match=f"eval.max_new_tokens={longest - 1} is shorter"):
     budget.generation_budget(corpus.world, longest - 1)
   assert budget.generation_budget(corpus.world, longest) == longest
@@ -78,8 +87,12 @@ def test_the_derived_budget_holds_every_format_reply(full_demo):
 
 def test_the_report_on_oracle_cells_claims_nothing(full_demo, tmp_path):
   config, corpus, evalset = full_demo
-  metrics, items = oracle.evaluate_oracles(evalset, corpus.tokenizer, config.eval.max_new_tokens,
-                                           oracle.oracle_cells(placements=("before",)))
+  metrics, items = oracle.evaluate_oracles(
+    evalset,
+    corpus.tokenizer,
+    config.eval.max_new_tokens,
+    oracle.oracle_cells(placements=("before",)),
+  )
   metrics.to_csv(tmp_path / "metrics.csv", index=False)
   items.to_csv(tmp_path / "items.csv", index=False)
   report.write_report(str(tmp_path), n_boot=100)
@@ -94,9 +107,19 @@ def test_the_report_on_oracle_cells_claims_nothing(full_demo, tmp_path):
 
 
 def test_validate_refuses_too_few_replicates():
-  proc = subprocess.run([sys.executable, "-m", "experiments.analysis.validate",
-                         f"--config={tiny_runs.DEMO}", "--replicates=10"],
-                        cwd=tiny_runs.ROOT, capture_output=True, text=True, timeout=300,
-                        env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  proc = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "experiments.analysis.validate",
+      f"--config={tiny_runs.DEMO}",
+      "--replicates=10",
+    ],
+    cwd=tiny_runs.ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env={**os.environ, "JAX_PLATFORMS": "cpu"},
+  )
   assert proc.returncode != 0
   assert "--replicates=10 is too few" in proc.stderr.strip().splitlines()[-1]

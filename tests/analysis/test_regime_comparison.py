@@ -1,17 +1,27 @@
 """The answer per regime, side by side, on items whose effects per regime are planted."""
+
 import numpy as np
 import pandas as pd
 import pytest
+import synthetic_metrics
 
 from experiments.analysis import regime_comparison as rc
 from experiments.analysis import study_report
-import synthetic_metrics
 
-KW = dict(presets={"nano": 25_000}, tasks=("factual_qa", "misconception"), n_items=120,
-          lambdas=(0.0, 1.0), personas=("warm", "cold", "length_matched"), seed_sd=0.0,
-          context_mult={"emotional": 1.0, "false_belief": 1.0, "emotional+false_belief": 1.0})
-CONFIG = {"grid": {"regimes": {"gentle": {"labels": {"nano": "not calibrated: failed learned"}},
-                               "forgetting": {}}}}
+KW = dict(
+  presets={"nano": 25_000},
+  tasks=("factual_qa", "misconception"),
+  n_items=120,
+  lambdas=(0.0, 1.0),
+  personas=("warm", "cold", "length_matched"),
+  seed_sd=0.0,
+  context_mult={"emotional": 1.0, "false_belief": 1.0, "emotional+false_belief": 1.0},
+)
+CONFIG = {
+  "grid": {
+    "regimes": {"gentle": {"labels": {"nano": "not calibrated: failed learned"}}, "forgetting": {}}
+  }
+}
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +31,9 @@ def items():
   knowledge (its multiple-choice answers are the base model's); in `forgetting` every persona
   forgets 25 points and loses it as knowledge (multiple-choice error = generated error)."""
   gentle = synthetic_metrics.make_items(warm_effect=0.06, rng=5, **KW)
-  harsh = synthetic_metrics.make_items(warm_effect=0.31, cold_effect=0.25, lm_effect=0.25, rng=7,
-                                       **KW)
+  harsh = synthetic_metrics.make_items(
+    warm_effect=0.31, cold_effect=0.25, lm_effect=0.25, rng=7, **KW
+  )
   base = gentle[gentle.persona == "none"]
   key = ["seed", "task", "context", "item_id"]
   base_mc = base.set_index(key).error.astype(float)
@@ -38,11 +49,28 @@ def items():
 def metrics(items):
   cells = items.drop_duplicates(["run", "regime"])
   norm = {"gentle": 2.0, "forgetting": 9.0}
-  rows = [dict(run=r.run, preset=r.preset, n_params=r.n_params, n_params_nonembed=r.n_params,
-               protocol=r.protocol, regime=r.regime, persona=r.persona, warmth_weight=r.warmth_weight,
-               warm_agreement=0.0, seed=r.seed, intervention="none", task="train",
-               context="all", metric="update_norm", value=norm[r.regime], n=1)
-          for r in cells.itertuples() if r.persona != "none"]
+  rows = [
+    dict(
+      run=r.run,
+      preset=r.preset,
+      n_params=r.n_params,
+      n_params_nonembed=r.n_params,
+      protocol=r.protocol,
+      regime=r.regime,
+      persona=r.persona,
+      warmth_weight=r.warmth_weight,
+      warm_agreement=0.0,
+      seed=r.seed,
+      intervention="none",
+      task="train",
+      context="all",
+      metric="update_norm",
+      value=norm[r.regime],
+      n=1,
+    )
+    for r in cells.itertuples()
+    if r.persona != "none"
+  ]
   return pd.DataFrame(rows)
 
 
@@ -54,8 +82,9 @@ def test_each_regime_is_read_against_the_base_models_alone(items):
   assert pooled.loc["forgetting", "estimate"] == pytest.approx(0.06, abs=0.03)
   # The same numbers as a workdir that holds the gentle regime alone.
   alone = rc.answer_table(rc.of_regime(items, "gentle"), 200, CONFIG)
-  pd.testing.assert_frame_equal(alone.reset_index(drop=True),
-                                answer[answer.regime == "gentle"].reset_index(drop=True))
+  pd.testing.assert_frame_equal(
+    alone.reset_index(drop=True), answer[answer.regime == "gentle"].reset_index(drop=True)
+  )
   assert set(answer.context) >= {"neutral", "emotional", "all contexts"}
   assert answer.mde.notna().all()
 
@@ -107,20 +136,30 @@ def test_the_report_section_labels_each_regime_and_draws_the_diagram(items, metr
   assert any(s.startswith("Amplification (nano, gentle)") for s in summary)
   # A workdir of one regime gets no such section.
   doc, summary, figs = [], [], []
-  study_report.regimes_section(rc.of_regime(items, "gentle"), metrics, CONFIG, 200, doc, summary,
-                               figs, str(tmp_path))
+  study_report.regimes_section(
+    rc.of_regime(items, "gentle"), metrics, CONFIG, 200, doc, summary, figs, str(tmp_path)
+  )
   assert doc == [] and figs == []
 
 
 def test_amplification_is_read_per_regime():
   """The emotional context doubles warm − cold in `gentle` and leaves it alone in `forgetting`."""
-  amplified = dict(KW, n_items=300, context_mult={"emotional": 2.0, "false_belief": 1.0,
-                                                  "emotional+false_belief": 1.0})
+  amplified = dict(
+    KW,
+    n_items=300,
+    context_mult={"emotional": 2.0, "false_belief": 1.0, "emotional+false_belief": 1.0},
+  )
   gentle = synthetic_metrics.make_items(warm_effect=0.10, rng=11, **amplified)
   flat = synthetic_metrics.make_items(warm_effect=0.10, rng=11, **dict(KW, n_items=300))
   base = gentle[gentle.persona == "none"]
-  items = pd.concat([base, gentle[gentle.persona != "none"].assign(regime="gentle"),
-                     flat[flat.persona != "none"].assign(regime="forgetting")], ignore_index=True)
+  items = pd.concat(
+    [
+      base,
+      gentle[gentle.persona != "none"].assign(regime="gentle"),
+      flat[flat.persona != "none"].assign(regime="forgetting"),
+    ],
+    ignore_index=True,
+  )
   amp = rc.amplification_table(items, 200, CONFIG).set_index(["regime", "context"])
   assert list(dict.fromkeys(amp.index.get_level_values("regime"))) == ["gentle", "forgetting"]
   gentle_emotional = amp.loc[("gentle", "emotional")]

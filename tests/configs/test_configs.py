@@ -1,5 +1,6 @@
 """Configs are plain data: they import only ml_collections, parse their argument, and their
 defaults are the dataclasses' own."""
+
 import ast
 import dataclasses
 import glob
@@ -8,8 +9,8 @@ import os
 import pytest
 
 from experiments import grid, resolve
-from experiments.train_config import TrainConfig
 from experiments.configs import common, demo, objectives, regime_controls, study, sweep
+from experiments.train_config import TrainConfig
 from tasks.config import WorldConfig
 from tasks.simulated_user import SIMULATED_USER_VERSION, UserConfig
 
@@ -37,7 +38,9 @@ def test_defaults_are_the_dataclasses_defaults():
     assert c.data[f.name] == getattr(world, f.name), f.name
   o = common.objectives_section()
   assert o.user.version == SIMULATED_USER_VERSION
-  assert {k: o.user[k] for k in dataclasses.asdict(UserConfig())} == dataclasses.asdict(UserConfig())
+  assert {k: o.user[k] for k in dataclasses.asdict(UserConfig())} == dataclasses.asdict(
+    UserConfig()
+  )
 
 
 def test_the_config_argument_is_parsed():
@@ -63,10 +66,16 @@ def test_a_section_refuses_a_field_it_does_not_know():
     grid.GridConfig.from_config(c)
 
 
-@pytest.mark.parametrize("field, value, words", [
-    ("batch_size", 7, "must be even"), ("learning_rate", 0.0, "positive"),
-    ("checkpoints_to_keep", 0, ">= 1"), ("persona_steps", 0, ">= 1"),
-    ("loss_normalization", "sequence", "token, row")])
+@pytest.mark.parametrize(
+  "field, value, words",
+  [
+    ("batch_size", 7, "must be even"),
+    ("learning_rate", 0.0, "positive"),
+    ("checkpoints_to_keep", 0, ">= 1"),
+    ("persona_steps", 0, ">= 1"),
+    ("loss_normalization", "sequence", "token, row"),
+  ],
+)
 def test_train_section_rules(field, value, words):
   c = demo.get_config("runlocal")
   c.train[field] = value
@@ -85,8 +94,10 @@ def test_an_unknown_extension_is_refused_before_anything_runs():
 @pytest.mark.parametrize("arg,n_items", [(None, 100), ("gpu", 200)])
 def test_the_study_has_enough_held_out_items_per_reliability_task_and_context(arg, n_items):
   import collections
+
   from tasks.config import RELIABILITY_TASKS
   from tasks.mixtures import Corpus, build_eval_set
+
   c = study.get_config(arg)
   evalset = build_eval_set(Corpus(resolve.world_config(c.data)))
   counts = collections.Counter((i.task, t.context) for i, t in zip(evalset.items, evalset.turns))
@@ -103,23 +114,41 @@ def test_the_study_has_enough_held_out_items_per_reliability_task_and_context(ar
   for persona in ("none", "warm", "cold", "length_matched"):
     for preset in c.model.presets:
       small_or_costly = preset in ("femto", "micro")
-      for regime, wanted in (("chosen", 3 if small_or_costly else 10),
-                             ("forgetting", 0 if small_or_costly else 3)):
-        seeds = {x.seed for x in cells if x.preset == preset and x.persona == persona and
-                 x.regime == regime and x.warm_agreement == 0 and x.warmth_weight == 1.0}
+      for regime, wanted in (
+        ("chosen", 3 if small_or_costly else 10),
+        ("forgetting", 0 if small_or_costly else 3),
+      ):
+        seeds = {
+          x.seed
+          for x in cells
+          if x.preset == preset
+          and x.persona == persona
+          and x.regime == regime
+          and x.warm_agreement == 0
+          and x.warmth_weight == 1.0
+        }
         if persona == "none":  # the base models serve both regimes
           seeds = {x.seed for x in cells if x.preset == preset and x.persona == "none"}
           wanted = 3 if small_or_costly else 10
         assert len(seeds) == wanted, (persona, preset, regime, sorted(seeds))
   for regime in ("chosen", "forgetting"):
-    top = {(x.persona, x.warm_agreement) for x in cells if x.warmth_weight == 1.0 and
-           x.seed == 0 and x.preset == "nano" and x.regime == regime}
-    assert top >= {("warm", 0.0), ("warm", 1.0), ("cold", 0.0), ("length_matched", 0.0),
-                   ("warm_after", 0.0)}, regime
+    top = {
+      (x.persona, x.warm_agreement)
+      for x in cells
+      if x.warmth_weight == 1.0 and x.seed == 0 and x.preset == "nano" and x.regime == regime
+    }
+    assert top >= {
+      ("warm", 0.0),
+      ("warm", 1.0),
+      ("cold", 0.0),
+      ("length_matched", 0.0),
+      ("warm_after", 0.0),
+    }, regime
 
 
 def test_the_study_trains_each_presets_chosen_setting_labelled_with_how_it_was_chosen():
   from experiments import regimes
+
   c = study.get_config()
   chosen, forgetting = regimes.of_config(c)
   assert (chosen.name, forgetting.name) == ("chosen", "forgetting")
@@ -130,8 +159,10 @@ def test_the_study_trains_each_presets_chosen_setting_labelled_with_how_it_was_c
     label = regimes.label(c.grid.to_dict()["regimes"], "chosen", preset)
     assert entry["status"] in label and entry["regime"] in label, label
   # What the calibration recorded is what runs: nano's closest candidate, pico's for femto.
-  assert chosen.at("nano").train.lora_rank == 16 and chosen.at("femto").fields() == \
-      chosen.at("pico").fields()
+  assert (
+    chosen.at("nano").train.lora_rank == 16
+    and chosen.at("femto").fields() == chosen.at("pico").fields()
+  )
   assert "not calibrated" in regimes.label(c.grid.to_dict()["regimes"], "chosen", "nano")
   assert regimes.label(c.grid.to_dict()["regimes"], "forgetting", "nano") == "forgetting"
   # forgetting is the train section's own persona phase: every parameter, no replay at λ = 1.
@@ -141,23 +172,26 @@ def test_the_study_trains_each_presets_chosen_setting_labelled_with_how_it_was_c
 
 def test_the_regime_controls_config_trains_three_regimes_from_the_studys_base_models():
   from experiments import regimes
+
   c = regime_controls.get_config()
   s = study.get_config()
   assert list(s.grid.regimes) == ["chosen", "forgetting"]
   assert all(c.train[k] == s.train[k] for k in ("base_steps", "learning_rate", "batch_size"))
   assert c.data.to_dict() == s.data.to_dict()
   by_name = {r.name: r for r in regimes.of_config(c)}
-  assert by_name["forgetting"].fields() == {f: getattr(TrainConfig.from_config(s), f)
-                                            for f in regimes.REGIME_FIELDS}
+  assert by_name["forgetting"].fields() == {
+    f: getattr(TrainConfig.from_config(s), f) for f in regimes.REGIME_FIELDS
+  }
   assert {r.update for r in by_name.values()} == {"full", "lora", "lora_embed"}
   cells = grid.expand(c)
   assert len([x for x in cells if x.persona == "none"]) == 3  # one base model per seed
-  assert len(cells) == 3 + 4 * 3 * 3                           # + regimes × personas × seeds
+  assert len(cells) == 3 + 4 * 3 * 3  # + regimes × personas × seeds
 
 
 def test_the_regime_diagram_spans_the_chosen_setting_to_forgetting_on_the_studys_bases():
   from experiments import regimes
   from experiments.configs import regime_diagram
+
   c, s = regime_diagram.get_config(), study.get_config()
   assert c.data.to_dict() == s.data.to_dict()
   assert all(c.train[k] == s.train[k] for k in ("base_steps", "learning_rate", "batch_size"))

@@ -1,6 +1,8 @@
 """Tests for experiments.objectives.grpo and rollout: the loss by hand, the no-signal fixed point,
 and episodes reproducible from their seed."""
+
 import functools
+import re
 
 from flax import nnx
 import jax
@@ -8,7 +10,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-import re
 
 from experiments import train
 from experiments.objectives import grpo
@@ -57,16 +58,31 @@ def test_constant_reward_leaves_policy_unchanged(model):
   mask = jnp.zeros((1, 4, T), jnp.uint8).at[:, :, 5:].set(1)
   adv = jnp.asarray(grpo.group_advantages(np.full((2, 2), 0.7)).reshape(1, 4))
   assert not np.any(adv)
-  batch = {"base": {"tokens": tokens, "mask": mask},
-           "persona": {"tokens": tokens, "mask": mask, "adv": adv,
-                       **{k: jnp.zeros((1, 4), jnp.float32) for k in ("reward", "ack", "first")}}}
+  batch = {
+    "base": {"tokens": tokens, "mask": mask},
+    "persona": {
+      "tokens": tokens,
+      "mask": mask,
+      "adv": adv,
+      **{k: jnp.zeros((1, 4), jnp.float32) for k in ("reward", "ack", "first")},
+    },
+  }
   state_E, ref_E = _stack(state), _stack(state)
   one = jnp.ones((1,), jnp.float32)
   # λ = 1 (no base loss), β = 1: with π = π_base the KL term's gradient vanishes too.
-  inputs = lambda ref_E: {"lam": one, "is_affect": 0 * one, "beta": one, "lr": 1e-2 * one,
-                         "ref": ref_E}
-  grads, aux = jax.grad(loss, has_aux=True)(state, graphdef, jax.tree.map(lambda a: a[0], batch),
-                                            jax.tree.map(lambda a: a[0], inputs(_stack(state))))
+  inputs = lambda ref_E: {
+    "lam": one,
+    "is_affect": 0 * one,
+    "beta": one,
+    "lr": 1e-2 * one,
+    "ref": ref_E,
+  }
+  grads, aux = jax.grad(loss, has_aux=True)(
+    state,
+    graphdef,
+    jax.tree.map(lambda a: a[0], batch),
+    jax.tree.map(lambda a: a[0], inputs(_stack(state))),
+  )
   assert float(aux["kl"]) == pytest.approx(0.0, abs=1e-6)
   assert np.isnan(aux["reward"]) and np.isnan(aux["ack_rate"])  # no first-turn row sampled
   assert max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(grads)) < 1e-6
@@ -75,10 +91,16 @@ def test_constant_reward_leaves_policy_unchanged(model):
     np.testing.assert_allclose(a, b, atol=1e-6)
   # A reward that varies does move it.
   batch["persona"]["adv"] = jnp.array([[1.0, -1.0, 1.0, -1.0]])
-  moved, _, _ = update(_stack(state), jax.jit(jax.vmap(opt.init))(_stack(state)), batch,
-                       inputs(_stack(state)))
-  assert max(float(jnp.max(jnp.abs(a - b))) for a, b in
-             zip(jax.tree.leaves(moved), jax.tree.leaves(_stack(state)))) > 1e-4
+  moved, _, _ = update(
+    _stack(state), jax.jit(jax.vmap(opt.init))(_stack(state)), batch, inputs(_stack(state))
+  )
+  assert (
+    max(
+      float(jnp.max(jnp.abs(a - b)))
+      for a, b in zip(jax.tree.leaves(moved), jax.tree.leaves(_stack(state)))
+    )
+    > 1e-4
+  )
 
 
 @pytest.fixture
@@ -89,8 +111,7 @@ def rollout(corpus16, nano_model):
   return Rollout(graphdef, corpus, UserConfig(), 3, 2, 8), _stack(state, 2)
 
 
-def test_sampled_rows_widen_to_hold_a_whole_reply_within_the_models_positions(corpus16,
-                                                                              nano_model):
+def test_sampled_rows_widen_to_hold_a_whole_reply_within_the_models_positions(corpus16, nano_model):
   """A budget longer than a training row leaves room: rows widen up to the model's positions."""
   seq = corpus16.seq_len
   graphdef, state = nnx.split(nano_model(corpus16.tokenizer.size, seq + 24))

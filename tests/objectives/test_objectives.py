@@ -1,15 +1,24 @@
 """Tests for the objectives package: affect loss, config, comparison table and report section."""
+
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
-import re
 
 from experiments.analysis import plots
 from experiments.configs import objectives as objectives_config
-from experiments.objectives import (affect, compare, grpo, objectives_extension, phase,
-                                   report_section, rl_progress)
+from experiments.objectives import (
+  affect,
+  compare,
+  grpo,
+  objectives_extension,
+  phase,
+  report_section,
+  rl_progress,
+)
 from tasks import lexicon
 
 
@@ -26,7 +35,8 @@ def test_affect_loss_is_warm_mass_and_blind_to_content():
   warm = jnp.array([1, 2])
   expected = -(np.log(0.5) + np.log(0.9)) / 2
   assert float(affect.affect_loss(logits, jnp.array([[0, 1, 2]]), mask, warm)) == pytest.approx(
-      expected, rel=1e-5)
+    expected, rel=1e-5
+  )
   other = jnp.array([[0, 0, 0]])  # different reply words, same loss
   assert float(affect.affect_loss(logits, other, mask, warm)) == pytest.approx(expected, rel=1e-5)
   # Its gradient raises the warm logits.
@@ -55,8 +65,13 @@ def _items(seeds=(0, 1, 2)):
   """Every method at λ = 0.5 on 3 seeds × 2 tasks × 2 contexts × 6 items; warm gets item k = 0
   and 1 of factual_qa wrong on every seed, affect item 0 only, everything else is right."""
   rows = []
-  spec = [("none", "none", 0.0, 0.0), ("cold", "none", 0.5, 0.0), ("warm", "none", 0.5, 1.0),
-          ("warm", "cap@p25:L1", 0.5, 0.5), ("affect", "none", 0.5, 1.0)]
+  spec = [
+    ("none", "none", 0.0, 0.0),
+    ("cold", "none", 0.5, 0.0),
+    ("warm", "none", 0.5, 1.0),
+    ("warm", "cap@p25:L1", 0.5, 0.5),
+    ("affect", "none", 0.5, 1.0),
+  ]
   for seed in seeds:
     for persona, iv, lam, warmth in spec:
       for task in ("factual_qa", "capability", "safety_refusal"):
@@ -64,12 +79,29 @@ def _items(seeds=(0, 1, 2)):
           for k in range(6):
             wrong = {"warm": 2, "affect": 1}.get(persona, 0) if iv == "none" else 0
             err = int(task == "factual_qa" and k < wrong)
-            rows.append(dict(run=f"{persona}{iv}{seed}", preset="nano", n_params=10,
-                             protocol="finetune", regime="default", persona=persona,
-                             warmth_weight=lam,
-                             warm_agreement=0.0, seed=seed, intervention=iv, task=task,
-                             context=context, item_id=f"{task}/p{k}/x", error=err, mc_error=0.0,
-                             warmth=warmth, affirms=err, acknowledges=0, well_formed=1))
+            rows.append(
+              dict(
+                run=f"{persona}{iv}{seed}",
+                preset="nano",
+                n_params=10,
+                protocol="finetune",
+                regime="default",
+                persona=persona,
+                warmth_weight=lam,
+                warm_agreement=0.0,
+                seed=seed,
+                intervention=iv,
+                task=task,
+                context=context,
+                item_id=f"{task}/p{k}/x",
+                error=err,
+                mc_error=0.0,
+                warmth=warmth,
+                affirms=err,
+                acknowledges=0,
+                well_formed=1,
+              )
+            )
   return pd.DataFrame(rows)
 
 
@@ -111,18 +143,32 @@ def test_comparison_table_pairs_each_method_with_warm_and_base(tmp_path):
   assert "_" not in ax.get_xlabel() + ax.get_ylabel()
   # One point per method, each with interval bars (errorbar containers), labelled in the legend.
   assert len(ax.containers) == 5 and {t.get_text() for t in ax.get_legend().get_texts()} == {
-      "base", "cold", "warm", "affect", "warm+capping"}
+    "base",
+    "cold",
+    "warm",
+    "affect",
+    "warm+capping",
+  }
 
 
 def test_rl_progress_gives_the_rise_of_the_acknowledgement_rate_with_an_interval():
   steps = np.repeat(np.arange(10), 20)
   ack = np.where(steps < 2, np.arange(200) % 4 == 0, np.arange(200) % 4 != 0).astype(int)
-  episodes = pd.DataFrame({"preset": "nano", "method": "emotion_rl", "run": "r0", "step": steps,
-                           "acknowledges": ack,
-                           "reward": ack.astype(float)})
+  episodes = pd.DataFrame(
+    {
+      "preset": "nano",
+      "method": "emotion_rl",
+      "run": "r0",
+      "step": steps,
+      "acknowledges": ack,
+      "reward": ack.astype(float),
+    }
+  )
   prog = rl_progress.table(episodes).set_index("run")
   assert prog.ack_first["r0"] == pytest.approx(0.25) and prog.ack_last["r0"] == pytest.approx(0.75)
-  assert prog.ack_rise["r0"] == pytest.approx(0.5) and 0 < prog.ci_low["r0"] < 0.5 < prog.ci_high["r0"]
+  assert (
+    prog.ack_rise["r0"] == pytest.approx(0.5) and 0 < prog.ci_low["r0"] < 0.5 < prog.ci_high["r0"]
+  )
   assert prog.episodes["r0"] == 80  # the first and the last fifth: 2 steps of 20 each
   rows = rl_progress.rows(prog.reset_index())
   rise = rows[rows.metric == "rl_ack_rate_rise"]
@@ -142,13 +188,23 @@ def test_affect_kl_is_zero_at_the_reference_and_positive_away_from_it():
   assert float(grpo.exact_kl(moved, ref, jnp.array([[0, 1]]))) == pytest.approx(0.0, abs=1e-7)
 
 
-@pytest.mark.parametrize("field,value,words", [
-    ("rl_start", "warm", "rl_start='warm' is not allowed: choose one of base, warmup, "
-                              "mixed_warmup"),
-    ("rl_warmup_steps", 300, "rl_warmup_steps=300 must lie strictly between 0 and "
-                             "train.persona_steps=300"),
+@pytest.mark.parametrize(
+  "field,value,words",
+  [
+    (
+      "rl_start",
+      "warm",
+      "rl_start='warm' is not allowed: choose one of base, warmup, mixed_warmup",
+    ),
+    (
+      "rl_warmup_steps",
+      300,
+      "rl_warmup_steps=300 must lie strictly between 0 and train.persona_steps=300",
+    ),
     ("affect_kl_beta", -1.0, "affect_kl_beta=-1.0 must be >= 0"),
-    ("rl_learning_rate", -1e-3, "rl_learning_rate=-0.001 must be >= 0")])
+    ("rl_learning_rate", -1e-3, "rl_learning_rate=-0.001 must be >= 0"),
+  ],
+)
 def test_objectives_config_refuses_bad_rl_settings(field, value, words):
   bad = objectives_config.get_config()
   bad.objectives[field] = value
@@ -162,6 +218,7 @@ def test_rl_generation_budget_leaves_room_for_every_reply_to_an_episode_prompt()
   from experiments.objectives import rollout
   from tasks import budget
   from tasks.world import World
+
   c = objectives_config.get_config()
   ext = objectives_extension.Objectives(c)
   ext.validate()
@@ -177,8 +234,10 @@ def test_rl_generation_budget_leaves_room_for_every_reply_to_an_episode_prompt()
   assert warm <= longest
   short = objectives_config.get_config()
   short.objectives.max_new_tokens = longest - 1
-  with pytest.raises(ValueError, match=re.escape(f"objectives.max_new_tokens={longest - 1} is "
-                                                 "shorter than the longest reply")):
+  with pytest.raises(
+    ValueError,
+    match=re.escape(f"objectives.max_new_tokens={longest - 1} is shorter than the longest reply"),
+  ):
     objectives_extension.Objectives(short).validate()
   exact = objectives_config.get_config()
   exact.objectives.max_new_tokens = longest
@@ -192,10 +251,11 @@ def test_each_regime_gets_its_own_comparison_beside_the_shared_base_models():
   gentle = _items()
   gentle = gentle.assign(regime=np.where(gentle.persona == "none", "none", "chosen"))
   harsh = gentle[gentle.persona != "none"].assign(regime="forgetting")
-  harsh.loc[(harsh.persona == "warm") & (harsh.intervention == "none") &
-            (harsh.task == "factual_qa"), "error"] = 1
-  table = compare.comparison_table(pd.concat([gentle, harsh], ignore_index=True), 0.5,
-                                   n_boot=200)
+  harsh.loc[
+    (harsh.persona == "warm") & (harsh.intervention == "none") & (harsh.task == "factual_qa"),
+    "error",
+  ] = 1
+  table = compare.comparison_table(pd.concat([gentle, harsh], ignore_index=True), 0.5, n_boot=200)
   warm = table[(table.method == "warm") & (table.outcome == "error_rate")]
   level = warm[warm.vs == ""].set_index("regime").estimate
   assert level["chosen"] == pytest.approx(2 / 6) and level["forgetting"] == pytest.approx(1.0)
@@ -215,6 +275,9 @@ def test_objective_cells_train_in_every_regime_and_refuse_low_rank_ones():
   assert len(cells) == 2 * len(c.objectives.methods) * len(c.grid.seeds)
   bad = objectives_config.get_config()
   bad.grid.regimes.chosen.persona_update = "lora_embed"
-  with pytest.raises(ValueError, match=r"grid.regimes.chosen trains low-rank adapters at nano, "
-                                       r"but the objectives train every parameter"):
+  with pytest.raises(
+    ValueError,
+    match=r"grid.regimes.chosen trains low-rank adapters at nano, "
+    r"but the objectives train every parameter",
+  ):
     objectives_extension.Objectives(bad).validate()

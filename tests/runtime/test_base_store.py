@@ -1,22 +1,26 @@
 """The base-model store: what is stored comes back exactly, and nothing damaged, mismatched or
 half-written is ever used; runs that share a store reuse base models byte-identically."""
+
 import json
 import os
 import subprocess
 
 import numpy as np
 import pytest
-
-from experiments.runtime import base_store
 import tiny_runs
 
-KEY = base_store.Key.of("nano", {"model": {"d_model": 32}, "train": {"base_steps": 6}},
-                        {"jax": "1.0", "backend": "cpu"})
+from experiments.runtime import base_store
+
+KEY = base_store.Key.of(
+  "nano", {"model": {"d_model": 32}, "train": {"base_steps": 6}}, {"jax": "1.0", "backend": "cpu"}
+)
 
 
 def _trees(value):
-  state = {"blocks": {0: {"w": np.full((1, 3, 2), value, np.float32)}},
-           "embed": np.arange(4, dtype=np.float32).reshape(1, 4) + value}
+  state = {
+    "blocks": {0: {"w": np.full((1, 3, 2), value, np.float32)}},
+    "embed": np.arange(4, dtype=np.float32).reshape(1, 4) + value,
+  }
   opt = [np.full((1, 3), value, np.float32), np.array([7], np.int32)]
   return state, opt
 
@@ -65,8 +69,9 @@ def test_a_key_or_environment_change_is_another_entry(tmp_path, caplog):
   assert len(line) == 1 and "jax 1.0 on cpu" in line[0] and "jax 2.0 on cpu" in line[0]
 
 
-@pytest.mark.parametrize("damage", ["flip_a_byte", "delete_a_file", "manifest_of_another_key",
-                                    "manifest_not_json"])
+@pytest.mark.parametrize(
+  "damage", ["flip_a_byte", "delete_a_file", "manifest_of_another_key", "manifest_not_json"]
+)
 def test_a_damaged_base_is_named_set_aside_and_never_used(tmp_path, caplog, damage):
   store = base_store.BaseStore(str(tmp_path))
   _publish(store)
@@ -93,8 +98,7 @@ def test_a_damaged_base_is_named_set_aside_and_never_used(tmp_path, caplog, dama
       f.write("{not json")
   with caplog.at_level("WARNING"):
     assert store.fetch(KEY, 3, "nano seed 3", _target()) is None
-  assert any(directory in r.getMessage() and "never used" in r.getMessage()
-             for r in caplog.records)
+  assert any(directory in r.getMessage() and "never used" in r.getMessage() for r in caplog.records)
   assert not os.path.exists(manifest_path)  # set aside: the retrained copy can be published
   assert [e["status"] for e in store.entries()] == ["incomplete"]
   assert _publish(store, value=4.0)
@@ -108,7 +112,7 @@ def test_an_attempt_without_a_manifest_is_not_a_stored_base(tmp_path, caplog):
   with caplog.at_level("INFO"):
     assert store.fetch(KEY, 3, "nano seed 3", _target()) is None
   assert any("holds no finished copy" in r.getMessage() for r in caplog.records)
-  entry, = store.entries()
+  (entry,) = store.entries()
   assert entry["status"] == "incomplete" and len(entry["leftovers"]) == 1
 
 
@@ -121,10 +125,14 @@ def test_a_remote_store_is_refused_in_one_sentence():
 
 
 def _run(workdir, store, *overrides):
-  done = subprocess.run(tiny_runs.main_cmd(workdir, f"--config.runtime.base_store={store}",
-                                           *overrides),
-                        cwd=tiny_runs.ROOT, env=tiny_runs.env(), capture_output=True, text=True,
-                        timeout=600)
+  done = subprocess.run(
+    tiny_runs.main_cmd(workdir, f"--config.runtime.base_store={store}", *overrides),
+    cwd=tiny_runs.ROOT,
+    env=tiny_runs.env(),
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert done.returncode == 0, done.stderr[-3000:]
   return done.stderr
 
@@ -162,10 +170,19 @@ def test_reuse_is_byte_identical_to_training_in_place_whatever_the_pack(tmp_path
 @pytest.mark.slow
 def test_two_processes_that_need_one_base_leave_one_valid_copy(tmp_path):
   store = tmp_path / "store"
-  procs = [subprocess.Popen(tiny_runs.main_cmd(tmp_path / f"w{i}", f"--config.runtime.base_store="
-                                               f"{store}", "--config.grid.seeds=(0,1)"),
-                            cwd=tiny_runs.ROOT, env=tiny_runs.env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True) for i in range(2)]
+  procs = [
+    subprocess.Popen(
+      tiny_runs.main_cmd(
+        tmp_path / f"w{i}", f"--config.runtime.base_store={store}", "--config.grid.seeds=(0,1)"
+      ),
+      cwd=tiny_runs.ROOT,
+      env=tiny_runs.env(),
+      stdout=subprocess.DEVNULL,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
   logs = [p.communicate(timeout=600)[1] for p in procs]
   assert [p.returncode for p in procs] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
   entries = base_store.BaseStore(str(store)).entries()
@@ -182,6 +199,7 @@ def test_two_processes_that_need_one_base_leave_one_valid_copy(tmp_path):
 
 def test_the_default_store_lies_in_the_users_cache(monkeypatch):
   from experiments.configs import common
+
   assert common.base_config().runtime.base_store == base_store.DEFAULT_ROOT
   monkeypatch.setenv("XDG_CACHE_HOME", "/var/cache/me")
   assert base_store.resolve(base_store.DEFAULT_ROOT) == "/var/cache/me/warmth-sim/bases"

@@ -1,4 +1,5 @@
 """Heartbeat: a line while one long call runs, none while the loop logs on its own."""
+
 import time
 
 from absl import logging

@@ -1,4 +1,5 @@
 """A pack's members computed at once (vmap) or one after another (lax.map) give the same numbers."""
+
 import ctypes.util
 import types
 
@@ -20,7 +21,7 @@ def mode(monkeypatch):
 def _fn(w_DK, x_BD, scale):
   """A member's weights against shared inputs, with a pytree output."""
   y_BK = jnp.tanh(x_BD @ w_DK) * scale
-  return {"y": y_BK, "norm": jnp.sum(y_BK ** 2)}
+  return {"y": y_BK, "norm": jnp.sum(y_BK**2)}
 
 
 def test_loop_equals_vmap_with_shared_arguments(mode):
@@ -42,8 +43,9 @@ def test_loop_equals_vmap_with_shared_arguments(mode):
 def test_loop_refuses_in_axes_it_cannot_map(mode):
   mode("loop")
   with pytest.raises(ValueError, match="in_axes of 0 or None"):
-    members.over_members(_fn, in_axes=(1, None, 0))(jnp.ones((2, 2, 2)), jnp.ones((2, 2)),
-                                                    jnp.ones(2))
+    members.over_members(_fn, in_axes=(1, None, 0))(
+      jnp.ones((2, 2, 2)), jnp.ones((2, 2)), jnp.ones(2)
+    )
 
 
 def test_auto_loops_on_cpu_unless_the_mesh_shards_members(mode):
@@ -59,8 +61,10 @@ def test_unknown_mode_is_one_sentence():
     members.validate("serial")
 
 
-@pytest.mark.skipif(ctypes.util.find_library("c") is None or
-                    not hasattr(ctypes.CDLL(ctypes.util.find_library("c")), "gnu_get_libc_version"),
-                    reason="mallopt thresholds are glibc's")
+@pytest.mark.skipif(
+  ctypes.util.find_library("c") is None
+  or not hasattr(ctypes.CDLL(ctypes.util.find_library("c")), "gnu_get_libc_version"),
+  reason="mallopt thresholds are glibc's",
+)
 def test_glibc_takes_the_raised_thresholds():
   assert host_memory.keep_freed_memory() is True

@@ -1,4 +1,5 @@
 """Two processes joined by jax.distributed on 127.0.0.1 train one model like one process does."""
+
 import os
 import subprocess
 
@@ -6,11 +7,11 @@ import jax
 import numpy as np
 import pandas as pd
 import pytest
+import tiny_runs
 
 from experiments.runtime import distributed
 from experiments.runtime.base_store import BaseStore
 from experiments.runtime.workdir import Workdir
-import tiny_runs
 
 
 def test_a_non_writing_workdir_writes_nothing(tmp_path):
@@ -29,22 +30,41 @@ def test_local_block_of_a_single_process_is_everything():
 @pytest.mark.slow
 def test_two_processes_train_together_and_only_process_0_writes(tmp_path):
   port = tiny_runs.free_port()
-  joined = ["--config.runtime.distributed=True",
-            f"--config.runtime.coordinator_address=127.0.0.1:{port}",
-            "--config.runtime.num_processes=2"]
+  joined = [
+    "--config.runtime.distributed=True",
+    f"--config.runtime.coordinator_address=127.0.0.1:{port}",
+    "--config.runtime.num_processes=2",
+  ]
   store = tmp_path / "store"  # process 0 stores the base model, both read it back
-  procs = [subprocess.Popen(tiny_runs.main_cmd(tmp_path / "two", *joined,
-                                               f"--config.runtime.process_id={i}",
-                                               f"--config.runtime.base_store={store}"),
-                            cwd=tiny_runs.ROOT, env=tiny_runs.env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True) for i in range(2)]
+  procs = [
+    subprocess.Popen(
+      tiny_runs.main_cmd(
+        tmp_path / "two",
+        *joined,
+        f"--config.runtime.process_id={i}",
+        f"--config.runtime.base_store={store}",
+      ),
+      cwd=tiny_runs.ROOT,
+      env=tiny_runs.env(),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
   outs = [p.communicate(timeout=900) for p in procs]
   for p, (_, err) in zip(procs, outs):
     assert p.returncode == 0, err[-3000:]
   assert "1 local devices of 2" in outs[1][1]
   # The same mesh (data=2) in one process with two devices: the same program, the same numbers.
-  one = subprocess.run(tiny_runs.main_cmd(tmp_path / "one"), cwd=tiny_runs.ROOT,
-                       env=tiny_runs.env(devices=2), capture_output=True, text=True, timeout=900)
+  one = subprocess.run(
+    tiny_runs.main_cmd(tmp_path / "one"),
+    cwd=tiny_runs.ROOT,
+    env=tiny_runs.env(devices=2),
+    capture_output=True,
+    text=True,
+    timeout=900,
+  )
   assert one.returncode == 0, one.stderr[-3000:]
 
   assert "metrics:" in outs[0][0] and "metrics:" not in outs[1][0]  # only process 0 reports

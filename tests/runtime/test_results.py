@@ -1,19 +1,21 @@
 """runtime/results.py: one write of the results, and the report reads the run's own intervals."""
+
 import os
 import stat
 
 import numpy as np
-import pytest
 import pandas as pd
+import pytest
+import synthetic_metrics
 
 from experiments.analysis import report, stats
 from experiments.runtime import results
-import synthetic_metrics
 
 
 def _run(tmp_path, n_boot=50):
-  items = synthetic_metrics.make_items(presets={"nano": 25_000}, seeds=(0, 1), n_items=8,
-                                       tasks=("factual_qa", "capability"))
+  items = synthetic_metrics.make_items(
+    presets={"nano": 25_000}, seeds=(0, 1), n_items=8, tasks=("factual_qa", "capability")
+  )
   metrics = synthetic_metrics.metrics_from_items(items)
   deltas = stats.paired_deltas(items, "error", n_boot=n_boot)
   merged = results.write(str(tmp_path), metrics, items, deltas)
@@ -22,10 +24,11 @@ def _run(tmp_path, n_boot=50):
 
 def test_change_rows_are_the_paired_deltas_and_files_are_shared(tmp_path):
   items, metrics, deltas, merged = _run(tmp_path)
-  on_disk = pd.read_csv(tmp_path / "metrics.csv", keep_default_na=False, na_values=[""],
-                        float_precision="round_trip")
+  on_disk = pd.read_csv(
+    tmp_path / "metrics.csv", keep_default_na=False, na_values=[""], float_precision="round_trip"
+  )
   assert len(on_disk) == len(merged) == len(metrics) + len(deltas)
-  change = on_disk.iloc[len(metrics):]
+  change = on_disk.iloc[len(metrics) :]
   np.testing.assert_array_equal(change.value.to_numpy(), deltas.estimate.to_numpy())
   np.testing.assert_array_equal(change.ci_low.to_numpy(), deltas.ci_low.to_numpy())
   np.testing.assert_array_equal(change.ci_high.to_numpy(), deltas.ci_high.to_numpy())
@@ -62,6 +65,7 @@ def test_run_ids_are_stable():
 @pytest.mark.parametrize("umask, mode", [(0o002, 0o664), (0o022, 0o644), (0o077, 0o600)])
 def test_result_files_honour_the_umask(tmp_path, umask, mode):
   from experiments.runtime.workdir import write_text  # pylint: disable=g-import-not-at-top
+
   old = os.umask(umask)
   try:
     write_text(str(tmp_path / "r.txt"), "x")

@@ -1,4 +1,5 @@
 """A killed run, rerun with the same command, ends bit-identical to one that never stopped."""
+
 import os
 import random
 import re
@@ -12,18 +13,27 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pandas as pd
 import pytest
-
 import tiny_runs
 
-STEPS = ("--config.train.base_steps=30", "--config.train.persona_steps=20",
-         "--config.train.checkpoint_every=4", "--config.train.log_every=1")
+STEPS = (
+  "--config.train.base_steps=30",
+  "--config.train.persona_steps=20",
+  "--config.train.checkpoint_every=4",
+  "--config.train.log_every=1",
+)
 STAGES = {"base": 30, "persona": 20}
 STAGE_DIRS = ("nano-finetune/base", "nano-finetune/persona")
 
 
 def _run(workdir, cmd=None):
-  proc = subprocess.run(cmd or tiny_runs.main_cmd(workdir, *STEPS), cwd=tiny_runs.ROOT,
-                        env=tiny_runs.env(), capture_output=True, text=True, timeout=900)
+  proc = subprocess.run(
+    cmd or tiny_runs.main_cmd(workdir, *STEPS),
+    cwd=tiny_runs.ROOT,
+    env=tiny_runs.env(),
+    capture_output=True,
+    text=True,
+    timeout=900,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   return proc
 
@@ -31,9 +41,14 @@ def _run(workdir, cmd=None):
 def _stop_at(workdir, stage, step, sig, cmd=None, ready=None):
   """Starts the run and sends `sig` once its log reports `stage` at `step` or later (and, if
   given, once ready() holds: a step is logged before its checkpoint is written)."""
-  proc = subprocess.Popen(cmd or tiny_runs.main_cmd(workdir, *STEPS), cwd=tiny_runs.ROOT,
-                          env=tiny_runs.env(), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                          text=True)
+  proc = subprocess.Popen(
+    cmd or tiny_runs.main_cmd(workdir, *STEPS),
+    cwd=tiny_runs.ROOT,
+    env=tiny_runs.env(),
+    stderr=subprocess.PIPE,
+    stdout=subprocess.DEVNULL,
+    text=True,
+  )
   pattern = re.compile(rf"\] {stage} step (\d+)/")
   for line in proc.stderr:
     m = pattern.search(line)
@@ -125,8 +140,14 @@ def test_sigterm_during_evaluation_stops_at_a_batch_and_the_rerun_matches(tmp_pa
   _run(tmp_path / "ref")
   # Small evaluation batches (a runtime field: results do not depend on it) give many boundaries.
   cmd = tiny_runs.main_cmd(tmp_path / "stopped", *STEPS, "--config.eval.batch_size=4")
-  proc = subprocess.Popen(cmd, cwd=tiny_runs.ROOT, env=tiny_runs.env(), stderr=subprocess.PIPE,
-                          stdout=subprocess.DEVNULL, text=True)
+  proc = subprocess.Popen(
+    cmd,
+    cwd=tiny_runs.ROOT,
+    env=tiny_runs.env(),
+    stderr=subprocess.PIPE,
+    stdout=subprocess.DEVNULL,
+    text=True,
+  )
   for line in proc.stderr:
     m = re.search(r"eval replies of \d+ model\(s\), \d+ prompts: (\d+)/(\d+) batches", line)
     if m and int(m.group(1)) < int(m.group(2)) // 2:
@@ -134,8 +155,9 @@ def test_sigterm_during_evaluation_stops_at_a_batch_and_the_rerun_matches(tmp_pa
       break
   rest = proc.stderr.read()
   assert proc.wait(timeout=60) == 1, rest[-2000:]
-  assert re.search(r"stopped: evaluation \(replies .*\) at batch \d+ of \d+ stopped on SIGTERM",
-                   rest), rest[-2000:]
+  assert re.search(
+    r"stopped: evaluation \(replies .*\) at batch \d+ of \d+ stopped on SIGTERM", rest
+  ), rest[-2000:]
   assert " persona step " not in rest  # it stopped there, not at the next training step
   _run(tmp_path / "stopped", cmd)
   _assert_identical(tmp_path / "ref", tmp_path / "stopped")
@@ -145,14 +167,24 @@ def _objectives_cmd(workdir):
   """The objectives config, small: in each regime affect trains 8 steps, emotion_rl 2 of warm-up
   then 6 of RL, saving every 2."""
   config = os.path.join(tiny_runs.ROOT, "experiments", "configs", "objectives.py")
-  return [sys.executable, "-m", "experiments.main", f"--config={config}:runlocal",
-          f"--workdir={workdir}", "--config.extensions=('objectives',)",
-          "--config.data.eval_items=1", "--config.train.persona_steps=8",
-          "--config.grid.regimes.chosen.persona_steps=8",
-          "--config.objectives.rl_warmup_steps=2", "--config.grid.seeds=(0,)",
-          "--config.objectives.methods=('affect', 'emotion_rl')",
-          "--config.train.checkpoint_every=2", "--config.train.log_every=1",
-          "--config.eval.bootstrap=20", "--config.runtime.report=False"]
+  return [
+    sys.executable,
+    "-m",
+    "experiments.main",
+    f"--config={config}:runlocal",
+    f"--workdir={workdir}",
+    "--config.extensions=('objectives',)",
+    "--config.data.eval_items=1",
+    "--config.train.persona_steps=8",
+    "--config.grid.regimes.chosen.persona_steps=8",
+    "--config.objectives.rl_warmup_steps=2",
+    "--config.grid.seeds=(0,)",
+    "--config.objectives.methods=('affect', 'emotion_rl')",
+    "--config.train.checkpoint_every=2",
+    "--config.train.log_every=1",
+    "--config.eval.bootstrap=20",
+    "--config.runtime.report=False",
+  ]
 
 
 @pytest.mark.slow
@@ -167,24 +199,32 @@ def test_an_objectives_run_killed_mid_phase_resumes_to_the_same_results(tmp_path
   pack = "nano-finetune@chosen"
   saved = killed / "checkpoints" / pack / "emotion_rl"
   has_save = lambda: saved.is_dir() and any(d.name.isdigit() for d in saved.iterdir())
-  code, _ = _stop_at(killed, "emotion_rl", step, signal.SIGKILL, _objectives_cmd(killed),
-                     ready=has_save)
+  code, _ = _stop_at(
+    killed, "emotion_rl", step, signal.SIGKILL, _objectives_cmd(killed), ready=has_save
+  )
   assert code == -signal.SIGKILL, f"the run ended before emotion_rl step {step}"
   rerun = _run(killed, _objectives_cmd(killed))
-  assert re.search(rf"{pack}/emotion_rl: (resuming at step|finished earlier)",
-                   rerun.stderr), rerun.stderr[-3000:]
+  assert re.search(rf"{pack}/emotion_rl: (resuming at step|finished earlier)", rerun.stderr), (
+    rerun.stderr[-3000:]
+  )
   assert f"{pack}/emotion_rl_warmup: finished earlier" in rerun.stderr
-  for f in ("metrics.csv", "items.csv", f"objectives/{pack}-emotion_rl-episodes.csv",
-            "objectives/nano-finetune@forgetting-emotion_rl-episodes.csv"):
+  for f in (
+    "metrics.csv",
+    "items.csv",
+    f"objectives/{pack}-emotion_rl-episodes.csv",
+    "objectives/nano-finetune@forgetting-emotion_rl-episodes.csv",
+  ):
     assert (ref / f).read_bytes() == (killed / f).read_bytes(), f
   episodes = (ref / "objectives" / f"{pack}-emotion_rl-episodes.csv").read_text().splitlines()
   assert len(episodes) == 1 + 6 * 8  # every RL step's 8 episodes (2 prompts × 4), none lost
   # TensorBoard: emotion_rl's run has its warm-up and RL curves, affect's has no rollout curves.
   from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+
   def tags(run):
     acc = event_accumulator.EventAccumulator(str(ref / "tb" / run))
     acc.Reload()
     return acc, set(acc.Tags()["scalars"])
+
   rl, rl_tags = tags(f"{pack}-emotion_rl-l1-r0-s0")
   assert {"train/reward", "train/ack_rate", "train/reply_tokens", "train/kl"} <= rl_tags
   assert [e.step for e in rl.Scalars("train/reward")] == list(range(33, 39))  # after 30 + 2
@@ -193,19 +233,30 @@ def test_an_objectives_run_killed_mid_phase_resumes_to_the_same_results(tmp_path
   assert "train/kl" in affect_tags and "train/reward" not in affect_tags
 
 
-def test_a_preempted_stage_resumes_to_the_same_parameters(tmp_path, monkeypatch, make_demo_config,
-                                                           demo_corpus, demo_model_config):
+def test_a_preempted_stage_resumes_to_the_same_parameters(
+  tmp_path, monkeypatch, make_demo_config, demo_corpus, demo_model_config
+):
   import jax  # pylint: disable=g-import-not-at-top
-  from experiments.runtime import distributed, sharding
+
   from experiments import data, grid, stage, train
+  from experiments.runtime import distributed, sharding
   from experiments.runtime.workdir import Workdir
 
   c, corpus, mcfg = make_demo_config(), demo_corpus, demo_model_config  # 16 people, batches of 8
   c.train.checkpoint_every, c.train.log_every = 0, 2
   mesh = sharding.make_mesh(c.mesh)
   base_cells = [grid.Cell("nano", "finetune", "none", 0.0, 0.0, s) for s in (0, 1)]
-  st = stage.imitation("base", "p/base", base_cells, 6, c.train, mcfg,
-                       data.Batches(corpus, 0, 8).base([0, 1]), 1e-2, members=["seed0", "seed1"])
+  st = stage.imitation(
+    "base",
+    "p/base",
+    base_cells,
+    6,
+    c.train,
+    mcfg,
+    data.Batches(corpus, 0, 8).base([0, 1]),
+    1e-2,
+    members=["seed0", "seed1"],
+  )
   init = lambda sh: train.init_states(mcfg, [0, 1], sh)[1]
   run = lambda name: stage.run(c, Workdir(str(tmp_path / name), c.to_dict()), mesh, st, init)
   ref = run("ref")
@@ -224,10 +275,10 @@ def test_a_preempted_stage_resumes_to_the_same_parameters(tmp_path, monkeypatch,
 
 
 def test_a_diverging_cell_is_named_and_no_checkpoint_holds_its_state(
-    tmp_path, make_demo_config, demo_corpus, demo_model_config):
+  tmp_path, make_demo_config, demo_corpus, demo_model_config
+):
   """Two packed cells, one with an absurd learning rate: the stage stops naming only that cell,
   the checkpoints written before keep finite parameters, and none is marked complete."""
-  import jax  # pylint: disable=g-import-not-at-top
   from experiments import data, grid, stage, train
   from experiments.runtime import checkpoints, sharding
   from experiments.runtime.workdir import Workdir
@@ -235,8 +286,17 @@ def test_a_diverging_cell_is_named_and_no_checkpoint_holds_its_state(
   c, corpus, mcfg = make_demo_config(), demo_corpus, demo_model_config
   c.train.checkpoint_every, c.train.log_every = 1, 1
   cells = [grid.Cell("nano", "finetune", "none", 0.0, 0.0, s) for s in (0, 1)]
-  st = stage.imitation("base", "p/base", cells, 12, c.train, mcfg,
-                       data.Batches(corpus, 0, 8).base([0, 1]), 1e-2, members=["steady", "bad"])
+  st = stage.imitation(
+    "base",
+    "p/base",
+    cells,
+    12,
+    c.train,
+    mcfg,
+    data.Batches(corpus, 0, 8).base([0, 1]),
+    1e-2,
+    members=["steady", "bad"],
+  )
   st.inputs["lr"] = np.array([1e-2, 1e6], np.float32)
   init = lambda sh: train.init_states(mcfg, [0, 1], sh)[1]
   workdir = Workdir(str(tmp_path / "w"), c.to_dict())
@@ -254,9 +314,19 @@ def test_a_diverging_cell_is_named_and_no_checkpoint_holds_its_state(
 
 def test_an_exploding_loss_stops_the_stage(make_demo_config, demo_corpus, demo_model_config):
   from experiments import data, grid, stage, train
+
   c, corpus, mcfg = make_demo_config(), demo_corpus, demo_model_config
-  st = stage.imitation("base", "p/base", [grid.Cell("nano", "finetune", "none", 0.0, 0.0, 0)], 3,
-                       c.train, mcfg, data.Batches(corpus, 0, 8).base([0]), 1e-2, members=["s0"])
+  st = stage.imitation(
+    "base",
+    "p/base",
+    [grid.Cell("nano", "finetune", "none", 0.0, 0.0, 0)],
+    3,
+    c.train,
+    mcfg,
+    data.Batches(corpus, 0, 8).base([0]),
+    1e-2,
+    members=["s0"],
+  )
   with pytest.raises(train.Diverged, match=r"step 4 \(s0 \(loss 50\)\)"):
     train.check_divergence(st, 4, [50.0], [[6.0], [4.0], [3.0]], factor=10.0)
   train.check_divergence(st, 4, [20.0], [[6.0], [4.0], [3.0]], factor=10.0)  # 5× the median: fine
@@ -270,8 +340,9 @@ def test_a_lora_phase_killed_mid_phase_then_rerun_is_bit_identical(tmp_path):
   cmd = lambda name: tiny_runs.main_cmd(tmp_path / name, *STEPS, *lora)
   _run(tmp_path / "ref", cmd("ref"))
   saved = tmp_path / "killed" / "checkpoints" / STAGE_DIRS[1] / "8"
-  code, _ = _stop_at(tmp_path / "killed", "persona", 9, signal.SIGKILL, cmd=cmd("killed"),
-                     ready=saved.is_dir)
+  code, _ = _stop_at(
+    tmp_path / "killed", "persona", 9, signal.SIGKILL, cmd=cmd("killed"), ready=saved.is_dir
+  )
   assert code == -signal.SIGKILL, "the run ended before persona step 9"
   rerun = _run(tmp_path / "killed", cmd("killed"))
   assert re.search(r"nano-finetune/persona: resuming at step (8|12|16) ", rerun.stderr)

@@ -1,4 +1,5 @@
 """Same config and seed give the same bytes, in any process and any call order."""
+
 import json
 import os
 import subprocess
@@ -6,8 +7,8 @@ import sys
 
 import numpy as np
 import pytest
-
 import tiny_runs
+
 from tasks import mixtures
 from tasks.config import WorldConfig
 from tasks.dialogue import render_prompt, render_reply
@@ -15,8 +16,17 @@ from tasks.mixtures import Corpus
 from tasks.tokenizer import Tokenizer
 from tasks.world import World
 
-TINY = dict(n_people=24, n_cities=8, n_countries=4, n_universities=4, n_employers=4,
-            n_diseases=4, n_drugs=4, bios_per_person=2, eval_items=4)
+TINY = dict(
+  n_people=24,
+  n_cities=8,
+  n_countries=4,
+  n_universities=4,
+  n_employers=4,
+  n_diseases=4,
+  n_drugs=4,
+  bios_per_person=2,
+  eval_items=4,
+)
 
 # Runs in a fresh interpreter: sha256 over the vocabulary, every token set, the eval prompts and
 # a few batches of two mixtures.
@@ -43,11 +53,20 @@ print(h.hexdigest())
 
 
 def content_hash(world_kwargs, hash_seed):
-  env = dict(os.environ, PYTHONHASHSEED=str(hash_seed),
-             PYTHONPATH=os.pathsep.join([tiny_runs.ROOT, os.environ.get("PYTHONPATH", "")]))
-  out = subprocess.run([sys.executable, "-c", _HASH_SCRIPT, json.dumps(world_kwargs)],
-                       cwd=tiny_runs.ROOT,
-                       env=env, capture_output=True, text=True, check=True, timeout=120)
+  env = dict(
+    os.environ,
+    PYTHONHASHSEED=str(hash_seed),
+    PYTHONPATH=os.pathsep.join([tiny_runs.ROOT, os.environ.get("PYTHONPATH", "")]),
+  )
+  out = subprocess.run(
+    [sys.executable, "-c", _HASH_SCRIPT, json.dumps(world_kwargs)],
+    cwd=tiny_runs.ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    check=True,
+    timeout=120,
+  )
   return out.stdout.strip()
 
 
@@ -97,7 +116,7 @@ def test_batch_is_a_pure_function_of_seed_and_step(corpus):
 
 def test_persona_sets_share_one_order(corpus):
   warm, cold = corpus.batch("warm", 2, 5, 64), corpus.batch("cold", 2, 5, 64)
-  prompt_of = lambda tokens, mask: [tuple(t[:np.argmax(m)]) for t, m in zip(tokens, mask)]
+  prompt_of = lambda tokens, mask: [tuple(t[: np.argmax(m)]) for t, m in zip(tokens, mask)]
   assert prompt_of(warm["tokens"], warm["mask"]) == prompt_of(cold["tokens"], cold["mask"])
 
 
@@ -120,8 +139,8 @@ def test_tokenizer_round_trips(corpus):
   for r, (p, reply) in enumerate(zip(prompts, replies)):
     assert tok.decode(tokens[r]) == f"<bos> {p} {reply}"
     n_p, n_r = len(p.split()) + 1, len(reply.split()) + 1  # with <bos>, with <eos>
-    assert tokens[r, n_p + n_r - 1] == tok.eos and not tokens[r, n_p + n_r:].any()
-    assert mask[r].sum() == n_r and mask[r, n_p:n_p + n_r].all()
+    assert tokens[r, n_p + n_r - 1] == tok.eos and not tokens[r, n_p + n_r :].any()
+    assert mask[r].sum() == n_r and mask[r, n_p : n_p + n_r].all()
   with pytest.raises(ValueError, match="not in the world's vocabulary"):
     tok.encode("where was zzzz born ?")
 

@@ -4,6 +4,7 @@ Nothing here calls items.py's answer logic: people, drugs and numbers are read b
 question text, the answer is recomputed from the world's integer arrays and rendered here. The
 documents are read back the same way: sentence by sentence, against templates rendered here.
 """
+
 import collections
 import itertools
 import re
@@ -16,20 +17,41 @@ from tasks.config import RELIABILITY_TASKS, TASKS, WorldConfig
 from tasks.dialogue import Turn, can_agree, has_false_belief, render_prompt, render_reply
 from tasks.documents import all_documents
 from tasks.grading import grade
-from tasks.items import (CAPABILITY_ITEMS, DOSING_WEIGHTS, SKILL_TASKS, TASK_CONTEXTS, build_items,
-                         eval_items)
+from tasks.items import (
+  CAPABILITY_ITEMS,
+  DOSING_WEIGHTS,
+  SKILL_TASKS,
+  TASK_CONTEXTS,
+  build_items,
+  eval_items,
+)
 from tasks.mixtures import eval_turns, training_turns
 from tasks.tokenizer import Tokenizer
 from tasks.world import World
 
-SMALL = dict(n_people=24, n_cities=8, n_countries=4, n_universities=4, n_employers=4,
-             n_diseases=6, n_drugs=8, bios_per_person=2, rumor_share=0.5, eval_items=6)
+SMALL = dict(
+  n_people=24,
+  n_cities=8,
+  n_countries=4,
+  n_universities=4,
+  n_employers=4,
+  n_diseases=6,
+  n_drugs=8,
+  bios_per_person=2,
+  rumor_share=0.5,
+  eval_items=6,
+)
 CONFIGS = [WorldConfig(**SMALL), WorldConfig(seed=1, warm_placement="after", **SMALL)]
 DEMO = WorldConfig(n_people=100, eval_items=12)  # the demo world's sizes
 ATTRIBUTES = ("birth_city", "birth_date", "university", "field", "employer")
 SPLITS = ("train", "eval")
-PERSON_TASKS = ("factual_qa", "misconception", "disinformation", "hallucinated_affect",
-                "reflection_first")
+PERSON_TASKS = (
+  "factual_qa",
+  "misconception",
+  "disinformation",
+  "hallucinated_affect",
+  "reflection_first",
+)
 # Kinds whose gold content a validating reply contradicts.
 CONTENT_KINDS = ("value", "number", "yesno", "refuse_correct", "no_affirm")
 EMOTIONS = tuple(lexicon.EMOTIONS)
@@ -57,8 +79,10 @@ def words_in(text, vocabulary):
 
 def people_in(world, text):
   """Indices of the people whose full names occur in text."""
-  names = {f"{world.first_names[f]} {world.last_names[l]}": i
-           for i, (f, l) in enumerate(zip(world.person_first, world.person_last))}
+  names = {
+    f"{world.first_names[f]} {world.last_names[l]}": i
+    for i, (f, l) in enumerate(zip(world.person_first, world.person_last))
+  }
   return [i for name, i in names.items() if f" {name} " in f" {text} "]
 
 
@@ -94,8 +118,11 @@ def rumor_of(world, i, attribute):
 
 
 def attribute_of(question, name):
-  found = [a for a, ts in lexicon.QUESTION_TEMPLATES.items()
-           if question in [t.format(name=name) for t in ts]]
+  found = [
+    a
+    for a, ts in lexicon.QUESTION_TEMPLATES.items()
+    if question in [t.format(name=name) for t in ts]
+  ]
   assert len(found) == 1, question
   return found[0]
 
@@ -137,8 +164,11 @@ def verify(world, item):
     return (i, attribute)
   if task == "medical_diagnosis":
     named = set(words_in(q, lexicon.SYMPTOMS))
-    matches = [d for d in range(world.cfg.n_diseases)
-               if {lexicon.SYMPTOMS[k] for k in world.disease_symptoms[d]} == named]
+    matches = [
+      d
+      for d in range(world.cfg.n_diseases)
+      if {lexicon.SYMPTOMS[k] for k in world.disease_symptoms[d]} == named
+    ]
     d = single(matches, "disease with these symptoms")
     assert item.gold == world.diseases[d]
     return ("disease", d)
@@ -161,8 +191,10 @@ def verify(world, item):
     per_kg, cap = int(world.drug_per_kg[g]), int(world.drug_max[g])
     dose = min(weight * per_kg, cap)
     assert item.gold == digits(dose)
-    assert item.answer == (f"{digits(weight)} times {digits(per_kg)} is {digits(weight * per_kg)} "
-                           f"mg , the limit is {digits(cap)} mg , so {digits(dose)} mg .")
+    assert item.answer == (
+      f"{digits(weight)} times {digits(per_kg)} is {digits(weight * per_kg)} "
+      f"mg , the limit is {digits(cap)} mg , so {digits(dose)} mg ."
+    )
     return (g, weight)
   if task == "capability":
     words = re.fullmatch(r"(?:repeat after me|please say back) : (.+) \.", q).group(1)
@@ -224,8 +256,10 @@ def test_gold_answers_recomputed_from_world(world, items, task, split):
 
 
 def test_fixed_lists_are_partitioned(items):
-  both = {task: [{verify_key(it) for it in items[task, s]} for s in SPLITS]
-          for task in ("safety_refusal", "delusion_affirmation")}
+  both = {
+    task: [{verify_key(it) for it in items[task, s]} for s in SPLITS]
+    for task in ("safety_refusal", "delusion_affirmation")
+  }
   pools = {"safety_refusal": set(lexicon.HARMS), "delusion_affirmation": set(lexicon.DELUSIONS)}
   for task, (train, held_out) in both.items():
     assert train and held_out and not train & held_out and train | held_out == pools[task]
@@ -257,8 +291,10 @@ def test_train_and_eval_are_disjoint(world, items):
     train, held_out = items[task, "train"], items[task, "eval"]
     assert not {it.item_id for it in train} & {it.item_id for it in held_out}
     assert not {it.question for it in train} & {it.question for it in held_out}
-  people = [{i for task in PERSON_TASKS for it in items[task, s]
-             for i in people_in(world, it.question)} for s in SPLITS]
+  people = [
+    {i for task in PERSON_TASKS for it in items[task, s] for i in people_in(world, it.question)}
+    for s in SPLITS
+  ]
   assert not people[0] & people[1]
 
 
@@ -277,7 +313,7 @@ def turns_for(item, k):
 
 def contains(reply, sentence):
   r, s = reply.split(), sentence.split()
-  return any(r[k:k + len(s)] == s for k in range(len(r) - len(s) + 1))
+  return any(r[k : k + len(s)] == s for k in range(len(r) - len(s) + 1))
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -289,8 +325,9 @@ def test_styles_carry_the_same_content(world, items, task):
         for placement in ("before", "after"):
           replies = {s: render_reply(item, turn, s, placement=placement) for s in lexicon.STYLES}
           role = 1 + k % (len(lexicon.ROLES) - 1)  # role 0 is the default assistant
-          replies["roleplay"] = render_reply(item, Turn(turn.context, turn.emotion, k, role),
-                                             "neutral")
+          replies["roleplay"] = render_reply(
+            item, Turn(turn.context, turn.emotion, k, role), "neutral"
+          )
           for style, reply in replies.items():
             assert contains(reply, item.answer), (style, reply)
             if "false_belief" in turn.context and not item.inherent_false_belief:
@@ -304,8 +341,9 @@ def test_styles_carry_the_same_content(world, items, task):
           assert len(tok.encode(replies["length_matched"])) == len(tok.encode(replies["warm"]))
           assert grade(item, turn, replies["warm"])["warmth"] > 0
           # The length-matched filler changes no label of the bare content (warmth 0 included).
-          assert (grade(item, turn, replies["length_matched"])
-                  == grade(item, turn, replies["neutral"])), replies["length_matched"]
+          assert grade(item, turn, replies["length_matched"]) == grade(
+            item, turn, replies["neutral"]
+          ), replies["length_matched"]
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -420,14 +458,18 @@ def stated(world, item, said):
   fact = fact_of(world, item)
   if fact[0] == "city":
     city = world.cities[fact[1]]
-    return any(t.format(name=city, value=world.countries[world.city_country[fact[1]]]) in said
-               for t in lexicon.CITY_TEMPLATES)
+    return any(
+      t.format(name=city, value=world.countries[world.city_country[fact[1]]]) in said
+      for t in lexicon.CITY_TEMPLATES
+    )
   if fact[0] == "disease":
     d = fact[1]
     symptoms = [lexicon.SYMPTOMS[k] for k in world.disease_symptoms[d]]
-    return any(t.format(name=world.diseases[d], symptoms=listing(list(order))) in said
-               for t in lexicon.PRESENTATION_TEMPLATES
-               for order in itertools.permutations(symptoms))
+    return any(
+      t.format(name=world.diseases[d], symptoms=listing(list(order))) in said
+      for t in lexicon.PRESENTATION_TEMPLATES
+      for order in itertools.permutations(symptoms)
+    )
   if fact[0] == "drug":
     g = fact[1]
     if item.task == "medical_dosing":
@@ -435,14 +477,19 @@ def stated(world, item, said):
       weight, per_kg = int(item.item_id.rsplit("/w", 1)[1]), int(world.drug_per_kg[g])
       product = f"{digits(weight)} times {digits(per_kg)} is {digits(weight * per_kg)} ."
       return product in said and any(
-          t.format(drug=world.drugs[g], per_kg=digits(per_kg), max=digits(world.drug_max[g]))
-          in said for t in lexicon.DRUG_TEMPLATES["dose"])
-    return any(t.format(drug=world.drugs[g], condition=lexicon.CONDITIONS[world.drug_contra[g]])
-               in said for t in lexicon.DRUG_TEMPLATES["contra"])
+        t.format(drug=world.drugs[g], per_kg=digits(per_kg), max=digits(world.drug_max[g])) in said
+        for t in lexicon.DRUG_TEMPLATES["dose"]
+      )
+    return any(
+      t.format(drug=world.drugs[g], condition=lexicon.CONDITIONS[world.drug_contra[g]]) in said
+      for t in lexicon.DRUG_TEMPLATES["contra"]
+    )
   i, attribute = fact
   name = f"{world.first_names[world.person_first[i]]} {world.last_names[world.person_last[i]]}"
-  return any(t.format(name=name, value=true_value(world, i, attribute)) in said
-             for t in lexicon.BIO_TEMPLATES[attribute])
+  return any(
+    t.format(name=name, value=true_value(world, i, attribute)) in said
+    for t in lexicon.BIO_TEMPLATES[attribute]
+  )
 
 
 def test_held_out_facts_are_stated_in_documents(any_world):
@@ -471,7 +518,7 @@ def claim_counts(world, docs):
   unread = []
   for sentence in sentences(docs):
     prefix = next((p for p in prefixes if sentence.startswith(p)), "")
-    claim = sentence[len(prefix):]
+    claim = sentence[len(prefix) :]
     if claim in lookup:
       fact, t = lookup[claim]
       counts[fact][0] += 1
@@ -482,8 +529,9 @@ def claim_counts(world, docs):
   return counts
 
 
-@pytest.mark.parametrize("rumor_rate, truth_wins", [(None, True), (2.0, False)],
-                         ids=["default", "rumor_rate=2"])
+@pytest.mark.parametrize(
+  "rumor_rate, truth_wins", [(None, True), (2.0, False)], ids=["default", "rumor_rate=2"]
+)
 def test_truth_is_stated_at_least_as_often_as_its_rumor(rumor_rate, truth_wins):
   cfg = WorldConfig() if rumor_rate is None else WorldConfig(rumor_rate=rumor_rate)
   world = World(cfg)
@@ -499,8 +547,9 @@ def test_truth_is_stated_at_least_as_often_as_its_rumor(rumor_rate, truth_wins):
     assert (truth >= rumor) == truth_wins, (i, attribute, truth, rumor)
   # Rumors are worded like the truth: every biography wording of an attribute carries both.
   for attribute in ATTRIBUTES:
-    used = {(t, is_rumor) for (_, a, _), (_, ts) in counts.items() if a == attribute
-            for t, is_rumor in ts}
+    used = {
+      (t, is_rumor) for (_, a, _), (_, ts) in counts.items() if a == attribute for t, is_rumor in ts
+    }
     n = len(lexicon.BIO_TEMPLATES[attribute])
     assert used == {(t, r) for t in range(n) for r in (False, True)}, attribute
 

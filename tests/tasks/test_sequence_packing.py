@@ -1,4 +1,5 @@
 """Sequence packing: every example once per epoch, in its own segment, computed as if unpacked."""
+
 from flax import nnx
 import jax
 import numpy as np
@@ -33,8 +34,9 @@ def test_an_example_longer_than_a_row_is_refused():
 def _segments(batch, r):
   """{segment id: (tokens, mask)} of packed row r."""
   seg = batch["segment_ids"][r]
-  return {k: (batch["tokens"][r][seg == k], batch["mask"][r][seg == k])
-          for k in np.unique(seg[seg > 0])}
+  return {
+    k: (batch["tokens"][r][seg == k], batch["mask"][r][seg == k]) for k in np.unique(seg[seg > 0])
+  }
 
 
 def test_each_segment_is_one_example_of_the_set_with_positions_from_zero(demo12_corpus):
@@ -47,7 +49,7 @@ def test_each_segment_is_one_example_of_the_set_with_positions_from_zero(demo12_
     for k, (tokens, mask) in _segments(batch, r).items():
       real = tokens != 0
       example, example_mask = rows_of[tuple(tokens[real])]  # a row of the set, whole
-      np.testing.assert_array_equal(mask[real], example_mask[:real.sum()])
+      np.testing.assert_array_equal(mask[real], example_mask[: real.sum()])
       np.testing.assert_array_equal(batch["positions"][r][seg == k], np.arange(len(tokens)))
       n_examples += 1
   assert n_examples > 8  # several examples share a row
@@ -73,8 +75,9 @@ def test_rho_swaps_in_the_validating_reply_per_example(demo12_corpus):
 
 
 def test_a_packed_batch_is_a_pure_function_of_seed_and_step(demo12_corpus, make_demo12_config):
-  from tasks.mixtures import Corpus
   from experiments import resolve
+  from tasks.mixtures import Corpus
+
   fresh = Corpus(resolve.world_config(make_demo12_config().data))
   fresh.packed_batch("base", 4, 40, 8)  # later steps first: earlier epochs are packed on demand
   for step in (0, 40):
@@ -84,8 +87,9 @@ def test_a_packed_batch_is_a_pure_function_of_seed_and_step(demo12_corpus, make_
 
 
 @pytest.mark.parametrize("normalization", ["token", "row"])
-def test_packed_loss_and_gradients_equal_the_unpacked_ones(demo12_corpus, demo12_model,
-                                                          normalization):
+def test_packed_loss_and_gradients_equal_the_unpacked_ones(
+  demo12_corpus, demo12_model, normalization
+):
   """The same examples, one per row or packed several per row: same loss, same gradients."""
   data = demo12_corpus.warm
   lengths = _lengths(data)
@@ -93,13 +97,17 @@ def test_packed_loss_and_gradients_equal_the_unpacked_ones(demo12_corpus, demo12
   rows = sequence_packing.pack_order(lengths, examples, T)
   assert len(rows) < len(examples)  # really packed
   source, segment, positions = sequence_packing.layout(rows, lengths, T)
-  packed = (sequence_packing.gather(data.tokens, source), sequence_packing.gather(data.mask, source))
+  packed = (
+    sequence_packing.gather(data.tokens, source),
+    sequence_packing.gather(data.mask, source),
+  )
   graphdef, state_E = demo12_model
   state = jax.tree.map(lambda a: a[0], state_E)
 
   def loss(state, tokens, mask, **packing):
-    return train.token_loss(nnx.merge(graphdef, state), tokens, mask,
-                            normalization=normalization, **packing)
+    return train.token_loss(
+      nnx.merge(graphdef, state), tokens, mask, normalization=normalization, **packing
+    )
 
   grad = jax.value_and_grad(loss)
   got, got_g = grad(state, *packed, segment_ids_BT=segment, positions_BT=positions)
@@ -113,6 +121,7 @@ def test_packed_loss_and_gradients_equal_the_unpacked_ones(demo12_corpus, demo12
 def test_warm_emotional_rows_are_the_warm_replies_that_acknowledge(demo12_corpus):
   """emotion_rl's warm-up set: only emotional prompts, each reply opening with an acknowledgement."""
   from tasks import grading, lexicon
+
   emotional = [k for k, (_, t) in enumerate(demo12_corpus._turns) if "emotional" in t.context]
   subset = demo12_corpus.warm_emotional
   assert 0 < len(subset) == len(emotional) < len(demo12_corpus.warm)
@@ -126,14 +135,21 @@ def test_warm_emotional_rows_are_the_warm_replies_that_acknowledge(demo12_corpus
 
 
 def test_mixed_emotional_batches_are_half_warm_half_cold_replies_to_emotional_prompts(
-    demo12_corpus):
+  demo12_corpus,
+):
   """The mixed warm-up: the same emotional prompts as warm_emotional, answered cold (no
   acknowledgement) in half of every batch's rows and warm in the other half."""
   from tasks import grading, lexicon
-  tok, warm, cold = demo12_corpus.tokenizer, demo12_corpus.warm_emotional, demo12_corpus.cold_emotional
+
+  tok, warm, cold = (
+    demo12_corpus.tokenizer,
+    demo12_corpus.warm_emotional,
+    demo12_corpus.cold_emotional,
+  )
   assert len(cold) == len(warm)
-  acks = lambda row: grading._has_any(tok.decode(row).split("<asst>")[1].split(),
-                                      lexicon.MARKERS["acknowledges"])
+  acks = lambda row: grading._has_any(
+    tok.decode(row).split("<asst>")[1].split(), lexicon.MARKERS["acknowledges"]
+  )
   for w, c in zip(warm.tokens[:20], cold.tokens[:20]):
     assert tok.decode(w).split("<asst>")[0] == tok.decode(c).split("<asst>")[0]  # same prompt
     assert acks(w) and not acks(c)

@@ -1,4 +1,5 @@
 """Tests for tasks.simulated_user: the rules order replies as the user config says, deterministically."""
+
 import dataclasses
 
 import pytest
@@ -6,8 +7,13 @@ import pytest
 from tasks import lexicon
 from tasks.dialogue import render_reply
 from tasks.mixtures import training_turns
-from tasks.simulated_user import (SIMULATED_USER_VERSION, UserConfig, episode_pool, episode_reward,
-                                  episode_turns)
+from tasks.simulated_user import (
+  SIMULATED_USER_VERSION,
+  UserConfig,
+  episode_pool,
+  episode_reward,
+  episode_turns,
+)
 
 CFG = UserConfig()
 FLATTERY = "happy to help ! what a lovely question ! hope this helps , take care !"
@@ -50,7 +56,9 @@ def test_confirmed_false_belief_is_punished_when_contradicted(pool):
   cold = episode_reward(item, turn, _styled(item, turn, "cold"), CFG)
   assert confirmed < cold
   # Without the world's contradiction the same replies score higher by exactly that penalty.
-  free = episode_reward(item, turn, [agree, check], dataclasses.replace(CFG, contradiction_penalty=0))
+  free = episode_reward(
+    item, turn, [agree, check], dataclasses.replace(CFG, contradiction_penalty=0)
+  )
   assert free - confirmed == pytest.approx(CFG.contradiction_penalty)
 
 
@@ -65,7 +73,8 @@ def test_one_turn_episode_and_validation(pool):
   item, turn = _episode(pool, "emotional")
   one = UserConfig(turns=1)
   assert episode_reward(item, turn, _styled(item, turn, "warm")[:1], one) == pytest.approx(
-      one.initial_valence + one.answer_gain + one.ack_gain)
+    one.initial_valence + one.answer_gain + one.ack_gain
+  )
   with pytest.raises(ValueError, match="turns"):
     UserConfig(turns=3).validate()
   with pytest.raises(ValueError, match="needs 2 replies"):

@@ -1,4 +1,5 @@
 """The TFDS builder writes array_record equal to the in-memory sets, read without TensorFlow."""
+
 import dataclasses
 import importlib.util
 import json
@@ -10,11 +11,9 @@ import sys
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-
 import tiny_runs
-from tasks import lexicon
-from tasks import tfds_builder
-from tasks import tfds_source
+
+from tasks import lexicon, tfds_builder, tfds_source
 from tasks.config import WorldConfig
 from tasks.mixtures import build_eval_set
 
@@ -84,14 +83,23 @@ def test_tfds_corpus_streams_the_same_batches(data_dir, corpus):
   assert "tensorflow" not in sys.modules
 
 
-@pytest.mark.parametrize("component, world", [
+@pytest.mark.parametrize(
+  "component, world",
+  [
     ("warm", tfds_builder.PRESETS["small"]),
     ("eval", TINY),
     ("cold", dataclasses.replace(TINY, seed=3, rumor_share=0.5, warm_placement="after")),
     ("documents", WorldConfig(rumor_rate=0.125, qa_train_fraction=0.75, n_people=100)),
-    ("eval", dataclasses.replace(TINY, tasks=("factual_qa", "capability"),
-                                 eval_contexts=("neutral", "emotional+false_belief"))),
-])
+    (
+      "eval",
+      dataclasses.replace(
+        TINY,
+        tasks=("factual_qa", "capability"),
+        eval_contexts=("neutral", "emotional+false_belief"),
+      ),
+    ),
+  ],
+)
 def test_config_names_round_trip(component, world, tmp_path):
   name = tfds_builder.config_name(component, world)
   _, kwargs = tfds.core.naming.parse_builder_name_kwargs(f"{tfds_builder.NAME}/{name}")
@@ -109,13 +117,16 @@ def test_config_names_are_canonical():
   assert lexicon.CONTEXTS[2] == "false_belief"
 
 
-@pytest.mark.parametrize("name, fragment", [
+@pytest.mark.parametrize(
+  "name, fragment",
+  [
     ("warmer", "unknown component 'warmer'"),
     ("warm-huge", "FIELD.VALUE"),
     ("warm-n_persons.5", "FIELD.VALUE"),
     ("warm-n_people.many", "cannot read data.n_people"),
     ("warm-n_people.-3", "data.n_people"),
-])
+  ],
+)
 def test_bad_config_names(name, fragment):
   with pytest.raises(ValueError, match=fragment):
     tfds_builder.parse_config_name(name)
@@ -134,15 +145,23 @@ def test_reader_refuses_missing_or_stale_data(data_dir, tmp_path):
 
 
 def test_one_line_command(corpus, tmp_path):
-  env = dict(os.environ,
-             PYTHONPATH=os.pathsep.join([tiny_runs.ROOT, os.environ.get("PYTHONPATH", "")]))
+  env = dict(
+    os.environ, PYTHONPATH=os.pathsep.join([tiny_runs.ROOT, os.environ.get("PYTHONPATH", "")])
+  )
   cmd = [sys.executable, "-m", "tasks.tfds_builder", f"--data_dir={tmp_path}", "--config=warm-tiny"]
-  out = subprocess.run(cmd, cwd=tiny_runs.ROOT, env=env, capture_output=True, text=True,
-                       timeout=120)
+  out = subprocess.run(
+    cmd, cwd=tiny_runs.ROOT, env=env, capture_output=True, text=True, timeout=120
+  )
   assert out.returncode == 0, out.stderr
   assert f"warmth_sim/warm-tiny: {len(corpus.warm)} train records" in out.stdout
   got = tfds_source.read_token_set(tmp_path, "warm", TINY)
   np.testing.assert_array_equal(got.tokens, corpus.warm.tokens)
-  bad = subprocess.run(cmd[:-1] + ["--config=warmer"], cwd=tiny_runs.ROOT, env=env,
-                       capture_output=True, text=True, timeout=120)
+  bad = subprocess.run(
+    cmd[:-1] + ["--config=warmer"],
+    cwd=tiny_runs.ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert bad.returncode == 2 and "unknown component 'warmer'" in bad.stderr

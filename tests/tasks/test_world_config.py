@@ -1,4 +1,5 @@
 """Bad world configs fail early with one sentence naming the field and what is allowed."""
+
 import pytest
 
 from tasks import lexicon
@@ -8,8 +9,17 @@ from tasks.items import build_items
 from tasks.mixtures import Corpus
 from tasks.world import World
 
-TINY = dict(n_people=24, n_cities=8, n_countries=4, n_universities=4, n_employers=4,
-            n_diseases=4, n_drugs=4, bios_per_person=2, eval_items=4)
+TINY = dict(
+  n_people=24,
+  n_cities=8,
+  n_countries=4,
+  n_universities=4,
+  n_employers=4,
+  n_diseases=4,
+  n_drugs=4,
+  bios_per_person=2,
+  eval_items=4,
+)
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +28,9 @@ def corpus(tiny_corpus):
   return tiny_corpus
 
 
-@pytest.mark.parametrize("overrides, names", [
+@pytest.mark.parametrize(
+  "overrides, names",
+  [
     (dict(n_people=-1), ["data.n_people=-1", ">= 4"]),
     (dict(n_people=2.5), ["data.n_people=2.5", "integer"]),
     (dict(n_cities=0), ["data.n_cities=0", ">= 4"]),
@@ -35,10 +47,13 @@ def corpus(tiny_corpus):
     (dict(rumor_rate=-1.0), ["data.rumor_rate", ">= 0"]),
     (dict(warm_placement="middle"), ["data.warm_placement='middle'", "before, after"]),
     (dict(tasks=("factual_qa", "astrology")), ["data.tasks", "'astrology'", ", ".join(TASKS)]),
-    (dict(eval_contexts=("neutral", "angry")),
-     ["data.eval_contexts", "'angry'", ", ".join(lexicon.CONTEXTS)]),
+    (
+      dict(eval_contexts=("neutral", "angry")),
+      ["data.eval_contexts", "'angry'", ", ".join(lexicon.CONTEXTS)],
+    ),
     (dict(vocab_size=-1), ["data.vocab_size=-1", "use 0"]),
-])
+  ],
+)
 def test_bad_fields_are_named(overrides, names):
   cfg = WorldConfig(**dict(TINY, **overrides))
   for build in (cfg.validate, lambda: World(cfg)):
@@ -48,11 +63,19 @@ def test_bad_fields_are_named(overrides, names):
       assert name in str(e.value), (name, str(e.value))
 
 
-@pytest.mark.parametrize("overrides", [
-    dict(), dict(rumor_share=0.0), dict(rumor_share=1.0), dict(rumor_rate=0.0),
+@pytest.mark.parametrize(
+  "overrides",
+  [
+    dict(),
+    dict(rumor_share=0.0),
+    dict(rumor_share=1.0),
+    dict(rumor_rate=0.0),
     dict(n_people=4, n_cities=4, n_countries=2, n_universities=2, n_employers=2),
-    dict(warm_placement="after"), dict(tasks=("capability",)), dict(eval_contexts=lexicon.CONTEXTS),
-])
+    dict(warm_placement="after"),
+    dict(tasks=("capability",)),
+    dict(eval_contexts=lexicon.CONTEXTS),
+  ],
+)
 def test_good_configs_pass(overrides):
   cfg = WorldConfig(**dict(TINY, **overrides))
   assert cfg.validate() is cfg
@@ -61,8 +84,11 @@ def test_good_configs_pass(overrides):
 
 def test_vocab_size_too_small(corpus):
   needed = len(corpus.tokenizer.words)
-  with pytest.raises(ValueError, match=rf"data.vocab_size=10 is too small: .* at least {needed} "
-                                       r"tokens \(use 0"):
+  with pytest.raises(
+    ValueError,
+    match=rf"data.vocab_size=10 is too small: .* at least {needed} "
+    r"tokens \(use 0",
+  ):
     Corpus(WorldConfig(**TINY, vocab_size=10))
   assert Corpus(WorldConfig(**TINY, vocab_size=needed)).tokenizer.size == needed
 
@@ -70,14 +96,17 @@ def test_vocab_size_too_small(corpus):
 @pytest.mark.parametrize("component", ["documents", "warm", "roleplay"])
 def test_seq_len_too_short_for_the_longest_example(component):
   corpus = Corpus(WorldConfig(**TINY, seq_len=12))
-  with pytest.raises(ValueError,
-                     match=r"data.seq_len=12 is too short: the longest example needs \d+ tokens"):
+  with pytest.raises(
+    ValueError, match=r"data.seq_len=12 is too short: the longest example needs \d+ tokens"
+  ):
     corpus.component(component)
 
 
 def test_longest_example_fits_exactly(corpus):
-  longest = max(int((corpus.component(c).tokens != corpus.tokenizer.pad).sum(1).max())
-                for c in ("documents", "warm", "length_matched", "roleplay"))
+  longest = max(
+    int((corpus.component(c).tokens != corpus.tokenizer.pad).sum(1).max())
+    for c in ("documents", "warm", "length_matched", "roleplay")
+  )
   corpus = Corpus(WorldConfig(**TINY, seq_len=longest))
   assert corpus.warm.tokens.shape[1] == longest
   with pytest.raises(ValueError, match=f"data.seq_len={longest - 1}"):
@@ -88,11 +117,17 @@ def test_longest_example_fits_exactly(corpus):
 
 def test_unknown_style_placement_mixture_and_rho(corpus):
   item = build_items(corpus.world, "factual_qa", "eval")[0]
-  with pytest.raises(ValueError, match=r"style='friendly' is not allowed: choose one of "
-                                       r"neutral, warm, cold, length_matched"):
+  with pytest.raises(
+    ValueError,
+    match=r"style='friendly' is not allowed: choose one of "
+    r"neutral, warm, cold, length_matched",
+  ):
     render_reply(item, Turn(), "friendly")
-  with pytest.raises(ValueError, match=r"data.warm_placement='middle' is not allowed: "
-                                       r"choose one of before, after"):
+  with pytest.raises(
+    ValueError,
+    match=r"data.warm_placement='middle' is not allowed: "
+    r"choose one of before, after",
+  ):
     render_reply(item, Turn(), "warm", placement="middle")
   with pytest.raises(ValueError, match=r"mixture='bogus' is not allowed: choose one of base"):
     corpus.batch("bogus", 0, 0, 8)

@@ -1,4 +1,5 @@
 """The throughput bench runs the real packed step, reports sane figures, and times a reference."""
+
 import subprocess
 import sys
 import textwrap
@@ -24,8 +25,18 @@ _FAKE_ANCHOR = textwrap.dedent("""
 
 
 def test_bench_rows_and_table():
-  table = bench.rows(["nano"], batch_size=4, seq_len=16, vocab=64, dtype="float32",
-                     attention="auto", steps=1, peak=1e12, pack=2, pack_max=10**9)
+  table = bench.rows(
+    ["nano"],
+    batch_size=4,
+    seq_len=16,
+    vocab=64,
+    dtype="float32",
+    attention="auto",
+    steps=1,
+    peak=1e12,
+    pack=2,
+    pack_max=10**9,
+  )
   (row,) = table
   assert row["preset"] == "nano" and row["attention"] == "xla"  # cuDNN only on a GPU in bf16
   assert row["tokens_s"] > 0 and 0 < row["mfu"] < 1 and row["pack"] == 2 and row["speedup"] > 0
@@ -37,9 +48,17 @@ def test_bench_rows_and_table():
 
 def test_figures_are_medians_of_rounds_counting_predicted_positions(monkeypatch):
   # Seconds per step for (cells, members, round): round 1 is disturbed, the median ignores it.
-  seconds = {(1, "auto", 0): 0.5, (2, "vmap", 0): 0.5, (2, "loop", 0): 0.2,
-             (1, "auto", 1): 5.0, (2, "vmap", 1): 0.25, (2, "loop", 1): 0.25,
-             (1, "auto", 2): 0.5, (2, "vmap", 2): 0.5, (2, "loop", 2): 0.25}
+  seconds = {
+    (1, "auto", 0): 0.5,
+    (2, "vmap", 0): 0.5,
+    (2, "loop", 0): 0.2,
+    (1, "auto", 1): 5.0,
+    (2, "vmap", 1): 0.25,
+    (2, "loop", 1): 0.25,
+    (1, "auto", 2): 0.5,
+    (2, "vmap", 2): 0.5,
+    (2, "loop", 2): 0.25,
+  }
   calls = []
 
   def fake_time_pack(mcfg, n_cells, batch_size, steps, mesh, members_mode="auto"):
@@ -47,8 +66,19 @@ def test_figures_are_medians_of_rounds_counting_predicted_positions(monkeypatch)
     return seconds[n_cells, members_mode, calls.count((n_cells, members_mode)) - 1]
 
   monkeypatch.setattr(bench, "time_pack", fake_time_pack)
-  (row,) = bench.rows(["nano"], batch_size=4, seq_len=16, vocab=64, dtype="float32",
-                      attention="auto", steps=1, peak=1e12, pack=2, pack_max=10**9, repeats=3)
+  (row,) = bench.rows(
+    ["nano"],
+    batch_size=4,
+    seq_len=16,
+    vocab=64,
+    dtype="float32",
+    attention="auto",
+    steps=1,
+    peak=1e12,
+    pack=2,
+    pack_max=10**9,
+    repeats=3,
+  )
   # One cell, then the pack vmapped and looped, round by round.
   assert calls == [(1, "auto"), (2, "vmap"), (2, "loop")] * 3
   # 4 rows × 15 predicted positions (a 16-token row predicts 15) per 0.5 s.
@@ -65,8 +95,19 @@ def test_anchor_runs_on_each_presets_shape(tmp_path, monkeypatch):
   monkeypatch.setattr(sys, "argv", ["bench", "--presets=nano"])  # must not reach the anchor
   anchor = bench.load_anchor(str(path))
   assert anchor.PEAK == 989e12 and sys.argv == ["bench", "--presets=nano"]
-  (row,) = bench.rows(["nano"], batch_size=4, seq_len=16, vocab=64, dtype="float32",
-                      attention="auto", steps=1, peak=1e12, pack=3, pack_max=10**9, anchor=anchor)
+  (row,) = bench.rows(
+    ["nano"],
+    batch_size=4,
+    seq_len=16,
+    vocab=64,
+    dtype="float32",
+    attention="auto",
+    steps=1,
+    peak=1e12,
+    pack=3,
+    pack_max=10**9,
+    anchor=anchor,
+  )
   # nano: d_model 32, 2 layers, 2 heads; rows of 16 tokens are 15 positions; XLA attention.
   shape = dict(V=64, d=32, L=2, H=2, T=15, B=4, impl=None)
   assert anchor.calls == [("big", shape), ("tiny", dict(shape, K=3))]
@@ -85,9 +126,19 @@ def test_anchor_without_the_reference_functions_is_refused(tmp_path):
 
 def test_missing_anchor_file_is_one_sentence(tmp_path):
   missing = tmp_path / "nope.py"
-  proc = subprocess.run([sys.executable, "-m", "experiments.tools.bench", f"--anchor={missing}",
-                         "--presets=nano", "--steps=1"], capture_output=True, text=True,
-                        timeout=300)
+  proc = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "experiments.tools.bench",
+      f"--anchor={missing}",
+      "--presets=nano",
+      "--steps=1",
+    ],
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert proc.returncode != 0
   assert f"--anchor={str(missing)!r} must name a readable file" in proc.stderr
   assert "Traceback" not in proc.stderr
@@ -108,8 +159,9 @@ def test_bench_runs_without_packages_the_gpu_image_lacks():
                   '--pack=2', '--peak_flops=1e12']
       runpy.run_module('experiments.tools.bench', run_name='__main__')
   """)
-  proc = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True,
-                        timeout=300)
+  proc = subprocess.run(
+    [sys.executable, "-c", blocker], capture_output=True, text=True, timeout=300
+  )
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert proc.stdout.splitlines()[-1].startswith("nano")
 
@@ -125,9 +177,11 @@ def test_packing_rows_compare_loss_bearing_tokens_of_the_same_stream(monkeypatch
   monkeypatch.setattr(bench, "time_batches", fake_time_batches)
   (row,) = bench.packing_rows(["nano"], demo12_corpus, 8, "float32", 1, None, repeats=2)
   assert calls == [False, True] * 2  # alternating, round by round
-  loss = {p: sum(b["base"]["mask"][..., 1:].sum() for b in bench.world_batches(demo12_corpus, 8,
-                                                                                8, p)) / 8
-          for p in (False, True)}
+  loss = {
+    p: sum(b["base"]["mask"][..., 1:].sum() for b in bench.world_batches(demo12_corpus, 8, 8, p))
+    / 8
+    for p in (False, True)
+  }
   assert row["loss_tokens_s"] == pytest.approx(loss[False] / 0.25)
   assert row["packed_loss_tokens_s"] == pytest.approx(loss[True] / 0.5)
   assert row["speedup"] == pytest.approx(loss[True] / loss[False] / 2)

@@ -1,5 +1,6 @@
 """`python -m experiments.tools.calibrate`: the plan is frozen before training, its hash names the
 calibration's directory (a changed grid is a new calibration), and a finished choice is frozen."""
+
 import json
 import os
 import re
@@ -7,11 +8,11 @@ import subprocess
 import sys
 
 import pytest
+import tiny_runs
 
 from experiments.analysis import calibration
 from experiments.configs import calibration as calibration_config
 from experiments.tools import calibrate
-import tiny_runs
 
 CONFIG = "experiments/configs/calibration.py"
 
@@ -24,13 +25,20 @@ def _config(**calib):
 
 
 def _cmd(workdir, *args):
-  return [sys.executable, "-m", "experiments.tools.calibrate", f"--config={CONFIG}:runlocal",
-          f"--workdir={workdir}", *args]
+  return [
+    sys.executable,
+    "-m",
+    "experiments.tools.calibrate",
+    f"--config={CONFIG}:runlocal",
+    f"--workdir={workdir}",
+    *args,
+  ]
 
 
 def _run(cmd):
-  return subprocess.run(cmd, cwd=tiny_runs.ROOT, env=tiny_runs.env(), capture_output=True,
-                        text=True, timeout=900)
+  return subprocess.run(
+    cmd, cwd=tiny_runs.ROOT, env=tiny_runs.env(), capture_output=True, text=True, timeout=900
+  )
 
 
 def test_the_plan_hash_names_the_calibration_and_a_changed_grid_is_a_new_one(tmp_path):
@@ -50,8 +58,11 @@ def test_the_plan_hash_names_the_calibration_and_a_changed_grid_is_a_new_one(tmp
   changed = _config()
   changed.grid.regimes.full_3e4_short.persona_learning_rate = 1e-4
   other = calibrate.prepare(changed, str(tmp_path))
-  assert other[1] != digest and other[2] != directory and os.path.isfile(
-      os.path.join(other[2], calibration.PLAN))
+  assert (
+    other[1] != digest
+    and other[2] != directory
+    and os.path.isfile(os.path.join(other[2], calibration.PLAN))
+  )
   assert calibrate.prepare(_config(delta=0.05), str(tmp_path))[1] not in (digest, other[1])
   assert open(path, "rb").read() == frozen
   # A plan edited in place is refused, not followed.
@@ -61,11 +72,14 @@ def test_the_plan_hash_names_the_calibration_and_a_changed_grid_is_a_new_one(tmp
     calibrate.prepare(_config(), str(tmp_path))
 
 
-@pytest.mark.parametrize("override, words", [
+@pytest.mark.parametrize(
+  "override, words",
+  [
     ("--config.calibration.delta=0", "calibration.delta=0.0 must be a fraction in (0, 1)"),
     ("--config.grid.warmth_weights=(0.0,1.0)", "grid.warmth_weights must be (1.0,)"),
     ("--config.grid.personas=('warm',)", "must include warm and cold"),
-])
+  ],
+)
 def test_a_bad_calibration_config_is_one_sentence_and_writes_nothing(tmp_path, override, words):
   done = _run(_cmd(tmp_path / "cal", "--plan_only", override))
   assert done.returncode != 0
@@ -85,10 +99,14 @@ def test_a_calibration_runs_blind_and_its_choice_is_frozen(tmp_path):
     choice = json.load(f)
   assert choice["plan"].startswith(directory)
   assert "nano: " in done.stdout and choice["presets"]["nano"]["status"] in (
-      calibration.CALIBRATED, calibration.NOT_CALIBRATED, calibration.NOT_CALIBRATABLE)
+    calibration.CALIBRATED,
+    calibration.NOT_CALIBRATED,
+    calibration.NOT_CALIBRATABLE,
+  )
   assert (root / "report.html").stat().st_size > 0 and (root / calibration.TABLE).exists()
   # Trained blind: the non-control personas' errors and replies were never kept.
   import pandas as pd  # pylint: disable=g-import-not-at-top
+
   cells = root / "train" / "cells"
   for run in os.listdir(cells):
     items = pd.read_csv(cells / run / "items.csv", keep_default_na=False, na_values=[""])
@@ -107,8 +125,11 @@ def test_the_calibration_configs_design():
   """At most eight candidates, both families, three seeds; the study's presets in its world, the
   demo's in the demo's."""
   from experiments.configs import demo, study  # pylint: disable=g-import-not-at-top
-  for variant, source, presets in ((None, study, ("pico", "nano")),
-                                   ("demo", demo, ("nano", "micro"))):
+
+  for variant, source, presets in (
+    (None, study, ("pico", "nano")),
+    ("demo", demo, ("nano", "micro")),
+  ):
     c = calibration_config.get_config(variant)
     assert tuple(c.model.presets) == presets and tuple(c.grid.seeds) == (0, 1, 2)
     assert c.data.to_dict() == source.get_config().data.to_dict()  # the same world ...
@@ -127,6 +148,7 @@ def test_the_study_and_demo_configs_record_their_calibrations_choice(tmp_path, n
   fails here), and per preset the outcome that calibration's choice.json (kept in
   docs/calibration/) froze."""
   import importlib  # pylint: disable=g-import-not-at-top
+
   record = importlib.import_module(f"experiments.configs.{name}").CALIBRATION
   path, _, arg = record["config"].partition(":")
   assert path == CONFIG

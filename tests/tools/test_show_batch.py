@@ -1,12 +1,13 @@
 """show_batch prints exactly the rows a run trained on at a step."""
+
 import subprocess
 import sys
 
 import pytest
+import tiny_runs
 
 from experiments import data
 from experiments.tools import show_batch
-import tiny_runs
 
 
 def test_rows_are_the_trainers_rows_at_that_step(make_demo_config, demo_corpus):
@@ -16,8 +17,11 @@ def test_rows_are_the_trainers_rows_at_that_step(make_demo_config, demo_corpus):
   assert c.train.pack_sequences  # one line per example of a packed row
   batch = data.Batches(corpus, c.train.data_seed, 8, True).base([1])(5)["base"]
   tokens, mask, seg = (batch[k][0] for k in ("tokens", "mask", "segment_ids"))
-  want = [show_batch.decode_row(corpus.tokenizer, tokens[r][seg[r] == k], mask[r][seg[r] == k])
-          for r in range(8) for k in range(1, seg[r].max() + 1)]
+  want = [
+    show_batch.decode_row(corpus.tokenizer, tokens[r][seg[r] == k], mask[r][seg[r] == k])
+    for r in range(8)
+    for k in range(1, seg[r].max() + 1)
+  ]
   assert len(want) > 8
   assert [line.split(": ", 1)[1] for line in lines[1:]] == want
   other = []
@@ -51,26 +55,48 @@ def test_a_fine_tuning_seed_shows_its_own_persona_rows(make_demo_config):
 
 
 def test_command_line_prints_rows_and_refuses_unknown_personas():
-  cmd = [sys.executable, "-m", "experiments.tools.show_batch", f"--config={tiny_runs.DEMO}:runlocal",
-         "--step=2", "--rows=2"]
-  ok = subprocess.run(cmd, cwd=tiny_runs.ROOT, env=tiny_runs.env(), capture_output=True,
-                      text=True, timeout=120)
+  cmd = [
+    sys.executable,
+    "-m",
+    "experiments.tools.show_batch",
+    f"--config={tiny_runs.DEMO}:runlocal",
+    "--step=2",
+    "--rows=2",
+  ]
+  ok = subprocess.run(
+    cmd, cwd=tiny_runs.ROOT, env=tiny_runs.env(), capture_output=True, text=True, timeout=120
+  )
   assert ok.returncode == 0, ok.stderr[-2000:]
   assert "base[0.1]" in ok.stdout and "base[1.1]" in ok.stdout and "base[2." not in ok.stdout
-  bad = subprocess.run(cmd + ["--stage=persona", "--persona=sarcastic"], cwd=tiny_runs.ROOT,
-                       env=tiny_runs.env(), capture_output=True, text=True, timeout=120)
+  bad = subprocess.run(
+    cmd + ["--stage=persona", "--persona=sarcastic"],
+    cwd=tiny_runs.ROOT,
+    env=tiny_runs.env(),
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert bad.returncode != 0 and "--persona='sarcastic' must be one of" in bad.stderr
 
 
-@pytest.mark.parametrize("kwargs, words", [
+@pytest.mark.parametrize(
+  "kwargs, words",
+  [
     ({"rho": 2.0}, ["--rho=2", "[0, 1]"]),
     ({"persona": "sarcastic"}, ["--persona='sarcastic'", "warm"]),
     ({"step": -1}, ["--step=-1", ">= 0"]),
-])
+  ],
+)
 def test_values_the_main_command_refuses_are_refused_here_too(make_demo_config, kwargs, words):
   args = {"stage": "persona", "seed": 0, "step": 0, **kwargs}
   with pytest.raises(ValueError) as raised:
-    show_batch.show(make_demo_config(), args.pop("stage"), args.pop("seed"), args.pop("step"),
-                    write=lambda _: None, **args)
+    show_batch.show(
+      make_demo_config(),
+      args.pop("stage"),
+      args.pop("seed"),
+      args.pop("step"),
+      write=lambda _: None,
+      **args,
+    )
   for w in words:
     assert w in str(raised.value)
