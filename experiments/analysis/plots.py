@@ -9,6 +9,7 @@ import re
 from matplotlib.figure import Figure
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
 from experiments.analysis import scaling
 from experiments.runtime.workdir import atomic_write
@@ -263,8 +264,6 @@ def _ci95(values):
   v = np.asarray(values, float)
   if len(v) < 2:
     return np.nan
-  from scipy import stats as sps  # pylint: disable=g-import-not-at-top
-
   return float(sps.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
 
 

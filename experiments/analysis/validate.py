@@ -25,6 +25,11 @@ from absl import app, flags
 from ml_collections import config_flags
 import pandas as pd
 
+from experiments import resolve
+from experiments.analysis import oracle, planted, stats
+from tasks.config import RELIABILITY_TASKS, SCREENING_TASKS
+from tasks.mixtures import Corpus, build_eval_set
+
 COVERAGE_BAND = (0.92, 0.98)
 MIN_REPLICATES = 400
 
@@ -32,11 +37,6 @@ MIN_REPLICATES = 400
 def oracle_checks(config):
   """(error table, comparison table, multiple-choice table, failure sentences) of the oracle cells
   of `config`'s world."""
-  from experiments import resolve
-  from experiments.analysis import oracle, stats
-  from tasks.config import RELIABILITY_TASKS, SCREENING_TASKS
-  from tasks.mixtures import Corpus, build_eval_set
-
   world = resolve.validate(config)[0]
   corpus = Corpus(world)
   evalset = build_eval_set(corpus)
@@ -62,8 +62,6 @@ def oracle_checks(config):
 
 def coverage_checks(replicates):
   """(coverage table, failure sentences) of the planted-effect simulation."""
-  from experiments.analysis import planted
-
   table = planted.coverage_table(replicates=replicates)
   low, high = COVERAGE_BAND
   bad = table[(table.coverage < low) | (table.coverage > high)]

@@ -42,6 +42,7 @@ class Board:
 
   def _writer(self, run):
     if run not in self.writers:
+      # tensorboardX (and its protobufs) load only when a run writes TensorBoard events.
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
 
       self.writers[run] = SummaryWriter(os.path.join(self.root, run))

@@ -100,6 +100,7 @@ def code_version():
 
 
 def library_versions():
+  # Imported here: the workdir contract is read by tools and tests that never load JAX.
   import flax
   import jax
   import optax

@@ -48,6 +48,7 @@ TRAINING = ".train"  # <store>/.train/<key>: the workdir a `train` stage resumes
 
 
 def _store_path(config):
+  # Every import of the pipeline waits for the command to run: flag errors come before JAX starts.
   from experiments.runtime import base_store  # pylint: disable=g-import-not-at-top
 
   path = flags.FLAGS.store or (config.runtime.base_store if config is not None else None)

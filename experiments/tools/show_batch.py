@@ -52,6 +52,7 @@ def decode_row(tokenizer, tokens, mask):
 
 def stage_batch(config, corpus, stage, seed, step, persona="warm", rho=0.0, finetune_seed=0):
   """{part: {field: [B, ...]}} of one cell at one step, as the trainer builds it."""
+  # The pipeline is imported when the command runs, so a flag error is reported before JAX starts.
   from experiments import data, grid  # pylint: disable=g-import-not-at-top
 
   if step < 0 or seed < 0 or finetune_seed < 0:
