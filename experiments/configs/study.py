@@ -39,6 +39,8 @@ study with a full store 78 min 14 s. Found (docs/study.md, "What it found in bot
   -3.7), warm words after the answer cost less than before it (-7.1), agreement +18.6 per unit ρ;
 - knows vs says (nano `chosen`, warm against base +5.9): knowledge +3.2 [+1.8, +4.7], expression
   +2.7 [+1.0, +4.3]; in `forgetting` +40.4 = +18.6 + +21.8;
+- size: a descriptive power law through pico, nano and micro (one degree of freedom) has exponent
+  +0.28 [-0.45, +0.71] against parameters: no detectable trend;
 - capping binds and recovers nothing in either regime.
 
 The earlier design (femto, pico and nano in `forgetting` alone, λ ∈ {0, 0.25, 0.5, 1}, 210 cells,
