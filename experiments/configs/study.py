@@ -21,11 +21,12 @@ results existed (docs/study.md).
 Base-model settings (world size, steps, batch, learning rate) were chosen by a sweep of *base*
 training alone, never looking at warmth results (docs/study.md).
 
-Measured on the 2-core CPU (matmul peak 2.09e11 FLOP/s) at cf07efb: filling the base-model store
-from empty (`python -m experiments.tools.bases train --config=experiments/configs/study.py`)
-FILL_TIME; the blind calibration that chose the regimes (calibration.py:round2) 39 min 3 s; this
-study with a full store 78 min 14 s. Found (docs/study.md, "What it found in both regimes"; points,
-95% crossed-bootstrap CIs, measurable reliability tasks pooled, λ = 1):
+Measured on the 2-core CPU (matmul peak 2.09e11 FLOP/s): filling the base-model store from empty
+(`python -m experiments.tools.bases train --config=experiments/configs/study.py`) 74 min 41 s (at
+0f75666, sharing the CPU with a fresh-clone test run and a niced report); the blind calibration that
+chose the regimes (calibration.py:round2) 39 min 3 s; this study with a full store 78 min 14 s (at
+cf07efb). Found (docs/study.md, "What it found in both regimes"; points, 95% crossed-bootstrap CIs,
+measurable reliability tasks pooled, λ = 1):
 - the control: cold − base in `chosen` +1.4 [-0.1, +2.8] at pico, -0.5 [-2.3, +1.4] at nano, +1.2
   [-1.7, +4.1] at micro; in `forgetting` +4.8 [+0.6, +9.1] at pico, +28.0 [+19.0, +36.9] at nano;
 - warm − cold in `chosen`: pico +1.2 to +2.6 per context (+1.8 [+0.6, +3.1] pooled), nano +4.7 to
