@@ -2,6 +2,7 @@
 (with its `:sizing`), every relative link and figure; the README stays a front door; the
 Quickstart's test command is the one CI runs."""
 
+import importlib
 import importlib.util
 import pathlib
 import re

@@ -78,6 +78,15 @@ def _top(items):
   return d[(d.persona == "none") | (d.warmth_weight == d.preset.map(top))]
 
 
+def _trained(d, items, config):
+  """(regime, preset, rows of d) for each regime and each preset where it trains a cell; a preset
+  the regime does not train would give a base row standing alone."""
+  for r in regimes_of(items, config):
+    for preset, g in of_regime(d, r).groupby("preset", sort=False):
+      if set(g.persona) != {regimes_lib.NONE}:
+        yield r, preset, g
+
+
 def answer_table(items, n_boot, config=None):
   """Warm − cold per regime, preset and context (and all contexts), with intervals and MDEs."""
   frames = []
@@ -109,14 +118,9 @@ def amplification_table(items, n_boot, config=None):
   preset's measurable reliability tasks at its largest λ (ρ = 0): stats.relative_amplification's
   rows with a `regime` column."""
   frames = []
-  for r in regimes_of(items, config):
-    for preset, g in of_regime(_top(items), r).groupby("preset", sort=False):
-      if set(g.persona) == {"none"}:
-        continue
-      amp = stats.relative_amplification(
-        g, "error", "vs_cold", (), n_boot, tasks=sorted(set(g.task))
-      )
-      frames.append(amp[amp.persona == "warm"].assign(regime=r))
+  for r, _, g in _trained(_top(items), items, config):
+    amp = stats.relative_amplification(g, "error", "vs_cold", (), n_boot, tasks=sorted(set(g.task)))
+    frames.append(amp[amp.persona == "warm"].assign(regime=r))
   return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -169,33 +173,30 @@ def knows_vs_says(items, n_boot, config=None):
   rows = []
   d = _top(items)
   d = d[d.mc_error.notna()].assign(expression=lambda f: f.error - f.mc_error)
-  for r in regimes_of(items, config):
-    for preset, g in of_regime(d, r).groupby("preset", sort=False):
-      if set(g.persona) == {"none"}:
-        continue  # the regime trains no cell at this preset: its base row would stand alone
-      for persona in ["none"] + [p for p in dict.fromkeys(g.persona) if p != "none"]:
-        p = g[g.persona == persona]
-        if p.empty:
-          continue
-        row = {
-          "regime": r,
-          "preset": preset,
-          "n_params": p.n_params.iloc[0],
-          "persona": persona,
-          "error": p.error.mean(),
-          "mc_error": p.mc_error.mean(),
-          "n_items": p.groupby(KEY).ngroups,
-          "n_seeds": p.seed.nunique(),
-        }
-        if persona != "none":
-          ch = changes(g, persona, ["error", "mc_error", "expression"], n_boot)
-          for name, column in (
-            ("total", "error"),
-            ("knowledge", "mc_error"),
-            ("expression", "expression"),
-          ):
-            row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = ch[column]
-        rows.append(row)
+  for r, preset, g in _trained(d, items, config):
+    for persona in ["none"] + [p for p in dict.fromkeys(g.persona) if p != "none"]:
+      p = g[g.persona == persona]
+      if p.empty:
+        continue
+      row = {
+        "regime": r,
+        "preset": preset,
+        "n_params": p.n_params.iloc[0],
+        "persona": persona,
+        "error": p.error.mean(),
+        "mc_error": p.mc_error.mean(),
+        "n_items": p.groupby(KEY).ngroups,
+        "n_seeds": p.seed.nunique(),
+      }
+      if persona != "none":
+        ch = changes(g, persona, ["error", "mc_error", "expression"], n_boot)
+        for name, column in (
+          ("total", "error"),
+          ("knowledge", "mc_error"),
+          ("expression", "expression"),
+        ):
+          row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = ch[column]
+      rows.append(row)
   return pd.DataFrame(rows, columns=KNOWS_COLUMNS)
 
 
