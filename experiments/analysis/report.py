@@ -8,6 +8,7 @@ Reads files only. Every sentence of the summary is computed from the numbers.
 import datetime
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -49,6 +50,28 @@ BOTTOM_LINE_NOTE = (
   'and than a constant answer; "inconclusive" when its 95% interval spans 0. '
   "Terms: a run (or cell) is one trained model configuration and seed; a pack is "
   "the runs trained together as one compiled program."
+)
+# The first screen's bullets: the summary sentences that start so, at most one each, in this order
+# and at most FIRST_SCREEN_POINTS in all; the full summary follows below the fold.
+KEY_POINTS = (
+  r"The workdir holds ",
+  r"The sweep is partial",
+  r"Primary family: ",
+  r"Across measurable reliability tasks \(pooled",
+  r"By context, the warm − cold difference",
+  r"Across \d+ presets the warmth effect scales|No power law is reported for the warmth effect",
+  r"Power: across ",
+  r"On tasks with answer options",
+  r"A linear-probability model over all cells",
+)
+FIRST_SCREEN_POINTS = 8
+# The first screen's figure, the first of these drawn: warm − cold by context against size, else
+# warm − cold against size, by regime, or error against λ; else the first figure drawn.
+HEADLINE_FIGURES = (
+  "mechanism_scaling",
+  "effect_vs_n_params",
+  "regime_diagram",
+  "error_rate_vs_lambda",
 )
 NUMERIC = ["n_params", "warmth_weight", "warm_agreement", "seed", "value", "n", "error"]
 
@@ -215,8 +238,9 @@ def _primary_section(deltas, doc, summary):
   ]
   hits = prim[prim.q_value < 0.05]
   if len(hits):
+    summary.append(f"Primary family: {len(hits)} of {len(prim)} differences had q < 0.05.")
     summary.append(
-      f"Primary family: {len(hits)} of {len(prim)} differences had q < 0.05: "
+      "The primary differences with q < 0.05: "
       + "; ".join(
         f"{names[r.comparison]} {r.task} × {r.context} ({r.preset}) "
         f"{_pts(r.estimate)} points ({_ci(r.ci_low, r.ci_high)}, q = "
@@ -617,6 +641,21 @@ def first_regime(metrics, items, config):
   )
 
 
+def key_points(summary):
+  """The summary sentences of the first screen (KEY_POINTS), at most FIRST_SCREEN_POINTS."""
+  points = []
+  for pattern in KEY_POINTS:
+    points += [s for s in summary if re.match(pattern, s)][:1]
+  return points[:FIRST_SCREEN_POINTS]
+
+
+def headline_figure(figs):
+  """The figure that answers the question (HEADLINE_FIGURES); None without figures."""
+  drawn = {f.name: f for f in figs if not f.skipped}
+  named = [drawn[n] for n in HEADLINE_FIGURES if n in drawn]
+  return (named or list(drawn.values()) or figs or [None])[0]
+
+
 def write_report(workdir, n_boot=None):
   """Computes statistics and plots; writes report.html, report.md and plots/.
 
@@ -675,11 +714,21 @@ def write_report(workdir, n_boot=None):
       f"warmth-sim report: {os.path.basename(os.path.abspath(workdir))} "
       f"({_config_name(config)}, {datetime.date.today().isoformat()})"
     )
-    head = [("h1", title), ("h2", "Bottom line"), ("ul", answer + [BOTTOM_LINE_NOTE])]
-    head += [("fig", f) for f in figs[:1]]  # the headline figure, then the details
+    # The first screen: the answer, the one figure that shows it, the key points; then the
+    # details, each h2 section folded in the html.
+    shown = headline_figure(figs)
+    head = [("h1", title), ("h2", "Bottom line"), ("lines", answer), ("note", BOTTOM_LINE_NOTE)]
+    head += [("fig", shown)] if shown else []
+    head += [("h3", "Key points"), ("ul", key_points(summary))]
+    # The design's list of metrics is long and rarely read: folded in the html.
+    design = design.assign(
+      levels=[render.Fold(v) if f == "metric" else v for f, v in zip(design.factor, design.levels)]
+    )
     body = [("h2", "Summary"), ("ul", summary), ("h2", "Design"), ("table", design)] + doc
-    body += [("h2", "Figures")] + [("fig", f) for f in figs]
-    doc = head + [("toc", [v for k, v in body if k == "h2"])] + body
+    body += [("h2", "Figures")] + [("fig", f) for f in figs if f is not shown]
+    if shown and not shown.skipped:
+      body.append(("p", f"The figure {shown.name} is at the top, under the bottom line."))
+    doc = head + [("toc", [v for k, v in body if k == "h2"]), ("fold", None)] + body
     page, md = render.render(doc)
     paths = {
       "html": os.path.join(workdir, "report.html"),

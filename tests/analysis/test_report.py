@@ -133,21 +133,57 @@ def test_complete_sweep_renders_every_section(complete):
   assert not [f for f in os.listdir(workdir) if f.startswith(".")]  # no staging left
 
 
-def test_the_report_leads_with_the_bottom_line_and_has_contents(complete):
+def _first_screen(workdir):
+  """(first screen, the rest) of report.html: what comes before the first <details>, and after."""
+  with open(os.path.join(workdir, "report.html"), encoding="utf-8") as f:
+    text = f.read()
+  first, rest = text.split("<details", 1)
+  return first, "<details" + rest
+
+
+def test_the_first_screen_holds_the_bottom_line_one_figure_and_few_bullets(complete):
   workdir, items, _ = complete
   page = _parse(workdir)
-  assert page.headings[1] == "Bottom line" and list(page.sections)[0] == "Bottom line"
-  bottom = page.sections["Bottom line"]  # a line per preset, the note, then the contents
+  first, rest = _first_screen(workdir)
+  assert page.headings[:2] == [page.headings[0], "Bottom line"] and "Bottom line" in first
+  # The bottom line: one paragraph, a line per preset (smallest first), then the note.
+  answer = re.search(r'<p class="answer">(.*?)</p>', first).group(1).split("<br>")
   presets = list(items.groupby("preset").n_params.first().sort_values().index)
-  n = len(presets)
-  assert [b.split(":")[0] for b in bottom[:n]] == presets  # smallest preset first
-  assert bottom[0].startswith(f"{presets[0]}: warm − cold error at λ=1") and "Terms:" in bottom[n]
-  assert bottom[n + 1 :] == [h for h in page.headings if h in page.sections][1:]
+  assert [re.sub(r"<b>([^<]*)</b>.*", r"\1", a) for a in answer] == presets
+  assert "warm − cold error at λ=1" in answer[0] and "Terms:" in first
+  # The one figure that answers the question: warm − cold by context against size.
+  assert re.findall(r'<img alt="([^"]+)"', first) == ["mechanism_scaling"]
+  assert '<img alt="mechanism_scaling"' not in rest  # not repeated under Figures
+  # At most eight key points, each a sentence of the full summary below.
+  bullets = page.sections["Bottom line"]
+  assert 3 <= len(bullets) <= 8 and first.count("<li") == len(bullets)
+  assert set(bullets) <= set(page.items) and bullets[0].startswith("The workdir holds")
+  assert any(b.startswith("Across measurable reliability tasks (pooled") for b in bullets)
+  assert any(b.startswith("Primary family: ") for b in bullets)
+  assert all(len(b) < 400 for b in bullets)  # the primary family's list stays below
+  # The contents: an inline line of links, each to a heading folded below.
   assert page.links[:2] == ["#summary", "#design"]
-  with open(os.path.join(workdir, "report.html"), encoding="utf-8") as f:
-    html_text = f.read()
-  for link in page.links:  # every contents entry lands on a heading
-    assert f'id="{link[1:]}"' in html_text, link
+  assert page.links == [f"#{report.render.anchor(h)}" for h in page.sections if h != "Bottom line"]
+  for link in page.links:
+    assert f'<summary><h2 id="{link[1:]}">' in rest, link
+  # Every h2 below is the summary of its own closed <details>.
+  h2s = re.findall(r"(.{0,40})<h2 ", rest)
+  assert len(h2s) == len(page.sections) - 1
+  assert all(h.endswith('<details class="section"><summary>') for h in h2s), h2s
+  assert rest.count('<details class="section">') == len(h2s)
+  assert '<details class="section" open' not in rest
+  # The design table's metric list is folded in its cell.
+  assert re.search(r"<td>metric</td><td><details><summary>\d+ entries: ", rest)
+
+
+def test_the_markdown_has_the_first_screens_order(complete):
+  workdir, _, paths = complete
+  with open(paths["md"], encoding="utf-8") as f:
+    md = f.read()
+  order = ["## Bottom line", "![", "### Key points", "**Contents:**", "## Summary", "## Design"]
+  at = [md.index(s) for s in order]
+  assert at == sorted(at), at
+  assert md.count("](plots/mechanism_scaling.png)") == 1
 
 
 def test_summary_numbers_are_computed_from_the_statistics(complete):
