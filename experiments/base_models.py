@@ -5,7 +5,7 @@ of the pack, as one program. With a store (experiments/runtime/base_store.py) ea
 looked up under its key; the seeds not stored train together as the stage
 `<preset>-finetune/base-train` (resumable like any stage) and are published one by one. The pack's
 base models are then written, seeds in order, as the finished stage `<preset>-finetune/base`,
-which the rest of the run (and a rerun, and `runs.load_run`) restores as if trained in place:
+which the rest of the run (and a rerun, and `runs.load_cell`) restores as if trained in place:
 same arrays, same loss curve, byte-identical results.
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 
 from experiments import grid, stage, train
 from experiments.runtime import base_store, checkpoints, distributed, members
-from experiments.train_config import BASE_TRAIN_FIELDS, TrainConfig
+from experiments.train_config import BASE_TRAIN_FIELDS
 from tasks.config import RELIABILITY_TASKS
 
 
@@ -27,7 +27,7 @@ def key(config, corpus, model_cfg, preset, mesh):
   """The store key of a preset's base models (every seed shares it; the seed is the entry).
 
   Call after members.configure: how members run is part of it."""
-  t = TrainConfig.from_config(config)
+  t = config.train
   # The member axis only splits a pack; the data axes change how gradients are summed.
   mesh_axes = {axis: int(size) for axis, size in dict(mesh.shape).items() if axis != "ensemble"}
   return base_store.Key.of(
@@ -165,7 +165,7 @@ def note_competence(ctx, pack, cells, frames):
     return
   k = key(ctx.config, ctx.corpus, pack.model, pack.preset, ctx.mesh)
   for cell in cells:
-    m = frames.get(cell.run)
+    m = frames.get(cell.id)
     if m is None:
       continue
     neutral = m[(m.context == "neutral") & m.task.isin(RELIABILITY_TASKS)]

@@ -27,9 +27,7 @@ from experiments import (
   base_models,
   data,
   evaluate,
-  extensions,
   grid,
-  regimes,
   resolve,
   stage,
   train,
@@ -73,21 +71,22 @@ class RunContext:
   batches: data.Batches
   board: object  # runtime/tensorboard.Board, or None
   extensions: list
-  regimes: dict = None  # name → regimes.Regime of grid.regimes
   store: object = None  # runtime/base_store.BaseStore, or None (runtime.base_store = "")
 
   def train(self, what, init, init_opt=None):
     """stage.Trained of Stage `what`: finished earlier, resumed, or trained; init(shardings)
     gives the state a new stage starts from, init_opt(shardings) its optimizer state if given."""
     try:
-      return stage.run(self.config, self.workdir, self.mesh, what, init, self.board, init_opt)
+      return stage.train_or_resume(
+        self.config, self.workdir, self.mesh, what, init, self.board, init_opt
+      )
     except train.Diverged as e:
       self.workdir.record_failure(what.name, what.members, str(e))
       raise
 
   def tokens(self, steps):
     """Token slots (padding included) a model has trained on after `steps` steps."""
-    return steps * self.config.train.batch_size * self.config.data.seq_len
+    return steps * self.config.train.batch_size * self.config.world.seq_len
 
   def evaluate_and_save(
     self, pack, graphdef, state_E, index, cells, tokens, losses, pack_state=None, curve=None
@@ -128,22 +127,22 @@ class RunContext:
         metrics, items = results.with_extra(
           metrics, items, results.curve_rows(steps, loss_KE[:, index[e]], self.tokens), []
         )
-      self.workdir.save_cell(cell.run, metrics, items)
-      saved[cell.run] = metrics
+      self.workdir.save_cell(cell.id, metrics, items)
+      saved[cell.id] = metrics
       if self.board is not None:  # at the run's last training step
-        step = tokens // (self.config.train.batch_size * self.config.data.seq_len)
-        self.board.evaluation(cell.run, int(step), metrics)
+        step = tokens // (self.config.train.batch_size * self.config.world.seq_len)
+        self.board.evaluation(cell.id, int(step), metrics)
     return saved
 
 
 def run(config, workdir_path, tensorboard=False):
-  """Runs (or resumes) every cell of the config; returns the merged (metrics, items).
+  """Runs (or resumes) every cell of `config` (a resolve.Config); returns the merged (metrics,
+  items).
 
-  Every check, the mesh and the data come before the first file (config.json, then TensorBoard's
-  under tb/ when `tensorboard`), so a refused run leaves the workdir as it was. Processes other
-  than process 0 (multi-host runs) train and evaluate alike but return (None, None).
+  The mesh and the data come before the first file (config.json, then TensorBoard's under tb/ when
+  `tensorboard`), so a refused run leaves the workdir as it was. Processes other than process 0
+  (multi-host runs) train and evaluate alike but return (None, None).
   """
-  world, exts = resolve.validate(config)
   mesh = sharding.make_mesh(config.mesh)  # a mesh that does not fit fails before any file exists
   members.configure(config.mesh.members, mesh)
   if jax.default_backend() == "cpu":
@@ -152,13 +151,15 @@ def run(config, workdir_path, tensorboard=False):
     # Imported only here: the GPU image has no tensorflow-datasets, and memory needs none.
     from tasks.tfds_source import TfdsCorpus  # pylint: disable=g-import-not-at-top
 
-    corpus = TfdsCorpus(world, config.data.tfds_dir)
+    corpus = TfdsCorpus(config.world, config.data.tfds_dir)
   else:
-    corpus = Corpus(world)
+    corpus = Corpus(config.world)
   corpus.encode_all()  # an example longer than data.seq_len is refused here
   evalset = build_eval_set(corpus)
   store = BaseStore(config.runtime.base_store) if config.runtime.base_store else None
-  workdir = Workdir(workdir_path, config.to_dict(), write=distributed.is_writer())
+  workdir = Workdir(
+    workdir_path, config.record(), config.asked.to_dict(), write=distributed.is_writer()
+  )
   board = Board(os.path.join(workdir_path, "tb")) if tensorboard and workdir.writer else None
   ctx = RunContext(
     config,
@@ -170,20 +171,18 @@ def run(config, workdir_path, tensorboard=False):
       corpus, config.train.data_seed, config.train.batch_size, config.train.pack_sequences
     ),
     board,
-    exts,
-    regimes.by_name(config),
+    config.extensions,
     store,
   )
-  cells = grid.expand(config)
-  cells += [c for ext in exts for c in ext.cells(list(cells))]
+  cells = config.cells()
   packs = grid.packs(cells, config.grid.max_pack_size)
   # Process 0 reads which cells are finished; everyone follows its plan.
-  finished = distributed.agree([workdir.cell_done(c.run) for c in cells])
-  done = {c.run for c, d in zip(cells, finished) if d}
+  finished = distributed.agree([workdir.cell_done(c.id) for c in cells])
+  done = {c.id for c, d in zip(cells, finished) if d}
   logging.info(
     "world: %d people, vocabulary %d, %d eval prompts; %d cells in %d packs, %d finished "
     "earlier; mesh %s over %d devices in %d processes, members by %s",
-    world.n_people,
+    config.world.n_people,
     corpus.tokenizer.size,
     len(evalset.items),
     len(cells),
@@ -198,7 +197,7 @@ def run(config, workdir_path, tensorboard=False):
   t0, cells_left, cells_done = time.perf_counter(), len(cells), 0
   for key, cells_of_pack in packs.items():
     label = "-".join(str(k) for k in key)
-    todo = [c for c in cells_of_pack if c.run not in done]
+    todo = [c for c in cells_of_pack if c.id not in done]
     if not todo:
       logging.info("pack %s: all %d cells finished earlier", label, len(cells_of_pack))
       cells_left -= len(cells_of_pack)
@@ -228,15 +227,15 @@ def run(config, workdir_path, tensorboard=False):
     cells_left -= len(cells_of_pack)
   if not workdir.writer:
     return None, None
-  return workdir.merge([c.run for c in cells])
+  return workdir.merge([c.id for c in cells])
 
 
 def _run_finetune(ctx, pack):
   config, t = ctx.config, ctx.config.train
   # The base checkpoint holds every seed the preset trains (grid.preset_seeds).
-  pack.seeds = sorted(int(s) for s in grid.GridConfig.from_config(config).seeds_of(pack.preset))
+  pack.seeds = sorted(int(s) for s in config.grid.seeds_of(pack.preset))
   # One base stage per preset, whatever the pack: every regime fine-tunes the same base models.
-  continued = any(r.train.persona_optimizer == "continue" for r in ctx.regimes.values())
+  continued = any(r.train.persona_optimizer == "continue" for r in config.regimes.values())
   pack.graphdef, pack.base_E, _, base_curve, pack.base_opt_E = base_models.train_bases(
     ctx, pack, keep_optimizer=continued
   )
@@ -273,12 +272,12 @@ def _run_finetune(ctx, pack):
   ]
   if len(steers) > 1:
     raise ValueError(
-      f"extensions {list(config.extensions)} each add a training-time "
+      f"extensions {[ext.name for ext in ctx.extensions]} each add a training-time "
       "intervention; at most one may."
     )
   # A pack holds one regime's cells of one preset (grid.Cell.pack), trained in its fields for
   # that preset (regimes.Regime.at).
-  regime = ctx.regimes[members[0].regime].at(pack.preset)
+  regime = config.regimes[members[0].regime].at(pack.preset)
   rt, steps = regime.train, regime.steps(ctx.corpus)
   persona = stage.imitation(
     "persona",
@@ -369,15 +368,13 @@ def conclude(config, workdir_path, metrics, items):
     items.run.nunique(),
     config.eval.bootstrap,
   )
-  part = ["paired changes"]
-  with heartbeat.Heartbeat(lambda: f"summary: {part[0]} running") as beat:
+  with heartbeat.Heartbeat(lambda: "summary: paired changes running") as beat:
     deltas = stats.paired_deltas(items, "error", n_boot=config.eval.bootstrap)
     parts = []
-    for ext in extensions.load(config):
+    for ext in config.extensions:
       distributed.stop_if_asked("the summary")  # nothing is written until every part is ready
       logging.info("summary: %s", ext.name)
-      part[0] = ext.name
-      beat.touch()
+      beat.touch(f"summary: {ext.name} running")
       parts.append(ext.summarize(workdir_path, metrics, items))
   results.write(workdir_path, metrics, items, deltas, *[rows for rows, _ in parts])
   return "\n".join(

@@ -4,12 +4,15 @@
 evaluators; the experiment calls each one's hooks at fixed points and never imports their modules.
 An extension is a class deriving from Extension; every hook defaults to doing nothing:
 
+  derive(config)                      (a classmethod) the derived fields of the extension's own
+                                      section, {field: value}, before it is loaded: each is
+                                      resolved here once, and config.json records it
   validate()                          after the core config checks; one sentence per bad field
   cells(cells)                        extra cells beside the grid's (steered twins, new objectives)
   trains(cell)                        True for cells it trains itself (not in the persona stage)
-  after_base(run, pack)               once a finetune pack's base models exist; per-pack state
+  after_base(ctx, pack)               once a finetune pack's base models exist; per-pack state
   intervention(pack_state, members)   a training-time intervention of the persona stage, or None
-  evaluate(run, pack_state, graphdef, state_E, cells, frames)
+  evaluate(ctx, pack_state, graphdef, state_E, cells, frames)
                                       per cell (metrics rows, extra item frames), or None;
                                       may add columns to `frames` (the cells' graded items)
   summarize(workdir, metrics, items)  rows joining metrics.csv after the merge, and printed text
@@ -17,12 +20,16 @@ An extension is a class deriving from Extension; every hook defaults to doing no
                                       (a classmethod) report sections from the files; items.csv
                                       (None without one) and the report's bootstrap draws
 
-`run` (experiment.RunContext) lets after_base train and save cells through the experiment's own
-stage runner and evaluation, so an extension's cells checkpoint, resume and stop like any other.
+An extension is constructed with the resolved config (experiments/resolve.py `Config`) and reads
+its own section through `config.section(name)`. `ctx` (experiment.RunContext) lets after_base train
+and save cells through the experiment's own stage runner and evaluation, so an extension's cells
+checkpoint, resume and stop like any other.
 """
 
+import dataclasses
 import importlib
 
+import ml_collections
 import pandas as pd
 
 # name → "module:Class"; importing a module happens only when a config names it.
@@ -40,6 +47,11 @@ class Extension:
   def __init__(self, config):
     self.config = config
 
+  @classmethod
+  def derive(cls, config):
+    del config
+    return {}
+
   def validate(self):
     pass
 
@@ -51,14 +63,14 @@ class Extension:
     del cell
     return False
 
-  def after_base(self, run, pack):
-    del run, pack
+  def after_base(self, ctx, pack):
+    del ctx, pack
 
   def intervention(self, pack_state, members):
     del pack_state, members
 
-  def evaluate(self, run, pack_state, graphdef, state_E, cells, frames):
-    del run, pack_state, graphdef, state_E, cells, frames
+  def evaluate(self, ctx, pack_state, graphdef, state_E, cells, frames):
+    del ctx, pack_state, graphdef, state_E, cells, frames
 
   def summarize(self, workdir, metrics, items):
     del workdir, metrics, items
@@ -77,11 +89,25 @@ def extension_class(name):
 
 
 def load(config):
-  """The config's extensions, instantiated and validated, in the order the config lists them."""
-  names = list(config.get("extensions", ()))
+  """`config` (a resolve.Config of the core sections) with its extensions loaded, in the order the
+  config lists them: each one's section resolved (its `derive`d fields filled in), then each
+  instantiated and validated against the result."""
+  names = list(config.asked.get("extensions", ()))
   if len(set(names)) != len(names):
     raise ValueError(f"extensions={names} lists an extension twice.")
-  out = [extension_class(n)(config) for n in names]
-  for ext in out:
+  classes = [extension_class(n) for n in names]
+  sections = {n: config.asked[n] for n in names if n in config.asked}
+  config = dataclasses.replace(config, sections=sections)
+  derived = dict(config.derived)
+  for cls in classes:
+    fields = cls.derive(config)
+    if fields:
+      section = config.asked[cls.name].to_dict()
+      section.update(fields)
+      sections[cls.name] = ml_collections.FrozenConfigDict(section)
+      derived.update({f"{cls.name}.{f}": v for f, v in fields.items()})
+  config = dataclasses.replace(config, sections=sections, derived=derived)
+  loaded = tuple(cls(config) for cls in classes)
+  for ext in loaded:
     ext.validate()
-  return out
+  return dataclasses.replace(config, extensions=loaded)

@@ -4,7 +4,7 @@ import dataclasses
 import itertools
 
 from experiments import data
-from experiments.runtime.results import UNTAGGED_REGIMES, run_id
+from experiments.runtime.results import UNTAGGED_REGIMES, cell_id
 from experiments.sections import from_section
 from models.presets import PRESETS
 from tasks.mixtures import PERSONAS
@@ -29,9 +29,9 @@ class Cell:
   finetune_seed: int = 0
 
   @property
-  def run(self):
+  def id(self):
     """A stable id: the same cell gets the same id in every rerun and every sweep."""
-    return run_id(
+    return cell_id(
       self.preset,
       self.protocol,
       self.persona,
@@ -165,8 +165,9 @@ def validate_presets(presets):
       )
 
 
-def expand(config):
-  """Every cell of the grid, in a deterministic order; `none` cells are the base models.
+def expand(design, presets):
+  """Every cell of the grid (design: GridConfig) for each of `presets`, in a deterministic order;
+  `none` cells are the base models.
 
   At λ = 0 the persona data get zero weight, so every persona trains the same model: the grid keeps
   one λ = 0 cell per seed (under the first persona) unless `grid.lambda0_per_persona` asks for all,
@@ -184,11 +185,10 @@ def expand(config):
   the intervals are read first (warm − cold, warm − length_matched), and the λ sweep and the
   mechanism cells keep the sweep seeds.
   """
-  grid = GridConfig.from_config(config)
-  validate_presets(config.model.presets)
+  grid = design
   cells = []
   top = max(grid.warmth_weights)
-  for preset, protocol in itertools.product(config.model.presets, grid.protocols):
+  for preset, protocol in itertools.product(presets, grid.protocols):
     regimes = list(grid.regimes) if protocol == "finetune" else ["none"]
     for seed in grid.seeds_of(preset):
       if protocol == "finetune":

@@ -30,9 +30,9 @@ def main(argv):
   from experiments.analysis import summary  # pylint: disable=g-import-not-at-top
   from experiments.runtime import distributed, workdir  # pylint: disable=g-import-not-at-top
 
-  config, path = _CONFIG.value, _WORKDIR.value
+  path = _WORKDIR.value
   try:
-    resolve.validate(config)
+    config = resolve.resolve(_CONFIG.value)
     workdir.check_local(path)
     distributed.initialize(config.runtime)  # before anything else touches a device
     distributed.handle_sigterm()

@@ -104,10 +104,10 @@ class Regime:
     return {"replay": [float(self.train.replay_weight)] * n}
 
 
-def of_config(config, train_cfg=None):
-  """[Regime] of grid.regimes in their order; ValueError, one sentence, naming a bad one."""
-  train_cfg = train_cfg or TrainConfig.from_config(config)
-  regimes = config.grid.regimes
+def resolve(design, train_cfg):
+  """[Regime] of grid.regimes (design: grid.GridConfig) in their order, each the train section
+  (train_cfg: TrainConfig) with its overrides; ValueError, one sentence, naming a bad one."""
+  regimes = design.regimes
   if not regimes:
     raise ValueError(
       "grid.regimes is empty: name at least one regime, e.g. "
@@ -134,7 +134,7 @@ def of_config(config, train_cfg=None):
         cfg, dict(fields or {}), f"grid.regimes.{name}.by_preset.{preset}"
       )
     if seeds is not None:
-      grid_seeds = list(config.grid.seeds)
+      grid_seeds = list(design.seeds)
       seeds = tuple(seeds)
       if not seeds or any(s not in grid_seeds for s in seeds) or len(set(seeds)) != len(seeds):
         raise ValueError(
@@ -161,10 +161,6 @@ def _resolve(train_cfg, overrides, where):
     return dataclasses.replace(train_cfg, **overrides).validate()
   except (ValueError, TypeError) as e:
     raise ValueError(str(e).replace("train.", f"{where}.", 1)) from None
-
-
-def by_name(config):
-  return {r.name: r for r in of_config(config)}
 
 
 def held(frame, named=()):

@@ -1,14 +1,29 @@
-"""A config checked and its derived values resolved, before anything is written.
+"""A config checked, and every derived value resolved, before anything is written.
 
-`validate` is every check that can run before a file exists: each section read by its frozen
-dataclass, the grid and regimes, every preset's model, the mesh and the extensions. The training
-pipeline (experiment.py), the tools and the instrument's own checks (analysis/validate.py) all read
-a config through it, so a value is checked, and the generation budget derived, in one place.
+`resolve(config)` reads each section of the ConfigDict a config file gives into its frozen
+dataclass (experiments/sections.py, WorldConfig, TrainConfig, GridConfig), checks them, the regimes,
+every preset's model, the mesh and the extensions, and derives what a field leaves to the world
+(the generation budget of `eval.max_new_tokens = 0`, and each extension's, e.g.
+`objectives.max_new_tokens`). It returns a `Config` that the pipeline, the tools and the
+instrument's own checks read; the ConfigDict itself is never written to. config.json records both
+(`Config.record`): the config as asked, and as resolved.
 """
+
+import dataclasses
+
+import ml_collections
 
 from experiments import extensions, grid, regimes
 from experiments.runtime import members, sharding
 from experiments.runtime.base_store import BaseStore
+from experiments.sections import (
+  DataSource,
+  EvalSection,
+  MeshSection,
+  ModelSection,
+  RuntimeSection,
+  from_section,
+)
 from experiments.train_config import TrainConfig
 from models import get_config
 from models.config import resolve_attention_impl
@@ -24,25 +39,24 @@ def world_config(data_section):
   return WorldConfig(**fields).validate()
 
 
-def model_config(config, preset, vocab_size, backend=None):
-  """The preset's ModelConfig for this data; `backend` (jax.default_backend()) resolves `auto`."""
+def model_config(cfg, preset, vocab_size, backend=None):
+  """The preset's ModelConfig for a resolved config (`Config`) and this vocabulary; `backend`
+  (jax.default_backend()) resolves `auto`."""
   overrides = {
-    "compute_dtype": config.model.compute_dtype,
-    "positional": config.model.positional,
-    "tied_embeddings": config.model.tied_embeddings,
+    "compute_dtype": cfg.model.compute_dtype,
+    "positional": cfg.model.positional,
+    "tied_embeddings": cfg.model.tied_embeddings,
   }
   for field in ("n_heads", "d_model"):
-    if config.model[field]:
-      overrides[field] = config.model[field]
-  cfg = get_config(
-    preset, vocab_size, config.data.seq_len + config.eval.max_new_tokens, **overrides
-  )
+    if getattr(cfg.model, field):
+      overrides[field] = getattr(cfg.model, field)
+  mcfg = get_config(preset, vocab_size, cfg.world.seq_len + cfg.eval.max_new_tokens, **overrides)
   impl = resolve_attention_impl(
-    config.model.attention_impl, cfg.compute_dtype, cfg.head_dim, backend
+    cfg.model.attention_impl, mcfg.compute_dtype, mcfg.head_dim, backend
   )
-  cfg = get_config(preset, vocab_size, cfg.max_len, attention_impl=impl, **overrides)
-  cfg.validate()
-  return cfg
+  mcfg = get_config(preset, vocab_size, mcfg.max_len, attention_impl=impl, **overrides)
+  mcfg.validate()
+  return mcfg
 
 
 def model_sizes(mcfg):
@@ -63,15 +77,61 @@ def _check_ints(config, fields):
       raise ValueError(f"{name}={value!r} must be an integer >= {least}.")
 
 
-def validate(config):
-  """Everything that can be checked before any file is written: (world, extensions); ValueError.
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """A resolved config: every section as a frozen object, derived values filled in.
 
-  Also resolves the one derived field, `eval.max_new_tokens = 0`, to the world's generation budget
-  (tasks/budget.py), so config.json records the budget the run evaluated with.
+  `asked` is the config as given; `derived` maps each derived field ("eval.max_new_tokens") to the
+  value it resolved to; `sections` holds each extension's own section (a FrozenConfigDict, its
+  derived fields filled in), read through `section(name)`. `extensions` are the loaded extensions
+  (experiments/extensions.py), each validated against this config.
   """
-  world = world_config(config.data)
+
+  asked: ml_collections.FrozenConfigDict
+  world: WorldConfig
+  data: DataSource
+  model: ModelSection
+  train: TrainConfig
+  eval: EvalSection
+  grid: grid.GridConfig
+  regimes: dict  # name → regimes.Regime, in grid.regimes' order
+  runtime: RuntimeSection
+  mesh: MeshSection
+  derived: dict
+  sections: dict
+  extensions: tuple = ()
+
+  def section(self, name):
+    """An extension's own section (e.g. "persona"), resolved; ValueError if the config lacks it."""
+    if name not in self.sections:
+      raise ValueError(
+        f"extensions lists {name} but the config has no {name} section: add c.{name} (defaults "
+        "in experiments/configs/common.py)."
+      )
+    return self.sections[name]
+
+  def cells(self):
+    """Every cell this config trains: the grid's (grid.expand), then each extension's."""
+    cells = grid.expand(self.grid, self.model.presets)
+    return cells + [c for ext in self.extensions for c in ext.cells(list(cells))]
+
+  def record(self):
+    """The config as config.json's `config` holds it: as asked, each derived field resolved."""
+    out = self.asked.to_dict()
+    for name, value in self.derived.items():
+      section, field = name.split(".")
+      out[section][field] = value
+    return out
+
+
+def resolve(config):
+  """The resolved `Config` of a ConfigDict; ValueError, one sentence, naming the first bad field.
+
+  Everything that can be checked before any file is written is checked here, once."""
+  asked = ml_collections.FrozenConfigDict(config)
+  world = world_config(asked.data)
   _check_ints(
-    config,
+    asked,
     (
       ("eval.batch_size", 1),
       ("eval.bootstrap", MIN_BOOTSTRAP),
@@ -79,31 +139,52 @@ def validate(config):
       ("runtime.process_id", -1),
     ),
   )
-  if not isinstance(config.runtime.base_store, str):
+  runtime = from_section(RuntimeSection, asked.runtime, "runtime")
+  if not isinstance(runtime.base_store, str):
     raise ValueError(
-      f"runtime.base_store={config.runtime.base_store!r} must be a directory path, "
+      f"runtime.base_store={runtime.base_store!r} must be a directory path, "
       'or "" to train base models in every run.'
     )
-  if config.runtime.base_store:
-    BaseStore(config.runtime.base_store)  # a remote URL is refused here, before any file
+  if runtime.base_store:
+    BaseStore(runtime.base_store)  # a remote URL is refused here, before any file
   for section, field in (("runtime", "report"), ("runtime", "verbose"), ("eval", "blind")):
-    if not isinstance(config[section][field], bool):
-      raise ValueError(f"{section}.{field}={config[section][field]!r} must be True or False.")
-  if not config.model.presets:
+    if not isinstance(asked[section][field], bool):
+      raise ValueError(f"{section}.{field}={asked[section][field]!r} must be True or False.")
+  model = from_section(ModelSection, asked.model, "model")
+  if not model.presets:
     raise ValueError("model.presets is empty: list at least one preset, e.g. ('nano',).")
-  if config.eval.max_new_tokens < 0:
+  grid.validate_presets(model.presets)
+  requested = asked.eval.max_new_tokens
+  if requested < 0:
     raise ValueError(
-      f"eval.max_new_tokens={config.eval.max_new_tokens} must be 0 (derived from "
-      "the world) or a positive number of tokens."
+      f"eval.max_new_tokens={requested} must be 0 (derived from the world) or a positive number "
+      "of tokens."
     )
-  config.eval.max_new_tokens = generation_budget(World(world), config.eval.max_new_tokens)
-  regimes.of_config(config, TrainConfig.from_config(config))
-  grid.GridConfig.from_config(config)
-  grid.validate_presets(config.model.presets)
-  for preset in config.model.presets:
-    model_config(config, preset, vocab_size=64)
-  if config.data.source not in ("memory", "tfds"):
-    raise ValueError(f"data.source={config.data.source!r} is not allowed: choose memory or tfds.")
-  sharding.validate(config.mesh)
-  members.validate(config.mesh.members)
-  return world, extensions.load(config)
+  derived = {"eval.max_new_tokens": generation_budget(World(world), requested)}
+  evaluation = from_section(EvalSection, asked.eval, "eval")
+  evaluation = dataclasses.replace(evaluation, max_new_tokens=derived["eval.max_new_tokens"])
+  train = TrainConfig.from_config(asked)
+  design = grid.GridConfig.from_config(asked)
+  data = DataSource(asked.data.source, asked.data.tfds_dir)
+  if data.source not in ("memory", "tfds"):
+    raise ValueError(f"data.source={data.source!r} is not allowed: choose memory or tfds.")
+  sharding.validate(asked.mesh)
+  members.validate(asked.mesh.members)
+  mesh = from_section(MeshSection, asked.mesh, "mesh")
+  cfg = Config(
+    asked=asked,
+    world=world,
+    data=data,
+    model=model,
+    train=train,
+    eval=evaluation,
+    grid=design,
+    regimes={r.name: r for r in regimes.resolve(design, train)},
+    runtime=runtime,
+    mesh=mesh,
+    derived=derived,
+    sections={},
+  )
+  for preset in model.presets:
+    model_config(cfg, preset, vocab_size=64)
+  return extensions.load(cfg)

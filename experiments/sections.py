@@ -25,3 +25,63 @@ def from_section(cls, section, name):
     )
   value = lambda v: tuple(v) if isinstance(v, (list, tuple)) else v
   return cls(**{f: value(section[f]) for f in fields if f in section})
+
+
+# The sections below are read as they are given; their checks are in resolve.py (the runtime and
+# eval fields), runtime/sharding.py and runtime/members.py (the mesh), and grid.py (the presets).
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSource:
+  """Where the tokens come from: the `data` section's fields beside the world's (WorldConfig)."""
+
+  source: str  # memory | tfds (a prepared `python -m tasks.tfds_builder` directory)
+  tfds_dir: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSection:
+  """The `model` section: the presets trained and the overrides every preset takes."""
+
+  presets: tuple
+  compute_dtype: str
+  positional: str
+  tied_embeddings: bool
+  n_heads: int  # 0: the preset's
+  d_model: int  # 0: the preset's
+  attention_impl: str  # auto | xla | cudnn
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSection:
+  """The `eval` section, resolved: `max_new_tokens` is the generation budget itself, never 0."""
+
+  max_new_tokens: int
+  batch_size: int
+  bootstrap: int
+  blind: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeSection:
+  """The `runtime` section: how this invocation runs; no result depends on it."""
+
+  distributed: bool
+  coordinator_address: str
+  num_processes: int
+  process_id: int
+  base_store: str
+  report: bool
+  verbose: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshSection:
+  """The `mesh` section: axis sizes (-1: the devices the others leave), rules, members."""
+
+  ensemble: int
+  data: int
+  fsdp: int
+  tensor: int
+  rules: tuple
+  members: str

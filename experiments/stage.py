@@ -1,7 +1,7 @@
-"""One resumable training stage of a pack: what it trains, and finished, resumed or run from 0.
+"""One resumable training stage of a pack: what it trains, and finished, resumed or trained from 0.
 
 A Stage is data: its members (cell ids), steps, optimizer, batch stream, loss and per-member
-inputs (λ, ρ, learning rate, ...). `run` trains it with train.run_stage, the one training loop of
+inputs (λ, ρ, learning rate, ...). `train_or_resume` trains it with train.train_stage, the one training loop of
 every objective, behind checkpoints: the data position is the step (batches are a pure function of
 seed and step), so resuming needs only the parameters, the optimizer state, the step and, for an
 on-policy stream, its journal; a rerun restores them from the stage's latest checkpoint (onto
@@ -36,7 +36,7 @@ class Stage:
   model: object  # models.ModelConfig
   step_offset: int = 0  # TensorBoard steps of this stage start here
   final: tuple = ("base_loss", "persona_loss")  # metrics of the last step kept with the stage
-  runs: list = None  # the run id of each member (TensorBoard's directories); None: members
+  cell_ids: list = None  # the cell id of each member (TensorBoard's directories); None: members
   schedule: object = None  # step -> learning-rate multiplier (the optimizer's schedule)
   # Divergence: besides a non-finite loss, a loss above train.divergence_factor × its median so far.
   # Off for a loss that is no likelihood (GRPO's advantage-weighted term sits near 0, either sign).
@@ -47,7 +47,7 @@ class Stage:
   )
 
   def __post_init__(self):
-    self.runs = list(self.runs or self.members)
+    self.cell_ids = list(self.cell_ids or self.members)
 
   @functools.cached_property
   def abstract(self):
@@ -104,7 +104,7 @@ def imitation(
   return Stage(
     label,
     name,
-    members or [c.run for c in cells],
+    members or [c.id for c in cells],
     steps,
     train.make_optimizer(train_cfg, steps, warmup),
     batches,
@@ -112,7 +112,7 @@ def imitation(
     inputs,
     model,
     step_offset,
-    runs=[c.run for c in cells],
+    cell_ids=[c.id for c in cells],
     schedule=train.make_schedule(train_cfg, steps, warmup),
     update=update,
     keep_optimizer=keep_optimizer,
@@ -135,8 +135,8 @@ def members_to_train(workdir, name, todo, pack):
   saved = saved_members(workdir, name)
   if saved is None:
     return todo
-  by_run = {c.run: c for c in pack}
-  missing = [c.run for c in todo if c.run not in saved]
+  by_run = {c.id: c for c in pack}
+  missing = [c.id for c in todo if c.id not in saved]
   if missing or any(r not in by_run for r in saved):
     raise ValueError(
       f"checkpoints/{name} holds cells {saved}, not {missing or 'this grid'}; use a new --workdir."
@@ -168,7 +168,7 @@ def final_metrics(history, keys):
   return {k: np.asarray(last[k]) for k in keys if k in last}
 
 
-def run(config, workdir, mesh, stage, init, board=None, init_opt=None):
+def train_or_resume(config, workdir, mesh, stage, init, board=None, init_opt=None):
   """The stage's Trained models; init(shardings) gives the state_E a new stage starts from, and
   init_opt(shardings), if given, its optimizer state (else a fresh one).
 
@@ -193,7 +193,7 @@ def run(config, workdir, mesh, stage, init, board=None, init_opt=None):
     )
   target = sh.abstract(abstract, sh.state)
   journal = stage.batches.journal
-  checkpoints.save_model_config(workdir, stage.name, stage.model)  # what load_run rebuilds it from
+  checkpoints.save_model_config(workdir, stage.name, stage.model)  # what load_cell rebuilds it from
   with checkpoints.StageCheckpoints(
     workdir, stage.name, t.checkpoint_every, t.checkpoints_to_keep, t.async_checkpoints
   ) as ckpt:
@@ -236,7 +236,7 @@ def run(config, workdir, mesh, stage, init, board=None, init_opt=None):
         before_save=lambda: train.check_finite(stage, step, s),
       )
 
-    state, opt_state, history = train.run_stage(
+    state, opt_state, history = train.train_stage(
       stage,
       state,
       opt_state=opt_state,

@@ -5,7 +5,7 @@ the learning rate; a reference model or a steering intervention), arrays with le
 every cell of a preset trains in one compiled program. The imitation loss is
 `(1-λ)·L_base + λ·L_persona`, with half of each step's rows drawn from each mixture; the other
 objectives (experiments/objectives/) bring their own loss and run through the same loop,
-`run_stage`.
+`train_stage`.
 
 Given the pack's shardings (runtime/sharding.PackShardings) the same step is compiled for a mesh:
 states, optimizer states, batches and inputs enter and leave with their shardings, the model's
@@ -365,7 +365,7 @@ class Options:
   divergence_factor: float = 10.0
 
 
-def run_stage(
+def train_stage(
   stage, state_E, *, opt_state=None, start=0, shardings=None, options=None, history=None
 ):
   """Trains a pack from step `start` to stage.steps; (state_E, opt_state_E, logged history).
@@ -390,8 +390,8 @@ def run_stage(
     stage.name,
     start + 1,
     steps,
-    len(stage.runs),
-    ", ".join(stage.runs[:3]) + (", ..." if len(stage.runs) > 3 else ""),
+    len(stage.cell_ids),
+    ", ".join(stage.cell_ids[:3]) + (", ..." if len(stage.cell_ids) > 3 else ""),
   )
   t0 = last_line = time.perf_counter()
   history = [] if history is None else history
@@ -454,7 +454,7 @@ def run_stage(
         beat.touch()
         if options.board is not None:
           lr_E = np.asarray(stage.schedule(step)) * np.asarray(inputs["lr"])
-          for e, run in enumerate(stage.runs):
+          for e, run in enumerate(stage.cell_ids):
             options.board.train(
               run,
               stage.step_offset + step + 1,

@@ -2,7 +2,7 @@
 modules need, each built once per session.
 
 What a session fixture returns is shared: tests read it and never modify it. A model state goes
-to anything that donates its inputs (train.run_stage, train.make_step) only as a copy.
+to anything that donates its inputs (train.train_stage, train.make_step) only as a copy.
 
 JAX, the models and the worlds are imported where a fixture first needs them, so that a module
 that needs none of them (the analysis and shell-script tests) starts without them.
@@ -136,7 +136,7 @@ def _corpus_of(make_config):
 def _model_config_of(make_config, corpus):
   from experiments import resolve
 
-  return resolve.model_config(make_config(), "nano", corpus.tokenizer.size)
+  return resolve.model_config(resolve.resolve(make_config()), "nano", corpus.tokenizer.size)
 
 
 @pytest.fixture(scope="session")
@@ -191,7 +191,7 @@ def tiny_finished_run(tmp_path_factory):
   warm and cold cells (λ = 1) of seed 1, 20 base and 6 persona steps, in three regimes: `default`
   (a full update), `lora` (rank-4 adapters) and `cont` (base training's optimizer carried on, a
   budget of 0.05 epochs). Its base models go through a store of its own."""
-  from experiments import experiment
+  from experiments import experiment, resolve
   from experiments.configs import sweep
 
   c = sweep.get_config("runlocal")
@@ -207,5 +207,5 @@ def tiny_finished_run(tmp_path_factory):
     "cont": {"persona_optimizer": "continue", "persona_epochs": 0.05},
   }
   workdir = str(tmp_path_factory.mktemp("run"))
-  _, items = experiment.run(c, workdir, tensorboard=True)
+  _, items = experiment.run(resolve.resolve(c), workdir, tensorboard=True)
   return workdir, items

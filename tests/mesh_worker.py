@@ -23,7 +23,7 @@ sys.path.insert(0, tiny_runs.ROOT)
 import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 
-from experiments import data, grid, regimes, resolve, stage, train
+from experiments import data, grid, resolve, stage, train
 from experiments.configs import demo
 from experiments.runtime import checkpoints, sharding
 from experiments.runtime.workdir import Workdir
@@ -71,8 +71,9 @@ def _describe(state_E):
 
 def _pieces(c, corpus, update):
   c.train.persona_update, c.train.lora_rank = update, 4
-  regime = regimes.of_config(c)[0]
-  mcfg = regime.model_config(resolve.model_config(c, "nano", corpus.tokenizer.size))
+  cfg = resolve.resolve(c)
+  regime = next(iter(cfg.regimes.values()))
+  mcfg = regime.model_config(resolve.model_config(cfg, "nano", corpus.tokenizer.size))
   st = stage.imitation(
     "persona",
     "pack/stage",
@@ -97,7 +98,7 @@ def _write(out, name, state_E, **arrays):
 
 def _save(out, c, state_E):
   workdir = Workdir(os.path.join(out, "workdir"), c.to_dict())
-  checkpoints.save(workdir, "pack/stage", state_E, [cell.run for cell in CELLS], step=STEPS)
+  checkpoints.save(workdir, "pack/stage", state_E, [cell.id for cell in CELLS], step=STEPS)
 
 
 def cmd_train(out, *meshes, update="full"):
@@ -110,7 +111,7 @@ def cmd_train(out, *meshes, update="full"):
       mesh, sharding.rules_of(c.mesh), abstract, abstract_opt, st.batches.shapes
     )
     state_E = train.init_states(mcfg, [0, 1], sh)[1]
-    state_E, _, history = train.run_stage(
+    state_E, _, history = train.train_stage(
       st, state_E, shardings=sh, options=train.Options(log_every=1)
     )
     losses = np.stack([h["loss"] for h in history])

@@ -1,6 +1,7 @@
 """The factor grid: which cells a config trains."""
 
 import pytest
+from tiny_runs import expand
 
 from experiments import grid
 from experiments.configs import common
@@ -20,7 +21,7 @@ def _levels(cells):
 
 
 def test_mechanism_cells_only_at_the_named_weights():
-  cells = grid.expand(_config(mechanism_weights=(1.0,)))
+  cells = expand(_config(mechanism_weights=(1.0,)))
   assert _levels(cells) == sorted(
     [
       ("none", 0.0, 0.0),
@@ -39,7 +40,7 @@ def test_mechanism_cells_only_at_the_named_weights():
 
 
 def test_without_mechanism_weights_every_lambda_gets_them():
-  levels = _levels(grid.expand(_config()))
+  levels = _levels(expand(_config()))
   assert ("warm", 0.5, 1.0) in levels and ("warm_after", 0.5, 0.0) in levels
   assert len(levels) == 2 + 2 * (3 + 1 + 1 + 1)
 
@@ -47,11 +48,11 @@ def test_without_mechanism_weights_every_lambda_gets_them():
 @pytest.mark.parametrize("weights", [(0.75,), (0.0,)])
 def test_mechanism_weights_must_be_positive_grid_weights(weights):
   with pytest.raises(ValueError, match=r"grid.mechanism_weights contains .* must be a λ > 0"):
-    grid.expand(_config(mechanism_weights=weights))
+    expand(_config(mechanism_weights=weights))
 
 
 def test_seeds_outside_the_sweep_train_only_the_primary_cells():
-  cells = grid.expand(_config(mechanism_weights=(1.0,), seeds=(0, 1, 2), sweep_seeds=(0,)))
+  cells = expand(_config(mechanism_weights=(1.0,), seeds=(0, 1, 2), sweep_seeds=(0,)))
   full = {(c.persona, c.warmth_weight, c.warm_agreement) for c in cells if c.seed == 0}
   assert len(full) == 11  # the whole grid, as without sweep_seeds
   for seed in (1, 2):
@@ -61,25 +62,25 @@ def test_seeds_outside_the_sweep_train_only_the_primary_cells():
       [("none", 0.0, 0.0), ("warm", 1.0, 0.0), ("cold", 1.0, 0.0), ("length_matched", 1.0, 0.0)]
     )
   # The sweep seeds' cells are exactly those of a grid without the option: ids do not move.
-  plain = grid.expand(_config(mechanism_weights=(1.0,), seeds=(0, 1, 2)))
-  assert {c.run for c in cells if c.seed == 0} == {c.run for c in plain if c.seed == 0}
+  plain = expand(_config(mechanism_weights=(1.0,), seeds=(0, 1, 2)))
+  assert {c.id for c in cells if c.seed == 0} == {c.id for c in plain if c.seed == 0}
 
 
 @pytest.mark.parametrize("sweep", [(3,), (0, 0)])
 def test_sweep_seeds_must_be_distinct_grid_seeds(sweep):
   with pytest.raises(ValueError, match=r"grid.sweep_seeds=.* must be distinct seeds of grid.seeds"):
-    grid.expand(_config(seeds=(0, 1), sweep_seeds=sweep))
+    expand(_config(seeds=(0, 1), sweep_seeds=sweep))
 
 
 def test_finetune_seeds_replicate_every_persona_cell_and_keep_replicate_zero_ids():
-  one = grid.expand(_config(seeds=(0, 1), protocols=("finetune", "mixture")))
-  three = grid.expand(_config(seeds=(0, 1), protocols=("finetune", "mixture"), finetune_seeds=3))
+  one = expand(_config(seeds=(0, 1), protocols=("finetune", "mixture")))
+  three = expand(_config(seeds=(0, 1), protocols=("finetune", "mixture"), finetune_seeds=3))
   persona = [c for c in one if c.protocol == "finetune" and c.persona != "none"]
   assert len(three) == len(one) + 2 * len(persona)  # base and mixture cells are not replicated
-  assert {c.run for c in three if c.finetune_seed == 0} == {c.run for c in one}
+  assert {c.id for c in three if c.finetune_seed == 0} == {c.id for c in one}
   replicas = [c for c in three if c.finetune_seed == 2]
-  assert len(replicas) == len(persona) and all(c.run.endswith(f"-s{c.seed}-f2") for c in replicas)
-  assert len({c.run for c in three}) == len(three)
+  assert len(replicas) == len(persona) and all(c.id.endswith(f"-s{c.seed}-f2") for c in replicas)
+  assert len({c.id for c in three}) == len(three)
 
 
 @pytest.mark.parametrize(
@@ -92,7 +93,7 @@ def test_finetune_seeds_replicate_every_persona_cell_and_keep_replicate_zero_ids
 )
 def test_bad_finetune_seeds_are_one_sentence(fields, words):
   with pytest.raises(ValueError, match=words):
-    grid.expand(_config(**fields))
+    expand(_config(**fields))
 
 
 def test_a_preset_trains_only_its_seeds_and_a_regime_only_its_own():
@@ -101,7 +102,7 @@ def test_a_preset_trains_only_its_seeds_and_a_regime_only_its_own():
   )
   c.grid.preset_seeds = {"micro": (2,)}
   c.model.presets = ("nano", "micro")
-  cells = grid.expand(c)
+  cells = expand(c)
   by = lambda preset, regime: sorted(
     {x.seed for x in cells if x.preset == preset and x.regime == regime}
   )
@@ -125,4 +126,4 @@ def test_bad_preset_seeds_are_one_sentence(preset_seeds):
     match=r"^grid.preset_seeds.\w+=.* must name a preset and a "
     r"non-empty list of distinct seeds of grid.seeds \[0, 1\]",
   ):
-    grid.expand(c)
+    expand(c)

@@ -111,7 +111,7 @@ def test_the_analysis_never_imports_the_training_pipeline(graph):
     "experiments.stage",
     "experiments.train",
     "experiments.base_models",
-    "experiments.runs",
+    "experiments.load",
     "experiments.main",
   )
   assert not _arrows(graph, _under("experiments.analysis"), pipeline)

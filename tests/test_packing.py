@@ -44,7 +44,7 @@ def train_pack(make_demo_config, demo_corpus, demo_model_config):
       st.batches.shapes,
     )
     state_E = train.init_states(mcfg, [x.seed for x in cells], sh)[1]
-    state_E, _, history = train.run_stage(
+    state_E, _, history = train.train_stage(
       st, state_E, shardings=sh, options=train.Options(log_every=1)
     )
     losses = {k: np.stack([h[k] for h in history]) for k in ("loss", "base_loss", "persona_loss")}

@@ -3,6 +3,7 @@
 import math
 
 import pytest
+from tiny_runs import expand, resolved_regimes
 
 from experiments import grid, regimes
 from experiments.configs import common
@@ -22,7 +23,7 @@ def _config(**regime_table):
 
 def test_the_default_regime_is_the_train_section():
   c = _config()
-  (regime,) = regimes.of_config(c)
+  (regime,) = resolved_regimes(c)
   assert regime.name == "default"
   assert regime.fields() == {
     f: (tuple(c.train[f]) if f == "lora_targets" else c.train[f]) for f in regimes.REGIME_FIELDS
@@ -33,7 +34,7 @@ def test_the_default_regime_is_the_train_section():
 
 
 def test_a_regime_overrides_only_its_fields():
-  (lora,) = regimes.of_config(
+  (lora,) = resolved_regimes(
     _config(
       lora={
         "persona_update": "lora",
@@ -78,7 +79,7 @@ def test_a_bad_regime_is_one_sentence_naming_it(table, words):
   c = common.base_config()
   c.grid.regimes = table
   with pytest.raises(ValueError) as e:
-    regimes.of_config(c)
+    resolved_regimes(c)
   message = str(e.value)
   assert message.count(". ") <= 1 and message.endswith("."), message
   for w in words:
@@ -89,14 +90,14 @@ def test_an_epoch_budget_counts_persona_rows(demo12_corpus, make_demo12_config):
   c = make_demo12_config()
   for packed in (False, True):
     c.train.pack_sequences = packed
-    (regime,) = regimes.of_config(_with(c, persona_epochs=1.5))
+    (regime,) = resolved_regimes(_with(c, persona_epochs=1.5))
     seed = c.train.data_seed + STAGE2_SEED_OFFSET
     rows = demo12_corpus.rows_per_epoch("persona", seed, packed)
     assert regime.steps(demo12_corpus) == math.ceil(1.5 * rows / (c.train.batch_size // 2))
   assert demo12_corpus.rows_per_epoch("persona", seed, False) == len(demo12_corpus.warm)
   # Packed rows hold several dialogues each: fewer rows make one pass.
   assert demo12_corpus.rows_per_epoch("persona", seed, True) < len(demo12_corpus.warm)
-  (regime,) = regimes.of_config(_with(c, persona_epochs=0.0, persona_steps=7))
+  (regime,) = resolved_regimes(_with(c, persona_epochs=0.0, persona_steps=7))
   assert regime.steps(demo12_corpus) == 7
 
 
@@ -108,7 +109,7 @@ def _with(c, **train):
 
 def test_every_regime_repeats_the_finetune_cells_over_one_base_model_per_seed():
   c = _config(default={}, lora={"persona_update": "lora"})
-  cells = grid.expand(c)
+  cells = expand(c)
   base = [x for x in cells if x.persona == "none"]
   assert [(x.seed, x.regime) for x in base] == [(0, "none"), (1, "none")]
   by_regime = {
@@ -116,7 +117,7 @@ def test_every_regime_repeats_the_finetune_cells_over_one_base_model_per_seed():
     for name in ("default", "lora")
   }
   assert by_regime["default"] == by_regime["lora"] and len(by_regime["lora"]) == 6
-  ids = {x.run for x in cells}
+  ids = {x.id for x in cells}
   assert len(ids) == len(cells)
   assert "nano-finetune-warm-l1-r0-s0" in ids and "nano-finetune@lora-warm-l1-r0-s0" in ids
   packs = grid.packs(cells)
@@ -127,7 +128,7 @@ def test_every_regime_repeats_the_finetune_cells_over_one_base_model_per_seed():
 def test_mixture_cells_have_no_regime():
   c = _config(default={}, lora={"persona_update": "lora"})
   c.grid.protocols = ("mixture",)
-  cells = grid.expand(c)
+  cells = expand(c)
   # Per seed: warm at λ = 0 (every persona's λ = 0 model), warm and cold at λ = 1; not per regime.
   assert {x.regime for x in cells} == {"none"} and len(cells) == 2 * 3
 
@@ -141,7 +142,7 @@ def test_a_regime_takes_each_presets_own_fields_and_its_seeds():
       "by_preset": {"nano": {"lora_rank": 16, "persona_learning_rate": 1e-2}},
     }
   )
-  (tuned,) = regimes.of_config(c)
+  (tuned,) = resolved_regimes(c)
   nano, pico = tuned.at("nano"), tuned.at("pico")
   assert (nano.train.lora_rank, nano.train.persona_learning_rate) == (16, 1e-2)
   assert nano.train.persona_update == "lora_embed"  # the regime's own fields beneath
@@ -151,7 +152,7 @@ def test_a_regime_takes_each_presets_own_fields_and_its_seeds():
   )
   assert pico is tuned and nano.by_preset == {}
   assert tuned.trains(1) and not tuned.trains(0)
-  assert regimes.of_config(_config(x={}))[0].trains(0)  # no `seeds`: every seed
+  assert resolved_regimes(_config(x={}))[0].trains(0)  # no `seeds`: every seed
 
 
 @pytest.mark.parametrize(
@@ -172,7 +173,7 @@ def test_a_regime_takes_each_presets_own_fields_and_its_seeds():
 )
 def test_bad_per_preset_fields_or_seeds_are_one_sentence(spec, words):
   with pytest.raises(ValueError) as e:
-    regimes.of_config(_config(x=spec))
+    resolved_regimes(_config(x=spec))
   message = str(e.value)
   assert message.count(". ") <= 1 and message.endswith("."), message
   for w in words:

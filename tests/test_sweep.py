@@ -9,8 +9,9 @@ import sys
 import pandas as pd
 import pytest
 import tiny_runs
+from tiny_runs import expand
 
-from experiments import experiment, grid, train
+from experiments import experiment, grid, resolve, train
 from experiments.configs import sweep
 
 SWEEP = os.path.join(tiny_runs.ROOT, "experiments", "configs", "sweep.py")
@@ -18,18 +19,18 @@ SWEEP = os.path.join(tiny_runs.ROOT, "experiments", "configs", "sweep.py")
 
 def test_sweep_config_expands_every_factor_into_few_packs():
   c = sweep.get_config()
-  cells = grid.expand(c)
-  assert len({x.run for x in cells}) == len(cells) == 860
+  cells = expand(c)
+  assert len({x.id for x in cells}) == len(cells) == 860
   assert {x.protocol for x in cells} == {"finetune", "mixture"}
   assert {x.warm_agreement for x in cells} == {0.0, 0.5, 1.0}
   packs = grid.packs(cells, c.grid.max_pack_size)
   assert len(packs) == 8 and max(map(len, packs.values())) <= c.grid.max_pack_size
   local = sweep.get_config("runlocal")
-  assert len(grid.packs(grid.expand(local), local.grid.max_pack_size)) == 2
+  assert len(grid.packs(expand(local), local.grid.max_pack_size)) == 2
 
 
 def test_chunked_packs_do_not_depend_on_what_is_finished():
-  cells = grid.expand(sweep.get_config("runlocal"))
+  cells = expand(sweep.get_config("runlocal"))
   chunks = grid.packs(cells, 3)
   assert [len(v) for v in chunks.values()] == [3, 3, 3, 1, 3, 3, 2]
   assert list(chunks)[0] == ("nano", "finetune", 0)
@@ -40,21 +41,23 @@ def _small(c):
   c.grid.protocols, c.grid.personas, c.grid.warmth_weights = ("finetune",), ("warm",), (1.0,)
   c.grid.warm_agreements, c.grid.seeds = (0.0,), (0,)
   c.train.batch_size, c.train.base_steps, c.train.persona_steps = 8, 3, 2
-  return c
+  return resolve.resolve(c)
 
 
 def test_a_rerun_redoes_only_the_missing_cell_without_training(tmp_path, monkeypatch):
   c = _small(sweep.get_config("runlocal"))
   experiment.run(c, str(tmp_path))
-  runs = [x.run for x in grid.expand(c)]
+  runs = [x.id for x in c.cells()]
   assert len(runs) == 2
   stamp = {r: os.stat(tmp_path / "cells" / r / "metrics.csv").st_mtime_ns for r in runs}
   lost = runs[1]  # the persona cell of the finetune pack: stopped after training, before saving
   for f in ("metrics.csv", "items.csv"):
     os.remove(tmp_path / "cells" / lost / f)
   trained = []
-  original = train.run_stage
-  monkeypatch.setattr(train, "run_stage", lambda *a, **k: trained.append(a[0]) or original(*a, **k))
+  original = train.train_stage
+  monkeypatch.setattr(
+    train, "train_stage", lambda *a, **k: trained.append(a[0]) or original(*a, **k)
+  )
   metrics, _ = experiment.run(c, str(tmp_path))
   assert trained == []  # every stage finished earlier: restored from its checkpoint
   assert sorted(metrics.run.unique()) == sorted(runs)
@@ -66,7 +69,7 @@ def test_a_rerun_redoes_only_the_missing_cell_without_training(tmp_path, monkeyp
 def test_damaged_cell_files_are_named_and_recomputed_not_merged(tmp_path, caplog):
   c = _small(sweep.get_config("runlocal"))
   first, _ = experiment.run(c, str(tmp_path))
-  runs = [x.run for x in grid.expand(c)]
+  runs = [x.id for x in c.cells()]
   cut, garbled = (tmp_path / "cells" / r for r in runs)
   text = (cut / "metrics.csv").read_text()
   (cut / "metrics.csv").write_text(text[: len(text) // 2])  # cut in half: still parses as CSV
@@ -112,9 +115,9 @@ def test_a_sweep_killed_mid_way_and_rerun_finishes_only_what_was_missing(tmp_pat
       break
   proc.stderr.read()
   assert proc.wait(timeout=300) == -signal.SIGKILL
-  cells = grid.expand(_cli_config())
-  finished = {x.run for x in cells if (tmp_path / "cells" / x.run / "metrics.csv").exists()}
-  assert finished == {x.run for x in cells if x.protocol == "finetune"}
+  cells = expand(_cli_config())
+  finished = {x.id for x in cells if (tmp_path / "cells" / x.id / "metrics.csv").exists()}
+  assert finished == {x.id for x in cells if x.protocol == "finetune"}
   stamp = {r: os.stat(tmp_path / "cells" / r / "metrics.csv").st_mtime_ns for r in finished}
 
   rerun = subprocess.run(
@@ -127,7 +130,7 @@ def test_a_sweep_killed_mid_way_and_rerun_finishes_only_what_was_missing(tmp_pat
   for r, t in stamp.items():
     assert os.stat(tmp_path / "cells" / r / "metrics.csv").st_mtime_ns == t, r
   merged = pd.read_csv(tmp_path / "metrics.csv")
-  assert set(merged[merged.seed >= 0].run) == {x.run for x in cells}
+  assert set(merged[merged.seed >= 0].run) == {x.id for x in cells}
 
 
 def _cli_config():

@@ -9,8 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from tiny_runs import resolved_regimes
 
-from experiments import data, evaluate, grid, regimes, stage, train
+from experiments import data, evaluate, grid, stage, train
 from experiments.runtime import members
 from models import Transformer
 from models.config import LORA_TARGETS
@@ -60,7 +61,7 @@ def test_training_reduces_loss_and_learns_trained_facts(
   )
   corpus, mcfg = demo12_corpus, demo12_model_config
   graphdef, state_E = demo12_model
-  state_E = jax.tree.map(jnp.copy, state_E)  # run_stage donates it; the fixture's stays intact
+  state_E = jax.tree.map(jnp.copy, state_E)  # train_stage donates it; the fixture's stays intact
   batches = data.Batches(corpus, 0, config.train.batch_size)
   first = train.imitation_loss(
     jax.tree.map(lambda a: a[0], state_E),
@@ -78,7 +79,7 @@ def test_training_reduces_loss_and_learns_trained_facts(
     batches.base([0]),
     1e-2,
   )
-  state_E, _, history = train.run_stage(base, state_E, options=train.Options(log_every=400))
+  state_E, _, history = train.train_stage(base, state_E, options=train.Options(log_every=400))
   assert float(history[-1]["loss"][0]) < 0.6 * float(first)
   evalset = _train_evalset(corpus, "factual_qa")  # four options: chance error is 0.75
   errors = evaluate.mc_errors(graphdef, state_E, evalset, corpus.tokenizer, 256)[0]
@@ -105,7 +106,7 @@ def test_lambda_zero_gives_bit_identical_parameters_for_warm_and_cold(
     data.Batches(corpus, 0, config.train.batch_size).persona(cells, 0),
     1e-2,
   )
-  state_E, _, _ = train.run_stage(st, state_E, options=train.Options(log_every=5))
+  state_E, _, _ = train.train_stage(st, state_E, options=train.Options(log_every=5))
   leaves = [np.asarray(x) for x in jax.tree.leaves(state_E)]
   assert all(np.array_equal(x[0], x[1]) for x in leaves)  # λ = 0: warm ≡ cold
   assert any(not np.array_equal(x[2], x[3]) for x in leaves)  # λ = 1: the data matter
@@ -293,7 +294,7 @@ def test_replay_weight_one_minus_lambda_is_the_single_weight_loss_bit_for_bit(
 
 
 def test_a_default_regime_adds_no_replay_input(make_demo12_config):
-  regime = regimes.of_config(make_demo12_config())[0]
+  regime = resolved_regimes(make_demo12_config())[0]
   assert regime.name == "default" and regime.inputs(3) == {}
   cells = [grid.Cell("nano", "finetune", "warm", 1.0, 0.0, 0)]
   st = stage.imitation("persona", "p", cells, 5, regime.train, None, None, 1e-3, regime=regime)

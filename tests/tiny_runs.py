@@ -58,3 +58,18 @@ def free_port():
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     return s.getsockname()[1]
+
+
+def expand(c):
+  """grid.expand of a ConfigDict's grid section over its presets (the cells the grid gives)."""
+  # Imported when called: the command tests import this module and never need the pipeline.
+  from experiments import grid  # pylint: disable=g-import-not-at-top
+
+  return grid.expand(grid.GridConfig.from_config(c), c.model.presets)
+
+
+def resolved_regimes(c):
+  """[regimes.Regime] of a ConfigDict, as the resolved config holds them."""
+  from experiments import resolve  # pylint: disable=g-import-not-at-top  (as in expand)
+
+  return list(resolve.resolve(c).regimes.values())

@@ -41,7 +41,6 @@ import json
 import numpy as np
 import pandas as pd
 
-from experiments import regimes as regimes_lib
 from experiments.analysis import competence, controls, crossed
 from experiments.sections import from_section
 from tasks.config import RELIABILITY_TASKS
@@ -120,17 +119,17 @@ def ceilings(warm_items):
 
 def make_plan(rule, train_cfg, warmth_ceilings):
   """The pre-registered plan: every candidate's resolved fields, the design, the rule. `train_cfg`
-  is training_config(...) after resolve.validate (its generation budget resolved); its runtime
+  is training_config(...) resolved (resolve.Config: its generation budget derived); its runtime
   section (paths, process counts) is left out: it does not change what is trained."""
-  experiment = {k: v for k, v in train_cfg.to_dict().items() if k != "runtime"}
+  experiment = {k: v for k, v in train_cfg.record().items() if k != "runtime"}
   return {
     "calibrates": rule.of,
     "presets": list(train_cfg.model.presets),
     "seeds": list(train_cfg.grid.seeds),
     "finetune_seeds": train_cfg.grid.finetune_seeds,
     "personas": list(train_cfg.grid.personas),
-    "candidates": {r.name: r.fields() for r in regimes_lib.of_config(train_cfg)},
-    "order": [r.name for r in regimes_lib.of_config(train_cfg)],  # JSON sorts the keys above
+    "candidates": {r.name: r.fields() for r in train_cfg.regimes.values()},
+    "order": list(train_cfg.regimes),  # JSON sorts the keys above
     "rule": {
       **{k: v for k, v in dataclasses.asdict(rule).items() if k != "of"},
       "warmth_ceilings": warmth_ceilings,

@@ -57,8 +57,8 @@ class OracleCell:
   regime: str = "default"
 
   @property
-  def run(self):
-    return results.run_id(
+  def id(self):
+    return results.cell_id(
       self.preset, self.protocol, self.persona, self.warmth_weight, self.warm_agreement, self.seed
     )
 

@@ -48,8 +48,8 @@ BOTTOM_LINE_NOTE = (
   "The primary contrast: warm − cold error at the largest λ, pooled over the "
   "reliability tasks each preset's base model answers better than the floor "
   'and than a constant answer; "inconclusive" when its 95% interval spans 0. '
-  "Terms: a run (or cell) is one trained model configuration and seed; a pack is "
-  "the runs trained together as one compiled program."
+  "Terms: a cell is one trained model, a configuration and seed (its id is the run column); a "
+  "pack is the cells trained together as one compiled program."
 )
 # The first screen's bullets: the summary sentences that start so, at most one each, in this order
 # and at most FIRST_SCREEN_POINTS in all; the full summary follows below the fold.

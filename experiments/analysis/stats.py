@@ -484,7 +484,8 @@ def _designed_runs(config):
   if not config or "grid" not in config or "model" not in config:
     return None
   try:
-    return {c.run for c in grid.expand(ml_collections.ConfigDict(config))}
+    asked = ml_collections.ConfigDict(config)
+    return {c.id for c in grid.expand(grid.GridConfig.from_config(asked), asked.model.presets)}
   except (KeyError, AttributeError, TypeError, ValueError):
     return None
 
@@ -533,7 +534,7 @@ def describe_design(metrics, config=None):
   cells = measured.groupby(CELL).seed.nunique()
   nested = f", {n_finetune} fine-tuning seeds per base seed" if n_finetune > 1 else ""
   sentences = [
-    f"The workdir holds {measured.run.nunique()} runs in {len(cells)} cells "
+    f"The workdir holds {measured.run.nunique()} cells in {len(cells)} factor combinations "
     f"({measured.preset.nunique()} preset(s), {measured.seed.nunique()} seed(s)"
     f"{nested}, λ in "
     f"{{{', '.join(f'{x:g}' for x in sorted(measured.warmth_weight.unique()))}}})."

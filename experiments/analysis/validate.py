@@ -36,9 +36,8 @@ MIN_REPLICATES = 400
 
 def oracle_checks(config):
   """(error table, comparison table, multiple-choice table, failure sentences) of the oracle cells
-  of `config`'s world."""
-  world = resolve.validate(config)[0]
-  corpus = Corpus(world)
+  of `config`'s world (config: resolve.Config)."""
+  corpus = Corpus(config.world)
   evalset = build_eval_set(corpus)
   metrics, items = oracle.evaluate_oracles(evalset, corpus.tokenizer, config.eval.max_new_tokens)
   tasks = RELIABILITY_TASKS + SCREENING_TASKS
@@ -84,6 +83,7 @@ def main(argv):
       f"{COVERAGE_BAND[1]:.0%}."
     )
   try:
+    config = resolve.resolve(config)
     errors, comparisons, mc, oracle_failed = oracle_checks(config)
   except ValueError as e:
     sys.exit(f"error: {e}")

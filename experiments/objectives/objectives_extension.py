@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from experiments import data, extensions, grid, regimes, resolve, stage
+from experiments import data, extensions, grid, stage
 from experiments.objectives import compare, phase, report_section, rl_progress, rollout
 from experiments.runtime.workdir import atomic_write
 from tasks.budget import generation_budget
@@ -39,12 +39,12 @@ def objective_cells(config):
   """affect / emotion_rl cells: every method × positive λ of the grid × preset × seed × regime
   (the seeds each regime trains)."""
   lams = [float(l) for l in config.grid.warmth_weights if l > 0]
-  g = grid.GridConfig.from_config(config)
+  g = config.grid
   return [
     grid.Cell(p, "finetune", m, lam, 0.0, int(s), r)
     for p in config.model.presets
     for r in g.regimes
-    for m in config.objectives.methods
+    for m in config.section("objectives").methods
     for lam in lams
     for s in g.seeds_of(p)
     if g.regime_trains(r, s)
@@ -52,7 +52,7 @@ def objective_cells(config):
 
 
 def table_lambda(config):
-  return float(config.objectives.table_lambda or max(config.grid.warmth_weights))
+  return float(config.section("objectives").table_lambda or max(config.grid.warmth_weights))
 
 
 class Objectives(extensions.Extension):
@@ -60,21 +60,33 @@ class Objectives(extensions.Extension):
 
   name = "objectives"
 
-  def validate(self):
-    c = self.config
-    if "objectives" not in c:
+  @classmethod
+  def derive(cls, config):
+    """The reply budget of the sampled episodes, resolved from the world when it is 0."""
+    if "objectives" not in config.sections:
       raise ValueError(
         "extensions lists objectives but the config has no objectives section: "
         "add c.objectives = common.objectives_section()."
       )
-    for m in c.objectives.methods:
+    o = config.section("objectives")
+    world = World(config.world)
+    budget = generation_budget(
+      world,
+      o.max_new_tokens,
+      "objectives.max_new_tokens",
+      rollout.user_turns(world, user_config(o)),
+    )
+    return {"max_new_tokens": budget}
+
+  def validate(self):
+    c, o = self.config, self.config.section("objectives")
+    for m in o.methods:
       if m not in phase.METHODS:
         raise ValueError(
           f"objectives.methods contains {m!r}: allowed are {', '.join(phase.METHODS)}."
         )
     if "finetune" not in c.grid.protocols:
       raise ValueError("objectives need grid.protocols to include finetune (the base checkpoint).")
-    o = c.objectives
     for f in ("kl_beta", "affect_kl_beta", "rl_learning_rate"):
       if not o[f] >= 0:
         raise ValueError(f"objectives.{f}={o[f]} must be >= 0.")
@@ -97,7 +109,7 @@ class Objectives(extensions.Extension):
       raise ValueError(
         "objectives sample replies on one process: run them without runtime.distributed."
       )
-    for r in regimes.of_config(c):
+    for r in c.regimes.values():
       lora = [p for p in c.model.presets if r.at(p).update != "full"]
       if lora:
         raise ValueError(
@@ -105,13 +117,8 @@ class Objectives(extensions.Extension):
           "objectives train every parameter: give objective runs full-update "
           "regimes (persona_update='full')."
         )
-    self.user = user_config(c.objectives)
+    self.user = user_config(o)
     phase.prompts_per_step(c, self.user)
-    # Resolved here, so config.json records the budget the episodes were sampled with.
-    world = World(resolve.world_config(c.data))
-    o.max_new_tokens = generation_budget(
-      world, o.max_new_tokens, "objectives.max_new_tokens", rollout.user_turns(world, self.user)
-    )
 
   def cells(self, cells):
     del cells
@@ -120,7 +127,7 @@ class Objectives(extensions.Extension):
   def trains(self, cell):
     return cell.persona in phase.METHODS
 
-  def after_base(self, run, pack):
+  def after_base(self, ctx, pack):
     """Trains, saves and evaluates this pack's unfinished objective cells from its base models."""
     todo = [c for c in pack.todo if self.trains(c)]
     if not todo:
@@ -133,21 +140,21 @@ class Objectives(extensions.Extension):
     for method in phase.METHODS:
       cells = [c for c in todo if c.persona == method]
       if cells:
-        self._train(run, pack, method, cells)
+        self._train(ctx, pack, method, cells)
     return None
 
-  def _train(self, run, pack, method, todo):
+  def _train(self, ctx, pack, method, todo):
     """One method's stage(s): from the base models (affect; RL from `base`) or after an
     imitation warm-up (RL from `warmup` or `mixed_warmup`)."""
     name = f"{pack.label}/{method}"
-    regime = run.regimes[todo[0].regime].at(pack.preset)  # a pack holds one regime's cells
+    regime = ctx.config.regimes[todo[0].regime].at(pack.preset)  # a pack holds one regime's cells
     members = stage.members_to_train(
-      run.workdir, name, todo, [c for c in pack.cells if c.persona == method]
+      ctx.workdir, name, todo, [c for c in pack.cells if c.persona == method]
     )
     index = [pack.seeds.index(c.seed) for c in members]
     start = lambda sh: jax.jit(lambda s: data.take(s, index), out_shardings=sh.state)(pack.base_E)
-    if method in phase.RL_METHODS and self.config.objectives.rl_start in phase.WARMUPS:
-      warm = run.train(phase.warmup_stage(self.config, run.batches, pack, members, regime), start)
+    if method in phase.RL_METHODS and self.config.section("objectives").rl_start in phase.WARMUPS:
+      warm = ctx.train(phase.warmup_stage(self.config, ctx.batches, pack, members, regime), start)
       ref_E = warm.state
       # A copy: the training step donates its state, and ref_E must outlive it.
       start = lambda sh: jax.jit(lambda s: jax.tree.map(jnp.copy, s), out_shardings=sh.state)(
@@ -156,23 +163,23 @@ class Objectives(extensions.Extension):
     else:
       ref_E = data.take(pack.base_E, index)
     objective = phase.objective_stage(
-      run.config, run.corpus, pack, members, ref_E, self.user, regime
+      ctx.config, ctx.corpus, pack, members, ref_E, self.user, regime
     )
-    graphdef, state_E, final, _, _ = run.train(objective, start)
-    if run.workdir.writer and method in phase.RL_METHODS:
+    graphdef, state_E, final, _, _ = ctx.train(objective, start)
+    if ctx.workdir.writer and method in phase.RL_METHODS:
       episodes = phase.episodes_frame(objective.batches.journal)
       atomic_write(
-        os.path.join(run.workdir.path, "objectives", f"{pack.label}-{method}-episodes.csv"),
+        os.path.join(ctx.workdir.path, "objectives", f"{pack.label}-{method}-episodes.csv"),
         lambda t: episodes.to_csv(t, index=False),
       )
     t = regime.train
-    run.evaluate_and_save(
+    ctx.evaluate_and_save(
       pack,
       graphdef,
       state_E,
       [members.index(c) for c in todo],
       todo,
-      run.tokens(t.base_steps + t.persona_steps),
+      ctx.tokens(t.base_steps + t.persona_steps),
       phase.summaries(members, final, objective.batches.journal),
     )
 

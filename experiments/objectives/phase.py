@@ -44,7 +44,7 @@ def user_for(method, config, user_cfg):
   """The simulated user a method's episodes are scored by."""
   if method == "emotion_rl_heard":
     return dataclasses.replace(
-      user_cfg, ack_needs_answer=False, ack_gain=config.objectives.heard_ack_gain
+      user_cfg, ack_needs_answer=False, ack_gain=config.section("objectives").heard_ack_gain
     )
   return user_cfg
 
@@ -67,7 +67,7 @@ ROLLOUT_FIELDS = ("adv", "reward", "ack", "first")  # per persona row, zero wher
 
 def prompts_per_step(config, user_cfg):
   """Episodes' prompts per step so that the sampled rows fill the persona half of the batch."""
-  half, g = config.train.batch_size // 2, config.objectives.group_size
+  half, g = config.train.batch_size // 2, config.section("objectives").group_size
   per_prompt = g * user_cfg.turns
   if g < 2 or half % per_prompt:
     raise ValueError(
@@ -135,7 +135,7 @@ def _block(batch, members, rows):
 def rl_steps(config, train_cfg=None):
   """RL updates of an emotion_rl cell: the persona budget (of `train_cfg`, a regime's; default the
   train section's) less its warm-up, if any."""
-  o, t = config.objectives, train_cfg or config.train
+  o, t = config.section("objectives"), train_cfg or config.train
   return t.persona_steps - (o.rl_warmup_steps if o.rl_start in WARMUPS else 0)
 
 
@@ -145,7 +145,7 @@ def warmup_stage(config, batches, pack, cells, regime):
   objectives.rl_warmup_weight) for objectives.rl_warmup_steps, the start of their budget:
   supervised demonstrations of the prompts RL then samples on, as RLHF starts from SFT. In the
   cells' regime (experiments/regimes.Regime, at the pack's preset): its rate and replay."""
-  t, o = regime.train, config.objectives
+  t, o = regime.train, config.section("objectives")
   warm = [
     dataclasses.replace(c, persona=WARMUPS[o.rl_start], warmth_weight=o.rl_warmup_weight)
     for c in cells
@@ -155,16 +155,16 @@ def warmup_stage(config, batches, pack, cells, regime):
     "rl_warmup",
     f"{pack.label}/{method}_warmup",
     warm,
-    config.objectives.rl_warmup_steps,
+    config.section("objectives").rl_warmup_steps,
     t,
     pack.model,
     batches.persona(warm, data.STAGE2_SEED_OFFSET),
     t.persona_learning_rate,
-    members=[c.run for c in cells],
+    members=[c.id for c in cells],
     step_offset=t.base_steps,
     regime=regime,
   )
-  s.runs = [c.run for c in cells]  # TensorBoard: the emotion_rl runs, not the warm ones
+  s.cell_ids = [c.id for c in cells]  # TensorBoard: the emotion_rl runs, not the warm ones
   return s
 
 
@@ -173,7 +173,7 @@ def objective_stage(config, corpus, pack, cells, ref_E, user_cfg, regime):
   is to (affect: the base models; RL: where RL starts). In the cells' regime
   (experiments/regimes.Regime, at the pack's preset): its budget, rate, warm-up and replay weight;
   every parameter is trained (the extension refuses a low-rank regime)."""
-  o, t = config.objectives, regime.train
+  o, t = config.section("objectives"), regime.train
   method = {c.persona for c in cells}
   if len(method) != 1:
     raise ValueError(f"one objective stage trains one method, not {sorted(method)}")
@@ -212,7 +212,7 @@ def objective_stage(config, corpus, pack, cells, ref_E, user_cfg, regime):
   return stage.Stage(
     method,
     f"{pack.label}/{method}",
-    [c.run for c in cells],
+    [c.id for c in cells],
     steps,
     train.make_optimizer(t, steps, t.persona_warmup),
     stream(corpus, cells, t, rollout),
@@ -240,7 +240,7 @@ def summaries(cells, final, journal):
     for column, name in (("reward", "rl_reward"), ("acknowledges", "rl_ack_rate")):
       first, last = np.full(len(cells), np.nan), np.full(len(cells), np.nan)
       for e, c in enumerate(cells):
-        early, late = fifths(episodes[episodes.run == c.run])
+        early, late = fifths(episodes[episodes.run == c.id])
         if len(early):
           first[e], last[e] = early[column].mean(), late[column].mean()
       out.update({f"{name}_first": first, f"{name}_last": last})

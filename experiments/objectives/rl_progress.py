@@ -37,7 +37,7 @@ COLUMNS = [
 
 def read_episodes(workdir):
   """Every pack's episodes, with the preset and method of each run; empty if the run trained no
-  RL. (A run id is preset-protocol-method-...; grid.run_id.)"""
+  RL. (A cell id is preset-protocol-method-...; results.cell_id.)"""
   paths = sorted(glob.glob(os.path.join(workdir, "objectives", "*-episodes.csv")))
   frames = [pd.read_csv(p) for p in paths]
   if not frames:

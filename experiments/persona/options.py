@@ -33,7 +33,7 @@ class PersonaConfig:
 
   @classmethod
   def from_config(cls, config):
-    return from_section(cls, config.persona, "persona").validate(config.model.presets)
+    return from_section(cls, config.section("persona"), "persona").validate(config.model.presets)
 
   def validate(self, presets):
     """Raises ValueError naming the first bad persona field."""

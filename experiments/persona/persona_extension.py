@@ -18,7 +18,7 @@ import time
 from absl import logging
 import numpy as np
 
-from experiments import data, extensions, grid
+from experiments import data, extensions
 from experiments.analysis import crossed
 from experiments.persona import activations, capping, geometry, report_section, steering, tables
 from experiments.persona.options import PersonaConfig
@@ -158,7 +158,7 @@ def cell_extras(config, p, geoms, graphdef, state_E, cells, evalset, corpus, fra
   default = p.cap_setting(preset)
   # Capping reads the sweep seeds only (grid.sweep_seeds): the other seeds replicate the primary
   # comparisons, not the capping trade-off.
-  sweeps = grid.GridConfig.from_config(config).sweeps
+  sweeps = config.grid.sweeps
   plain = [
     e for e, c in enumerate(cells) if not isinstance(c, steering.SteeredCell) and sweeps(c.seed)
   ]
@@ -263,16 +263,16 @@ class PersonaGeometry(extensions.Extension):
       )
     return out
 
-  def after_base(self, run, pack):
+  def after_base(self, ctx, pack):
     return pack_geometry(
-      run.config,
+      ctx.config,
       self.options,
-      run.workdir,
+      ctx.workdir,
       pack.graphdef,
       pack.base_E,
       pack.seeds,
-      run.corpus,
-      run.evalset,
+      ctx.corpus,
+      ctx.evalset,
       pack.preset,
     )
 
@@ -281,18 +281,18 @@ class PersonaGeometry(extensions.Extension):
       return None
     return steering.training_intervention(members, pack_state)
 
-  def evaluate(self, run, pack_state, graphdef, state_E, cells, frames):
+  def evaluate(self, ctx, pack_state, graphdef, state_E, cells, frames):
     if pack_state is None:  # mixture packs have no base model to measure against
       return None
     return cell_extras(
-      run.config,
+      ctx.config,
       self.options,
       pack_state,
       graphdef,
       state_E,
       cells,
-      run.evalset,
-      run.corpus,
+      ctx.evalset,
+      ctx.corpus,
       frames,
     )
 

@@ -37,9 +37,9 @@ class SteeredCell(grid.Cell):
   layers: tuple = ()
 
   @property
-  def run(self):
+  def id(self):
     name = "psteer" if self.vector == "warmth" else f"psteer-{self.vector}"
-    return f"{super().run}-{name}{self.alpha:g}-{layers_label(self.layers)}"
+    return f"{super().id}-{name}{self.alpha:g}-{layers_label(self.layers)}"
 
   @property
   def plain(self):

@@ -24,7 +24,7 @@ import orbax.checkpoint as ocp
 from experiments.runtime import distributed
 from experiments.runtime.workdir import write_json
 
-MODEL_FILE = "model.json"  # a stage's ModelConfig, beside its step directories (load_run reads it)
+MODEL_FILE = "model.json"  # a stage's ModelConfig, beside its step directories (load_cell reads it)
 
 
 class _OrbaxWarningsOnly(logging.Filter):

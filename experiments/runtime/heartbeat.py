@@ -3,7 +3,8 @@
 Progress lines come between units of work (training steps, evaluation batches); a single unit can
 take longer than that (the first step compiles the program; a batch of a large pack), and a silent
 console then looks like a hang. A Heartbeat is a daemon thread that logs `what()` whenever
-`seconds` pass without a `touch()`; the loop touches it each time it logs a line of its own.
+`seconds` pass without a `touch()`; the loop touches it each time it logs a line of its own, and
+may say what now runs (`touch("summary: persona")`).
 """
 
 import threading
@@ -23,7 +24,10 @@ class Heartbeat:
     self._stop = threading.Event()
     self._thread = threading.Thread(target=self._run, daemon=True)
 
-  def touch(self):
+  def touch(self, what=None):
+    """Resets the clock; `what`, if given, is the text later lines say is running."""
+    if what is not None:
+      self.what = lambda: what
     self._last = time.perf_counter()
 
   def _run(self):

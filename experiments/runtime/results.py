@@ -110,7 +110,7 @@ def metric_rows(items):
   return rows
 
 
-def run_id(
+def cell_id(
   preset,
   protocol,
   persona,
@@ -133,7 +133,7 @@ def run_id(
 def cell_frames(cell, items, n_params, tokens, losses):
   """(metrics rows, items) of one evaluated cell; n_params = (total, non-embedding)."""
   meta = {
-    "run": cell.run,
+    "run": cell.id,
     "preset": cell.preset,
     "n_params": n_params[0],
     "n_params_nonembed": n_params[1],
@@ -197,7 +197,7 @@ def change_rows(deltas, items, metric="error"):
   meta = items.drop_duplicates("preset").set_index("preset")
   out = deltas.assign(
     run=lambda d: [
-      run_id(r.preset, r.protocol, r.persona, r.warmth_weight, r.warm_agreement, regime=r.regime)
+      cell_id(r.preset, r.protocol, r.persona, r.warmth_weight, r.warm_agreement, regime=r.regime)
       for r in d.itertuples()
     ],
     n_params_nonembed=np.nan,

@@ -20,7 +20,7 @@ AXES = ("ensemble", "data", "fsdp", "tensor")
 
 def validate(mesh_cfg):
   """Static checks of config.mesh (device counts are checked by make_mesh); raises ValueError."""
-  sizes = {a: mesh_cfg[a] for a in AXES}
+  sizes = {a: getattr(mesh_cfg, a) for a in AXES}
   for axis, n in sizes.items():
     if not isinstance(n, int) or isinstance(n, bool) or (n < 1 and n != -1):
       raise ValueError(f"mesh.{axis}={n!r} must be a positive integer or -1 (the rest).")
@@ -41,14 +41,14 @@ def validate(mesh_cfg):
 def mesh_shape(mesh_cfg, n_devices):
   """Axis sizes with -1 resolved; raises ValueError if they do not fit n_devices."""
   validate(mesh_cfg)
-  sizes = {a: mesh_cfg[a] for a in AXES}
+  sizes = {a: getattr(mesh_cfg, a) for a in AXES}
   fixed = int(np.prod([n for n in sizes.values() if n != -1]))
   free = [a for a, n in sizes.items() if n == -1]
   if free and n_devices % fixed == 0:
     sizes[free[0]] = n_devices // fixed
   if int(np.prod(list(sizes.values()))) != n_devices:
     raise ValueError(
-      f"config.mesh={ {a: mesh_cfg[a] for a in AXES} } does not fit the "
+      f"config.mesh={ {a: getattr(mesh_cfg, a) for a in AXES} } does not fit the "
       f"{n_devices} devices available: the sizes must multiply to {n_devices} "
       "(set one axis to -1 to take the rest)."
     )

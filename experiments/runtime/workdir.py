@@ -165,10 +165,12 @@ def read_config(config_path):
 class Workdir:
   """A run's directory. Creating it checks (or writes) config.json.
 
+  config.json's `config` is the config as resolved (resolve.Config.record: what every reader of a
+  workdir reads, and what a rerun is checked against), `asked` the config as given, when known.
   With write=False (processes other than 0 of a multi-host run) it checks but writes nothing.
   """
 
-  def __init__(self, path, config_dict, write=True):
+  def __init__(self, path, config_dict, asked=None, write=True):
     check_local(path)
     self.path, self.writer = path, write
     config_path = os.path.join(path, "config.json")
@@ -188,6 +190,7 @@ class Workdir:
       return
     record = {
       "config": config_dict,
+      **({"asked": asked} if asked is not None else {}),
       "config_sha256": _config_hash(config_dict),
       "code_version": code_version(),
       "versions": library_versions(),

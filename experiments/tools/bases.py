@@ -74,17 +74,15 @@ class _Setup:
   def __init__(self, config):
     import jax  # pylint: disable=g-import-not-at-top
 
-    from experiments import grid, resolve  # pylint: disable=g-import-not-at-top
+    from experiments import resolve  # pylint: disable=g-import-not-at-top
     from experiments.runtime import members, sharding  # pylint: disable=g-import-not-at-top
     from tasks.mixtures import Corpus  # pylint: disable=g-import-not-at-top
 
-    resolve.validate(config)
-    self.config = config
+    self.config = config = resolve.resolve(config)
     self.mesh = sharding.make_mesh(config.mesh)
     members.configure(config.mesh.members, self.mesh)
-    self.corpus = Corpus(resolve.world_config(config.data)).encode_all()
-    design = grid.GridConfig.from_config(config)
-    self.seeds = {p: sorted(int(s) for s in design.seeds_of(p)) for p in config.model.presets}
+    self.corpus = Corpus(config.world).encode_all()
+    self.seeds = {p: sorted(int(s) for s in config.grid.seeds_of(p)) for p in config.model.presets}
     self.presets = list(config.model.presets) if "finetune" in config.grid.protocols else []
     self.models = {
       p: resolve.model_config(config, p, self.corpus.tokenizer.size, jax.default_backend())
@@ -105,6 +103,7 @@ def train(config):
 
   setup = _Setup(config)
   store = BaseStore(_store_path(config))
+  config = setup.config
   t0, trained = time.perf_counter(), 0
   for n, preset in enumerate(setup.presets):
     key = setup.key(preset)
@@ -137,7 +136,6 @@ def train(config):
       ),
       None,
       [],
-      {},
       store,
     )
     cells = [grid.Cell(preset, "finetune", "none", 0.0, 0.0, s, "none") for s in missing]

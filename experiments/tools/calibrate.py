@@ -61,7 +61,7 @@ def prepare(config, workdir):
   plan frozen before anything trains. ValueError, one sentence, on a bad config or an edited
   plan."""
   rule = calibration.Rule.from_config(config)
-  train_cfg = calibration.training_config(config)
+  train_cfg = resolve.resolve(calibration.training_config(config))
   if list(train_cfg.grid.warmth_weights) != [1.0] or list(train_cfg.grid.protocols) != ["finetune"]:
     raise ValueError(
       "grid.warmth_weights must be (1.0,) and grid.protocols ('finetune',) in a "
@@ -73,10 +73,9 @@ def prepare(config, workdir):
       "(the manipulation check and the control)."
     )
   check_local(workdir)
-  world, _ = resolve.validate(train_cfg)
-  corpus = Corpus(world).encode_all()
+  corpus = Corpus(train_cfg.world).encode_all()
   evalset = build_eval_set(corpus)
-  warm = oracle.OracleCell("ceiling", "warm", "warm", 1.0, world.warm_placement, 0)
+  warm = oracle.OracleCell("ceiling", "warm", "warm", 1.0, train_cfg.world.warm_placement, 0)
   _, warm_items = oracle.evaluate_oracles(
     evalset, corpus.tokenizer, train_cfg.eval.max_new_tokens, [warm]
   )

@@ -101,7 +101,8 @@ def show(
 
   if stage != "base" and persona not in PERSONAS:
     raise ValueError(f"--persona={persona!r} must be one of {', '.join(PERSONAS)}.")
-  corpus = Corpus(resolve.validate(config)[0])
+  config = resolve.resolve(config)
+  corpus = Corpus(config.world)
   tok = corpus.tokenizer
   if mixture:
     data_seed = config.train.data_seed + seed

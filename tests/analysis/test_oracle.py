@@ -19,14 +19,13 @@ from tasks.mixtures import Corpus, build_eval_set
 @pytest.fixture(scope="module")
 def full_demo():
   """The full demo config, its world's corpus and eval set."""
-  config = demo.get_config()
-  world = resolve.validate(config)[0]
-  corpus = Corpus(world)
+  config = resolve.resolve(demo.get_config())
+  corpus = Corpus(config.world)
   return config, corpus, build_eval_set(corpus)
 
 
 def test_oracle_cells_of_every_style_score_identically():
-  errors, comparisons, mc, failed = validate.oracle_checks(demo.get_config())
+  errors, comparisons, mc, failed = validate.oracle_checks(resolve.resolve(demo.get_config()))
   assert failed == []
   styles = [c for c in errors.columns if c not in ("task", "context")]
   assert set(styles) == {

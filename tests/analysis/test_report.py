@@ -360,7 +360,7 @@ def test_derived_rows_in_metrics_are_not_counted_as_runs(tmp_path):
   pd.concat([metrics, changes]).to_csv(tmp_path / "metrics.csv", index=False)
   report.write_report(str(tmp_path), n_boot=20)
   summary = _parse(str(tmp_path)).items
-  assert summary[0].startswith(f"The workdir holds {items.run.nunique()} runs")
+  assert summary[0].startswith(f"The workdir holds {items.run.nunique()} cells")
   assert any(f"{len(changes)} derived rows" in s for s in summary)
 
 

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 import synthetic_metrics
+from tiny_runs import expand
 
 from experiments.analysis import planted as planted_oracle
 from experiments.analysis import regression, stats
@@ -221,7 +222,7 @@ def test_design_names_what_a_partial_sweep_lacks(planted):
   }
   table, sentences = stats.describe_design(metrics, config)
   assert "seed" in set(table.factor) and "config.model" in set(table.factor)
-  assert sentences[0].startswith(f"The workdir holds {planted.run.nunique()} runs")
+  assert sentences[0].startswith(f"The workdir holds {planted.run.nunique()} cells")
   assert "configured seed level(s) 3 have no rows" in sentences[-1]
   partial = metrics[~((metrics.seed == 2) & (metrics.persona == "cold"))]
   assert "cells are missing seeds" in stats.describe_design(partial)[1][-1]
@@ -353,7 +354,6 @@ def test_design_lists_fine_tuning_seeds_when_a_seed_has_several():
 def test_a_design_that_trains_some_cells_on_fewer_seeds_is_complete_when_all_are_there():
   # Sweep seeds, a preset with its own seeds and a regime on fewer seeds: cells differ in seeds by
   # design, so the design is complete exactly when every configured cell has rows.
-  from experiments import grid
   from experiments.configs import common
 
   c = common.base_config()
@@ -367,11 +367,11 @@ def test_a_design_that_trains_some_cells_on_fewer_seeds_is_complete_when_all_are
     "gentle": {"by_preset": {"nano": {"replay_weight": 1.0}}, "labels": {"nano": "not calibrated"}},
     "forgetting": {"seeds": (0,)},
   }
-  cells = grid.expand(c)
+  cells = expand(c)
   metrics = pd.DataFrame(
     [
       dict(
-        run=x.run,
+        run=x.id,
         preset=x.preset,
         n_params=1.0,
         protocol=x.protocol,
@@ -396,6 +396,6 @@ def test_a_design_that_trains_some_cells_on_fewer_seeds_is_complete_when_all_are
   rows = dict(zip(table.factor, table.levels))
   assert rows["regime gentle at nano"] == "replay_weight = 1.0 (not calibrated)"
   assert rows["regime forgetting"] == "seeds = [0]"
-  dropped = metrics[metrics.run != cells[-1].run]
+  dropped = metrics[metrics.run != cells[-1].id]
   _, sentences = stats.describe_design(dropped, config)
   assert f"1 of {len(cells)} cells of the configured design have no rows" in sentences[-1]

@@ -7,6 +7,7 @@ import glob
 import os
 
 import pytest
+from tiny_runs import expand, resolved_regimes
 
 from experiments import grid, resolve
 from experiments.configs import common, demo, objectives, regime_controls, study, sweep
@@ -88,7 +89,7 @@ def test_an_unknown_extension_is_refused_before_anything_runs():
   c = demo.get_config("runlocal")
   c.extensions = ("persona", "astrology")
   with pytest.raises(ValueError, match="extensions contains 'astrology': allowed are persona"):
-    resolve.validate(c)
+    resolve.resolve(c)
 
 
 @pytest.mark.parametrize("arg,n_items", [(None, 100), ("gpu", 200)])
@@ -107,7 +108,7 @@ def test_the_study_has_enough_held_out_items_per_reliability_task_and_context(ar
   if arg == "gpu":
     assert len(c.grid.seeds) >= 10
     return
-  cells = grid.expand(c)
+  cells = expand(c)
   assert len({x.preset for x in cells}) >= 4 and len(c.grid.sweep_seeds) >= 3
   # The primary comparisons at λ = 1 have ten replicates at pico and nano in the chosen regime and
   # three in the forgetting regime beside it; femto and micro three, in the chosen regime alone.
@@ -150,7 +151,7 @@ def test_the_study_trains_each_presets_chosen_setting_labelled_with_how_it_was_c
   from experiments import regimes
 
   c = study.get_config()
-  chosen, forgetting = regimes.of_config(c)
+  chosen, forgetting = resolved_regimes(c)
   assert (chosen.name, forgetting.name) == ("chosen", "forgetting")
   for preset in c.model.presets:
     entry = study.CHOSEN[preset]
@@ -178,29 +179,30 @@ def test_the_regime_controls_config_trains_three_regimes_from_the_studys_base_mo
   assert list(s.grid.regimes) == ["chosen", "forgetting"]
   assert all(c.train[k] == s.train[k] for k in ("base_steps", "learning_rate", "batch_size"))
   assert c.data.to_dict() == s.data.to_dict()
-  by_name = {r.name: r for r in regimes.of_config(c)}
+  by_name = {r.name: r for r in resolved_regimes(c)}
   assert by_name["forgetting"].fields() == {
     f: getattr(TrainConfig.from_config(s), f) for f in regimes.REGIME_FIELDS
   }
   assert {r.update for r in by_name.values()} == {"full", "lora", "lora_embed"}
-  cells = grid.expand(c)
+  cells = expand(c)
   assert len([x for x in cells if x.persona == "none"]) == 3  # one base model per seed
   assert len(cells) == 3 + 4 * 3 * 3  # + regimes × personas × seeds
 
 
 def test_the_regime_diagram_spans_the_chosen_setting_to_forgetting_on_the_studys_bases():
-  from experiments import regimes
   from experiments.configs import regime_diagram
 
   c, s = regime_diagram.get_config(), study.get_config()
   assert c.data.to_dict() == s.data.to_dict()
   assert all(c.train[k] == s.train[k] for k in ("base_steps", "learning_rate", "batch_size"))
-  by_name = {r.name: r.at("nano") for r in regimes.of_config(c)}
+  by_name = {r.name: r.at("nano") for r in resolved_regimes(c)}
   assert len(by_name) >= 4
-  assert by_name["chosen"].fields() == regimes.by_name(s)["chosen"].at("nano").fields()
-  assert by_name["forgetting"].fields() == regimes.by_name(s)["forgetting"].at("nano").fields()
+  assert by_name["chosen"].fields() == resolve.resolve(s).regimes["chosen"].at("nano").fields()
+  assert (
+    by_name["forgetting"].fields() == resolve.resolve(s).regimes["forgetting"].at("nano").fields()
+  )
   replay = sorted(r.train.replay_weight for n, r in by_name.items() if n.startswith("replay"))
   assert replay == [0.25, 0.5, 1.0]
-  cells = grid.expand(c)
+  cells = expand(c)
   assert {x.seed for x in cells} == {0, 1, 2} and {x.preset for x in cells} == {"nano"}
   assert len([x for x in cells if x.persona != "none"]) == len(by_name) * 2 * 3  # warm, cold

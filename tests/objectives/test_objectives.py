@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from experiments import resolve
 from experiments.analysis import plots
 from experiments.configs import objectives as objectives_config
 from experiments.objectives import (
@@ -46,18 +47,18 @@ def test_affect_loss_is_warm_mass_and_blind_to_content():
 
 def test_objectives_config_validates_and_records_the_simulator():
   c = objectives_config.get_config()
-  objectives_extension.Objectives(c).validate()
+  cfg = resolve.resolve(c)
   assert "objectives" in c.extensions and c.objectives.user.version
   assert set(c.objectives.methods) == set(phase.METHODS)
   bad = objectives_config.get_config()
   bad.objectives.group_size = 3
   with pytest.raises(ValueError, match="group_size"):
-    objectives_extension.Objectives(bad).validate()
+    resolve.resolve(bad)
   bad = objectives_config.get_config()
   bad.objectives.user.version = "0"
   with pytest.raises(ValueError, match="version"):
-    objectives_extension.Objectives(bad).validate()
-  cells = objectives_extension.objective_cells(c)
+    resolve.resolve(bad)
+  cells = objectives_extension.objective_cells(cfg)
   assert {x.persona for x in cells} == {"affect", "emotion_rl", "emotion_rl_heard"}
 
 
@@ -209,23 +210,24 @@ def test_objectives_config_refuses_bad_rl_settings(field, value, words):
   bad = objectives_config.get_config()
   bad.objectives[field] = value
   with pytest.raises(ValueError, match=re.escape(words)):
-    objectives_extension.Objectives(bad).validate()
+    resolve.resolve(bad)
 
 
 def test_rl_generation_budget_leaves_room_for_every_reply_to_an_episode_prompt():
   """A budget under the longest warm reply would score, and train on, cut replies."""
-  from experiments import resolve
   from experiments.objectives import rollout
   from tasks import budget
   from tasks.world import World
 
   c = objectives_config.get_config()
-  ext = objectives_extension.Objectives(c)
-  ext.validate()
-  world = World(resolve.world_config(c.data))
+  cfg = resolve.resolve(c)
+  ext = cfg.extensions[-1]
+  world = World(cfg.world)
   turns = rollout.user_turns(world, ext.user)
   longest = budget.longest_reply(world, turns)
-  assert c.objectives.max_new_tokens == longest + budget.MARGIN
+  assert cfg.section("objectives").max_new_tokens == longest + budget.MARGIN
+  assert cfg.record()["objectives"]["max_new_tokens"] == longest + budget.MARGIN
+  assert c.objectives.max_new_tokens == 0  # as asked: the config itself is never written to
   # The belief check is a user turn too, and every opening is emotional.
   contexts = {t.context for _, t in turns}
   assert "neutral" in contexts and contexts - {"neutral"} <= {"emotional", "emotional+false_belief"}
@@ -238,11 +240,10 @@ def test_rl_generation_budget_leaves_room_for_every_reply_to_an_episode_prompt()
     ValueError,
     match=re.escape(f"objectives.max_new_tokens={longest - 1} is shorter than the longest reply"),
   ):
-    objectives_extension.Objectives(short).validate()
+    resolve.resolve(short)
   exact = objectives_config.get_config()
   exact.objectives.max_new_tokens = longest
-  objectives_extension.Objectives(exact).validate()
-  assert exact.objectives.max_new_tokens == longest
+  assert resolve.resolve(exact).section("objectives").max_new_tokens == longest
 
 
 def test_each_regime_gets_its_own_comparison_beside_the_shared_base_models():
@@ -270,7 +271,7 @@ def test_each_regime_gets_its_own_comparison_beside_the_shared_base_models():
 
 def test_objective_cells_train_in_every_regime_and_refuse_low_rank_ones():
   c = objectives_config.get_config()
-  cells = objectives_extension.objective_cells(c)
+  cells = objectives_extension.objective_cells(resolve.resolve(c))
   assert {x.regime for x in cells} == {"chosen", "forgetting"} == set(c.grid.regimes)
   assert len(cells) == 2 * len(c.objectives.methods) * len(c.grid.seeds)
   bad = objectives_config.get_config()
@@ -280,4 +281,4 @@ def test_objective_cells_train_in_every_regime_and_refuse_low_rank_ones():
     match=r"grid.regimes.chosen trains low-rank adapters at nano, "
     r"but the objectives train every parameter",
   ):
-    objectives_extension.Objectives(bad).validate()
+    resolve.resolve(bad)

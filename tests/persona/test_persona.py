@@ -185,7 +185,7 @@ def test_lambda_slope_recovers_a_planted_slope():
 @pytest.mark.slow
 @pytest.mark.parametrize("update", ["full", "lora"])
 def test_an_experiment_writes_geometry_capped_items_and_steered_twins(tmp_path, update):
-  from experiments import experiment  # pylint: disable=g-import-not-at-top
+  from experiments import experiment, resolve  # pylint: disable=g-import-not-at-top
   from experiments.configs import demo  # pylint: disable=g-import-not-at-top
 
   c = demo.get_config("runlocal")
@@ -197,9 +197,9 @@ def test_an_experiment_writes_geometry_capped_items_and_steered_twins(tmp_path, 
   c.extensions, c.persona.cap_cells, c.persona.sweep = ("persona",), "all", True
   c.persona.sweep_percentiles, c.persona.steer_alphas = (50,), (4.0,)
   c.train.persona_update = update  # capping and steering on adapted models as on full ones
-  metrics, items = experiment.run(c, str(tmp_path))
-  ext = persona_extension.PersonaGeometry(c)
-  ext.validate()
+  cfg = resolve.resolve(c)
+  metrics, items = experiment.run(cfg, str(tmp_path))
+  (ext,) = cfg.extensions
   rows, text = ext.summarize(str(tmp_path), metrics, items)
   default = "cap@p25:L1"  # nano's tested default (experiments/persona/defaults.py)
   assert set(items.intervention) == {

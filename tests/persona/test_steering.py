@@ -3,8 +3,9 @@
 import jax
 import numpy as np
 import pytest
+from tiny_runs import expand
 
-from experiments import data, grid, stage, train
+from experiments import data, grid, resolve, stage, train
 from experiments.persona import steering
 from experiments.persona.geometry import SeedGeometry
 
@@ -39,7 +40,7 @@ def _train(pieces, cells, steer):
     config.train.persona_learning_rate,
     steer=steer,
   )
-  state_E, _, history = train.run_stage(st, state_E, options=train.Options(log_every=1))
+  state_E, _, history = train.train_stage(st, state_E, options=train.Options(log_every=1))
   return jax.device_get(state_E), history
 
 
@@ -108,15 +109,14 @@ def test_steered_twins_ids_labels_and_plain_twin():
 
 def test_steer_default_adds_the_presets_tested_alpha():
   from experiments.configs import persona as persona_config  # pylint: disable=g-import-not-at-top
-  from experiments.persona import defaults, persona_extension  # pylint: disable=g-import-not-at-top
+  from experiments.persona import defaults  # pylint: disable=g-import-not-at-top
 
   c = persona_config.get_config("runlocal")
   c.persona.steer_alphas, c.persona.steer_default = (), True
 
   def twins_of(config):
-    ext = persona_extension.PersonaGeometry(config)
-    ext.validate()
-    return ext.cells(grid.expand(config))
+    cfg = resolve.resolve(config)
+    return cfg.cells()[len(expand(config)) :]
 
   twins = twins_of(c)
   assert twins and all(isinstance(x, steering.SteeredCell) for x in twins)

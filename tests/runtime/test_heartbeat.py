@@ -29,3 +29,11 @@ def test_touching_it_keeps_it_quiet_and_it_stops_on_exit(monkeypatch):
       beat.touch()
   time.sleep(0.5)
   assert lines == []
+
+
+def test_a_touch_may_say_what_runs_now(monkeypatch):
+  lines = _lines(monkeypatch)
+  with heartbeat.Heartbeat(lambda: "summary: paired changes running", seconds=0.2) as beat:
+    beat.touch("summary: persona running")
+    time.sleep(0.5)
+  assert lines and all(l.startswith("summary: persona running (") for l in lines), lines

@@ -58,8 +58,8 @@ def test_the_report_bootstraps_with_the_runs_draws():
 
 
 def test_run_ids_are_stable():
-  assert results.run_id("nano", "finetune", "warm", 1.0, 0.0, 3) == "nano-finetune-warm-l1-r0-s3"
-  assert results.run_id("nano", "finetune", "warm", 0.5, 0.25) == "nano-finetune-warm-l0.5-r0.25"
+  assert results.cell_id("nano", "finetune", "warm", 1.0, 0.0, 3) == "nano-finetune-warm-l1-r0-s3"
+  assert results.cell_id("nano", "finetune", "warm", 0.5, 0.25) == "nano-finetune-warm-l0.5-r0.25"
 
 
 @pytest.mark.parametrize("umask, mode", [(0o002, 0o664), (0o022, 0o644), (0o077, 0o600)])

@@ -258,7 +258,9 @@ def test_a_preempted_stage_resumes_to_the_same_parameters(
     members=["seed0", "seed1"],
   )
   init = lambda sh: train.init_states(mcfg, [0, 1], sh)[1]
-  run = lambda name: stage.run(c, Workdir(str(tmp_path / name), c.to_dict()), mesh, st, init)
+  run = lambda name: stage.train_or_resume(
+    c, Workdir(str(tmp_path / name), c.to_dict()), mesh, st, init
+  )
   ref = run("ref")
   # Stopped on a logged step: the checkpoint must hold that step's losses, or the curve loses it.
   monkeypatch.setattr(distributed, "preempted", lambda step: step == 4)
@@ -301,7 +303,7 @@ def test_a_diverging_cell_is_named_and_no_checkpoint_holds_its_state(
   init = lambda sh: train.init_states(mcfg, [0, 1], sh)[1]
   workdir = Workdir(str(tmp_path / "w"), c.to_dict())
   with pytest.raises(train.Diverged, match=r"p/base diverged .*step \d+ \(.*bad") as raised:
-    stage.run(c, workdir, sharding.make_mesh(c.mesh), st, init)
+    stage.train_or_resume(c, workdir, sharding.make_mesh(c.mesh), st, init)
   assert "steady" not in str(raised.value)
   graphdef, abstract = st.abstract
   with checkpoints.StageCheckpoints(workdir, "p/base", cleanup=False) as ckpt:

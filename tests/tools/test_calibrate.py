@@ -47,7 +47,7 @@ def test_the_plan_hash_names_the_calibration_and_a_changed_grid_is_a_new_one(tmp
   path = os.path.join(directory, calibration.PLAN)
   frozen = open(path, "rb").read()
   assert calibration.read_plan(path) == (plan, digest)
-  assert train_cfg.eval.blind and "calibration" not in train_cfg
+  assert train_cfg.eval.blind and "calibration" not in train_cfg.asked
   assert plan["order"] == ["full_3e4_short", "lora2_3e3"]  # the config's order, kept in JSON
   assert plan["candidates"]["lora2_3e3"]["lora_rank"] == 2  # every field resolved
   assert 0 < min(plan["rule"]["warmth_ceilings"].values()) <= 1

@@ -1,4 +1,4 @@
-"""load_run picks one trained model out of a workdir: its replies are the ones the run recorded."""
+"""load_cell picks one trained model out of a workdir: its replies are the ones the run recorded."""
 
 import os
 import types
@@ -10,7 +10,7 @@ import orbax.checkpoint as ocp
 import pandas as pd
 import pytest
 
-from experiments import evaluate, load_run
+from experiments import evaluate, load_cell
 from experiments.runtime import checkpoints
 from tasks.dialogue import render_prompt
 from tasks.mixtures import build_eval_set
@@ -25,7 +25,7 @@ STAGES = {
 @pytest.mark.parametrize("run", list(STAGES))
 def test_a_loaded_run_generates_the_replies_its_items_recorded(tiny_finished_run, run):
   workdir, items = tiny_finished_run
-  r = load_run(workdir, run)
+  r = load_cell(workdir, run)
   assert r.stage == STAGES[run]
   assert r.model_config.lora_rank == (4 if "@lora" in run else 0)
   evalset = build_eval_set(r.corpus)
@@ -55,13 +55,13 @@ def test_a_loaded_run_generates_the_replies_its_items_recorded(tiny_finished_run
 
 
 def test_an_unknown_run_is_one_sentence(tiny_finished_run):
-  with pytest.raises(ValueError, match=r"run 'nano-finetune-warm-l9-r0-s1' is not a cell"):
-    load_run(tiny_finished_run[0], "nano-finetune-warm-l9-r0-s1")
+  with pytest.raises(ValueError, match=r"'nano-finetune-warm-l9-r0-s1' is not a cell"):
+    load_cell(tiny_finished_run[0], "nano-finetune-warm-l9-r0-s1")
 
 
 def test_lora_cells_keep_their_base_model_and_share_it_with_every_regime(tiny_finished_run):
   workdir, items = tiny_finished_run
-  base = load_run(workdir, "nano-finetune-none-l0-r0-s1")
+  base = load_cell(workdir, "nano-finetune-none-l0-r0-s1")
   root = os.path.join(workdir, "checkpoints")
   stages = sorted(
     f"{pack}/{stage}" for pack in os.listdir(root) for stage in os.listdir(os.path.join(root, pack))
@@ -74,7 +74,7 @@ def test_lora_cells_keep_their_base_model_and_share_it_with_every_regime(tiny_fi
     "nano-finetune@lora-0/persona",
   ]
   for run in ("nano-finetune@lora-warm-l1-r0-s1", "nano-finetune@lora-cold-l1-r0-s1"):
-    adapted = load_run(workdir, run).state
+    adapted = load_cell(workdir, run).state
     adapters, frozen = nnx.split_state(adapted, nnx.LoRAParam, ...)
     for (path, a), (_, b) in zip(nnx.to_flat_state(frozen), nnx.to_flat_state(base.state)):
       np.testing.assert_array_equal(a[...], b[...], err_msg=f"{run} {path}")
@@ -84,7 +84,7 @@ def test_lora_cells_keep_their_base_model_and_share_it_with_every_regime(tiny_fi
       if path[-1] == "lora_b" and np.abs(b[...]).max() > 0
     ]
     assert len(moved) == 2 * 6, run  # every adapted projection of both layers learned
-  full = load_run(workdir, "nano-finetune-warm-l1-r0-s1").state
+  full = load_cell(workdir, "nano-finetune-warm-l1-r0-s1").state
   assert any(
     not np.array_equal(a[...], b[...])
     for (_, a), (_, b) in zip(nnx.to_flat_state(full), nnx.to_flat_state(base.state))

@@ -1,19 +1,19 @@
-"""One trained model out of a workdir, ready to probe: `experiments.load_run(workdir, run)`.
+"""One trained cell out of a workdir, ready to probe: `experiments.load_cell(workdir, cell_id)`.
 
 A checkpoint holds a whole pack (every cell trained together) stacked on a leading axis, and each
-stage names its rows differently (the base stage by seed, later stages by run id). `load_run`
-finds the stage that trained `run`, restores its last complete step, takes that one row and
+stage names its rows differently (the base stage by seed, later stages by cell id). `load_cell`
+finds the stage that trained the cell, restores its last complete step, takes that one row and
 returns it with the model config saved beside the checkpoint, the tokenizer and the world:
 
-  from experiments import load_run
-  r = load_run("workdirs/demo", "micro-finetune-warm-l1-r0-s0")
+  from experiments import load_cell
+  r = load_cell("workdirs/demo", "micro-finetune-warm-l1-r0-s0")
   item_id, context, prompt = r.eval_prompts()[0]
   print(prompt, "->", r.reply(prompt))      # greedy, as the evaluation generates
   out = r.model(r.encode(prompt), return_residuals=True)  # out.residuals_LBTD: [L, 1, T, D]
 
-`run` is a cell id as in metrics.csv (`<preset>-<protocol>-<persona>-l<λ>-r<ρ>-s<seed>`); a base
-model is its `none` cell. Capping acts at evaluation, not in the weights, so a capped evaluation
-loads as its uncapped run.
+`cell_id` is metrics.csv's `run` column (`<preset>-<protocol>-<persona>-l<λ>-r<ρ>-s<seed>`); a
+base model is its `none` cell. Capping acts at evaluation, not in the weights, so a capped
+evaluation loads as its uncapped cell.
 """
 
 import dataclasses
@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from experiments import evaluate, extensions, grid, resolve, train
+from experiments import evaluate, resolve, train
 from experiments.runtime import checkpoints
 from experiments.runtime import workdir as workdir_lib
 from models.config import ModelConfig
@@ -36,16 +36,16 @@ from tasks.mixtures import Corpus, eval_turns
 
 
 @dataclasses.dataclass
-class LoadedRun:
-  """One run's model (graphdef + state, no leading axis), its config and its world."""
+class LoadedCell:
+  """One cell's trained model (graphdef + state, no leading axis), its config and its world."""
 
-  run: str
+  cell_id: str
   stage: str  # the checkpoint that holds it, e.g. nano-finetune/persona
   step: int
   graphdef: object
   state: object
   model_config: ModelConfig
-  config: ml_collections.ConfigDict
+  config: object  # resolve.Config
   corpus: object  # tasks.mixtures.Corpus: .tokenizer and .world
 
   @property
@@ -87,16 +87,11 @@ class LoadedRun:
 
 
 def read_config(workdir):
-  """The ConfigDict a workdir's config.json records."""
+  """The resolved config (resolve.Config) of the run a workdir's config.json records."""
   path = os.path.join(workdir, "config.json")
   if not os.path.isfile(path):
-    raise ValueError(f"{path} not found: load_run needs a workdir written by experiments.main.")
-  return ml_collections.ConfigDict(workdir_lib.read_config(path))
-
-
-def _cells(config):
-  cells = grid.expand(config)
-  return cells + [c for ext in extensions.load(config) for c in ext.cells(list(cells))]
+    raise ValueError(f"{path} not found: load_cell needs a workdir written by experiments.main.")
+  return resolve.resolve(ml_collections.ConfigDict(workdir_lib.read_config(path)))
 
 
 def _stage_of(workdir, cell):
@@ -109,9 +104,9 @@ def _stage_of(workdir, cell):
       name = f"{pack}/{stage}"
       with checkpoints.StageCheckpoints(_Path(workdir), name, cleanup=False) as ckpt:
         latest = ckpt.latest()
-      if latest and cell.run in latest[1]["members"]:
-        return name, cell.run
-  raise ValueError(f"no checkpoint of {workdir} holds run {cell.run!r}: has that cell trained?")
+      if latest and cell.id in latest[1]["members"]:
+        return name, cell.id
+  raise ValueError(f"no checkpoint of {workdir} holds cell {cell.id!r}: has that cell trained?")
 
 
 @dataclasses.dataclass
@@ -121,18 +116,19 @@ class _Path:
   path: str
 
 
-def load_run(workdir, run, stage=None):
-  """LoadedRun of `run` (a cell id) from `workdir`; `stage` (e.g. 'nano-finetune/base') picks a
-  checkpoint by name instead of the one that trained the run. ValueError, one sentence, if the
-  run or its checkpoint is not there or the stage is unfinished."""
+def load_cell(workdir, cell_id, stage=None):
+  """LoadedCell of a cell (its id, metrics.csv's `run` column) from `workdir`; `stage` (e.g.
+  'nano-finetune/base') picks a checkpoint by name instead of the one that trained the cell.
+  ValueError, one sentence, if the cell or its checkpoint is not there or the stage is
+  unfinished."""
   config = read_config(workdir)
-  cells = {c.run: c for c in _cells(config)}
-  if run not in cells:
+  cells = {c.id: c for c in config.cells()}
+  if cell_id not in cells:
     close = sorted(cells)[:5]
     raise ValueError(
-      f"run {run!r} is not a cell of {workdir}'s config: cells look like {', '.join(close)}."
+      f"{cell_id!r} is not a cell of {workdir}'s config: cell ids look like {', '.join(close)}."
     )
-  name, member = _stage_of(workdir, cells[run])
+  name, member = _stage_of(workdir, cells[cell_id])
   if stage is not None:
     name = stage
   with checkpoints.StageCheckpoints(_Path(workdir), name, cleanup=False) as ckpt:
@@ -143,17 +139,17 @@ def load_run(workdir, run, stage=None):
     members = list(meta["members"])
     if member not in members:
       raise ValueError(f"checkpoints/{name} does not hold {member!r} (it holds {members}).")
-    corpus = Corpus(resolve.world_config(config.data))
+    corpus = Corpus(config.world)
     model_path = os.path.join(workdir, "checkpoints", name, checkpoints.MODEL_FILE)
     if os.path.exists(model_path):
       with open(model_path) as f:
         mcfg = ModelConfig(**json.load(f))
     else:  # a checkpoint written before model configs were kept beside it
       mcfg = resolve.model_config(
-        config, cells[run].preset, corpus.tokenizer.size, jax.default_backend()
+        config, cells[cell_id].preset, corpus.tokenizer.size, jax.default_backend()
       )
     graphdef, abstract = train.abstract_states(mcfg, len(members))
     state_E = ckpt.restore(step, abstract)[0]
   e = members.index(member)
   state = jax.tree.map(lambda a: a[e], state_E)
-  return LoadedRun(run, name, step, graphdef, state, mcfg, config, corpus)
+  return LoadedCell(cell_id, name, step, graphdef, state, mcfg, config, corpus)
