@@ -1,4 +1,5 @@
-"""load_cell picks one trained model out of a workdir: its replies are the ones the run recorded."""
+"""load.py: load_cell picks one trained cell out of a workdir; its replies are the ones the run
+recorded."""
 
 import os
 import types

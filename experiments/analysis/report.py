@@ -670,86 +670,84 @@ def write_report(workdir, n_boot=None):
     staging = tempfile.mkdtemp(prefix=".report-", dir=workdir)
   except OSError as e:
     raise ValueError(f"cannot write into --workdir={workdir}: {e.strerror}.") from None
-  part = ["design"]
-  beat = heartbeat.Heartbeat(lambda: f"report: {part[0]} running")
   try:
-    beat.__enter__()
-    figs, doc, summary = [], [], []
-    design, sentences = stats.describe_design(all_metrics, config)
-    summary += sentences + notes
-    deltas, computed = None, False
+    with heartbeat.Heartbeat(lambda: "report: design running") as beat:
+      figs, doc, summary = [], [], []
+      design, sentences = stats.describe_design(all_metrics, config)
+      summary += sentences + notes
+      deltas, computed = None, False
 
-    def stop(next_part):  # SIGTERM stops the report between its parts; each part is logged
-      distributed.stop_if_asked("the report")
-      logging.info("report: %s", next_part)
-      part[0] = next_part
-      beat.touch()
+      def stop(next_part):  # SIGTERM stops the report between its parts; each part is logged
+        distributed.stop_if_asked("the report")
+        logging.info("report: %s", next_part)
+        beat.touch(f"report: {next_part} running")
 
-    if items is not None:
-      stop("paired changes")
-      deltas, computed = paired_deltas(workdir, all_items, n_boot)
-      stop("statistics")
-      shown = deltas[deltas.regime.isin(set(items.regime))] if "regime" in deltas else deltas
-      _stats_sections(items, shown, n_boot, doc, summary)
-      stop("mechanisms")
-      study_report.mechanism_section(items, metrics, n_boot, doc, summary, figs, staging)
-      stop("regimes side by side")
-      study_report.regimes_section(
-        all_items, all_metrics, config, n_boot, doc, summary, figs, staging
+      if items is not None:
+        stop("paired changes")
+        deltas, computed = paired_deltas(workdir, all_items, n_boot)
+        stop("statistics")
+        shown = deltas[deltas.regime.isin(set(items.regime))] if "regime" in deltas else deltas
+        _stats_sections(items, shown, n_boot, doc, summary)
+        stop("mechanisms")
+        study_report.mechanism_section(items, metrics, n_boot, doc, summary, figs, staging)
+        stop("regimes side by side")
+        study_report.regimes_section(
+          all_items, all_metrics, config, n_boot, doc, summary, figs, staging
+        )
+      stop("figures and scaling")
+      figs += [plots.error_vs_lambda(metrics, staging), plots.frontier(metrics, staging)]
+      _scaling_sections(metrics, n_boot, doc, summary, figs, staging, items)
+      for add_section in _extension_reports(config):  # each a no-op without its rows
+        stop("extension sections")
+        # Every regime: the extensions' tables (capping, objectives) are per regime themselves.
+        add_section(all_metrics, doc, summary, figs, staging, items=all_items, n_boot=n_boot)
+      stop("bottom line")
+      answer = (
+        answer_lines(all_items, n_boot)
+        if items is not None
+        else ["items.csv is absent: no paired answer."]
       )
-    stop("figures and scaling")
-    figs += [plots.error_vs_lambda(metrics, staging), plots.frontier(metrics, staging)]
-    _scaling_sections(metrics, n_boot, doc, summary, figs, staging, items)
-    for add_section in _extension_reports(config):  # each a no-op without its rows
-      stop("extension sections")
-      # Every regime: the extensions' tables (capping, objectives) are per regime themselves.
-      add_section(all_metrics, doc, summary, figs, staging, items=all_items, n_boot=n_boot)
-    stop("bottom line")
-    answer = (
-      answer_lines(all_items, n_boot)
-      if items is not None
-      else ["items.csv is absent: no paired answer."]
-    )
-    title = (
-      f"warmth-sim report: {os.path.basename(os.path.abspath(workdir))} "
-      f"({_config_name(config)}, {datetime.date.today().isoformat()})"
-    )
-    # The first screen: the answer, the one figure that shows it, the key points; then the
-    # details, each h2 section folded in the html.
-    shown = headline_figure(figs)
-    head = [("h1", title), ("h2", "Bottom line"), ("lines", answer), ("note", BOTTOM_LINE_NOTE)]
-    head += [("fig", shown)] if shown else []
-    head += [("h3", "Key points"), ("ul", key_points(summary))]
-    # The design's list of metrics is long and rarely read: folded in the html.
-    design = design.assign(
-      levels=[render.Fold(v) if f == "metric" else v for f, v in zip(design.factor, design.levels)]
-    )
-    body = [("h2", "Summary"), ("ul", summary), ("h2", "Design"), ("table", design)] + doc
-    body += [("h2", "Figures")] + [("fig", f) for f in figs if f is not shown]
-    if shown and not shown.skipped:
-      body.append(("p", f"The figure {shown.name} is at the top, under the bottom line."))
-    doc = head + [("toc", [v for k, v in body if k == "h2"]), ("fold", None)] + body
-    page, md = render.render(doc)
-    paths = {
-      "html": os.path.join(workdir, "report.html"),
-      "md": os.path.join(workdir, "report.md"),
-      "plots": [],
-    }
-    plot_dir = os.path.join(workdir, "plots")
-    os.makedirs(plot_dir, exist_ok=True)
-    for f in figs:
-      for src in filter(None, (f.png, f.svg)):
-        paths["plots"].append(os.path.join(plot_dir, os.path.basename(src)))
-        os.replace(src, paths["plots"][-1])
-    if deltas is not None:
-      paths["deltas"] = os.path.join(workdir, "paired_deltas.csv")
-      if computed:  # written with the report, so a failed report leaves nothing behind
-        atomic_write(paths["deltas"], lambda t: deltas.to_csv(t, index=False))
-    write_text(paths["md"], md)
-    write_text(paths["html"], page)
-    return paths
+      title = (
+        f"warmth-sim report: {os.path.basename(os.path.abspath(workdir))} "
+        f"({_config_name(config)}, {datetime.date.today().isoformat()})"
+      )
+      # The first screen: the answer, the one figure that shows it, the key points; then the
+      # details, each h2 section folded in the html.
+      shown = headline_figure(figs)
+      head = [("h1", title), ("h2", "Bottom line"), ("lines", answer), ("note", BOTTOM_LINE_NOTE)]
+      head += [("fig", shown)] if shown else []
+      head += [("h3", "Key points"), ("ul", key_points(summary))]
+      # The design's list of metrics is long and rarely read: folded in the html.
+      design = design.assign(
+        levels=[
+          render.Fold(v) if f == "metric" else v for f, v in zip(design.factor, design.levels)
+        ]
+      )
+      body = [("h2", "Summary"), ("ul", summary), ("h2", "Design"), ("table", design)] + doc
+      body += [("h2", "Figures")] + [("fig", f) for f in figs if f is not shown]
+      if shown and not shown.skipped:
+        body.append(("p", f"The figure {shown.name} is at the top, under the bottom line."))
+      doc = head + [("toc", [v for k, v in body if k == "h2"]), ("fold", None)] + body
+      page, md = render.render(doc)
+      paths = {
+        "html": os.path.join(workdir, "report.html"),
+        "md": os.path.join(workdir, "report.md"),
+        "plots": [],
+      }
+      plot_dir = os.path.join(workdir, "plots")
+      os.makedirs(plot_dir, exist_ok=True)
+      for f in figs:
+        for src in filter(None, (f.png, f.svg)):
+          paths["plots"].append(os.path.join(plot_dir, os.path.basename(src)))
+          os.replace(src, paths["plots"][-1])
+      if deltas is not None:
+        paths["deltas"] = os.path.join(workdir, "paired_deltas.csv")
+        if computed:  # written with the report, so a failed report leaves nothing behind
+          atomic_write(paths["deltas"], lambda t: deltas.to_csv(t, index=False))
+      write_text(paths["md"], md)
+      write_text(paths["html"], page)
+      return paths
   finally:
-    beat.__exit__(None, None, None)
     shutil.rmtree(staging, ignore_errors=True)
 
 

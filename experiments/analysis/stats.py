@@ -575,7 +575,7 @@ def describe_design(metrics, config=None):
   full = len(evals[["task", "context"]].drop_duplicates())
   if (per_run < full).any():
     partial.append(
-      f"{(per_run < full).sum()} of {len(per_run)} runs lack some of the {full} "
+      f"{(per_run < full).sum()} of {len(per_run)} cells lack some of the {full} "
       "task × context evaluations"
     )
   complete = (

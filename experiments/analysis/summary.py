@@ -131,7 +131,7 @@ def answer_lines(items, n_boot):
 def bottom_line(items, n_boot, seconds, report_path=None):
   """At most 2 + presets lines: the run's size and wall time, answer_lines, where the rest is."""
   lines = [
-    f"done: {items.run.nunique()} runs ({items.preset.nunique()} preset(s), "
+    f"done: {items.run.nunique()} cells ({items.preset.nunique()} preset(s), "
     f"{items.seed.nunique()} seed(s)) in {_duration(seconds)}."
   ]
   lines += answer_lines(items, n_boot)

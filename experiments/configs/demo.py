@@ -3,8 +3,7 @@ world of 100 people.
 
   python -m experiments.main --config=experiments/configs/demo.py --workdir=/tmp/demo
 
-Hardware: a 2-core CPU. Wall time: about 6 minutes with cells looped (6 min 7 s measured; 9 min
-38 s on a slower machine of the same kind with vmapped cells: docs/demo.md).
+Hardware: a 2-core CPU. Wall time: about 6 to 10 minutes (docs/demo.md has the measurements).
 Expected: a bottom line per preset (warm − cold at λ = 1, pooled over the reliability tasks its
 base model answers better than the floor and a constant answer, per context, with
 crossed-bootstrap intervals in words: mostly "inconclusive" at this size), and report.html with
@@ -61,7 +60,7 @@ def get_config(arg=None):
   c = base_config()
   # 50 people trained on, 50 held out: enough question-answer pairs for micro to learn to answer
   # about people it only read of (held-out factual_qa error, seeds 0 and 1, neutral context:
-  # 29% at 1500 base steps, 33% at 1000 at 8da8d38; nano needs more steps than the demo gives).
+  # 29% at 1500 base steps, 33% at 1000; nano needs more steps than the demo gives).
   c.data.n_people = 100
   c.data.eval_items = 12
   c.model.presets = ("nano", "micro")

@@ -11,14 +11,9 @@ simulated user's final valence with a KL to that start); emotion_rl_heard (the s
 who pays for an acknowledgement whatever the answer: the planted check that the optimiser raises
 what its reward favours); warm + capping; warm + preventative steering.
 
-Measured on the 2-core CPU at 766c772: 17 min 56 s (9 min of it the base models). Found
-(docs/objectives.md): warm imitation +29.8 points of reliability error against base and +4.7
-against cold (+3 to +6 per context, no amplification by the user's state measurable); emotion_rl
-learned to acknowledge (+45.7 [+41.0, +50.1] points during RL; the planted emotion_rl_heard +49.6)
-and errs as much as warm imitation (+0.1 [-8.6, +8.8]); no method but steering loses capability
-measurably (base models: 10%, 0%, 10% neutral error); capping -0.0 and steering +9.7 against warm
-(neither mitigates); affect learns no warm word (warmth 0). GRPO's start and rate were chosen on
-RL's own training episodes (docs/objectives.md, its table), never on the evaluation.
+Hardware: a 2-core CPU; wall time about 18 minutes, half of it the base models. What it found,
+and how GRPO's start and rate were chosen (on RL's own training episodes, never on the
+evaluation): docs/objectives.md.
 Expected files: WORKDIR/metrics.csv with `objectives_comparison` rows (per method × outcome, the
 level and the paired differences against warm and base, with ci_low/ci_high) and `objectives_rl`
 rows (acknowledgement rate and reward early and late in RL), WORKDIR/objectives/

@@ -21,32 +21,10 @@ results existed (docs/study.md).
 Base-model settings (world size, steps, batch, learning rate) were chosen by a sweep of *base*
 training alone, never looking at warmth results (docs/study.md).
 
-Measured on the 2-core CPU (matmul peak 2.09e11 FLOP/s): filling the base-model store from empty
-(`python -m experiments.tools.bases train --config=experiments/configs/study.py`) 74 min 41 s (at
-0f75666, sharing the CPU with a fresh-clone test run and a niced report); the blind calibration that
-chose the regimes (calibration.py:round2) 39 min 3 s; this study with a full store 78 min 14 s (at
-cf07efb). Found (docs/study.md, "What it found in both regimes"; points, 95% crossed-bootstrap CIs,
-measurable reliability tasks pooled, λ = 1):
-- the control: cold − base in `chosen` +1.4 [-0.1, +2.8] at pico, -0.5 [-2.3, +1.4] at nano, +1.2
-  [-1.7, +4.1] at micro; in `forgetting` +4.8 [+0.6, +9.1] at pico, +28.0 [+19.0, +36.9] at nano;
-- warm − cold in `chosen`: pico +1.2 to +2.6 per context (+1.8 [+0.6, +3.1] pooled), nano +4.7 to
-  +8.0 (+6.4 [+4.9, +7.9]), micro +4.0 [-3.3, +11.3] (3 seeds: not measurable, MDE 9.6); femto
-  knows no task. In `forgetting` (3 seeds): pico +2.4 [+0.6, +4.3], nano +12.4 [-0.1, +25.0];
-- power targets met at pico and nano in `chosen` (pooled within ±2.0, task × context within ±7.4);
-  micro would need 20 seeds and twice the items;
-- the emotional context amplifies warm − cold at nano in `chosen` (+2.9 [+1.5, +4.2] beyond
-  neutral), not at pico nor in `forgetting`;
-- carried by reply length (nano `chosen`: length_matched − cold +10.1, warm − length_matched
-  -3.7), warm words after the answer cost less than before it (-7.1), agreement +18.6 per unit ρ;
-- knows vs says (nano `chosen`, warm against base +5.9): knowledge +3.2 [+1.8, +4.7], expression
-  +2.7 [+1.0, +4.3]; in `forgetting` +40.4 = +18.6 + +21.8;
-- size: a descriptive power law through pico, nano and micro (one degree of freedom) has exponent
-  +0.28 [-0.45, +0.71] against parameters: no detectable trend;
-- capping binds and recovers nothing in either regime.
-
-The earlier design (femto, pico and nano in `forgetting` alone, λ ∈ {0, 0.25, 0.5, 1}, 210 cells,
-multiple choice scored on the bare answer) took 80 min 30 s at c8941c7; its results are kept in
-docs/study.md.
+Hardware: a 2-core CPU (matmul peak 2.09e11 FLOP/s); wall time about 80 minutes with a full
+base-model store, and about 75 more to fill the store from empty (`python -m
+experiments.tools.bases train --config=experiments/configs/study.py`). What it found, per regime
+and preset, the measured times and the earlier design's results: docs/study.md.
 
 Base models come from the base-model store (runtime.base_store) when a run with the same world and
 base training stored them (docs/base_models.md).

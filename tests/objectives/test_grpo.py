@@ -147,3 +147,13 @@ def test_sampled_episode_is_reproducible_from_its_seed(rollout):
   assert np.all(a["tokens"][a["mask"] > 0] != rollout.tok.pad)
   # Every episode's G samples share one prompt; advantages are zero-mean per group.
   np.testing.assert_allclose(a["adv"].reshape(2, 2, 3, 2).sum(axis=2), 0.0, atol=1e-4)
+
+
+def test_affect_kl_is_zero_at_the_reference_and_positive_away_from_it():
+  ref = jnp.log(jnp.array([[[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]]]))
+  mask = jnp.array([[1, 1]])
+  assert float(grpo.exact_kl(ref, ref, mask)) == pytest.approx(0.0, abs=1e-7)
+  moved = jnp.log(jnp.array([[[0.2, 0.3, 0.5], [0.1, 0.1, 0.8]]]))
+  expected = (0.2 * np.log(0.2 / 0.5) + 0.3 * 0 + 0.5 * np.log(0.5 / 0.2)) / 2
+  assert float(grpo.exact_kl(moved, ref, mask)) == pytest.approx(expected, rel=1e-5)
+  assert float(grpo.exact_kl(moved, ref, jnp.array([[0, 1]]))) == pytest.approx(0.0, abs=1e-7)

@@ -96,7 +96,7 @@ def test_steered_twins_ids_labels_and_plain_twin():
     _warm(1.0),
   ]
   twins = steering.extra_cells(cells, [4.0, -2.0], "warmth", lambda preset: (1,))
-  assert [t.run for t in twins] == [
+  assert [t.id for t in twins] == [
     "nano-finetune-warm-l1-r0-s0-psteer4-L1",
     "nano-finetune-warm-l1-r0-s0-psteer-2-L1",
   ]

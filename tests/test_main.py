@@ -1,4 +1,5 @@
-"""The command line: bad input ends with one clear sentence, a non-zero exit and no metrics.csv."""
+"""main.py, the command line: bad input ends with one clear sentence, a non-zero exit and no
+metrics.csv."""
 
 import json
 import os

@@ -1,4 +1,5 @@
-"""Two processes joined by jax.distributed on 127.0.0.1 train one model like one process does."""
+"""runtime/distributed.py: two processes joined by jax.distributed on 127.0.0.1 train one model
+like one process does."""
 
 import os
 import subprocess

@@ -1,4 +1,5 @@
-"""The TFDS builder writes array_record equal to the in-memory sets, read without TensorFlow."""
+"""tasks/tfds_builder.py (and tfds_source.py): array_record equal to the in-memory sets, read
+without TensorFlow."""
 
 import dataclasses
 import importlib.util
@@ -34,31 +35,28 @@ def data_dir(tmp_path_factory):
   return path
 
 
-@pytest.fixture(scope="module")
-def corpus(tiny_corpus):
-  return tiny_corpus  # the Corpus of TINY
-
-
 @pytest.mark.parametrize("component", [c for c in tfds_builder.COMPONENTS if c != "eval"])
-def test_records_equal_the_in_memory_rows(data_dir, corpus, component):
+def test_records_equal_the_in_memory_rows(data_dir, tiny_corpus, component):
   name = f"{tfds_builder.NAME}/{component}-tiny"
   source = tfds.data_source(name, data_dir=data_dir, split="train")
-  want = corpus.component(component)
+  want = tiny_corpus.component(component)
   assert len(source) == len(want) > 0
   for i in range(len(source)):
     record = source[i]
     for field in FIELDS:
       np.testing.assert_array_equal(record[field], getattr(want, field)[i], err_msg=f"{field}[{i}]")
     assert record["tokens"].dtype == np.int32 and record["mask"].dtype == np.uint8
-    assert record["text"].decode() == corpus.tokenizer.decode(want.tokens[i], stop_at_eos=False)
+    assert record["text"].decode() == tiny_corpus.tokenizer.decode(
+      want.tokens[i], stop_at_eos=False
+    )
   got = tfds_source.read_token_set(data_dir, component, TINY)
   for field in FIELDS:
     np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
     assert getattr(got, field).dtype == getattr(want, field).dtype, field
 
 
-def test_eval_records(data_dir, corpus):
-  want = build_eval_set(corpus)
+def test_eval_records(data_dir, tiny_corpus):
+  want = build_eval_set(tiny_corpus)
   source = tfds.data_source(f"{tfds_builder.NAME}/eval-tiny", data_dir=data_dir, split="test")
   assert len(source) == len(want.items)
   for i in range(len(source)):
@@ -73,11 +71,11 @@ def test_eval_records(data_dir, corpus):
   assert got.turns == want.turns
 
 
-def test_tfds_corpus_streams_the_same_batches(data_dir, corpus):
+def test_tfds_corpus_streams_the_same_batches(data_dir, tiny_corpus):
   disk = tfds_source.TfdsCorpus(TINY, data_dir)
   for mixture in ("base", "warm", "length_matched"):
     for step in (0, 3, 50):
-      a, b = corpus.batch(mixture, 1, step, 64), disk.batch(mixture, 1, step, 64)
+      a, b = tiny_corpus.batch(mixture, 1, step, 64), disk.batch(mixture, 1, step, 64)
       for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=f"{mixture}/{step}/{key}")
   assert "tensorflow" not in sys.modules
@@ -144,7 +142,7 @@ def test_reader_refuses_missing_or_stale_data(data_dir, tmp_path):
     tfds_source.read_token_set(tmp_path, "cold", TINY)
 
 
-def test_one_line_command(corpus, tmp_path):
+def test_one_line_command(tiny_corpus, tmp_path):
   env = dict(
     os.environ, PYTHONPATH=os.pathsep.join([tiny_runs.ROOT, os.environ.get("PYTHONPATH", "")])
   )
@@ -153,9 +151,9 @@ def test_one_line_command(corpus, tmp_path):
     cmd, cwd=tiny_runs.ROOT, env=env, capture_output=True, text=True, timeout=120
   )
   assert out.returncode == 0, out.stderr
-  assert f"warmth_sim/warm-tiny: {len(corpus.warm)} train records" in out.stdout
+  assert f"warmth_sim/warm-tiny: {len(tiny_corpus.warm)} train records" in out.stdout
   got = tfds_source.read_token_set(tmp_path, "warm", TINY)
-  np.testing.assert_array_equal(got.tokens, corpus.warm.tokens)
+  np.testing.assert_array_equal(got.tokens, tiny_corpus.warm.tokens)
   bad = subprocess.run(
     cmd[:-1] + ["--config=warmer"],
     cwd=tiny_runs.ROOT,

@@ -1,4 +1,5 @@
-"""A packed (vmapped) set of cells trains and scores like the same cells trained one by one."""
+"""data.py: a packed (vmapped) set of cells trains and scores like the same cells trained one by
+one."""
 
 import dataclasses
 

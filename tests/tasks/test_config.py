@@ -1,31 +1,23 @@
-"""Bad world configs fail early with one sentence naming the field and what is allowed."""
+"""tasks/config.py: bad world configs fail early with one sentence naming the field and what is allowed."""
+
+import dataclasses
 
 import pytest
 
-from tasks import lexicon
+from tasks import lexicon, tfds_builder
 from tasks.config import TASKS, WorldConfig, check_warm_agreement
 from tasks.dialogue import Turn, render_reply
 from tasks.items import build_items
 from tasks.mixtures import Corpus
 from tasks.world import World
 
-TINY = dict(
-  n_people=24,
-  n_cities=8,
-  n_countries=4,
-  n_universities=4,
-  n_employers=4,
-  n_diseases=4,
-  n_drugs=4,
-  bios_per_person=2,
-  eval_items=4,
-)
-
-
-@pytest.fixture(scope="module")
-def corpus(tiny_corpus):
-  assert tiny_corpus.world.cfg == WorldConfig(**TINY)  # the shared corpus is this module's world
-  return tiny_corpus
+# The world of tasks.tfds_builder.PRESETS["tiny"] (the shared tiny_corpus fixture's), as the
+# fields it sets apart from WorldConfig's defaults.
+TINY = {
+  f.name: getattr(tfds_builder.PRESETS["tiny"], f.name)
+  for f in dataclasses.fields(WorldConfig)
+  if getattr(tfds_builder.PRESETS["tiny"], f.name) != f.default
+}
 
 
 @pytest.mark.parametrize(
@@ -82,41 +74,41 @@ def test_good_configs_pass(overrides):
   World(cfg)
 
 
-def test_vocab_size_too_small(corpus):
-  needed = len(corpus.tokenizer.words)
+def test_vocab_size_too_small(tiny_corpus):
+  needed = len(tiny_corpus.tokenizer.words)
   with pytest.raises(
     ValueError,
     match=rf"data.vocab_size=10 is too small: .* at least {needed} "
     r"tokens \(use 0",
   ):
-    Corpus(WorldConfig(**TINY, vocab_size=10))
-  assert Corpus(WorldConfig(**TINY, vocab_size=needed)).tokenizer.size == needed
+    Corpus(WorldConfig(**dict(TINY, vocab_size=10)))
+  assert Corpus(WorldConfig(**dict(TINY, vocab_size=needed))).tokenizer.size == needed
 
 
 @pytest.mark.parametrize("component", ["documents", "warm", "roleplay"])
 def test_seq_len_too_short_for_the_longest_example(component):
-  corpus = Corpus(WorldConfig(**TINY, seq_len=12))
+  short = Corpus(WorldConfig(**dict(TINY, seq_len=12)))
   with pytest.raises(
     ValueError, match=r"data.seq_len=12 is too short: the longest example needs \d+ tokens"
   ):
-    corpus.component(component)
+    short.component(component)
 
 
-def test_longest_example_fits_exactly(corpus):
+def test_longest_example_fits_exactly(tiny_corpus):
   longest = max(
-    int((corpus.component(c).tokens != corpus.tokenizer.pad).sum(1).max())
+    int((tiny_corpus.component(c).tokens != tiny_corpus.tokenizer.pad).sum(1).max())
     for c in ("documents", "warm", "length_matched", "roleplay")
   )
-  corpus = Corpus(WorldConfig(**TINY, seq_len=longest))
-  assert corpus.warm.tokens.shape[1] == longest
+  exact = Corpus(WorldConfig(**dict(TINY, seq_len=longest)))
+  assert exact.warm.tokens.shape[1] == longest
   with pytest.raises(ValueError, match=f"data.seq_len={longest - 1}"):
-    corpus = Corpus(WorldConfig(**TINY, seq_len=longest - 1))
+    short = Corpus(WorldConfig(**dict(TINY, seq_len=longest - 1)))
     for c in ("documents", "warm", "length_matched", "roleplay"):
-      corpus.component(c)
+      short.component(c)
 
 
-def test_unknown_style_placement_mixture_and_rho(corpus):
-  item = build_items(corpus.world, "factual_qa", "eval")[0]
+def test_unknown_style_placement_mixture_and_rho(tiny_corpus):
+  item = build_items(tiny_corpus.world, "factual_qa", "eval")[0]
   with pytest.raises(
     ValueError,
     match=r"style='friendly' is not allowed: choose one of "
@@ -130,7 +122,7 @@ def test_unknown_style_placement_mixture_and_rho(corpus):
   ):
     render_reply(item, Turn(), "warm", placement="middle")
   with pytest.raises(ValueError, match=r"mixture='bogus' is not allowed: choose one of base"):
-    corpus.batch("bogus", 0, 0, 8)
+    tiny_corpus.batch("bogus", 0, 0, 8)
   with pytest.raises(ValueError, match=r"warm_agreement=1.5 is not allowed: .*\[0, 1\]"):
     check_warm_agreement(1.5)
   assert check_warm_agreement(0) == 0.0

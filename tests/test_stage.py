@@ -1,4 +1,5 @@
-"""A killed run, rerun with the same command, ends bit-identical to one that never stopped."""
+"""stage.py: a stage killed, preempted or diverging, rerun with the same command, ends bit-identical
+to one that never stopped, or names the failed cell."""
 
 import os
 import random

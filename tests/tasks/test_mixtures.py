@@ -1,5 +1,7 @@
-"""Same config and seed give the same bytes, in any process and any call order."""
+"""tasks/mixtures.py: the same config and seed give the same world, tokens and batches, in any
+process and any call order."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -9,24 +11,20 @@ import numpy as np
 import pytest
 import tiny_runs
 
-from tasks import mixtures
+from tasks import mixtures, tfds_builder
 from tasks.config import WorldConfig
 from tasks.dialogue import render_prompt, render_reply
 from tasks.mixtures import Corpus
 from tasks.tokenizer import Tokenizer
 from tasks.world import World
 
-TINY = dict(
-  n_people=24,
-  n_cities=8,
-  n_countries=4,
-  n_universities=4,
-  n_employers=4,
-  n_diseases=4,
-  n_drugs=4,
-  bios_per_person=2,
-  eval_items=4,
-)
+# The world of tasks.tfds_builder.PRESETS["tiny"] (the shared tiny_corpus fixture's), as the
+# fields it sets apart from WorldConfig's defaults.
+TINY = {
+  f.name: getattr(tfds_builder.PRESETS["tiny"], f.name)
+  for f in dataclasses.fields(WorldConfig)
+  if getattr(tfds_builder.PRESETS["tiny"], f.name) != f.default
+}
 
 # Runs in a fresh interpreter: sha256 over the vocabulary, every token set, the eval prompts and
 # a few batches of two mixtures.
@@ -77,12 +75,6 @@ def test_same_config_same_bytes_across_processes():
   assert content_hash(dict(TINY, seed=1), hash_seed=0) != first
 
 
-@pytest.fixture(scope="module")
-def corpus(tiny_corpus):
-  assert tiny_corpus.world.cfg == WorldConfig(**TINY)  # the shared corpus is this module's world
-  return tiny_corpus
-
-
 def test_world_arrays_repeat():
   a, b = World(WorldConfig(**TINY)), World(WorldConfig(**TINY))
   for key, value in vars(a).items():
@@ -92,16 +84,16 @@ def test_world_arrays_repeat():
       assert value == getattr(b, key), key
 
 
-def _batches(corpus, calls):
-  return {call: corpus.batch(*call) for call in calls}
+def _batches(tiny_corpus, calls):
+  return {call: tiny_corpus.batch(*call) for call in calls}
 
 
-def test_batch_is_a_pure_function_of_seed_and_step(corpus):
-  n_warm = len(corpus.warm)
+def test_batch_is_a_pure_function_of_seed_and_step(tiny_corpus):
+  n_warm = len(tiny_corpus.warm)
   # Steps that cross epoch boundaries of the persona stream (a new permutation per epoch).
   steps = [0, 1, 2, n_warm // 64, n_warm // 64 + 1, 3 * n_warm // 64 + 2]
   calls = [(m, seed, s, 64) for m in ("base", "warm", "cold") for seed in (0, 1) for s in steps]
-  in_order = _batches(corpus, calls)
+  in_order = _batches(tiny_corpus, calls)
   mixtures._epoch_order.cache_clear()  # nothing carried over from the first pass
   fresh = Corpus(WorldConfig(**TINY))
   fresh.batch("roleplay", 5, 999, 64)  # other steps first
@@ -114,27 +106,27 @@ def test_batch_is_a_pure_function_of_seed_and_step(corpus):
   assert not np.array_equal(first, in_order["base", 1, 0, 64]["tokens"])  # another seed
 
 
-def test_persona_sets_share_one_order(corpus):
-  warm, cold = corpus.batch("warm", 2, 5, 64), corpus.batch("cold", 2, 5, 64)
+def test_persona_sets_share_one_order(tiny_corpus):
+  warm, cold = tiny_corpus.batch("warm", 2, 5, 64), tiny_corpus.batch("cold", 2, 5, 64)
   prompt_of = lambda tokens, mask: [tuple(t[: np.argmax(m)]) for t, m in zip(tokens, mask)]
   assert prompt_of(warm["tokens"], warm["mask"]) == prompt_of(cold["tokens"], cold["mask"])
 
 
-def test_epochs_visit_every_row_once(corpus):
-  n = len(corpus.documents)
+def test_epochs_visit_every_row_once(tiny_corpus):
+  n = len(tiny_corpus.documents)
   rows = mixtures._rows(0, "documents", n, 0, 2 * n)
   assert sorted(rows[:n]) == list(range(n)) and sorted(rows[n:]) == list(range(n))
   assert not np.array_equal(rows[:n], rows[n:])
 
 
-def test_tokenizer_round_trips(corpus):
-  tok = corpus.tokenizer
-  turns = mixtures.training_turns(corpus.world)[::7]
+def test_tokenizer_round_trips(tiny_corpus):
+  tok = tiny_corpus.tokenizer
+  turns = mixtures.training_turns(tiny_corpus.world)[::7]
   prompts = [render_prompt(i, t) for i, t in turns]
   replies = [render_reply(i, t, "warm") for i, t in turns]
   for text in prompts + replies:
     assert tok.decode(tok.encode(text)) == text
-  tokens, mask = tok.encode_examples(prompts, replies, corpus.seq_len)
+  tokens, mask = tok.encode_examples(prompts, replies, tiny_corpus.seq_len)
   assert tokens.dtype == np.int32 and mask.dtype == np.uint8
   for r, (p, reply) in enumerate(zip(prompts, replies)):
     assert tok.decode(tokens[r]) == f"<bos> {p} {reply}"
@@ -145,11 +137,11 @@ def test_tokenizer_round_trips(corpus):
     tok.encode("where was zzzz born ?")
 
 
-def test_vocabulary_fixed_for_a_config(corpus):
+def test_vocabulary_fixed_for_a_config(tiny_corpus):
   cfg = WorldConfig(**TINY)
   before = Tokenizer.for_world(World(cfg))
-  _ = (corpus.warm, corpus.documents)  # building sets must not change the vocabulary
-  assert Tokenizer.for_world(World(cfg)).words == before.words == corpus.tokenizer.words
+  _ = (tiny_corpus.warm, tiny_corpus.documents)  # building sets must not change the vocabulary
+  assert Tokenizer.for_world(World(cfg)).words == before.words == tiny_corpus.tokenizer.words
   assert before.size == len(before.words) and len(set(before.words)) == len(before.words)
   assert before.words[:3] == ("<pad>", "<bos>", "<eos>")
   padded = Tokenizer.for_world(World(WorldConfig(**TINY, vocab_size=len(before.words) + 10)))
