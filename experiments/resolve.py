@@ -10,6 +10,7 @@ instrument's own checks read; the ConfigDict itself is never written to. config.
 """
 
 import dataclasses
+import types
 
 import ml_collections
 
@@ -100,6 +101,11 @@ class Config:
   derived: dict
   sections: dict
   extensions: tuple = ()
+
+  def __post_init__(self):
+    # Read-only views: a frozen dataclass alone would still let a reader add to its dicts.
+    for name in ("regimes", "derived", "sections"):
+      object.__setattr__(self, name, types.MappingProxyType(dict(getattr(self, name))))
 
   def section(self, name):
     """An extension's own section (e.g. "persona"), resolved; ValueError if the config lacks it."""

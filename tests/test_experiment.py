@@ -3,6 +3,7 @@ cell files, finishes only what was missing."""
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,9 +27,23 @@ def _small(c):
   return resolve.resolve(c)
 
 
-def test_a_rerun_redoes_only_the_missing_cell_without_training(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+  """(config, workdir, metrics) of a finished small run, trained once: each test damages a copy."""
   c = _small(sweep.get_config("runlocal"))
-  experiment.run(c, str(tmp_path))
+  workdir = tmp_path_factory.mktemp("finished")
+  metrics, _ = experiment.run(c, str(workdir))
+  return c, workdir, metrics
+
+
+def _copy(finished, tmp_path):
+  c, workdir, metrics = finished
+  shutil.copytree(workdir, tmp_path, dirs_exist_ok=True)
+  return c, metrics
+
+
+def test_a_rerun_redoes_only_the_missing_cell_without_training(finished, tmp_path, monkeypatch):
+  c, _ = _copy(finished, tmp_path)
   runs = [x.id for x in c.cells()]
   assert len(runs) == 2
   stamp = {r: os.stat(tmp_path / "cells" / r / "metrics.csv").st_mtime_ns for r in runs}
@@ -48,9 +63,8 @@ def test_a_rerun_redoes_only_the_missing_cell_without_training(tmp_path, monkeyp
     assert changed == (r == lost), r
 
 
-def test_damaged_cell_files_are_named_and_recomputed_not_merged(tmp_path, caplog):
-  c = _small(sweep.get_config("runlocal"))
-  first, _ = experiment.run(c, str(tmp_path))
+def test_damaged_cell_files_are_named_and_recomputed_not_merged(finished, tmp_path, caplog):
+  c, first = _copy(finished, tmp_path)
   runs = [x.id for x in c.cells()]
   cut, garbled = (tmp_path / "cells" / r for r in runs)
   text = (cut / "metrics.csv").read_text()

@@ -38,6 +38,8 @@ def test_resolve_never_writes_to_the_config_and_derives_the_budget_once():
   for section in (cfg, cfg.world, cfg.model, cfg.train, cfg.eval, cfg.grid, cfg.runtime, cfg.mesh):
     with pytest.raises(dataclasses.FrozenInstanceError):
       setattr(section, dataclasses.fields(section)[0].name, None)
+  with pytest.raises(TypeError):
+    cfg.derived["eval.max_new_tokens"] = 1  # its mappings are read-only too
   assert [e.name for e in cfg.extensions] == list(c.extensions)
 
 

@@ -105,9 +105,16 @@ def _assert_identical(a, b):
     np.testing.assert_array_equal(got[k], ref[k], err_msg=k)
 
 
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+  """The workdir of the run the stopped ones are compared with, trained once for the module."""
+  workdir = tmp_path_factory.mktemp("ref")
+  _run(workdir)
+  return workdir
+
+
 @pytest.mark.slow
-def test_sigkill_at_a_random_step_then_rerun_is_bit_identical(tmp_path):
-  _run(tmp_path / "ref")
+def test_sigkill_at_a_random_step_then_rerun_is_bit_identical(tmp_path, reference):
   rng = random.Random()
   stage = rng.choice(list(STAGES))
   step = rng.randint(1, STAGES[stage] - 1)
@@ -117,18 +124,17 @@ def test_sigkill_at_a_random_step_then_rerun_is_bit_identical(tmp_path):
     _plant_half_written(tmp_path / "killed")
   rerun = _run(tmp_path / "killed")
   assert "resuming at step" in rerun.stderr or "finished earlier" in rerun.stderr or step < 4
-  _assert_identical(tmp_path / "ref", tmp_path / "killed")
+  _assert_identical(reference, tmp_path / "killed")
 
 
 @pytest.mark.slow
-def test_sigterm_checkpoints_the_current_step_and_the_rerun_resumes_from_it(tmp_path):
-  _run(tmp_path / "ref")
+def test_sigterm_checkpoints_the_current_step_and_the_rerun_resumes_from_it(tmp_path, reference):
   code, err = _stop_at(tmp_path / "stopped", "persona", 7, signal.SIGTERM)
   stopped = re.search(r"stopped: persona stopped at step (\d+) of 20", err)
   assert code == 1 and stopped, err[-2000:]
   rerun = _run(tmp_path / "stopped")
   assert f"nano-finetune/persona: resuming at step {stopped.group(1)} " in rerun.stderr
-  _assert_identical(tmp_path / "ref", tmp_path / "stopped")
+  _assert_identical(reference, tmp_path / "stopped")
   # The base model's loss curve (log_every=1), restored with its finished stage on the rerun.
   m = pd.read_csv(tmp_path / "stopped" / "metrics.csv")
   curve = m[(m.metric == "loss") & (m.persona == "none")]
@@ -137,8 +143,7 @@ def test_sigterm_checkpoints_the_current_step_and_the_rerun_resumes_from_it(tmp_
 
 
 @pytest.mark.slow
-def test_sigterm_during_evaluation_stops_at_a_batch_and_the_rerun_matches(tmp_path):
-  _run(tmp_path / "ref")
+def test_sigterm_during_evaluation_stops_at_a_batch_and_the_rerun_matches(tmp_path, reference):
   # Small evaluation batches (a runtime field: results do not depend on it) give many boundaries.
   cmd = tiny_runs.main_cmd(tmp_path / "stopped", *STEPS, "--config.eval.batch_size=4")
   proc = subprocess.Popen(
@@ -161,7 +166,7 @@ def test_sigterm_during_evaluation_stops_at_a_batch_and_the_rerun_matches(tmp_pa
   ), rest[-2000:]
   assert " persona step " not in rest  # it stopped there, not at the next training step
   _run(tmp_path / "stopped", cmd)
-  _assert_identical(tmp_path / "ref", tmp_path / "stopped")
+  _assert_identical(reference, tmp_path / "stopped")
 
 
 def _objectives_cmd(workdir):

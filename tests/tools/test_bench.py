@@ -156,7 +156,7 @@ def test_bench_runs_without_packages_the_gpu_image_lacks():
             raise ImportError(f'{name} is not on the GPU image')
       sys.meta_path.insert(0, Block())
       sys.argv = ['bench', '--presets=nano', '--steps=1', '--batch_size=2', '--seq_len=8',
-                  '--pack=2', '--peak_flops=1e12']
+                  '--pack=2', '--peak_flops=1e12', '--repeats=1']
       runpy.run_module('experiments.tools.bench', run_name='__main__')
   """)
   proc = subprocess.run(
