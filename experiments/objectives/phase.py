@@ -104,7 +104,7 @@ def stream(corpus, cells, train_cfg, rollout):
       for k in ("tokens", "mask") + ROLLOUT_FIELDS:
         persona[k][np.asarray(rl)] = sampled[k]
       out.journal.extend(
-        [cells[rl[e]].run, step, str(item), context, list(texts), float(r), int(ack), int(length)]
+        [cells[rl[e]].id, step, str(item), context, list(texts), float(r), int(ack), int(length)]
         for e, item, context, texts, r, ack, length in episodes
       )
     batch = {
