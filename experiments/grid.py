@@ -165,8 +165,8 @@ def validate_presets(presets):
       )
 
 
-def expand(design, presets):
-  """Every cell of the grid (design: GridConfig) for each of `presets`, in a deterministic order;
+def expand(grid, presets):
+  """Every cell of the grid (a GridConfig) for each of `presets`, in a deterministic order;
   `none` cells are the base models.
 
   At λ = 0 the persona data get zero weight, so every persona trains the same model: the grid keeps
@@ -185,7 +185,6 @@ def expand(design, presets):
   the intervals are read first (warm − cold, warm − length_matched), and the λ sweep and the
   mechanism cells keep the sweep seeds.
   """
-  grid = design
   cells = []
   top = max(grid.warmth_weights)
   for preset, protocol in itertools.product(presets, grid.protocols):
