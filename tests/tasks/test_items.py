@@ -316,11 +316,17 @@ def contains(reply, sentence):
   return any(r[k : k + len(s)] == s for k in range(len(r) - len(s) + 1))
 
 
+def spread(items, n=120):
+  """At most about n of `items`, evenly spaced: capability's thousand items come from one
+  template, which a spread of a hundred covers as well as all of them do."""
+  return items[:: -(-len(items) // n)]
+
+
 @pytest.mark.parametrize("task", TASKS)
 def test_styles_carry_the_same_content(world, items, task):
   tok = Tokenizer.for_world(world)
   for split in SPLITS:
-    for k, item in enumerate(items[task, split]):
+    for k, item in enumerate(spread(items[task, split])):
       for turn in turns_for(item, k):
         for placement in ("before", "after"):
           replies = {s: render_reply(item, turn, s, placement=placement) for s in lexicon.STYLES}
