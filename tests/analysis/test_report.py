@@ -334,7 +334,10 @@ def test_partial_sweep_renders_and_says_so(tmp_path):
 
 def test_null_sweep_reports_a_null(tmp_path):
   synthetic_metrics.write_sweep(
-    str(tmp_path), warm_effect=0.0, rng=5, **dict(SMALL, presets={"nano": 25_000, "micro": 148_000})
+    str(tmp_path),
+    warm_effect=0.0,
+    rng=5,
+    **dict(SMALL, n_items=20, presets={"nano": 25_000, "micro": 148_000}),
   )
   report.write_report(str(tmp_path), n_boot=100)
   page = _parse(str(tmp_path))
