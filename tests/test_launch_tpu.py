@@ -43,6 +43,8 @@ POD = {
   "TPU_BUCKET": "gs://bkt",
 }
 SUBCOMMANDS = ("create", "setup", "run", "sweep", "logs", "status", "stop", "delete")
+# Traces of the gcsfuse mount the script used before experiments.main wrote to gs:// itself.
+MOUNT_TRACES = ("gcsfuse", "mountpoint", "fusermount", "~/gcs", "$HOME/gcs", '"$HOME"/gcs')
 
 FAKE_GCLOUD = r"""#!{python}
 import json, os, shutil, subprocess, sys
@@ -109,6 +111,12 @@ def remote_command(call):
   """The --command=... of an ssh call, split into shell words."""
   [command] = [a[len("--command=") :] for a in call if a.startswith("--command=")]
   return command, shlex.split(command)
+
+
+def assert_no_mount(*texts):
+  for text in texts:
+    for trace in MOUNT_TRACES:
+      assert trace not in text, (trace, text)
 
 
 # --------------------------------------------------------------------------------------------
@@ -243,10 +251,10 @@ def test_run_launches_experiment_on_all_workers(gcloud):
   assert "--worker=all" in call and "--zone=us-central2-b" in call and "--project=proj-x" in call
   command, words = remote_command(call)
   assert "nohup" in words and "experiments.main" in words
-  # experiments.main refuses gs:// workdirs: the bucket is gcsfuse-mounted at ~/gcs/BUCKET.
+  # experiments.main writes to the bucket itself: the workdir is the gs:// URL, nothing is mounted.
   for word in (
     "--config=experiments/configs/demo.py:tiny",
-    "--workdir=$HOME/gcs/bkt/exp/r1",
+    "--workdir=gs://bkt/exp/r1",
     "--config.runtime.distributed=True",
     "--config.train.steps=5",
     "--config.note=two words",
@@ -261,16 +269,14 @@ def test_run_launches_experiment_on_all_workers(gcloud):
     < words.index("--config.train.steps=5")
     < words.index("--config.note=two words")
   )
-  # The bucket is mounted (unless it already is) before the experiment starts.
-  mount = 'mountpoint -q "$HOME"/gcs/bkt && ! gcsfuse --implicit-dirs bkt "$HOME"/gcs/bkt'
-  assert mount in command and command.index(mount) < command.index("nohup")
-  assert not any(w.startswith("--workdir=gs://") for w in words)
-  assert (
-    "gs://bkt/exp/r1"
-    in ok(
-      gcloud.run("run", "--config=experiments/configs/demo.py", "--workdir=exp/r1", **POD)
-    ).stderr
-  )
+  assert [w for w in words if w.startswith("--workdir")] == ["--workdir=gs://bkt/exp/r1"]
+  assert_no_mount(command)
+  stderr = ok(
+    gcloud.run("run", "--config=experiments/configs/demo.py", "--workdir=/exp/r1/", **POD)
+  ).stderr
+  assert "workdir gs://bkt/exp/r1\n" in stderr
+  assert_no_mount(stderr)
+  assert "--workdir=gs://bkt/exp/r1" in remote_command(gcloud.calls()[-1])[1]
 
 
 def test_run_default_names_and_full_gs_workdir(gcloud):
@@ -285,12 +291,12 @@ def test_run_default_names_and_full_gs_workdir(gcloud):
   )
   first, second = (remote_command(c)[1] for c in gcloud.calls())
   [workdir] = [w for w in first if w.startswith("--workdir=")]
-  assert workdir.startswith("--workdir=$HOME/gcs/bkt/warmth-sim/demo-")
+  assert workdir.startswith("--workdir=gs://bkt/warmth-sim/demo-")
   run_name = workdir.rsplit("/", 1)[1]
   assert f"logs/{run_name}.log" in first
-  # A full gs:// URL mounts its own bucket and maps to the same path under the mount.
-  assert "--workdir=$HOME/gcs/other/x/run7" in second and "logs/run7.log" in second
-  assert "gcsfuse --implicit-dirs other" in remote_command(gcloud.calls()[1])[0]
+  # A full gs:// URL is passed through as it is, whatever --bucket says.
+  assert "--workdir=gs://other/x/run7" in second and "logs/run7.log" in second
+  assert_no_mount(*(remote_command(c)[0] for c in gcloud.calls()))
 
 
 def test_sweep_is_run_with_the_sweep_config(gcloud):
@@ -298,7 +304,7 @@ def test_sweep_is_run_with_the_sweep_config(gcloud):
   ok(gcloud.run("sweep", "--config=experiments/configs/sweep.py:small", "--run=s2", **POD))
   first, second = (remote_command(c)[1] for c in gcloud.calls())
   assert "--config=experiments/configs/sweep.py" in first
-  assert "--workdir=$HOME/gcs/bkt/warmth-sim/s1" in first
+  assert "--workdir=gs://bkt/warmth-sim/s1" in first
   assert "--config.runtime.distributed=True" in first
   assert "--config=experiments/configs/sweep.py:small" in second
 
@@ -334,17 +340,15 @@ def test_stop_kills_experiments_on_all_workers(gcloud):
   assert call[:5] == ["compute", "tpus", "tpu-vm", "ssh", "pod-a"] and "--worker=all" in call
   command, _ = remote_command(call)
   assert "pkill" in command and "experiments[.]main" in command
-  assert "fusermount -u" in command
+  assert_no_mount(command)
 
 
-def test_setup_installs_gcsfuse_when_missing(gcloud):
+def test_setup_installs_no_gcsfuse(gcloud):
   ok(gcloud.run("setup", **POD))
   ssh = gcloud.calls()[-1]
   command, _ = remote_command(ssh)
-  assert "--worker=all" in ssh
-  assert "command -v gcsfuse" in command and "apt-get" in command
-  assert "https://packages.cloud.google.com/apt gcsfuse-$(lsb_release -c -s) main" in command
-  assert "install -y -q gcsfuse" in command
+  assert "--worker=all" in ssh and "pip install -q -e" in command
+  assert_no_mount(command)
 
 
 @pytest.mark.parametrize(
@@ -401,6 +405,11 @@ def test_gcloud_failure_fails_the_script(gcloud):
     (["create", "--queued"], "TPU_NAME", "--name (or TPU_NAME)"),
     (["setup"], "TPU_NAME", "--name (or TPU_NAME)"),
     (["run", "--config=experiments/configs/demo.py"], "TPU_BUCKET", "--bucket (or TPU_BUCKET)"),
+    (
+      ["run", "--config=experiments/configs/demo.py", "--workdir=exp/r1"],
+      "TPU_BUCKET",
+      "--bucket (or TPU_BUCKET)",
+    ),
     (["run"], None, "--config"),
     (["sweep"], "TPU_BUCKET", "--bucket (or TPU_BUCKET)"),
     (["logs"], "TPU_ZONE", "--zone (or TPU_ZONE)"),
@@ -495,6 +504,26 @@ def test_dry_run_prints_commands_and_runs_nothing(gcloud, case, how):
   assert gcloud.calls() == [] and not gcloud.log.exists()
 
 
+@pytest.mark.parametrize(
+  "case, workdir",
+  [
+    ("run", "--workdir=gs://bkt/warmth-sim/r1"),
+    ("sweep", "--workdir=gs://bkt/warmth-sim/s1"),
+    ("setup", None),
+    ("stop", None),
+  ],
+)
+def test_dry_run_writes_to_the_bucket_directly(gcloud, case, workdir):
+  subcommand, *args = DRY_ARGS[case]
+  out = ok(gcloud.run(subcommand, "--dry-run", *args, **POD)).stdout
+  [ssh] = [line for line in out.splitlines() if " tpu-vm ssh " in line]
+  command, words = remote_command(shlex.split(ssh[len("[dry-run] ") :]))
+  assert_no_mount(out, command)
+  if workdir:
+    assert [w for w in words if w.startswith("--workdir")] == [workdir]
+    assert "--config.runtime.distributed=True" in words
+
+
 @pytest.mark.parametrize("case", ["create", "queued", "run", "logs", "stop", "delete"])
 def test_dry_run_output_is_exactly_what_runs(gcloud, case):
   dry = ok(gcloud.run(*DRY_ARGS[case], **POD, DRY_RUN="1")).stdout.splitlines()
@@ -520,13 +549,6 @@ ln -s {python} "$3/bin/python"
 printf '#!/usr/bin/env bash\\necho "$PWD: $*" >> {pip_log}\\n' > "$3/bin/pip"
 chmod +x "$3/bin/pip"
 """
-
-# Stand-ins for the worker's gcsfuse, mountpoint and fusermount: a marker file plays the mount.
-FAKE_GCSFUSE = '#!/usr/bin/env bash\necho "gcsfuse $*" >> {log}\ntouch "${{@: -1}}/.mounted"\n'
-FAKE_MOUNTPOINT = '#!/usr/bin/env bash\n[ -e "${{@: -1}}/.mounted" ]\n'
-FAKE_FUSERMOUNT = (
-  '#!/usr/bin/env bash\necho "fusermount $*" >> {log}\nrm -f "${{@: -1}}/.mounted"\n'
-)
 
 
 def git(repo, *args):
@@ -581,14 +603,6 @@ def test_simulated_pod_setup_run_logs_stop(gcloud, tmp_path):
     FAKE_PYTHON311.format(python=os.path.realpath(sys.executable), pip_log=pip_log)
   )
   fake_python.chmod(0o755)
-  fuse_log = tmp_path / "fuse.log"
-  for tool, text in (
-    ("gcsfuse", FAKE_GCSFUSE),
-    ("mountpoint", FAKE_MOUNTPOINT),
-    ("fusermount", FAKE_FUSERMOUNT),
-  ):
-    (pod_bin / tool).write_text(text.format(log=fuse_log))
-    (pod_bin / tool).chmod(0o755)
   gcloud.env.update(FAKE_POD_HOME=str(home), FAKE_POD_PATH=str(pod_bin), **POD)
   script = repo / "launch_tpu.sh"
 
@@ -607,8 +621,7 @@ def test_simulated_pod_setup_run_logs_stop(gcloud, tmp_path):
   assert not (home / "warmth-sim.tar.gz").exists()
   assert f"{code}: install -q -e .[tpu]" in pip_log.read_text().splitlines()
 
-  # run: the bucket mounted with gcsfuse, then nohup'ed on the worker, logging to logs/r1.log,
-  # pid recorded.
+  # run: nohup'ed on the worker with the gs:// workdir, logging to logs/r1.log, pid recorded.
   ok(
     gcloud.run(
       "run",
@@ -628,13 +641,13 @@ def test_simulated_pod_setup_run_logs_stop(gcloud, tmp_path):
       "JAX_PLATFORMS": "tpu",
       "argv": [
         "--config=experiments/configs/fake.py",
-        f"--workdir={home}/gcs/bkt/exp/r1",
+        "--workdir=gs://bkt/exp/r1",
         "--config.runtime.distributed=True",
         "--config.note=two words",
       ],
     }
     assert alive(pid)
-    assert fuse_log.read_text().splitlines() == [f"gcsfuse --implicit-dirs bkt {home}/gcs/bkt"]
+    assert not (home / "gcs").exists()
     assert os.readlink(code / "logs" / "latest.log") == "r1.log"
 
     # logs: tail -F of the latest run (the fake ends it after 2 s, like Ctrl-C).
@@ -649,7 +662,6 @@ def test_simulated_pod_setup_run_logs_stop(gcloud, tmp_path):
     # stop: the experiment is gone.
     ok(gcloud.run("stop", script=script))
     assert wait_for(lambda: not alive(pid), 5)
-    assert fuse_log.read_text().splitlines()[-1] == f"fusermount -u {home}/gcs/bkt"
   finally:
     if alive(pid):
       os.kill(pid, signal.SIGKILL)

@@ -14,6 +14,7 @@ import sys
 import tempfile
 
 from absl import app, flags, logging
+from etils import epath
 import numpy as np
 import pandas as pd
 
@@ -22,7 +23,14 @@ from experiments.analysis import competence, plots, regression, render, scaling,
 from experiments.analysis.power import null_reading, with_power
 from experiments.analysis.summary import answer_lines
 from experiments.runtime import distributed, heartbeat
-from experiments.runtime.workdir import atomic_write, write_text
+from experiments.runtime.workdir import (
+  atomic_write,
+  is_remote,
+  put,
+  read_csv,
+  read_json,
+  write_text,
+)
 from tasks.config import PROBE_TASKS, RELIABILITY_TASKS, SCREENING_TASKS, TASKS
 
 REQUIRED = [
@@ -82,7 +90,7 @@ def _read_csv(path, required):
     # As experiments.runtime.workdir writes them: only empty fields are missing ('none' is a level).
     # One pass over the file (low_memory=False): a column that is empty in early rows and text in
     # later ones gets one type rather than a DtypeWarning.
-    df = pd.read_csv(path, keep_default_na=False, na_values=[""], low_memory=False)
+    df = read_csv(path, keep_default_na=False, na_values=[""], low_memory=False)
   except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
     raise ValueError(f"{path} is not a readable csv ({type(e).__name__}).") from None
   missing = [c for c in required if c not in df.columns]
@@ -109,20 +117,19 @@ def _read_csv(path, required):
 
 def load_workdir(workdir):
   """Returns (metrics, items or None, config or None, notes); ValueError on unusable input."""
-  if not os.path.isdir(workdir):
+  if not epath.Path(workdir).is_dir():
     raise ValueError(f"--workdir={workdir} does not exist or is not a directory.")
   path = os.path.join(workdir, "metrics.csv")
-  if not os.path.isfile(path):
+  if not epath.Path(path).is_file():
     raise ValueError(f"{path} not found: a workdir needs the metrics.csv that training writes.")
   metrics, notes = _read_csv(path, REQUIRED), []
   items, config = None, None
-  if os.path.isfile(os.path.join(workdir, "items.csv")):
+  if epath.Path(workdir, "items.csv").is_file():
     items = _read_csv(os.path.join(workdir, "items.csv"), ITEM_REQUIRED)
   else:
     notes.append("items.csv is absent, so paired per-item statistics are skipped.")
   try:
-    with open(os.path.join(workdir, "config.json")) as f:
-      config = json.load(f)
+    config = read_json(os.path.join(workdir, "config.json"))
     # A run's config.json records the config beside the code and library versions.
     if isinstance(config.get("config"), dict):
       config = config["config"]
@@ -598,8 +605,8 @@ def paired_deltas(workdir, items, n_boot):
   """(deltas, computed): the run's paired_deltas.csv, the numbers behind metrics.csv's change
   rows; computed only for a workdir that lacks it, e.g. a merged sweep."""
   path = os.path.join(workdir, "paired_deltas.csv")
-  if os.path.isfile(path):
-    deltas = pd.read_csv(
+  if epath.Path(path).is_file():
+    deltas = read_csv(
       path, keep_default_na=False, na_values=[""], float_precision="round_trip"
     )  # the very floats metrics.csv holds
     for c in LABELS:
@@ -666,8 +673,8 @@ def write_report(workdir, n_boot=None):
   metrics, items, regime_note = first_regime(all_metrics, all_items, config)
   notes = notes + regime_note
   n_boot = n_boot or bootstrap_draws(config)
-  try:
-    staging = tempfile.mkdtemp(prefix=".report-", dir=workdir)
+  try:  # in the workdir, so finished plots are renamed into place; locally for a bucket
+    staging = tempfile.mkdtemp(prefix=".report-", dir=None if is_remote(workdir) else workdir)
   except OSError as e:
     raise ValueError(f"cannot write into --workdir={workdir}: {e.strerror}.") from None
   try:
@@ -735,11 +742,11 @@ def write_report(workdir, n_boot=None):
         "plots": [],
       }
       plot_dir = os.path.join(workdir, "plots")
-      os.makedirs(plot_dir, exist_ok=True)
+      epath.Path(plot_dir).mkdir(parents=True, exist_ok=True)
       for f in figs:
         for src in filter(None, (f.png, f.svg)):
           paths["plots"].append(os.path.join(plot_dir, os.path.basename(src)))
-          os.replace(src, paths["plots"][-1])
+          put(src, paths["plots"][-1])
       if deltas is not None:
         paths["deltas"] = os.path.join(workdir, "paired_deltas.csv")
         if computed:  # written with the report, so a failed report leaves nothing behind

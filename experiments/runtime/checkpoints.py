@@ -6,7 +6,8 @@ one subdirectory per step, holding
   opt_state  the optimizer state's leaves in tree order,
   meta       JSON: the members (cell ids) in row order, the step, the stage's length, whether the
              stage is complete, and its final training losses.
-orbax writes each step to a temporary directory and renames it once every process has finished, so
+orbax writes each step to a temporary directory and renames it once every process has finished (on
+gs://, where a rename is not atomic, it writes a commit file last instead, through TensorStore), so
 a save cut short by a kill is never listed, and a rerun resumes from the latest complete step.
 Arrays are restored onto whatever mesh the rerun has (another device count included).
 """
@@ -14,15 +15,15 @@ Arrays are restored onto whatever mesh the rerun has (another device count inclu
 import dataclasses
 import logging
 import os
-import shutil
 
+from etils import epath
 from flax import nnx
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from experiments.runtime import distributed
-from experiments.runtime.workdir import write_json
+from experiments.runtime.workdir import is_remote, write_json
 
 MODEL_FILE = "model.json"  # a stage's ModelConfig, beside its step directories (load_cell reads it)
 
@@ -40,13 +41,13 @@ logging.getLogger("absl").addFilter(_OrbaxWarningsOnly())
 def save_model_config(workdir, name, model_cfg):
   """Writes a stage's ModelConfig beside its checkpoints (once; it never changes)."""
   path = os.path.join(workdir.path, "checkpoints", name, MODEL_FILE)
-  if workdir.writer and not os.path.exists(path):
+  if workdir.writer and not epath.Path(path).exists():
     write_json(path, dataclasses.asdict(model_cfg))
 
 
 def _path(workdir, name):
   path = os.path.join(workdir.path, "checkpoints", name)
-  return path if "://" in path else os.path.abspath(path)  # orbax writes gs:// itself
+  return path if is_remote(path) else os.path.abspath(path)  # orbax writes gs:// itself
 
 
 class StageCheckpoints:
@@ -134,13 +135,14 @@ def save(workdir, name, state_E, members, step=None):
 
 def remove(workdir, name):
   """Deletes a stage's checkpoints (process 0; nothing if it has none)."""
-  if distributed.is_writer():
-    shutil.rmtree(_path(workdir, name), ignore_errors=True)
+  path = epath.Path(_path(workdir, name))
+  if distributed.is_writer() and path.exists():
+    path.rmtree()
 
 
 def restore(workdir, name, abstract_state_E):
   """The finished stage's state shaped like `abstract_state_E`, or None if it did not finish."""
-  if "://" not in _path(workdir, name) and not os.path.isdir(_path(workdir, name)):
+  if not epath.Path(_path(workdir, name)).is_dir():
     return None
   with StageCheckpoints(workdir, name, cleanup=False) as ckpt:
     latest = ckpt.latest()

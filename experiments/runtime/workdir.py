@@ -1,10 +1,13 @@
 """The workdir contract: config.json, and each finished cell's metrics.csv and items.csv.
 
-Everything is written to a temporary file and renamed, so a killed run never leaves a half-written
-file that a rerun would trust; each cell's manifest.json (row counts and SHA-256 of its files) is
-written last, and a rerun recomputes a cell whose files no longer match it. config.json carries the
-hash of its config likewise. A rerun with the same config resumes; a different config is refused.
-Files are created with the permissions the umask allows, as any other tool's would be.
+A workdir is a local directory or an object-store URL (gs://bucket/path), read and written through
+etils.epath. Every file appears whole or not at all, so a killed run never leaves a half-written
+file that a rerun would trust: on a local disk it is written to a temporary file and renamed; on an
+object store it is written locally and uploaded as one object, which the store creates only once
+the upload completes. Each cell's manifest.json (row counts and SHA-256 of its files) is written
+last, and a rerun recomputes a cell whose files no longer match it. config.json carries the hash of
+its config likewise. A rerun with the same config resumes; a different config is refused. Local
+files are created with the permissions the umask allows, as any other tool's would be.
 """
 
 import hashlib
@@ -14,6 +17,7 @@ import subprocess
 import tempfile
 
 from absl import logging
+from etils import epath
 import pandas as pd
 
 # Fields that may change between reruns of one workdir without changing any result.
@@ -36,17 +40,38 @@ def _umask():
   return mask
 
 
+def is_remote(path):
+  """Whether `path` is an object-store URL (gs://...), not a local path."""
+  return "://" in str(path)
+
+
 def sha256(path):
-  with open(path, "rb") as f:
-    return hashlib.sha256(f.read()).hexdigest()
+  return hashlib.sha256(epath.Path(path).read_bytes()).hexdigest()
 
 
 def _config_hash(config_dict):
   return hashlib.sha256(json.dumps(config_dict, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def put(src, path):
+  """Moves the finished local file `src` to `path` in one step: a rename on a local disk (same
+  file system), one upload to an object store (whose object exists only once whole)."""
+  if is_remote(path):
+    with open(src, "rb") as f:
+      epath.Path(path).write_bytes(f.read())
+    os.remove(src)
+  else:
+    os.replace(src, path)
+
+
 def atomic_write(path, write):
-  """Calls write(tmp_path), then renames onto path."""
+  """Calls write(tmp_path) with a local temporary file, then puts it at `path` (put)."""
+  if is_remote(path):
+    with tempfile.TemporaryDirectory() as directory:
+      tmp = os.path.join(directory, os.path.basename(path))
+      write(tmp)
+      put(tmp, path)
+    return
   directory = os.path.dirname(path) or "."
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".")
@@ -54,7 +79,7 @@ def atomic_write(path, write):
   try:
     write(tmp)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 whatever the umask says
-    os.replace(tmp, path)
+    put(tmp, path)
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
@@ -135,14 +160,30 @@ def _result_fields(config_dict):
   }
 
 
-def check_local(path):
-  """Results are written with local file operations (temp file + rename) that object stores lack;
-  a gs:// path would silently become a local folder named "gs:"."""
-  if "://" in str(path):
+def check_location(path):
+  """A workdir is a local path or a gs:// URL; another scheme is refused before anything runs."""
+  if is_remote(path) and not str(path).startswith("gs://"):
     raise ValueError(
-      f"--workdir={path} is a remote URL: use a local or mounted path (e.g. a "
-      "gcsfuse mount of the bucket)."
+      f"--workdir={path} has a scheme this tool does not write to: use a local path or "
+      "gs://bucket/path."
     )
+
+
+def check_local(path):
+  """For a tool whose files are written with local operations only (calibrate)."""
+  if is_remote(path):
+    raise ValueError(f"--workdir={path} is a remote URL: this tool writes to a local path only.")
+
+
+def read_csv(path, **kwargs):
+  """pandas.read_csv of a local or object-store file."""
+  with epath.Path(path).open("rb") as f:
+    return pd.read_csv(f, **kwargs)
+
+
+def read_json(path):
+  with epath.Path(path).open("r") as f:
+    return json.load(f)
 
 
 def read_config(config_path):
@@ -152,8 +193,7 @@ def read_config(config_path):
     "new --workdir."
   )
   try:
-    with open(config_path) as f:
-      record = json.load(f)
+    record = read_json(config_path)
     config = record["config"]
   except (OSError, ValueError, KeyError, TypeError) as e:
     raise ValueError(damaged.format(type(e).__name__)) from None
@@ -171,12 +211,12 @@ class Workdir:
   """
 
   def __init__(self, path, config_dict, asked=None, write=True):
-    check_local(path)
-    self.path, self.writer = path, write
-    config_path = os.path.join(path, "config.json")
-    if os.path.isfile(path):
+    check_location(path)
+    self.path, self.writer = str(path), write
+    config_path = os.path.join(self.path, "config.json")
+    if epath.Path(path).is_file():
       raise ValueError(f"--workdir={path} is a file, not a directory: use a directory path.")
-    if os.path.exists(config_path):
+    if epath.Path(config_path).exists():
       previous = read_config(config_path)
       old, new = _result_fields(previous), _result_fields(config_dict)
       changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
@@ -207,10 +247,7 @@ class Workdir:
     if not self.writer:
       return
     path = os.path.join(self.path, "failed.json")
-    failures = []
-    if os.path.exists(path):
-      with open(path) as f:
-        failures = json.load(f)
+    failures = read_json(path) if epath.Path(path).exists() else []
     failures.append({"stage": stage, "members": list(members), "message": message})
     write_json(path, failures)
 
@@ -222,11 +259,10 @@ class Workdir:
     in the log and counts as unfinished, so the run recomputes it."""
     directory = self.cell_dir(run)
     manifest = os.path.join(directory, "manifest.json")
-    if not os.path.exists(manifest):
+    if not epath.Path(manifest).exists():
       return False
     try:
-      with open(manifest) as f:
-        files = json.load(f)["files"]
+      files = read_json(manifest)["files"]
       for name, want in files.items():
         if sha256(os.path.join(directory, name)) != want["sha256"]:
           raise ValueError(f"{name} does not match its manifest")
@@ -258,11 +294,9 @@ class Workdir:
 
     Reads only: runtime/results.py writes the merged files once the analysis has run."""
     done = [r for r in runs if self.cell_done(r)]
-    metrics = [pd.read_csv(os.path.join(self.cell_dir(r), "metrics.csv")) for r in done]
+    metrics = [read_csv(os.path.join(self.cell_dir(r), "metrics.csv")) for r in done]
     items = [
-      pd.read_csv(
-        os.path.join(self.cell_dir(r), "items.csv"), keep_default_na=False, na_values=[""]
-      )
+      read_csv(os.path.join(self.cell_dir(r), "items.csv"), keep_default_na=False, na_values=[""])
       for r in done
     ]
     if not metrics:
