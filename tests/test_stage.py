@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import orbax.checkpoint as ocp
@@ -40,27 +39,7 @@ def _run(workdir, cmd=None):
 
 
 def _stop_at(workdir, stage, step, sig, cmd=None, ready=None):
-  """Starts the run and sends `sig` once its log reports `stage` at `step` or later (and, if
-  given, once ready() holds: a step is logged before its checkpoint is written)."""
-  proc = subprocess.Popen(
-    cmd or tiny_runs.main_cmd(workdir, *STEPS),
-    cwd=tiny_runs.ROOT,
-    env=tiny_runs.env(),
-    stderr=subprocess.PIPE,
-    stdout=subprocess.DEVNULL,
-    text=True,
-  )
-  pattern = re.compile(rf"\] {stage} step (\d+)/")
-  for line in proc.stderr:
-    m = pattern.search(line)
-    if m and int(m.group(1)) >= step:
-      deadline = time.monotonic() + 60
-      while ready is not None and not ready() and time.monotonic() < deadline:
-        time.sleep(0.02)
-      proc.send_signal(sig)
-      break
-  rest = proc.stderr.read()
-  return proc.wait(timeout=300), rest
+  return tiny_runs.stop_at(cmd or tiny_runs.main_cmd(workdir, *STEPS), stage, step, sig, ready)
 
 
 def _final_arrays(workdir):

@@ -1,8 +1,11 @@
 """The smallest end-to-end command (`experiments.main`), for tests that run it in subprocesses."""
 
 import os
+import re
 import socket
+import subprocess
 import sys
+import time
 
 # The repository root: the one definition every test module finds files and runs commands by.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,3 +76,23 @@ def resolved_regimes(c):
   from experiments import resolve  # pylint: disable=g-import-not-at-top  (as in expand)
 
   return list(resolve.resolve(c).regimes.values())
+
+
+def stop_at(cmd, stage, step, sig, ready=None):
+  """Starts `cmd` and sends `sig` once its log reports `stage` at `step` or later (and, if given,
+  once ready() holds: a step is logged before its checkpoint is written); (exit code, the rest of
+  its stderr)."""
+  proc = subprocess.Popen(
+    cmd, cwd=ROOT, env=env(), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+  )
+  pattern = re.compile(rf"\] {stage} step (\d+)/")
+  for line in proc.stderr:
+    m = pattern.search(line)
+    if m and int(m.group(1)) >= step:
+      deadline = time.monotonic() + 60
+      while ready is not None and not ready() and time.monotonic() < deadline:
+        time.sleep(0.02)
+      proc.send_signal(sig)
+      break
+  rest = proc.stderr.read()
+  return proc.wait(timeout=300), rest

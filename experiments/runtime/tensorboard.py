@@ -72,6 +72,9 @@ class Board:
         w.add_scalar(f"eval/{metric}", headline[f"eval/{metric}"], step)
     first = metrics.iloc[0]
     self._hparams(w, {k: _plain(first[k]) for k in HPARAMS if k in metrics}, headline)
+    # Out with the cell's results: a rerun does not evaluate a finished cell again, so events a
+    # kill left in the buffer (a bucket's writer uploads only when flushed) would be lost.
+    w.flush()
 
   @staticmethod
   def _hparams(writer, hparams, metrics):
