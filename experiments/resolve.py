@@ -152,7 +152,7 @@ def resolve(config):
       'or "" to train base models in every run.'
     )
   if runtime.base_store:
-    BaseStore(runtime.base_store)  # a remote URL is refused here, before any file
+    BaseStore(runtime.base_store)  # a scheme other than gs:// is refused here, before any file
   for section, field in (("runtime", "report"), ("runtime", "verbose"), ("eval", "blind")):
     if not isinstance(asked[section][field], bool):
       raise ValueError(f"{section}.{field}={asked[section][field]!r} must be True or False.")

@@ -183,7 +183,7 @@ BAD_INPUTS = [
   # extensions, runtime, unknown fields
   (["--config.extensions=('astrology',)"], ["extensions", "persona"]),
   (["--config.runtime.num_processes=-2"], ["runtime.num_processes", ">= 0"]),
-  (["--config.runtime.base_store=gs://bucket/bases"], ["runtime.base_store", "remote URL"]),
+  (["--config.runtime.base_store=s3://bucket/bases"], ["runtime.base_store", "gs://"]),
   (["--config.grid.finetune_seeds=0"], ["grid.finetune_seeds", ">= 1"]),
   (["--config.train.learnign_rate=0.1"], ["learnign_rate", "learning_rate"]),
   (["--config.bogus=1"], ["bogus", "train"]),

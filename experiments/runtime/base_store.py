@@ -21,10 +21,11 @@ A reader trusts a base only through its manifest. No manifest: the base is not s
 still at work, or was killed; `python -m experiments.tools.bases prune` removes its attempt). A
 manifest that does not match its key, or files that do not match the manifest, are named in the
 log, set aside (manifest.json.damaged-<id>) and the base is trained again; they are never used.
-Publishing is one exclusive create of manifest.json (here a hard link of a finished temporary
-file, which fails if the name exists; an object store's create-if-absent, such as GCS's
-if_generation_match=0, is the same operation), so two processes that train the same base leave
-one valid copy, and the later one removes its attempt.
+Publishing is one exclusive create of manifest.json (on a local disk a hard link of a finished
+temporary file, which fails if the name exists; on gs:// an upload with if_generation_match=0,
+which GCS refuses if the object exists), so two processes that train the same base leave one valid
+copy, and the later one removes its attempt. The store is a local directory or a gs:// URL, read
+through etils.epath.
 """
 
 import dataclasses
@@ -32,15 +33,15 @@ import datetime
 import hashlib
 import json
 import os
-import shutil
 import string
 import uuid
 
 from absl import logging
+from etils import epath
 import jax
 import orbax.checkpoint as ocp
 
-from experiments.runtime.workdir import sha256, write_json
+from experiments.runtime.workdir import is_remote, write_json
 
 # configs/common.py's runtime.base_store, the store a command without a config reads.
 DEFAULT_ROOT = "$XDG_CACHE_HOME/warmth-sim/bases"
@@ -97,19 +98,42 @@ def _checkpointer():
   return ocp.Checkpointer(ocp.CompositeCheckpointHandler())
 
 
+def _size_and_hash(path):
+  data = epath.Path(path).read_bytes()
+  return [len(data), hashlib.sha256(data).hexdigest()]
+
+
+def _walk(directory):
+  """Every file under `directory` (an epath.Path), as epath.Paths; recursion by hand: epath's
+  walk drops a gs:// path's scheme and its glob refuses `**` on GCS."""
+  for path in sorted(directory.iterdir()):
+    if path.is_dir():
+      yield from _walk(path)
+    else:
+      yield path
+
+
 def _files(directory):
   """{relative path: [size, sha256]} of every file under directory."""
-  out = {}
-  for root, _, names in os.walk(directory):
-    for name in names:
-      path = os.path.join(root, name)
-      out[os.path.relpath(path, directory)] = [os.path.getsize(path), sha256(path)]
-  return dict(sorted(out.items()))
+  root = epath.Path(directory)
+  return {str(p.relative_to(root)): _size_and_hash(p) for p in _walk(root)}
 
 
 def _create_exclusive(path, data):
   """Creates `path` with `data` unless it exists; True if this call created it. The file appears
-  whole or not at all: written under a temporary name, then hard-linked into place."""
+  whole or not at all: on a local disk written under a temporary name, then hard-linked into
+  place; on gs:// uploaded on the condition that no object of that name exists."""
+  if is_remote(path):
+    # google-cloud-storage, not epath: fsspec's gcsfs has no conditional create.
+    from google.api_core import exceptions  # pylint: disable=g-import-not-at-top
+    from google.cloud import storage  # pylint: disable=g-import-not-at-top
+
+    bucket, _, name = path[len("gs://") :].partition("/")
+    try:
+      storage.Client().bucket(bucket).blob(name).upload_from_string(data, if_generation_match=0)
+    except exceptions.PreconditionFailed:
+      return False
+    return True
   tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{uuid.uuid4().hex}")
   try:
     with open(tmp, "wb") as f:
@@ -129,17 +153,18 @@ def resolve(root):
   """The directory `root` names: ~ and $VARIABLES expanded, $XDG_CACHE_HOME being ~/.cache where
   the environment does not set it (the XDG base directory convention)."""
   env = {"XDG_CACHE_HOME": os.path.join(os.path.expanduser("~"), ".cache"), **os.environ}
-  return os.path.abspath(os.path.expanduser(string.Template(str(root)).safe_substitute(env)))
+  root = string.Template(str(root)).safe_substitute(env)
+  return root.rstrip("/") if is_remote(root) else os.path.abspath(os.path.expanduser(root))
 
 
 class BaseStore:
   """A directory of stored base models (layout in the module docstring)."""
 
   def __init__(self, root):
-    if "://" in str(root):
+    if is_remote(root) and not str(root).startswith("gs://"):
       raise ValueError(
-        f"runtime.base_store={root} is a remote URL: use a local or mounted path, "
-        'or "" to train base models in every run.'
+        f"runtime.base_store={root} has a scheme this tool does not write to: use a local path, "
+        'gs://bucket/path, or "" to train base models in every run.'
       )
     self.root = resolve(root)
 
@@ -154,10 +179,9 @@ class BaseStore:
     directory = self.seed_dir(key, seed)
     manifest = os.path.join(directory, MANIFEST)
     try:
-      with open(manifest, "rb") as f:
-        raw = f.read()
+      raw = epath.Path(manifest).read_bytes()
     except FileNotFoundError:
-      if os.path.isdir(directory) and any(n.startswith("attempt-") for n in os.listdir(directory)):
+      if _names(directory, lambda n: n.startswith("attempt-")):
         logging.info(
           "%s: %s holds no finished copy (a writer was killed, or is still at work): training it",
           label,
@@ -204,11 +228,11 @@ class BaseStore:
     files = m.get("files") or {}
     if not files:
       raise Damaged("has a manifest that lists no files")
-    for rel, (size, digest) in files.items():
+    for rel, want in files.items():
       path = os.path.join(attempt, rel)
-      if not os.path.isfile(path):
+      if not epath.Path(path).is_file():
         raise Damaged(f"lacks {rel}")
-      if os.path.getsize(path) != size or sha256(path) != digest:
+      if _size_and_hash(path) != list(want):
         raise Damaged(f"has a file {rel} that does not match its manifest")
     if target is None:  # a check of the files alone (bases list)
       return None
@@ -227,10 +251,9 @@ class BaseStore:
   def _set_aside(self, manifest, raw):
     """Renames a damaged manifest out of the way, unless another process already replaced it."""
     try:
-      with open(manifest, "rb") as f:
-        if f.read() != raw:
-          return
-      os.rename(manifest, f"{manifest}.damaged-{uuid.uuid4().hex[:8]}")
+      if epath.Path(manifest).read_bytes() != raw:
+        return
+      epath.Path(manifest).rename(f"{manifest}.damaged-{uuid.uuid4().hex[:8]}")
     except FileNotFoundError:
       pass
 
@@ -242,21 +265,20 @@ class BaseStore:
         record
         and record.get("key") == key.fields
         and record.get("env") != key.env
-        and os.path.exists(os.path.join(entry, f"seed{seed}", MANIFEST))
+        and epath.Path(entry, f"seed{seed}", MANIFEST).exists()
       ):
         return os.path.join(entry, f"seed{seed}"), record.get("env") or {}
     return None
 
   def _key_dirs(self, preset=None):
-    if not os.path.isdir(self.root):
-      return []
-    return sorted(
+    return [
       os.path.join(self.root, d)
-      for d in os.listdir(self.root)
-      if os.path.isdir(os.path.join(self.root, d))
-      and not d.startswith(".")
-      and (preset is None or d.startswith(preset + "-"))
-    )
+      for d in _names(
+        self.root,
+        lambda d: not d.startswith(".") and (preset is None or d.startswith(preset + "-")),
+        dirs=True,
+      )
+    ]
 
   def publish(self, key, seed, state, opt_state, curve, attempt=None):
     """Stores one seed's base (numpy trees with a leading axis of 1); True if this copy became
@@ -265,10 +287,10 @@ class BaseStore:
     With several processes every one calls it, with the same `attempt` id (process 0's): the
     orbax save is collective; process 0 alone writes the manifest, and its answer is returned."""
     directory = self.seed_dir(key, seed)
-    os.makedirs(directory, exist_ok=True)
+    epath.Path(directory).mkdir(parents=True, exist_ok=True)
     writer = jax.process_index() == 0
     key_file = os.path.join(os.path.dirname(directory), KEY_FILE)
-    if writer and not os.path.exists(key_file):
+    if writer and not epath.Path(key_file).exists():
       write_json(key_file, {"preset": key.preset, "key": key.fields, "env": key.env})
     attempt = f"attempt-{attempt or uuid.uuid4().hex[:12]}"
     path = os.path.join(directory, attempt)
@@ -293,13 +315,13 @@ class BaseStore:
     data = json.dumps(manifest, indent=1, sort_keys=True).encode()
     if _create_exclusive(os.path.join(directory, MANIFEST), data):
       return True
-    shutil.rmtree(path, ignore_errors=True)
+    _rmtree(path)
     return False
 
   def note_competence(self, key, seed, values):
     """Records a base model's measured error rates beside it (read by `bases list`)."""
     directory = self.seed_dir(key, seed)
-    if os.path.exists(os.path.join(directory, MANIFEST)):
+    if epath.Path(directory, MANIFEST).exists():
       write_json(os.path.join(directory, COMPETENCE), _canonical(values))
 
   def entries(self, verify=True):
@@ -309,10 +331,8 @@ class BaseStore:
     out = []
     for entry in self._key_dirs():
       record = _read_json(os.path.join(entry, KEY_FILE)) or {}
-      for name in sorted(os.listdir(entry)):
+      for name in _names(entry, lambda n: n.startswith("seed"), dirs=True):
         directory = os.path.join(entry, name)
-        if not (name.startswith("seed") and os.path.isdir(directory)):
-          continue
         manifest = _read_json(os.path.join(directory, MANIFEST))
         status = "incomplete"
         if manifest is not None:
@@ -320,16 +340,14 @@ class BaseStore:
           if verify:
             key = Key(record.get("preset", ""), record.get("key"), record.get("env"))
             try:
-              with open(os.path.join(directory, MANIFEST), "rb") as f:
-                self._read(directory, f.read(), key, int(name[4:]))
+              raw = epath.Path(directory, MANIFEST).read_bytes()
+              self._read(directory, raw, key, int(name[4:]))
             except (Damaged, ValueError) as e:
               status = f"damaged: {e}"
         attempt = (manifest or {}).get("attempt")
-        leftovers = [
-          n
-          for n in os.listdir(directory)
-          if (n.startswith("attempt-") and n != attempt) or ".damaged-" in n
-        ]
+        leftovers = _names(
+          directory, lambda n: (n.startswith("attempt-") and n != attempt) or ".damaged-" in n
+        )
         out.append(
           {
             "preset": record.get("preset", entry.rsplit("-", 1)[0]),
@@ -349,21 +367,33 @@ class BaseStore:
 
   def remove(self, path):
     """Deletes one seed directory (and its key directory once no seed is left)."""
-    shutil.rmtree(path, ignore_errors=True)
+    _rmtree(path)
     parent = os.path.dirname(path)
-    if not any(n.startswith("seed") for n in os.listdir(parent)):
-      shutil.rmtree(parent, ignore_errors=True)
+    if not _names(parent, lambda n: n.startswith("seed")):
+      _rmtree(parent)
+
+
+def _names(directory, keep, dirs=False):
+  """Sorted names in `directory` that keep(name) accepts (directories only, if dirs); [] if it
+  does not exist."""
+  path = epath.Path(directory)
+  if not path.is_dir():
+    return []
+  return sorted(p.name for p in path.iterdir() if keep(p.name) and (not dirs or p.is_dir()))
+
+
+def _rmtree(path):
+  path = epath.Path(path)
+  if path.exists():
+    path.rmtree()
 
 
 def _read_json(path):
   try:
-    with open(path) as f:
-      return json.load(f)
+    return json.loads(epath.Path(path).read_text())
   except (OSError, ValueError):
     return None
 
 
 def _size(directory):
-  return sum(
-    os.path.getsize(os.path.join(r, n)) for r, _, names in os.walk(directory) for n in names
-  )
+  return sum(p.stat().length for p in _walk(epath.Path(directory)))

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 
+from etils import epath
 import numpy as np
 import pytest
 import tiny_runs
@@ -116,9 +117,34 @@ def test_an_attempt_without_a_manifest_is_not_a_stored_base(tmp_path, caplog):
   assert entry["status"] == "incomplete" and len(entry["leftovers"]) == 1
 
 
-def test_a_remote_store_is_refused_in_one_sentence():
-  with pytest.raises(ValueError, match=r"runtime\.base_store=gs://b/x is a remote URL"):
-    base_store.BaseStore("gs://b/x")
+def test_a_store_of_another_scheme_is_refused_in_one_sentence():
+  with pytest.raises(ValueError, match=r"runtime\.base_store=s3://b/x has a scheme .* gs://"):
+    base_store.BaseStore("s3://b/x")
+
+
+def test_a_store_on_a_bucket_publishes_once_and_never_uses_a_damaged_copy(gcs, caplog):
+  store = base_store.BaseStore(gcs("store"))
+  assert store.root.startswith("gs://warmth-test/store-")  # a URL stays one (no abspath)
+  assert _publish(store, value=1.0)
+  assert not _publish(store, value=2.0)  # GCS refuses the second create of manifest.json
+  directory = epath.Path(store.seed_dir(KEY, 3))
+  assert len([p for p in directory.iterdir() if p.name.startswith("attempt-")]) == 1
+  assert store.fetch(KEY, 3, "x", _target()).opt_state[0][0, 0] == 1.0
+  manifest = json.loads((directory / base_store.MANIFEST).read_text())
+  largest = max(manifest["files"], key=lambda rel: manifest["files"][rel][0])
+  damaged = directory / manifest["attempt"] / largest
+  data = bytearray(damaged.read_bytes())
+  data[len(data) // 2] ^= 0xFF
+  damaged.write_bytes(bytes(data))
+  with caplog.at_level("WARNING"):
+    assert store.fetch(KEY, 3, "nano seed 3", _target()) is None
+  assert any("does not match its manifest" in r.getMessage() for r in caplog.records)
+  assert not (directory / base_store.MANIFEST).exists()  # set aside
+  assert [e["status"] for e in store.entries()] == ["incomplete"]
+  assert _publish(store, value=4.0)
+  assert store.fetch(KEY, 3, "nano seed 3", _target()).opt_state[0][0, 0] == 4.0
+  (entry,) = store.entries()
+  assert entry["status"] == "stored" and entry["bytes"] > 0 and len(entry["leftovers"]) == 2
 
 
 # --- Whole runs sharing a store (tests/tiny_runs.py's command, store switched on).
