@@ -19,8 +19,10 @@ computed, so a choice made on this table cannot be steered by the warm − contr
 import os
 
 from absl import app, flags
+from etils import epath
 import pandas as pd
 
+from experiments.runtime.workdir import read_csv
 from tasks import config as task_config
 
 CONTROLS = ("none", "cold")
@@ -99,11 +101,11 @@ def main(argv):
   del argv
   workdir = flags.FLAGS.workdir
   path = os.path.join(workdir or "", "items.csv")
-  if not workdir or not os.path.isfile(path):
+  if not workdir or not epath.Path(path).is_file():
     raise app.UsageError(
       f"--workdir={workdir!r} must be a finished run's workdir: {path} is not there."
     )
-  items = pd.read_csv(
+  items = read_csv(
     path,
     low_memory=False,
     usecols=lambda c: c in set(KEYS) | {"intervention", *(column for column, _ in WHITELIST)},

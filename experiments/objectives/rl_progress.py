@@ -8,15 +8,14 @@ policy's own samples (at objectives.temperature) on training prompts; this says 
 the policy, not how the model does on held-out items (the comparison table says that).
 """
 
-import glob
-import os
-
+from etils import epath
 import numpy as np
 import pandas as pd
 from statsmodels.stats.proportion import confint_proportions_2indep
 
 from experiments.objectives.phase import fifths
 from experiments.runtime.results import METRIC_COLUMNS, UNTAGGED_REGIMES
+from experiments.runtime.workdir import read_csv
 
 TASK = "objectives_rl"
 COLUMNS = [
@@ -38,8 +37,9 @@ COLUMNS = [
 def read_episodes(workdir):
   """Every pack's episodes, with the preset and method of each run; empty if the run trained no
   RL. (A cell id is preset-protocol-method-...; results.cell_id.)"""
-  paths = sorted(glob.glob(os.path.join(workdir, "objectives", "*-episodes.csv")))
-  frames = [pd.read_csv(p) for p in paths]
+  directory = epath.Path(workdir, "objectives")
+  paths = sorted(directory.glob("*-episodes.csv")) if directory.is_dir() else []
+  frames = [read_csv(p) for p in paths]
   if not frames:
     return pd.DataFrame()
   out = pd.concat(frames, ignore_index=True)

@@ -112,6 +112,14 @@ def test_a_run_into_the_bucket_killed_mid_stage_resumes_to_a_local_runs_metrics(
   assert f"nano-finetune/persona: resuming at step {last} " in rerun.stderr, rerun.stderr[-3000:]
   for name in ("metrics.csv", "items.csv"):
     assert epath.Path(url, name).read_bytes() == (local / name).read_bytes(), name
+  # A cell's object damaged in the bucket is named, and the cell recomputed to the same rows.
+  (cell,) = [c for c in os.listdir(local / "cells") if "-warm-" in c]
+  epath.Path(url, "cells", cell, "items.csv").write_text("item_id\nnot-this\n")
+  again = _run(url)
+  assert f"cells/{cell} is damaged (items.csv does not match its manifest)" in again.stderr
+  assert "resuming" not in again.stderr  # its checkpoints are finished: evaluation only
+  for name in ("metrics.csv", "items.csv"):
+    assert epath.Path(url, name).read_bytes() == (local / name).read_bytes(), name
   # TensorBoard's events went to the bucket, one directory per cell, as locally.
   assert sorted(p.name for p in epath.Path(url, "tb").iterdir()) == sorted(os.listdir(local / "tb"))
 
