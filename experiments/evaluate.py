@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.runtime import distributed, heartbeat
+from experiments.runtime.members import current as members_mode
 from experiments.runtime.members import over_members
 from models.decode import generate_fn, score_fn
 from tasks.dialogue import render_reply
@@ -84,6 +85,29 @@ class Progress:
     )
 
 
+# The compiled functions of evaluation, one per model structure, member mode and static setting:
+# a run evaluates many packs of one model, and a jax.jit made afresh for each would compile every
+# batch shape again. (The scoring function is part of the key, so a test may swap it.)
+@functools.lru_cache(maxsize=64)
+def _reply_generator(graphdef, mode, max_new_tokens, eos_id, pad_id, intervention_on, steered):
+  del mode  # a key only: over_members reads the mode in force, which it names
+  gen = functools.partial(
+    generate_fn,
+    graphdef,
+    max_new_tokens=max_new_tokens,
+    eos_id=eos_id,
+    pad_id=pad_id,
+    intervention_on=intervention_on,
+  )
+  return jax.jit(over_members(gen, in_axes=(0, None, None, None, 0 if steered else None)))
+
+
+@functools.lru_cache(maxsize=64)
+def _scorer(score, graphdef, mode):
+  del mode  # as in _reply_generator
+  return jax.jit(over_members(functools.partial(score, graphdef), in_axes=(0, None, None, None)))
+
+
 def generate_replies(
   graphdef,
   state_E,
@@ -95,16 +119,15 @@ def generate_replies(
   intervention_on="response",
 ):
   """Greedy replies of every member for every eval prompt: list (per member) of strings."""
-  gen = functools.partial(
-    generate_fn,
+  gen_E = _reply_generator(
     graphdef,
-    max_new_tokens=max_new_tokens,
-    eos_id=tokenizer.eos,
-    pad_id=tokenizer.pad,
-    intervention_on=intervention_on,
+    members_mode(),
+    max_new_tokens,
+    tokenizer.eos,
+    tokenizer.pad,
+    intervention_on,
+    intervention is not None,
   )
-  in_axes = (0, None, None, None, None if intervention is None else 0)
-  gen_E = jax.jit(over_members(gen, in_axes=in_axes))
   # Prompts are left-padded: a batch of short ones keeps only its last `width` columns.
   chunks = buckets(evalset.prompt_mask.sum(1), batch_size)
   n_members = jax.tree.leaves(state_E)[0].shape[0]
@@ -235,9 +258,7 @@ def mc_errors(graphdef, state_E, evalset, tokenizer, batch_size, styles=MC_STYLE
   """[E, N] multiple-choice error (NaN where the item has no options), each member scored in
   its own style (mc_pass)."""
   n_members = jax.tree.leaves(state_E)[0].shape[0]
-  score_E = jax.jit(
-    over_members(functools.partial(score_fn, graphdef), in_axes=(0, None, None, None))
-  )
+  score_E = _scorer(score_fn, graphdef, members_mode())
 
   def score_rows(members, tokens, mask, target, owners):
     del owners  # no per-row input
