@@ -26,16 +26,7 @@ STAGE_DIRS = ("nano-finetune/base", "nano-finetune/persona")
 
 
 def _run(workdir, cmd=None):
-  proc = subprocess.run(
-    cmd or tiny_runs.main_cmd(workdir, *STEPS),
-    cwd=tiny_runs.ROOT,
-    env=tiny_runs.env(),
-    capture_output=True,
-    text=True,
-    timeout=900,
-  )
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  return proc
+  return tiny_runs.run(cmd or tiny_runs.main_cmd(workdir, *STEPS))
 
 
 def _stop_at(workdir, stage, step, sig, cmd=None, ready=None):

@@ -78,6 +78,13 @@ def resolved_regimes(c):
   return list(resolve.resolve(c).regimes.values())
 
 
+def run(cmd, timeout=900):
+  """Runs `cmd` to the end; its CompletedProcess, once it has exited 0 (else its stderr's tail)."""
+  proc = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=timeout)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc
+
+
 def stop_at(cmd, stage, step, sig, ready=None):
   """Starts `cmd` and sends `sig` once its log reports `stage` at `step` or later (and, if given,
   once ready() holds: a step is logged before its checkpoint is written); (exit code, the rest of

@@ -151,16 +151,8 @@ def test_a_store_on_a_bucket_publishes_once_and_never_uses_a_damaged_copy(gcs, c
 
 
 def _run(workdir, store, *overrides):
-  done = subprocess.run(
-    tiny_runs.main_cmd(workdir, f"--config.runtime.base_store={store}", *overrides),
-    cwd=tiny_runs.ROOT,
-    env=tiny_runs.env(),
-    capture_output=True,
-    text=True,
-    timeout=600,
-  )
-  assert done.returncode == 0, done.stderr[-3000:]
-  return done.stderr
+  cmd = tiny_runs.main_cmd(workdir, f"--config.runtime.base_store={store}", *overrides)
+  return tiny_runs.run(cmd, timeout=600).stderr
 
 
 def _read(workdir, name="metrics.csv"):

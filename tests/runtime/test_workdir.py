@@ -5,7 +5,6 @@ killed mid-stage resumed to the same metrics, and the report read back from the 
 import logging
 import os
 import signal
-import subprocess
 
 from etils import epath
 import pandas as pd
@@ -69,16 +68,7 @@ def test_an_unknown_scheme_is_refused():
 
 
 def _run(workdir):
-  proc = subprocess.run(
-    tiny_runs.main_cmd(workdir, *STEPS),
-    cwd=tiny_runs.ROOT,
-    env=tiny_runs.env(),
-    capture_output=True,
-    text=True,
-    timeout=900,
-  )
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  return proc
+  return tiny_runs.run(tiny_runs.main_cmd(workdir, *STEPS))
 
 
 def _committed_steps(url, stage):
