@@ -78,9 +78,11 @@ def resolved_regimes(c):
   return list(resolve.resolve(c).regimes.values())
 
 
-def run(cmd, timeout=900):
+def run(cmd, timeout=900, **extra_env):
   """Runs `cmd` to the end; its CompletedProcess, once it has exited 0 (else its stderr's tail)."""
-  proc = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=timeout)
+  proc = subprocess.run(
+    cmd, cwd=ROOT, env=env(**extra_env), capture_output=True, text=True, timeout=timeout
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   return proc
 
