@@ -78,10 +78,11 @@ def resolved_regimes(c):
   return list(resolve.resolve(c).regimes.values())
 
 
-def run(cmd, timeout=900, **extra_env):
-  """Runs `cmd` to the end; its CompletedProcess, once it has exited 0 (else its stderr's tail)."""
+def run(cmd, timeout=900, **env_args):
+  """Runs `cmd` to the end, in env(**env_args); its CompletedProcess, once it has exited 0 (else
+  its stderr's tail)."""
   proc = subprocess.run(
-    cmd, cwd=ROOT, env=env(**extra_env), capture_output=True, text=True, timeout=timeout
+    cmd, cwd=ROOT, env=env(**env_args), capture_output=True, text=True, timeout=timeout
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
   return proc

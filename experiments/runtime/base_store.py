@@ -41,7 +41,7 @@ from etils import epath
 import jax
 import orbax.checkpoint as ocp
 
-from experiments.runtime.workdir import is_remote, write_json
+from experiments.runtime.workdir import is_remote, remove_tree, write_json
 
 # configs/common.py's runtime.base_store, the store a command without a config reads.
 DEFAULT_ROOT = "$XDG_CACHE_HOME/warmth-sim/bases"
@@ -315,7 +315,7 @@ class BaseStore:
     data = json.dumps(manifest, indent=1, sort_keys=True).encode()
     if _create_exclusive(os.path.join(directory, MANIFEST), data):
       return True
-    _rmtree(path)
+    remove_tree(path)
     return False
 
   def note_competence(self, key, seed, values):
@@ -367,10 +367,10 @@ class BaseStore:
 
   def remove(self, path):
     """Deletes one seed directory (and its key directory once no seed is left)."""
-    _rmtree(path)
+    remove_tree(path)
     parent = os.path.dirname(path)
     if not _names(parent, lambda n: n.startswith("seed")):
-      _rmtree(parent)
+      remove_tree(parent)
 
 
 def _names(directory, keep, dirs=False):
@@ -380,12 +380,6 @@ def _names(directory, keep, dirs=False):
   if not path.is_dir():
     return []
   return sorted(p.name for p in path.iterdir() if keep(p.name) and (not dirs or p.is_dir()))
-
-
-def _rmtree(path):
-  path = epath.Path(path)
-  if path.exists():
-    path.rmtree()
 
 
 def _read_json(path):

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from experiments.runtime import distributed
-from experiments.runtime.workdir import is_remote, write_json
+from experiments.runtime.workdir import is_remote, remove_tree, write_json
 
 MODEL_FILE = "model.json"  # a stage's ModelConfig, beside its step directories (load_cell reads it)
 
@@ -135,9 +135,8 @@ def save(workdir, name, state_E, members, step=None):
 
 def remove(workdir, name):
   """Deletes a stage's checkpoints (process 0; nothing if it has none)."""
-  path = epath.Path(_path(workdir, name))
-  if distributed.is_writer() and path.exists():
-    path.rmtree()
+  if distributed.is_writer():
+    remove_tree(_path(workdir, name))
 
 
 def restore(workdir, name, abstract_state_E):

@@ -53,6 +53,13 @@ def _config_hash(config_dict):
   return hashlib.sha256(json.dumps(config_dict, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def remove_tree(path):
+  """Deletes a directory (or a bucket prefix) and everything under it; nothing if it is absent."""
+  path = epath.Path(path)
+  if path.exists():
+    path.rmtree()
+
+
 def put(src, path):
   """Moves the finished local file `src` to `path` in one step: a rename on a local disk (same
   file system), one upload to an object store (whose object exists only once whole)."""

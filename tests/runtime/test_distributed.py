@@ -65,15 +65,7 @@ def test_two_processes_train_together_and_only_process_0_writes(tmp_path):
     assert p.returncode == 0, err[-3000:]
   assert "1 local devices of 2" in outs[1][1]
   # The same mesh (data=2) in one process with two devices: the same program, the same numbers.
-  one = subprocess.run(
-    tiny_runs.main_cmd(tmp_path / "one"),
-    cwd=tiny_runs.ROOT,
-    env=tiny_runs.env(devices=2),
-    capture_output=True,
-    text=True,
-    timeout=900,
-  )
-  assert one.returncode == 0, one.stderr[-3000:]
+  tiny_runs.run(tiny_runs.main_cmd(tmp_path / "one"), devices=2)
 
   assert "metrics:" in outs[0][0] and "metrics:" not in outs[1][0]  # only process 0 reports
   assert "nano seed 0: base trained and stored" in outs[0][1]
@@ -186,15 +178,7 @@ FIRST_REPLIES = re.compile(r"eval replies .*: 1/\d+ batches")
 def uninterrupted(tmp_path_factory):
   """metrics.csv of the run in one process on two devices: the mesh the two processes make."""
   workdir = tmp_path_factory.mktemp("one")
-  one = subprocess.run(
-    tiny_runs.main_cmd(workdir, *EVAL_BATCHES),
-    cwd=tiny_runs.ROOT,
-    env=tiny_runs.env(devices=2),
-    capture_output=True,
-    text=True,
-    timeout=900,
-  )
-  assert one.returncode == 0, one.stderr[-3000:]
+  tiny_runs.run(tiny_runs.main_cmd(workdir, *EVAL_BATCHES), devices=2)
   return pd.read_csv(workdir / "metrics.csv")
 
 
